@@ -1,0 +1,157 @@
+"""Terminal chat: `python -m skyeye.chat --image scene.tif [--prompt "..."]`.
+
+Interactive by default (streamed answers; `/image PATH`, `/reset`, `/quit`); with `--prompt` it
+answers once, prints the answer and exits 0, so scripts can use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+
+from skyeye.inference import ChatSession, GenerationSettings, load_chat
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+HELP = """commands:
+  /image PATH [w1,w2,...]   attach an image (optional wavelengths in µm, one per band)
+  /reset                    forget images and history
+  /quit                     leave (also Ctrl-D)
+anything else is a question about the images"""
+
+
+def parse_wavelengths(text: str | None) -> list[float] | None:
+    """'0.665,0.56,0.49' -> [0.665, 0.56, 0.49] (µm)."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--wavelengths {text!r}: give comma-separated numbers in µm, e.g. 0.665,0.56,0.49"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("--wavelengths is empty")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m skyeye.chat", description=__doc__)
+    parser.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
+    parser.add_argument("--image", action="append", default=[], help="image file or band folder (repeatable)")
+    parser.add_argument(
+        "--wavelengths",
+        action="append",
+        default=[],
+        type=parse_wavelengths,
+        help="band wavelengths in µm, comma-separated; once for all images or once per --image",
+    )
+    parser.add_argument("--sensor", default=None, help="sensor of the images (e.g. sentinel-2, sentinel-1)")
+    parser.add_argument("--prompt", default=None, help="ask once, print the answer and exit")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", *DTYPES],
+        help="weights dtype; auto = bfloat16 (fastest on CPUs with bf16 support, and on GPUs)",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--cache-dir", default=None, help="where the converted embedded LLM is cached")
+    parser.add_argument("--verbose", action="store_true", help="log progress to stderr")
+    return parser
+
+
+def _image_kwargs(args: argparse.Namespace, index: int) -> dict:
+    kwargs: dict = {}
+    if args.sensor:
+        kwargs["sensor"] = args.sensor
+    if len(args.wavelengths) == 1:
+        kwargs["wavelengths"] = args.wavelengths[0]
+    elif args.wavelengths:
+        kwargs["wavelengths"] = args.wavelengths[index]
+    return kwargs
+
+
+def _interactive(session: ChatSession) -> int:
+    print(HELP)
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            return 0
+        if line == "/help":
+            print(HELP)
+            continue
+        if line == "/reset":
+            session.reset()
+            print("(conversation reset)")
+            continue
+        try:
+            if line.startswith("/image"):
+                parts = line.split()
+                if len(parts) < 2:
+                    print("usage: /image PATH [w1,w2,...]")
+                    continue
+                waves = parse_wavelengths(parts[2]) if len(parts) > 2 else None
+                image = session.add_image(parts[1], **({"wavelengths": waves} if waves else {}))
+                print(f"(image added: {len(image.band_names)} bands {image.band_names})")
+                continue
+            print("skyeye> ", end="", flush=True)
+            for piece in session.stream(line):
+                print(piece, end="", flush=True)
+            print()
+        except (ValueError, OSError, argparse.ArgumentTypeError) as err:
+            print(f"error: {err}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if args.wavelengths and len(args.wavelengths) not in (1, len(args.image)):
+        print(
+            f"error: {len(args.wavelengths)} --wavelengths for {len(args.image)} --image; give one "
+            "for all images or one per image",
+            file=sys.stderr,
+        )
+        return 2
+    dtype = torch.bfloat16 if args.dtype == "auto" else DTYPES[args.dtype]
+    started = time.perf_counter()
+    try:
+        session = load_chat(
+            args.model,
+            device=args.device,
+            dtype=dtype,
+            cache_dir=args.cache_dir,
+            settings=GenerationSettings(max_new_tokens=args.max_new_tokens),
+        )
+        for index, path in enumerate(args.image):
+            session.add_image(path, **_image_kwargs(args, index))
+    except (ValueError, OSError, KeyError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    logger.info("model and images ready in %.1f s", time.perf_counter() - started)
+    if args.prompt is None:
+        return _interactive(session)
+    try:
+        for piece in session.stream(args.prompt):
+            print(piece, end="", flush=True)
+        print()
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

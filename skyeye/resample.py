@@ -1,0 +1,33 @@
+"""Nodata-aware resizing of (C, H, W) float arrays whose invalid pixels are NaN."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def resize_with_nodata(data: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Bilinear (antialiased when shrinking) resize that ignores NaN pixels.
+
+    Normalised convolution: resize(values * valid) / resize(valid), so nodata never bleeds into
+    valid pixels. Output pixels that see no valid input stay NaN.
+
+    data: (C, H, W) float array, NaN = nodata. Returns (C, out_h, out_w) float32.
+    """
+    if data.ndim != 3:
+        raise ValueError(f"expected a (C, H, W) array, got shape {data.shape}")
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"output size must be positive, got {out_h}x{out_w}")
+    c, h, w = data.shape
+    if (h, w) == (out_h, out_w):
+        return data.astype(np.float32, copy=True)
+    valid = np.isfinite(data)
+    values = torch.from_numpy(np.where(valid, data, 0.0).astype(np.float32))[None]
+    weight = torch.from_numpy(valid.astype(np.float32))[None]
+    # antialias=True averages over the footprint when shrinking, like GDAL's "average".
+    kw = dict(size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=True)
+    num = F.interpolate(values, **kw)[0]
+    den = F.interpolate(weight, **kw)[0]
+    out = torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.full_like(num, float("nan")))
+    return out.numpy().reshape(c, out_h, out_w)

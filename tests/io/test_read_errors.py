@@ -1,0 +1,141 @@
+"""Every way read_raster can fail raises RasterReadError with a message naming the problem."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from skyeye.io import RasterReadError, read_raster
+
+FIX = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "io"
+
+
+def _write(path: Path, data: np.ndarray, **kw) -> Path:
+    profile = dict(
+        driver="GTiff",
+        count=data.shape[0],
+        height=data.shape[1],
+        width=data.shape[2],
+        dtype=data.dtype.name,
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 0, 0, -10, 0),
+    )
+    profile.update(kw)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+def test_is_a_value_error():
+    assert issubclass(RasterReadError, ValueError)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(RasterReadError, match="no such file"):
+        read_raster(tmp_path / "nope.tif")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.tif").write_bytes(b"")
+    with pytest.raises(RasterReadError, match="empty"):
+        read_raster(tmp_path / "empty.tif")
+
+
+@pytest.mark.parametrize("name", ["broken.tif", "broken.png", "broken.jp2"])
+def test_corrupt_file(tmp_path, name):
+    (tmp_path / name).write_bytes(b"this is not a raster at all" * 10)
+    with pytest.raises(RasterReadError, match="(not a readable|cannot read)"):
+        read_raster(tmp_path / name)
+
+
+def test_truncated_geotiff(tmp_path):
+    good = (FIX / "s2_13band_nodesc.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(good[: len(good) // 2])
+    with pytest.raises(RasterReadError):
+        read_raster(tmp_path / "cut.tif")
+
+
+def test_wavelength_count_mismatch_names_both_counts():
+    with pytest.raises(RasterReadError, match=r"3 wavelengths for 4 bands"):
+        read_raster(FIX / "s2_4band.tif", wavelengths=[0.49, 0.56, 0.665])
+
+
+def test_band_name_count_mismatch():
+    with pytest.raises(RasterReadError, match=r"2 band names for 4 bands"):
+        read_raster(FIX / "s2_4band.tif", band_names=["B02", "B03"])
+
+
+def test_sensor_with_other_band_count_asks_for_band_names():
+    with pytest.raises(RasterReadError, match="band_names"):
+        read_raster(FIX / "rgb.png", sensor="sentinel-2")
+
+
+def test_unknown_sensor():
+    with pytest.raises(RasterReadError, match="unknown sensor 'sentinel-3'"):
+        read_raster(FIX / "rgb.png", sensor="sentinel-3")
+
+
+def test_all_nodata(tmp_path):
+    path = _write(tmp_path / "zeros.tif", np.zeros((2, 8, 8), np.uint16), nodata=0)
+    with pytest.raises(RasterReadError, match="every pixel is nodata"):
+        read_raster(path)
+
+
+def test_all_nan(tmp_path):
+    path = _write(tmp_path / "nan.tif", np.full((1, 8, 8), np.nan, np.float32))
+    with pytest.raises(RasterReadError, match="every pixel is nodata/NaN"):
+        read_raster(path)
+
+
+def test_complex_dtype(tmp_path):
+    path = _write(tmp_path / "slc.tif", (np.ones((1, 8, 8)) * (1 + 2j)).astype(np.complex64))
+    with pytest.raises(RasterReadError, match="complex64 is not supported"):
+        read_raster(path)
+
+
+def test_too_large_without_max_size_says_pass_max_size():
+    with pytest.raises(RasterReadError, match="pass max_size"):
+        read_raster(FIX / "s2_4band.tif", max_pixels=100)
+    assert read_raster(FIX / "s2_4band.tif", max_pixels=100, max_size=10).data.shape == (4, 8, 10)
+
+
+def test_band_file_without_band_suffix(tmp_path):
+    shutil.copy(FIX / "s2_bands" / "T33UUU_20170216T102101_B02.tif", tmp_path / "blue.tif")
+    with pytest.raises(RasterReadError, match="cannot tell the band from the file name"):
+        read_raster([tmp_path / "blue.tif"])
+    assert read_raster([tmp_path / "blue.tif"], band_names=["B02"]).sensor == "sentinel-2"
+
+
+def test_band_file_with_several_bands(tmp_path):
+    folder = tmp_path / "bands"
+    folder.mkdir()
+    _write(folder / "scene_B02.tif", np.ones((2, 4, 4), np.uint16))
+    with pytest.raises(RasterReadError, match="has 2 bands"):
+        read_raster(folder)
+
+
+def test_band_files_in_different_crs(tmp_path):
+    _write(tmp_path / "s_B02.tif", np.ones((1, 4, 4), np.uint16))
+    _write(tmp_path / "s_B03.tif", np.ones((1, 4, 4), np.uint16), crs="EPSG:32632")
+    with pytest.raises(RasterReadError, match="different CRSs"):
+        read_raster(tmp_path)
+
+
+def test_unknown_band_names_for_the_sensor(tmp_path):
+    shutil.copytree(FIX / "s2_bands", tmp_path / "b")
+    shutil.copy(
+        FIX / "s2_bands" / "T33UUU_20170216T102101_B02.tif", tmp_path / "b" / "T33UUU_QA.tif"
+    )
+    with pytest.raises(RasterReadError, match=r"\['QA'\] are not sentinel-2 bands"):
+        read_raster(tmp_path / "b", sensor="sentinel-2")
+
+
+def test_folder_without_rasters(tmp_path):
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(RasterReadError, match="no band files"):
+        read_raster(tmp_path)
