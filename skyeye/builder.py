@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from transformers import AddedToken
+
 from skyeye.config import SkyEyeConfig
 from skyeye.image_processing import SkyEyeImageProcessor
 from skyeye.llm import load_llm
@@ -54,7 +56,10 @@ def build_model(
     if config.use_mask_head:
         base_vocab = llm.get_input_embeddings().weight.shape[0]
         # Not "special": decoding keeps them in the answer text, where grounding parses them.
-        added = tokenizer.add_tokens(list(GROUNDING_TOKENS), special_tokens=False)
+        # Not normalised: matched verbatim even by lower-casing tokenizers.
+        added = tokenizer.add_tokens(
+            [AddedToken(t, normalized=False, special=False) for t in GROUNDING_TOKENS]
+        )
         if added:
             # Grow the LLM to the tokenizer (the tokenizer may already be longer than the
             # embedding table, e.g. padded vocabularies), so the new tokens can be generated.

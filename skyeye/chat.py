@@ -13,8 +13,10 @@ import time
 from collections.abc import Sequence
 
 import torch
+import transformers
 
 from skyeye.inference import ChatSession, GenerationSettings, load_chat
+from skyeye.io import read_raster
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +45,12 @@ def parse_wavelengths(text: str | None) -> list[float] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m skyeye.chat", description=__doc__)
-    parser.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
-    parser.add_argument("--image", action="append", default=[], help="image file or band folder (repeatable)")
+    parser.add_argument(
+        "--model", default="skyeye-tiny", help="preset name, model folder or hub id"
+    )
+    parser.add_argument(
+        "--image", action="append", default=[], help="image file or band folder (repeatable)"
+    )
     parser.add_argument(
         "--wavelengths",
         action="append",
@@ -52,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_wavelengths,
         help="band wavelengths in µm, comma-separated; once for all images or once per --image",
     )
-    parser.add_argument("--sensor", default=None, help="sensor of the images (e.g. sentinel-2, sentinel-1)")
+    parser.add_argument(
+        "--sensor", default=None, help="sensor of the images (e.g. sentinel-2, sentinel-1)"
+    )
     parser.add_argument("--prompt", default=None, help="ask once, print the answer and exit")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument(
@@ -62,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="weights dtype; auto = bfloat16 (fastest on CPUs with bf16 support, and on GPUs)",
     )
     parser.add_argument("--max-new-tokens", type=int, default=200)
-    parser.add_argument("--cache-dir", default=None, help="where the converted embedded LLM is cached")
+    parser.add_argument(
+        "--cache-dir", default=None, help="where the converted embedded LLM is cached"
+    )
     parser.add_argument("--verbose", action="store_true", help="log progress to stderr")
     return parser
 
@@ -117,7 +127,9 @@ def _interactive(session: ChatSession) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
     if args.wavelengths and len(args.wavelengths) not in (1, len(args.image)):
         print(
             f"error: {len(args.wavelengths)} --wavelengths for {len(args.image)} --image; give one "
@@ -125,18 +137,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if not args.verbose:
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
     dtype = torch.bfloat16 if args.dtype == "auto" else DTYPES[args.dtype]
     started = time.perf_counter()
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     try:
+        # Read the images before the (slower) model load, so a bad file fails at once.
+        images = [
+            read_raster(path, max_size=settings.read_size, **_image_kwargs(args, index))
+            for index, path in enumerate(args.image)
+        ]
         session = load_chat(
-            args.model,
-            device=args.device,
-            dtype=dtype,
-            cache_dir=args.cache_dir,
-            settings=GenerationSettings(max_new_tokens=args.max_new_tokens),
+            args.model, device=args.device, dtype=dtype, cache_dir=args.cache_dir, settings=settings
         )
-        for index, path in enumerate(args.image):
-            session.add_image(path, **_image_kwargs(args, index))
+        for image in images:
+            session.add_image(image)
     except (ValueError, OSError, KeyError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM
 from skyeye.config import SkyEyeConfig
 from skyeye.llm import load_llm
 from skyeye.presets import resolve_model_folder
+from skyeye.vision.checkpoint import CheckpointKeyError
 
 if TYPE_CHECKING:
     from skyeye.modeling import SkyEyeForConditionalGeneration
@@ -39,22 +40,15 @@ ADDED_INPUT = "added_tokens.input_embeddings"
 ADDED_OUTPUT = "added_tokens.output_embeddings"
 
 
-class CheckpointKeyError(ValueError):
-    """A checkpoint's keys do not match the model's."""
-
-
 def check_keys(expected: set[str], found: set[str], source: str) -> None:
     """Raise `CheckpointKeyError` naming missing and unexpected keys."""
-    missing = sorted(expected - found)
-    unexpected = sorted(found - expected)
-    if not missing and not unexpected:
-        return
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected)):
-        if keys:
-            shown = ", ".join(keys[:10]) + (f" ... (+{len(keys) - 10} more)" if len(keys) > 10 else "")
-            parts.append(f"{len(keys)} {label} key(s): {shown}")
-    raise CheckpointKeyError(f"{source}: " + "; ".join(parts))
+    if expected != found:
+        raise CheckpointKeyError(
+            source,
+            expected - found,
+            found - expected,
+            hint="Was the folder written by another SkyEye config (mask head, projector type)?",
+        )
 
 
 def _is_peft(module: torch.nn.Module) -> bool:
@@ -140,14 +134,18 @@ def load_model(
     config = SkyEyeConfig.from_pretrained(str(folder))
     if config.llm_embedded:
         llm = AutoModelForCausalLM.from_pretrained(
-            str(folder / LLM_FOLDER), dtype=torch.float32, trust_remote_code=False
+            str(folder / LLM_FOLDER), dtype=dtype or torch.float32, trust_remote_code=False
         )
     else:
         if config.llm_source is None:
             raise ValueError(f"{folder}/config.json names no llm_source and embeds no LLM")
-        llm, _ = load_llm(config.llm_source, cache_dir=cache_dir, dtype=torch.float32)
+        # Loading straight into the target dtype avoids a float32 copy of the LLM in memory.
+        llm, _ = load_llm(config.llm_source, cache_dir=cache_dir, dtype=dtype or torch.float32)
     base_vocab = config.text_base_vocab_size
-    if base_vocab is not None and llm.get_input_embeddings().weight.shape[0] != config.text_config.vocab_size:
+    if (
+        base_vocab is not None
+        and llm.get_input_embeddings().weight.shape[0] != config.text_config.vocab_size
+    ):
         llm.resize_token_embeddings(config.text_config.vocab_size, mean_resizing=False)
     model = cls(config, llm)
     state = load_file(str(folder / WEIGHTS_NAME))

@@ -47,9 +47,10 @@ class RasterImage:
 
     data: (C, H, W) float32, nodata pixels are NaN.
     transform: affine transform of ``data``'s grid (accounts for any decimation), or None.
-    source_shape: (H, W) of the source at full resolution.
+    source_shape: (H, W) of the source at full resolution (defaults to data's H, W).
     wavelengths: µm per band, or None when unknown (the processor then resolves SAR bands
         with its ``sar_wavelength`` or asks for them).
+    extra: reader details (source dtype, driver, band files) for logging and debugging.
     """
 
     data: np.ndarray
@@ -59,9 +60,19 @@ class RasterImage:
     crs: rasterio.crs.CRS | None = None
     transform: Affine | None = None
     nodata: float | None = None
-    source_shape: tuple[int, int] = (0, 0)
+    source_shape: tuple[int, int] | None = None
     path: str | None = None
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 3:
+            raise ValueError(f"RasterImage.data must be (C, H, W), got shape {self.data.shape}")
+        if len(self.band_names) != self.data.shape[0]:
+            raise ValueError(
+                f"{len(self.band_names)} band names for {self.data.shape[0]} bands: give one per band"
+            )
+        if self.source_shape is None:
+            self.source_shape = (int(self.data.shape[1]), int(self.data.shape[2]))
 
     @property
     def valid_mask(self) -> np.ndarray:

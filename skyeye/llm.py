@@ -163,4 +163,6 @@ def load_llm(
 
 def load_tokenizer(source: str, *, cache_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
     """Load only the tokenizer of an LLM reference."""
-    return AutoTokenizer.from_pretrained(resolve_llm_path(source, cache_dir), trust_remote_code=False)
+    return AutoTokenizer.from_pretrained(
+        resolve_llm_path(source, cache_dir), trust_remote_code=False
+    )

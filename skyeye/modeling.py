@@ -54,7 +54,9 @@ def _as_image_list(pixel_values: ImageList) -> list[torch.Tensor]:
         if pixel_values.ndim == 3:
             return [pixel_values]
         if pixel_values.ndim != 4:
-            raise ValueError(f"pixel_values must be (B, C, H, W) or a list of (C, H, W); got {tuple(pixel_values.shape)}")
+            raise ValueError(
+                f"pixel_values must be (B, C, H, W) or a list of (C, H, W); got {tuple(pixel_values.shape)}"
+            )
         return list(pixel_values)
     return list(pixel_values)
 
@@ -122,7 +124,9 @@ class SkyEyeForConditionalGeneration(nn.Module):
             groups.setdefault(tuple(float(w) for w in wave), []).append(index)
         results: list[torch.Tensor | None] = [None] * len(images)
         for key, indices in groups.items():
-            batch = torch.stack([images[i] for i in indices]).to(device=self.device, dtype=self.dtype)
+            batch = torch.stack([images[i] for i in indices]).to(
+                device=self.device, dtype=self.dtype
+            )
             wave = torch.tensor(key, device=self.device, dtype=torch.float32)
             features = self.vision_tower(
                 batch, wave, feature_layer=self.config.vision_feature_layer
@@ -145,7 +149,11 @@ class SkyEyeForConditionalGeneration(nn.Module):
             projected image features (n_images, T, D_text) or None.
         """
         image_id = self.config.image_token_id
-        image_mask = input_ids == image_id if image_id is not None else torch.zeros_like(input_ids, dtype=torch.bool)
+        image_mask = (
+            input_ids == image_id
+            if image_id is not None
+            else torch.zeros_like(input_ids, dtype=torch.bool)
+        )
         # Image positions are overwritten below, so their (possibly out-of-vocabulary) id is never
         # looked up in the embedding table.
         safe_ids = input_ids.masked_fill(image_mask, 0)
@@ -212,7 +220,13 @@ class SkyEyeForConditionalGeneration(nn.Module):
             terms["ce"] = out.loss.detach()
             loss = ce_weight * out.loss
         if want_masks:
-            targets = masks if isinstance(masks, torch.Tensor) else torch.stack(list(masks)) if len(masks) else None
+            targets = (
+                masks
+                if isinstance(masks, torch.Tensor)
+                else torch.stack(list(masks))
+                if len(masks)
+                else None
+            )
             size = tuple(targets.shape[-2:]) if targets is not None else (1, 1)
             mask_logits, _ = self.decode_masks(
                 out.hidden_states[-1], input_ids, vision, size, seg_image_index
@@ -265,7 +279,9 @@ class SkyEyeForConditionalGeneration(nn.Module):
             within_row = torch.cumsum(is_image, 1) - is_image  # (B, L)
             rows, cols = positions[:, 0], positions[:, 1]
             if (within_row[rows, cols] < per_image).any():
-                raise ValueError("a [SEG] comes before any image in its sample; put the image first")
+                raise ValueError(
+                    "a [SEG] comes before any image in its sample; put the image first"
+                )
             index = (before_row[rows] + within_row[rows, cols]) // per_image - 1
         else:
             index = torch.as_tensor(list(seg_image_index), device=vision.device)
@@ -287,7 +303,9 @@ class SkyEyeForConditionalGeneration(nn.Module):
             mask logits (K, S, S) at the model's input size, and the image index of each.
         """
         ids = torch.cat([inputs["input_ids"], new_ids.to(inputs["input_ids"].device)], dim=1)
-        embeds, vision, _ = self.embed_inputs(ids, inputs.get("pixel_values"), inputs.get("wavelengths"))
+        embeds, vision, _ = self.embed_inputs(
+            ids, inputs.get("pixel_values"), inputs.get("wavelengths")
+        )
         out = self.language_model(
             inputs_embeds=embeds, attention_mask=torch.ones_like(ids), output_hidden_states=True
         )
@@ -315,7 +333,10 @@ class SkyEyeForConditionalGeneration(nn.Module):
         # see the prompt; image positions get a harmless in-vocabulary id.
         safe_ids = input_ids.masked_fill(input_ids == self.config.image_token_id, 0)
         sequences = self.language_model.generate(
-            input_ids=safe_ids, inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs
+            input_ids=safe_ids,
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            **generate_kwargs,
         )
         return sequences[:, input_ids.shape[1] :]
 

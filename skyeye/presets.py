@@ -28,7 +28,9 @@ def get_preset(name: str) -> Path:
     try:
         return _PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown SkyEye preset {name!r}; known: {', '.join(list_presets())}") from None
+        raise KeyError(
+            f"unknown SkyEye preset {name!r}; known: {', '.join(list_presets())}"
+        ) from None
 
 
 def resolve_model_folder(name_or_path: str | Path, *, revision: str | None = None) -> Path:

@@ -78,7 +78,9 @@ class SkyEyeProcessor:
         """Render `messages` ({"role", "content"} dicts) with the LLM's own chat template."""
         for index, message in enumerate(messages):
             if message.get("role") not in ("system", "user", "assistant"):
-                raise ValueError(f"message {index} has role {message.get('role')!r}; use system/user/assistant")
+                raise ValueError(
+                    f"message {index} has role {message.get('role')!r}; use system/user/assistant"
+                )
             if not isinstance(message.get("content"), str):
                 raise ValueError(f"message {index} needs a string 'content'")
         return self.tokenizer.apply_chat_template(
@@ -97,7 +99,9 @@ class SkyEyeProcessor:
                 f"use fewer images (each takes {self.num_image_tokens} tokens)"
             )
 
-    def _images(self, images: Sequence[RasterImage] | None, text: str) -> dict[str, list[torch.Tensor]]:
+    def _images(
+        self, images: Sequence[RasterImage] | None, text: str
+    ) -> dict[str, list[torch.Tensor]]:
         images = list(images or [])
         placeholders = text.count(self.image_token)
         if placeholders != len(images):
@@ -108,7 +112,10 @@ class SkyEyeProcessor:
         if not images:
             return {}
         features = self.image_processor(images, return_tensors="pt")
-        return {"pixel_values": list(features["pixel_values"]), "wavelengths": list(features["wavelengths"])}
+        return {
+            "pixel_values": list(features["pixel_values"]),
+            "wavelengths": list(features["wavelengths"]),
+        }
 
     # ------------------------------------------------------------ inference
     def __call__(
@@ -191,7 +198,9 @@ class SkyEyeProcessor:
         data["labels"] = torch.tensor(labels, dtype=torch.long)
         return data
 
-    def decode(self, token_ids: Sequence[int] | torch.Tensor, *, skip_special_tokens: bool = True) -> str:
+    def decode(
+        self, token_ids: Sequence[int] | torch.Tensor, *, skip_special_tokens: bool = True
+    ) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=skip_special_tokens)
 
     # ----------------------------------------------------------- save / load
@@ -216,7 +225,9 @@ class SkyEyeProcessor:
         folder = resolve_model_folder(folder)
         config_path = folder / PROCESSOR_CONFIG
         if not config_path.is_file():
-            raise FileNotFoundError(f"{folder} has no {PROCESSOR_CONFIG}; is it a SkyEye model folder?")
+            raise FileNotFoundError(
+                f"{folder} has no {PROCESSOR_CONFIG}; is it a SkyEye model folder?"
+            )
         settings = json.loads(config_path.read_text())
         settings.pop("processor_class", None)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)

@@ -24,7 +24,14 @@ DEFAULT_HEAD_DIM = 64
 class CheckpointKeyError(ValueError):
     """A checkpoint's keys do not match the model it is loaded into."""
 
-    def __init__(self, source: str, missing: Iterable[str], unexpected: Iterable[str]) -> None:
+    def __init__(
+        self,
+        source: str,
+        missing: Iterable[str],
+        unexpected: Iterable[str],
+        hint: str = "Check that the config (family, depth, pool, final_norm, num_classes) follows "
+        "the checkpoint.",
+    ) -> None:
         self.missing = sorted(missing)
         self.unexpected = sorted(unexpected)
         parts = []
@@ -33,8 +40,7 @@ class CheckpointKeyError(ValueError):
         if self.unexpected:
             parts.append(f"{len(self.unexpected)} unexpected key(s): {_preview(self.unexpected)}")
         super().__init__(
-            f"checkpoint {source} does not match the model: {'; '.join(parts)}. Check that the "
-            "config (family, depth, pool, final_norm, num_classes) follows the checkpoint."
+            f"checkpoint {source} does not match the model: {'; '.join(parts)}. {hint}"
         )
 
 

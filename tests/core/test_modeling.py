@@ -27,11 +27,15 @@ def _s2_image(bands: int = 13) -> RasterImage:
 def test_image_features_land_in_the_image_positions(tiny_model, rgb_image):
     model, processor = tiny_model
     batch = processor([{"role": "user", "content": "<image>\ndescribe this image ."}], [rgb_image])
-    embeds, _, features = model.embed_inputs(batch["input_ids"], batch["pixel_values"], batch["wavelengths"])
+    embeds, _, features = model.embed_inputs(
+        batch["input_ids"], batch["pixel_values"], batch["wavelengths"]
+    )
     positions = batch["input_ids"][0] == processor.image_token_id
     assert torch.allclose(embeds[0, positions], features[0])
     text_ids = batch["input_ids"][0, ~positions]
-    assert torch.allclose(embeds[0, ~positions], model.language_model.get_input_embeddings()(text_ids))
+    assert torch.allclose(
+        embeds[0, ~positions], model.language_model.get_input_embeddings()(text_ids)
+    )
 
 
 def test_token_feature_count_mismatch_is_an_error(tiny_model, rgb_image):
@@ -66,7 +70,10 @@ def test_band_wavelength_mismatch_is_an_error(tiny_model):
 def test_training_loss_is_finite_and_backpropagates_to_projector(tiny_model, rgb_image):
     model, processor = tiny_model
     example = processor.build_training_example(
-        [{"role": "user", "content": "<image>\nis there water ?"}, {"role": "assistant", "content": "yes ."}],
+        [
+            {"role": "user", "content": "<image>\nis there water ?"},
+            {"role": "assistant", "content": "yes ."},
+        ],
         [rgb_image],
     )
     batch = {k: (v.unsqueeze(0) if torch.is_tensor(v) else v) for k, v in example.items()}
@@ -83,11 +90,15 @@ def test_save_load_round_trip_gives_identical_logits(tiny_model, rgb_image, tmp_
     model.save_pretrained(tmp_path, processor=processor)
     loaded = SkyEyeForConditionalGeneration.from_pretrained(tmp_path)
     loaded_processor = SkyEyeProcessor.from_pretrained(tmp_path)
-    batch = loaded_processor([{"role": "user", "content": "<image>\ndescribe this image ."}], [rgb_image])
+    batch = loaded_processor(
+        [{"role": "user", "content": "<image>\ndescribe this image ."}], [rgb_image]
+    )
     with torch.no_grad():
         assert torch.equal(model(**batch).logits, loaded(**batch).logits)
     assert not (tmp_path / "llm").exists()  # the LLM is referenced, not copied
-    assert json.loads((tmp_path / "config.json").read_text())["llm_source"] == model.config.llm_source
+    assert (
+        json.loads((tmp_path / "config.json").read_text())["llm_source"] == model.config.llm_source
+    )
 
 
 def test_embedded_llm_round_trip(tiny_model, rgb_image, tmp_path):
@@ -111,7 +122,10 @@ def test_unexpected_checkpoint_key_fails_loudly(tiny_model, tmp_path):
     state["projector.extra.weight"] = torch.zeros(1)
     del state["projector.linear_1.bias"]
     save_file(state, tmp_path / "model.safetensors")
-    with pytest.raises(CheckpointKeyError, match=r"missing key\(s\): projector.linear_1.bias.*unexpected key\(s\): projector.extra.weight"):
+    with pytest.raises(
+        CheckpointKeyError,
+        match=r"missing key\(s\): projector.linear_1.bias.*unexpected key\(s\): projector.extra.weight",
+    ):
         SkyEyeForConditionalGeneration.from_pretrained(tmp_path)
 
 
@@ -125,7 +139,9 @@ def test_generate_returns_new_tokens_and_streams(tiny_model, rgb_image):
 
     result = {}
     thread = threading.Thread(
-        target=lambda: result.update(ids=model.generate(**batch, max_new_tokens=5, do_sample=False, streamer=streamer))
+        target=lambda: result.update(
+            ids=model.generate(**batch, max_new_tokens=5, do_sample=False, streamer=streamer)
+        )
     )
     thread.start()
     pieces = list(streamer)

@@ -37,7 +37,9 @@ def test_labels_supervise_only_assistant_turns_and_their_end_token(tiny_model, r
     example = processor.build_training_example(messages, [rgb_image])
     ids, labels = example["input_ids"], example["labels"]
     supervised = processor.tokenizer.decode(ids[labels != IGNORE_INDEX])
-    assert supervised.split() == "yes there is water . <|im_end|> about a third . <|im_end|>".split()
+    assert (
+        supervised.split() == "yes there is water . <|im_end|> about a third . <|im_end|>".split()
+    )
     # No image token and no user text is ever a target.
     assert not (labels == processor.image_token_id).any()
     assert "forest" not in supervised

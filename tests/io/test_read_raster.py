@@ -182,10 +182,17 @@ def test_max_size_never_upsamples_and_png_can_shrink():
 def test_band_files_with_other_footprints_are_warped_onto_the_grid(tmp_path):
     with rasterio.open(FIX / "s2_bands" / "T33UUU_20170216T102101_B02.tif") as src:
         profile, b02 = src.profile, src.read(1)
-    (tmp_path / "s_B02.tif").write_bytes((FIX / "s2_bands" / "T33UUU_20170216T102101_B02.tif").read_bytes())
+    (tmp_path / "s_B02.tif").write_bytes(
+        (FIX / "s2_bands" / "T33UUU_20170216T102101_B02.tif").read_bytes()
+    )
     # B03 covers only rows 8..23, cols 10..29 of the B02 grid.
     win = rasterio.windows.Window(10, 8, 20, 16)
-    sub = dict(profile, width=20, height=16, transform=rasterio.windows.transform(win, profile["transform"]))
+    sub = dict(
+        profile,
+        width=20,
+        height=16,
+        transform=rasterio.windows.transform(win, profile["transform"]),
+    )
     with rasterio.open(tmp_path / "s_B03.tif", "w", **sub) as dst:
         dst.write(b02[8:24, 10:30][None] + 1)
     im = read_raster(tmp_path)

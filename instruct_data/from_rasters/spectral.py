@@ -1,0 +1,129 @@
+"""Masks from spectral indices: water (NDWI / MNDWI), vegetation (NDVI), cloud (brightness tests).
+
+These are rule-based labels, not ground truth: every conversation built on them says so in
+``meta.label_source`` (the formula, bands and thresholds used). Bands are found by wavelength, so
+any sensor with the needed bands works (Sentinel-2, Landsat, NAIP for NDVI).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skyeye.io import RasterImage
+
+# Wavelength windows (µm) that identify a band's role; the band nearest the centre wins.
+ROLES: dict[str, tuple[float, float, float]] = {
+    "blue": (0.45, 0.52, 0.49),
+    "green": (0.52, 0.60, 0.56),
+    "red": (0.62, 0.69, 0.665),
+    "nir": (0.76, 0.90, 0.842),
+    "cirrus": (1.36, 1.39, 1.375),
+    "swir1": (1.55, 1.75, 1.61),
+}
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "ndwi": 0.0,  # McFeeters (1996): open water above 0
+    "mndwi": 0.0,  # Xu (2006)
+    "ndvi": 0.4,  # dense green vegetation
+    "cloud_blue": 0.20,  # reflectance
+    "cloud_visible": 0.22,  # mean of blue, green, red
+    "cloud_whiteness": 0.25,  # sum |band - mean| / mean over blue, green, red (flat = white)
+    "cloud_ndsi": 0.4,  # above: snow, not cloud
+    "cirrus": 0.012,  # cirrus-band reflectance (B10 / Landsat B9)
+}
+
+
+class MissingBandError(ValueError):
+    """The image lacks a band an index needs."""
+
+
+def band_index(img: RasterImage, role: str) -> int | None:
+    """Index of the band for ``role`` (blue/green/red/nir/cirrus/swir1) by wavelength, or None."""
+    lo, hi, centre = ROLES[role]
+    best, dist = None, 1e9
+    for i, w in enumerate(img.wavelengths or []):
+        if w is not None and lo <= w <= hi and abs(w - centre) < dist:
+            best, dist = i, abs(w - centre)
+    return best
+
+
+def _band(img: RasterImage, role: str, scale: float, need: str) -> np.ndarray:
+    i = band_index(img, role)
+    if i is None:
+        raise MissingBandError(
+            f"{img.path}: {need} needs a {role} band ({ROLES[role][0]}-{ROLES[role][1]} µm); "
+            f"bands are {img.band_names} with wavelengths {img.wavelengths}: add it or drop the class"
+        )
+    return img.data[i].astype(np.float32) * scale
+
+
+def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (a - b) / (a + b)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def index_masks(
+    img: RasterImage,
+    classes: list[str],
+    scale: float,
+    water_index: str = "ndwi",
+    thresholds: dict[str, float] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Boolean masks (H, W) per requested class and a text description of each rule.
+
+    img.data (C, H, W) times ``scale`` must be 0-1 reflectance (needed by the cloud test only;
+    the normalised differences do not depend on it).
+    """
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    names = img.band_names
+    masks: dict[str, np.ndarray] = {}
+    rules: dict[str, str] = {}
+
+    def nm(role: str) -> str:
+        return names[band_index(img, role)]  # type: ignore[index]
+
+    if "water" in classes:
+        g = _band(img, "green", scale, "water")
+        other = "nir" if water_index == "ndwi" else "swir1"
+        x = _band(img, other, scale, "water")
+        masks["water"] = _nd(g, x) > th[water_index]
+        rules["water"] = (
+            f"{water_index.upper()} = ({nm('green')} - {nm(other)}) / ({nm('green')} + {nm(other)})"
+            f" > {th[water_index]}"
+        )
+    if "vegetation" in classes:
+        r = _band(img, "red", scale, "vegetation")
+        n = _band(img, "nir", scale, "vegetation")
+        masks["vegetation"] = _nd(n, r) > th["ndvi"]
+        rules["vegetation"] = (
+            f"NDVI = ({nm('nir')} - {nm('red')}) / ({nm('nir')} + {nm('red')}) > {th['ndvi']}"
+        )
+    if "cloud" in classes:
+        b = _band(img, "blue", scale, "cloud")
+        g = _band(img, "green", scale, "cloud")
+        r = _band(img, "red", scale, "cloud")
+        vis = (b + g + r) / 3
+        with np.errstate(divide="ignore", invalid="ignore"):
+            white = (np.abs(b - vis) + np.abs(g - vis) + np.abs(r - vis)) / vis
+        hot = b - 0.5 * r - 0.08  # haze-optimised transform (Zhang et al. 2002)
+        cloud = (
+            (b > th["cloud_blue"])
+            & (vis > th["cloud_visible"])
+            & (white < th["cloud_whiteness"])
+            & (hot > 0)
+        )
+        rule = (
+            f"brightness test: blue {nm('blue')} > {th['cloud_blue']}, mean visible > "
+            f"{th['cloud_visible']}, whiteness < {th['cloud_whiteness']}, HOT > 0"
+        )
+        if band_index(img, "swir1") is not None:
+            s1 = _band(img, "swir1", scale, "cloud")
+            cloud &= ~(_nd(g, s1) > th["cloud_ndsi"])
+            rule += f", NDSI({nm('green')}, {nm('swir1')}) < {th['cloud_ndsi']}"
+        if band_index(img, "cirrus") is not None:
+            cloud |= _band(img, "cirrus", scale, "cloud") > th["cirrus"]
+            rule += f"; or cirrus {nm('cirrus')} > {th['cirrus']}"
+        masks["cloud"] = cloud
+        rules["cloud"] = rule + f" (reflectance = value x {scale:g})"
+    return masks, rules

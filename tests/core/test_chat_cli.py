@@ -1,0 +1,93 @@
+"""`python -m skyeye.chat`: one-shot mode and its errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_tiny_model
+
+from skyeye.chat import main
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "sentinel2_berlin_l1c.tif"
+
+
+@pytest.fixture
+def tiny_folder(tiny_llm_dir, tmp_path):
+    model, processor = make_tiny_model(tiny_llm_dir)
+    model.save_pretrained(tmp_path / "model", processor=processor)
+    return tmp_path / "model"
+
+
+def test_one_shot_prints_an_answer_and_exits_0(tiny_folder, capsys):
+    code = main(
+        [
+            "--model",
+            str(tiny_folder),
+            "--image",
+            str(EXAMPLE),
+            "--prompt",
+            "describe this image .",
+            "--max-new-tokens",
+            "3",
+            "--dtype",
+            "float32",
+        ]
+    )
+    assert code == 0
+    assert capsys.readouterr().out.strip() != ""
+
+
+def test_empty_file_exits_non_zero_with_one_clear_line(tiny_folder, tmp_path, capsys):
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    code = main(["--model", str(tiny_folder), "--image", str(empty), "--prompt", "describe"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error:") and "empty" in err[0]
+
+
+def test_wavelength_count_must_match_bands(tiny_folder, capsys):
+    code = main(
+        [
+            "--model",
+            str(tiny_folder),
+            "--image",
+            str(EXAMPLE),
+            "--wavelengths",
+            "0.665,0.56,0.49",
+            "--prompt",
+            "describe",
+        ]
+    )
+    assert code == 2
+    assert "13" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_embedded_model_answers_about_the_example_scene():
+    """The README's main job, end to end with the real embedded LLM, in a fresh process."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skyeye.chat",
+            "--model",
+            "skyeye-tiny",
+            "--image",
+            str(EXAMPLE),
+            "--prompt",
+            "Describe this image.",
+            "--max-new-tokens",
+            "40",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.split()) >= 5
