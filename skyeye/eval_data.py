@@ -121,7 +121,10 @@ def decode_rle(rle: Any) -> np.ndarray:
         if isinstance(counts, list):
             coco = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
         else:
-            coco = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+            coco = {
+                "size": [h, w],
+                "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+            }
         mask = mask_utils.decode(coco).astype(bool)
     except (TypeError, ValueError, UnicodeError) as err:
         raise RecordError("bad mask", f"cannot decode RLE: {err}") from None
@@ -158,7 +161,9 @@ def build_prompt(question: str, template: str, candidates: Sequence[str] = ()) -
                 continue
             kept.append(line)
         question = "\n".join(kept).strip()
-    options = "\n".join(f"{l}. {c}" for l, c in zip(MCQ_LETTERS, candidates, strict=False))
+    options = "\n".join(
+        f"{letter}. {c}" for letter, c in zip(MCQ_LETTERS, candidates, strict=False)
+    )
     return template.replace("{question}", question).replace("{options}", options)
 
 
@@ -182,7 +187,10 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | RecordE
             try:
                 record = json.loads(raw)
             except json.JSONDecodeError as err:
-                yield number, RecordError("malformed record", f"line {number} is not JSON: {err.msg}")
+                yield (
+                    number,
+                    RecordError("malformed record", f"line {number} is not JSON: {err.msg}"),
+                )
                 continue
             if not isinstance(record, dict):
                 yield number, RecordError("malformed record", f"line {number} is not a JSON object")
@@ -202,22 +210,26 @@ def _images(record: dict[str, Any], root: Path) -> list[EvalImage]:
             raise RecordError("malformed record", f"image {k} has no 'path'")
         raw = img["path"] if isinstance(img["path"], list) else [img["path"]]
         if not raw or not all(isinstance(p, str) and p for p in raw):
-            raise RecordError("malformed record", f"image {k}: 'path' must be a string or a list of them")
+            raise RecordError(
+                "malformed record", f"image {k}: 'path' must be a string or a list of them"
+            )
         paths = [p if Path(p).is_absolute() else str(root / p) for p in raw]
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
             raise RecordError("missing image", ", ".join(missing))
         names, waves = img.get("band_names"), img.get("wavelengths")
         if names is not None and waves is not None and len(names) != len(waves):
-            raise RecordError("malformed record", f"image {k}: {len(names)} band names, {len(waves)} wavelengths")
+            raise RecordError(
+                "malformed record", f"image {k}: {len(names)} band names, {len(waves)} wavelengths"
+            )
         out.append(EvalImage(paths, names, waves, img.get("modality")))
     return out
 
 
 def _turns(record: dict[str, Any]) -> list[dict[str, Any]]:
     turns = record.get("turns")
-    if not isinstance(turns, list) or len(turns) < 2:
-        raise RecordError("malformed record", "'turns' must hold at least a user and an assistant turn")
+    if not isinstance(turns, list) or not turns:
+        raise RecordError("malformed record", "'turns' must be a non-empty list")
     for i, turn in enumerate(turns):
         expected = "user" if i % 2 == 0 else "assistant"
         if not isinstance(turn, dict) or turn.get("role") != expected:
@@ -238,9 +250,13 @@ def _ref_boxes(turn: dict[str, Any]) -> tuple[list[GroundedBox], list[int]]:
             angle = None if angle is None else float(angle)
             image_index = int(b.get("image_index") or 0)
         except (KeyError, TypeError, ValueError):
-            raise RecordError("unparseable box", f"reference box {k}: need 'xyxy' [x1, y1, x2, y2]") from None
+            raise RecordError(
+                "unparseable box", f"reference box {k}: need 'xyxy' [x1, y1, x2, y2]"
+            ) from None
         if not (0 <= x1 <= x2 <= 1 and 0 <= y1 <= y2 <= 1):
-            raise RecordError("unparseable box", f"reference box {k} {[x1, y1, x2, y2]} is not in 0..1")
+            raise RecordError(
+                "unparseable box", f"reference box {k} {[x1, y1, x2, y2]} is not in 0..1"
+            )
         boxes.append(GroundedBox(x1, y1, x2, y2, angle=angle))
         images.append(image_index)
     return boxes, images
@@ -252,7 +268,11 @@ def _ref_masks(turn: dict[str, Any], n_images: int) -> list[ReferenceMask]:
         if not isinstance(m, dict):
             raise RecordError("bad mask", f"mask {k} is not an object")
         seg, image_index = m.get("seg_index", k), m.get("image_index", 0)
-        if not isinstance(seg, int) or not isinstance(image_index, int) or not 0 <= image_index < max(n_images, 1):
+        if (
+            not isinstance(seg, int)
+            or not isinstance(image_index, int)
+            or not 0 <= image_index < max(n_images, 1)
+        ):
             raise RecordError("bad mask", f"mask {k}: bad seg_index/image_index")
         shape = decode_rle(m.get("rle")).shape  # validates the RLE now, not at scoring time
         masks.append(ReferenceMask(seg, image_index, m["rle"], (int(shape[0]), int(shape[1]))))
@@ -269,14 +289,16 @@ def parse_sample(record: dict[str, Any], line: int, root: Path, task: str) -> Ev
     images = _images(record, root)
     n_placeholders = sum(t["text"].count(IMAGE_TOKEN) for t in turns)
     if n_placeholders != len(images):
-        raise RecordError("malformed record", f"{n_placeholders} <image> placeholders for {len(images)} images")
-    history = [
-        {"role": t["role"], "content": strip_image_tokens(t["text"])} for t in turns[:-2]
-    ]
+        raise RecordError(
+            "malformed record", f"{n_placeholders} <image> placeholders for {len(images)} images"
+        )
+    history = [{"role": t["role"], "content": strip_image_tokens(t["text"])} for t in turns[:-2]]
     question, answer = strip_image_tokens(turns[-2]["text"]), turns[-1]
     if not question:
         raise RecordError("empty turn", "the question is only image placeholders")
-    sample = EvalSample(rid, line, str(record.get("task")), images, history, question, answer["text"].strip())
+    sample = EvalSample(
+        rid, line, str(record.get("task")), images, history, question, answer["text"].strip()
+    )
     if task == "grounding":
         sample.ref_boxes, sample.ref_box_images = _ref_boxes(answer)
         if not sample.ref_boxes:
@@ -293,6 +315,8 @@ def parse_sample(record: dict[str, Any], line: int, root: Path, task: str) -> Ev
         sample.candidates = [str(c) for c in cands]
         letter = str(meta.get("answer", sample.reference)).strip().upper()
         if letter not in MCQ_LETTERS[: len(cands)]:
-            raise RecordError("answer not in candidates", f"answer {letter!r} for {len(cands)} options")
+            raise RecordError(
+                "answer not in candidates", f"answer {letter!r} for {len(cands)} options"
+            )
         sample.answer_letter = letter
     return sample

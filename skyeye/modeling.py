@@ -115,7 +115,7 @@ class SkyEyeForConditionalGeneration(nn.Module):
         if len(waves) != len(images):
             raise ValueError(f"{len(images)} images but {len(waves)} wavelength vectors")
         groups: dict[tuple[float, ...], list[int]] = {}
-        for index, (image, wave) in enumerate(zip(images, waves)):
+        for index, (image, wave) in enumerate(zip(images, waves, strict=True)):
             if image.shape[0] != wave.shape[0]:
                 raise ValueError(
                     f"image {index} has {image.shape[0]} bands but {wave.shape[0]} wavelengths; "

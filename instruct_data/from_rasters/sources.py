@@ -44,7 +44,9 @@ def load_array(path: Path, key: str | None, layout: str, time_index: int | None)
         arr = np.load(path, allow_pickle=False)
     if layout.startswith("T"):
         if time_index is None or not -arr.shape[0] <= time_index < arr.shape[0]:
-            raise SpecError(f"{path}: time_index {time_index} out of range for {arr.shape[0]} dates")
+            raise SpecError(
+                f"{path}: time_index {time_index} out of range for {arr.shape[0]} dates"
+            )
         arr, layout = arr[time_index], layout[1:]
     if layout == "HW":
         if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):

@@ -23,6 +23,7 @@ ROLES: dict[str, tuple[float, float, float]] = {
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "ndwi": 0.0,  # McFeeters (1996): open water above 0
     "mndwi": 0.0,  # Xu (2006)
+    "water_visible": 0.20,  # open water is dark: mean visible reflectance below this (not snow)
     "ndvi": 0.4,  # dense green vegetation
     "cloud_blue": 0.20,  # reflectance
     "cloud_visible": 0.22,  # mean of blue, green, red
@@ -87,11 +88,16 @@ def index_masks(
         g = _band(img, "green", scale, "water")
         other = "nir" if water_index == "ndwi" else "swir1"
         x = _band(img, other, scale, "water")
-        masks["water"] = _nd(g, x) > th[water_index]
+        water = _nd(g, x) > th[water_index]
         rules["water"] = (
             f"{water_index.upper()} = ({nm('green')} - {nm(other)}) / ({nm('green')} + {nm(other)})"
             f" > {th[water_index]}"
         )
+        if band_index(img, "blue") is not None and band_index(img, "red") is not None:
+            vis = (g + _band(img, "blue", scale, "water") + _band(img, "red", scale, "water")) / 3
+            water &= vis < th["water_visible"]
+            rules["water"] += f" and mean visible < {th['water_visible']}"
+        masks["water"] = water
     if "vegetation" in classes:
         r = _band(img, "red", scale, "vegetation")
         n = _band(img, "nir", scale, "vegetation")

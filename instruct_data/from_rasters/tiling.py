@@ -15,7 +15,21 @@ BAND_SUBSETS: dict[str, list[float] | None] = {
     "rgb": [0.665, 0.560, 0.490],
     "rgbn": [0.665, 0.560, 0.490, 0.842],
     "s2-9": [0.665, 0.560, 0.490, 0.705, 0.740, 0.783, 0.842, 1.610, 2.190],
-    "s2-13": [0.443, 0.490, 0.560, 0.665, 0.705, 0.740, 0.783, 0.842, 0.865, 0.945, 1.375, 1.610, 2.190],
+    "s2-13": [
+        0.443,
+        0.490,
+        0.560,
+        0.665,
+        0.705,
+        0.740,
+        0.783,
+        0.842,
+        0.865,
+        0.945,
+        1.375,
+        1.610,
+        2.190,
+    ],
 }
 WAVELENGTH_TOL = 0.035  # µm: Landsat NIR 0.83-0.865 still serves as "NIR"
 AUG_OPS = ("fliplr", "flipud", "rot90", "rot180", "rot270", "transpose", "antitranspose")
@@ -44,7 +58,9 @@ def tile_starts(length: int, size: int, stride: int) -> list[int]:
 
 def tile_windows(height: int, width: int, size: int, stride: int) -> list[tuple[int, int]]:
     """(row, col) of the top-left corner of each size x size tile."""
-    return [(r, c) for r in tile_starts(height, size, stride) for c in tile_starts(width, size, stride)]
+    return [
+        (r, c) for r in tile_starts(height, size, stride) for c in tile_starts(width, size, stride)
+    ]
 
 
 def select_bands(wavelengths: list[float | None] | None, subset: str) -> list[int] | None:
@@ -96,7 +112,7 @@ def augment(
         "transpose": lambda a: np.swapaxes(a, -1, -2),
         "antitranspose": lambda a: np.rot90(np.swapaxes(a, -1, -2), 2, axes=(-2, -1)),
     }[op](arr)
-    new_t = transform * _op_matrix(op, h, w) if transform is not None else None
+    new_t = transform @ _op_matrix(op, h, w) if transform is not None else None
     return np.ascontiguousarray(out), new_t
 
 

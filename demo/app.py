@@ -1,0 +1,231 @@
+"""The SkyEye Gradio app: `python -m demo [--model skyeye-tiny] [--host 127.0.0.1] [--port 7860]`.
+
+The model is loaded once per process and shared; each browser session gets its own
+`DemoSession` (images, band edits, chat history, result files). Generation goes through
+Gradio's queue with a concurrency limit, and uploads are capped in size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import torch
+
+from demo.bands import HEADERS
+from demo.examples import DEFAULT_EXAMPLES_DIR, render_thumbnails
+from demo.handlers import SENSOR_CHOICES, DemoHandlers
+from demo.session import UPLOAD_EXTENSIONS, DemoConfig, DemoSession
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: A browser session's state is dropped this long after its last change (or when the tab closes).
+SESSION_TTL_S = 2 * 3600
+
+INTRO = """# SkyEye
+Chat about Earth-observation images: RGB photos, multispectral GeoTIFFs (Sentinel-2, Landsat,
+NAIP) and Sentinel-1 SAR. Upload one or several images (or click an example), check the band
+table (the model is conditioned on each band's wavelength), then ask. Boxes and masks in the
+answer are drawn on the image and, for georeferenced images, offered as GeoJSON / GeoTIFF."""
+
+
+def _close_session(state: DemoSession | None) -> None:
+    if state is not None:
+        state.close()
+
+
+def build_app(
+    model: Any,
+    processor: Any,
+    config: DemoConfig | None = None,
+    *,
+    examples_dir: Path | None = DEFAULT_EXAMPLES_DIR,
+    concurrency: int = 1,
+    queue_size: int = 32,
+    model_name: str = "skyeye-tiny",
+) -> gr.Blocks:
+    """The Gradio Blocks app around a loaded model and processor (not yet launched)."""
+    config = config or DemoConfig()
+    if examples_dir is not None and not examples_dir.is_dir():
+        logger.warning("examples folder %s not found: the gallery stays empty", examples_dir)
+        examples_dir = None
+    handlers = DemoHandlers(model, processor, config, examples_dir)
+    thumbs = (
+        render_thumbnails(examples_dir, Path(tempfile.mkdtemp(prefix="skyeye-demo-thumbs-")))
+        if examples_dir is not None
+        else []
+    )
+    with gr.Blocks(title="SkyEye", fill_width=True) as app:
+        state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_close_session)
+        gr.Markdown(INTRO + f"\n\nModel: `{model_name}`.")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5):
+                files = gr.File(
+                    label=f"Images (PNG, JPG, GeoTIFF, JP2; up to {config.max_upload_mb:g} MB each)",
+                    file_count="multiple",
+                    file_types=list(UPLOAD_EXTENSIONS),
+                    elem_id="upload",
+                )
+                gallery = gr.Gallery(
+                    value=[(str(png), caption) for _, png, caption in thumbs],
+                    label="Examples: click one to add it (licences in examples/ATTRIBUTION.md)",
+                    columns=3,
+                    height=220,
+                    allow_preview=False,
+                    visible=bool(thumbs),
+                    elem_id="examples",
+                )
+                with gr.Row():
+                    image_choice = gr.Dropdown(label="Image", choices=[], elem_id="image-choice")
+                    preview_mode = gr.Dropdown(label="Preview", choices=[], elem_id="preview-mode")
+                summary = gr.Markdown("No image yet: upload one or pick an example.")
+                preview = gr.Image(
+                    label="Preview", type="numpy", interactive=False, height=360, elem_id="preview"
+                )
+                with gr.Accordion("Bands: names and wavelengths", open=True):
+                    sensor = gr.Dropdown(
+                        SENSOR_CHOICES, value=None, label="Sensor preset", elem_id="sensor"
+                    )
+                    table = gr.Dataframe(
+                        headers=HEADERS,
+                        datatype=["number", "str", "number"],
+                        type="array",
+                        interactive=True,
+                        elem_id="band-table",
+                    )
+                    apply_table = gr.Button("Apply table", elem_id="apply-table")
+            with gr.Column(scale=6):
+                chatbot = gr.Chatbot(label="Chat", height=420, elem_id="chatbot")
+                question = gr.Textbox(
+                    placeholder="Ask about the images, e.g. 'Is there water in this image?'",
+                    show_label=False,
+                    elem_id="question",
+                )
+                with gr.Row():
+                    send = gr.Button("Send", variant="primary", elem_id="send")
+                    new_chat = gr.Button("New conversation", elem_id="reset")
+                note = gr.Markdown(elem_id="result-note")
+                overlay = gr.Image(
+                    label="Answer: boxes and masks",
+                    type="numpy",
+                    interactive=False,
+                    height=360,
+                    elem_id="overlay",
+                )
+                downloads = gr.File(
+                    label="Results (GeoJSON, mask GeoTIFF)",
+                    file_count="multiple",
+                    interactive=False,
+                    elem_id="downloads",
+                )
+
+        view = [image_choice, table, sensor, preview_mode, preview, summary]
+        files.upload(handlers.upload, [files, state], [state, *view])
+        gallery.select(handlers.add_example, [state], [state, *view])
+        image_choice.input(handlers.select_image, [image_choice, state], [state, *view])
+        sensor.input(handlers.set_sensor, [image_choice, sensor, state], [state, *view])
+        apply_table.click(handlers.apply_table, [image_choice, table, sensor, state], [state, *view])
+        preview_mode.input(handlers.set_preview, [image_choice, preview_mode, state], [state, preview])
+        chat_outputs = [chatbot, question, overlay, downloads, note, summary, state]
+        for trigger in (question.submit, send.click):
+            trigger(
+                handlers.chat,
+                [question, chatbot, state],
+                chat_outputs,
+                concurrency_limit=concurrency,
+                concurrency_id="generate",
+            )
+        new_chat.click(
+            handlers.reset, [state], [state, chatbot, overlay, downloads, note, *view]
+        )
+    app.queue(default_concurrency_limit=max(concurrency, 4), max_size=queue_size)
+    return app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 = all)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted file")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="answers generated at the same time (queue)"
+    )
+    parser.add_argument("--queue-size", type=int, default=32, help="waiting requests before 'busy'")
+    parser.add_argument("--max-images", type=int, default=8, help="images per conversation")
+    parser.add_argument("--read-size", type=int, default=512, help="longest side images are read at")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
+    parser.add_argument("--examples-dir", type=Path, default=DEFAULT_EXAMPLES_DIR)
+    parser.add_argument("--cache-dir", default=None, help="where the embedded LLM is cached")
+    parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def load_model(
+    name: str, *, device: str = "cpu", dtype: torch.dtype | None = None, cache_dir: str | None = None
+) -> tuple[Any, Any]:
+    """(model, processor) loaded once and shared by every session."""
+    from skyeye.modeling import SkyEyeForConditionalGeneration
+    from skyeye.processing import SkyEyeProcessor
+
+    model = SkyEyeForConditionalGeneration.from_pretrained(
+        name, device=device, dtype=dtype, cache_dir=cache_dir
+    )
+    model.eval()
+    return model, SkyEyeProcessor.from_pretrained(name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    for flag, value in (("--concurrency", args.concurrency), ("--max-images", args.max_images)):
+        if value < 1:
+            print(f"error: {flag} must be at least 1, got {value}", file=sys.stderr)
+            return 2
+    if args.max_upload_mb <= 0:
+        print(f"error: --max-upload-mb must be positive, got {args.max_upload_mb}", file=sys.stderr)
+        return 2
+    dtype = torch.bfloat16 if args.dtype == "auto" else DTYPES[args.dtype]
+    started = time.perf_counter()
+    try:
+        model, processor = load_model(
+            args.model, device=args.device, dtype=dtype, cache_dir=args.cache_dir
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        print(f"error: cannot load model {args.model!r}: {err}", file=sys.stderr)
+        return 2
+    logger.info("model %s loaded in %.1f s", args.model, time.perf_counter() - started)
+    config = DemoConfig(
+        max_upload_mb=args.max_upload_mb,
+        max_images=args.max_images,
+        read_size=args.read_size,
+        max_new_tokens=args.max_new_tokens,
+    )
+    app = build_app(
+        model,
+        processor,
+        config,
+        examples_dir=args.examples_dir,
+        concurrency=args.concurrency,
+        queue_size=args.queue_size,
+        model_name=args.model,
+    )
+    print(f"SkyEye demo on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        max_file_size=f"{args.max_upload_mb:g}mb",
+        show_error=True,
+        theme=gr.themes.Soft(),
+    )
+    return 0

@@ -1,0 +1,204 @@
+"""Gradio event handlers: thin functions from UI values to UI values around `DemoSession`.
+
+Every handler takes the session state (None until the browser's first action) and returns it,
+so Gradio keeps one `DemoSession` per browser session. User mistakes become `gr.Error`
+messages; an unexpected failure is logged with its traceback and shown as a short message.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from demo.bands import NO_SENSOR
+from demo.examples import EXAMPLES
+from demo.previews import preview_modes
+from demo.session import DemoConfig, DemoError, DemoSession
+from skyeye.sensors import list_sensors
+
+logger = logging.getLogger(__name__)
+
+SENSOR_CHOICES = [*list_sensors(), NO_SENSOR]
+#: Outputs of every handler that changes which image is shown (see `DemoHandlers.view`).
+View = tuple[Any, Any, Any, Any, Any, str]
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn `DemoError` into `gr.Error` and anything unexpected into a logged, short `gr.Error`."""
+
+    def translate(err: Exception) -> gr.Error:
+        if isinstance(err, gr.Error):
+            return err
+        if isinstance(err, DemoError):
+            return gr.Error(str(err), print_exception=False)
+        logger.error("demo handler %s failed", fn.__name__, exc_info=err)
+        return gr.Error(f"Something went wrong: {type(err).__name__}: {err}")
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as err:
+                raise translate(err) from None
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            raise translate(err) from None
+
+    return wrapper
+
+
+class DemoHandlers:
+    """Handlers bound to the process-wide model and processor."""
+
+    def __init__(self, model: Any, processor: Any, config: DemoConfig, examples_dir: Path | None):
+        self.model = model
+        self.processor = processor
+        self.config = config
+        self.examples_dir = examples_dir
+
+    def session(self, state: DemoSession | None) -> DemoSession:
+        return state if state is not None else DemoSession(self.model, self.processor, self.config)
+
+    # ------------------------------------------------------------------ view
+    def view(self, session: DemoSession, index: int | None) -> View:
+        """(image choice, band table, sensor, preview mode, preview, summary) for image `index`."""
+        if index is None or not session.entries:
+            return (
+                gr.update(choices=[], value=None),
+                [],
+                gr.update(value=None),
+                gr.update(choices=[], value=None),
+                None,
+                "No image yet: upload one or pick an example.",
+            )
+        choices = [
+            (f"{k + 1}: {e.name} ({e.image.data.shape[0]} bands)", k)
+            for k, e in enumerate(session.entries)
+        ]
+        preview = session.preview(index)
+        entry = session.entries[index]
+        return (
+            gr.update(choices=choices, value=index),
+            session.rows(index),
+            gr.update(value=entry.image.sensor or NO_SENSOR),
+            gr.update(choices=preview_modes(entry.image), value=entry.preview_mode),
+            preview,
+            session.summary(index),
+        )
+
+    # -------------------------------------------------------------- handlers
+    @user_errors
+    def upload(self, files: Sequence[str] | str | None, state: DemoSession | None):
+        """Read uploaded files; a bad file is reported, the good ones are still added."""
+        session = self.session(state)
+        paths = [files] if isinstance(files, str) else list(files or [])
+        if not paths:
+            raise DemoError("no file received: choose a PNG, JPG, GeoTIFF or JP2 file")
+        errors, index = [], None
+        for path in paths:
+            try:
+                index = session.add_file(path)
+            except DemoError as err:
+                errors.append(str(err))
+        if index is None:
+            raise DemoError("; ".join(errors))
+        for message in errors:
+            gr.Warning(message)
+        return (session, *self.view(session, index))
+
+    @user_errors
+    def add_example(self, evt: gr.SelectData, state: DemoSession | None):
+        name = list(self.example_files())[evt.index]
+        return self.add_example_by_name(name, state)
+
+    def add_example_by_name(self, name: str, state: DemoSession | None):
+        session = self.session(state)
+        path = self.example_files()[name]
+        index = session.add_file(path)
+        return (session, *self.view(session, index))
+
+    def example_files(self) -> dict[str, Path]:
+        if self.examples_dir is None:
+            return {}
+        return {
+            n: self.examples_dir / e.file
+            for n, e in EXAMPLES.items()
+            if (self.examples_dir / e.file).is_file()
+        }
+
+    @user_errors
+    def select_image(self, index: int | None, state: DemoSession | None):
+        session = self.session(state)
+        return (session, *self.view(session, index))
+
+    @user_errors
+    def set_sensor(self, index: int | None, sensor: str | None, state: DemoSession | None):
+        session = self.session(state)
+        if index is None or sensor is None:
+            return (session, *self.view(session, index))
+        entry = session.entry(index)
+        if (entry.image.sensor or NO_SENSOR) != sensor:
+            session.set_sensor(index, sensor)
+        return (session, *self.view(session, index))
+
+    @user_errors
+    def apply_table(self, index: int | None, rows: Any, sensor: str | None, state: DemoSession | None):
+        session = self.session(state)
+        if index is None:
+            raise DemoError("no image selected: upload an image or pick an example first")
+        if hasattr(rows, "values"):  # a pandas DataFrame
+            rows = rows.values.tolist()
+        session.set_bands(index, rows, sensor)
+        gr.Info("Band table applied.")
+        return (session, *self.view(session, index))
+
+    @user_errors
+    def set_preview(self, index: int | None, mode: str | None, state: DemoSession | None):
+        session = self.session(state)
+        if index is None or not session.entries:
+            return session, None
+        return session, session.preview(index, mode)
+
+    @user_errors
+    def chat(
+        self, message: str, history: list[dict[str, Any]] | None, state: DemoSession | None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream an answer: yields (history, textbox, overlay, files, note, summary, state)."""
+        session = self.session(state)
+        history = list(history or [])
+        if not message or not message.strip():
+            raise DemoError("type a question first")
+        if not session.entries:
+            gr.Warning("No image attached: the model answers from text alone.")
+        history.append({"role": "user", "content": message})
+        history.append({"role": "assistant", "content": ""})
+        pending = gr.update()
+        for text in session.stream(message):
+            history[-1] = {"role": "assistant", "content": text}
+            yield history, "", pending, pending, pending, pending, session
+        result = session.result
+        assert result is not None
+        files = [str(f) for f in result.files] or None
+        summary = session.summary(result.image_index) if result.image_index is not None else pending
+        yield history, "", result.overlay, files, result.note, summary, session
+
+    @user_errors
+    def reset(self, state: DemoSession | None):
+        session = self.session(state)
+        session.reset()
+        return (session, [], None, None, "", *self.view(session, None))
+

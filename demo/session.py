@@ -1,0 +1,295 @@
+"""One browser session of the demo: its uploaded images, band edits, chat and result files.
+
+`DemoSession` is plain Python (no Gradio), so the UI logic is tested without a browser. The
+model and processor are shared by every session of a process; each session owns its
+`ChatSession`, so two users never see each other's images or history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from demo.bands import BandTableError, apply_preset, apply_rows, band_rows
+from demo.overlay import draw_overlay
+from demo.previews import preview_modes, render_preview
+from skyeye.geo import boxes_to_geojson, masks_to_geojson, write_mask_geotiff
+from skyeye.inference import ChatReply, ChatSession, GenerationSettings
+from skyeye.io import RasterImage, RasterReadError, read_raster
+
+logger = logging.getLogger(__name__)
+
+#: What the upload accepts (GDAL reads GeoTIFF and JPEG 2000, PIL the photos).
+UPLOAD_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".jp2")
+
+
+class DemoError(ValueError):
+    """A user-facing problem (bad file, bad band table, too many images); shown as a message."""
+
+
+@dataclass
+class DemoConfig:
+    """Limits and decoding settings shared by every session.
+
+    max_upload_mb: largest accepted file. max_images: images per conversation.
+    read_size: longest side at which images are read (bounds memory; overlays are drawn on it).
+    max_new_tokens: longest answer.
+    """
+
+    max_upload_mb: float = 200.0
+    max_images: int = 8
+    read_size: int = 512
+    max_new_tokens: int = 200
+
+
+@dataclass
+class ImageEntry:
+    """An uploaded image: display name, the raster, and whether a finished turn has used it."""
+
+    name: str
+    image: RasterImage
+    sent: bool = False
+    preview_mode: str | None = None
+
+
+@dataclass
+class TurnResult:
+    """What the last answer pointed at, for drawing and download."""
+
+    reply: ChatReply
+    image_index: int | None
+    overlay: np.ndarray | None = None
+    files: list[Path] = field(default_factory=list)
+    note: str = ""
+
+
+def _display_message(err: Exception, path: Path, name: str) -> str:
+    # Uploads live under a random temporary folder: show the user's file name instead.
+    return str(err).replace(str(path), name)
+
+
+class DemoSession:
+    """State and actions of one user's conversation."""
+
+    def __init__(self, model: Any, processor: Any, config: DemoConfig | None = None) -> None:
+        self.config = config or DemoConfig()
+        self.processor = processor
+        self.chat = ChatSession(
+            model,
+            processor,
+            GenerationSettings(
+                max_new_tokens=self.config.max_new_tokens, read_size=self.config.read_size
+            ),
+        )
+        self.entries: list[ImageEntry] = []
+        self.result: TurnResult | None = None
+        self.workdir = Path(tempfile.mkdtemp(prefix="skyeye-demo-"))
+        self._turn = 0
+
+    # ------------------------------------------------------------------ images
+    @property
+    def sar_wavelength(self) -> float | None:
+        return self.processor.image_processor.sar_wavelength
+
+    def add_file(self, path: str | Path, name: str | None = None) -> int:
+        """Read an uploaded file; returns its index. Raises `DemoError` with a readable reason."""
+        path = Path(path)
+        name = name or path.name
+        if len(self.entries) >= self.config.max_images:
+            raise DemoError(
+                f"{name}: this conversation already has {self.config.max_images} images; press "
+                "'New conversation' to start again"
+            )
+        if path.suffix.lower() not in UPLOAD_EXTENSIONS:
+            raise DemoError(
+                f"{name}: {path.suffix or 'no extension'} files are not supported; upload PNG, JPG, "
+                "GeoTIFF (.tif) or JPEG 2000 (.jp2)"
+            )
+        if not path.is_file():
+            raise DemoError(f"{name}: the upload did not arrive; try again")
+        size_mb = path.stat().st_size / 2**20
+        if size_mb > self.config.max_upload_mb:
+            raise DemoError(
+                f"{name} is {size_mb:.0f} MB, over this demo's {self.config.max_upload_mb:g} MB "
+                "limit: crop or downsample it (e.g. gdal_translate -outsize 25% 25%)"
+            )
+        try:
+            image = read_raster(
+                path, max_size=self.config.read_size, sar_wavelength=self.sar_wavelength
+            )
+        except RasterReadError as err:
+            raise DemoError(_display_message(err, path, name)) from None
+        image.path = name
+        self.entries.append(ImageEntry(name=name, image=image))
+        logger.info("session: added %s (%d bands %s)", name, image.data.shape[0], image.band_names)
+        return len(self.entries) - 1
+
+    def entry(self, index: int) -> ImageEntry:
+        if not 0 <= index < len(self.entries):
+            raise DemoError("no image selected: upload an image or pick an example first")
+        return self.entries[index]
+
+    def rows(self, index: int) -> list[list[Any]]:
+        return band_rows(self.entry(index).image)
+
+    def _replace_image(self, index: int, new: RasterImage) -> None:
+        entry = self.entry(index)
+        if entry.sent:
+            raise DemoError(
+                f"{entry.name} was already sent to the model; press 'New conversation' to change "
+                "its bands"
+            )
+        try:  # the same check ChatSession.add_image makes, now rather than at the question
+            self.processor.image_processor([new])
+        except ValueError as err:
+            raise DemoError(f"{entry.name}: {err}") from None
+        for k, img in enumerate(self.chat.images):  # attached to a turn that failed: swap there too
+            if img is entry.image:
+                self.chat.images[k] = new
+        entry.image = new
+        entry.preview_mode = None
+
+    def set_bands(self, index: int, rows: Sequence[Sequence[Any]], sensor: str | None) -> None:
+        """Apply an edited band table (names, wavelengths) and sensor to image `index`."""
+        try:
+            new = apply_rows(self.entry(index).image, rows, sensor, sar_wavelength=self.sar_wavelength)
+        except BandTableError as err:
+            raise DemoError(str(err)) from None
+        self._replace_image(index, new)
+
+    def set_sensor(self, index: int, sensor: str) -> None:
+        """Label image `index` with a sensor preset's band names and wavelengths."""
+        try:
+            new = apply_preset(self.entry(index).image, sensor, sar_wavelength=self.sar_wavelength)
+        except BandTableError as err:
+            raise DemoError(str(err)) from None
+        self._replace_image(index, new)
+
+    def preview(self, index: int, mode: str | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 preview of image `index` in `mode` (remembered per image)."""
+        entry = self.entry(index)
+        modes = preview_modes(entry.image)
+        mode = mode if mode in modes else entry.preview_mode if entry.preview_mode in modes else None
+        entry.preview_mode = mode or modes[0]
+        try:
+            return render_preview(entry.image, entry.preview_mode)
+        except ValueError as err:
+            raise DemoError(f"{entry.name}: {err}") from None
+
+    # -------------------------------------------------------------------- chat
+    def stream(self, prompt: str) -> Iterator[str]:
+        """Ask `prompt` about the images; yields the answer as it grows (accumulated text)."""
+        if not prompt or not prompt.strip():
+            raise DemoError("type a question first")
+        try:
+            for entry in self.entries:
+                if not entry.sent and not any(img is entry.image for img in self.chat.images):
+                    self.chat.add_image(entry.image)
+            text = ""
+            for piece in self.chat.stream(prompt.strip()):
+                text += piece
+                yield text
+        except ValueError as err:
+            raise DemoError(str(err)) from None
+        for entry in self.entries:
+            entry.sent = entry.sent or any(img is entry.image for img in self.chat.images)
+        self._turn += 1
+        assert self.chat.last_reply is not None
+        self.result = self._finish(self.chat.last_reply)
+
+    def _target_image(self, mask_shape: tuple[int, int] | None = None) -> int | None:
+        """Index of the image an answer's boxes/masks refer to: the latest image sent (for a mask,
+        the latest whose grid has the mask's shape)."""
+        for k in range(len(self.entries) - 1, -1, -1):
+            entry = self.entries[k]
+            if not entry.sent:
+                continue
+            if mask_shape is None or tuple(entry.image.data.shape[1:]) == tuple(mask_shape):
+                return k
+        return None
+
+    def _finish(self, reply: ChatReply) -> TurnResult:
+        index = self._target_image(reply.masks[0].shape if reply.masks else None)
+        result = TurnResult(reply=reply, image_index=index)
+        if index is None:
+            result.note = "No image in the conversation: nothing to draw."
+            return result
+        entry = self.entries[index]
+        result.overlay = draw_overlay(
+            self.preview(index), reply.boxes, reply.masks, reply.mask_phrases
+        )
+        found = f"{len(reply.boxes)} box(es), {len(reply.masks)} mask(s) on {entry.name}"
+        if not reply.boxes and not reply.masks:
+            result.note = f"The answer names no box or mask; showing {entry.name}."
+        elif entry.image.crs is None or entry.image.transform is None:
+            result.note = f"{found}. The image is not georeferenced, so there is no GeoJSON."
+        else:
+            result.files = self._write_results(entry.image, reply)
+            result.note = f"{found}; download them as GeoJSON / GeoTIFF below."
+        return result
+
+    def _write_results(self, image: RasterImage, reply: ChatReply) -> list[Path]:
+        out = self.workdir / f"answer_{self._turn}"
+        out.mkdir(parents=True, exist_ok=True)
+        files: list[Path] = []
+        shape = tuple(image.data.shape[1:])
+        if reply.boxes:
+            fc = boxes_to_geojson(
+                reply.boxes, transform=image.transform, crs=image.crs, image_shape=shape
+            )
+            files.append(out / "boxes.geojson")
+            files[-1].write_text(json.dumps(fc, indent=1))
+        masks = [m for m in reply.masks if tuple(m.shape) == shape]
+        if masks:
+            phrases = [p for m, p in zip(reply.masks, reply.mask_phrases, strict=False) if tuple(m.shape) == shape]
+            fc = masks_to_geojson(
+                np.stack(masks), phrases, transform=image.transform, crs=image.crs
+            )
+            files.append(out / "masks.geojson")
+            files[-1].write_text(json.dumps(fc, indent=1))
+            for k, mask in enumerate(masks):
+                files.append(out / f"mask_{k + 1}.tif")
+                write_mask_geotiff(files[-1], mask, transform=image.transform, crs=image.crs)
+        return files
+
+    # ------------------------------------------------------------------- reset
+    def reset(self) -> None:
+        """Forget images, history and result files."""
+        self.chat.reset()
+        self.entries.clear()
+        self.result = None
+        self.close()
+        self.workdir = Path(tempfile.mkdtemp(prefix="skyeye-demo-"))
+
+    def close(self) -> None:
+        """Delete the session's result files (called when the browser session ends)."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def summary(self, index: int) -> str:
+        """One line about image `index`: bands, sensor, grid, georeference, value scaling."""
+        entry = self.entry(index)
+        img = entry.image
+        h, w = img.data.shape[1:]
+        sh, sw = img.source_shape or (h, w)
+        grid = f"{w}×{h} px" + (f" (read from {sw}×{sh})" if (sh, sw) != (h, w) else "")
+        geo = f"CRS {img.crs.to_string()}" if img.crs is not None else "not georeferenced"
+        ip = self.processor.image_processor
+        scaling = ip.value_scaling
+        if scaling == "auto":
+            from skyeye.sensors import get_sensor
+
+            scaling = get_sensor(img.sensor).default_scaling if img.sensor else "minmax"
+        state = "sent to the model" if entry.sent else "sent with your next question"
+        return (
+            f"**{entry.name}**: {img.data.shape[0]} bands, sensor {img.sensor or 'unknown'}, "
+            f"{grid}, {geo}, value scaling `{scaling}`; {state}."
+        )
+

@@ -1,0 +1,253 @@
+"""Build or load the model for a recipe, then choose what trains (stage 1 / stage 2, LoRA, QLoRA).
+
+Stage 1 (LLaVA / SkyEyeGPT alignment): everything frozen except the projector (and optionally the
+vision tower). Stage 2: LoRA adapters on the LLM + projector + mask head, and the embedding rows of
+the tokens SkyEye added to the LLM (`[SEG]`, `<p>`, `</p>`): those rows start as a mean of the
+others, so without training them the model could not learn to emit `[SEG]`. They are trained
+through peft's `trainable_token_indices` (only the listed rows train; the adapter stores just
+those rows; tied input/output embeddings stay tied), or `modules_to_save` (a full trainable copy
+of the embedding and LM head: simple, but the adapter then holds the whole matrix, ~110 MB for
+SmolLM2).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from finetune.args import Recipe
+from skyeye.processing import SkyEyeProcessor
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+NEW_TOKEN_ROWS = ("trainable_tokens", "modules_to_save", "none")
+SCHEDULERS = ("cosine", "linear", "constant")
+
+
+class ConfigError(ValueError):
+    """The recipe asks for something impossible; the message names the fix."""
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Start-up checks that need no model (raise `ConfigError`)."""
+    m, d, lo, t = recipe.model, recipe.data, recipe.lora, recipe.train
+    if t.stage not in (1, 2):
+        raise ConfigError(f"train.stage must be 1 (alignment) or 2 (LoRA), got {t.stage}")
+    if m.qlora and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            "model.qlora needs bitsandbytes, which is not installed: run "
+            "`pip install -c constraints.txt bitsandbytes` (or `pip install 'skyeye[quant]'`), "
+            "or set --qlora false"
+        )
+    if m.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype {m.dtype!r} unknown; use one of {sorted(DTYPES)}")
+    if d.on_bad_record not in ("skip", "stop"):
+        raise ConfigError(f"data.on_bad_record must be skip or stop, got {d.on_bad_record!r}")
+    if lo.new_token_rows not in NEW_TOKEN_ROWS:
+        raise ConfigError(f"lora.new_token_rows must be one of {NEW_TOKEN_ROWS}, got {lo.new_token_rows!r}")
+    if t.scheduler not in SCHEDULERS:
+        raise ConfigError(f"train.scheduler must be one of {SCHEDULERS}, got {t.scheduler!r}")
+    if not d.train_files:
+        raise ConfigError("data.train_files is empty: list the JSONL files to train on")
+    if min(t.batch_size, t.grad_accum, t.max_steps) < 1:
+        raise ConfigError("batch_size, grad_accum and max_steps must be >= 1")
+    if not 0.0 <= d.eval_fraction < 1.0:
+        raise ConfigError(f"data.eval_fraction must be in [0, 1), got {d.eval_fraction}")
+
+
+def _random_llm(m: Any, folder: Path, seed: int) -> str:
+    """Write a randomly initialised LLM (the source's tokenizer and config + overrides) to `folder`."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from skyeye.llm import resolve_llm_path
+
+    path = resolve_llm_path(m.llm)
+    if not (folder / "config.json").is_file():
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        for key, value in m.llm_config_overrides.items():
+            if not hasattr(config, key):
+                raise ConfigError(f"model.llm_config_overrides: {type(config).__name__} has no field {key!r}")
+            setattr(config, key, value)
+        torch.manual_seed(seed)
+        llm = AutoModelForCausalLM.from_config(config)
+        folder.mkdir(parents=True, exist_ok=True)
+        llm.save_pretrained(folder, safe_serialization=True)
+        AutoTokenizer.from_pretrained(path, trust_remote_code=False).save_pretrained(folder)
+    return str(folder.resolve())
+
+
+def load_or_build(recipe: Recipe) -> tuple[nn.Module, SkyEyeProcessor]:
+    """The starting model (float32, adapters as stored) and its processor.
+
+    With `llm_random_init` the base LLM is written once to OUTPUT/base-llm; in a multi-process
+    run call this on the main process first, then on the others (they read that folder).
+    """
+    from skyeye.builder import build_model
+    from skyeye.modeling import SkyEyeForConditionalGeneration
+    from skyeye.vision import get_vision_config
+
+    m, t = recipe.model, recipe.train
+    torch.manual_seed(t.seed)
+    if m.model is not None:
+        from peft import PeftModel
+
+        from skyeye.checkpoint import ADAPTER_FOLDER
+        from skyeye.presets import resolve_model_folder
+
+        folder = resolve_model_folder(m.model)
+        model = SkyEyeForConditionalGeneration.from_pretrained(folder, load_adapter=False)
+        processor = SkyEyeProcessor.from_pretrained(folder)
+        if (folder / ADAPTER_FOLDER / "adapter_config.json").is_file():
+            # A stored adapter keeps training in stage 2 and stays as it is in stage 1.
+            model.language_model = PeftModel.from_pretrained(
+                model.language_model, str(folder / ADAPTER_FOLDER), is_trainable=t.stage == 2
+            )
+    else:
+        llm = m.llm
+        if m.llm_random_init:
+            llm = _random_llm(m, Path(t.output_dir) / "base-llm", t.seed)
+        model, processor = build_model(
+            vision_config=get_vision_config(m.vision),
+            llm_source=llm,
+            image_size=m.image_size,
+            use_mask_head=m.use_mask_head,
+            mask_head_hidden_size=m.mask_head_hidden_size,
+            projector_type=m.projector_type,
+            token_pooling=m.token_pooling,
+        )
+    if m.sar_wavelength is not None:
+        processor.image_processor.sar_wavelength = float(m.sar_wavelength)
+    if m.qlora:
+        _quantize_llm(model, DTYPES[m.dtype])
+    elif m.dtype != "float32":
+        model.language_model.to(DTYPES[m.dtype])
+    return model, processor
+
+
+def _quantize_llm(model: nn.Module, compute_dtype: torch.dtype) -> None:
+    """Replace the LLM by a 4-bit NF4 copy (bitsandbytes), keeping SkyEye's added token rows."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from skyeye.llm import resolve_llm_path
+
+    config = model.config
+    if hasattr(model.language_model, "peft_config"):
+        raise ConfigError("QLoRA needs a model without a stored adapter; merge it first (python -m finetune.merge)")
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+    device_map = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
+    llm4 = AutoModelForCausalLM.from_pretrained(
+        resolve_llm_path(config.llm_source), quantization_config=quant, device_map=device_map,
+        dtype=compute_dtype, trust_remote_code=False,
+    )
+    old = model.language_model
+    n_rows = old.get_input_embeddings().weight.shape[0]
+    if llm4.get_input_embeddings().weight.shape[0] != n_rows:
+        llm4.resize_token_embeddings(n_rows, mean_resizing=False)
+    base = config.text_base_vocab_size or n_rows
+    with torch.no_grad():
+        emb = llm4.get_input_embeddings().weight
+        emb[base:] = old.get_input_embeddings().weight[base:].to(emb.device, emb.dtype)
+    from peft import prepare_model_for_kbit_training
+
+    model.language_model = prepare_model_for_kbit_training(llm4, use_gradient_checkpointing=False)
+    del old
+
+
+def _linear_names(llm: nn.Module) -> set[str]:
+    names = set()
+    for name, module in llm.named_modules():
+        if isinstance(module, nn.Linear) or type(module).__name__ in ("Linear4bit", "Linear8bitLt"):
+            names.add(name.rsplit(".", 1)[-1])
+    return names
+
+
+def _embedding_name(llm: nn.Module) -> str:
+    target = llm.get_input_embeddings()
+    for name, module in llm.named_modules():
+        if module is target:
+            return name.rsplit(".", 1)[-1]
+    raise ConfigError("cannot find the LLM's input embedding module")
+
+
+def added_token_ids(model: nn.Module, processor: SkyEyeProcessor) -> list[int]:
+    """Ids of the tokens SkyEye added to the LLM's vocabulary ([SEG], <p>, </p>), whose rows train.
+
+    The image token is left out: image positions are filled with image features, never looked up.
+    """
+    base = model.config.text_base_vocab_size
+    if base is None:
+        return []
+    return [i for i in range(base, len(processor.tokenizer)) if i != processor.image_token_id]
+
+
+def configure_trainable(model: nn.Module, recipe: Recipe, new_token_ids: list[int] | None = None) -> dict[str, int]:
+    """Freeze / unfreeze by stage and add LoRA (stage 2); returns trainable counts per part.
+
+    `new_token_ids` (see `added_token_ids`) are the embedding rows trained in stage 2.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    t, lo = recipe.train, recipe.lora
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if t.stage == 2 and not hasattr(model.language_model, "peft_config"):
+        llm = model.language_model
+        available = _linear_names(llm)
+        missing = [name for name in lo.lora_targets if name not in available]
+        if missing or not lo.lora_targets:
+            raise ConfigError(
+                f"LoRA target(s) {missing or lo.lora_targets} are not linear layers of the LLM "
+                f"({type(llm).__name__}); its linear layers are {sorted(available)}: set lora.lora_targets"
+            )
+        extra: dict[str, Any] = {}
+        if new_token_ids and lo.new_token_rows == "trainable_tokens":
+            extra["trainable_token_indices"] = {_embedding_name(llm): list(new_token_ids)}
+        elif new_token_ids and lo.new_token_rows == "modules_to_save":
+            head = llm.get_output_embeddings()
+            names = [_embedding_name(llm)]
+            if head is not None and not model.config.text_config.tie_word_embeddings:
+                names += [n.rsplit(".", 1)[-1] for n, mod in llm.named_modules() if mod is head]
+            extra["modules_to_save"] = names
+        lora = LoraConfig(
+            r=lo.lora_r, lora_alpha=lo.lora_alpha, lora_dropout=lo.lora_dropout,
+            target_modules=list(lo.lora_targets), task_type="CAUSAL_LM", **extra,
+        )
+        model.language_model = get_peft_model(llm, lora)
+    elif t.stage == 2:
+        # A loaded trainable adapter: re-enable exactly its own weights.
+        for name, p in model.language_model.named_parameters():
+            if "lora_" in name or "trainable_tokens" in name or "modules_to_save" in name:
+                p.requires_grad_(True)
+    if t.train_projector:
+        model.projector.requires_grad_(True)
+    if t.train_vision_tower:
+        model.vision_tower.requires_grad_(True)
+    if t.stage == 2 and t.train_mask_head and model.mask_head is not None:
+        model.mask_head.requires_grad_(True)
+    if t.gradient_checkpointing:
+        model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.language_model.config.use_cache = False
+    return trainable_counts(model)
+
+
+def trainable_counts(model: nn.Module) -> dict[str, int]:
+    """Trainable parameter counts by part (vision_tower, projector, language_model, mask_head)."""
+    counts: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        part = name.split(".", 1)[0]
+        counts.setdefault(part, 0)
+        if p.requires_grad:
+            counts[part] += p.numel()
+    counts["total"] = sum(v for k, v in counts.items())
+    return counts

@@ -1,0 +1,247 @@
+"""Conversations about one tile and one label source: caption, presence, proportion, box, mask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from instruct_data.boxes import format_box
+from instruct_data.from_rasters import templates as T
+from instruct_data.from_rasters.labels import LabelLayer
+from instruct_data.from_rasters.regions import (
+    class_fractions,
+    largest_region,
+    percent_phrase,
+    position_phrase,
+)
+from instruct_data.masks import encode_mask
+from instruct_data.schema import Box, Conversation, ImageRef, Mask, Turn
+
+# Generator task -> unified-format task.
+TASK_KIND = {
+    "caption": "caption",
+    "presence": "vqa",
+    "proportion": "vqa",
+    "refer": "refer",
+    "segmentation": "segmentation",
+}
+
+
+@dataclass
+class TileView:
+    """One tile variant as the questions see it.
+
+    cmap: (H, W) int16 class map of the layer (0 unlabelled); valid: (H, W) bool image validity.
+    img_phrase: how the prompt names the image ("this Sentinel-2 image").
+    compass: write north/south... (north-up tile) instead of upper/lower.
+    """
+
+    image: ImageRef
+    cmap: np.ndarray
+    valid: np.ndarray
+    img_phrase: str
+    compass: bool
+    record_id: str
+    source: str
+    meta: dict
+
+
+class TileQuestions:
+    """Builds the conversations of one tile view for one label layer (seeded ``rng``)."""
+
+    def __init__(
+        self,
+        view: TileView,
+        layer: LabelLayer,
+        rng: np.random.Generator,
+        min_present: float,
+        min_region: float,
+    ) -> None:
+        self.v, self.layer, self.rng = view, layer, rng
+        self.min_present, self.min_region = min_present, min_region
+        self.fracs = class_fractions(view.cmap, view.valid, len(layer.classes))
+        self.labelled = float(((view.cmap > 0) & view.valid).sum() / max(int(view.valid.sum()), 1))
+
+    # -- helpers -------------------------------------------------------------------------------
+    def mask(self, k: int) -> np.ndarray:
+        """(H, W) bool: pixels of class index k (0-based into layer.classes)."""
+        return (self.v.cmap == k + 1) & self.v.valid
+
+    def present(self) -> list[int]:
+        return [
+            k for k, f in enumerate(self.fracs) if self.layer.askable[k] and f >= self.min_present
+        ]
+
+    def absent(self) -> list[int]:
+        if not self.layer.negatives:
+            return []
+        return [k for k, f in enumerate(self.fracs) if self.layer.askable[k] and f == 0]
+
+    def where(self, k: int) -> str:
+        return position_phrase(self.mask(k), self.v.compass)
+
+    def conv(self, task: str, turns: list[Turn], extra: dict) -> Conversation:
+        turns[0].text = "<image>\n" + turns[0].text
+        meta = {
+            **self.v.meta,
+            "gen_task": task,
+            "label_source": self.layer.description,
+            "label_type": self.layer.kind,
+            "label_layer": self.layer.name,
+            "proportions": {
+                c: round(float(f), 4)
+                for c, f in zip(self.layer.classes, self.fracs, strict=True)
+                if f > 0
+            },
+            **extra,
+        }
+        return Conversation(
+            id=f"{self.v.record_id}:{self.layer.name}:{task}",
+            source=self.v.source,
+            task=TASK_KIND[task],
+            images=[self.v.image],
+            turns=turns,
+            meta=meta,
+        )
+
+    # -- tasks ---------------------------------------------------------------------------------
+    def caption(self) -> Conversation | None:
+        ks = sorted(self.present(), key=lambda k: -self.fracs[k])
+        if not ks:
+            return None
+        names = self.layer.classes
+        sents = []
+        for i, k in enumerate(ks[:4]):
+            if i == 0:
+                f = self.fracs[k]
+                group = T.ALMOST_ALL if f >= 0.975 else (T.ORDINAL_LEAD if f > 0.5 else T.FIRST)
+            else:
+                group = T.SECOND if i == 1 else T.MINOR
+            sents.append(
+                T.fill(
+                    T.pick(self.rng, group),
+                    cls=names[k],
+                    pct=percent_phrase(self.fracs[k]),
+                    where=self.where(k),
+                )
+            )
+        if len(ks) > 4:
+            more = [names[k] for k in ks[4:]]
+            rest = more[0] if len(more) == 1 else ", ".join(more[:-1]) + " and " + more[-1]
+            sents.append(f"Small amounts of {rest} also occur.")
+        bg = [k for k, a in enumerate(self.layer.askable) if not a and self.fracs[k] >= 0.05]
+        for k in bg:
+            others = ", ".join(n for n, a in zip(names, self.layer.askable, strict=True) if a)
+            sents.append(
+                T.fill(T.REST, pct=percent_phrase(self.fracs[k]), cls=names[k], others=others)
+            )
+        if 1 - self.labelled >= 0.1:
+            sents.append(
+                T.fill(
+                    T.UNLABELLED,
+                    pct=percent_phrase(1 - self.labelled),
+                    src=self.layer.kind.replace("_", " "),
+                )
+            )
+        user = T.fill(T.pick(self.rng, T.CAPTION_PROMPTS), img=self.v.img_phrase)
+        return self.conv(
+            "caption",
+            [Turn("user", user), Turn("assistant", " ".join(sents))],
+            {"classes": [names[k] for k in ks]},
+        )
+
+    def presence(self, pairs: int) -> Conversation | None:
+        pos, neg = self.present(), self.absent()
+        n = min(len(pos), len(neg), pairs)
+        if n == 0:
+            return None
+        pos = list(self.rng.choice(pos, n, replace=False))
+        neg = list(self.rng.choice(neg, n, replace=False))
+        qs = [(int(k), True) for k in pos] + [(int(k), False) for k in neg]
+        order = self.rng.permutation(len(qs))
+        turns, answers = [], []
+        for j, i in enumerate(order):
+            k, yes = qs[i]
+            cls = self.layer.classes[k]
+            img = self.v.img_phrase if j == 0 else "the image"
+            prompt = T.fill(T.pick(self.rng, T.PRESENCE_PROMPTS), cls=cls, img=img)
+            turns.append(Turn("user", prompt))
+            # "Answer yes or no" prompts get the bare word; open ones may get a sentence.
+            short = "yes or no" in prompt
+            ans = (T.YES if yes else T.NO)[0] if short else T.pick(self.rng, T.YES if yes else T.NO)
+            turns.append(
+                Turn("assistant", T.fill(ans, cls=cls, where=self.where(k) if yes else ""))
+            )
+            answers.append({"class": cls, "answer": "yes" if yes else "no"})
+        return self.conv(
+            "presence", turns, {"classes": [a["class"] for a in answers], "answers": answers}
+        )
+
+    def proportion(self) -> Conversation | None:
+        ks = self.present()
+        if not ks:
+            return None
+        k = int(self.rng.choice(ks))
+        cls, pct = self.layer.classes[k], percent_phrase(self.fracs[k])
+        user = T.fill(T.pick(self.rng, T.PROPORTION_PROMPTS), cls=cls, img=self.v.img_phrase)
+        ans = T.fill(T.pick(self.rng, T.PROPORTION_ANSWERS), cls=cls, pct=pct)
+        return self.conv(
+            "proportion",
+            [Turn("user", user), Turn("assistant", ans)],
+            {"classes": [cls], "fraction": round(float(self.fracs[k]), 4)},
+        )
+
+    def refer(self) -> Conversation | None:
+        h, w = self.v.cmap.shape
+        min_px = max(4, int(self.min_region * h * w))
+        cands = []
+        for k in self.present():
+            reg = largest_region(self.mask(k))
+            if reg is None or reg[0] < min_px:
+                continue
+            r0, c0, r1, c1 = reg[1]
+            if (r1 - r0) * (c1 - c0) >= 0.95 * h * w and self.fracs[k] >= 0.5:
+                continue  # a class filling the tile: its "largest region" box says nothing
+            cands.append((k, reg))
+        if not cands:
+            return None
+        k, (npx, (r0, c0, r1, c1)) = cands[int(self.rng.integers(len(cands)))]
+        xyxy = (c0 / w, r0 / h, c1 / w, r1 / h)
+        text = format_box(xyxy)
+        cls = self.layer.classes[k]
+        user = T.fill(T.pick(self.rng, T.REFER_PROMPTS), cls=cls, img=self.v.img_phrase)
+        ans = T.fill(T.pick(self.rng, T.REFER_ANSWERS), cls=cls, box=text)
+        box = Box(xyxy=xyxy, text=text)
+        return self.conv(
+            "refer",
+            [Turn("user", user), Turn("assistant", ans, boxes=[box])],
+            {"classes": [cls], "region_pixels": npx, "box_pixels": [c0, r0, c1, r1]},
+        )
+
+    def segmentation(self) -> Conversation | None:
+        ks = self.present()
+        if not ks:
+            return None
+        k = int(self.rng.choice(ks))
+        cls = self.layer.classes[k]
+        rle = encode_mask(self.mask(k))
+        user = T.fill(T.pick(self.rng, T.SEG_PROMPTS), cls=cls, img=self.v.img_phrase)
+        ans = T.fill(T.pick(self.rng, T.SEG_ANSWERS), cls=cls)
+        return self.conv(
+            "segmentation",
+            [
+                Turn("user", user),
+                Turn("assistant", ans, masks=[Mask(seg_index=0, rle=rle, image_index=0)]),
+            ],
+            {"classes": [cls], "fraction": round(float(self.fracs[k]), 4)},
+        )
+
+    def build(self, tasks: list[str], presence_pairs: int) -> list[Conversation]:
+        """The requested tasks that this tile can answer, in ``tasks`` order."""
+        out = []
+        for t in tasks:
+            c = self.presence(presence_pairs) if t == "presence" else getattr(self, t)()
+            if c is not None:
+                out.append(c)
+        return out

