@@ -3,7 +3,7 @@ PY := .venv/bin/python
 IMAGE ?= examples/sentinel2_berlin_l1c.tif
 PROMPT ?=
 
-.PHONY: setup chat test test-slow lint
+.PHONY: setup chat demo test test-slow test-browser lint
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,10 @@ setup:
 chat: setup
 	$(PY) -m skyeye.chat --model skyeye-tiny --image $(IMAGE) $(if $(PROMPT),--prompt "$(PROMPT)",)
 
+# The web demo on http://127.0.0.1:7860 (see docs/demo.md).
+demo: setup
+	$(PY) -m demo
+
 # The fast offline suite (CPU, a few minutes).
 test: setup
 	$(PY) -m pytest -q
@@ -20,6 +24,11 @@ test: setup
 # Tests that need the real embedded model or take longer.
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# A real headless Chromium drives the demo (installs Debian's chromium + chromium-driver if missing).
+test-browser: setup
+	bash scripts/setup_browser.sh
+	$(PY) -m pytest -q -m browser tests/demo
 
 lint: setup
 	$(PY) -m ruff check skyeye instruct_data finetune demo tests

@@ -132,8 +132,12 @@ def build_app(
         gallery.select(handlers.add_example, [state], [state, *view])
         image_choice.input(handlers.select_image, [image_choice, state], [state, *view])
         sensor.input(handlers.set_sensor, [image_choice, sensor, state], [state, *view])
-        apply_table.click(handlers.apply_table, [image_choice, table, sensor, state], [state, *view])
-        preview_mode.input(handlers.set_preview, [image_choice, preview_mode, state], [state, preview])
+        apply_table.click(
+            handlers.apply_table, [image_choice, table, sensor, state], [state, *view]
+        )
+        preview_mode.input(
+            handlers.set_preview, [image_choice, preview_mode, state], [state, preview]
+        )
         chat_outputs = [chatbot, question, overlay, downloads, note, summary, state]
         for trigger in (question.submit, send.click):
             trigger(
@@ -143,16 +147,16 @@ def build_app(
                 concurrency_limit=concurrency,
                 concurrency_id="generate",
             )
-        new_chat.click(
-            handlers.reset, [state], [state, chatbot, overlay, downloads, note, *view]
-        )
+        new_chat.click(handlers.reset, [state], [state, chatbot, overlay, downloads, note, *view])
     app.queue(default_concurrency_limit=max(concurrency, 4), max_size=queue_size)
     return app
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
-    parser.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
+    parser.add_argument(
+        "--model", default="skyeye-tiny", help="preset name, model folder or hub id"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 = all)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted file")
@@ -161,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--queue-size", type=int, default=32, help="waiting requests before 'busy'")
     parser.add_argument("--max-images", type=int, default=8, help="images per conversation")
-    parser.add_argument("--read-size", type=int, default=512, help="longest side images are read at")
+    parser.add_argument(
+        "--read-size", type=int, default=512, help="longest side images are read at"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
@@ -172,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_model(
-    name: str, *, device: str = "cpu", dtype: torch.dtype | None = None, cache_dir: str | None = None
+    name: str,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    cache_dir: str | None = None,
 ) -> tuple[Any, Any]:
     """(model, processor) loaded once and shared by every session."""
     from skyeye.modeling import SkyEyeForConditionalGeneration
@@ -187,7 +197,9 @@ def load_model(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
     for flag, value in (("--concurrency", args.concurrency), ("--max-images", args.max_images)):
         if value < 1:
             print(f"error: {flag} must be at least 1, got {value}", file=sys.stderr)

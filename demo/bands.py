@@ -64,7 +64,10 @@ def _parse_wavelength(value: Any, band: str) -> float | None:
 
 
 def _fill_sar(
-    names: list[str], wavelengths: list[float | None], sensor: Sensor | None, sar_wavelength: float | None
+    names: list[str],
+    wavelengths: list[float | None],
+    sensor: Sensor | None,
+    sar_wavelength: float | None,
 ) -> list[float] | None:
     """Complete blank wavelengths of SAR bands with the model's placeholder; None if all SAR are blank
     and the model has none (the processor then explains what to set)."""

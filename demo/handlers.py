@@ -156,7 +156,9 @@ class DemoHandlers:
         return (session, *self.view(session, index))
 
     @user_errors
-    def apply_table(self, index: int | None, rows: Any, sensor: str | None, state: DemoSession | None):
+    def apply_table(
+        self, index: int | None, rows: Any, sensor: str | None, state: DemoSession | None
+    ):
         session = self.session(state)
         if index is None:
             raise DemoError("no image selected: upload an image or pick an example first")
@@ -201,4 +203,3 @@ class DemoHandlers:
         session = self.session(state)
         session.reset()
         return (session, [], None, None, "", *self.view(session, None))
-

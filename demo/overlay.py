@@ -80,7 +80,9 @@ def draw_overlay(
         phrase = mask_phrases[k] if k < len(mask_phrases) else None
         if m.any():
             rows, cols = np.nonzero(m)
-            labels.append(((float(cols.min()), float(rows.min())), phrase or f"mask {k + 1}", colour))
+            labels.append(
+                ((float(cols.min()), float(rows.min())), phrase or f"mask {k + 1}", colour)
+            )
     picture = Image.fromarray(out.round().astype(np.uint8))
     draw = ImageDraw.Draw(picture)
     font = _font(max(12, picture.size[1] // 36))

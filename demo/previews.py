@@ -59,7 +59,9 @@ def _sar_indices(image: RasterImage) -> dict[str, int]:
     return out
 
 
-def _nearest_band(wavelengths: Sequence[float | None], target: float, tolerance: float) -> int | None:
+def _nearest_band(
+    wavelengths: Sequence[float | None], target: float, tolerance: float
+) -> int | None:
     best, best_miss = None, tolerance
     for i, wl in enumerate(wavelengths):
         if wl is None:

@@ -160,7 +160,9 @@ class DemoSession:
     def set_bands(self, index: int, rows: Sequence[Sequence[Any]], sensor: str | None) -> None:
         """Apply an edited band table (names, wavelengths) and sensor to image `index`."""
         try:
-            new = apply_rows(self.entry(index).image, rows, sensor, sar_wavelength=self.sar_wavelength)
+            new = apply_rows(
+                self.entry(index).image, rows, sensor, sar_wavelength=self.sar_wavelength
+            )
         except BandTableError as err:
             raise DemoError(str(err)) from None
         self._replace_image(index, new)
@@ -177,7 +179,9 @@ class DemoSession:
         """(H, W, 3) uint8 preview of image `index` in `mode` (remembered per image)."""
         entry = self.entry(index)
         modes = preview_modes(entry.image)
-        mode = mode if mode in modes else entry.preview_mode if entry.preview_mode in modes else None
+        mode = (
+            mode if mode in modes else entry.preview_mode if entry.preview_mode in modes else None
+        )
         entry.preview_mode = mode or modes[0]
         try:
             return render_preview(entry.image, entry.preview_mode)
@@ -249,7 +253,11 @@ class DemoSession:
             files[-1].write_text(json.dumps(fc, indent=1))
         masks = [m for m in reply.masks if tuple(m.shape) == shape]
         if masks:
-            phrases = [p for m, p in zip(reply.masks, reply.mask_phrases, strict=False) if tuple(m.shape) == shape]
+            phrases = [
+                p
+                for m, p in zip(reply.masks, reply.mask_phrases, strict=False)
+                if tuple(m.shape) == shape
+            ]
             fc = masks_to_geojson(
                 np.stack(masks), phrases, transform=image.transform, crs=image.crs
             )
@@ -292,4 +300,3 @@ class DemoSession:
             f"**{entry.name}**: {img.data.shape[0]} bands, sensor {img.sensor or 'unknown'}, "
             f"{grid}, {geo}, value scaling `{scaling}`; {state}."
         )
-

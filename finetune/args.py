@@ -19,7 +19,9 @@ import yaml
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - the dataclass help text
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kwargs)
+        return field(
+            default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kwargs
+        )
     return field(default=default, metadata={"help": help}, **kwargs)
 
 
@@ -27,23 +29,41 @@ def _f(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - the datac
 class ModelArgs:
     """Which model to start from."""
 
-    model: str | None = _f(None, "SkyEye model folder, preset (skyeye-tiny) or hub id to start from; "
-                           "None builds a new model from `vision` + `llm`")
-    vision: str = _f("tiny-test", "registered vision config for a new model (skyeye.vision.get_vision_config)")
+    model: str | None = _f(
+        None,
+        "SkyEye model folder, preset (skyeye-tiny) or hub id to start from; "
+        "None builds a new model from `vision` + `llm`",
+    )
+    vision: str = _f(
+        "tiny-test", "registered vision config for a new model (skyeye.vision.get_vision_config)"
+    )
     llm: str = _f("smollm2-135m-instruct", "LLM for a new model: embedded name, folder or hub id")
-    llm_random_init: bool = _f(False, "build the LLM from its config with random weights (smoke tests, "
-                               "timing); the base LLM is then written to OUTPUT/base-llm")
-    llm_config_overrides: dict = _f({}, "LLM config fields to change before a random init "
-                                    "(e.g. {num_hidden_layers: 2, hidden_size: 64})")
-    image_size: int | None = _f(None, "model input side in pixels for a new model (default: the tower's)")
+    llm_random_init: bool = _f(
+        False,
+        "build the LLM from its config with random weights (smoke tests, "
+        "timing); the base LLM is then written to OUTPUT/base-llm",
+    )
+    llm_config_overrides: dict = _f(
+        {},
+        "LLM config fields to change before a random init "
+        "(e.g. {num_hidden_layers: 2, hidden_size: 64})",
+    )
+    image_size: int | None = _f(
+        None, "model input side in pixels for a new model (default: the tower's)"
+    )
     use_mask_head: bool = _f(True, "new model: build the [SEG] mask head")
     mask_head_hidden_size: int = _f(256, "new model: width of the mask decoder")
     projector_type: str = _f("mlp2x_gelu", "new model: linear or mlp2x_gelu")
     token_pooling: int = _f(1, "new model: average-pool the patch grid by this factor per side")
-    sar_wavelength: float | None = _f(None, "placeholder wavelength (µm) for SAR bands, saved with "
-                                      "the processor (5.405 DOFA v2 / DOFA-CLIP, 3.75 DOFA v1); "
-                                      "None keeps the model's")
-    qlora: bool = _f(False, "load the LLM in 4-bit (bitsandbytes NF4) and train LoRA on top (QLoRA)")
+    sar_wavelength: float | None = _f(
+        None,
+        "placeholder wavelength (µm) for SAR bands, saved with "
+        "the processor (5.405 DOFA v2 / DOFA-CLIP, 3.75 DOFA v1); "
+        "None keeps the model's",
+    )
+    qlora: bool = _f(
+        False, "load the LLM in 4-bit (bitsandbytes NF4) and train LoRA on top (QLoRA)"
+    )
     dtype: str = _f("float32", "compute dtype of the LLM: float32, bfloat16 or float16")
 
 
@@ -53,15 +73,28 @@ class DataArgs:
 
     train_files: list = _f([], "training JSONL files")
     eval_files: list = _f([], "held-out JSONL files; empty uses eval_fraction of train_files")
-    eval_fraction: float = _f(0.0, "fraction of training records held out for evaluation when "
-                              "eval_files is empty (picked by a hash of the record id)")
-    image_root: str | None = _f(None, "folder image paths are relative to (default: each JSONL's folder)")
+    eval_fraction: float = _f(
+        0.0,
+        "fraction of training records held out for evaluation when "
+        "eval_files is empty (picked by a hash of the record id)",
+    )
+    image_root: str | None = _f(
+        None, "folder image paths are relative to (default: each JSONL's folder)"
+    )
     tasks: list = _f([], "keep only records of these tasks (empty: all); stage 1 uses [caption]")
-    on_bad_record: str = _f("skip", "skip: drop bad records and count them in the log; stop: list them "
-                            "and exit before training")
-    max_length: int | None = _f(None, "longest tokenised conversation kept (default: the LLM's context)")
-    system_prompt: str | None = _f("default", "system message of every conversation: 'default' "
-                                   "uses the chat's (skyeye.inference.DEFAULT_SYSTEM_PROMPT), null none")
+    on_bad_record: str = _f(
+        "skip",
+        "skip: drop bad records and count them in the log; stop: list them "
+        "and exit before training",
+    )
+    max_length: int | None = _f(
+        None, "longest tokenised conversation kept (default: the LLM's context)"
+    )
+    system_prompt: str | None = _f(
+        "default",
+        "system message of every conversation: 'default' "
+        "uses the chat's (skyeye.inference.DEFAULT_SYSTEM_PROMPT), null none",
+    )
     num_workers: int = _f(0, "DataLoader worker processes per training process")
 
 
@@ -72,12 +105,17 @@ class LoraArgs:
     lora_r: int = _f(16, "LoRA rank")
     lora_alpha: int = _f(32, "LoRA alpha (scaling = alpha / r)")
     lora_dropout: float = _f(0.05, "dropout on the LoRA input")
-    lora_targets: list = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-                            "LLM module names that get adapters (each must exist in the LLM)")
-    new_token_rows: str = _f("trainable_tokens", "how the rows of tokens SkyEye added ([SEG], <p>, "
-                             "</p>) are trained: trainable_tokens (only those rows, peft "
-                             "trainable_token_indices), modules_to_save (whole embedding and head: "
-                             "large adapter) or none")
+    lora_targets: list = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "LLM module names that get adapters (each must exist in the LLM)",
+    )
+    new_token_rows: str = _f(
+        "trainable_tokens",
+        "how the rows of tokens SkyEye added ([SEG], <p>, "
+        "</p>) are trained: trainable_tokens (only those rows, peft "
+        "trainable_token_indices), modules_to_save (whole embedding and head: "
+        "large adapter) or none",
+    )
 
 
 @dataclass
@@ -92,7 +130,9 @@ class TrainArgs:
     seed: int = _f(0, "seed of initialisation, data order and dropout")
     max_steps: int = _f(100, "optimizer steps to run")
     batch_size: int = _f(2, "examples per process per micro-batch")
-    grad_accum: int = _f(1, "micro-batches per optimizer step (global batch = batch_size x processes x grad_accum)")
+    grad_accum: int = _f(
+        1, "micro-batches per optimizer step (global batch = batch_size x processes x grad_accum)"
+    )
     lr: float = _f(2e-4, "peak learning rate (LoRA and new weights)")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     warmup_steps: int = _f(0, "linear warm-up steps")
@@ -101,17 +141,28 @@ class TrainArgs:
     ce_weight: float = _f(1.0, "token cross-entropy weight")
     bce_weight: float = _f(2.0, "mask BCE weight")
     dice_weight: float = _f(0.5, "mask dice weight")
-    gradient_checkpointing: bool = _f(False, "recompute LLM activations in the backward pass (less memory)")
+    gradient_checkpointing: bool = _f(
+        False, "recompute LLM activations in the backward pass (less memory)"
+    )
     save_every: int = _f(50, "write a resumable checkpoint every N steps (0 = only at the end)")
     keep_checkpoints: int = _f(2, "checkpoints kept on disk (older ones are deleted)")
     resume: bool = _f(False, "continue from the latest checkpoint in output_dir")
     eval_every: int = _f(0, "evaluate on the held-out split every N steps (0 = only at the end)")
     log_every: int = _f(1, "write a log line every N steps")
-    tensorboard: bool = _f(False, "also log to tensorboard (OUTPUT/tensorboard; needs the tensorboard package)")
-    save_dtype: str | None = _f(None, "store the final model.safetensors in this dtype (e.g. bfloat16)")
+    tensorboard: bool = _f(
+        False, "also log to tensorboard (OUTPUT/tensorboard; needs the tensorboard package)"
+    )
+    save_dtype: str | None = _f(
+        None, "store the final model.safetensors in this dtype (e.g. bfloat16)"
+    )
 
 
-SECTIONS: dict[str, type] = {"model": ModelArgs, "data": DataArgs, "lora": LoraArgs, "train": TrainArgs}
+SECTIONS: dict[str, type] = {
+    "model": ModelArgs,
+    "data": DataArgs,
+    "lora": LoraArgs,
+    "train": TrainArgs,
+}
 
 
 @dataclass
@@ -180,7 +231,9 @@ def load_recipe(path: Path | None, overrides: dict[str, Any]) -> Recipe:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     unknown = set(raw) - set(SECTIONS)
     if unknown:
-        raise ValueError(f"recipe {path}: unknown section(s) {sorted(unknown)}; use {sorted(SECTIONS)}")
+        raise ValueError(
+            f"recipe {path}: unknown section(s) {sorted(unknown)}; use {sorted(SECTIONS)}"
+        )
     values: dict[str, dict[str, Any]] = {name: dict(raw.get(name) or {}) for name in SECTIONS}
     owner = _field_owner()
     for section, items in values.items():
@@ -194,10 +247,14 @@ def load_recipe(path: Path | None, overrides: dict[str, Any]) -> Recipe:
             )
     for name, value in overrides.items():
         values[owner[name]][name] = value
-    return Recipe(**{
-        name: SECTIONS[name](**{k: _coerce(SECTIONS[name], k, v) for k, v in values[name].items()})
-        for name in SECTIONS
-    })
+    return Recipe(
+        **{
+            name: SECTIONS[name](
+                **{k: _coerce(SECTIONS[name], k, v) for k, v in values[name].items()}
+            )
+            for name in SECTIONS
+        }
+    )
 
 
 def parse_args(argv: list[str] | None) -> Recipe:

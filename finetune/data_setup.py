@@ -30,7 +30,9 @@ class DataReport:
     def bad_by_reason(self) -> dict[str, int]:
         """Bad-record counts by kind of problem."""
         kinds = ("missing image", "invalid JSON", "too long")
-        return dict(Counter(next((k for k in kinds if r.startswith(k)), r[:60]) for _, r in self.bad))
+        return dict(
+            Counter(next((k for k in kinds if r.startswith(k)), r[:60]) for _, r in self.bad)
+        )
 
 
 def _in_eval(record_id: str, fraction: float) -> bool:
@@ -38,7 +40,9 @@ def _in_eval(record_id: str, fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def _filter(dataset: InstructionDataset, tasks: set[str], report: DataReport) -> list[tuple[Any, str]]:
+def _filter(
+    dataset: InstructionDataset, tasks: set[str], report: DataReport
+) -> list[tuple[Any, str]]:
     """(ref, record id) of the usable records; bad ones go to `report.bad`."""
     kept = []
     for index, ref in enumerate(dataset.refs):
@@ -63,8 +67,11 @@ def build_datasets(
     d = recipe.data
     system = DEFAULT_SYSTEM_PROMPT if d.system_prompt == "default" else d.system_prompt
     common = dict(
-        image_root=d.image_root, mask_size=mask_size, on_error=d.on_bad_record,
-        system_prompt=system, max_length=d.max_length,
+        image_root=d.image_root,
+        mask_size=mask_size,
+        on_error=d.on_bad_record,
+        system_prompt=system,
+        max_length=d.max_length,
     )
     report = DataReport()
     tasks = set(d.tasks or [])
@@ -98,11 +105,21 @@ class StepSampler:
     """
 
     def __init__(
-        self, n_records: int, *, seed: int, batch_size: int, world_size: int, rank: int,
-        grad_accum: int, start_step: int, max_steps: int,
+        self,
+        n_records: int,
+        *,
+        seed: int,
+        batch_size: int,
+        world_size: int,
+        rank: int,
+        grad_accum: int,
+        start_step: int,
+        max_steps: int,
     ) -> None:
         if n_records < 1:
-            raise ValueError("no training records left after the checks; see the log for the reasons")
+            raise ValueError(
+                "no training records left after the checks; see the log for the reasons"
+            )
         self.n, self.seed, self.batch_size = n_records, seed, batch_size
         self.world_size, self.rank, self.grad_accum = world_size, rank, grad_accum
         self.start_step, self.max_steps = start_step, max_steps

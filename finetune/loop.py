@@ -26,7 +26,15 @@ from skyeye.data import InstructionDataset, SkyEyeCollator
 
 logger = logging.getLogger(__name__)
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "labels", "pixel_values", "wavelengths", "masks", "seg_image_index")
+MODEL_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "pixel_values",
+    "wavelengths",
+    "masks",
+    "seg_image_index",
+)
 
 
 def lr_factor(kind: str, warmup: int, total: int):
@@ -58,9 +66,18 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 class Loop:
     """Runs the optimisation of a prepared model (see `finetune.train.main`)."""
 
-    def __init__(self, recipe: Recipe, accelerator: Any, model: torch.nn.Module, optimizer: Any,
-                 scheduler: Any, train_ds: InstructionDataset, eval_ds: InstructionDataset | None,
-                 collator: SkyEyeCollator, log: RunLog | None) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        accelerator: Any,
+        model: torch.nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        train_ds: InstructionDataset,
+        eval_ds: InstructionDataset | None,
+        collator: SkyEyeCollator,
+        log: RunLog | None,
+    ) -> None:
         self.recipe, self.acc, self.model = recipe, accelerator, model
         self.optimizer, self.scheduler = optimizer, scheduler
         self.train_ds, self.eval_ds, self.collator, self.log = train_ds, eval_ds, collator, log
@@ -69,14 +86,21 @@ class Loop:
         self.global_batch = t.batch_size * accelerator.num_processes * t.grad_accum
         self.step = 0
         self.skipped = 0
-        self.loss_kwargs = {"ce_weight": t.ce_weight, "bce_weight": t.bce_weight, "dice_weight": t.dice_weight}
+        self.loss_kwargs = {
+            "ce_weight": t.ce_weight,
+            "bce_weight": t.bce_weight,
+            "dice_weight": t.dice_weight,
+        }
 
     # ------------------------------------------------------------ checkpoints
     def _trainer_state(self) -> dict[str, Any]:
         return {
-            "step": self.step, "records_seen": self.step * self.global_batch,
-            "global_batch": self.global_batch, "train_records": len(self.train_ds),
-            "seed": self.recipe.train.seed, "skipped_records": self.skipped,
+            "step": self.step,
+            "records_seen": self.step * self.global_batch,
+            "global_batch": self.global_batch,
+            "train_records": len(self.train_ds),
+            "seed": self.recipe.train.seed,
+            "skipped_records": self.skipped,
             "world_size": self.acc.num_processes,
         }
 
@@ -95,7 +119,9 @@ class Loop:
         self.ckpt.write_rank(tmp, acc.process_index)
         if acc.is_main_process:
             weights = trainable_state(acc.unwrap_model(self.model))
-            self.ckpt.write_main(tmp, weights, self.optimizer, self.scheduler, self._trainer_state())
+            self.ckpt.write_main(
+                tmp, weights, self.optimizer, self.scheduler, self._trainer_state()
+            )
         acc.wait_for_everyone()
         if acc.is_main_process:
             path = self.ckpt.commit(step)
@@ -109,10 +135,16 @@ class Loop:
         if folder is None:
             logger.warning("--resume: no checkpoint in %s; starting from step 0", self.ckpt.root)
             return
-        state = self.ckpt.load(folder, self.acc.unwrap_model(self.model), self.optimizer,
-                               self.scheduler, self.acc.process_index)
+        state = self.ckpt.load(
+            folder,
+            self.acc.unwrap_model(self.model),
+            self.optimizer,
+            self.scheduler,
+            self.acc.process_index,
+        )
         if (folder / "accelerate").is_dir() and self.acc.distributed_type in (
-            DistributedType.DEEPSPEED, DistributedType.FSDP
+            DistributedType.DEEPSPEED,
+            DistributedType.FSDP,
         ):
             self.acc.load_state(str(folder / "accelerate"))
         for key in ("global_batch", "train_records", "seed"):
@@ -137,18 +169,27 @@ class Loop:
         self.model.eval()
         sums = torch.zeros(3, device=acc.device)  # weighted loss, examples, ce
         for b in range(math.ceil(per_rank / bs)):
-            chunk = mine[b * bs:(b + 1) * bs]
+            chunk = mine[b * bs : (b + 1) * bs]
             weight = len(chunk)
             batch = self.collator([self.eval_ds[i] for i in (chunk or [0])])
             if "input_ids" not in batch:
                 continue
             out = self.model(**to_device(batch, acc.device), **self.loss_kwargs)
-            sums += torch.stack([out.loss.float() * weight, torch.tensor(float(weight), device=acc.device),
-                                 out.loss_terms["ce"].float() * weight])
+            sums += torch.stack(
+                [
+                    out.loss.float() * weight,
+                    torch.tensor(float(weight), device=acc.device),
+                    out.loss_terms["ce"].float() * weight,
+                ]
+            )
         self.model.train()
         sums = acc.reduce(sums, reduction="sum")
         n = max(float(sums[1]), 1.0)
-        return {"eval_loss": float(sums[0]) / n, "eval_ce": float(sums[2]) / n, "eval_examples": int(sums[1])}
+        return {
+            "eval_loss": float(sums[0]) / n,
+            "eval_ce": float(sums[2]) / n,
+            "eval_examples": int(sums[1]),
+        }
 
     # ------------------------------------------------------------ training
     def _zero_loss(self) -> torch.Tensor:
@@ -158,13 +199,29 @@ class Loop:
     def run(self) -> dict[str, float]:
         """Train from `self.step` to max_steps; returns the last train and eval metrics."""
         t, acc = self.recipe.train, self.acc
-        sampler = StepSampler(len(self.train_ds), seed=t.seed, batch_size=t.batch_size,
-                              world_size=acc.num_processes, rank=acc.process_index,
-                              grad_accum=t.grad_accum, start_step=self.step, max_steps=t.max_steps)
-        loader = torch.utils.data.DataLoader(self.train_ds, batch_sampler=sampler, collate_fn=self.collator,
-                                             num_workers=self.recipe.data.num_workers)
+        sampler = StepSampler(
+            len(self.train_ds),
+            seed=t.seed,
+            batch_size=t.batch_size,
+            world_size=acc.num_processes,
+            rank=acc.process_index,
+            grad_accum=t.grad_accum,
+            start_step=self.step,
+            max_steps=t.max_steps,
+        )
+        loader = torch.utils.data.DataLoader(
+            self.train_ds,
+            batch_sampler=sampler,
+            collate_fn=self.collator,
+            num_workers=self.recipe.data.num_workers,
+            # Its own generator: starting the iterator must not
+            # draw from the global RNG that dropout uses (resume).
+            generator=torch.Generator().manual_seed(t.seed),
+        )
         batches = iter(loader)
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not acc.is_main_process, desc="train")
+        bar = tqdm(
+            total=t.max_steps, initial=self.step, disable=not acc.is_main_process, desc="train"
+        )
         self.model.train()
         last: dict[str, float] = {}
         while self.step < t.max_steps:
@@ -184,21 +241,40 @@ class Loop:
                         acc.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
-                sums += torch.tensor([float(loss.detach()), 1.0, tokens, float(terms.get("ce", 0.0)),
-                                      float(terms.get("bce", 0.0)), float(terms.get("dice", 0.0)),
-                                      float(batch["n_skipped"])], device=acc.device)
+                sums += torch.tensor(
+                    [
+                        float(loss.detach()),
+                        1.0,
+                        tokens,
+                        float(terms.get("ce", 0.0)),
+                        float(terms.get("bce", 0.0)),
+                        float(terms.get("dice", 0.0)),
+                        float(batch["n_skipped"]),
+                    ],
+                    device=acc.device,
+                )
             self.scheduler.step()
             self.step += 1
             sums = acc.reduce(sums, reduction="sum")
             self.skipped += int(sums[6])
             elapsed = time.perf_counter() - started
             micro = float(sums[1])
-            last = {"loss": float(sums[0]) / micro, "ce": float(sums[3]) / micro, "bce": float(sums[4]) / micro,
-                    "dice": float(sums[5]) / micro, "lr": self.scheduler.get_last_lr()[0],
-                    "tokens_per_s": float(sums[2]) / elapsed, "s_per_step": elapsed,
-                    "skipped_records": self.skipped}
+            last = {
+                "loss": float(sums[0]) / micro,
+                "ce": float(sums[3]) / micro,
+                "bce": float(sums[4]) / micro,
+                "dice": float(sums[5]) / micro,
+                "lr": self.scheduler.get_last_lr()[0],
+                "tokens_per_s": float(sums[2]) / elapsed,
+                "s_per_step": elapsed,
+                "skipped_records": self.skipped,
+            }
             bar.update(1)
-            bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", tok_s=f"{last['tokens_per_s']:.0f}")
+            bar.set_postfix(
+                loss=f"{last['loss']:.4f}",
+                lr=f"{last['lr']:.2e}",
+                tok_s=f"{last['tokens_per_s']:.0f}",
+            )
             if self.log is not None and (self.step % t.log_every == 0 or self.step == t.max_steps):
                 self.log.write("train", self.step, **last)
             if t.eval_every and self.step % t.eval_every == 0 and self.step < t.max_steps:

@@ -42,11 +42,19 @@ def merge_model(model_path: str | Path, out: str | Path, *, dtype: str | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finetune.merge", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="model folder with an adapter/ (e.g. runs/x/model)")
+    parser = argparse.ArgumentParser(
+        prog="python -m finetune.merge", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--model", required=True, help="model folder with an adapter/ (e.g. runs/x/model)"
+    )
     parser.add_argument("--out", required=True, help="new folder for the merged standalone model")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None,
-                        help="store the merged weights in this dtype (default: as loaded, float32)")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default=None,
+        help="store the merged weights in this dtype (default: as loaded, float32)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -50,7 +50,9 @@ def check_recipe(recipe: Recipe) -> None:
     if d.on_bad_record not in ("skip", "stop"):
         raise ConfigError(f"data.on_bad_record must be skip or stop, got {d.on_bad_record!r}")
     if lo.new_token_rows not in NEW_TOKEN_ROWS:
-        raise ConfigError(f"lora.new_token_rows must be one of {NEW_TOKEN_ROWS}, got {lo.new_token_rows!r}")
+        raise ConfigError(
+            f"lora.new_token_rows must be one of {NEW_TOKEN_ROWS}, got {lo.new_token_rows!r}"
+        )
     if t.scheduler not in SCHEDULERS:
         raise ConfigError(f"train.scheduler must be one of {SCHEDULERS}, got {t.scheduler!r}")
     if not d.train_files:
@@ -72,7 +74,9 @@ def _random_llm(m: Any, folder: Path, seed: int) -> str:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
         for key, value in m.llm_config_overrides.items():
             if not hasattr(config, key):
-                raise ConfigError(f"model.llm_config_overrides: {type(config).__name__} has no field {key!r}")
+                raise ConfigError(
+                    f"model.llm_config_overrides: {type(config).__name__} has no field {key!r}"
+                )
             setattr(config, key, value)
         torch.manual_seed(seed)
         llm = AutoModelForCausalLM.from_config(config)
@@ -138,7 +142,9 @@ def _quantize_llm(model: nn.Module, compute_dtype: torch.dtype) -> None:
 
     config = model.config
     if hasattr(model.language_model, "peft_config"):
-        raise ConfigError("QLoRA needs a model without a stored adapter; merge it first (python -m finetune.merge)")
+        raise ConfigError(
+            "QLoRA needs a model without a stored adapter; merge it first (python -m finetune.merge)"
+        )
     quant = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -147,8 +153,11 @@ def _quantize_llm(model: nn.Module, compute_dtype: torch.dtype) -> None:
     )
     device_map = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
     llm4 = AutoModelForCausalLM.from_pretrained(
-        resolve_llm_path(config.llm_source), quantization_config=quant, device_map=device_map,
-        dtype=compute_dtype, trust_remote_code=False,
+        resolve_llm_path(config.llm_source),
+        quantization_config=quant,
+        device_map=device_map,
+        dtype=compute_dtype,
+        trust_remote_code=False,
     )
     old = model.language_model
     n_rows = old.get_input_embeddings().weight.shape[0]
@@ -191,7 +200,9 @@ def added_token_ids(model: nn.Module, processor: SkyEyeProcessor) -> list[int]:
     return [i for i in range(base, len(processor.tokenizer)) if i != processor.image_token_id]
 
 
-def configure_trainable(model: nn.Module, recipe: Recipe, new_token_ids: list[int] | None = None) -> dict[str, int]:
+def configure_trainable(
+    model: nn.Module, recipe: Recipe, new_token_ids: list[int] | None = None
+) -> dict[str, int]:
     """Freeze / unfreeze by stage and add LoRA (stage 2); returns trainable counts per part.
 
     `new_token_ids` (see `added_token_ids`) are the embedding rows trained in stage 2.
@@ -220,8 +231,12 @@ def configure_trainable(model: nn.Module, recipe: Recipe, new_token_ids: list[in
                 names += [n.rsplit(".", 1)[-1] for n, mod in llm.named_modules() if mod is head]
             extra["modules_to_save"] = names
         lora = LoraConfig(
-            r=lo.lora_r, lora_alpha=lo.lora_alpha, lora_dropout=lo.lora_dropout,
-            target_modules=list(lo.lora_targets), task_type="CAUSAL_LM", **extra,
+            r=lo.lora_r,
+            lora_alpha=lo.lora_alpha,
+            lora_dropout=lo.lora_dropout,
+            target_modules=list(lo.lora_targets),
+            task_type="CAUSAL_LM",
+            **extra,
         )
         model.language_model = get_peft_model(llm, lora)
     elif t.stage == 2:
@@ -236,7 +251,9 @@ def configure_trainable(model: nn.Module, recipe: Recipe, new_token_ids: list[in
     if t.stage == 2 and t.train_mask_head and model.mask_head is not None:
         model.mask_head.requires_grad_(True)
     if t.gradient_checkpointing:
-        model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.language_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
         model.language_model.config.use_cache = False
     return trainable_counts(model)
 

@@ -65,7 +65,9 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0)
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -73,7 +75,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The trainable parameters of `model` (an unwrapped module), detached on the CPU."""
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+    }
 
 
 def _write_file(path: Path, write: Any) -> None:
@@ -114,7 +118,10 @@ class CheckpointManager:
         trainer_state: dict[str, Any],
     ) -> None:
         """The main process writes weights, optimizer, scheduler and the state file."""
-        _write_file(tmp / "trainable.safetensors", lambda p: save_file(model_state, str(p), metadata={"format": "pt"}))
+        _write_file(
+            tmp / "trainable.safetensors",
+            lambda p: save_file(model_state, str(p), metadata={"format": "pt"}),
+        )
         _write_file(tmp / "optimizer.pt", lambda p: torch.save(optimizer.state_dict(), p))
         _write_file(tmp / "scheduler.pt", lambda p: torch.save(scheduler.state_dict(), p))
         _write_file(tmp / STATE_FILE, lambda p: p.write_text(json.dumps(trainer_state, indent=2)))
@@ -137,7 +144,8 @@ class CheckpointManager:
         if not self.root.is_dir():
             return []
         found = [
-            p for p in self.root.glob("checkpoint-*")
+            p
+            for p in self.root.glob("checkpoint-*")
             if p.is_dir() and (p / STATE_FILE).is_file() and p.name.split("-")[-1].isdigit()
         ]
         return sorted(found, key=lambda p: int(p.name.split("-")[-1]))

@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> int:
     recipe = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # Per-image reader notes would interleave with the progress bar on every step.
     logging.getLogger("skyeye.io").setLevel(logging.WARNING)
     try:
@@ -57,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     set_seed(t.seed)
     out = Path(t.output_dir)
     try:
-        if recipe.model.dtype != "float32" and accelerator.mixed_precision == "no" and not recipe.model.qlora:
+        if (
+            recipe.model.dtype != "float32"
+            and accelerator.mixed_precision == "no"
+            and not recipe.model.qlora
+        ):
             raise ConfigError(
                 f"model.dtype {recipe.model.dtype} needs mixed precision for the float32 projector "
                 "and mask head: run with `accelerate launch --mixed_precision bf16` (or an "
@@ -72,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             more = f"\n  ... and {len(report.bad) - 50} more" if len(report.bad) > 50 else ""
             if recipe.data.on_bad_record == "stop":
                 if accelerator.is_main_process:
-                    print(f"error: {len(report.bad)} bad record(s); nothing was trained (on_bad_record=stop). "
-                          f"Fix them or run with --on_bad_record skip:\n{lines}{more}", file=sys.stderr)
+                    print(
+                        f"error: {len(report.bad)} bad record(s); nothing was trained (on_bad_record=stop). "
+                        f"Fix them or run with --on_bad_record skip:\n{lines}{more}",
+                        file=sys.stderr,
+                    )
                 return 2
             logger.warning("skipping %d bad record(s):\n%s%s", len(report.bad), lines, more)
         counts = configure_trainable(model, recipe, added_token_ids(model, processor))
@@ -85,19 +94,38 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
         log = RunLog(out, tensorboard=t.tensorboard)
-        log.write("start", 0, trainable=counts, train_records=report.train_records,
-                  eval_records=report.eval_records, filtered_by_task=report.filtered_by_task,
-                  bad_records=len(report.bad), bad_by_reason=report.bad_by_reason(),
-                  processes=accelerator.num_processes, resume=t.resume)
+        log.write(
+            "start",
+            0,
+            trainable=counts,
+            train_records=report.train_records,
+            eval_records=report.eval_records,
+            filtered_by_task=report.filtered_by_task,
+            bad_records=len(report.bad),
+            bad_by_reason=report.bad_by_reason(),
+            processes=accelerator.num_processes,
+            resume=t.resume,
+        )
         logger.info("trainable parameters: %s", counts)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
     # Stepped by the loop once per optimizer step on every process (not prepared: accelerate
     # would step it once per process).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(t.scheduler, t.warmup_steps, t.max_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(t.scheduler, t.warmup_steps, t.max_steps)
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
-    loop = Loop(recipe, accelerator, model, optimizer, scheduler, train_ds, eval_ds,
-                SkyEyeCollator(processor.tokenizer.pad_token_id), log)
+    loop = Loop(
+        recipe,
+        accelerator,
+        model,
+        optimizer,
+        scheduler,
+        train_ds,
+        eval_ds,
+        SkyEyeCollator(processor.tokenizer.pad_token_id),
+        log,
+    )
     if t.resume:
         loop.resume()
     metrics = loop.run()
@@ -111,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         final.save_pretrained(folder, processor=processor, dtype=dtype)
         log.write("end", loop.step, model=str(folder), **metrics)
         log.close()
-        logger.info("model written to %s (adapter in %s/adapter when LoRA was trained)", folder, folder)
+        logger.info(
+            "model written to %s (adapter in %s/adapter when LoRA was trained)", folder, folder
+        )
     accelerator.end_training()
     return 0
 

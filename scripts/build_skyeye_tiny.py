@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         token_pooling=2,
         use_mask_head=True,
         mask_head_hidden_size=128,
+        # SAR bands have no optical wavelength; skyeye-tiny follows DOFA v2's placeholder.
+        image_processor_kwargs={"sar_wavelength": 5.405},
     )
     save_model(model, out, processor=processor, dtype=torch.bfloat16)
     write_card(out, args.seed)

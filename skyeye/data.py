@@ -72,7 +72,10 @@ def _decode_rle(rle: dict) -> np.ndarray:
     if isinstance(counts, list):
         coco = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     else:
-        coco = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+        coco = {
+            "size": [h, w],
+            "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+        }
     return mask_utils.decode(coco).astype(bool)
 
 
@@ -84,7 +87,9 @@ def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
     """
     tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
     if tensor.shape[-2:] != (size, size):
-        tensor = F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        tensor = F.interpolate(
+            tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
     return (tensor[0, 0] >= 0.5).float()
 
 
@@ -113,7 +118,9 @@ def structure_problems(record: Any) -> list[str]:
         placeholders += text.count(IMAGE_TOKEN)
         masks = turn.get("masks", []) or []
         if role == "user" and SEG_TOKEN in text:
-            problems.append(f"turns[{index}]: {SEG_TOKEN} in a user turn (only answers carry masks)")
+            problems.append(
+                f"turns[{index}]: {SEG_TOKEN} in a user turn (only answers carry masks)"
+            )
         if role == "assistant" and masks and len(masks) != text.count(SEG_TOKEN):
             problems.append(
                 f"turns[{index}]: {text.count(SEG_TOKEN)} {SEG_TOKEN} but {len(masks)} masks"
@@ -121,7 +128,9 @@ def structure_problems(record: Any) -> list[str]:
         for k, m in enumerate(masks):
             ok = isinstance(m, dict) and isinstance(m.get("rle"), dict) and "counts" in m["rle"]
             if not ok or not 0 <= int(m.get("image_index", 0)) < len(images):
-                problems.append(f"turns[{index}].masks[{k}]: needs an rle and an image_index in range")
+                problems.append(
+                    f"turns[{index}].masks[{k}]: needs an rle and an image_index in range"
+                )
     if len(turns) % 2:
         problems.append("the last turn must be the assistant's")
     if placeholders != len(images):
@@ -179,7 +188,9 @@ class InstructionDataset(torch.utils.data.Dataset):
     @staticmethod
     def _index(path: Path) -> list[RecordRef]:
         if not path.is_file():
-            raise FileNotFoundError(f"data file {path} does not exist; check the recipe's data paths")
+            raise FileNotFoundError(
+                f"data file {path} does not exist; check the recipe's data paths"
+            )
         refs, offset = [], 0
         with path.open("rb") as handle:
             for number, line in enumerate(handle, 1):
@@ -252,7 +263,9 @@ class InstructionDataset(torch.utils.data.Dataset):
         return system + [{"role": t["role"], "content": t["text"]} for t in record["turns"]]
 
     def _read_image(self, image: dict, ref: RecordRef, task: str) -> RasterImage:
-        size = int(round(self.processor.image_processor.image_size * self.read_scale.get(task, 1.0)))
+        size = int(
+            round(self.processor.image_processor.image_size * self.read_scale.get(task, 1.0))
+        )
         source = self._image_source(image["path"], ref)
         names = image.get("band_names")
         waves = image.get("wavelengths")
@@ -264,11 +277,18 @@ class InstructionDataset(torch.utils.data.Dataset):
             # Several multi-band files (ChatEarthNet's PNG triplets): read each, stack the bands.
             parts = [read_raster(s, max_size=size) for s in source]
             if len({p.data.shape[1:] for p in parts}) != 1:
-                raise ValueError(f"the files of one image differ in size: {[p.shape for p in parts]}")
+                raise ValueError(
+                    f"the files of one image differ in size: {[p.shape for p in parts]}"
+                )
             data = np.concatenate([p.data for p in parts])
             if data.shape[0] != len(names):
                 raise ValueError(f"{len(names)} band_names for {data.shape[0]} bands")
-            return RasterImage(data=data, band_names=list(names), wavelengths=kwargs.get("wavelengths"), path=source[0])
+            return RasterImage(
+                data=data,
+                band_names=list(names),
+                wavelengths=kwargs.get("wavelengths"),
+                path=source[0],
+            )
         if names is not None:
             kwargs["band_names"] = names
             if sar:
@@ -319,14 +339,18 @@ class InstructionDataset(torch.utils.data.Dataset):
                 seg_id = self.processor.tokenizer.convert_tokens_to_ids(SEG_TOKEN)
                 n_seg = int((example["input_ids"] == seg_id).sum())
                 if n_seg != len(example["masks"]):
-                    raise ValueError(f"{n_seg} {SEG_TOKEN} tokens after tokenising but {len(example['masks'])} masks")
+                    raise ValueError(
+                        f"{n_seg} {SEG_TOKEN} tokens after tokenising but {len(example['masks'])} masks"
+                    )
         except RecordError:
             raise
         except Exception as err:  # noqa: BLE001 - any failure is reported with the record's id
             raise RecordError(record_id, f"{type(err).__name__}: {err}") from err
         limit = self.max_length
         if limit is not None and example["input_ids"].shape[0] > limit:
-            raise RecordError(record_id, f"too long: {example['input_ids'].shape[0]} tokens > max_length {limit}")
+            raise RecordError(
+                record_id, f"too long: {example['input_ids'].shape[0]} tokens > max_length {limit}"
+            )
         return example
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
@@ -356,7 +380,10 @@ class SkyEyeCollator:
         seg_image_index (K,) global image indices, or None when no example has a mask; ids; and
         n_skipped, the number of None examples (records that failed to load) dropped."""
         kept = [e for e in examples if e is not None]
-        batch: dict[str, Any] = {"n_skipped": len(examples) - len(kept), "ids": [e["id"] for e in kept]}
+        batch: dict[str, Any] = {
+            "n_skipped": len(examples) - len(kept),
+            "ids": [e["id"] for e in kept],
+        }
         if not kept:
             return batch
         length = max(int(e["input_ids"].shape[0]) for e in kept)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -35,7 +34,7 @@ from skyeye.eval_data import (
 from skyeye.eval_report import REPORT_VERSION, describe_settings, weights_sha256
 from skyeye.eval_scoring import Prediction, get_scorer
 from skyeye.inference import ChatSession, GenerationSettings, load_chat
-from skyeye.io import RasterImage, read_raster
+from skyeye.io import RasterImage
 from skyeye.modeling import SkyEyeForConditionalGeneration
 from skyeye.processing import SkyEyeProcessor
 
@@ -103,46 +102,10 @@ def _image_kwargs(image: EvalImage, sar_wavelength: float | None) -> dict[str, A
     return kwargs
 
 
-def _read_stacked(image: EvalImage, kwargs: dict[str, Any], read_size: int) -> RasterImage:
-    """Several multi-band files whose bands stack in order (ChatEarthNet's three PNG triplets).
-
-    ``read_raster`` stacks single-band files only, so each file is read on its own (at
-    ``read_size``) and the bands are concatenated; the files must share one grid. The record's
-    band names and wavelengths name the stacked bands. The files' common sensor (e.g. ``rgb``
-    for PNGs) is kept, because it picks the value scaling the processor applies to them.
-    """
-    parts = [read_raster(p, max_size=read_size) for p in image.paths]
-    grids = {part.data.shape[1:] for part in parts}
-    if len(grids) != 1:
-        raise RecordError(
-            "unreadable image", f"{image.paths}: the files have different grids {sorted(grids)}"
-        )
-    data = np.concatenate([part.data for part in parts])
-    names = kwargs.get("band_names") or [f"band_{i + 1}" for i in range(data.shape[0])]
-    sensors = {part.sensor for part in parts}
-    try:
-        return RasterImage(
-            data=data,
-            band_names=list(names),
-            wavelengths=kwargs.get("wavelengths"),
-            sensor=sensors.pop() if len(sensors) == 1 else None,
-            source_shape=parts[0].source_shape,
-            path=str(image.paths[0]),
-            extra={"files": list(image.paths)},
-        )
-    except ValueError as err:
-        raise RecordError("unreadable image", f"{image.paths}: {err}") from None
-
-
 def _load_image(session: ChatSession, image: EvalImage, sar: float | None) -> RasterImage:
-    kwargs = _image_kwargs(image, sar)
-    names = image.band_names or []
+    # read_raster stacks a list of multi-band files (ChatEarthNet's PNG triplets) itself.
     try:
-        if len(image.paths) > 1 and len(names) > len(image.paths):
-            return session.add_image(_read_stacked(image, kwargs, session.settings.read_size))
-        return session.add_image(image.source, **kwargs)
-    except RecordError:
-        raise
+        return session.add_image(image.source, **_image_kwargs(image, sar))
     except (ValueError, OSError) as err:
         raise RecordError("unreadable image", str(err)) from None
 
@@ -320,6 +283,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a model given by name/folder/hub id, as a loaded model (+ ``processor``), or as
     a ready `ChatSession` (its own settings are used); returns the report dict."""
+    if not Path(data).is_file():  # before a model load that may take minutes
+        raise FileNotFoundError(f"{data}: no such data file; pass a unified instruction JSONL file")
     if isinstance(model, ChatSession):
         if settings is not None:
             raise ValueError("a ChatSession brings its own settings; set session.settings instead")

@@ -125,7 +125,9 @@ def read_evaluation(path: Path) -> list[Evaluation]:
     """
     report = _read_json(path)
     if not isinstance(report, dict):
-        raise HubError(f"{path}: an evaluation report is a JSON object, got {type(report).__name__}")
+        raise HubError(
+            f"{path}: an evaluation report is a JSON object, got {type(report).__name__}"
+        )
     if isinstance(report.get("tasks"), dict):
         parts = [{"task": name, **sub} for name, sub in report["tasks"].items()]
     else:
@@ -181,7 +183,9 @@ def _recipe(path: Path | None) -> tuple[str, list[tuple[str, str]]]:
         for k, v in recipe.items()
         if not isinstance(v, dict)
     ]
-    summary += [(k, f"{len(v)} settings (see below)") for k, v in recipe.items() if isinstance(v, dict)]
+    summary += [
+        (k, f"{len(v)} settings (see below)") for k, v in recipe.items() if isinstance(v, dict)
+    ]
     return text.strip(), summary
 
 
@@ -190,7 +194,9 @@ def _architecture(config: dict[str, Any], processor: dict[str, Any]) -> list[tup
     vc = config.get("vision_config", {})
     tc = config.get("text_config", {})
     llm = config.get("llm_source") or tc.get("_name_or_path", "?")
-    where = "weights in this folder" if config.get("llm_embedded") else "referenced, not stored here"
+    where = (
+        "weights in this folder" if config.get("llm_embedded") else "referenced, not stored here"
+    )
     rows = [
         (
             "vision tower",
@@ -270,7 +276,9 @@ def build_card(folder: str | Path, inputs: CardInputs | None = None) -> ModelCar
     model_id = str(info.get("model_id") or _default_model_id(folder))
     title = str(info.get("title") or Path(model_id).name)
     llm = str(config.get("llm_source") or "")
-    base_model = info.get("base_model") or BASE_MODELS.get(llm) or (llm if llm.count("/") == 1 else None)
+    base_model = (
+        info.get("base_model") or BASE_MODELS.get(llm) or (llm if llm.count("/") == 1 else None)
+    )
     eval_results = [
         EvalResult(
             task_type=TASK_TYPES.get(ev.task, PIPELINE_TAG),
@@ -313,9 +321,13 @@ def build_card(folder: str | Path, inputs: CardInputs | None = None) -> ModelCar
         model_id=model_id,
         sensors=_sensor_rows(),
         sar_wavelength=processor.get("sar_wavelength"),
-        image_size=processor.get("image_size", config.get("vision_config", {}).get("image_size", "?")),
+        image_size=processor.get(
+            "image_size", config.get("vision_config", {}).get("image_size", "?")
+        ),
         value_scaling=processor.get("value_scaling", "auto"),
-        training_data=str(info.get("training_data") or "Not stated when this card was written.").strip(),
+        training_data=str(
+            info.get("training_data") or "Not stated when this card was written."
+        ).strip(),
         recipe_name=inputs.recipe_path.name if inputs.recipe_path else "",
         recipe_text=recipe_text,
         recipe_summary=recipe_summary,
@@ -411,9 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     card = sub.add_parser("card", help="write FOLDER/README.md")
     card.add_argument("--model", required=True, type=Path, help="model folder")
-    card.add_argument("--eval", action="append", default=[], type=Path, help="evaluation report JSON")
+    card.add_argument(
+        "--eval", action="append", default=[], type=Path, help="evaluation report JSON"
+    )
     card.add_argument("--recipe", type=Path, default=None, help="training recipe YAML")
-    card.add_argument("--info", type=Path, default=None, help="YAML with the card's texts and metadata")
+    card.add_argument(
+        "--info", type=Path, default=None, help="YAML with the card's texts and metadata"
+    )
     card.add_argument("--print", action="store_true", help="also print the card")
     up = sub.add_parser("push", help="upload a model folder to the hub (dry run by default)")
     up.add_argument("--model", required=True, type=Path, help="model folder")
@@ -446,7 +462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 revision=args.revision,
                 commit_message=args.message,
             )
-            print(("dry run (pass --no-dry-run to upload): " if args.dry_run else "") + plan.describe())
+            print(
+                ("dry run (pass --no-dry-run to upload): " if args.dry_run else "")
+                + plan.describe()
+            )
             if plan.url:
                 print(f"uploaded: {plan.url}")
     except HubError as err:

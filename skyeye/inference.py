@@ -71,13 +71,15 @@ class ChatReply:
 
     text: the answer. boxes: boxes parsed from it (normalised to the image). masks: one (H, W)
     bool array per `[SEG]` on the grid of the image it refers to. mask_phrases: the phrase of
-    each mask (or None).
+    each mask (or None). mask_images: for each mask, the index in `ChatSession.images` of the
+    image it lies on.
     """
 
     text: str
     boxes: list[GroundedBox] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
     mask_phrases: list[str | None] = field(default_factory=list)
+    mask_images: list[int] = field(default_factory=list)
 
 
 class ChatSession:
@@ -201,7 +203,8 @@ class ChatSession:
         logits, image_index = self.model.predict_masks(inputs, new_ids)
         phrases = parse_seg_phrases(text)
         for k in range(logits.shape[0]):
-            grid = self.images[int(image_index[k])].data.shape[1:]
+            reply.mask_images.append(int(image_index[k]))
+            grid = self.images[reply.mask_images[-1]].data.shape[1:]
             mask = F.interpolate(logits[k][None, None].float(), size=grid, mode="bilinear")[0, 0]
             reply.masks.append((mask > 0).cpu().numpy())
             reply.mask_phrases.append(phrases[k] if k < len(phrases) else None)

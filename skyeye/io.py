@@ -96,7 +96,9 @@ def read_raster(
 ) -> RasterImage:
     """Read a photo, a (multi-band) GeoTIFF/JP2, or a band-per-file product.
 
-    source: a file, a folder of single-band files (``*_B02.tif``), or a list of such files.
+    source: a file, a folder of single-band files (``*_B02.tif``), or a list of files: single-band
+        files are resampled onto one grid; multi-band files (photos, GeoTIFFs) stack their bands
+        in the given order and must share one grid (pass ``band_names``/``wavelengths``).
     max_size: longest side of the returned grid; larger rasters are read decimated (never
         upsampled). Without it, rasters over ``max_pixels`` pixels raise ``RasterReadError``.
     band_names / wavelengths / sensor: override or complete the file's metadata.
@@ -123,7 +125,13 @@ def read_raster(
             raise RasterReadError("got an empty list of band files: pass at least one file")
         label = str(files[0].parent)
     try:
-        if files is not None:
+        names_from_files = False
+        # An explicit list of multi-band files stacks; a folder is always a band-per-file product.
+        listed = files is not None and not isinstance(source, (str, os.PathLike))
+        if listed and any(_band_count(f) > 1 for f in files):
+            image = _read_stacked(files, max_size, max_pixels)
+        elif files is not None:
+            names_from_files = True
             from skyeye.band_files import read_band_files
 
             image = read_band_files(files, max_size, max_pixels, band_names, sensor)
@@ -145,8 +153,49 @@ def read_raster(
             f"{label}: every pixel is nodata/NaN (nodata={image.nodata}); nothing to look at. "
             "Check the nodata value or pick another file/window"
         )
-    _apply_band_metadata(image, band_names, wavelengths, sensor, sar_wavelength, files is not None)
+    _apply_band_metadata(image, band_names, wavelengths, sensor, sar_wavelength, names_from_files)
     return image
+
+
+def _read_one(path: Path, max_size: int | None, max_pixels: int) -> RasterImage:
+    path = _check_file(path)
+    if path.suffix.lower() in PHOTO_EXTENSIONS:
+        return _read_photo(path, max_size, max_pixels)
+    return _read_gdal(path, max_size, max_pixels)
+
+
+def _band_count(path: Path) -> int:
+    path = _check_file(path)
+    if path.suffix.lower() in PHOTO_EXTENSIONS:
+        from PIL import Image
+
+        with Image.open(path) as photo:
+            return len(photo.getbands())
+    with rasterio.open(path) as src:
+        return src.count
+
+
+def _read_stacked(files: Sequence[Path], max_size: int | None, max_pixels: int) -> RasterImage:
+    """Multi-band files whose bands stack in the given order (e.g. ChatEarthNet's three PNG
+    triplets B04/B03/B02, B05/B06/B07, B08/B11/B12); they must share one grid."""
+    parts = [_read_one(Path(f), max_size, max_pixels) for f in files]
+    grids = {part.data.shape[1:] for part in parts}
+    if len(grids) != 1:
+        raise RasterReadError(
+            f"{files[0].parent}: the files to stack have different grids {sorted(grids)}: "
+            "resample them to one grid first"
+        )
+    sensors = {part.sensor for part in parts}
+    first = parts[0]
+    return RasterImage(
+        data=np.concatenate([part.data for part in parts]),
+        band_names=[f"{Path(f).stem}:{name}" for f, part in zip(files, parts, strict=True) for name in part.band_names],
+        sensor=sensors.pop() if len(sensors) == 1 else None,
+        crs=first.crs,
+        transform=first.transform,
+        source_shape=first.source_shape,
+        extra={"files": [str(f) for f in files]},
+    )
 
 
 def _check_file(path: Path) -> Path:

@@ -88,6 +88,7 @@ def test_seg_answer_returns_a_mask_on_the_image_grid(tiny_llm_dir, rgb_image):
     assert len(reply.masks) == 1
     assert reply.masks[0].shape == rgb_image.data.shape[1:]
     assert reply.masks[0].dtype == bool
+    assert reply.mask_images == [0]
 
 
 def test_grounding_tokens_survive_decoding(tiny_llm_dir):

@@ -12,7 +12,9 @@ from demo.session import DemoConfig
 
 def test_build_app_wires_queue_state_and_examples(tiny_model, examples_dir) -> None:
     model, processor = tiny_model
-    app = build_app(model, processor, DemoConfig(read_size=64), examples_dir=examples_dir, concurrency=2)
+    app = build_app(
+        model, processor, DemoConfig(read_size=64), examples_dir=examples_dir, concurrency=2
+    )
     blocks = list(app.blocks.values())
     states = [b for b in blocks if isinstance(b, gr.State)]
     assert len(states) == 1 and states[0].value is None  # one DemoSession per browser, made lazily

@@ -79,7 +79,9 @@ def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     def up() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"the demo exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"the demo exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+            )
         try:
             return urllib.request.urlopen(url, timeout=2).status == 200
         except OSError:
@@ -111,7 +113,9 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 def _upload(driver, path: Path) -> None:
     field = _wait(
-        lambda: driver.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"), 60, "upload field"
+        lambda: driver.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"),
+        60,
+        "upload field",
     )
     field[0].send_keys(str(path))
 
@@ -131,7 +135,9 @@ def test_upload_ask_stream_and_overlay(demo_url: str, browser) -> None:
     question.send_keys(Keys.ENTER)
 
     def bot_text() -> str:
-        bots = browser.find_elements(By.CSS_SELECTOR, "#chatbot .message.bot, #chatbot [data-testid=bot]")
+        bots = browser.find_elements(
+            By.CSS_SELECTOR, "#chatbot .message.bot, #chatbot [data-testid=bot]"
+        )
         return bots[-1].text.strip() if bots else ""
 
     seen: set[str] = set()

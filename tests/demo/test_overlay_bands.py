@@ -82,7 +82,12 @@ def test_apply_rows_rejects_bad_tables_with_the_fix(rows, message) -> None:
 
 def test_presets_relabel_by_order_or_by_name() -> None:
     naip = apply_preset(_generic(4), "naip")
-    assert naip.band_names == ["R", "G", "B", "NIR"] and naip.wavelengths == [0.64, 0.56, 0.48, 0.81]
+    assert naip.band_names == ["R", "G", "B", "NIR"] and naip.wavelengths == [
+        0.64,
+        0.56,
+        0.48,
+        0.81,
+    ]
     assert naip.sensor == "naip"
     renamed = RasterImage(data=np.ones((2, 4, 4), np.float32), band_names=["b8", "B4"])
     s2 = apply_preset(renamed, "sentinel-2")

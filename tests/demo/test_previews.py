@@ -18,7 +18,9 @@ from demo.previews import (
 from skyeye.io import RasterImage, read_raster
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-S2, S1, NAIP = (EXAMPLES / f for f in ("sentinel2_berlin_l1c.tif", "sentinel1_vv_vh.tif", "naip_rgbn.tif"))
+S2, S1, NAIP = (
+    EXAMPLES / f for f in ("sentinel2_berlin_l1c.tif", "sentinel1_vv_vh.tif", "naip_rgbn.tif")
+)
 
 
 def test_sentinel2_true_and_false_colour_bands() -> None:

@@ -127,12 +127,16 @@ def test_plain_photos_get_an_overlay_but_no_geojson(session, examples_dir, tmp_p
     Image.fromarray(np.full((32, 48, 3), 120, dtype=np.uint8)).save(png)
     session.add_file(png)
     session.entries[0].sent = True
-    result = session._finish(ChatReply(text="{<0><0><50><50>}", boxes=parse_boxes("{<0><0><50><50>}")))
+    result = session._finish(
+        ChatReply(text="{<0><0><50><50>}", boxes=parse_boxes("{<0><0><50><50>}"))
+    )
     assert result.files == [] and "not georeferenced" in result.note
     assert result.overlay is not None
 
 
-def test_handlers_report_errors_and_keep_good_files(tiny_model, demo_config, examples_dir, tmp_path):
+def test_handlers_report_errors_and_keep_good_files(
+    tiny_model, demo_config, examples_dir, tmp_path
+):
     model, processor = tiny_model
     handlers = DemoHandlers(model, processor, demo_config, examples_dir)
     bad = tmp_path / "bad.jp2"

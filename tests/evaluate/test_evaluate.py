@@ -133,6 +133,32 @@ def test_history_is_replayed_before_the_question(seg_model, tmp_path):
     assert report["metrics"]["accuracy"] == 1.0 and report["samples"][0]["history_turns"] == 2
 
 
+def test_multiband_files_stack_into_one_image(seg_model, tmp_path):
+    from records import record, write_image
+
+    write_image(tmp_path, "rgb.png", seed=1)
+    write_image(tmp_path, "red_edge.png", seed=2)
+    rec = record("cen", "caption", "Describe.", "Fields.")
+    rec["images"] = [
+        {
+            "path": ["rgb.png", "red_edge.png"],
+            "band_names": ["B04", "B03", "B02", "B05", "B06", "B07"],
+            "wavelengths": [0.665, 0.56, 0.49, 0.705, 0.74, 0.783],
+        }
+    ]
+    (tmp_path / "d.jsonl").write_text(json.dumps(rec) + "\n")
+    session = ScriptedSession(*seg_model, ["Fields."])
+    report = run_evaluation(session, tmp_path / "d.jsonl", _config("caption", tmp_path / "d.jsonl"))
+    assert report["counts"]["evaluated"] == 1
+    image = session.images[0]
+    assert image.band_names == ["B04", "B03", "B02", "B05", "B06", "B07"]
+    assert image.wavelengths == [0.665, 0.56, 0.49, 0.705, 0.74, 0.783]
+    from PIL import Image
+
+    second = np.asarray(Image.open(tmp_path / "red_edge.png"), dtype=np.float32)
+    assert np.array_equal(image.data[3:], second.transpose(2, 0, 1))
+
+
 # ------------------------------------------------------------ the real (tiny) model
 def _recompute(task: str, report: dict) -> dict:
     samples = report["samples"]
@@ -253,6 +279,12 @@ def test_cli_writes_a_report_and_fails_cleanly(seg_model, data, tmp_path):
     assert report["settings"]["command"][3:5] == ["--model", str(folder)]
     assert report["counts"]["evaluated"] == 2
     assert main([*args, "--task", "mcq", "--out", str(out), "--prompt-template", "{question}"]) == 2
+    bad_data = [*args[:3], str(tmp_path / "none.jsonl"), *args[4:]]
+    assert main([*bad_data, "--task", "vqa", "--out", str(out)]) == 2
+    assert (
+        main(["--model", str(tmp_path / "no-model"), *args[2:], "--task", "vqa", "--out", str(out)])
+        == 2
+    )
     empty = tmp_path / "empty.jsonl"
     empty.write_text("{broken\n")
     args[3] = str(empty)

@@ -16,13 +16,28 @@ TRAIN_FILES = ["skyeyegpt", "llava", "terrascope", "earthmind"]
 def write_recipe(folder: Path, llm_dir: Path, **sections: dict) -> Path:
     """A stage-2 recipe for the tiny model (hidden 32, 16-px images); `sections` update it."""
     recipe = {
-        "model": {"vision": "tiny-test", "llm": str(llm_dir), "image_size": 16,
-                  "mask_head_hidden_size": 32, "sar_wavelength": 5.405},
-        "data": {"train_files": [str(GOLDEN / f"{n}.jsonl") for n in TRAIN_FILES],
-                 "image_root": str(FIXTURES), "system_prompt": None},
+        "model": {
+            "vision": "tiny-test",
+            "llm": str(llm_dir),
+            "image_size": 16,
+            "mask_head_hidden_size": 32,
+            "sar_wavelength": 5.405,
+        },
+        "data": {
+            "train_files": [str(GOLDEN / f"{n}.jsonl") for n in TRAIN_FILES],
+            "image_root": str(FIXTURES),
+            "system_prompt": None,
+        },
         "lora": {"lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0},
-        "train": {"stage": 2, "output_dir": str(folder / "run"), "max_steps": 4, "batch_size": 2,
-                  "lr": 5e-3, "save_every": 0, "seed": 0},
+        "train": {
+            "stage": 2,
+            "output_dir": str(folder / "run"),
+            "max_steps": 4,
+            "batch_size": 2,
+            "lr": 5e-3,
+            "save_every": 0,
+            "seed": 0,
+        },
     }
     for name, values in sections.items():
         recipe[name].update(values)

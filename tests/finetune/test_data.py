@@ -21,8 +21,13 @@ def processor(tiny_llm_dir):
 
 
 def _dataset(processor, name: str, **kwargs) -> InstructionDataset:
-    return InstructionDataset(FIXTURES / "golden" / f"{name}.jsonl", processor,
-                              image_root=FIXTURES, mask_size=16, **kwargs)
+    return InstructionDataset(
+        FIXTURES / "golden" / f"{name}.jsonl",
+        processor,
+        image_root=FIXTURES,
+        mask_size=16,
+        **kwargs,
+    )
 
 
 def test_change_record_masks_follow_seg_order_and_images(processor):
@@ -51,8 +56,8 @@ def test_collator_pads_and_masks_labels(processor):
     batch = SkyEyeCollator(processor.tokenizer.pad_token_id)(examples)
     assert batch["input_ids"].shape == (2, max(lengths))
     short = lengths.index(min(lengths))
-    assert batch["attention_mask"][short, min(lengths):].sum() == 0
-    assert (batch["labels"][short, min(lengths):] == IGNORE_INDEX).all()
+    assert batch["attention_mask"][short, min(lengths) :].sum() == 0
+    assert (batch["labels"][short, min(lengths) :] == IGNORE_INDEX).all()
     # Only the assistant answer is supervised: the image positions never are.
     image_positions = batch["input_ids"] == processor.image_token_id
     assert image_positions.any() and (batch["labels"][image_positions] == IGNORE_INDEX).all()

@@ -17,13 +17,19 @@ from safetensors.torch import load_file
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "PYTHONPATH": str(REPO)}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+    }
 
 
 def _train(args: list[str], launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     cmd = (launcher or [sys.executable]) + ["-m", "finetune.train", *args]
-    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    env = {**_env(), "ACCELERATE_USE_CPU": "true"} if launcher else _env()
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
@@ -33,14 +39,28 @@ def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_resume_after_sigkill_ends_with_identical_weights(tmp_path, tiny_llm_dir):
     # Dropout on, so the restored RNG state matters too.
-    recipe = write_recipe(tmp_path, tiny_llm_dir, lora={"lora_dropout": 0.1},
-                          train={"max_steps": 10, "save_every": 2, "keep_checkpoints": 2})
+    recipe = write_recipe(
+        tmp_path,
+        tiny_llm_dir,
+        lora={"lora_dropout": 0.1},
+        train={"max_steps": 10, "save_every": 2, "keep_checkpoints": 2},
+    )
     full, killed = tmp_path / "full", tmp_path / "killed"
     done = _train(["--recipe", str(recipe), "--output_dir", str(full)])
     assert done.returncode == 0, done.stderr[-2000:]
 
-    cmd = [sys.executable, "-m", "finetune.train", "--recipe", str(recipe), "--output_dir", str(killed)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "finetune.train",
+        "--recipe",
+        str(recipe),
+        "--output_dir",
+        str(killed),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while not (killed / "checkpoints" / "checkpoint-4").is_dir() and time.time() < deadline:
         time.sleep(0.02)
@@ -64,14 +84,26 @@ def test_two_gloo_processes_match_one_process_with_accumulation(tmp_path, tiny_l
     one, two = tmp_path / "one", tmp_path / "two"
     single = _train(["--recipe", str(recipe), "--output_dir", str(one), "--grad_accum", "2"])
     assert single.returncode == 0, single.stderr[-2000:]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    double = _train(["--recipe", str(recipe), "--output_dir", str(two), "--grad_accum", "1"], launcher)
+    # torchrun sets RANK / WORLD_SIZE; with ACCELERATE_USE_CPU accelerate runs MULTI_CPU over gloo.
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+    ]
+    double = _train(
+        ["--recipe", str(recipe), "--output_dir", str(two), "--grad_accum", "1"], launcher
+    )
     assert double.returncode == 0, double.stderr[-3000:]
 
     def losses(run: Path) -> list[float]:
         lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-        assert next(r for r in lines if r["kind"] == "start")["processes"] == (2 if run == two else 1)
+        assert next(r for r in lines if r["kind"] == "start")["processes"] == (
+            2 if run == two else 1
+        )
         return [r["loss"] for r in lines if r["kind"] == "train"]
 
     assert losses(two) == pytest.approx(losses(one), rel=1e-4)

@@ -53,7 +53,11 @@ def test_stage2_trains_lora_projector_mask_head_and_new_rows(tmp_path, tiny_llm_
     llm_names = [n for n, p in model.language_model.named_parameters() if p.requires_grad]
     assert llm_names and all("lora_" in n or "trainable_tokens" in n for n in llm_names)
     # The [SEG], <p>, </p> rows train (peft trainable tokens), not the whole embedding.
-    rows = [p for n, p in model.language_model.named_parameters() if p.requires_grad and "trainable_tokens" in n]
+    rows = [
+        p
+        for n, p in model.language_model.named_parameters()
+        if p.requires_grad and "trainable_tokens" in n
+    ]
     assert len(model.new_token_ids) == 3 and model.config.seg_token_id in model.new_token_ids
     assert sum(p.shape[0] for p in rows) == 3
 
@@ -67,7 +71,11 @@ def test_missing_lora_target_names_the_fix(tmp_path, tiny_llm_dir):
 def test_qlora_without_bitsandbytes_stops_at_start(tmp_path, tiny_llm_dir, monkeypatch):
     recipe = load_recipe(write_recipe(tmp_path, tiny_llm_dir, model={"qlora": True}), {})
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "bitsandbytes" else real(name, *a),
+    )
     with pytest.raises(ConfigError, match="pip install -c constraints.txt bitsandbytes"):
         check_recipe(recipe)
 
@@ -76,8 +84,23 @@ def test_recipe_overrides_and_unknown_keys(tmp_path, tiny_llm_dir):
     from finetune.args import parse_args
 
     path = write_recipe(tmp_path, tiny_llm_dir)
-    recipe = parse_args(["--recipe", str(path), "--lr", "1e-4", "--train.max_steps", "7", "--lora_targets", "[q_proj]"])
-    assert recipe.train.lr == 1e-4 and recipe.train.max_steps == 7 and recipe.lora.lora_targets == ["q_proj"]
+    recipe = parse_args(
+        [
+            "--recipe",
+            str(path),
+            "--lr",
+            "1e-4",
+            "--train.max_steps",
+            "7",
+            "--lora_targets",
+            "[q_proj]",
+        ]
+    )
+    assert (
+        recipe.train.lr == 1e-4
+        and recipe.train.max_steps == 7
+        and recipe.lora.lora_targets == ["q_proj"]
+    )
     with pytest.raises(ValueError, match=r"'lr'.*belong to.*train"):
         write_recipe(tmp_path, tiny_llm_dir, model={"lr": 1.0})
         load_recipe(tmp_path / "recipe.yaml", {})

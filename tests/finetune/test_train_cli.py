@@ -18,15 +18,21 @@ from skyeye.processing import SkyEyeProcessor
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_llm_dir):
     folder = tmp_path_factory.mktemp("run")
-    path = write_recipe(folder, tiny_llm_dir, train={"max_steps": 12, "save_every": 6, "eval_every": 6},
-                        data={"eval_files": [str(GOLDEN / "earthmind-refcoco.jsonl")]})
+    path = write_recipe(
+        folder,
+        tiny_llm_dir,
+        train={"max_steps": 12, "save_every": 6, "eval_every": 6},
+        data={"eval_files": [str(GOLDEN / "earthmind-refcoco.jsonl")]},
+    )
     assert train.main(["--recipe", str(path)]) == 0
     return folder / "run"
 
 
 def _batch(model_dir):
     processor = SkyEyeProcessor.from_pretrained(model_dir)
-    ds = InstructionDataset(GOLDEN / "terrascope.jsonl", processor, image_root=FIXTURES, mask_size=16)
+    ds = InstructionDataset(
+        GOLDEN / "terrascope.jsonl", processor, image_root=FIXTURES, mask_size=16
+    )
     return SkyEyeCollator(processor.tokenizer.pad_token_id)([ds[0], ds[2]])
 
 
@@ -55,23 +61,36 @@ def test_merge_gives_identical_logits(trained, tmp_path):
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "wavelengths")}
     with torch.no_grad():
         base = SkyEyeForConditionalGeneration.from_pretrained(trained / "model")(**inputs).logits
-        merged = SkyEyeForConditionalGeneration.from_pretrained(tmp_path / "merged")(**inputs).logits
+        merged = SkyEyeForConditionalGeneration.from_pretrained(tmp_path / "merged")(
+            **inputs
+        ).logits
     assert torch.allclose(base, merged, atol=1e-5, rtol=1e-5)
     assert merge.main(["--model", str(trained / "model"), "--out", str(tmp_path / "merged")]) == 2
 
 
 def test_bad_records_stop_before_training(tmp_path, tiny_llm_dir, capsys):
-    path = write_recipe(tmp_path, tiny_llm_dir, data={"train_files": [str(GOLDEN / "terrascope-bench.jsonl")],
-                                                      "on_bad_record": "stop"})
+    path = write_recipe(
+        tmp_path,
+        tiny_llm_dir,
+        data={"train_files": [str(GOLDEN / "terrascope-bench.jsonl")], "on_bad_record": "stop"},
+    )
     assert train.main(["--recipe", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "terrascope-bench:bench:0" in err and "missing image" in err and "--on_bad_record skip" in err
+    assert (
+        "terrascope-bench:bench:0" in err
+        and "missing image" in err
+        and "--on_bad_record skip" in err
+    )
     assert not (tmp_path / "run" / "log.jsonl").exists()
 
 
 def test_bad_records_skipped_are_counted(tmp_path, tiny_llm_dir):
-    path = write_recipe(tmp_path, tiny_llm_dir, train={"max_steps": 1},
-                        data={"train_files": [str(GOLDEN / "terrascope-bench.jsonl")]})
+    path = write_recipe(
+        tmp_path,
+        tiny_llm_dir,
+        train={"max_steps": 1},
+        data={"train_files": [str(GOLDEN / "terrascope-bench.jsonl")]},
+    )
     assert train.main(["--recipe", str(path)]) == 0
     start = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert start["bad_records"] == 1 and start["bad_by_reason"] == {"missing image": 1}

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 
-from skyeye.io import RasterImage, read_raster
+from skyeye.io import RasterImage, RasterReadError, read_raster
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -200,3 +201,33 @@ def test_band_files_with_other_footprints_are_warped_onto_the_grid(tmp_path):
     np.testing.assert_array_equal(im.data[1, 8:24, 10:30], b02[8:24, 10:30] + 1)
     assert np.isnan(im.data[1, :8]).all() and np.isnan(im.data[1, :, :10]).all()
     assert im.valid_mask.sum() == 20 * 16
+
+
+def test_list_of_multiband_files_stacks_their_bands_in_order():
+    """ChatEarthNet ships a 9-band Sentinel-2 input as three RGB PNG triplets."""
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "instruct" / "chatearthnet" / "images"
+    files = [
+        root / "s2_rgb_images" / "s2_images" / "S2_0001.png",
+        root / "s2_band_5_6_7_images" / "S2_0001.png",
+        root / "s2_band_8_11_12_images" / "S2_0001.png",
+    ]
+    names = ["B04", "B03", "B02", "B05", "B06", "B07", "B08", "B11", "B12"]
+    waves = [0.665, 0.56, 0.49, 0.705, 0.74, 0.783, 0.842, 1.61, 2.19]
+    image = read_raster(files, band_names=names, wavelengths=waves)
+    assert image.data.shape[0] == 9
+    assert image.band_names == names
+    assert image.wavelengths == pytest.approx(waves)
+    assert image.sensor == "rgb"  # 8-bit display PNGs keep the photo value scaling
+    from PIL import Image
+
+    second = np.asarray(Image.open(files[1]), dtype=np.float32)
+    assert np.array_equal(image.data[3:6], np.moveaxis(second[..., :3], -1, 0))
+
+
+def test_stacked_files_must_share_a_grid(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (9, 8)).save(tmp_path / "b.png")
+    with pytest.raises(RasterReadError, match="different grids"):
+        read_raster([tmp_path / "a.png", tmp_path / "b.png"])

@@ -1,0 +1,191 @@
+"""Model cards (`skyeye.hub card`) parse cleanly and their usage snippet runs; `push` is a dry run
+by default and really uploads the folder to a (local mock) hub when asked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi, ModelCard
+
+from skyeye import hub
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from mock_hub import MockHub  # noqa: E402
+
+REPORT = {
+    "task": "grounding",
+    "data": "held-out-scenes.jsonl",
+    "metrics": {"acc@0.5": 0.25, "acc@0.5_parseable": 0.5, "mean_iou": 0.31, "n": 8},
+    "settings": {"image_size": 16, "max_new_tokens": 8},
+    "per_sample": [{"index": 0, "iou": 0.1}],
+}
+RECIPE = "name: tiny-test\nseed: 0\nlr: 0.0002\nstages:\n  align: {steps: 10}\n  lora: {steps: 20, rank: 8}\n"
+INFO = {
+    "title": "skyeye-test",
+    "datasets": ["example/eo-instructions"],
+    "training_data": "Instructions generated from two Sentinel-2 scenes (CC-BY-4.0).",
+    "tags": ["test"],
+}
+
+
+@pytest.fixture
+def model_folder(tiny_model, tmp_path: Path) -> Path:
+    from skyeye.checkpoint import save_model
+
+    model, processor = tiny_model
+    folder = tmp_path / "skyeye-test"
+    save_model(model, folder, processor=processor)
+    return folder
+
+
+def _inputs(tmp_path: Path, **info) -> hub.CardInputs:
+    (tmp_path / "report.json").write_text(json.dumps(REPORT))
+    (tmp_path / "recipe.yaml").write_text(RECIPE)
+    return hub.CardInputs(
+        evaluations=hub.read_evaluation(tmp_path / "report.json"),
+        recipe_path=tmp_path / "recipe.yaml",
+        info={**INFO, **info},
+    )
+
+
+def test_card_parses_without_warnings_and_carries_the_facts(model_folder, tmp_path, caplog):
+    path = hub.write_card(model_folder, _inputs(tmp_path))
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        warnings.simplefilter("error")
+        card = ModelCard.load(path)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    data = card.data
+    assert data.pipeline_tag == "image-text-to-text" and data.library_name == "skyeye"
+    assert data.license == "apache-2.0" and data.datasets == ["example/eo-instructions"]
+    assert "remote-sensing" in data.tags and "test" in data.tags
+    results = {(r.task_type, r.metric_type): r.metric_value for r in data.eval_results}
+    assert results[("object-detection", "acc@0.5")] == 0.25
+    assert results[("object-detection", "mean_iou")] == 0.31
+    assert len(results) == 3  # n and per-sample lists are not metrics
+    text = card.text
+    assert "| acc@0.5_parseable | 0.5 |" in text and "(8 samples)" in text
+    assert "- **lr**: 0.0002" in text and "rank: 8" in text  # recipe summary and full YAML
+    assert "Sentinel-2 scenes (CC-BY-4.0)" in text
+    assert "B8A 0.865" in text and "VV (SAR)" in text  # sensors and wavelengths
+    assert "16 px" in text  # the folder's own image size, read from its config
+
+
+def test_card_usage_snippet_runs(model_folder, tmp_path) -> None:
+    image = REPO / "examples" / "naip_rgbn.tif"
+    path = hub.write_card(
+        model_folder, _inputs(tmp_path, model_id=str(model_folder), example_image=str(image))
+    )
+    _run_snippet(path, cwd=tmp_path)
+
+
+def _run_snippet(card_path: Path, cwd: Path) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", card_path.read_text(), flags=re.DOTALL)
+    assert len(blocks) == 1, "the card has one python usage block"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", blocks[0]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "boxes:" in proc.stdout
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_packaged_skyeye_tiny_card_is_current_and_its_snippet_runs() -> None:
+    folder = REPO / "skyeye" / "models" / "skyeye-tiny"
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.pipeline_tag == "image-text-to-text"
+    assert 'load_chat("skyeye-tiny")' in card.text
+    _run_snippet(folder / "README.md", cwd=REPO)
+
+
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        ("[1, 2]", "is a JSON object"),
+        ("{", "not valid JSON"),
+        ('{"task": "vqa"}', "no numeric metrics"),
+    ],
+)
+def test_bad_reports_are_named(tmp_path, report, message) -> None:
+    (tmp_path / "r.json").write_text(report)
+    with pytest.raises(hub.HubError, match=message):
+        hub.read_evaluation(tmp_path / "r.json")
+
+
+def test_multi_task_report_and_bad_info(tmp_path) -> None:
+    (tmp_path / "r.json").write_text(
+        json.dumps({"tasks": {"vqa": {"accuracy": 0.5, "n": 4}, "caption": {"cider": 0.1}}})
+    )
+    evs = hub.read_evaluation(tmp_path / "r.json")
+    assert [(e.task, e.n, e.metrics) for e in evs] == [
+        ("vqa", 4, [("accuracy", 0.5)]),
+        ("caption", None, [("cider", 0.1)]),
+    ]
+    (tmp_path / "info.yaml").write_text("titel: typo\n")
+    with pytest.raises(hub.HubError, match=r"unknown key\(s\) \['titel'\]"):
+        hub.read_info(tmp_path / "info.yaml")
+    with pytest.raises(hub.HubError, match="no config.json"):
+        hub.build_card(tmp_path)
+
+
+def test_push_is_a_dry_run_by_default(model_folder, tmp_path, capsys) -> None:
+    with pytest.raises(hub.HubError, match="no README.md model card"):
+        hub.plan_push(model_folder, "org/name")
+    hub.write_card(model_folder)
+    (model_folder / "__pycache__").mkdir()
+    (model_folder / "__pycache__" / "x.pyc").write_bytes(b"0")
+    assert hub.main(["push", "--model", str(model_folder), "--repo", "org/name"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dry run") and "model.safetensors" in out and "README.md" in out
+    assert "x.pyc" not in out
+    assert hub.main(["push", "--model", str(model_folder), "--repo", "no-slash"]) == 2
+
+
+def test_push_uploads_every_file_to_a_local_hub(model_folder, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    # The suite runs with HF_HUB_OFFLINE=1; the only server reached here is the local mock.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    hub.write_card(model_folder)
+    with MockHub() as mock:
+        api = HfApi(endpoint=mock.url, token="hf_test_token")
+        plan = hub.push(
+            model_folder, "org/skyeye-test", dry_run=False, api=api, commit_message="v1"
+        )
+        assert plan.url and plan.url.startswith(mock.url + "/org/skyeye-test/commit/")
+        uploaded = mock.repos["org/skyeye-test"]
+    local = {
+        p.relative_to(model_folder).as_posix(): p.read_bytes()
+        for p in model_folder.rglob("*")
+        if p.is_file()
+    }
+    assert uploaded == local  # byte for byte, nothing missing, nothing extra
+    header = mock.commits[0]["lines"][0]
+    assert header["key"] == "header" and header["value"]["summary"] == "v1"
+    assert all(a == "Bearer hf_test_token" for a in mock.auth)
+    assert ("POST", "/api/validate-yaml") in mock.requests  # the hub checked the card's metadata
+
+
+def test_cli_card_writes_readme(model_folder, tmp_path, capsys) -> None:
+    (tmp_path / "info.yaml").write_text("title: from-cli\nlicense: mit\n")
+    argv = ["card", "--model", str(model_folder), "--info", str(tmp_path / "info.yaml")]
+    assert hub.main(argv) == 0
+    card = ModelCard.load(model_folder / "README.md")
+    assert card.data.license == "mit" and "# from-cli" in card.text
+    assert hub.main(["card", "--model", str(tmp_path / "nowhere")]) == 2
+    assert "no config.json" in capsys.readouterr().err
