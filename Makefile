@@ -3,7 +3,7 @@ PY := .venv/bin/python
 IMAGE ?= examples/sentinel2_berlin_l1c.tif
 PROMPT ?=
 
-.PHONY: setup chat demo test test-slow test-browser lint
+.PHONY: setup chat demo finetune-tiny test test-slow test-browser lint
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,10 @@ chat: setup
 # The web demo on http://127.0.0.1:7860 (see docs/demo.md).
 demo: setup
 	$(PY) -m demo
+
+# Fine-tune a tiny random model on the fixture data (CPU, about a minute; see docs/finetuning.md).
+finetune-tiny: setup
+	$(PY) -m finetune.train --recipe finetune/recipes/tiny-test.yaml
 
 # The fast offline suite (CPU, a few minutes).
 test: setup

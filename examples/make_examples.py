@@ -19,24 +19,12 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from skyeye.sensors import get_sensor
+
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-S2_ORDER = [
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-]
+S2_ORDER = get_sensor("sentinel-2").band_names  # product order B01..B08, B8A, B09..B12
 # Chosen by looking at the scene: a lake with an island, shores, fields, villages and a little
 # thin cloud (12.65-12.72 E, 52.47-52.51 N, west of Berlin); rows/cols of the eo-box 10 m grid.
 S2_WINDOW = Window(col_off=1024, row_off=128, width=512, height=512)

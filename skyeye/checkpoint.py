@@ -109,7 +109,11 @@ def save_model(
                 "cannot embed an LLM that still carries LoRA adapters; merge them first "
                 "(python -m finetune.merge) or save with llm_embedded=False"
             )
-        model.language_model.save_pretrained(str(folder / ADAPTER_FOLDER))
+        # The resized embedding's added rows already live in model.safetensors and the trained
+        # token rows in the adapter's trainable tokens: keep peft from copying the whole table.
+        model.language_model.save_pretrained(
+            str(folder / ADAPTER_FOLDER), save_embedding_layers=False
+        )
     if config.llm_embedded:
         _base_llm(model).save_pretrained(str(folder / LLM_FOLDER), safe_serialization=True)
     elif config.llm_source is None:

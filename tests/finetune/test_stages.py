@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+import torch
 from ft_helpers import write_recipe
 
 from finetune.args import load_recipe
@@ -104,3 +105,17 @@ def test_recipe_overrides_and_unknown_keys(tmp_path, tiny_llm_dir):
     with pytest.raises(ValueError, match=r"'lr'.*belong to.*train"):
         write_recipe(tmp_path, tiny_llm_dir, model={"lr": 1.0})
         load_recipe(tmp_path / "recipe.yaml", {})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="needs bitsandbytes")
+def test_qlora_puts_lora_on_a_4bit_llm(tmp_path, tiny_llm_dir):
+    recipe, model = _setup(tmp_path, tiny_llm_dir, model={"qlora": True})
+    counts = configure_trainable(model, recipe, model.new_token_ids)
+    kinds = {type(m).__name__ for m in model.language_model.modules()}
+    assert "Linear4bit" in kinds and counts["language_model"] > 0
+    frozen_4bit = [
+        p
+        for n, p in model.language_model.named_parameters()
+        if "base_layer" in n and p.dtype == torch.uint8
+    ]
+    assert frozen_4bit and not any(p.requires_grad for p in frozen_4bit)

@@ -1,0 +1,396 @@
+"""`python -m finetune.validate_skyeye_tiny`: held-out numbers of a skyeye-tiny model vs baselines.
+
+Everything is asked through `skyeye.ChatSession` (what a user gets), one fresh conversation per
+question, on the held-out tiles written by `instruct_data.from_rasters` (`val.jsonl`):
+
+- presence (yes/no per class): accuracy vs the majority answer of that class in `train.jsonl`;
+- proportion ("about N%"): agreement (|predicted - label| <= 10 points, and same 5-point bin) and
+  mean absolute error vs the most frequent answer of that class in training;
+- water masks: per-sample IoU (gIoU) and cIoU of the `[SEG]` mask vs the tile's water mask, and
+  the NDWI > 0 baseline (needs green + NIR bands) on the same tiles;
+- whole unseen scenes (optional): the Sentinel-2 example against OpenStreetMap water polygons
+  (independent of the pixels) with the NDWI baseline, and the Sentinel-1 example against a
+  VV-backscatter threshold (there is no water reference for it: agreement, not accuracy).
+
+    python -m finetune.validate_skyeye_tiny --model runs/skyeye-tiny/stage2/model \
+        --val runs/skyeye-tiny/data/val.jsonl --train runs/skyeye-tiny/data/train.jsonl \
+        --out runs/skyeye-tiny/validation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+WATER_PROMPT = "Show me where the water is in this image with a mask."
+WATER_QUESTION = "Is there water in this image?"
+
+
+def parse_yes_no(text: str) -> str | None:
+    """'yes' / 'no' from the first word of an answer, else None."""
+    word = re.match(r"\W*(\w+)", text.lower())
+    return word.group(1) if word and word.group(1) in ("yes", "no") else None
+
+
+def parse_percent(text: str) -> float | None:
+    """The share (0..100) an answer states; 'less than 1%' -> 0.5; None when there is none."""
+    low = text.lower()
+    if "less than 1%" in low:
+        return 0.5
+    found = _PERCENT.search(low)
+    return float(found.group(1)) if found else None
+
+
+def _bin(value: float) -> int:
+    return int(round(value / 5.0)) if value >= 10 else -1 if value < 1 else int(value)
+
+
+def _stable(key: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()
+
+
+def _qa_pairs(record: dict) -> list[tuple[str, str]]:
+    turns = record["turns"]
+    return [
+        (turns[i]["text"].replace("<image>", "").strip(), turns[i + 1]["text"])
+        for i in range(0, len(turns) - 1, 2)
+    ]
+
+
+def training_priors(train: Path) -> dict[str, Any]:
+    """Majority presence answer and most frequent proportion answer per class in `train`."""
+    presence: dict[str, Counter] = defaultdict(Counter)
+    proportion: dict[str, Counter] = defaultdict(Counter)
+    for line in open(train, encoding="utf-8"):
+        rec = json.loads(line)
+        meta = rec["meta"]
+        if meta.get("gen_task") == "presence":
+            for (_, answer), item in zip(_qa_pairs(rec), meta.get("answers", []), strict=False):
+                if (yn := parse_yes_no(answer)) is not None:
+                    presence[item["class"]][yn] += 1
+        elif meta.get("gen_task") == "proportion":
+            value = parse_percent(rec["turns"][-1]["text"])
+            if value is not None:
+                proportion[meta["classes"][0]][value] += 1
+    overall = sum(presence.values(), Counter())
+    return {
+        "presence": {c: n.most_common(1)[0][0] for c, n in presence.items()},
+        "presence_overall": overall.most_common(1)[0][0] if overall else "yes",
+        "proportion": {c: n.most_common(1)[0][0] for c, n in proportion.items()},
+        "proportion_overall": sum(proportion.values(), Counter()).most_common(1)[0][0] if proportion else 10.0,
+    }
+
+
+def _iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, int, int]:
+    inter, union = int((pred & gt).sum()), int((pred | gt).sum())
+    return (1.0 if union == 0 else inter / union), inter, union
+
+
+def _summ(ious: list[tuple[float, int, int]]) -> dict[str, float]:
+    if not ious:
+        return {"n": 0}
+    return {
+        "n": len(ious),
+        "giou": float(np.mean([i[0] for i in ious])),
+        "ciou": float(sum(i[1] for i in ious) / max(1, sum(i[2] for i in ious))),
+    }
+
+
+def band_index(names: list[str], waves: list[float | None] | None, lo: float, hi: float) -> int | None:
+    """First band whose wavelength (µm) lies in [lo, hi]."""
+    for i, w in enumerate(waves or []):
+        if w is not None and lo <= w <= hi:
+            return i
+    return None
+
+
+def ndwi_water(data: np.ndarray, waves: list[float | None] | None, threshold: float = 0.0) -> np.ndarray | None:
+    """NDWI = (green - NIR) / (green + NIR) > threshold on (C, H, W) data; None without both bands."""
+    g = band_index([], waves, 0.52, 0.60)
+    n = band_index([], waves, 0.76, 0.90)
+    if g is None or n is None:
+        return None
+    green, nir = data[g].astype(np.float64), data[n].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndwi = (green - nir) / (green + nir)
+    return np.nan_to_num(ndwi, nan=-1.0) > threshold
+
+
+class Asker:
+    """One fresh ChatSession conversation per question."""
+
+    def __init__(self, model: str, max_new_tokens: int = 40) -> None:
+        from skyeye.inference import GenerationSettings, load_chat
+
+        self.session = load_chat(model, settings=GenerationSettings(max_new_tokens=max_new_tokens))
+
+    def ask(self, image: Any, question: str) -> Any:
+        self.session.reset()
+        self.session.add_image(image)
+        return self.session.ask(question)
+
+
+def read_tile(image: dict, root: Path, sar_wavelength: float | None) -> Any:
+    from skyeye.io import read_raster
+
+    kwargs: dict[str, Any] = {}
+    if image.get("band_names"):
+        kwargs["band_names"] = image["band_names"]
+    waves = image.get("wavelengths")
+    if waves is not None and all(w is not None for w in waves):
+        kwargs["wavelengths"] = waves
+    if image.get("modality") == "sar":
+        kwargs.update(sensor="sentinel-1", sar_wavelength=sar_wavelength)
+    return read_raster(str(root / image["path"]), **kwargs)
+
+
+def validate_tiles(asker: Asker, val: Path, priors: dict[str, Any], max_tiles: int,
+                   ndwi_threshold: float) -> dict[str, Any]:
+    """Presence, proportion and water-mask numbers on the held-out tiles of `val`."""
+    from skyeye.data import _decode_rle
+
+    root = val.parent
+    records = [json.loads(line) for line in open(val, encoding="utf-8")]
+    by_tile: dict[str, list[dict]] = defaultdict(list)
+    for rec in records:
+        if rec["meta"].get("gen_task") in ("presence", "proportion", "segmentation"):
+            by_tile[rec["images"][0]["path"]].append(rec)
+    tiles = sorted(by_tile, key=_stable)[:max_tiles]
+    sar_wl = asker.session.processor.image_processor.sar_wavelength
+    pres: list[dict] = []
+    prop: list[dict] = []
+    water: list[dict] = []
+    for path in tqdm(tiles, desc="held-out tiles", unit="tile"):
+        recs = by_tile[path]
+        image = read_tile(recs[0]["images"][0], root, sar_wl)
+        for rec in recs:
+            meta, task = rec["meta"], rec["meta"]["gen_task"]
+            common = {"id": rec["id"], "scene": meta["scene_id"], "label_type": meta["label_type"],
+                      "band_subset": meta.get("band_subset")}
+            if task == "presence":
+                for (q, a), item in zip(_qa_pairs(rec), meta.get("answers", []), strict=False):
+                    gold = parse_yes_no(a)
+                    reply = asker.ask(image, q)
+                    base = priors["presence"].get(item["class"], priors["presence_overall"])
+                    pres.append({**common, "class": item["class"], "question": q, "gold": gold,
+                                 "answer": reply.text, "pred": parse_yes_no(reply.text), "baseline": base})
+            elif task == "proportion":
+                (q, a), cls = _qa_pairs(rec)[0], meta["classes"][0]
+                reply = asker.ask(image, q)
+                prop.append({**common, "class": cls, "question": q, "gold": parse_percent(a),
+                             "answer": reply.text, "pred": parse_percent(reply.text),
+                             "baseline": priors["proportion"].get(cls, priors["proportion_overall"])})
+            elif task == "segmentation":
+                turn = rec["turns"][1]
+                phrases = re.findall(r"<p>(.*?)</p>", turn["text"])
+                if not phrases or phrases[0] != "water":
+                    continue
+                gt = _decode_rle(turn["masks"][0]["rle"]).astype(bool)
+                reply = asker.ask(image, rec["turns"][0]["text"].replace("<image>", "").strip())
+                pred = np.zeros_like(gt)
+                if reply.masks:
+                    m = reply.masks[0]
+                    pred = m if m.shape == gt.shape else _resize_bool(m, gt.shape)
+                base = ndwi_water(image.data, image.wavelengths, ndwi_threshold)
+                water.append({**common, "answer": reply.text, "has_seg": bool(reply.masks),
+                              "iou": _iou(pred, gt), "baseline_iou": None if base is None else _iou(base, gt),
+                              "gt_share": float(gt.mean())})
+    return {"presence": pres, "proportion": prop, "water": water, "tiles": len(tiles)}
+
+
+def _resize_bool(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return (F.interpolate(t, size=tuple(shape), mode="bilinear")[0, 0] > 0.5).numpy()
+
+
+def summarise(rows: dict[str, Any]) -> dict[str, Any]:
+    """Metric blocks (model vs baseline) from the per-question rows."""
+    out: dict[str, Any] = {}
+    pres = rows["presence"]
+    if pres:
+        per_class: dict[str, dict[str, float]] = {}
+        for cls in sorted({r["class"] for r in pres}):
+            sub = [r for r in pres if r["class"] == cls]
+            per_class[cls] = {"n": len(sub),
+                              "model": float(np.mean([r["pred"] == r["gold"] for r in sub])),
+                              "majority": float(np.mean([r["baseline"] == r["gold"] for r in sub]))}
+        out["presence"] = {
+            "n": len(pres),
+            "accuracy": float(np.mean([r["pred"] == r["gold"] for r in pres])),
+            "baseline_majority_accuracy": float(np.mean([r["baseline"] == r["gold"] for r in pres])),
+            "unparseable": int(sum(r["pred"] is None for r in pres)),
+            "per_class": per_class,
+        }
+    prop = [r for r in rows["proportion"] if r["gold"] is not None]
+    if prop:
+        def agree(key: str, tol: float) -> float:
+            return float(np.mean([r[key] is not None and abs(r[key] - r["gold"]) <= tol for r in prop]))
+
+        def same_bin(key: str) -> float:
+            return float(np.mean([r[key] is not None and _bin(r[key]) == _bin(r["gold"]) for r in prop]))
+
+        def mae(key: str) -> float:
+            return float(np.mean([abs((r[key] if r[key] is not None else 50.0) - r["gold"]) for r in prop]))
+
+        out["proportion"] = {
+            "n": len(prop),
+            "agreement_within_10pts": agree("pred", 10), "baseline_agreement_within_10pts": agree("baseline", 10),
+            "same_bin": same_bin("pred"), "baseline_same_bin": same_bin("baseline"),
+            "mae_pts": mae("pred"), "baseline_mae_pts": mae("baseline"),
+            "unparseable": int(sum(r["pred"] is None for r in prop)),
+        }
+    water = rows["water"]
+    if water:
+        with_base = [r for r in water if r["baseline_iou"] is not None]
+        block: dict[str, Any] = {"n": len(water), "seg_emitted": float(np.mean([r["has_seg"] for r in water]))}
+        for key, val in _summ([r["iou"] for r in water]).items():
+            block[f"model_{key}" if key != "n" else "n_all"] = val
+        for key, val in _summ([r["iou"] for r in with_base]).items():
+            block[f"model_{key}_ndwi_tiles" if key != "n" else "n_ndwi_tiles"] = val
+        for key, val in _summ([r["baseline_iou"] for r in with_base]).items():
+            if key != "n":
+                block[f"baseline_ndwi_{key}"] = val
+        out["water_tiles"] = block
+    return out
+
+
+def osm_water(gpkg: Path, image: Any) -> np.ndarray:
+    """OpenStreetMap water polygons (fclass == 'water') rasterised on `image`'s grid."""
+    import pyogrio
+    from rasterio.features import rasterize
+    from rasterio.warp import transform_geom
+    from shapely.geometry import mapping
+
+    frame = pyogrio.read_dataframe(gpkg) if hasattr(pyogrio, "read_dataframe") else None
+    if frame is None:
+        raise RuntimeError("pyogrio.read_dataframe is needed to read the OSM polygons")
+    frame = frame[frame["fclass"] == "water"]
+    src_crs = frame.crs.to_string() if frame.crs is not None else "EPSG:4326"
+    shapes = [transform_geom(src_crs, image.crs, mapping(g)) for g in frame.geometry]
+    h, w = image.data.shape[1:]
+    return rasterize([(s, 1) for s in shapes], out_shape=(h, w), transform=image.transform, fill=0).astype(bool)
+
+
+def validate_scene(asker: Asker, path: Path, reference: np.ndarray | None, baseline: np.ndarray | None,
+                   label: str, overlay: Path | None = None) -> dict[str, Any]:
+    """Ask the water question and the water mask on a whole scene; IoU vs `reference` / `baseline`."""
+    from skyeye.io import read_raster
+
+    image = read_raster(str(path), max_size=asker.session.settings.read_size,
+                        sar_wavelength=asker.session.processor.image_processor.sar_wavelength)
+    presence = asker.ask(image, WATER_QUESTION)
+    reply = asker.ask(image, WATER_PROMPT)
+    h, w = image.data.shape[1:]
+    pred = reply.masks[0] if reply.masks else np.zeros((h, w), bool)
+    out: dict[str, Any] = {"scene": label, "presence_answer": presence.text, "mask_answer": reply.text,
+                           "mask_share": float(pred.mean())}
+    if reference is not None:
+        ref = reference if reference.shape == (h, w) else _resize_bool(reference, (h, w))
+        out["reference_share"] = float(ref.mean())
+        out["model_iou"] = _iou(pred, ref)[0]
+        if baseline is not None:
+            base = baseline if baseline.shape == (h, w) else _resize_bool(baseline, (h, w))
+            out["baseline_iou"] = _iou(base, ref)[0]
+    elif baseline is not None:
+        base = baseline if baseline.shape == (h, w) else _resize_bool(baseline, (h, w))
+        out["agreement_iou_with_baseline"] = _iou(pred, base)[0]
+        out["baseline_share"] = float(base.mean())
+    if overlay is not None:
+        _save_overlay(image, pred, reference, overlay, f"{label}: model water mask (red)"
+                      + (", reference outline (cyan)" if reference is not None else ""))
+        out["overlay"] = str(overlay)
+    return out
+
+
+def _save_overlay(image: Any, pred: np.ndarray, reference: np.ndarray | None, path: Path, title: str) -> None:
+    from PIL import Image, ImageDraw
+
+    data = image.data
+    waves = image.wavelengths or []
+    idx = [band_index([], waves, lo, hi) for lo, hi in ((0.62, 0.69), (0.52, 0.60), (0.45, 0.52))]
+    if all(i is not None for i in idx):
+        rgb = np.stack([data[i] for i in idx], -1)
+    else:
+        rgb = np.repeat(data[:1].transpose(1, 2, 0), 3, -1)
+    lo, hi = np.nanpercentile(rgb, 2), np.nanpercentile(rgb, 98)
+    rgb = (np.clip((np.nan_to_num(rgb) - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+    out = rgb.astype(np.float32)
+    out[pred] = 0.5 * out[pred] + 0.5 * np.array([255, 0, 0])
+    if reference is not None:
+        ref = reference if reference.shape == pred.shape else _resize_bool(reference, pred.shape)
+        edge = ref & ~np.roll(ref, 1, 0) | ref & ~np.roll(ref, 1, 1) | ref & ~np.roll(ref, -1, 0) | ref & ~np.roll(ref, -1, 1)
+        out[edge] = [0, 255, 255]
+    img = Image.fromarray(out.astype(np.uint8)).resize((pred.shape[1] * 2, pred.shape[0] * 2), Image.NEAREST)
+    canvas = Image.new("RGB", (img.width, img.height + 20), "white")
+    canvas.paste(img, (0, 20))
+    ImageDraw.Draw(canvas).text((4, 4), title, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m finetune.validate_skyeye_tiny", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--val", type=Path, required=True, help="from_rasters val.jsonl (held-out scenes)")
+    p.add_argument("--train", type=Path, required=True, help="from_rasters train.jsonl (baseline priors)")
+    p.add_argument("--out", type=Path, required=True, help="report JSON")
+    p.add_argument("--max-tiles", type=int, default=400)
+    p.add_argument("--ndwi-threshold", type=float, default=0.0)
+    p.add_argument("--vv-db-threshold", type=float, default=-15.0)
+    p.add_argument("--s2-scene", type=Path, default=None, help="unseen Sentinel-2 scene (GeoTIFF)")
+    p.add_argument("--osm-water", type=Path, default=None, help="OSM polygons (GeoPackage) for --s2-scene")
+    p.add_argument("--s1-scene", type=Path, default=None, help="unseen Sentinel-1 VV/VH scene (dB)")
+    p.add_argument("--overlay", type=Path, default=None, help="PNG of the S2 scene's water mask")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("skyeye.io").setLevel(logging.WARNING)
+    for f in (args.val, args.train):
+        if not f.is_file():
+            print(f"error: {f} does not exist: run python -m instruct_data.from_rasters first", file=sys.stderr)
+            return 2
+    asker = Asker(args.model)
+    priors = training_priors(args.train)
+    rows = validate_tiles(asker, args.val, priors, args.max_tiles, args.ndwi_threshold)
+    report: dict[str, Any] = {"model": args.model, "data": str(args.val), "tasks": summarise(rows), "priors": priors}
+    scenes = []
+    if args.s2_scene is not None:
+        from skyeye.io import read_raster
+
+        img = read_raster(str(args.s2_scene), max_size=asker.session.settings.read_size)
+        ref = osm_water(args.osm_water, img) if args.osm_water else None
+        scenes.append(validate_scene(asker, args.s2_scene, ref, ndwi_water(img.data, img.wavelengths, args.ndwi_threshold),
+                                     "sentinel-2 " + args.s2_scene.name, args.overlay))
+    if args.s1_scene is not None:
+        from skyeye.io import read_raster
+
+        img = read_raster(str(args.s1_scene), max_size=asker.session.settings.read_size, sensor="sentinel-1")
+        vv = [i for i, n in enumerate(img.band_names) if n.upper() == "VV"]
+        base = (np.nan_to_num(img.data[vv[0]], nan=0.0) < args.vv_db_threshold) if vv else None
+        scenes.append(validate_scene(asker, args.s1_scene, None, base, "sentinel-1 " + args.s1_scene.name,
+                                     args.overlay.with_name(args.overlay.stem.replace("s2", "s1") + ".png") if args.overlay else None))
+    report["scenes"] = scenes
+    report["rows"] = rows
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=str))
+    print(json.dumps({"tasks": report["tasks"], "scenes": scenes}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
