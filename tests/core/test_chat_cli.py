@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_model
+from skyeye_testing import make_tiny_model
 
 from skyeye.chat import main
 

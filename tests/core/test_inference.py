@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model
+from skyeye_testing import make_tiny_model
 
 from skyeye.inference import ChatSession, GenerationSettings
 from skyeye.io import RasterImage

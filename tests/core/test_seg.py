@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny_model
+from skyeye_testing import make_tiny_model
 
 from skyeye.modeling import SkyEyeForConditionalGeneration
 

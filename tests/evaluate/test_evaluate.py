@@ -8,7 +8,7 @@ from collections import deque
 
 import numpy as np
 import pytest
-from conftest import make_tiny_model
+from skyeye_testing import make_tiny_model
 from records import block, write_data
 
 from skyeye.eval_data import DEFAULT_MCQ_TEMPLATE, decode_rle

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_model
+from skyeye_testing import make_tiny_model
 
 from skyeye.data import InstructionDataset, RecordError, SkyEyeCollator
 from skyeye.processing import IGNORE_INDEX

@@ -1,0 +1,82 @@
+"""Builders of the tiny random SkyEye used across the tests (hidden 32, 2 layers, 16-px images).
+
+The tiny LLM is a 2-layer Llama with a word-level tokenizer trained here on a few sentences and
+given a ChatML chat template (the same template family as the embedded SmolLM2), so processor
+and model logic is tested in milliseconds without any download. Tests import this module as
+`skyeye_testing` (a unique name: several folders have a `conftest.py`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CORPUS = [
+    "is there water in this image ? yes there is water in the north .",
+    "describe this image . fields forest river city road lake cloud snow",
+    "the scene shows farmland with a river and a small town .",
+    "how much of the image is forest ? about a third of the image is forest .",
+    "no there is no water . segment the lake [SEG] <p> the lake </p>",
+    "0 1 2 3 4 5 6 7 8 9 10 20 30 40 50 60 70 80 90 100 { } < > | , .",
+    "you are skyeye , an assistant for earth observation imagery .",
+]
+
+
+def build_tiny_llm(folder: Path, seed: int = 0) -> Path:
+    """Write a tiny Llama + tokenizer with a chat template into `folder`."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    tok.train_from_iterator(CORPUS * 3, trainers.WordLevelTrainer(special_tokens=specials))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
+    tokenizer.chat_template = CHATML
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_model(llm_dir: Path, **config_overrides):
+    """A tiny random SkyEye model and its processor on top of the tiny LLM."""
+    from skyeye.builder import build_model
+    from skyeye.vision import get_vision_config
+
+    torch.manual_seed(0)
+    return build_model(
+        vision_config=get_vision_config("tiny-test"),
+        llm_source=str(llm_dir),
+        image_size=16,
+        **config_overrides,
+    )
