@@ -209,19 +209,21 @@ class DemoSession:
         assert self.chat.last_reply is not None
         self.result = self._finish(self.chat.last_reply)
 
-    def _target_image(self, mask_shape: tuple[int, int] | None = None) -> int | None:
-        """Index of the image an answer's boxes/masks refer to: the latest image sent (for a mask,
-        the latest whose grid has the mask's shape)."""
+    def _target_image(self, reply: ChatReply) -> int | None:
+        """Index of the entry an answer's boxes/masks refer to: the image of its first mask (the
+        model says which image each mask lies on), else the latest image sent."""
+        if reply.mask_images:
+            image = self.chat.images[reply.mask_images[0]]
+            for k, entry in enumerate(self.entries):
+                if entry.image is image:
+                    return k
         for k in range(len(self.entries) - 1, -1, -1):
-            entry = self.entries[k]
-            if not entry.sent:
-                continue
-            if mask_shape is None or tuple(entry.image.data.shape[1:]) == tuple(mask_shape):
+            if self.entries[k].sent:
                 return k
         return None
 
     def _finish(self, reply: ChatReply) -> TurnResult:
-        index = self._target_image(reply.masks[0].shape if reply.masks else None)
+        index = self._target_image(reply)
         result = TurnResult(reply=reply, image_index=index)
         if index is None:
             result.note = "No image in the conversation: nothing to draw."

@@ -133,9 +133,13 @@ class Asker:
     """One fresh ChatSession conversation per question."""
 
     def __init__(self, model: str, max_new_tokens: int = 40) -> None:
+        import torch
+
         from skyeye.inference import GenerationSettings, load_chat
 
-        self.session = load_chat(model, settings=GenerationSettings(max_new_tokens=max_new_tokens))
+        # bfloat16, as `python -m skyeye.chat` loads it by default.
+        self.session = load_chat(model, dtype=torch.bfloat16,
+                                 settings=GenerationSettings(max_new_tokens=max_new_tokens))
 
     def ask(self, image: Any, question: str) -> Any:
         self.session.reset()
@@ -168,7 +172,13 @@ def validate_tiles(asker: Asker, val: Path, priors: dict[str, Any], max_tiles: i
     for rec in records:
         if rec["meta"].get("gen_task") in ("presence", "proportion", "segmentation"):
             by_tile[rec["images"][0]["path"]].append(rec)
-    tiles = sorted(by_tile, key=_stable)[:max_tiles]
+    def has_water_mask(path: str) -> bool:
+        return any(r["meta"]["gen_task"] == "segmentation" and "<p>water</p>" in r["turns"][1]["text"]
+                   for r in by_tile[path])
+
+    # Every tile with a water mask first (few, and the mask numbers need them), then a stable
+    # hash order: the subset does not depend on the file order.
+    tiles = sorted(by_tile, key=lambda t: (not has_water_mask(t), _stable(t)))[:max_tiles]
     sar_wl = asker.session.processor.image_processor.sar_wavelength
     pres: list[dict] = []
     prop: list[dict] = []
