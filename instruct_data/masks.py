@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pycocotools import mask as mask_utils
+
+# Encoding and decoding are shared with the library (skyeye.rle); re-exported here.
+from skyeye.rle import decode_rle as decode_mask  # noqa: F401
+from skyeye.rle import encode_mask  # noqa: F401
+from skyeye.rle import to_coco as _to_coco
 
 
 def _to_text(rle: dict) -> dict:
@@ -13,31 +17,6 @@ def _to_text(rle: dict) -> dict:
     if isinstance(counts, bytes):
         counts = counts.decode("ascii")
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts}
-
-
-def _to_coco(rle: dict) -> dict:
-    """Compressed RLE with bytes counts, as pycocotools wants; uncompressed (list counts) accepted."""
-    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        raise ValueError("an RLE must be an object with 'size' [h, w] and 'counts'")
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        return mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    return {"size": [h, w], "counts": counts}
-
-
-def encode_mask(mask: np.ndarray) -> dict:
-    """Binary mask (H, W) -> compressed COCO RLE ``{"size": [H, W], "counts": str}``."""
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
-    return _to_text(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))
-
-
-def decode_mask(rle: dict) -> np.ndarray:
-    """COCO RLE -> bool array (H, W)."""
-    return mask_utils.decode(_to_coco(rle)).astype(bool)
 
 
 def normalize_rle(rle: dict) -> dict:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from skyeye.io import RasterImage, read_raster
 from skyeye.processing import IGNORE_INDEX, SkyEyeProcessor
+from skyeye.rle import decode_rle
 
 logger = logging.getLogger(__name__)
 
@@ -61,22 +62,6 @@ class RecordRef:
     file: str
     offset: int
     line: int
-
-
-def _decode_rle(rle: dict) -> np.ndarray:
-    """COCO RLE (compressed str/bytes counts, or uncompressed list counts) -> bool (H, W)."""
-    from pycocotools import mask as mask_utils
-
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        coco = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    else:
-        coco = {
-            "size": [h, w],
-            "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
-        }
-    return mask_utils.decode(coco).astype(bool)
 
 
 def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
@@ -312,7 +297,7 @@ class InstructionDataset(torch.utils.data.Dataset):
         masks, image_index = [], []
         for turn in record["turns"]:
             for m in sorted(turn.get("masks", []) or [], key=lambda m: int(m["seg_index"])):
-                masks.append(resize_mask(_decode_rle(m["rle"]), self.mask_size))  # type: ignore[arg-type]
+                masks.append(resize_mask(decode_rle(m["rle"]), self.mask_size))  # type: ignore[arg-type]
                 image_index.append(int(m.get("image_index", 0)))
         return masks, image_index
 

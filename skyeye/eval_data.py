@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from skyeye.grounding import GroundedBox
+from skyeye.rle import decode_rle as _decode_rle
+from skyeye.rle import encode_mask  # noqa: F401  (re-exported for the scorers)
 
 logger = logging.getLogger(__name__)
 
@@ -112,31 +113,11 @@ def strip_image_tokens(text: str) -> str:
 
 
 def decode_rle(rle: Any) -> np.ndarray:
-    """COCO RLE (compressed ``counts`` str/bytes, or uncompressed list) -> (H, W) bool."""
-    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        raise RecordError("bad mask", "an RLE needs 'size' [h, w] and 'counts'")
+    """COCO RLE -> (H, W) bool; a bad RLE is a `RecordError` ("bad mask")."""
     try:
-        h, w = (int(v) for v in rle["size"])
-        counts = rle["counts"]
-        if isinstance(counts, list):
-            coco = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-        else:
-            coco = {
-                "size": [h, w],
-                "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
-            }
-        mask = mask_utils.decode(coco).astype(bool)
-    except (TypeError, ValueError, UnicodeError) as err:
-        raise RecordError("bad mask", f"cannot decode RLE: {err}") from None
-    if mask.shape != (h, w):
-        raise RecordError("bad mask", f"RLE decodes to {mask.shape}, its size says {(h, w)}")
-    return mask
-
-
-def encode_mask(mask: np.ndarray) -> dict[str, Any]:
-    """(H, W) bool -> compressed COCO RLE ``{"size": [H, W], "counts": str}`` (for reports)."""
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+        return _decode_rle(rle)
+    except ValueError as err:
+        raise RecordError("bad mask", str(err)) from None
 
 
 def build_prompt(question: str, template: str, candidates: Sequence[str] = ()) -> str:
