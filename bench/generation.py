@@ -130,7 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     prompt_len = int(inputs["input_ids"].shape[1])
     gen = {"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "do_sample": False}
     llm = model.language_model
-    llm = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    if hasattr(llm, "peft_config"):
+        # PEFT injects LoRA layers into the base model in place: the baselines get a merged copy
+        # (a plain transformers LLM of the same shape), SkyEye keeps its unmerged adapter.
+        import copy
+
+        llm = copy.deepcopy(llm).merge_and_unload()
 
     text_ids = torch.randint(100, 40000, (1, prompt_len))
     llava, llava_size = build_llava(

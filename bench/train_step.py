@@ -40,8 +40,13 @@ def run_once(recipe: dict, mixed: str, threads: int, workdir: Path) -> dict:
     start = time.perf_counter()
     errfile = workdir / f"stderr-{mixed}.txt"
     with open(errfile, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "finetune.train", "--recipe", str(path)], env=env,
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finetune.train", "--recipe", str(path)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
         # wait4 gives this child's own resource usage (its peak RSS), not a running maximum.
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -62,7 +67,9 @@ def run_once(recipe: dict, mixed: str, threads: int, workdir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--recipe", type=Path, default=REPO / "finetune/recipes/skyeye-tiny.yaml")
     p.add_argument("--data", type=Path, default=REPO / "runs/skyeye-tiny/data/train.jsonl")
     p.add_argument("--model", default="skyeye-tiny")
@@ -71,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     if not args.data.is_file():
-        print(f"error: {args.data} does not exist: generate it with python -m finetune.skyeye_tiny --until data",
-              file=sys.stderr)
+        print(
+            f"error: {args.data} does not exist: generate it with python -m finetune.skyeye_tiny --until data",
+            file=sys.stderr,
+        )
         return 2
     full = yaml.safe_load(args.recipe.read_text())
     stage2 = {k: dict(v) for k, v in full["stage2"].items()}

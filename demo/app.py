@@ -23,6 +23,7 @@ from demo.bands import HEADERS
 from demo.examples import DEFAULT_EXAMPLES_DIR, render_thumbnails
 from demo.handlers import SENSOR_CHOICES, DemoHandlers
 from demo.session import UPLOAD_EXTENSIONS, DemoConfig, DemoSession
+from skyeye.cli import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def load_model(
     from skyeye.processing import SkyEyeProcessor
 
     model = SkyEyeForConditionalGeneration.from_pretrained(
-        name, device=device, dtype=dtype, cache_dir=cache_dir
+        name, device=device, dtype=dtype, cache_dir=cache_dir, merge_adapter=True
     )
     model.eval()
     return model, SkyEyeProcessor.from_pretrained(name)
@@ -197,9 +198,7 @@ def load_model(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
-    )
+    configure_logging(args.verbose)
     for flag, value in (("--concurrency", args.concurrency), ("--max-images", args.max_images)):
         if value < 1:
             print(f"error: {flag} must be at least 1, got {value}", file=sys.stderr)

@@ -6,8 +6,9 @@
 Runs, in order, each stage skipped when its output already exists in --work (so an interrupted
 run continues; delete --work to start over): prepare (stack the rio-tiler 19UDP preview bands),
 data (instruct_data.from_rasters), vision (finetune.vision_stage), stage1 and stage2
-(finetune.train with bf16 autocast), validate (finetune.validate_skyeye_tiny), install (copy the
-stage-2 model folder and write its card with skyeye.hub).
+(finetune.train with bf16 autocast), mask (finetune.mask_stage), validate
+(finetune.validate_skyeye_tiny), install (copy the final model folder and write its card with
+skyeye.hub).
 """
 
 from __future__ import annotations
@@ -26,11 +27,25 @@ import yaml
 logger = logging.getLogger(__name__)
 
 S2_19UDP = "riotiler-l8-s2-scenes/tests/fixtures/sentinel-s2-l1c/tiles/19/U/DP/2017/7/29/0/preview"
-S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+S2_BANDS = [
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+]
 S2_EXAMPLE = "examples/sentinel2_berlin_l1c.tif"
 S1_EXAMPLE = "examples/sentinel1_vv_vh.tif"
 CARD_INFO = "finetune/recipes/skyeye-tiny-card.yaml"
-STAGES = ("prepare", "data", "vision", "stage1", "stage2", "validate", "install")
+STAGES = ("prepare", "data", "vision", "stage1", "stage2", "mask", "validate", "install")
 
 
 def stack_19udp(shared: Path, out: Path) -> Path:
@@ -40,7 +55,9 @@ def stack_19udp(shared: Path, out: Path) -> Path:
 
     folder = shared / S2_19UDP
     if not (folder / "B01.jp2").is_file():
-        raise FileNotFoundError(f"{folder}/B01.jp2 is missing: is --shared-data the ../shared/data folder?")
+        raise FileNotFoundError(
+            f"{folder}/B01.jp2 is missing: is --shared-data the ../shared/data folder?"
+        )
     with rasterio.open(folder / "B01.jp2") as src:
         crs, transform = src.crs, src.transform
     # Only B01, B09 and B10 carry the georeference; all 13 share the 687 x 687 grid.
@@ -51,8 +68,17 @@ def stack_19udp(shared: Path, out: Path) -> Path:
     data = np.stack(bands)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.tif")
-    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": len(bands),
-               "dtype": "uint16", "crs": crs, "transform": transform, "nodata": 0, "compress": "deflate"}
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": len(bands),
+        "dtype": "uint16",
+        "crs": crs,
+        "transform": transform,
+        "nodata": 0,
+        "compress": "deflate",
+    }
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data)
         for i, name in enumerate(S2_BANDS, start=1):
@@ -85,8 +111,9 @@ def harmonise_units(data: Path, factors: dict[str, float]) -> int:
     return count
 
 
-def _train_recipe(section: dict[str, Any], model: Path | str, train_file: Path, out: Path,
-                  recipe: dict[str, Any]) -> dict[str, Any]:
+def _train_recipe(
+    section: dict[str, Any], model: Path | str, train_file: Path, out: Path, recipe: dict[str, Any]
+) -> dict[str, Any]:
     r = {k: dict(v) for k, v in section.items()}
     r.setdefault("model", {}).update(model=str(model), sar_wavelength=recipe["sar_wavelength"])
     r.setdefault("data", {}).update(train_files=[str(train_file)])
@@ -104,6 +131,20 @@ def _run_train(recipe_file: Path, out: Path, threads: int) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
+def _adapter_to_bf16(path: Path) -> None:
+    """Store the LoRA adapter in bfloat16 (halves it; the chat computes in bfloat16 anyway)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    if path.is_file():
+        state = load_file(str(path))
+        save_file(
+            {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()},
+            str(path),
+            metadata={"format": "pt"},
+        )
+
+
 def install(model: Path, target: Path, report: Path, recipe_path: Path) -> None:
     """Replace the model folder `target` by `model` and write its card."""
     from skyeye import hub
@@ -112,30 +153,46 @@ def install(model: Path, target: Path, report: Path, recipe_path: Path) -> None:
         for item in target.iterdir():
             shutil.rmtree(item) if item.is_dir() else item.unlink()
     shutil.copytree(model, target, dirs_exist_ok=True)
+    _adapter_to_bf16(target / "adapter" / "adapter_model.safetensors")
     info = hub.read_info(Path(CARD_INFO)) if Path(CARD_INFO).is_file() else {}
-    hub.write_card(target, hub.CardInputs(evaluations=hub.read_evaluation(report),
-                                          recipe_path=recipe_path, info=info))
+    hub.write_card(
+        target,
+        hub.CardInputs(evaluations=hub.read_evaluation(report), recipe_path=recipe_path, info=info),
+    )
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     logger.info("installed %s (%.1f MB)", target, size / 1e6)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m finetune.skyeye_tiny", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m finetune.skyeye_tiny", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--recipe", type=Path, default=Path("finetune/recipes/skyeye-tiny.yaml"))
     p.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
     p.add_argument("--work", type=Path, default=Path("runs/skyeye-tiny"))
-    p.add_argument("--install", type=Path, default=None, help="model folder to replace with the result")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads per stage (1: on a 2-core machine shared with other jobs, "
-                   "2 OpenMP threads thrashed: 25 s/step instead of 2.5 s)")
+    p.add_argument(
+        "--install", type=Path, default=None, help="model folder to replace with the result"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per stage (1: on a 2-core machine shared with other jobs, "
+        "2 OpenMP threads thrashed: 25 s/step instead of 2.5 s)",
+    )
     p.add_argument("--until", choices=STAGES, default="install", help="stop after this stage")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if not args.recipe.is_file():
         print(f"error: recipe {args.recipe} does not exist", file=sys.stderr)
         return 2
     if not args.shared_data.is_dir():
-        print(f"error: {args.shared_data} is not a folder: pass --shared-data ../shared/data", file=sys.stderr)
+        print(
+            f"error: {args.shared_data} is not a folder: pass --shared-data ../shared/data",
+            file=sys.stderr,
+        )
         return 2
     recipe = yaml.safe_load(args.recipe.read_text())
     work = args.work.resolve()
@@ -155,10 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / "train.jsonl").is_file():
         from instruct_data.from_rasters.__main__ import main as from_rasters
 
-        spec_text = Path(recipe["data"]["spec"]).read_text().replace("prepared:", str(raw.parent) + "/")
+        spec_text = (
+            Path(recipe["data"]["spec"]).read_text().replace("prepared:", str(raw.parent) + "/")
+        )
         spec = work / "data_spec.yaml"
         spec.write_text(spec_text)
-        rc = from_rasters(["--spec", str(spec), "--root", str(args.shared_data.resolve()), "--out", str(data)])
+        rc = from_rasters(
+            ["--spec", str(spec), "--root", str(args.shared_data.resolve()), "--out", str(data)]
+        )
         if rc:
             return rc
     n = harmonise_units(data, recipe["data"].get("rescale", {}))
@@ -168,14 +229,42 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # 3. vision stage
     vision = work / "vision"
+    start = str(recipe["start_model"])
+    if start == "build":
+        # The seeded, untrained build (never the installed folder, which this recipe replaces).
+        start = str(work / "base")
+        if not (work / "base" / "config.json").is_file():
+            subprocess.run(
+                [
+                    sys.executable,
+                    "scripts/build_skyeye_tiny.py",
+                    "--out",
+                    start,
+                    "--seed",
+                    str(recipe.get("seed", 0)),
+                ],
+                check=True,
+            )
     if not (vision / "model.safetensors").is_file():
         from finetune.vision_stage import main as vision_stage
 
         torch_threads(args.threads)
         opts = [f"--{k.replace('_', '-')}={v}" for k, v in recipe.get("vision_stage", {}).items()]
-        rc = vision_stage(["--data", str(data / "train.jsonl"), "--model", str(recipe["start_model"]),
-                           "--out", str(vision), "--sar-wavelength", str(recipe["sar_wavelength"]),
-                           "--seed", str(recipe.get("seed", 0)), *opts])
+        rc = vision_stage(
+            [
+                "--data",
+                str(data / "train.jsonl"),
+                "--model",
+                start,
+                "--out",
+                str(vision),
+                "--sar-wavelength",
+                str(recipe["sar_wavelength"]),
+                "--seed",
+                str(recipe.get("seed", 0)),
+                *opts,
+            ]
+        )
         if rc:
             return rc
     # 4-5. stage 1 and stage 2 (finetune.train)
@@ -190,26 +279,71 @@ def main(argv: list[str] | None = None) -> int:
             recipe_file.write_text(yaml.safe_dump(r, sort_keys=False))
             _run_train(recipe_file, out, args.threads)
         previous = out / "model"
+    if done("mask"):
+        return 0
+    # 6. more mask-head training on cached [SEG] states (LLM and tower frozen)
+    if "mask_stage" in recipe:
+        mask = work / "mask" / "model"
+        if not (mask / "config.json").is_file():
+            from finetune.mask_stage import main as mask_stage
+
+            torch_threads(args.threads)
+            opts = [f"--{k.replace('_', '-')}={v}" for k, v in recipe["mask_stage"].items()]
+            rc = mask_stage(
+                [
+                    "--model",
+                    str(previous),
+                    "--data",
+                    str(data / "train.jsonl"),
+                    "--out",
+                    str(mask),
+                    "--seed",
+                    str(recipe.get("seed", 0)),
+                    *opts,
+                ]
+            )
+            if rc:
+                return rc
+        previous = mask
     if done("validate"):
         return 0
-    # 6. validate
+    # 7. validate
     report = work / "validation.json"
     if not report.is_file():
         from finetune.validate_skyeye_tiny import main as validate
 
         v = recipe.get("validation", {})
-        rc = validate(["--model", str(previous), "--val", str(data / "val.jsonl"),
-                       "--train", str(data / "train.jsonl"), "--out", str(report),
-                       "--max-tiles", str(v.get("max_tiles", 400)),
-                       "--ndwi-threshold", str(v.get("ndwi_threshold", 0.0)),
-                       "--vv-db-threshold", str(v.get("vv_db_threshold", -15.0)),
-                       "--threads", str(args.threads), "--s2-scene", S2_EXAMPLE,
-                       "--s1-scene", S1_EXAMPLE, "--overlay", str(work / "skyeye_tiny_water_s2.png")])
+        rc = validate(
+            [
+                "--model",
+                str(previous),
+                "--val",
+                str(data / "val.jsonl"),
+                "--train",
+                str(data / "train.jsonl"),
+                "--out",
+                str(report),
+                "--max-tiles",
+                str(v.get("max_tiles", 400)),
+                "--ndwi-threshold",
+                str(v.get("ndwi_threshold", 0.0)),
+                "--vv-db-threshold",
+                str(v.get("vv_db_threshold", -15.0)),
+                "--threads",
+                str(args.threads),
+                "--s2-scene",
+                S2_EXAMPLE,
+                "--s1-scene",
+                S1_EXAMPLE,
+                "--overlay",
+                str(work / "skyeye_tiny_water_s2.png"),
+            ]
+        )
         if rc:
             return rc
     if done("install") or args.install is None:
         return 0
-    # 7. install
+    # 8. install
     install(previous, args.install, report, args.recipe)
     return 0
 

@@ -91,7 +91,9 @@ def training_priors(train: Path) -> dict[str, Any]:
         "presence": {c: n.most_common(1)[0][0] for c, n in presence.items()},
         "presence_overall": overall.most_common(1)[0][0] if overall else "yes",
         "proportion": {c: n.most_common(1)[0][0] for c, n in proportion.items()},
-        "proportion_overall": sum(proportion.values(), Counter()).most_common(1)[0][0] if proportion else 10.0,
+        "proportion_overall": sum(proportion.values(), Counter()).most_common(1)[0][0]
+        if proportion
+        else 10.0,
     }
 
 
@@ -110,7 +112,9 @@ def _summ(ious: list[tuple[float, int, int]]) -> dict[str, float]:
     }
 
 
-def band_index(names: list[str], waves: list[float | None] | None, lo: float, hi: float) -> int | None:
+def band_index(
+    names: list[str], waves: list[float | None] | None, lo: float, hi: float
+) -> int | None:
     """First band whose wavelength (µm) lies in [lo, hi]."""
     for i, w in enumerate(waves or []):
         if w is not None and lo <= w <= hi:
@@ -118,7 +122,9 @@ def band_index(names: list[str], waves: list[float | None] | None, lo: float, hi
     return None
 
 
-def ndwi_water(data: np.ndarray, waves: list[float | None] | None, threshold: float = 0.0) -> np.ndarray | None:
+def ndwi_water(
+    data: np.ndarray, waves: list[float | None] | None, threshold: float = 0.0
+) -> np.ndarray | None:
     """NDWI = (green - NIR) / (green + NIR) > threshold on (C, H, W) data; None without both bands."""
     g = band_index([], waves, 0.52, 0.60)
     n = band_index([], waves, 0.76, 0.90)
@@ -139,8 +145,9 @@ class Asker:
         from skyeye.inference import GenerationSettings, load_chat
 
         # bfloat16, as `python -m skyeye.chat` loads it by default.
-        self.session = load_chat(model, dtype=torch.bfloat16,
-                                 settings=GenerationSettings(max_new_tokens=max_new_tokens))
+        self.session = load_chat(
+            model, dtype=torch.bfloat16, settings=GenerationSettings(max_new_tokens=max_new_tokens)
+        )
 
     def ask(self, image: Any, question: str) -> Any:
         self.session.reset()
@@ -162,10 +169,11 @@ def read_tile(image: dict, root: Path, sar_wavelength: float | None) -> Any:
     return read_raster(str(root / image["path"]), **kwargs)
 
 
-def validate_tiles(asker: Asker, val: Path, priors: dict[str, Any], max_tiles: int,
-                   ndwi_threshold: float) -> dict[str, Any]:
+def validate_tiles(
+    asker: Asker, val: Path, priors: dict[str, Any], max_tiles: int, ndwi_threshold: float
+) -> dict[str, Any]:
     """Presence, proportion and water-mask numbers on the held-out tiles of `val`."""
-    from skyeye.data import _decode_rle
+    from skyeye.rle import decode_rle as _decode_rle
 
     root = val.parent
     records = [json.loads(line) for line in open(val, encoding="utf-8")]
@@ -173,9 +181,12 @@ def validate_tiles(asker: Asker, val: Path, priors: dict[str, Any], max_tiles: i
     for rec in records:
         if rec["meta"].get("gen_task") in ("presence", "proportion", "segmentation"):
             by_tile[rec["images"][0]["path"]].append(rec)
+
     def has_water_mask(path: str) -> bool:
-        return any(r["meta"]["gen_task"] == "segmentation" and "<p>water</p>" in r["turns"][1]["text"]
-                   for r in by_tile[path])
+        return any(
+            r["meta"]["gen_task"] == "segmentation" and "<p>water</p>" in r["turns"][1]["text"]
+            for r in by_tile[path]
+        )
 
     # Every tile with a water mask first (few, and the mask numbers need them), then a stable
     # hash order: the subset does not depend on the file order.
@@ -189,21 +200,42 @@ def validate_tiles(asker: Asker, val: Path, priors: dict[str, Any], max_tiles: i
         image = read_tile(recs[0]["images"][0], root, sar_wl)
         for rec in recs:
             meta, task = rec["meta"], rec["meta"]["gen_task"]
-            common = {"id": rec["id"], "scene": meta["scene_id"], "label_type": meta["label_type"],
-                      "band_subset": meta.get("band_subset")}
+            common = {
+                "id": rec["id"],
+                "scene": meta["scene_id"],
+                "label_type": meta["label_type"],
+                "band_subset": meta.get("band_subset"),
+            }
             if task == "presence":
                 for (q, a), item in zip(_qa_pairs(rec), meta.get("answers", []), strict=False):
                     gold = parse_yes_no(a)
                     reply = asker.ask(image, q)
                     base = priors["presence"].get(item["class"], priors["presence_overall"])
-                    pres.append({**common, "class": item["class"], "question": q, "gold": gold,
-                                 "answer": reply.text, "pred": parse_yes_no(reply.text), "baseline": base})
+                    pres.append(
+                        {
+                            **common,
+                            "class": item["class"],
+                            "question": q,
+                            "gold": gold,
+                            "answer": reply.text,
+                            "pred": parse_yes_no(reply.text),
+                            "baseline": base,
+                        }
+                    )
             elif task == "proportion":
                 (q, a), cls = _qa_pairs(rec)[0], meta["classes"][0]
                 reply = asker.ask(image, q)
-                prop.append({**common, "class": cls, "question": q, "gold": parse_percent(a),
-                             "answer": reply.text, "pred": parse_percent(reply.text),
-                             "baseline": priors["proportion"].get(cls, priors["proportion_overall"])})
+                prop.append(
+                    {
+                        **common,
+                        "class": cls,
+                        "question": q,
+                        "gold": parse_percent(a),
+                        "answer": reply.text,
+                        "pred": parse_percent(reply.text),
+                        "baseline": priors["proportion"].get(cls, priors["proportion_overall"]),
+                    }
+                )
             elif task == "segmentation":
                 turn = rec["turns"][1]
                 phrases = re.findall(r"<p>(.*?)</p>", turn["text"])
@@ -216,9 +248,16 @@ def validate_tiles(asker: Asker, val: Path, priors: dict[str, Any], max_tiles: i
                     m = reply.masks[0]
                     pred = m if m.shape == gt.shape else _resize_bool(m, gt.shape)
                 base = ndwi_water(image.data, image.wavelengths, ndwi_threshold)
-                water.append({**common, "answer": reply.text, "has_seg": bool(reply.masks),
-                              "iou": _iou(pred, gt), "baseline_iou": None if base is None else _iou(base, gt),
-                              "gt_share": float(gt.mean())})
+                water.append(
+                    {
+                        **common,
+                        "answer": reply.text,
+                        "has_seg": bool(reply.masks),
+                        "iou": _iou(pred, gt),
+                        "baseline_iou": None if base is None else _iou(base, gt),
+                        "gt_share": float(gt.mean()),
+                    }
+                )
     return {"presence": pres, "proportion": prop, "water": water, "tiles": len(tiles)}
 
 
@@ -238,38 +277,55 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:
         per_class: dict[str, dict[str, float]] = {}
         for cls in sorted({r["class"] for r in pres}):
             sub = [r for r in pres if r["class"] == cls]
-            per_class[cls] = {"n": len(sub),
-                              "model": float(np.mean([r["pred"] == r["gold"] for r in sub])),
-                              "majority": float(np.mean([r["baseline"] == r["gold"] for r in sub]))}
+            per_class[cls] = {
+                "n": len(sub),
+                "model": float(np.mean([r["pred"] == r["gold"] for r in sub])),
+                "majority": float(np.mean([r["baseline"] == r["gold"] for r in sub])),
+            }
         out["presence"] = {
             "n": len(pres),
             "accuracy": float(np.mean([r["pred"] == r["gold"] for r in pres])),
-            "baseline_majority_accuracy": float(np.mean([r["baseline"] == r["gold"] for r in pres])),
+            "baseline_majority_accuracy": float(
+                np.mean([r["baseline"] == r["gold"] for r in pres])
+            ),
             "unparseable": int(sum(r["pred"] is None for r in pres)),
             "per_class": per_class,
         }
     prop = [r for r in rows["proportion"] if r["gold"] is not None]
     if prop:
+
         def agree(key: str, tol: float) -> float:
-            return float(np.mean([r[key] is not None and abs(r[key] - r["gold"]) <= tol for r in prop]))
+            return float(
+                np.mean([r[key] is not None and abs(r[key] - r["gold"]) <= tol for r in prop])
+            )
 
         def same_bin(key: str) -> float:
-            return float(np.mean([r[key] is not None and _bin(r[key]) == _bin(r["gold"]) for r in prop]))
+            return float(
+                np.mean([r[key] is not None and _bin(r[key]) == _bin(r["gold"]) for r in prop])
+            )
 
         def mae(key: str) -> float:
-            return float(np.mean([abs((r[key] if r[key] is not None else 50.0) - r["gold"]) for r in prop]))
+            return float(
+                np.mean([abs((r[key] if r[key] is not None else 50.0) - r["gold"]) for r in prop])
+            )
 
         out["proportion"] = {
             "n": len(prop),
-            "agreement_within_10pts": agree("pred", 10), "baseline_agreement_within_10pts": agree("baseline", 10),
-            "same_bin": same_bin("pred"), "baseline_same_bin": same_bin("baseline"),
-            "mae_pts": mae("pred"), "baseline_mae_pts": mae("baseline"),
+            "agreement_within_10pts": agree("pred", 10),
+            "baseline_agreement_within_10pts": agree("baseline", 10),
+            "same_bin": same_bin("pred"),
+            "baseline_same_bin": same_bin("baseline"),
+            "mae_pts": mae("pred"),
+            "baseline_mae_pts": mae("baseline"),
             "unparseable": int(sum(r["pred"] is None for r in prop)),
         }
     water = rows["water"]
     if water:
         with_base = [r for r in water if r["baseline_iou"] is not None]
-        block: dict[str, Any] = {"n": len(water), "seg_emitted": float(np.mean([r["has_seg"] for r in water]))}
+        block: dict[str, Any] = {
+            "n": len(water),
+            "seg_emitted": float(np.mean([r["has_seg"] for r in water])),
+        }
         for key, val in _summ([r["iou"] for r in water]).items():
             block[f"model_{key}" if key != "n" else "n_all"] = val
         for key, val in _summ([r["iou"] for r in with_base]).items():
@@ -281,7 +337,9 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def index_water(data: np.ndarray, waves: list[float | None] | None, scale: float) -> np.ndarray | None:
+def index_water(
+    data: np.ndarray, waves: list[float | None] | None, scale: float
+) -> np.ndarray | None:
     """The from_rasters water label rule: NDWI > 0 and mean visible reflectance < 0.2."""
     ndwi = ndwi_water(data, waves, 0.0)
     idx = [band_index([], waves, lo, hi) for lo, hi in ((0.45, 0.52), (0.52, 0.60), (0.62, 0.69))]
@@ -305,22 +363,37 @@ def osm_water(gpkg: Path, image: Any) -> np.ndarray:
     src_crs = frame.crs.to_string() if frame.crs is not None else "EPSG:4326"
     shapes = [transform_geom(src_crs, image.crs, mapping(g)) for g in frame.geometry]
     h, w = image.data.shape[1:]
-    return rasterize([(s, 1) for s in shapes], out_shape=(h, w), transform=image.transform, fill=0).astype(bool)
+    return rasterize(
+        [(s, 1) for s in shapes], out_shape=(h, w), transform=image.transform, fill=0
+    ).astype(bool)
 
 
-def validate_scene(asker: Asker, path: Path, reference: np.ndarray | None, baseline: np.ndarray | None,
-                   label: str, overlay: Path | None = None) -> dict[str, Any]:
+def validate_scene(
+    asker: Asker,
+    path: Path,
+    reference: np.ndarray | None,
+    baseline: np.ndarray | None,
+    label: str,
+    overlay: Path | None = None,
+) -> dict[str, Any]:
     """Ask the water question and the water mask on a whole scene; IoU vs `reference` / `baseline`."""
     from skyeye.io import read_raster
 
-    image = read_raster(str(path), max_size=asker.session.settings.read_size,
-                        sar_wavelength=asker.session.processor.image_processor.sar_wavelength)
+    image = read_raster(
+        str(path),
+        max_size=asker.session.settings.read_size,
+        sar_wavelength=asker.session.processor.image_processor.sar_wavelength,
+    )
     presence = asker.ask(image, WATER_QUESTION)
     reply = asker.ask(image, WATER_PROMPT)
     h, w = image.data.shape[1:]
     pred = reply.masks[0] if reply.masks else np.zeros((h, w), bool)
-    out: dict[str, Any] = {"scene": label, "presence_answer": presence.text, "mask_answer": reply.text,
-                           "mask_share": float(pred.mean())}
+    out: dict[str, Any] = {
+        "scene": label,
+        "presence_answer": presence.text,
+        "mask_answer": reply.text,
+        "mask_share": float(pred.mean()),
+    }
     if reference is not None:
         ref = reference if reference.shape == (h, w) else _resize_bool(reference, (h, w))
         out["reference_share"] = float(ref.mean())
@@ -333,13 +406,21 @@ def validate_scene(asker: Asker, path: Path, reference: np.ndarray | None, basel
         out["agreement_iou_with_baseline"] = _iou(pred, base)[0]
         out["baseline_share"] = float(base.mean())
     if overlay is not None:
-        _save_overlay(image, pred, reference, overlay, f"{label}: model water mask (red)"
-                      + (", reference outline (cyan)" if reference is not None else ""))
+        _save_overlay(
+            image,
+            pred,
+            reference,
+            overlay,
+            f"{label}: model water mask (red)"
+            + (", reference outline (cyan)" if reference is not None else ""),
+        )
         out["overlay"] = str(overlay)
     return out
 
 
-def _save_overlay(image: Any, pred: np.ndarray, reference: np.ndarray | None, path: Path, title: str) -> None:
+def _save_overlay(
+    image: Any, pred: np.ndarray, reference: np.ndarray | None, path: Path, title: str
+) -> None:
     from PIL import Image, ImageDraw
 
     data = image.data
@@ -355,9 +436,16 @@ def _save_overlay(image: Any, pred: np.ndarray, reference: np.ndarray | None, pa
     out[pred] = 0.5 * out[pred] + 0.5 * np.array([255, 0, 0])
     if reference is not None:
         ref = reference if reference.shape == pred.shape else _resize_bool(reference, pred.shape)
-        edge = ref & ~np.roll(ref, 1, 0) | ref & ~np.roll(ref, 1, 1) | ref & ~np.roll(ref, -1, 0) | ref & ~np.roll(ref, -1, 1)
+        edge = (
+            ref & ~np.roll(ref, 1, 0)
+            | ref & ~np.roll(ref, 1, 1)
+            | ref & ~np.roll(ref, -1, 0)
+            | ref & ~np.roll(ref, -1, 1)
+        )
         out[edge] = [0, 255, 255]
-    img = Image.fromarray(out.astype(np.uint8)).resize((pred.shape[1] * 2, pred.shape[0] * 2), Image.NEAREST)
+    img = Image.fromarray(out.astype(np.uint8)).resize(
+        (pred.shape[1] * 2, pred.shape[0] * 2), Image.NEAREST
+    )
     canvas = Image.new("RGB", (img.width, img.height + 20), "white")
     canvas.paste(img, (0, 20))
     ImageDraw.Draw(canvas).text((4, 4), title, fill="black")
@@ -366,18 +454,30 @@ def _save_overlay(image: Any, pred: np.ndarray, reference: np.ndarray | None, pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m finetune.validate_skyeye_tiny", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m finetune.validate_skyeye_tiny", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--model", required=True)
-    p.add_argument("--val", type=Path, required=True, help="from_rasters val.jsonl (held-out scenes)")
-    p.add_argument("--train", type=Path, required=True, help="from_rasters train.jsonl (baseline priors)")
+    p.add_argument(
+        "--val", type=Path, required=True, help="from_rasters val.jsonl (held-out scenes)"
+    )
+    p.add_argument(
+        "--train", type=Path, required=True, help="from_rasters train.jsonl (baseline priors)"
+    )
     p.add_argument("--out", type=Path, required=True, help="report JSON")
     p.add_argument("--max-tiles", type=int, default=400)
     p.add_argument("--ndwi-threshold", type=float, default=0.0)
     p.add_argument("--vv-db-threshold", type=float, default=-15.0)
     p.add_argument("--s2-scene", type=Path, default=None, help="unseen Sentinel-2 scene (GeoTIFF)")
-    p.add_argument("--s2-scale", type=float, default=1e-4, help="reflectance = value x this, for --s2-scene")
-    p.add_argument("--osm-water", type=Path, default=None,
-                   help="OSM polygons (GeoPackage): reference for --s2-scene instead of the index rule")
+    p.add_argument(
+        "--s2-scale", type=float, default=1e-4, help="reflectance = value x this, for --s2-scene"
+    )
+    p.add_argument(
+        "--osm-water",
+        type=Path,
+        default=None,
+        help="OSM polygons (GeoPackage): reference for --s2-scene instead of the index rule",
+    )
     p.add_argument("--s1-scene", type=Path, default=None, help="unseen Sentinel-1 VV/VH scene (dB)")
     p.add_argument("--overlay", type=Path, default=None, help="PNG of the S2 scene's water mask")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -385,38 +485,79 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("skyeye.io").setLevel(logging.WARNING)
     for f in (args.val, args.train):
         if not f.is_file():
-            print(f"error: {f} does not exist: run python -m instruct_data.from_rasters first", file=sys.stderr)
+            print(
+                f"error: {f} does not exist: run python -m instruct_data.from_rasters first",
+                file=sys.stderr,
+            )
             return 2
     asker = Asker(args.model)
     priors = training_priors(args.train)
     rows = validate_tiles(asker, args.val, priors, args.max_tiles, args.ndwi_threshold)
-    report: dict[str, Any] = {"model": args.model, "data": str(args.val), "tasks": summarise(rows), "priors": priors}
+    held_out = sorted(
+        {r["scene"] for part in ("presence", "proportion", "water") for r in rows[part]}
+    )
+    tasks = summarise(rows)
+    for block in tasks.values():
+        block["dataset"] = "held-out scenes " + ", ".join(held_out)
+    report: dict[str, Any] = {
+        "model": args.model,
+        "data": str(args.val),
+        "tasks": tasks,
+        "priors": priors,
+    }
     scenes = []
     if args.s2_scene is not None:
         from skyeye.io import read_raster
 
         img = read_raster(str(args.s2_scene), max_size=asker.session.settings.read_size)
-        ref = osm_water(args.osm_water, img) if args.osm_water else index_water(img.data, img.wavelengths, args.s2_scale)
-        scenes.append(validate_scene(asker, args.s2_scene, ref, ndwi_water(img.data, img.wavelengths, args.ndwi_threshold),
-                                     "sentinel-2 " + args.s2_scene.name, args.overlay))
+        ref = (
+            osm_water(args.osm_water, img)
+            if args.osm_water
+            else index_water(img.data, img.wavelengths, args.s2_scale)
+        )
+        scenes.append(
+            validate_scene(
+                asker,
+                args.s2_scene,
+                ref,
+                ndwi_water(img.data, img.wavelengths, args.ndwi_threshold),
+                "sentinel-2 " + args.s2_scene.name,
+                args.overlay,
+            )
+        )
     if args.s1_scene is not None:
         from skyeye.io import read_raster
 
-        img = read_raster(str(args.s1_scene), max_size=asker.session.settings.read_size, sensor="sentinel-1")
+        img = read_raster(
+            str(args.s1_scene), max_size=asker.session.settings.read_size, sensor="sentinel-1"
+        )
         vv = [i for i, n in enumerate(img.band_names) if n.upper() == "VV"]
         base = (np.nan_to_num(img.data[vv[0]], nan=0.0) < args.vv_db_threshold) if vv else None
-        scenes.append(validate_scene(asker, args.s1_scene, None, base, "sentinel-1 " + args.s1_scene.name,
-                                     args.overlay.with_name(args.overlay.stem.replace("s2", "s1") + ".png") if args.overlay else None))
+        scenes.append(
+            validate_scene(
+                asker,
+                args.s1_scene,
+                None,
+                base,
+                "sentinel-1 " + args.s1_scene.name,
+                args.overlay.with_name(args.overlay.stem.replace("s2", "s1") + ".png")
+                if args.overlay
+                else None,
+            )
+        )
     report["scenes"] = scenes
     for scene in scenes:
         # Scalar numbers of each unseen scene, so that model cards list them with the rest.
         block = {k: v for k, v in scene.items() if isinstance(v, (int, float))}
         block["answers_yes_to_water"] = float(parse_yes_no(scene["presence_answer"]) == "yes")
         block["n"] = 1
+        block["dataset"] = scene["scene"].split(" ", 1)[1]
         report["tasks"][f"unseen scene: {scene['scene']}"] = block
     report["rows"] = rows
     args.out.parent.mkdir(parents=True, exist_ok=True)

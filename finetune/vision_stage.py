@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from skyeye.rle import decode_rle
+
 logger = logging.getLogger(__name__)
 
 _PHRASE = re.compile(r"<p>(.*?)</p>\s*\[SEG\]")
@@ -53,15 +55,6 @@ class TileTargets:
     image: dict
     masks: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
     shares: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-
-
-def _decode_rle(rle: dict) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    counts = rle["counts"]
-    return mask_utils.decode(
-        {"size": rle["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
-    )
 
 
 def collect_targets(jsonl: Path) -> dict[str, TileTargets]:
@@ -87,7 +80,7 @@ def collect_targets(jsonl: Path) -> dict[str, TileTargets]:
                     k = int(m["seg_index"])
                     if k < len(phrases) and int(m.get("image_index", 0)) == 0:
                         tile.masks[phrases[k].strip()].append(
-                            _decode_rle(m["rle"]).astype(np.float32)
+                            decode_rle(m["rle"]).astype(np.float32)
                         )
     return tiles
 

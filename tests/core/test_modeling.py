@@ -148,3 +148,28 @@ def test_generate_returns_new_tokens_and_streams(tiny_model, rgb_image):
     thread.join()
     assert result["ids"].shape[0] == 1 and 1 <= result["ids"].shape[1] <= 5
     assert "".join(pieces).strip() == processor.decode(result["ids"][0]).strip()
+
+
+def test_lora_adapter_round_trip_attached_or_merged(tiny_model, rgb_image, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model, processor = tiny_model
+    torch.manual_seed(3)
+    model.language_model = get_peft_model(
+        model.language_model,
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    model.eval()
+    model.save_pretrained(tmp_path, processor=processor)
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    batch = processor([{"role": "user", "content": "<image>\ndescribe"}], [rgb_image])
+    attached = SkyEyeForConditionalGeneration.from_pretrained(tmp_path)
+    merged = SkyEyeForConditionalGeneration.from_pretrained(tmp_path, merge_adapter=True)
+    assert hasattr(attached.language_model, "peft_config")
+    assert not hasattr(merged.language_model, "peft_config")
+    with torch.no_grad():
+        reference = model(**batch).logits
+        assert torch.allclose(attached(**batch).logits, reference, atol=1e-6)
+        assert torch.allclose(merged(**batch).logits, reference, atol=1e-5)
+        base = SkyEyeForConditionalGeneration.from_pretrained(tmp_path, load_adapter=False)
+        assert not torch.allclose(base(**batch).logits, reference, atol=1e-3)

@@ -8,8 +8,8 @@ from collections import deque
 
 import numpy as np
 import pytest
-from skyeye_testing import make_tiny_model
 from records import block, write_data
+from skyeye_testing import make_tiny_model
 
 from skyeye.eval_data import DEFAULT_MCQ_TEMPLATE, decode_rle
 from skyeye.eval_report import write_report
