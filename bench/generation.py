@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(0)
     dtype = DTYPES[args.dtype]
 
-    model = SkyEyeForConditionalGeneration.from_pretrained(args.model, dtype=dtype)
+    model = SkyEyeForConditionalGeneration.from_pretrained(args.model, dtype=dtype, merge_adapter=True)
     processor = SkyEyeProcessor.from_pretrained(args.model)
     tokenizer = processor.tokenizer
     image = read_raster(args.image, max_size=512)
