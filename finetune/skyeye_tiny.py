@@ -24,24 +24,12 @@ from typing import Any
 
 import yaml
 
+from skyeye.sensors import get_sensor
+
 logger = logging.getLogger(__name__)
 
 S2_19UDP = "riotiler-l8-s2-scenes/tests/fixtures/sentinel-s2-l1c/tiles/19/U/DP/2017/7/29/0/preview"
-S2_BANDS = [
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-]
+S2_BANDS = get_sensor("sentinel-2").band_names  # product order B01..B08, B8A, B09..B12
 S2_EXAMPLE = "examples/sentinel2_berlin_l1c.tif"
 S1_EXAMPLE = "examples/sentinel1_vv_vh.tif"
 CARD_INFO = "finetune/recipes/skyeye-tiny-card.yaml"
