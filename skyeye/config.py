@@ -108,7 +108,7 @@ class SkyEyeConfig(PretrainedConfig):
     @property
     def image_grid(self) -> tuple[int, int]:
         """(rows, cols) of the image-token grid after pooling."""
-        side = self.vision_config.image_size // self.vision_config.patch_size
+        side = self.vision_config.grid_size
         if side % self.token_pooling:
             raise ValueError(
                 f"token_pooling={self.token_pooling} does not divide the {side}x{side} patch grid"

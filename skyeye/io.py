@@ -136,11 +136,7 @@ def read_raster(
 
             image = read_band_files(files, max_size, max_pixels, band_names, sensor)
         else:
-            path = _check_file(Path(source))  # type: ignore[arg-type]
-            if path.suffix.lower() in PHOTO_EXTENSIONS:
-                image = _read_photo(path, max_size, max_pixels)
-            else:
-                image = _read_gdal(path, max_size, max_pixels)
+            image = _read_one(Path(source), max_size, max_pixels)  # type: ignore[arg-type]
     except RasterioError as err:
         raise RasterReadError(
             f"{label}: not a readable raster (corrupt file or unsupported format): {err}"

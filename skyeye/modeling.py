@@ -286,7 +286,7 @@ class SkyEyeForConditionalGeneration(nn.Module):
         else:
             index = torch.as_tensor(list(seg_image_index), device=vision.device)
         seg_hidden = last_hidden[positions[:, 0], positions[:, 1]]
-        side = self.config.vision_config.image_size // self.config.vision_config.patch_size
+        side = self.config.vision_config.grid_size
         return self.mask_head(seg_hidden, vision[index], (side, side), output_size), index
 
     @torch.no_grad()
