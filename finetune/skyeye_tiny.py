@@ -4,7 +4,7 @@
         --shared-data ../shared/data --work runs/skyeye-tiny [--install skyeye/models/skyeye-tiny]
 
 Runs, in order, each stage skipped when its output already exists in --work (so an interrupted
-run continues; delete --work to start over): prepare (stack the rio-tiler 19UDP preview bands),
+run continues; delete --work to start over): prepare (stack band-per-file scenes),
 data (instruct_data.from_rasters), vision (finetune.vision_stage), stage1 and stage2
 (finetune.train with bf16 autocast), mask (finetune.mask_stage), validate
 (finetune.validate_skyeye_tiny), install (copy the final model folder and write its card with
@@ -24,55 +24,14 @@ from typing import Any
 
 import yaml
 
-from skyeye.sensors import get_sensor
+from finetune.band_stack import stack_band_files
 
 logger = logging.getLogger(__name__)
 
-S2_19UDP = "riotiler-l8-s2-scenes/tests/fixtures/sentinel-s2-l1c/tiles/19/U/DP/2017/7/29/0/preview"
-S2_BANDS = get_sensor("sentinel-2").band_names  # product order B01..B08, B8A, B09..B12
 S2_EXAMPLE = "examples/sentinel2_berlin_l1c.tif"
 S1_EXAMPLE = "examples/sentinel1_vv_vh.tif"
 CARD_INFO = "finetune/recipes/skyeye-tiny-card.yaml"
 STAGES = ("prepare", "data", "vision", "stage1", "stage2", "mask", "validate", "install")
-
-
-def stack_19udp(shared: Path, out: Path) -> Path:
-    """Stack the 13 preview JP2 bands of S2 tile 19UDP into one GeoTIFF (B01's georeference)."""
-    import numpy as np
-    import rasterio
-
-    folder = shared / S2_19UDP
-    if not (folder / "B01.jp2").is_file():
-        raise FileNotFoundError(
-            f"{folder}/B01.jp2 is missing: is --shared-data the ../shared/data folder?"
-        )
-    with rasterio.open(folder / "B01.jp2") as src:
-        crs, transform = src.crs, src.transform
-    # Only B01, B09 and B10 carry the georeference; all 13 share the 687 x 687 grid.
-    bands = []
-    for name in S2_BANDS:
-        with rasterio.open(folder / f"{name}.jp2") as src:
-            bands.append(src.read(1))
-    data = np.stack(bands)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.tif")
-    profile = {
-        "driver": "GTiff",
-        "width": data.shape[2],
-        "height": data.shape[1],
-        "count": len(bands),
-        "dtype": "uint16",
-        "crs": crs,
-        "transform": transform,
-        "nodata": 0,
-        "compress": "deflate",
-    }
-    with rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(data)
-        for i, name in enumerate(S2_BANDS, start=1):
-            dst.set_band_description(i, name)
-    tmp.rename(out)
-    return out
 
 
 def harmonise_units(data: Path, factors: dict[str, float]) -> int:
@@ -190,19 +149,24 @@ def main(argv: list[str] | None = None) -> int:
     def done(stage: str) -> bool:
         return STAGES.index(stage) > stop
 
-    # 1. prepare
-    raw = work / "raw" / "s2_19udp.tif"
-    if not raw.is_file():
-        stack_19udp(args.shared_data, raw)
+    # 1. prepare: band-per-file scenes -> one GeoTIFF each (the spec's `prepared:` paths)
+    raw = work / "raw"
+    for name, st in recipe.get("prepare", {}).items():
+        if not (raw / f"{name}.tif").is_file():
+            stack_band_files(
+                args.shared_data / st["folder"],
+                st["pattern"],
+                list(st["bands"]),
+                raw / f"{name}.tif",
+                nodata=st.get("nodata"),
+            )
     if done("data"):
         return 0
     # 2. data
     if not (data / "train.jsonl").is_file():
         from instruct_data.from_rasters.__main__ import main as from_rasters
 
-        spec_text = (
-            Path(recipe["data"]["spec"]).read_text().replace("prepared:", str(raw.parent) + "/")
-        )
+        spec_text = Path(recipe["data"]["spec"]).read_text().replace("prepared:", str(raw) + "/")
         spec = work / "data_spec.yaml"
         spec.write_text(spec_text)
         rc = from_rasters(

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from instruct_data.from_rasters.spectral import sar_water_mask
+
 logger = logging.getLogger(__name__)
 
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
@@ -467,6 +469,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="report JSON")
     p.add_argument("--max-tiles", type=int, default=400)
     p.add_argument("--ndwi-threshold", type=float, default=0.0)
+    p.add_argument(
+        "--sar-water-db",
+        type=float,
+        default=-18.0,
+        help="reference water on the S1 scene: 5x5 mean VV (dB) below this (the label rule)",
+    )
     p.add_argument("--vv-db-threshold", type=float, default=-15.0)
     p.add_argument("--s2-scene", type=Path, default=None, help="unseen Sentinel-2 scene (GeoTIFF)")
     p.add_argument(
@@ -538,12 +546,15 @@ def main(argv: list[str] | None = None) -> int:
             str(args.s1_scene), max_size=asker.session.settings.read_size, sensor="sentinel-1"
         )
         vv = [i for i, n in enumerate(img.band_names) if n.upper() == "VV"]
+        # Reference: the SAR label rule of the training data (5x5 mean VV in dB < -18 dB);
+        # baseline: the plain per-pixel VV threshold.
+        ref = sar_water_mask(img, args.sar_water_db)[0] if vv else None
         base = (np.nan_to_num(img.data[vv[0]], nan=0.0) < args.vv_db_threshold) if vv else None
         scenes.append(
             validate_scene(
                 asker,
                 args.s1_scene,
-                None,
+                ref,
                 base,
                 "sentinel-1 " + args.s1_scene.name,
                 args.overlay.with_name(args.overlay.stem.replace("s2", "s1") + ".png")

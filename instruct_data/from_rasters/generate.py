@@ -25,6 +25,7 @@ from instruct_data.from_rasters.tiling import (
     tile_windows,
     write_tile,
 )
+from instruct_data.from_rasters.zoom import zoom_out
 from instruct_data.schema import ImageRef, dumps_record, validate_record
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,17 @@ class RasterInstructionGenerator:
 
     # ------------------------------------------------------------------------------------------
     def scene_records(self, scene: SceneSpec) -> Iterator:
-        opts, s = self.opts, self.summary
         img = load_image(scene.image, self.root)
         layers = build_layers(scene, img, self.root)
+        for factor in scene.scales or self.opts.scales:
+            zimg, zlayers = zoom_out(img, layers, factor)
+            yield from self._scale_records(scene, zimg, zlayers, factor)
+
+    def _scale_records(
+        self, scene: SceneSpec, img, layers: list[LabelLayer], factor: int
+    ) -> Iterator:
+        """Tiles of one scene at one zoom factor (1: the native grid)."""
+        opts, s = self.opts, self.summary
         size = scene.tile_size or opts.tile_size
         stride = scene.stride or opts.stride or size
         min_valid = scene.min_valid if scene.min_valid is not None else opts.min_valid
@@ -96,7 +105,14 @@ class RasterInstructionGenerator:
         windows = tile_windows(h, w, size, stride)
         if not windows:
             s.tiles_skipped[f"scene smaller than tile ({h}x{w} < {size})"] += 1
-            logger.warning("scene %s: %dx%d px is smaller than tile_size %d", scene.id, h, w, size)
+            logger.warning(
+                "scene %s (zoom %d): %dx%d px is smaller than tile_size %d",
+                scene.id,
+                factor,
+                h,
+                w,
+                size,
+            )
             return
         split = split_of(scene, opts)
         label = sensor_label(img, scene.image)
@@ -115,7 +131,7 @@ class RasterInstructionGenerator:
         valid_all = np.isfinite(img.data).all(axis=0)
         for r, c in windows:
             s.tiles_seen += 1
-            tile_id = f"r{r:05d}c{c:05d}"
+            tile_id = (f"z{factor}_" if factor > 1 else "") + f"r{r:05d}c{c:05d}"
             valid = valid_all[r : r + size, c : c + size]
             if valid.mean() < min_valid:
                 s.tiles_skipped["too little valid data"] += 1
@@ -132,7 +148,7 @@ class RasterInstructionGenerator:
                 continue
             n = 0
             for rec in self._tile_records(
-                scene, img, kept, r, c, size, tile_id, split, subsets, label
+                scene, img, kept, r, c, size, tile_id, split, subsets, label, factor
             ):
                 n += 1
                 yield rec
@@ -141,7 +157,9 @@ class RasterInstructionGenerator:
             else:
                 s.tiles_skipped["no question applies"] += 1
 
-    def _tile_records(self, scene, img, layers, r, c, size, tile_id, split, subsets_avail, label):
+    def _tile_records(
+        self, scene, img, layers, r, c, size, tile_id, split, subsets_avail, label, factor
+    ):
         """Conversations of every variant (augmentation x band subset) of one tile."""
         opts = self.opts
         rng = stable_rng(opts.seed, scene.id, tile_id)
@@ -182,7 +200,8 @@ class RasterInstructionGenerator:
                     "scene_id": scene.id,
                     "scene_group": scene.group,
                     "split": split,
-                    "tile": {"row": r, "col": c, "size": size},
+                    # row/col/size on the zoomed grid; zoom: source pixels per tile pixel
+                    "tile": {"row": r, "col": c, "size": size, "zoom": factor},
                     "augment": op,
                     "band_subset": subset,
                     "north_up": compass,
@@ -203,7 +222,7 @@ class RasterInstructionGenerator:
                     )
                     rng_q = stable_rng(opts.seed, scene.id, vid, la.name)
                     q = TileQuestions(view, la, rng_q, opts.min_present, opts.min_region)
-                    convs += q.build(opts.tasks, opts.presence_pairs)
+                    convs += q.build(opts.tasks, opts.presence_pairs, tuple(opts.presence_focus))
                 if convs:  # write only tiles that some conversation uses
                     write_tile(self.out / rel, arr, names, img.crs, t)
                     self.summary.images_written += 1

@@ -67,7 +67,7 @@ class LabelSpec:
         ``classes`` {code: name}, ``nodata`` codes meaning unlabelled.
     vector: ``path`` (GeoPackage/GeoJSON/...), ``layer``, ``class_field``, ``classes``
         {attribute value: name}; later entries of ``classes`` are drawn on top of earlier ones.
-    index: ``classes`` from water / vegetation / cloud, ``water_index`` ndwi|mndwi,
+    index: ``classes`` from water / vegetation / cloud, ``water_index`` ndwi|mndwi|vv_db (SAR),
         ``thresholds`` overrides; computed on the scene's ``label_image`` if it has one.
     """
 
@@ -102,6 +102,7 @@ class SceneSpec:
     min_valid: float | None = None
     min_labelled: float | None = None
     split: str | None = None  # force "train" / "val"
+    scales: list[int] | None = None  # zoom factors for this scene (default: options.scales)
 
     @property
     def group(self) -> str:
@@ -125,6 +126,12 @@ class Options:
     min_present: float = 0.01  # a class counts as present from this fraction of the tile
     min_region: float = 0.005  # smallest region (fraction of the tile) asked for as a box
     presence_pairs: int = 1  # yes/no pairs per tile and label source
+    # Classes asked about in every tile whose layer has them (yes or no, besides the random
+    # pairs), so their answers follow the pixels rather than the pair sampling.
+    presence_focus: list[str] = field(default_factory=list)
+    # Zoom factors: 1 tiles the native grid; f > 1 also tiles f x f block averages (majority-vote
+    # labels), the scale at which the chat shows the model a whole scene.
+    scales: list[int] = field(default_factory=lambda: [1])
     val_scenes: list[str] = field(default_factory=list)
     val_fraction: float = 0.0  # deterministic per-scene split when val_scenes is empty
     seed: int = 0
@@ -169,8 +176,15 @@ def parse_label(d: Any, where: str) -> LabelSpec:
         if bad or not isinstance(cls, list):
             raise SpecError(f"{where}.classes: index labels are a list from {INDEX_CLASSES}")
         lab.classes = list(cls)
-        if lab.water_index not in ("ndwi", "mndwi"):
-            raise SpecError(f"{where}.water_index: use 'ndwi' (green-NIR) or 'mndwi' (green-SWIR1)")
+        if lab.water_index not in ("ndwi", "mndwi", "vv_db"):
+            raise SpecError(
+                f"{where}.water_index: use 'ndwi' (green-NIR), 'mndwi' (green-SWIR1) or "
+                "'vv_db' (SAR VV backscatter threshold)"
+            )
+        if lab.water_index == "vv_db" and lab.classes != ["water"]:
+            raise SpecError(
+                f"{where}.classes: a VV backscatter threshold gives water only: [water]"
+            )
         return lab
     if not isinstance(lab.classes, dict) or not lab.classes:
         raise SpecError(f"{where}.classes: give a mapping {{code or attribute value: class name}}")
@@ -204,6 +218,8 @@ def parse_scene(d: Any, where: str) -> SceneSpec:
     d["labels"] = [parse_label(x, f"{where}.labels[{i}]") for i, x in enumerate(d["labels"])]
     sc = _build(SceneSpec, d, where)
     sc.id = str(sc.id)
+    if sc.scales is not None:
+        _check_scales(sc.scales, f"{where}.scales")
     if sc.split not in (None, "train", "val"):
         raise SpecError(f"{where}.split: use 'train' or 'val'")
     return sc
@@ -220,7 +236,14 @@ def parse_options(d: Any) -> Options:
         raise SpecError("options.band_subset_mode: 'random' or 'each'")
     if not 0 <= opts.val_fraction < 1:
         raise SpecError("options.val_fraction: must be in [0, 1)")
+    _check_scales(opts.scales, "options.scales")
     return opts
+
+
+def _check_scales(scales: Any, where: str) -> None:
+    ok = isinstance(scales, list) and scales
+    if not ok or not all(isinstance(f, int) and not isinstance(f, bool) and f >= 1 for f in scales):
+        raise SpecError(f"{where}: give a list of integer zoom factors >= 1, e.g. [1, 4]")
 
 
 def load_spec(path: str | Path) -> tuple[Path, Options, list[SceneSpec]]:

@@ -30,7 +30,14 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "cloud_whiteness": 0.25,  # sum |band - mean| / mean over blue, green, red (flat = white)
     "cloud_ndsi": 0.4,  # above: snow, not cloud
     "cirrus": 0.012,  # cirrus-band reflectance (B10 / Landsat B9)
+    # SAR: calm open water reflects the radar pulse away from the sensor, so VV backscatter
+    # (sigma0, dB) is low; -18 dB is a common global split (e.g. Martinis et al. 2015 report
+    # tile-wise Otsu splits around -18 to -20 dB for VV).
+    "vv_db": -18.0,
 }
+# px: box mean of VV in dB before the threshold, against speckle (averaging in dB rather than
+# linear power keeps shores in place: bright land would dominate a linear mean and erode water)
+SAR_WINDOW = 5
 
 
 class MissingBandError(ValueError):
@@ -84,7 +91,9 @@ def index_masks(
     def nm(role: str) -> str:
         return names[band_index(img, role)]  # type: ignore[index]
 
-    if "water" in classes:
+    if "water" in classes and water_index == "vv_db":
+        masks["water"], rules["water"] = sar_water_mask(img, th["vv_db"])
+    elif "water" in classes:
         g = _band(img, "green", scale, "water")
         other = "nir" if water_index == "ndwi" else "swir1"
         x = _band(img, other, scale, "water")
@@ -133,3 +142,31 @@ def index_masks(
         masks["cloud"] = cloud
         rules["cloud"] = rule + f" (reflectance = value x {scale:g})"
     return masks, rules
+
+
+def sar_water_mask(img: RasterImage, threshold_db: float) -> tuple[np.ndarray, str]:
+    """Water where the VV backscatter (dB), box-averaged, is below ``threshold_db``."""
+    upper = [n.upper() for n in img.band_names]
+    if "VV" not in upper:
+        raise MissingBandError(
+            f"{img.path}: water_index vv_db needs a band named VV (backscatter in dB); bands "
+            f"are {img.band_names}: name the bands or use ndwi/mndwi on an optical image"
+        )
+    vv_db = img.data[upper.index("VV")].astype(np.float64)
+    finite = np.isfinite(vv_db)
+    if not finite.any():
+        return finite, "SAR threshold: no finite VV pixel"
+    smooth = box_mean(np.where(finite, vv_db, np.median(vv_db[finite])), SAR_WINDOW)
+    rule = f"SAR threshold: VV sigma0 ({SAR_WINDOW}x{SAR_WINDOW} px mean in dB) < {threshold_db} dB"
+    return finite & (smooth < threshold_db), rule
+
+
+def box_mean(a: np.ndarray, k: int) -> np.ndarray:
+    """(H, W) mean over a k x k window, edges padded by reflection (input must be finite)."""
+    r = k // 2
+    p = np.pad(a, r, mode="reflect")
+    c = np.cumsum(np.cumsum(p, axis=0), axis=1)
+    c = np.pad(c, ((1, 0), (1, 0)))
+    h, w = a.shape
+    tot = c[k : k + h, k : k + w] - c[:h, k : k + w] - c[k : k + h, :w] + c[:h, :w]
+    return tot / (k * k)

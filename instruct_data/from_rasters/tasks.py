@@ -151,14 +151,20 @@ class TileQuestions:
             {"classes": [names[k] for k in ks]},
         )
 
-    def presence(self, pairs: int) -> Conversation | None:
+    def presence(self, pairs: int, focus: tuple[str, ...] = ()) -> Conversation | None:
+        """Yes/no questions: ``pairs`` random (present, absent) pairs, plus every ``focus``
+        class of the layer that is clearly present or absent."""
         pos, neg = self.present(), self.absent()
+        foc = [k for k in pos + neg if self.layer.classes[k] in focus]
+        pos, neg = [k for k in pos if k not in foc], [k for k in neg if k not in foc]
         n = min(len(pos), len(neg), pairs)
-        if n == 0:
+        if n == 0 and not foc:
             return None
-        pos = list(self.rng.choice(pos, n, replace=False))
-        neg = list(self.rng.choice(neg, n, replace=False))
+        pos = list(self.rng.choice(pos, n, replace=False)) if n else []
+        neg = list(self.rng.choice(neg, n, replace=False)) if n else []
+        present = set(self.present())
         qs = [(int(k), True) for k in pos] + [(int(k), False) for k in neg]
+        qs += [(int(k), k in present) for k in foc]
         order = self.rng.permutation(len(qs))
         turns, answers = [], []
         for j, i in enumerate(order):
@@ -237,11 +243,16 @@ class TileQuestions:
             {"classes": [cls], "fraction": round(float(self.fracs[k]), 4)},
         )
 
-    def build(self, tasks: list[str], presence_pairs: int) -> list[Conversation]:
+    def build(
+        self, tasks: list[str], presence_pairs: int, presence_focus: tuple[str, ...] = ()
+    ) -> list[Conversation]:
         """The requested tasks that this tile can answer, in ``tasks`` order."""
         out = []
         for t in tasks:
-            c = self.presence(presence_pairs) if t == "presence" else getattr(self, t)()
+            if t == "presence":
+                c = self.presence(presence_pairs, presence_focus)
+            else:
+                c = getattr(self, t)()
             if c is not None:
                 out.append(c)
         return out

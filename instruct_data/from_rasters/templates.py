@@ -19,6 +19,7 @@ PRESENCE_PROMPTS = (
     "Does {img} contain {cls}? Answer yes or no.",
     "Can you see {cls} in {img}?",
     "Is {cls} present in {img}?",
+    "Is there {cls} in {img}?",
 )
 YES = ("Yes.", "Yes, there is {cls} {where}.")
 NO = ("No.", "No, there is no {cls} in the image.")

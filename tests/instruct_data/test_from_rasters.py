@@ -74,7 +74,7 @@ def test_index_water_mask_is_the_lake(out):
         if r["meta"]["gen_task"] == "segmentation"
         and r["meta"]["classes"] == ["water"]
         and r["meta"]["scene_id"] == "synth-s2"
-        and r["meta"]["tile"] == {"row": 0, "col": 0, "size": 24}
+        and r["meta"]["tile"] == {"row": 0, "col": 0, "size": 24, "zoom": 1}
     ]
     assert segs, "the north-west tile must yield a water mask"
     want = np.zeros((24, 24), bool)
@@ -235,3 +235,64 @@ def test_packaged_shared_data_spec_parses():
     assert sar.label_image is not None and sar.group == "ben-36_85"
     assert {s.group for s in scenes if s.id.startswith("slovenia")} == {"eolearn-slovenia"}
     assert opts.flips and opts.rot90
+
+
+def test_zoomed_out_tiles_average_pixels_and_keep_the_georeference(tmp_path):
+    spec = tmp_path / "zoom.yaml"
+    text = SPEC.read_text().replace("options:\n", "options:\n  scales: [1, 2]\n", 1)
+    spec.write_text(f"root: {FIX}\n" + text)
+    assert main(["--spec", str(spec), "--out", str(tmp_path / "o")]) == 0
+    recs = [json.loads(line) for line in (tmp_path / "o" / "conversations.jsonl").open()]
+    zoomed = [r for r in recs if r["meta"]["tile"]["zoom"] == 2]
+    assert zoomed and {r["meta"]["tile"]["size"] for r in zoomed} == {24}
+    rec = next(r for r in zoomed if r["meta"]["scene_id"] == "synth-s2")
+    with rasterio.open(tmp_path / "o" / rec["images"][0]["path"]) as ds:
+        tile, res, corner = ds.read(1), ds.res, (ds.transform.c, ds.transform.f)
+    with rasterio.open(FIX / "s2_scene.tif") as ds:
+        full = ds.read(1, masked=True).astype(np.float64).filled(np.nan)  # nodata -> NaN
+    assert res == (20.0, 20.0) and corner == (400000.0, 5100000.0)  # the 48 px scene, halved
+    blocks = full.reshape(24, 2, 24, 2)
+    count = np.isfinite(blocks).sum(axis=(1, 3))
+    want = np.where(count > 0, np.nansum(blocks, axis=(1, 3)) / np.maximum(count, 1), np.nan)
+    np.testing.assert_allclose(tile, want, rtol=1e-5)
+    assert validate_file(tmp_path / "o" / "conversations.jsonl", root=tmp_path / "o").invalid == 0
+
+
+def test_presence_focus_asks_the_class_in_every_tile_with_the_pixel_answer(tmp_path):
+    spec = tmp_path / "focus.yaml"
+    text = SPEC.read_text().replace("options:\n", "options:\n  presence_focus: [water]\n", 1)
+    spec.write_text(f"root: {FIX}\n" + text)
+    assert main(["--spec", str(spec), "--out", str(tmp_path / "o")]) == 0
+    recs = [json.loads(line) for line in (tmp_path / "o" / "conversations.jsonl").open()]
+    pres = [r for r in recs if r["meta"]["gen_task"] == "presence"]
+    answers = {}
+    for r in pres:
+        for a in r["meta"]["answers"]:
+            if a["class"] == "water":
+                frac = r["meta"]["proportions"].get("water", 0.0)
+                # the answer follows the pixels: yes with water in the tile, no without any
+                assert a["answer"] == ("yes" if frac > 0 else "no"), (r["id"], frac)
+                answers[a["answer"]] = answers.get(a["answer"], 0) + 1
+    assert answers.get("yes", 0) > 0 and answers.get("no", 0) > 0
+
+
+def test_sar_water_from_the_vv_threshold_is_the_lake(tmp_path):
+    spec = tmp_path / "sar.yaml"
+    spec.write_text(
+        f"root: {FIX}\noptions: {{tile_size: 48, min_labelled: 0.3}}\nscenes:\n"
+        " - id: s1\n   image: {path: s1_scene.tif, sensor: sentinel-1}\n"
+        "   labels: [{type: index, name: sar, classes: [water], water_index: vv_db}]\n"
+    )
+    assert main(["--spec", str(spec), "--out", str(tmp_path / "o")]) == 0
+    recs = [json.loads(line) for line in (tmp_path / "o" / "conversations.jsonl").open()]
+    seg = next(r for r in recs if r["meta"]["gen_task"] == "segmentation")
+    assert "VV sigma0" in seg["meta"]["label_source"]
+    mask = decode_mask(seg["turns"][1]["masks"][0]["rle"]).astype(bool)
+    lake = np.zeros((48, 48), bool)
+    lake[4:16, 4:20] = True  # the fixture's lake (rows 4-15, cols 4-19), VV about -22 dB
+    iou = (mask & lake).sum() / (mask | lake).sum()
+    assert iou > 0.8, iou
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(spec.read_text().replace("classes: [water]", "classes: [water, vegetation]"))
+    with pytest.raises(SpecError, match="water only"):
+        load_spec(bad)
