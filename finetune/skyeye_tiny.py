@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 S2_EXAMPLE = "examples/sentinel2_berlin_l1c.tif"
 S1_EXAMPLE = "examples/sentinel1_vv_vh.tif"
 CARD_INFO = "finetune/recipes/skyeye-tiny-card.yaml"
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 STAGES = ("prepare", "data", "vision", "stage1", "stage2", "mask", "validate", "install")
 
 
@@ -166,7 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / "train.jsonl").is_file():
         from instruct_data.from_rasters.__main__ import main as from_rasters
 
-        spec_text = Path(recipe["data"]["spec"]).read_text().replace("prepared:", str(raw) + "/")
+        # `prepared:` -> the band stacks above; `package-data:` -> real rasters committed with
+        # this package (finetune/data, each folder with its SOURCE.txt)
+        spec_text = (
+            Path(recipe["data"]["spec"])
+            .read_text()
+            .replace("prepared:", str(raw) + "/")
+            .replace("package-data:", str(PACKAGE_DATA) + "/")
+        )
         spec = work / "data_spec.yaml"
         spec.write_text(spec_text)
         rc = from_rasters(

@@ -8,10 +8,10 @@ question, on the held-out tiles written by `instruct_data.from_rasters` (`val.js
   mean absolute error vs the most frequent answer of that class in training;
 - water masks: per-sample IoU (gIoU) and cIoU of the `[SEG]` mask vs the tile's water mask, and
   the NDWI > 0 baseline (needs green + NIR bands) on the same tiles;
-- whole unseen scenes (optional): the Sentinel-2 example against the index-label water rule
-  (NDWI > 0 and dark; the NDWI > 0 baseline is nearly that rule, so it is an upper bound, not a
-  rival), and the Sentinel-1 example against a VV-backscatter threshold (there is no water
-  reference for it: agreement, not accuracy).
+- whole unseen scenes (optional, `finetune.validation_scenes`): the Sentinel-2 example against
+  the index-label water rule (NDWI > 0 and dark; the NDWI > 0 baseline is nearly that rule, so it
+  is an upper bound, not a rival), and the Sentinel-1 example against the SAR label rule (5x5
+  mean VV < -18 dB) with the plain per-pixel VV < -15 dB threshold as its baseline.
 
     python -m finetune.validate_skyeye_tiny --model runs/skyeye-tiny/stage2/model \
         --val runs/skyeye-tiny/data/val.jsonl --train runs/skyeye-tiny/data/train.jsonl \
@@ -33,13 +33,18 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from instruct_data.from_rasters.spectral import sar_water_mask
+from finetune.validation_scenes import (
+    example_scenes,
+    iou_summary,
+    mask_iou,
+    ndwi_water,
+    resize_mask,
+    vv_threshold_water,
+)
 
 logger = logging.getLogger(__name__)
 
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
-WATER_PROMPT = "Show me where the water is in this image with a mask."
-WATER_QUESTION = "Is there water in this image?"
 
 
 def parse_yes_no(text: str) -> str | None:
@@ -99,45 +104,6 @@ def training_priors(train: Path) -> dict[str, Any]:
     }
 
 
-def _iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, int, int]:
-    inter, union = int((pred & gt).sum()), int((pred | gt).sum())
-    return (1.0 if union == 0 else inter / union), inter, union
-
-
-def _summ(ious: list[tuple[float, int, int]]) -> dict[str, float]:
-    if not ious:
-        return {"n": 0}
-    return {
-        "n": len(ious),
-        "giou": float(np.mean([i[0] for i in ious])),
-        "ciou": float(sum(i[1] for i in ious) / max(1, sum(i[2] for i in ious))),
-    }
-
-
-def band_index(
-    names: list[str], waves: list[float | None] | None, lo: float, hi: float
-) -> int | None:
-    """First band whose wavelength (µm) lies in [lo, hi]."""
-    for i, w in enumerate(waves or []):
-        if w is not None and lo <= w <= hi:
-            return i
-    return None
-
-
-def ndwi_water(
-    data: np.ndarray, waves: list[float | None] | None, threshold: float = 0.0
-) -> np.ndarray | None:
-    """NDWI = (green - NIR) / (green + NIR) > threshold on (C, H, W) data; None without both bands."""
-    g = band_index([], waves, 0.52, 0.60)
-    n = band_index([], waves, 0.76, 0.90)
-    if g is None or n is None:
-        return None
-    green, nir = data[g].astype(np.float64), data[n].astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ndwi = (green - nir) / (green + nir)
-    return np.nan_to_num(ndwi, nan=-1.0) > threshold
-
-
 class Asker:
     """One fresh ChatSession conversation per question."""
 
@@ -172,7 +138,12 @@ def read_tile(image: dict, root: Path, sar_wavelength: float | None) -> Any:
 
 
 def validate_tiles(
-    asker: Asker, val: Path, priors: dict[str, Any], max_tiles: int, ndwi_threshold: float
+    asker: Asker,
+    val: Path,
+    priors: dict[str, Any],
+    max_tiles: int,
+    ndwi_threshold: float,
+    vv_db_threshold: float = -15.0,
 ) -> dict[str, Any]:
     """Presence, proportion and water-mask numbers on the held-out tiles of `val`."""
     from skyeye.rle import decode_rle as _decode_rle
@@ -190,9 +161,7 @@ def validate_tiles(
             for r in by_tile[path]
         )
 
-    # Every tile with a water mask first (few, and the mask numbers need them), then a stable
-    # hash order: the subset does not depend on the file order.
-    tiles = sorted(by_tile, key=lambda t: (not has_water_mask(t), _stable(t)))[:max_tiles]
+    tiles = select_tiles(by_tile, has_water_mask, max_tiles)
     sar_wl = asker.session.processor.image_processor.sar_wavelength
     pres: list[dict] = []
     prop: list[dict] = []
@@ -248,27 +217,42 @@ def validate_tiles(
                 pred = np.zeros_like(gt)
                 if reply.masks:
                     m = reply.masks[0]
-                    pred = m if m.shape == gt.shape else _resize_bool(m, gt.shape)
-                base = ndwi_water(image.data, image.wavelengths, ndwi_threshold)
+                    pred = m if m.shape == gt.shape else resize_mask(m, gt.shape)
+                if rec["images"][0].get("modality") == "sar":
+                    base = vv_threshold_water(image, vv_db_threshold)
+                else:
+                    base = ndwi_water(image.data, image.wavelengths, ndwi_threshold)
                 water.append(
                     {
                         **common,
+                        "modality": rec["images"][0].get("modality"),
                         "answer": reply.text,
                         "has_seg": bool(reply.masks),
-                        "iou": _iou(pred, gt),
-                        "baseline_iou": None if base is None else _iou(base, gt),
+                        "iou": mask_iou(pred, gt),
+                        "baseline_iou": None if base is None else mask_iou(base, gt),
                         "gt_share": float(gt.mean()),
                     }
                 )
     return {"presence": pres, "proportion": prop, "water": water, "tiles": len(tiles)}
 
 
-def _resize_bool(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(mask.astype(np.float32))[None, None]
-    return (F.interpolate(t, size=tuple(shape), mode="bilinear")[0, 0] > 0.5).numpy()
+def select_tiles(by_tile: dict[str, list[dict]], has_water_mask: Any, max_tiles: int) -> list[str]:
+    """Up to ``max_tiles`` tiles, taken from the held-out scenes in turn (so a large scene does
+    not crowd out a small one); within a scene, tiles with a water mask first, then a stable
+    hash order, so the subset does not depend on the file order."""
+    scenes: dict[str, list[str]] = defaultdict(list)
+    for path, recs in by_tile.items():
+        scenes[recs[0]["meta"]["scene_id"]].append(path)
+    queues = [
+        sorted(paths, key=lambda t: (not has_water_mask(t), _stable(t)))
+        for _, paths in sorted(scenes.items())
+    ]
+    out: list[str] = []
+    while len(out) < max_tiles and any(queues):
+        for q in queues:
+            if q and len(out) < max_tiles:
+                out.append(q.pop(0))
+    return out
 
 
 def summarise(rows: dict[str, Any]) -> dict[str, Any]:
@@ -321,138 +305,32 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:
             "baseline_mae_pts": mae("baseline"),
             "unparseable": int(sum(r["pred"] is None for r in prop)),
         }
-    water = rows["water"]
-    if water:
-        with_base = [r for r in water if r["baseline_iou"] is not None]
-        block: dict[str, Any] = {
-            "n": len(water),
-            "seg_emitted": float(np.mean([r["has_seg"] for r in water])),
-        }
-        for key, val in _summ([r["iou"] for r in water]).items():
-            block[f"model_{key}" if key != "n" else "n_all"] = val
-        for key, val in _summ([r["iou"] for r in with_base]).items():
-            block[f"model_{key}_ndwi_tiles" if key != "n" else "n_ndwi_tiles"] = val
-        for key, val in _summ([r["baseline_iou"] for r in with_base]).items():
-            if key != "n":
-                block[f"baseline_ndwi_{key}"] = val
-        out["water_tiles"] = block
+    for modality, name, base_name in (
+        ("optical", "water_tiles", "baseline_ndwi"),
+        ("sar", "water_tiles_sar", "baseline_vv"),
+    ):
+        water = [r for r in rows["water"] if (r.get("modality") == "sar") == (modality == "sar")]
+        if water:
+            out[name] = _water_block(water, base_name)
     return out
 
 
-def index_water(
-    data: np.ndarray, waves: list[float | None] | None, scale: float
-) -> np.ndarray | None:
-    """The from_rasters water label rule: NDWI > 0 and mean visible reflectance < 0.2."""
-    ndwi = ndwi_water(data, waves, 0.0)
-    idx = [band_index([], waves, lo, hi) for lo, hi in ((0.45, 0.52), (0.52, 0.60), (0.62, 0.69))]
-    if ndwi is None or any(i is None for i in idx):
-        return None
-    visible = np.nan_to_num(np.mean([data[i] for i in idx], axis=0) * scale, nan=1.0)
-    return ndwi & (visible < 0.2)
-
-
-def osm_water(gpkg: Path, image: Any) -> np.ndarray:
-    """OpenStreetMap water polygons (fclass == 'water') rasterised on `image`'s grid."""
-    import pyogrio
-    from rasterio.features import rasterize
-    from rasterio.warp import transform_geom
-    from shapely.geometry import mapping
-
-    frame = pyogrio.read_dataframe(gpkg) if hasattr(pyogrio, "read_dataframe") else None
-    if frame is None:
-        raise RuntimeError("pyogrio.read_dataframe is needed to read the OSM polygons")
-    frame = frame[frame["fclass"] == "water"]
-    src_crs = frame.crs.to_string() if frame.crs is not None else "EPSG:4326"
-    shapes = [transform_geom(src_crs, image.crs, mapping(g)) for g in frame.geometry]
-    h, w = image.data.shape[1:]
-    return rasterize(
-        [(s, 1) for s in shapes], out_shape=(h, w), transform=image.transform, fill=0
-    ).astype(bool)
-
-
-def validate_scene(
-    asker: Asker,
-    path: Path,
-    reference: np.ndarray | None,
-    baseline: np.ndarray | None,
-    label: str,
-    overlay: Path | None = None,
-) -> dict[str, Any]:
-    """Ask the water question and the water mask on a whole scene; IoU vs `reference` / `baseline`."""
-    from skyeye.io import read_raster
-
-    image = read_raster(
-        str(path),
-        max_size=asker.session.settings.read_size,
-        sar_wavelength=asker.session.processor.image_processor.sar_wavelength,
-    )
-    presence = asker.ask(image, WATER_QUESTION)
-    reply = asker.ask(image, WATER_PROMPT)
-    h, w = image.data.shape[1:]
-    pred = reply.masks[0] if reply.masks else np.zeros((h, w), bool)
-    out: dict[str, Any] = {
-        "scene": label,
-        "presence_answer": presence.text,
-        "mask_answer": reply.text,
-        "mask_share": float(pred.mean()),
+def _water_block(water: list[dict], base_name: str) -> dict[str, Any]:
+    """Model IoU on every water tile, and model vs baseline on the tiles the baseline covers."""
+    with_base = [r for r in water if r["baseline_iou"] is not None]
+    block: dict[str, Any] = {
+        "n": len(water),
+        "seg_emitted": float(np.mean([r["has_seg"] for r in water])),
     }
-    if reference is not None:
-        ref = reference if reference.shape == (h, w) else _resize_bool(reference, (h, w))
-        out["reference_share"] = float(ref.mean())
-        out["model_iou"] = _iou(pred, ref)[0]
-        if baseline is not None:
-            base = baseline if baseline.shape == (h, w) else _resize_bool(baseline, (h, w))
-            out["baseline_iou"] = _iou(base, ref)[0]
-    elif baseline is not None:
-        base = baseline if baseline.shape == (h, w) else _resize_bool(baseline, (h, w))
-        out["agreement_iou_with_baseline"] = _iou(pred, base)[0]
-        out["baseline_share"] = float(base.mean())
-    if overlay is not None:
-        _save_overlay(
-            image,
-            pred,
-            reference,
-            overlay,
-            f"{label}: model water mask (red)"
-            + (", reference outline (cyan)" if reference is not None else ""),
-        )
-        out["overlay"] = str(overlay)
-    return out
-
-
-def _save_overlay(
-    image: Any, pred: np.ndarray, reference: np.ndarray | None, path: Path, title: str
-) -> None:
-    from PIL import Image, ImageDraw
-
-    data = image.data
-    waves = image.wavelengths or []
-    idx = [band_index([], waves, lo, hi) for lo, hi in ((0.62, 0.69), (0.52, 0.60), (0.45, 0.52))]
-    if all(i is not None for i in idx):
-        rgb = np.stack([data[i] for i in idx], -1)
-    else:
-        rgb = np.repeat(data[:1].transpose(1, 2, 0), 3, -1)
-    lo, hi = np.nanpercentile(rgb, 2), np.nanpercentile(rgb, 98)
-    rgb = (np.clip((np.nan_to_num(rgb) - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
-    out = rgb.astype(np.float32)
-    out[pred] = 0.5 * out[pred] + 0.5 * np.array([255, 0, 0])
-    if reference is not None:
-        ref = reference if reference.shape == pred.shape else _resize_bool(reference, pred.shape)
-        edge = (
-            ref & ~np.roll(ref, 1, 0)
-            | ref & ~np.roll(ref, 1, 1)
-            | ref & ~np.roll(ref, -1, 0)
-            | ref & ~np.roll(ref, -1, 1)
-        )
-        out[edge] = [0, 255, 255]
-    img = Image.fromarray(out.astype(np.uint8)).resize(
-        (pred.shape[1] * 2, pred.shape[0] * 2), Image.NEAREST
-    )
-    canvas = Image.new("RGB", (img.width, img.height + 20), "white")
-    canvas.paste(img, (0, 20))
-    ImageDraw.Draw(canvas).text((4, 4), title, fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    for key, val in iou_summary([r["iou"] for r in water]).items():
+        block[f"model_{key}" if key != "n" else "n_all"] = val
+    tag = base_name.removeprefix("baseline_")
+    for key, val in iou_summary([r["iou"] for r in with_base]).items():
+        block[f"model_{key}_{tag}_tiles" if key != "n" else f"n_{tag}_tiles"] = val
+    for key, val in iou_summary([r["baseline_iou"] for r in with_base]).items():
+        if key != "n":
+            block[f"{base_name}_{key}"] = val
+    return block
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -506,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     asker = Asker(args.model)
     priors = training_priors(args.train)
-    rows = validate_tiles(asker, args.val, priors, args.max_tiles, args.ndwi_threshold)
+    rows = validate_tiles(
+        asker, args.val, priors, args.max_tiles, args.ndwi_threshold, args.vv_db_threshold
+    )
     held_out = sorted(
         {r["scene"] for part in ("presence", "proportion", "water") for r in rows[part]}
     )
@@ -519,49 +399,17 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": tasks,
         "priors": priors,
     }
-    scenes = []
-    if args.s2_scene is not None:
-        from skyeye.io import read_raster
-
-        img = read_raster(str(args.s2_scene), max_size=asker.session.settings.read_size)
-        ref = (
-            osm_water(args.osm_water, img)
-            if args.osm_water
-            else index_water(img.data, img.wavelengths, args.s2_scale)
-        )
-        scenes.append(
-            validate_scene(
-                asker,
-                args.s2_scene,
-                ref,
-                ndwi_water(img.data, img.wavelengths, args.ndwi_threshold),
-                "sentinel-2 " + args.s2_scene.name,
-                args.overlay,
-            )
-        )
-    if args.s1_scene is not None:
-        from skyeye.io import read_raster
-
-        img = read_raster(
-            str(args.s1_scene), max_size=asker.session.settings.read_size, sensor="sentinel-1"
-        )
-        vv = [i for i, n in enumerate(img.band_names) if n.upper() == "VV"]
-        # Reference: the SAR label rule of the training data (5x5 mean VV in dB < -18 dB);
-        # baseline: the plain per-pixel VV threshold.
-        ref = sar_water_mask(img, args.sar_water_db)[0] if vv else None
-        base = (np.nan_to_num(img.data[vv[0]], nan=0.0) < args.vv_db_threshold) if vv else None
-        scenes.append(
-            validate_scene(
-                asker,
-                args.s1_scene,
-                ref,
-                base,
-                "sentinel-1 " + args.s1_scene.name,
-                args.overlay.with_name(args.overlay.stem.replace("s2", "s1") + ".png")
-                if args.overlay
-                else None,
-            )
-        )
+    scenes = example_scenes(
+        asker,
+        s2_scene=args.s2_scene,
+        s1_scene=args.s1_scene,
+        s2_scale=args.s2_scale,
+        osm_water_path=args.osm_water,
+        ndwi_threshold=args.ndwi_threshold,
+        vv_db_threshold=args.vv_db_threshold,
+        sar_water_db=args.sar_water_db,
+        overlay=args.overlay,
+    )
     report["scenes"] = scenes
     for scene in scenes:
         # Scalar numbers of each unseen scene, so that model cards list them with the rest.

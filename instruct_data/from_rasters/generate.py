@@ -222,7 +222,12 @@ class RasterInstructionGenerator:
                     )
                     rng_q = stable_rng(opts.seed, scene.id, vid, la.name)
                     q = TileQuestions(view, la, rng_q, opts.min_present, opts.min_region)
-                    convs += q.build(opts.tasks, opts.presence_pairs, tuple(opts.presence_focus))
+                    convs += q.build(
+                        opts.tasks,
+                        opts.presence_pairs,
+                        tuple(opts.presence_focus),
+                        opts.presence_focus_yes_rate,
+                    )
                 if convs:  # write only tiles that some conversation uses
                     write_tile(self.out / rel, arr, names, img.crs, t)
                     self.summary.images_written += 1

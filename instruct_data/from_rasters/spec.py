@@ -129,6 +129,9 @@ class Options:
     # Classes asked about in every tile whose layer has them (yes or no, besides the random
     # pairs), so their answers follow the pixels rather than the pair sampling.
     presence_focus: list[str] = field(default_factory=list)
+    # Chance that a focus class present in a tile is asked (absent ones always are): below 1
+    # when most tiles hold the class, so that "yes" does not become the safe answer.
+    presence_focus_yes_rate: float = 1.0
     # Zoom factors: 1 tiles the native grid; f > 1 also tiles f x f block averages (majority-vote
     # labels), the scale at which the chat shows the model a whole scene.
     scales: list[int] = field(default_factory=lambda: [1])
@@ -237,6 +240,8 @@ def parse_options(d: Any) -> Options:
     if not 0 <= opts.val_fraction < 1:
         raise SpecError("options.val_fraction: must be in [0, 1)")
     _check_scales(opts.scales, "options.scales")
+    if not 0 <= opts.presence_focus_yes_rate <= 1:
+        raise SpecError("options.presence_focus_yes_rate: must be in [0, 1]")
     return opts
 
 

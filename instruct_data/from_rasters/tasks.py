@@ -151,12 +151,20 @@ class TileQuestions:
             {"classes": [names[k] for k in ks]},
         )
 
-    def presence(self, pairs: int, focus: tuple[str, ...] = ()) -> Conversation | None:
+    def presence(
+        self, pairs: int, focus: tuple[str, ...] = (), focus_yes_rate: float = 1.0
+    ) -> Conversation | None:
         """Yes/no questions: ``pairs`` random (present, absent) pairs, plus every ``focus``
-        class of the layer that is clearly present or absent."""
+        class of the layer that is clearly absent, and clearly present ones with probability
+        ``focus_yes_rate``."""
         pos, neg = self.present(), self.absent()
-        foc = [k for k in pos + neg if self.layer.classes[k] in focus]
-        pos, neg = [k for k in pos if k not in foc], [k for k in neg if k not in foc]
+        foc = [k for k in neg if self.layer.classes[k] in focus]
+        foc += [
+            k for k in pos if self.layer.classes[k] in focus and self.rng.random() < focus_yes_rate
+        ]
+        # focus classes are never drawn into the random pairs (asked or deliberately skipped)
+        pos = [k for k in pos if self.layer.classes[k] not in focus]
+        neg = [k for k in neg if self.layer.classes[k] not in focus]
         n = min(len(pos), len(neg), pairs)
         if n == 0 and not foc:
             return None
@@ -244,13 +252,17 @@ class TileQuestions:
         )
 
     def build(
-        self, tasks: list[str], presence_pairs: int, presence_focus: tuple[str, ...] = ()
+        self,
+        tasks: list[str],
+        presence_pairs: int,
+        presence_focus: tuple[str, ...] = (),
+        focus_yes_rate: float = 1.0,
     ) -> list[Conversation]:
         """The requested tasks that this tile can answer, in ``tasks`` order."""
         out = []
         for t in tasks:
             if t == "presence":
-                c = self.presence(presence_pairs, presence_focus)
+                c = self.presence(presence_pairs, presence_focus, focus_yes_rate)
             else:
                 c = getattr(self, t)()
             if c is not None:

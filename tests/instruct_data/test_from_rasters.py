@@ -296,3 +296,21 @@ def test_sar_water_from_the_vv_threshold_is_the_lake(tmp_path):
     bad.write_text(spec.read_text().replace("classes: [water]", "classes: [water, vegetation]"))
     with pytest.raises(SpecError, match="water only"):
         load_spec(bad)
+
+
+def test_presence_focus_yes_rate_zero_leaves_only_no_answers_for_the_class(tmp_path):
+    spec = tmp_path / "focus0.yaml"
+    text = SPEC.read_text().replace(
+        "options:\n", "options:\n  presence_focus: [water]\n  presence_focus_yes_rate: 0.0\n", 1
+    )
+    spec.write_text(f"root: {FIX}\n" + text)
+    assert main(["--spec", str(spec), "--out", str(tmp_path / "o")]) == 0
+    recs = [json.loads(line) for line in (tmp_path / "o" / "conversations.jsonl").open()]
+    water = [
+        a["answer"]
+        for r in recs
+        if r["meta"]["gen_task"] == "presence"
+        for a in r["meta"]["answers"]
+        if a["class"] == "water"
+    ]
+    assert water and set(water) == {"no"}
