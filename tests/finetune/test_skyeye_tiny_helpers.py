@@ -1,0 +1,55 @@
+"""Pieces of the skyeye-tiny recipe that run without training: band stacking and the
+validation's tile selection and water baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from finetune.band_stack import stack_band_files
+from finetune.validate_skyeye_tiny import select_tiles
+from finetune.validation_scenes import mask_iou, vv_threshold_water
+from skyeye.io import RasterImage
+
+
+def _band(path, value: int, georef: bool) -> None:
+    prof = dict(driver="GTiff", width=4, height=3, count=1, dtype="uint16")
+    if georef:
+        prof.update(crs="EPSG:32633", transform=from_origin(500000, 5800000, 10, 10))
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.write(np.full((1, 3, 4), value, np.uint16))
+
+
+def test_stack_band_files_takes_the_georeference_from_the_band_that_has_it(tmp_path):
+    _band(tmp_path / "B01.tif", 1, georef=False)
+    _band(tmp_path / "B02.tif", 2, georef=True)
+    out = stack_band_files(tmp_path, "{band}.tif", ["B01", "B02"], tmp_path / "o" / "s.tif", 0)
+    with rasterio.open(out) as ds:
+        assert ds.count == 2 and ds.descriptions == ("B01", "B02")
+        assert ds.crs.to_epsg() == 32633 and ds.transform.c == 500000 and ds.nodata == 0
+        assert ds.read(2).max() == 2
+    with pytest.raises(FileNotFoundError, match="B03.tif is missing"):
+        stack_band_files(tmp_path, "{band}.tif", ["B01", "B03"], tmp_path / "x.tif")
+
+
+def test_select_tiles_takes_scenes_in_turn_with_water_tiles_first():
+    by_tile = {f"a/{i}.tif": [{"meta": {"scene_id": "big"}}] for i in range(10)}
+    by_tile |= {f"b/{i}.tif": [{"meta": {"scene_id": "small"}}] for i in range(2)}
+    water = {"a/7.tif", "b/1.tif"}
+    got = select_tiles(by_tile, lambda t: t in water, 4)
+    assert len(got) == 4
+    assert sum(t.startswith("b/") for t in got) == 2  # the small scene is not crowded out
+    assert got[:2] == ["a/7.tif", "b/1.tif"]  # water-mask tiles first in each scene
+    assert select_tiles(by_tile, lambda t: t in water, 4) == got  # deterministic
+
+
+def test_vv_threshold_baseline_and_iou():
+    vv = np.array([[[-25.0, -10.0], [np.nan, -16.0]]], np.float32)
+    img = RasterImage(data=vv, band_names=["VV"])
+    base = vv_threshold_water(img, -15.0)
+    assert base.tolist() == [[True, False], [False, True]]  # NaN is not water
+    assert vv_threshold_water(RasterImage(data=vv, band_names=["HH"]), -15.0) is None
+    iou, inter, union = mask_iou(base, np.array([[True, False], [False, False]]))
+    assert (iou, inter, union) == (0.5, 1, 2)
