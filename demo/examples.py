@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from demo.previews import render_preview
 from skyeye.io import RasterReadError, read_raster
+from skyeye.previews import render_preview
 
 logger = logging.getLogger(__name__)
 

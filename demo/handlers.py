@@ -18,8 +18,8 @@ import gradio as gr
 
 from demo.bands import NO_SENSOR
 from demo.examples import EXAMPLES
-from demo.previews import preview_modes
 from demo.session import DemoConfig, DemoError, DemoSession
+from skyeye.previews import preview_modes
 from skyeye.sensors import list_sensors
 
 logger = logging.getLogger(__name__)

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from demo.bands import BandTableError, apply_preset, apply_rows, band_rows
-from demo.overlay import draw_overlay
-from demo.previews import preview_modes, render_preview
 from skyeye.geo import boxes_to_geojson, masks_to_geojson, write_mask_geotiff
 from skyeye.inference import ChatReply, ChatSession, GenerationSettings
 from skyeye.io import RasterImage, RasterReadError, read_raster
+from skyeye.overlay import draw_overlay
+from skyeye.previews import preview_modes, render_preview
 
 logger = logging.getLogger(__name__)
 

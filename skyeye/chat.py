@@ -1,7 +1,9 @@
 """Terminal chat: `python -m skyeye.chat --image scene.tif [--prompt "..."]`.
 
 Interactive by default (streamed answers; `/image PATH`, `/reset`, `/quit`); with `--prompt` it
-answers once, prints the answer and exits 0, so scripts can use it.
+answers once, prints the answer and exits 0, so scripts can use it. The masks of an answer
+(`[SEG]`) are saved under `--save-masks` (a PNG over the image, and a GeoTIFF for georeferenced
+input); their paths go to stderr, so stdout stays the answer alone.
 """
 
 from __future__ import annotations
@@ -73,8 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cache-dir", default=None, help="where the converted embedded LLM is cached"
     )
+    parser.add_argument(
+        "--save-masks",
+        default="skyeye_masks",
+        metavar="DIR",
+        help="folder for the masks of an answer (PNG over the image, GeoTIFF when georeferenced); "
+        "'' to not save them",
+    )
     parser.add_argument("--verbose", action="store_true", help="log progress to stderr")
     return parser
+
+
+def _save_masks(session: ChatSession, out_dir: str, turn: int) -> None:
+    reply = session.last_reply
+    if not out_dir or reply is None or not reply.masks:
+        return
+    from skyeye.mask_export import save_reply_masks
+
+    for path in save_reply_masks(reply, session.images, out_dir, prefix=f"answer{turn}"):
+        print(f"(mask saved: {path})", file=sys.stderr)
 
 
 def _image_kwargs(args: argparse.Namespace, index: int) -> dict:
@@ -88,8 +107,9 @@ def _image_kwargs(args: argparse.Namespace, index: int) -> dict:
     return kwargs
 
 
-def _interactive(session: ChatSession) -> int:
+def _interactive(session: ChatSession, mask_dir: str) -> int:
     print(HELP)
+    turn = 0
     while True:
         try:
             line = input("you> ").strip()
@@ -121,6 +141,8 @@ def _interactive(session: ChatSession) -> int:
             for piece in session.stream(line):
                 print(piece, end="", flush=True)
             print()
+            turn += 1
+            _save_masks(session, mask_dir, turn)
         except (ValueError, OSError, argparse.ArgumentTypeError) as err:
             print(f"error: {err}", file=sys.stderr)
 
@@ -161,11 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("model and images ready in %.1f s", time.perf_counter() - started)
     silence_library_warnings(args.verbose)  # libraries imported while loading add their filters
     if args.prompt is None:
-        return _interactive(session)
+        return _interactive(session, args.save_masks)
     try:
         for piece in session.stream(args.prompt):
             print(piece, end="", flush=True)
         print()
+        _save_masks(session, args.save_masks, 1)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

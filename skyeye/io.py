@@ -185,7 +185,11 @@ def _read_stacked(files: Sequence[Path], max_size: int | None, max_pixels: int) 
     first = parts[0]
     return RasterImage(
         data=np.concatenate([part.data for part in parts]),
-        band_names=[f"{Path(f).stem}:{name}" for f, part in zip(files, parts, strict=True) for name in part.band_names],
+        band_names=[
+            f"{Path(f).stem}:{name}"
+            for f, part in zip(files, parts, strict=True)
+            for name in part.band_names
+        ],
         sensor=sensors.pop() if len(sensors) == 1 else None,
         crs=first.crs,
         transform=first.transform,

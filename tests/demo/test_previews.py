@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demo.previews import (
+from skyeye.io import RasterImage, read_raster
+from skyeye.previews import (
     NODATA_RGB,
     SAR_COMPOSITE,
     composite_bands,
@@ -15,7 +16,6 @@ from demo.previews import (
     render_preview,
     stretch,
 )
-from skyeye.io import RasterImage, read_raster
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 S2, S1, NAIP = (
