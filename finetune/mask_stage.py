@@ -150,7 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    p.add_argument(
+        "--classes",
+        default="",
+        help="comma-separated: train only on [SEG] records about these classes (default: all). "
+        "One head serves every class, so masks of the others follow what it learns here",
+    )
     args = p.parse_args(argv)
+    wanted = {c.strip() for c in args.classes.split(",") if c.strip()}
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -174,8 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     # Only records whose answer has a [SEG] are worth a forward pass.
     seg_only = args.out.parent / "seg_records.jsonl"
     seg_only.parent.mkdir(parents=True, exist_ok=True)
+
+    def keep(line: str) -> bool:
+        if "[SEG]" not in line:
+            return False
+        return not wanted or set(json.loads(line)["meta"].get("classes") or []) <= wanted
+
     with open(args.data, encoding="utf-8") as src, open(seg_only, "w", encoding="utf-8") as dst:
-        dst.writelines(line for line in src if "[SEG]" in line)
+        dst.writelines(line for line in src if keep(line))
     dataset = InstructionDataset(
         seg_only,
         processor,
