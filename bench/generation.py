@@ -45,7 +45,9 @@ REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def timed_generate(run: Callable[[TextIteratorStreamer], torch.Tensor], tokenizer) -> tuple[float, float, int]:
+def timed_generate(
+    run: Callable[[TextIteratorStreamer], torch.Tensor], tokenizer
+) -> tuple[float, float, int]:
     """Run one generation with a streamer; return (ttft s, decode tok/s, new tokens)."""
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True)
     result: dict = {}
@@ -76,7 +78,9 @@ def measure_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
     return 2 * src.numel() / best / 1e9
 
 
-def build_llava(llm: torch.nn.Module, vision_width: int, vision_layers: int, heads: int, tokens: int, dtype):
+def build_llava(
+    llm: torch.nn.Module, vision_width: int, vision_layers: int, heads: int, tokens: int, dtype
+):
     """A LLaVA with a SigLIP tower whose image gives `tokens` LLM tokens, around `llm`."""
     side = int(tokens**0.5)
     patch = 16
@@ -105,7 +109,9 @@ def build_llava(llm: torch.nn.Module, vision_width: int, vision_layers: int, hea
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="skyeye-tiny")
     parser.add_argument("--image", default=str(REPO / "examples" / "sentinel2_berlin_l1c.tif"))
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -118,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(0)
     dtype = DTYPES[args.dtype]
 
-    model = SkyEyeForConditionalGeneration.from_pretrained(args.model, dtype=dtype, merge_adapter=True)
+    model = SkyEyeForConditionalGeneration.from_pretrained(
+        args.model, dtype=dtype, merge_adapter=True
+    )
     processor = SkyEyeProcessor.from_pretrained(args.model)
     tokenizer = processor.tokenizer
     image = read_raster(args.image, max_size=512)
@@ -157,8 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             input_ids=text_ids, attention_mask=torch.ones_like(text_ids), streamer=s, **gen
         )[:, prompt_len:],
         "transformers_llava": lambda s: llava.generate(
-            input_ids=llava_ids, attention_mask=torch.ones_like(llava_ids), pixel_values=llava_pixels,
-            streamer=s, **gen,
+            input_ids=llava_ids,
+            attention_mask=torch.ones_like(llava_ids),
+            pixel_values=llava_pixels,
+            streamer=s,
+            **gen,
         )[:, prompt_len:],
     }
     results: dict[str, dict] = {}
@@ -186,10 +197,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "image_tokens": model.config.num_image_tokens,
         "results": results,
         "ratios": {
-            "skyeye_vs_llm_decode": results["skyeye"]["decode_tok_s"] / results["transformers_llm"]["decode_tok_s"],
-            "skyeye_vs_llava_decode": results["skyeye"]["decode_tok_s"] / results["transformers_llava"]["decode_tok_s"],
-            "skyeye_vs_llm_ttft": results["skyeye"]["ttft_s"] / results["transformers_llm"]["ttft_s"],
-            "skyeye_vs_llava_ttft": results["skyeye"]["ttft_s"] / results["transformers_llava"]["ttft_s"],
+            "skyeye_vs_llm_decode": results["skyeye"]["decode_tok_s"]
+            / results["transformers_llm"]["decode_tok_s"],
+            "skyeye_vs_llava_decode": results["skyeye"]["decode_tok_s"]
+            / results["transformers_llava"]["decode_tok_s"],
+            "skyeye_vs_llm_ttft": results["skyeye"]["ttft_s"]
+            / results["transformers_llm"]["ttft_s"],
+            "skyeye_vs_llava_ttft": results["skyeye"]["ttft_s"]
+            / results["transformers_llava"]["ttft_s"],
         },
         "bandwidth_gb_s": bandwidth,
         "llm_weight_mb": weight_bytes / 1e6,
