@@ -8,9 +8,13 @@ and model logic is tested in milliseconds without any download. Tests import thi
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
 
 CHATML = (
     "{% for message in messages %}"
@@ -80,3 +84,18 @@ def make_tiny_model(llm_dir: Path, **config_overrides):
         image_size=16,
         **config_overrides,
     )
+
+
+def run_chat_cli(image: Path, prompt: str, *extra: str) -> subprocess.CompletedProcess:
+    """`python -m skyeye.chat --model skyeye-tiny --image IMAGE --prompt PROMPT` in a fresh process
+    from the repository root (what `make chat` runs); fails the test on a non-zero exit."""
+    result = subprocess.run(
+        [sys.executable, "-m", "skyeye.chat", "--model", "skyeye-tiny"]
+        + ["--image", str(image), "--prompt", prompt, *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from skyeye_testing import make_tiny_model
+from skyeye_testing import make_tiny_model, run_chat_cli
 
 from skyeye.chat import main
 
@@ -70,25 +68,6 @@ def test_wavelength_count_must_match_bands(tiny_folder, capsys):
 @pytest.mark.slow
 def test_embedded_model_answers_about_the_example_scene():
     """The README's main job, end to end with the real embedded LLM, in a fresh process."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "skyeye.chat",
-            "--model",
-            "skyeye-tiny",
-            "--image",
-            str(EXAMPLE),
-            "--prompt",
-            "Describe this image.",
-            "--max-new-tokens",
-            "40",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_chat_cli(EXAMPLE, "Describe this image.", "--max-new-tokens", "40")
     assert result.stdout.strip(), "no answer printed"
     assert result.stderr.strip() == "", result.stderr[-2000:]  # one-shot output is the answer only

@@ -25,6 +25,14 @@ def run(tmp: Path, *extra: str) -> list[dict]:
     return [json.loads(line) for line in (tmp / "conversations.jsonl").open()]
 
 
+def run_with_options(tmp: Path, options: str) -> tuple[Path, list[dict]]:
+    """Generate from the fixture spec with ``options`` (YAML lines) added to its options."""
+    spec = tmp / "spec.yaml"
+    spec.write_text(f"root: {FIX}\n" + SPEC.read_text().replace("options:\n", options, 1))
+    assert main(["--spec", str(spec), "--out", str(tmp / "o")]) == 0
+    return tmp / "o", [json.loads(line) for line in (tmp / "o" / "conversations.jsonl").open()]
+
+
 @pytest.fixture(scope="module")
 def out(tmp_path_factory) -> tuple[Path, list[dict]]:
     tmp = tmp_path_factory.mktemp("fr")
@@ -238,15 +246,11 @@ def test_packaged_shared_data_spec_parses():
 
 
 def test_zoomed_out_tiles_average_pixels_and_keep_the_georeference(tmp_path):
-    spec = tmp_path / "zoom.yaml"
-    text = SPEC.read_text().replace("options:\n", "options:\n  scales: [1, 2]\n", 1)
-    spec.write_text(f"root: {FIX}\n" + text)
-    assert main(["--spec", str(spec), "--out", str(tmp_path / "o")]) == 0
-    recs = [json.loads(line) for line in (tmp_path / "o" / "conversations.jsonl").open()]
+    o, recs = run_with_options(tmp_path, "options:\n  scales: [1, 2]\n")
     zoomed = [r for r in recs if r["meta"]["tile"]["zoom"] == 2]
     assert zoomed and {r["meta"]["tile"]["size"] for r in zoomed} == {24}
     rec = next(r for r in zoomed if r["meta"]["scene_id"] == "synth-s2")
-    with rasterio.open(tmp_path / "o" / rec["images"][0]["path"]) as ds:
+    with rasterio.open(o / rec["images"][0]["path"]) as ds:
         tile, res, corner = ds.read(1), ds.res, (ds.transform.c, ds.transform.f)
     with rasterio.open(FIX / "s2_scene.tif") as ds:
         full = ds.read(1, masked=True).astype(np.float64).filled(np.nan)  # nodata -> NaN
@@ -255,15 +259,11 @@ def test_zoomed_out_tiles_average_pixels_and_keep_the_georeference(tmp_path):
     count = np.isfinite(blocks).sum(axis=(1, 3))
     want = np.where(count > 0, np.nansum(blocks, axis=(1, 3)) / np.maximum(count, 1), np.nan)
     np.testing.assert_allclose(tile, want, rtol=1e-5)
-    assert validate_file(tmp_path / "o" / "conversations.jsonl", root=tmp_path / "o").invalid == 0
+    assert validate_file(o / "conversations.jsonl", root=o).invalid == 0
 
 
 def test_presence_focus_asks_the_class_in_every_tile_with_the_pixel_answer(tmp_path):
-    spec = tmp_path / "focus.yaml"
-    text = SPEC.read_text().replace("options:\n", "options:\n  presence_focus: [water]\n", 1)
-    spec.write_text(f"root: {FIX}\n" + text)
-    assert main(["--spec", str(spec), "--out", str(tmp_path / "o")]) == 0
-    recs = [json.loads(line) for line in (tmp_path / "o" / "conversations.jsonl").open()]
+    _, recs = run_with_options(tmp_path, "options:\n  presence_focus: [water]\n")
     pres = [r for r in recs if r["meta"]["gen_task"] == "presence"]
     answers = {}
     for r in pres:
@@ -299,13 +299,9 @@ def test_sar_water_from_the_vv_threshold_is_the_lake(tmp_path):
 
 
 def test_presence_focus_yes_rate_zero_leaves_only_no_answers_for_the_class(tmp_path):
-    spec = tmp_path / "focus0.yaml"
-    text = SPEC.read_text().replace(
-        "options:\n", "options:\n  presence_focus: [water]\n  presence_focus_yes_rate: 0.0\n", 1
+    _, recs = run_with_options(
+        tmp_path, "options:\n  presence_focus: [water]\n  presence_focus_yes_rate: 0.0\n"
     )
-    spec.write_text(f"root: {FIX}\n" + text)
-    assert main(["--spec", str(spec), "--out", str(tmp_path / "o")]) == 0
-    recs = [json.loads(line) for line in (tmp_path / "o" / "conversations.jsonl").open()]
     water = [
         a["answer"]
         for r in recs

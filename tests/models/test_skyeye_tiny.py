@@ -13,12 +13,12 @@ Each call is a fresh `python -m skyeye.chat` process, as `make chat PROMPT=...` 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from skyeye_testing import run_chat_cli
 
 from instruct_data.from_rasters.spectral import sar_water_mask
 from skyeye.io import read_raster
@@ -33,29 +33,7 @@ WATER_MASK = "Show me where the water is in this image with a mask."
 
 
 def chat(image: Path, prompt: str, mask_dir: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "skyeye.chat",
-            "--model",
-            "skyeye-tiny",
-            "--image",
-            str(image),
-            "--prompt",
-            prompt,
-            "--max-new-tokens",
-            "30",
-            "--save-masks",
-            str(mask_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result
+    return run_chat_cli(image, prompt, "--max-new-tokens", "30", "--save-masks", str(mask_dir))
 
 
 def s2_water(path: Path) -> np.ndarray:
