@@ -70,4 +70,11 @@ def test_embedded_model_answers_about_the_example_scene():
     """The README's main job, end to end with the real embedded LLM, in a fresh process."""
     result = run_chat_cli(EXAMPLE, "Describe this image.", "--max-new-tokens", "40")
     assert result.stdout.strip(), "no answer printed"
-    assert result.stderr.strip() == "", result.stderr[-2000:]  # one-shot output is the answer only
+    # One-shot output is the answer only: no warning or log line on stderr. The one exception is
+    # the progress bar of the first run on a machine, which converts the GGUF LLM into its cache.
+    other = [
+        line
+        for line in result.stderr.replace("\r", "\n").splitlines()
+        if line.strip() and not line.startswith("Converting and de-quantizing GGUF tensors")
+    ]
+    assert other == [], result.stderr[-2000:]
