@@ -147,16 +147,9 @@ def _save_overlay(
 ) -> None:
     from PIL import Image, ImageDraw
 
-    data = image.data
-    waves = image.wavelengths or []
-    idx = [band_index([], waves, lo, hi) for lo, hi in ((0.62, 0.69), (0.52, 0.60), (0.45, 0.52))]
-    if all(i is not None for i in idx):
-        rgb = np.stack([data[i] for i in idx], -1)
-    else:
-        rgb = np.repeat(data[:1].transpose(1, 2, 0), 3, -1)
-    lo, hi = np.nanpercentile(rgb, 2), np.nanpercentile(rgb, 98)
-    rgb = (np.clip((np.nan_to_num(rgb) - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
-    out = rgb.astype(np.float32)
+    from skyeye.previews import render_preview
+
+    out = render_preview(image).astype(np.float32)
     out[pred] = 0.5 * out[pred] + 0.5 * np.array([255, 0, 0])
     if reference is not None:
         ref = reference if reference.shape == pred.shape else resize_mask(reference, pred.shape)

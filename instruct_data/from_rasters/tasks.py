@@ -158,6 +158,7 @@ class TileQuestions:
         class of the layer that is clearly absent, and clearly present ones with probability
         ``focus_yes_rate``."""
         pos, neg = self.present(), self.absent()
+        present = set(pos)
         foc = [k for k in neg if self.layer.classes[k] in focus]
         foc += [
             k for k in pos if self.layer.classes[k] in focus and self.rng.random() < focus_yes_rate
@@ -170,7 +171,6 @@ class TileQuestions:
             return None
         pos = list(self.rng.choice(pos, n, replace=False)) if n else []
         neg = list(self.rng.choice(neg, n, replace=False)) if n else []
-        present = set(self.present())
         qs = [(int(k), True) for k in pos] + [(int(k), False) for k in neg]
         qs += [(int(k), k in present) for k in foc]
         order = self.rng.permutation(len(qs))

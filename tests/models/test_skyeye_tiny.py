@@ -20,7 +20,7 @@ import pytest
 import rasterio
 from skyeye_testing import run_chat_cli
 
-from instruct_data.from_rasters.spectral import sar_water_mask
+from instruct_data.from_rasters.spectral import index_masks, sar_water_mask
 from skyeye.io import read_raster
 
 pytestmark = pytest.mark.slow
@@ -37,11 +37,9 @@ def chat(image: Path, prompt: str, mask_dir: Path) -> subprocess.CompletedProces
 
 
 def s2_water(path: Path) -> np.ndarray:
-    image = read_raster(str(path))
-    bands = {name: image.data[i] / 10000.0 for i, name in enumerate(image.band_names)}
-    green, nir = bands["B03"], bands["B08"]
-    visible = (bands["B02"] + bands["B03"] + bands["B04"]) / 3
-    return ((green - nir) / (green + nir) > 0) & (visible < 0.2)
+    masks, rules = index_masks(read_raster(str(path)), ["water"], 1e-4)
+    assert "(B03 - B08)" in rules["water"] and "mean visible < 0.2" in rules["water"]
+    return masks["water"]
 
 
 def s1_water(path: Path) -> np.ndarray:
