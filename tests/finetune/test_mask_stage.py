@@ -1,0 +1,44 @@
+"""`python -m finetune.mask_stage` on the tiny model: the mask head alone learns from cached
+[SEG] states, and --classes keeps only the records about those classes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from skyeye_testing import make_tiny_model
+
+from finetune.mask_stage import main as mask_stage
+from instruct_data.from_rasters.__main__ import main as from_rasters
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "from_rasters"
+
+
+def test_mask_stage_trains_only_the_head_on_the_chosen_class(tmp_path, tiny_llm_dir):
+    data = tmp_path / "data"
+    assert from_rasters(["--spec", str(FIX / "spec.yaml"), "--out", str(data)]) == 0
+    seg = [
+        json.loads(line)
+        for line in (data / "train.jsonl").open()
+        if json.loads(line)["meta"]["gen_task"] == "segmentation"
+    ]
+    assert {c for r in seg for c in r["meta"]["classes"]} > {"water"}  # other classes too
+    model, processor = make_tiny_model(tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32)
+    processor.image_processor.sar_wavelength = 5.405  # the fixture has a SAR scene too
+    model.save_pretrained(tmp_path / "start", processor=processor)
+    out = tmp_path / "mask" / "model"
+    args = ["--model", str(tmp_path / "start"), "--data", str(data / "train.jsonl")]
+    args += ["--out", str(out), "--steps", "3", "--batch-size", "2", "--save-dtype", "float32"]
+    assert mask_stage([*args, "--classes", "water"]) == 0
+    kept = [json.loads(line) for line in (out.parent / "seg_records.jsonl").open()]
+    assert kept and all(r["meta"]["classes"] == ["water"] for r in kept)
+    log = json.loads((out.parent / "mask_stage_log.json").read_text())
+    assert log["masks"] == len(kept)
+
+    from safetensors.torch import load_file
+
+    before = load_file(str(tmp_path / "start" / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"mask_head"}  # the tower, projector and token rows are untouched
