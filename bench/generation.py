@@ -39,7 +39,7 @@ from transformers import (
 )
 
 from skyeye import SkyEyeForConditionalGeneration, SkyEyeProcessor, read_raster
-from skyeye.inference import DEFAULT_SYSTEM_PROMPT
+from skyeye.chat.session import DEFAULT_SYSTEM_PROMPT
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -45,7 +45,7 @@ def peak_rss_mib():
 _CHILD_SKYEYE = """
 import json, resource, sys, time
 {peak}sys.path.insert(0, {repo!r})
-from skyeye.io import read_raster
+from skyeye.io.raster import read_raster
 rss0 = peak_rss_mib()
 t = time.perf_counter()
 im = read_raster({path!r}, max_size={max_size})

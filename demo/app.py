@@ -23,7 +23,7 @@ from demo.bands import HEADERS
 from demo.examples import DEFAULT_EXAMPLES_DIR, render_thumbnails
 from demo.handlers import SENSOR_CHOICES, DemoHandlers
 from demo.session import UPLOAD_EXTENSIONS, DemoConfig, DemoSession
-from skyeye.cli import configure_logging
+from skyeye.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -186,8 +186,8 @@ def load_model(
     cache_dir: str | None = None,
 ) -> tuple[Any, Any]:
     """(model, processor) loaded once and shared by every session."""
-    from skyeye.modeling import SkyEyeForConditionalGeneration
-    from skyeye.processing import SkyEyeProcessor
+    from skyeye.modeling.model import SkyEyeForConditionalGeneration
+    from skyeye.processing.processor import SkyEyeProcessor
 
     model = SkyEyeForConditionalGeneration.from_pretrained(
         name, device=device, dtype=dtype, cache_dir=cache_dir, merge_adapter=True

@@ -12,8 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from skyeye.io import RasterImage
-from skyeye.sensors import Sensor, get_sensor
+from skyeye.io.raster import RasterImage
+from skyeye.io.sensors import Sensor, get_sensor
 
 HEADERS = ["#", "band", "wavelength (µm)"]
 NO_SENSOR = "other / unknown"

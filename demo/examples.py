@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from skyeye.io import RasterReadError, read_raster
-from skyeye.previews import render_preview
+from skyeye.io.raster import RasterReadError, read_raster
+from skyeye.render.previews import render_preview
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import gradio as gr
 from demo.bands import NO_SENSOR
 from demo.examples import EXAMPLES
 from demo.session import DemoConfig, DemoError, DemoSession
-from skyeye.previews import preview_modes
-from skyeye.sensors import list_sensors
+from skyeye.io.sensors import list_sensors
+from skyeye.render.previews import preview_modes
 
 logger = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from demo.bands import BandTableError, apply_preset, apply_rows, band_rows
-from skyeye.geo import boxes_to_geojson, masks_to_geojson, write_mask_geotiff
-from skyeye.inference import ChatReply, ChatSession, GenerationSettings
-from skyeye.io import RasterImage, RasterReadError, read_raster
-from skyeye.overlay import draw_overlay
-from skyeye.previews import preview_modes, render_preview
+from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
+from skyeye.grounding.geo import boxes_to_geojson, masks_to_geojson, write_mask_geotiff
+from skyeye.io.raster import RasterImage, RasterReadError, read_raster
+from skyeye.render.overlay import draw_overlay
+from skyeye.render.previews import preview_modes, render_preview
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ class DemoSession:
         ip = self.processor.image_processor
         scaling = ip.value_scaling
         if scaling == "auto":
-            from skyeye.sensors import get_sensor
+            from skyeye.io.sensors import get_sensor
 
             scaling = get_sensor(img.sensor).default_scaling if img.sensor else "minmax"
         state = "sent to the model" if entry.sent else "sent with your next question"

@@ -19,7 +19,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from skyeye.sensors import get_sensor
+from skyeye.io.sensors import get_sensor
 
 logger = logging.getLogger(__name__)
 

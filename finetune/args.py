@@ -35,7 +35,7 @@ class ModelArgs:
         "None builds a new model from `vision` + `llm`",
     )
     vision: str = _f(
-        "tiny-test", "registered vision config for a new model (skyeye.vision.get_vision_config)"
+        "tiny-test", "registered vision config for a new model (skyeye.modeling.vision.get_vision_config)"
     )
     llm: str = _f("smollm2-135m-instruct", "LLM for a new model: embedded name, folder or hub id")
     llm_random_init: bool = _f(
@@ -93,7 +93,7 @@ class DataArgs:
     system_prompt: str | None = _f(
         "default",
         "system message of every conversation: 'default' "
-        "uses the chat's (skyeye.inference.DEFAULT_SYSTEM_PROMPT), null none",
+        "uses the chat's (skyeye.chat.session.DEFAULT_SYSTEM_PROMPT), null none",
     )
     num_workers: int = _f(0, "DataLoader worker processes per training process")
 

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from finetune.args import Recipe
-from skyeye.data import InstructionDataset
-from skyeye.processing import SkyEyeProcessor
+from skyeye.data.dataset import InstructionDataset
+from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def build_datasets(
     recipe: Recipe, processor: SkyEyeProcessor, mask_size: int | None
 ) -> tuple[InstructionDataset, InstructionDataset | None, DataReport]:
     """Training and held-out datasets with every record checked before training starts."""
-    from skyeye.inference import DEFAULT_SYSTEM_PROMPT
+    from skyeye.chat.session import DEFAULT_SYSTEM_PROMPT
 
     d = recipe.data
     system = DEFAULT_SYSTEM_PROMPT if d.system_prompt == "default" else d.system_prompt

@@ -22,7 +22,7 @@ from finetune.args import Recipe
 from finetune.data_setup import StepSampler
 from finetune.run_log import RunLog
 from finetune.state import CheckpointManager, trainable_state
-from skyeye.data import InstructionDataset, SkyEyeCollator
+from skyeye.data.dataset import InstructionDataset, SkyEyeCollator
 
 logger = logging.getLogger(__name__)
 

@@ -89,7 +89,7 @@ def train_mask_head(
     dice_weight: float = 0.5,
 ) -> list[dict]:
     """Train `model.mask_head` in place on the cached states; returns the log."""
-    from skyeye.mask_head import mask_losses
+    from skyeye.modeling.mask_head import mask_losses
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -162,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("skyeye.io").setLevel(logging.WARNING)
-    from skyeye.data import InstructionDataset
-    from skyeye.inference import DEFAULT_SYSTEM_PROMPT
-    from skyeye.modeling import SkyEyeForConditionalGeneration
-    from skyeye.processing import SkyEyeProcessor
+    from skyeye.chat.session import DEFAULT_SYSTEM_PROMPT
+    from skyeye.data.dataset import InstructionDataset
+    from skyeye.modeling.model import SkyEyeForConditionalGeneration
+    from skyeye.processing.processor import SkyEyeProcessor
 
     if not args.data.is_file():
         print(f"error: {args.data} does not exist", file=sys.stderr)

@@ -22,8 +22,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def merge_model(model_path: str | Path, out: str | Path, *, dtype: str | None = None) -> Path:
     """Load `model_path` with its adapter, merge, and write a standalone folder to `out`."""
-    from skyeye.modeling import SkyEyeForConditionalGeneration
-    from skyeye.processing import SkyEyeProcessor
+    from skyeye.modeling.model import SkyEyeForConditionalGeneration
+    from skyeye.processing.processor import SkyEyeProcessor
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from finetune.args import Recipe
-from skyeye.processing import SkyEyeProcessor
+from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _random_llm(m: Any, folder: Path, seed: int) -> str:
     """Write a randomly initialised LLM (the source's tokenizer and config + overrides) to `folder`."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from skyeye.llm import resolve_llm_path
+    from skyeye.modeling.llm import resolve_llm_path
 
     path = resolve_llm_path(m.llm)
     if not (folder / "config.json").is_file():
@@ -92,17 +92,17 @@ def load_or_build(recipe: Recipe) -> tuple[nn.Module, SkyEyeProcessor]:
     With `llm_random_init` the base LLM is written once to OUTPUT/base-llm; in a multi-process
     run call this on the main process first, then on the others (they read that folder).
     """
-    from skyeye.builder import build_model
-    from skyeye.modeling import SkyEyeForConditionalGeneration
-    from skyeye.vision import get_vision_config
+    from skyeye.modeling.builder import build_model
+    from skyeye.modeling.model import SkyEyeForConditionalGeneration
+    from skyeye.modeling.vision import get_vision_config
 
     m, t = recipe.model, recipe.train
     torch.manual_seed(t.seed)
     if m.model is not None:
         from peft import PeftModel
 
-        from skyeye.checkpoint import ADAPTER_FOLDER
-        from skyeye.presets import resolve_model_folder
+        from skyeye.modeling.checkpoint import ADAPTER_FOLDER
+        from skyeye.models import resolve_model_folder
 
         folder = resolve_model_folder(m.model)
         model = SkyEyeForConditionalGeneration.from_pretrained(folder, load_adapter=False)
@@ -138,7 +138,7 @@ def _quantize_llm(model: nn.Module, compute_dtype: torch.dtype) -> None:
     """Replace the LLM by a 4-bit NF4 copy (bitsandbytes), keeping SkyEye's added token rows."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from skyeye.llm import resolve_llm_path
+    from skyeye.modeling.llm import resolve_llm_path
 
     config = model.config
     if hasattr(model.language_model, "peft_config"):

@@ -95,7 +95,7 @@ def _adapter_to_bf16(path: Path) -> None:
 
 def install(model: Path, target: Path, report: Path, recipe_path: Path) -> None:
     """Replace the model folder `target` by `model` and write its card."""
-    from skyeye import hub
+    from skyeye.hub import card as hub
 
     if target.exists():
         for item in target.iterdir():

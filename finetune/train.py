@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from finetune.data_setup import build_datasets
     from finetune.loop import Loop, lr_factor
     from finetune.run_log import RunLog
-    from skyeye.data import SkyEyeCollator
+    from skyeye.data.dataset import SkyEyeCollator
 
     t = recipe.train
     accelerator = Accelerator(

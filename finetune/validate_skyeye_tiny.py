@@ -110,7 +110,7 @@ class Asker:
     def __init__(self, model: str, max_new_tokens: int = 40) -> None:
         import torch
 
-        from skyeye.inference import GenerationSettings, load_chat
+        from skyeye.chat.session import GenerationSettings, load_chat
 
         # bfloat16, as `python -m skyeye.chat` loads it by default.
         self.session = load_chat(
@@ -124,7 +124,7 @@ class Asker:
 
 
 def read_tile(image: dict, root: Path, sar_wavelength: float | None) -> Any:
-    from skyeye.io import read_raster
+    from skyeye.io.raster import read_raster
 
     kwargs: dict[str, Any] = {}
     if image.get("band_names"):
@@ -146,7 +146,7 @@ def validate_tiles(
     vv_db_threshold: float = -15.0,
 ) -> dict[str, Any]:
     """Presence, proportion and water-mask numbers on the held-out tiles of `val`."""
-    from skyeye.rle import decode_rle as _decode_rle
+    from skyeye.io.rle import decode_rle as _decode_rle
 
     root = val.parent
     records = [json.loads(line) for line in open(val, encoding="utf-8")]

@@ -101,7 +101,7 @@ def validate_scene(
     overlay: Path | None = None,
 ) -> dict[str, Any]:
     """Ask the water question and the water mask on a whole scene; IoU vs `reference` / `baseline`."""
-    from skyeye.io import read_raster
+    from skyeye.io.raster import read_raster
 
     image = read_raster(
         str(path),
@@ -147,7 +147,7 @@ def _save_overlay(
 ) -> None:
     from PIL import Image, ImageDraw
 
-    from skyeye.previews import render_preview
+    from skyeye.render.previews import render_preview
 
     out = render_preview(image).astype(np.float32)
     out[pred] = 0.5 * out[pred] + 0.5 * np.array([255, 0, 0])
@@ -199,7 +199,7 @@ def example_scenes(
     """
     scenes: list[dict[str, Any]] = []
     if s2_scene is not None:
-        from skyeye.io import read_raster
+        from skyeye.io.raster import read_raster
 
         img = read_raster(str(s2_scene), max_size=asker.session.settings.read_size)
         ref = (
@@ -218,7 +218,7 @@ def example_scenes(
             )
         )
     if s1_scene is not None:
-        from skyeye.io import read_raster
+        from skyeye.io.raster import read_raster
 
         img = read_raster(
             str(s1_scene), max_size=asker.session.settings.read_size, sensor="sentinel-1"

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from skyeye.rle import decode_rle
+from skyeye.io.rle import decode_rle
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class TileBank:
     def __init__(
         self, tiles: dict[str, TileTargets], root: Path, processor: Any, classes: list[str]
     ) -> None:
-        from skyeye.io import read_raster
+        from skyeye.io.raster import read_raster
 
         self.classes = classes
         index = {c: i for i, c in enumerate(classes)}
@@ -282,9 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("skyeye.io").setLevel(logging.WARNING)
-    from skyeye.modeling import SkyEyeForConditionalGeneration
-    from skyeye.presets import resolve_model_folder
-    from skyeye.processing import SkyEyeProcessor
+    from skyeye.modeling.model import SkyEyeForConditionalGeneration
+    from skyeye.models import resolve_model_folder
+    from skyeye.processing.processor import SkyEyeProcessor
 
     if not args.data.is_file():
         print(

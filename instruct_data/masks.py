@@ -6,10 +6,10 @@ from typing import Any
 
 from pycocotools import mask as mask_utils
 
-# Encoding and decoding are shared with the library (skyeye.rle); re-exported here.
-from skyeye.rle import decode_rle as decode_mask  # noqa: F401
-from skyeye.rle import encode_mask  # noqa: F401
-from skyeye.rle import to_coco as _to_coco
+# Encoding and decoding are shared with the library (skyeye.io.rle); re-exported here.
+from skyeye.io.rle import decode_rle as decode_mask  # noqa: F401
+from skyeye.io.rle import encode_mask  # noqa: F401
+from skyeye.io.rle import to_coco as _to_coco
 
 
 def _to_text(rle: dict) -> dict:

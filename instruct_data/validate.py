@@ -202,7 +202,9 @@ def _stats(rec: dict, rep: ValidationReport, seen: set[bytes]) -> None:
 def processor_token_counter(model: str) -> tuple[Callable[[dict], int], int | None]:
     """Token counter from the model's processor: the chat-templated text, each ``<image>``
     counted as ``num_image_tokens`` positions; also returns the processor's ``max_length``."""
-    from skyeye.processing import SkyEyeProcessor  # lazy: only --model needs the model stack
+    from skyeye.processing.processor import (
+        SkyEyeProcessor,  # lazy: only --model needs the model stack
+    )
 
     proc = SkyEyeProcessor.from_pretrained(model)
 

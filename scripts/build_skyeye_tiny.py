@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from skyeye import hub
-from skyeye.builder import build_model
-from skyeye.checkpoint import save_model
-from skyeye.vision import get_vision_config
+from skyeye.hub import card as hub
+from skyeye.modeling.builder import build_model
+from skyeye.modeling.checkpoint import save_model
+from skyeye.modeling.vision import get_vision_config
 
 #: The card's texts; `skyeye.hub` writes the card (metadata, architecture, sensors, usage).
 CARD_INFO = {

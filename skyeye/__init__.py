@@ -1,5 +1,19 @@
 """SkyEye: a multimodal remote-sensing chat assistant.
 
+The library follows the data path, one subpackage per role; lower layers never import higher
+ones (tests/test_layout.py checks it):
+
+    errors, constants, logs, models   shared vocabulary; the registry of shipped model folders
+    io          raster files -> RasterImage (bands, wavelengths, CRS); sensors; RLE
+    processing  RasterImage + conversation -> model inputs (image processor, processor)
+    modeling    config, vision towers, projector, mask decoders, LLM loading, the model
+    grounding   boxes and [SEG] phrases parsed from answers; GeoJSON / GeoTIFF export
+    render      display composites and overlays
+    data        the training dataset and collator
+    chat        ChatSession (conversation state, streaming), the terminal chat, mask export
+    evaluation  metrics, evaluation samples, scoring, runner, report, CLI
+    hub         model cards and uploads
+
 The main names are importable from the package root; they are loaded lazily so that
 `import skyeye` stays cheap for tools that need only a part (e.g. the raster reader).
 """
@@ -12,20 +26,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "SkyEyeConfig": "skyeye.config",
-    "SkyEyeForConditionalGeneration": "skyeye.modeling",
-    "SkyEyeProcessor": "skyeye.processing",
-    "SkyEyeImageProcessor": "skyeye.image_processing",
-    "ChatSession": "skyeye.inference",
-    "ChatReply": "skyeye.inference",
-    "GenerationSettings": "skyeye.inference",
-    "load_chat": "skyeye.inference",
-    "build_model": "skyeye.builder",
-    "read_raster": "skyeye.io",
-    "RasterImage": "skyeye.io",
-    "RasterReadError": "skyeye.io",
-    "load_vision_tower": "skyeye.vision",
-    "list_presets": "skyeye.presets",
+    "SkyEyeConfig": "skyeye.modeling.configuration",
+    "SkyEyeForConditionalGeneration": "skyeye.modeling.model",
+    "SkyEyeProcessor": "skyeye.processing.processor",
+    "SkyEyeImageProcessor": "skyeye.processing.image_processor",
+    "ChatSession": "skyeye.chat.session",
+    "ChatReply": "skyeye.chat.session",
+    "GenerationSettings": "skyeye.chat.session",
+    "load_chat": "skyeye.chat.session",
+    "build_model": "skyeye.modeling.builder",
+    "read_raster": "skyeye.io.raster",
+    "RasterImage": "skyeye.io.raster",
+    "RasterReadError": "skyeye.io.raster",
+    "load_vision_tower": "skyeye.modeling.vision",
+    "list_presets": "skyeye.models",
 }
 
 __all__ = sorted(_EXPORTS)

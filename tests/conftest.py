@@ -34,7 +34,7 @@ def tiny_model(tiny_llm_dir: Path):
 @pytest.fixture
 def rgb_image():
     """A random 3-band RasterImage (RGB wavelengths, 24x24 px, values 0..255)."""
-    from skyeye.io import RasterImage
+    from skyeye.io.raster import RasterImage
 
     rng = np.random.default_rng(0)
     return RasterImage(

@@ -74,8 +74,8 @@ def build_tiny_llm(folder: Path, seed: int = 0) -> Path:
 
 def make_tiny_model(llm_dir: Path, **config_overrides):
     """A tiny random SkyEye model and its processor on top of the tiny LLM."""
-    from skyeye.builder import build_model
-    from skyeye.vision import get_vision_config
+    from skyeye.modeling.builder import build_model
+    from skyeye.modeling.vision import get_vision_config
 
     torch.manual_seed(0)
     return build_model(

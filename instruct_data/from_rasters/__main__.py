@@ -24,7 +24,7 @@ from instruct_data.from_rasters.spec import (
 )
 from instruct_data.from_rasters.spectral import MissingBandError
 from instruct_data.from_rasters.tiling import list_band_subsets
-from skyeye.io import RasterReadError
+from skyeye.io.raster import RasterReadError
 
 SHARED_SPEC = Path(__file__).parent / "specs" / "shared_data.yaml"
 

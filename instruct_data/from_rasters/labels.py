@@ -27,7 +27,7 @@ from instruct_data.from_rasters.sources import (
 )
 from instruct_data.from_rasters.spec import LabelSpec, SceneSpec, SpecError
 from instruct_data.from_rasters.spectral import index_masks
-from skyeye.io import RasterImage
+from skyeye.io.raster import RasterImage
 
 logger = logging.getLogger(__name__)
 OTHER = "other surface"  # index layers: pixels that are none of the index classes

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from instruct_data.masks import decode_mask
-from skyeye.io import read_raster
+from skyeye.io.raster import read_raster
 
 
 def quicklook(data: np.ndarray, wavelengths: list | None) -> np.ndarray:

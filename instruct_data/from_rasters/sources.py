@@ -10,8 +10,8 @@ import rasterio
 from rasterio.transform import from_bounds
 
 from instruct_data.from_rasters.spec import ImageSpec, SpecError
-from skyeye.io import RasterImage, read_raster
-from skyeye.sensors import get_sensor
+from skyeye.io.raster import RasterImage, read_raster
+from skyeye.io.sensors import get_sensor
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from skyeye.io import RasterImage
+from skyeye.io.raster import RasterImage
 
 # Wavelength windows (µm) that identify a band's role; the band nearest the centre wins.
 ROLES: dict[str, tuple[float, float, float]] = {

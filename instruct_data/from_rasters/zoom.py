@@ -14,7 +14,7 @@ import numpy as np
 from affine import Affine
 
 from instruct_data.from_rasters.labels import LabelLayer
-from skyeye.io import RasterImage
+from skyeye.io.raster import RasterImage
 
 
 def block_mean(data: np.ndarray, factor: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from skyeye_testing import make_tiny_model, run_chat_cli
 
-from skyeye.chat import main
+from skyeye.chat.terminal import main
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "sentinel2_berlin_l1c.tif"

@@ -7,8 +7,8 @@ import pytest
 import torch
 from skyeye_testing import make_tiny_model
 
-from skyeye.inference import ChatSession, GenerationSettings
-from skyeye.io import RasterImage
+from skyeye.chat.session import ChatSession, GenerationSettings
+from skyeye.io.raster import RasterImage
 
 
 def _session(model_and_processor, **settings) -> ChatSession:

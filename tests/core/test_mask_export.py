@@ -8,9 +8,9 @@ from affine import Affine
 from PIL import Image
 from rasterio.crs import CRS
 
-from skyeye.inference import ChatReply
-from skyeye.io import RasterImage
-from skyeye.mask_export import save_reply_masks
+from skyeye.chat.mask_export import save_reply_masks
+from skyeye.chat.session import ChatReply
+from skyeye.io.raster import RasterImage
 
 
 def test_masks_saved_as_png_and_georeferenced_geotiff(tmp_path):

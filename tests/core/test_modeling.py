@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from skyeye.checkpoint import CheckpointKeyError
-from skyeye.io import RasterImage
-from skyeye.modeling import SkyEyeForConditionalGeneration
-from skyeye.processing import SkyEyeProcessor
+from skyeye.io.raster import RasterImage
+from skyeye.modeling.checkpoint import CheckpointKeyError
+from skyeye.modeling.model import SkyEyeForConditionalGeneration
+from skyeye.processing.processor import SkyEyeProcessor
 
 
 def _s2_image(bands: int = 13) -> RasterImage:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from skyeye.processing import IGNORE_INDEX, PromptTooLongError
+from skyeye.processing.processor import IGNORE_INDEX, PromptTooLongError
 
 
 def test_each_image_placeholder_expands_to_num_image_tokens(tiny_model, rgb_image):
@@ -55,7 +55,7 @@ def test_prompt_longer_than_context_is_a_clear_error(tiny_model):
 def test_processor_round_trip(tiny_model, rgb_image, tmp_path):
     _, processor = tiny_model
     processor.save_pretrained(tmp_path)
-    from skyeye.processing import SkyEyeProcessor
+    from skyeye.processing.processor import SkyEyeProcessor
 
     loaded = SkyEyeProcessor.from_pretrained(tmp_path)
     messages = [{"role": "user", "content": "<image>\ndescribe this image ."}]

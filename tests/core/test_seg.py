@@ -6,7 +6,7 @@ import pytest
 import torch
 from skyeye_testing import make_tiny_model
 
-from skyeye.modeling import SkyEyeForConditionalGeneration
+from skyeye.modeling.model import SkyEyeForConditionalGeneration
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from demo.bands import NO_SENSOR, BandTableError, apply_preset, apply_rows, band_rows
-from skyeye.grounding import parse_boxes
-from skyeye.io import RasterImage, read_raster
-from skyeye.overlay import MASK_ALPHA, PALETTE, display_scale, draw_overlay
+from skyeye.grounding.parse import parse_boxes
+from skyeye.io.raster import RasterImage, read_raster
+from skyeye.render.overlay import MASK_ALPHA, PALETTE, display_scale, draw_overlay
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skyeye.io import RasterImage, read_raster
-from skyeye.previews import (
+from skyeye.io.raster import RasterImage, read_raster
+from skyeye.render.previews import (
     NODATA_RGB,
     SAR_COMPOSITE,
     composite_bands,

@@ -14,8 +14,8 @@ import rasterio
 
 from demo.handlers import DemoHandlers
 from demo.session import DemoError, DemoSession
-from skyeye.grounding import parse_boxes
-from skyeye.inference import ChatReply
+from skyeye.chat.session import ChatReply
+from skyeye.grounding.parse import parse_boxes
 
 
 def test_upload_fills_the_table_and_preview(session, examples_dir: Path) -> None:

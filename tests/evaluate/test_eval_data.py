@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from records import bad_lines, block, good_records, rle, write_image
 
-from skyeye.eval_data import (
+from skyeye.evaluation.samples import (
     DEFAULT_MCQ_TEMPLATE,
     RecordError,
     build_prompt,
@@ -20,7 +20,7 @@ from skyeye.eval_data import (
     read_jsonl,
     strip_image_tokens,
 )
-from skyeye.eval_scoring import resize_mask
+from skyeye.evaluation.scoring import resize_mask
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "instruct"
 GOLDEN = FIXTURES / "golden"

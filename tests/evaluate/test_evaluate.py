@@ -11,19 +11,19 @@ import pytest
 from records import block, write_data
 from skyeye_testing import make_tiny_model
 
-from skyeye.eval_data import DEFAULT_MCQ_TEMPLATE, decode_rle
-from skyeye.eval_report import write_report
-from skyeye.eval_runner import EvalConfig, evaluate, run_evaluation
-from skyeye.evaluate import main
-from skyeye.evaluation import (
+from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
+from skyeye.evaluation.cli import main
+from skyeye.evaluation.metrics import (
     caption_metrics,
     grounding_metrics,
     mcq_metrics,
     refseg_metrics,
     vqa_exact_match,
 )
-from skyeye.grounding import GroundedBox, parse_boxes
-from skyeye.inference import ChatReply, ChatSession, GenerationSettings
+from skyeye.evaluation.report import write_report
+from skyeye.evaluation.runner import EvalConfig, evaluate, run_evaluation
+from skyeye.evaluation.samples import DEFAULT_MCQ_TEMPLATE, decode_rle
+from skyeye.grounding.parse import GroundedBox, parse_boxes
 
 
 @pytest.fixture(scope="module")

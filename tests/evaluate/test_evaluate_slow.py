@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from skyeye.evaluate import main
+from skyeye.evaluation.cli import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "instruct"
 GOLDEN = FIXTURES / "golden"

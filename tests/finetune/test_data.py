@@ -9,8 +9,8 @@ import pytest
 import torch
 from skyeye_testing import make_tiny_model
 
-from skyeye.data import InstructionDataset, RecordError, SkyEyeCollator
-from skyeye.processing import IGNORE_INDEX
+from skyeye.data.dataset import InstructionDataset, RecordError, SkyEyeCollator
+from skyeye.processing.processor import IGNORE_INDEX
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "instruct"
 

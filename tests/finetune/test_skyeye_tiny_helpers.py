@@ -11,7 +11,7 @@ from rasterio.transform import from_origin
 from finetune.band_stack import stack_band_files
 from finetune.validate_skyeye_tiny import select_tiles
 from finetune.validation_scenes import mask_iou, vv_threshold_water
-from skyeye.io import RasterImage
+from skyeye.io.raster import RasterImage
 
 
 def _band(path, value: int, georef: bool) -> None:

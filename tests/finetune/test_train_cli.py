@@ -10,9 +10,9 @@ from ft_helpers import FIXTURES, GOLDEN, write_recipe
 from safetensors.torch import load_file
 
 from finetune import merge, train
-from skyeye.data import InstructionDataset, SkyEyeCollator
-from skyeye.modeling import SkyEyeForConditionalGeneration
-from skyeye.processing import SkyEyeProcessor
+from skyeye.data.dataset import InstructionDataset, SkyEyeCollator
+from skyeye.modeling.model import SkyEyeForConditionalGeneration
+from skyeye.processing.processor import SkyEyeProcessor
 
 
 @pytest.fixture(scope="module")

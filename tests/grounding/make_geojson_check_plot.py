@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 from rasterio.warp import transform_geom  # noqa: E402
 
-from skyeye.geo import boxes_to_geojson  # noqa: E402
-from skyeye.grounding import box_corners, parse_boxes  # noqa: E402
+from skyeye.grounding.geo import boxes_to_geojson  # noqa: E402
+from skyeye.grounding.parse import box_corners, parse_boxes  # noqa: E402
 
 TIF = Path(__file__).parents[1] / "fixtures" / "grounding" / "naip_lake_crop.tif"
 ANSWER = "<p>lake</p> {<25><34><86><86>} <p>field corner</p> {<3><5><20><25>|<30>}"

@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from skyeye.evaluation import (
+from skyeye.evaluation.metrics import (
     _assign,
     bleu,
     box_iou,
@@ -23,8 +23,8 @@ from skyeye.evaluation import (
     rouge_l,
     vqa_exact_match,
 )
-from skyeye.grounding import GroundedBox as B
-from skyeye.grounding import parse_boxes
+from skyeye.grounding.parse import GroundedBox as B
+from skyeye.grounding.parse import parse_boxes
 
 
 # ------------------------------------------------------------ box IoU
@@ -53,7 +53,7 @@ def test_rotated_iou_matches_shapely():
     shapely = pytest.importorskip("shapely")
     from shapely.geometry import Polygon
 
-    from skyeye.grounding import box_corners
+    from skyeye.grounding.parse import box_corners
 
     rng = random.Random(0)
     for _ in range(300):

@@ -15,7 +15,7 @@ from rasterio.features import rasterize
 from rasterio.transform import rowcol, xy
 from rasterio.warp import transform as warp_points
 
-from skyeye.geo import (
+from skyeye.grounding.geo import (
     boxes_to_geojson,
     map_to_pixel,
     masks_to_geojson,
@@ -23,7 +23,7 @@ from skyeye.geo import (
     transform_for_shape,
     write_mask_geotiff,
 )
-from skyeye.grounding import GroundedBox, parse_boxes
+from skyeye.grounding.parse import GroundedBox, parse_boxes
 
 TIF = Path(__file__).parents[1] / "fixtures" / "grounding" / "naip_lake_crop.tif"
 # The lake in the fixture, as a model would write it.

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from skyeye.mask_head import (
+from skyeye.modeling.mask_head import (
     MaskDecoder,
     SkyEyeMaskHead,
     get_mask_decoder,

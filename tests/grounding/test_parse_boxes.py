@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from skyeye.grounding import (
+from skyeye.grounding.parse import (
     GroundedBox,
     box_corners,
     format_box,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, ModelCard
 
-from skyeye import hub
+from skyeye.hub import card as hub
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -39,7 +39,7 @@ INFO = {
 
 @pytest.fixture
 def model_folder(tiny_model, tmp_path: Path) -> Path:
-    from skyeye.checkpoint import save_model
+    from skyeye.modeling.checkpoint import save_model
 
     model, processor = tiny_model
     folder = tmp_path / "skyeye-test"

@@ -16,7 +16,7 @@ from instruct_data.from_rasters.tiling import (
     select_bands,
     tile_windows,
 )
-from skyeye.io import RasterImage
+from skyeye.io.raster import RasterImage
 
 
 def test_largest_region_bfs_and_exclusive_box():

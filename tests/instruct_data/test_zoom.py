@@ -28,7 +28,7 @@ def test_block_majority_needs_half_the_block_labelled():
 
 def test_zoom_factor_must_be_positive():
     from instruct_data.from_rasters.zoom import zoom_out
-    from skyeye.io import RasterImage
+    from skyeye.io.raster import RasterImage
 
     img = RasterImage(data=np.zeros((1, 4, 4), np.float32), band_names=["B1"])
     with pytest.raises(ValueError, match=">= 1"):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from skyeye.image_processing import SkyEyeImageProcessor
-from skyeye.io import RasterImage, read_raster
+from skyeye.io.raster import RasterImage, read_raster
+from skyeye.processing.image_processor import SkyEyeImageProcessor
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

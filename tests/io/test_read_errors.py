@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from skyeye.io import RasterReadError, read_raster
+from skyeye.io.raster import RasterReadError, read_raster
 
 FIX = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "io"
 

@@ -9,7 +9,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from skyeye.io import RasterImage, RasterReadError, read_raster
+from skyeye.io.raster import RasterImage, RasterReadError, read_raster
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

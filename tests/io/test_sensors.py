@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skyeye.sensors import get_sensor, list_sensors, resolve_wavelengths, sensors_matching_bands
+from skyeye.io.sensors import get_sensor, list_sensors, resolve_wavelengths, sensors_matching_bands
 
 
 def test_registry_lists_the_supported_sensors():

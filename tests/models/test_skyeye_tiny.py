@@ -21,7 +21,7 @@ import rasterio
 from skyeye_testing import run_chat_cli
 
 from instruct_data.from_rasters.spectral import index_masks, sar_water_mask
-from skyeye.io import read_raster
+from skyeye.io.raster import read_raster
 
 pytestmark = pytest.mark.slow
 

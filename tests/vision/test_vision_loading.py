@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from skyeye.vision import CheckpointKeyError, get_vision_config, load_vision_tower
-from skyeye.vision.loading import heads_from_open_clip_config
+from skyeye.modeling.vision import CheckpointKeyError, get_vision_config, load_vision_tower
+from skyeye.modeling.vision.loading import heads_from_open_clip_config
 
 _CONV2D = F.conv2d  # patched below; keep the real one
 TORCHGEO_V1 = {"family": "dofa_v1", "class_token": True, "embed_padding": 1}
@@ -119,7 +119,7 @@ def test_torchgeo_config_is_inferred_from_shapes(tmp_path, builders) -> None:
     torch.save({"model": reference.state_dict()}, tmp_path / "wrapped.pth")
     with pytest.raises(ValueError, match="head count"):
         load_vision_tower(tmp_path / "wrapped.pth")  # width 32: no 64-wide heads to assume
-    from skyeye.vision.checkpoint import infer_trunk_config, read_state_dict
+    from skyeye.modeling.vision.checkpoint import infer_trunk_config, read_state_dict
 
     cfg = infer_trunk_config(read_state_dict(tmp_path / "wrapped.pth"), num_heads=2)
     assert (cfg.family, cfg.global_pool, cfg.num_classes, cfg.embed_padding) == (

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchgeo.models.dofa import DOFAEmbedding
 
-from skyeye.vision.patch_embed import DofaPatchEmbed, wavelength_code
+from skyeye.modeling.vision.patch_embed import DofaPatchEmbed, wavelength_code
 
 EXPECTED_SHAPES = {
     "weight_generator.weight_tokens": (128, 128),

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from skyeye.vision import (
+from skyeye.modeling.vision import (
     SkyEyeVisionConfig,
     SkyEyeVisionTower,
     get_vision_config,

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from open_clip.tokenizer import SimpleTokenizer
 
-from skyeye.vision import CheckpointKeyError
-from skyeye.vision.zero_shot import ZeroShotClassifier
+from skyeye.modeling.vision import CheckpointKeyError
+from skyeye.modeling.vision.zero_shot import ZeroShotClassifier
 
 LABELS = ["a harbour with ships", "a dense forest", "flooded fields"]
 

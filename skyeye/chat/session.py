@@ -1,0 +1,227 @@
+"""`ChatSession`: multi-turn conversation state and streamed generation.
+
+One session holds one conversation (its images and turns); the terminal chat and the Gradio demo
+each create one per user, so two users never share state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import TextIteratorStreamer
+
+from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
+from skyeye.io.raster import RasterImage, read_raster
+from skyeye.modeling.model import SkyEyeForConditionalGeneration
+from skyeye.processing.processor import SkyEyeProcessor
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are SkyEye, an assistant for Earth-observation imagery (optical, multispectral and SAR). "
+    "Answer briefly and only from what the image shows."
+)
+
+
+@dataclass
+class GenerationSettings:
+    """Decoding settings of a chat session.
+
+    Args:
+        max_new_tokens: longest answer, in tokens.
+        do_sample: sample instead of greedy decoding.
+        temperature: sampling temperature (with `do_sample`).
+        top_p: nucleus sampling mass (with `do_sample`).
+        repetition_penalty: >1 discourages repeating tokens.
+        system_prompt: first message of every conversation; None uses the LLM template's default.
+        read_size: longest side, in pixels, at which images are read (bounds memory for huge
+            rasters; masks and boxes are returned on this grid).
+    """
+
+    max_new_tokens: int = 200
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    read_size: int = 512
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "repetition_penalty": self.repetition_penalty,
+        }
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return kwargs
+
+
+@dataclass
+class ChatReply:
+    """One assistant answer with what it points at.
+
+    text: the answer. boxes: boxes parsed from it (normalised to the image). masks: one (H, W)
+    bool array per `[SEG]` on the grid of the image it refers to. mask_phrases: the phrase of
+    each mask (or None). mask_images: for each mask, the index in `ChatSession.images` of the
+    image it lies on.
+    """
+
+    text: str
+    boxes: list[GroundedBox] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+    mask_phrases: list[str | None] = field(default_factory=list)
+    mask_images: list[int] = field(default_factory=list)
+
+
+class ChatSession:
+    """A conversation with a SkyEye model about one or more images."""
+
+    def __init__(
+        self,
+        model: SkyEyeForConditionalGeneration,
+        processor: SkyEyeProcessor,
+        settings: GenerationSettings | None = None,
+    ) -> None:
+        self.model = model
+        self.processor = processor
+        self.settings = settings or GenerationSettings()
+        self.images: list[RasterImage] = []
+        self.messages: list[dict[str, str]] = []
+        self.last_reply: ChatReply | None = None
+        self._pending_images = 0
+
+    # -------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Forget the images and the turns."""
+        self.images.clear()
+        self.messages.clear()
+        self.last_reply = None
+        self._pending_images = 0
+
+    def add_image(
+        self,
+        image: RasterImage | str | Path | Sequence[str | Path],
+        **read_kwargs: Any,
+    ) -> RasterImage:
+        """Attach an image to the next user turn.
+
+        Args:
+            image: a `RasterImage`, or a path (file, band-per-file folder or list of band files)
+                read with `skyeye.io.read_raster(**read_kwargs)`, e.g. `wavelengths=[...]`,
+                `sensor="sentinel-2"`, `band_names=[...]`.
+        """
+        if not isinstance(image, RasterImage):
+            read_kwargs.setdefault("max_size", self.settings.read_size)
+            read_kwargs.setdefault("sar_wavelength", self.processor.image_processor.sar_wavelength)
+            image = read_raster(image, **read_kwargs)
+        # Fail now, not at the next question, when the bands cannot be mapped to wavelengths.
+        self.processor.image_processor([image])
+        self.images.append(image)
+        self._pending_images += 1
+        return image
+
+    @property
+    def history(self) -> list[dict[str, str]]:
+        """The conversation so far ({"role", "content"} dicts, without the system prompt)."""
+        return list(self.messages)
+
+    # --------------------------------------------------------- generation
+    def _conversation(self) -> list[dict[str, str]]:
+        system = self.settings.system_prompt
+        return ([{"role": "system", "content": system}] if system else []) + self.messages
+
+    def stream(self, prompt: str) -> Iterator[str]:
+        """Ask `prompt` and yield the answer's text as it is generated.
+
+        After the iterator is exhausted, `last_reply` holds the full `ChatReply`.
+        """
+        if not prompt.strip():
+            raise ValueError("the prompt is empty")
+        if self.processor.image_token in prompt:
+            raise ValueError(
+                f"write the question without {self.processor.image_token}; add images with add_image"
+            )
+        content = f"{self.processor.image_token}\n" * self._pending_images + prompt
+        self.messages.append({"role": "user", "content": content})
+        try:
+            inputs = self.processor(self._conversation(), self.images, add_generation_prompt=True)
+        except Exception:
+            self.messages.pop()
+            raise
+        inputs = inputs.to(self.model.device) if hasattr(inputs, "to") else inputs
+        streamer = TextIteratorStreamer(
+            self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                result["ids"] = self.model.generate(
+                    **inputs, streamer=streamer, **self.settings.generate_kwargs()
+                )
+            except BaseException as err:  # surfaced in the caller's thread below
+                result["error"] = err
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        pieces: list[str] = []
+        try:
+            for piece in streamer:
+                pieces.append(piece)
+                yield piece
+        finally:
+            worker.join()
+        if "error" in result:
+            self.messages.pop()
+            raise result["error"]
+        text = "".join(pieces).strip()
+        self._pending_images = 0
+        self.messages.append({"role": "assistant", "content": text})
+        self.last_reply = self._reply(text, inputs, result["ids"])
+
+    def ask(self, prompt: str) -> ChatReply:
+        """Ask `prompt` and return the whole answer."""
+        for _ in self.stream(prompt):
+            pass
+        assert self.last_reply is not None
+        return self.last_reply
+
+    def _reply(self, text: str, inputs: Any, new_ids: torch.Tensor) -> ChatReply:
+        reply = ChatReply(text=text, boxes=parse_boxes(text))
+        if self.model.mask_head is None or self.model.config.seg_token_id not in new_ids:
+            return reply
+        logits, image_index = self.model.predict_masks(inputs, new_ids)
+        phrases = parse_seg_phrases(text)
+        for k in range(logits.shape[0]):
+            reply.mask_images.append(int(image_index[k]))
+            grid = self.images[reply.mask_images[-1]].data.shape[1:]
+            mask = F.interpolate(logits[k][None, None].float(), size=grid, mode="bilinear")[0, 0]
+            reply.masks.append((mask > 0).cpu().numpy())
+            reply.mask_phrases.append(phrases[k] if k < len(phrases) else None)
+        return reply
+
+
+def load_chat(
+    model: str | Path = "skyeye-tiny",
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    cache_dir: str | Path | None = None,
+    settings: GenerationSettings | None = None,
+) -> ChatSession:
+    """Load a model and its processor by name, folder or hub id, and open a session."""
+    loaded = SkyEyeForConditionalGeneration.from_pretrained(
+        model, device=device, dtype=dtype, cache_dir=cache_dir, merge_adapter=True
+    )
+    processor = SkyEyeProcessor.from_pretrained(model)
+    return ChatSession(loaded, processor, settings)

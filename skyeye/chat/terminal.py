@@ -1,0 +1,199 @@
+"""Terminal chat: `python -m skyeye.chat --image scene.tif [--prompt "..."]`.
+
+Interactive by default (streamed answers; `/image PATH`, `/reset`, `/quit`); with `--prompt` it
+answers once, prints the answer and exits 0, so scripts can use it. The masks of an answer
+(`[SEG]`) are saved under `--save-masks` (a PNG over the image, and a GeoTIFF for georeferenced
+input); their paths go to stderr, so stdout stays the answer alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from skyeye.logs import configure_logging, silence_library_warnings
+
+if TYPE_CHECKING:
+    from skyeye.chat.session import ChatSession
+
+logger = logging.getLogger(__name__)
+
+DTYPES = ("float32", "bfloat16", "float16")
+HELP = """commands:
+  /image PATH [w1,w2,...]   attach an image (optional wavelengths in µm, one per band)
+  /reset                    forget images and history
+  /quit                     leave (also Ctrl-D)
+anything else is a question about the images"""
+
+
+def parse_wavelengths(text: str | None) -> list[float] | None:
+    """'0.665,0.56,0.49' -> [0.665, 0.56, 0.49] (µm)."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--wavelengths {text!r}: give comma-separated numbers in µm, e.g. 0.665,0.56,0.49"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("--wavelengths is empty")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m skyeye.chat", description=__doc__)
+    parser.add_argument(
+        "--model", default="skyeye-tiny", help="preset name, model folder or hub id"
+    )
+    parser.add_argument(
+        "--image", action="append", default=[], help="image file or band folder (repeatable)"
+    )
+    parser.add_argument(
+        "--wavelengths",
+        action="append",
+        default=[],
+        type=parse_wavelengths,
+        help="band wavelengths in µm, comma-separated; once for all images or once per --image",
+    )
+    parser.add_argument(
+        "--sensor", default=None, help="sensor of the images (e.g. sentinel-2, sentinel-1)"
+    )
+    parser.add_argument("--prompt", default=None, help="ask once, print the answer and exit")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", *DTYPES],
+        help="weights dtype; auto = bfloat16 (fastest on CPUs with bf16 support, and on GPUs)",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument(
+        "--cache-dir", default=None, help="where the converted embedded LLM is cached"
+    )
+    parser.add_argument(
+        "--save-masks",
+        default="skyeye_masks",
+        metavar="DIR",
+        help="folder for the masks of an answer (PNG over the image, GeoTIFF when georeferenced); "
+        "'' to not save them",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log progress to stderr")
+    return parser
+
+
+def _save_masks(session: ChatSession, out_dir: str, turn: int) -> None:
+    reply = session.last_reply
+    if not out_dir or reply is None or not reply.masks:
+        return
+    from skyeye.chat.mask_export import save_reply_masks
+
+    for path in save_reply_masks(reply, session.images, out_dir, prefix=f"answer{turn}"):
+        print(f"(mask saved: {path})", file=sys.stderr)
+
+
+def _image_kwargs(args: argparse.Namespace, index: int) -> dict:
+    kwargs: dict = {}
+    if args.sensor:
+        kwargs["sensor"] = args.sensor
+    if len(args.wavelengths) == 1:
+        kwargs["wavelengths"] = args.wavelengths[0]
+    elif args.wavelengths:
+        kwargs["wavelengths"] = args.wavelengths[index]
+    return kwargs
+
+
+def _interactive(session: ChatSession, mask_dir: str) -> int:
+    print(HELP)
+    turn = 0
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            return 0
+        if line == "/help":
+            print(HELP)
+            continue
+        if line == "/reset":
+            session.reset()
+            print("(conversation reset)")
+            continue
+        try:
+            if line.startswith("/image"):
+                parts = line.split()
+                if len(parts) < 2:
+                    print("usage: /image PATH [w1,w2,...]")
+                    continue
+                waves = parse_wavelengths(parts[2]) if len(parts) > 2 else None
+                image = session.add_image(parts[1], **({"wavelengths": waves} if waves else {}))
+                print(f"(image added: {len(image.band_names)} bands {image.band_names})")
+                continue
+            print("skyeye> ", end="", flush=True)
+            for piece in session.stream(line):
+                print(piece, end="", flush=True)
+            print()
+            turn += 1
+            _save_masks(session, mask_dir, turn)
+        except (ValueError, OSError, argparse.ArgumentTypeError) as err:
+            print(f"error: {err}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    # Imported after the logging set-up: importing them already logs (bitsandbytes' kernels).
+    import torch
+
+    from skyeye.chat.session import GenerationSettings, load_chat
+    from skyeye.io.raster import read_raster
+
+    if args.wavelengths and len(args.wavelengths) not in (1, len(args.image)):
+        print(
+            f"error: {len(args.wavelengths)} --wavelengths for {len(args.image)} --image; give one "
+            "for all images or one per image",
+            file=sys.stderr,
+        )
+        return 2
+    dtype = getattr(torch, "bfloat16" if args.dtype == "auto" else args.dtype)
+    started = time.perf_counter()
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    try:
+        # Read the images before the (slower) model load, so a bad file fails at once.
+        images = [
+            read_raster(path, max_size=settings.read_size, **_image_kwargs(args, index))
+            for index, path in enumerate(args.image)
+        ]
+        session = load_chat(
+            args.model, device=args.device, dtype=dtype, cache_dir=args.cache_dir, settings=settings
+        )
+        for image in images:
+            session.add_image(image)
+    except (ValueError, OSError, KeyError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    logger.info("model and images ready in %.1f s", time.perf_counter() - started)
+    silence_library_warnings(args.verbose)  # libraries imported while loading add their filters
+    if args.prompt is None:
+        return _interactive(session, args.save_masks)
+    try:
+        for piece in session.stream(args.prompt):
+            print(piece, end="", flush=True)
+        print()
+        _save_masks(session, args.save_masks, 1)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Every exception a SkyEye user may catch, in one place (as torchgeo does).
+
+Each message names the file or value at fault and the fix. Most derive from `ValueError` (bad
+input) so callers that already catch `ValueError` keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class SkyEyeError(Exception):
+    """Base class of SkyEye's own errors."""
+
+
+class RasterReadError(SkyEyeError, ValueError):
+    """A raster could not be read; the message names the file, the problem and the fix."""
+
+
+class PromptTooLongError(SkyEyeError, ValueError):
+    """The tokenised conversation does not fit the LLM's context window."""
+
+
+class LLMNotFoundError(SkyEyeError, RuntimeError):
+    """The requested LLM cannot be found locally."""
+
+
+class HubError(SkyEyeError, ValueError):
+    """A model folder, report or recipe cannot be turned into a card or pushed."""
+
+
+def _preview(keys: list[str], limit: int = 10) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+class CheckpointKeyError(SkyEyeError, ValueError):
+    """A checkpoint's keys do not match the model it is loaded into."""
+
+    def __init__(
+        self,
+        source: str,
+        missing: Iterable[str],
+        unexpected: Iterable[str],
+        hint: str = "Check that the config (family, depth, pool, final_norm, num_classes) follows "
+        "the checkpoint.",
+    ) -> None:
+        self.missing = sorted(missing)
+        self.unexpected = sorted(unexpected)
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing key(s): {_preview(self.missing)}")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected key(s): {_preview(self.unexpected)}")
+        super().__init__(
+            f"checkpoint {source} does not match the model: {'; '.join(parts)}. {hint}"
+        )

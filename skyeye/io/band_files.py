@@ -1,0 +1,150 @@
+"""Band-per-file products (Sentinel-2 ``*_B02.jp2``, BigEarthNet ``*_VV.tif``) read onto one grid."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+
+from skyeye.errors import RasterReadError
+from skyeye.io.image import (
+    GDAL_ENV,
+    RasterImage,
+    band_name_from_filename,
+    check_dtype,
+    check_file,
+    scaled_transform,
+    target_shape,
+)
+from skyeye.io.sensors import get_sensor, sensors_matching_bands
+
+logger = logging.getLogger(__name__)
+
+
+def read_band_files(
+    files: Sequence[Path],
+    max_size: int | None,
+    max_pixels: int,
+    band_names: Sequence[str] | None,
+    sensor: str | None,
+) -> RasterImage:
+    """Stack single-band files on the finest band's grid (or that grid shrunk to ``max_size``).
+
+    Band names come from ``band_names`` (in the given file order) or from the file-name
+    suffixes, and are then sorted in the sensor's band order when the sensor is known.
+    Returns a RasterImage with data (C, H, W) float32, NaN = nodata.
+    """
+    files = [check_file(Path(f)) for f in files]
+    label = str(files[0].parent)
+    if band_names is not None:
+        if len(band_names) != len(files):
+            raise RasterReadError(
+                f"{label}: got {len(band_names)} band names for {len(files)} band files: pass one "
+                "name per file, in the order of the files"
+            )
+        names = [str(n) for n in band_names]
+    else:
+        names = []
+        for f in files:
+            name = band_name_from_filename(f)
+            if name is None:
+                raise RasterReadError(
+                    f"{f}: cannot tell the band from the file name (expected a suffix like "
+                    "'_B02' or '_VV'): rename the file or pass band_names"
+                )
+            names.append(name)
+        if len(set(n.upper() for n in names)) != len(names):
+            raise RasterReadError(
+                f"{label}: several files have the same band suffix ({names}): pass the files "
+                "of one product only"
+            )
+        order_sensor = sensor
+        if order_sensor is None:
+            matches = sensors_matching_bands(names)
+            order_sensor = matches[0] if matches else None
+        if order_sensor is not None:
+            s = get_sensor(order_sensor)
+            if all(s.find_band(n) is not None for n in names):
+                pairs = sorted(zip(names, files, strict=True), key=lambda p: s.band_index(p[0]))
+                names, files = [p[0] for p in pairs], [p[1] for p in pairs]
+
+    with rasterio.Env(**GDAL_ENV), ExitStack() as stack:
+        srcs = [stack.enter_context(rasterio.open(f)) for f in files]
+        for f, src in zip(files, srcs, strict=True):
+            if src.count != 1:
+                raise RasterReadError(
+                    f"{f}: has {src.count} bands, but a band-per-file product needs one band per "
+                    "file: read the file on its own instead"
+                )
+            check_dtype(src.dtypes[0], str(f))
+        crs = {src.crs for src in srcs}
+        if len(crs) > 1:
+            raise RasterReadError(
+                f"{label}: band files are in different CRSs ({sorted(str(c) for c in crs)}): "
+                "reproject them to one CRS first"
+            )
+        # The finest band defines the grid (10 m for Sentinel-2).
+        ref = min(srcs, key=lambda s: abs(s.transform.a * s.transform.e))
+        h, w = ref.height, ref.width
+        out_h, out_w = target_shape(h, w, max_size, max_pixels, label)
+        transform = scaled_transform(ref.transform, (h, w), (out_h, out_w))
+        data = np.empty((len(srcs), out_h, out_w), dtype=np.float32)
+        for i, src in enumerate(srcs):
+            data[i] = read_band_window(src, ref.crs, transform, (out_h, out_w))
+        nodatas = {src.nodata for src in srcs}
+        return RasterImage(
+            data=data,
+            band_names=names,
+            crs=ref.crs,
+            transform=None if ref.transform.is_identity else transform,
+            nodata=nodatas.pop() if len(nodatas) == 1 else None,
+            source_shape=(h, w),
+            extra={"files": [str(f) for f in files], "dtype": ref.dtypes[0]},
+        )
+
+
+def read_band_window(
+    src: rasterio.DatasetReader,
+    crs: rasterio.crs.CRS,
+    transform: Affine,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Band 1 of ``src`` resampled onto the grid (crs, transform, shape), NaN = nodata.
+
+    Same footprint: a decimated/upsampled read (uses overviews). Otherwise a warped VRT.
+    Returns (H, W) float32.
+    """
+    out_h, out_w = shape
+    src_res = abs(src.transform.a)
+    dst_res = abs(transform.a)
+    resampling = Resampling.average if src_res < dst_res * 0.999 else Resampling.bilinear
+    if np.isclose(src_res, dst_res) and np.isclose(abs(src.transform.e), abs(transform.e)):
+        resampling = Resampling.nearest
+    dst_bounds = rasterio.transform.array_bounds(out_h, out_w, transform)
+    same = src.crs == crs and np.allclose(src.bounds, dst_bounds, atol=abs(dst_res) * 1e-3)
+    if same:
+        band = src.read(1, out_shape=(out_h, out_w), resampling=resampling, out_dtype="float32")
+    else:
+        with WarpedVRT(
+            src,
+            crs=crs,
+            transform=transform,
+            width=out_w,
+            height=out_h,
+            resampling=resampling,
+            src_nodata=src.nodata,
+            nodata=np.nan,
+            dtype="float32",
+        ) as vrt:
+            band = vrt.read(1)
+    if src.nodata is not None and not np.isnan(src.nodata):
+        band[band == np.float32(src.nodata)] = np.nan
+    band[~np.isfinite(band)] = np.nan
+    return band

@@ -1,0 +1,331 @@
+"""Raster input: PNG/JPG photos, GeoTIFF/JP2 with any band count, and band-per-file products.
+
+Everything is read straight into a (C, H, W) float32 array with nodata as NaN, together with the
+georeference (CRS, transform of the returned grid), band names and, when they can be known,
+wavelengths. Large rasters are read at reduced resolution through GDAL overviews / decimated
+reads (``out_shape``), so the full-resolution array is never materialised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import RasterioError
+
+from skyeye.errors import RasterReadError
+from skyeye.io.band_files import read_band_files
+from skyeye.io.image import (
+    GDAL_ENV,
+    RasterImage,
+    check_dtype,
+    check_file,
+    scaled_transform,
+    target_shape,
+)
+from skyeye.io.sensors import get_sensor, resolve_wavelengths, sensors_matching_bands
+
+logger = logging.getLogger(__name__)
+
+#: Rasters with more pixels (H x W) than this need an explicit ``max_size``.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+#: Extensions read with PIL (photos); everything else goes through GDAL.
+PHOTO_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+#: Extensions collected from a band-per-file folder.
+BAND_FILE_EXTENSIONS = {".tif", ".tiff", ".jp2"}
+
+
+
+def read_raster(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    max_size: int | None = None,
+    band_names: Sequence[str] | None = None,
+    wavelengths: Sequence[float] | None = None,
+    sensor: str | None = None,
+    sar_wavelength: float | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> RasterImage:
+    """Read a photo, a (multi-band) GeoTIFF/JP2, or a band-per-file product.
+
+    source: a file, a folder of single-band files (``*_B02.tif``), or a list of files: single-band
+        files are resampled onto one grid; multi-band files (photos, GeoTIFFs) stack their bands
+        in the given order and must share one grid (pass ``band_names``/``wavelengths``).
+    max_size: longest side of the returned grid; larger rasters are read decimated (never
+        upsampled). Without it, rasters over ``max_pixels`` pixels raise ``RasterReadError``.
+    band_names / wavelengths / sensor: override or complete the file's metadata.
+    sar_wavelength: placeholder for SAR bands; without it their wavelengths stay None.
+
+    Returns a ``RasterImage`` with data (C, H', W') float32, NaN = nodata.
+    """
+    if max_size is not None and max_size < 1:
+        raise RasterReadError(f"max_size must be a positive number of pixels, got {max_size}")
+    if sensor is not None:
+        try:
+            get_sensor(sensor)
+        except ValueError as err:
+            raise RasterReadError(str(err)) from None
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        files = _band_files_in_folder(Path(source))
+        label = str(source)
+    elif isinstance(source, (str, os.PathLike)):
+        files = None
+        label = str(source)
+    else:
+        files = [Path(f) for f in source]
+        if not files:
+            raise RasterReadError("got an empty list of band files: pass at least one file")
+        label = str(files[0].parent)
+    try:
+        names_from_files = False
+        # An explicit list of multi-band files stacks; a folder is always a band-per-file product.
+        listed = files is not None and not isinstance(source, (str, os.PathLike))
+        if listed and any(_band_count(f) > 1 for f in files):
+            image = _read_stacked(files, max_size, max_pixels)
+        elif files is not None:
+            names_from_files = True
+            image = read_band_files(files, max_size, max_pixels, band_names, sensor)
+        else:
+            image = _read_one(Path(source), max_size, max_pixels)  # type: ignore[arg-type]
+    except RasterioError as err:
+        raise RasterReadError(
+            f"{label}: not a readable raster (corrupt file or unsupported format): {err}"
+        ) from err
+    except OSError as err:
+        raise RasterReadError(f"{label}: cannot read the file: {err}") from err
+    image.path = label
+    if not np.isfinite(image.data).any():
+        raise RasterReadError(
+            f"{label}: every pixel is nodata/NaN (nodata={image.nodata}); nothing to look at. "
+            "Check the nodata value or pick another file/window"
+        )
+    _apply_band_metadata(image, band_names, wavelengths, sensor, sar_wavelength, names_from_files)
+    return image
+
+
+def _read_one(path: Path, max_size: int | None, max_pixels: int) -> RasterImage:
+    path = check_file(path)
+    if path.suffix.lower() in PHOTO_EXTENSIONS:
+        return _read_photo(path, max_size, max_pixels)
+    return _read_gdal(path, max_size, max_pixels)
+
+
+def _band_count(path: Path) -> int:
+    path = check_file(path)
+    if path.suffix.lower() in PHOTO_EXTENSIONS:
+        from PIL import Image
+
+        with Image.open(path) as photo:
+            return len(photo.getbands())
+    with rasterio.open(path) as src:
+        return src.count
+
+
+def _read_stacked(files: Sequence[Path], max_size: int | None, max_pixels: int) -> RasterImage:
+    """Multi-band files whose bands stack in the given order (e.g. ChatEarthNet's three PNG
+    triplets B04/B03/B02, B05/B06/B07, B08/B11/B12); they must share one grid."""
+    parts = [_read_one(Path(f), max_size, max_pixels) for f in files]
+    grids = {part.data.shape[1:] for part in parts}
+    if len(grids) != 1:
+        raise RasterReadError(
+            f"{files[0].parent}: the files to stack have different grids {sorted(grids)}: "
+            "resample them to one grid first"
+        )
+    sensors = {part.sensor for part in parts}
+    first = parts[0]
+    return RasterImage(
+        data=np.concatenate([part.data for part in parts]),
+        band_names=[
+            f"{Path(f).stem}:{name}"
+            for f, part in zip(files, parts, strict=True)
+            for name in part.band_names
+        ],
+        sensor=sensors.pop() if len(sensors) == 1 else None,
+        crs=first.crs,
+        transform=first.transform,
+        source_shape=first.source_shape,
+        extra={"files": [str(f) for f in files]},
+    )
+
+
+def _band_files_in_folder(folder: Path) -> list[Path]:
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in BAND_FILE_EXTENSIONS
+    )
+    if not files:
+        raise RasterReadError(
+            f"{folder}: folder holds no band files ({sorted(BAND_FILE_EXTENSIONS)}): "
+            "pass a raster file or a folder of single-band GeoTIFF/JP2 files"
+        )
+    return files
+
+
+def _read_gdal(path: Path, max_size: int | None, max_pixels: int) -> RasterImage:
+    label = str(path)
+    with rasterio.Env(**GDAL_ENV), rasterio.open(path) as src:
+        for dtype in src.dtypes:
+            check_dtype(dtype, label)
+        alpha = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
+        indexes = [i for i in range(1, src.count + 1) if i not in alpha]
+        if not indexes:
+            raise RasterReadError(f"{label}: the raster has no bands besides alpha")
+        h, w = src.height, src.width
+        out_h, out_w = target_shape(h, w, max_size, max_pixels, label)
+        shrink = (out_h, out_w) != (h, w)
+        resampling = Resampling.average if shrink else Resampling.nearest
+        data = src.read(
+            indexes,
+            out_shape=(len(indexes), out_h, out_w),
+            resampling=resampling,
+            out_dtype="float32",
+        )
+        if src.nodata is not None and not np.isnan(src.nodata):
+            data[data == np.float32(src.nodata)] = np.nan
+        # An alpha band or an internal mask marks invalid pixels: apply it to every band.
+        if alpha:
+            mask = src.read(alpha[0], out_shape=(out_h, out_w), resampling=Resampling.nearest)
+            data[:, mask == 0] = np.nan
+        elif MaskFlags.per_dataset in src.mask_flag_enums[indexes[0] - 1]:
+            mask = src.read_masks(
+                indexes[0], out_shape=(out_h, out_w), resampling=Resampling.nearest
+            )
+            data[:, mask == 0] = np.nan
+        data[~np.isfinite(data)] = np.nan
+        names = _names_from_metadata(src, indexes)
+        transform = src.transform if not src.transform.is_identity else None
+        if transform is not None and shrink:
+            transform = scaled_transform(transform, (h, w), (out_h, out_w))
+        return RasterImage(
+            data=data,
+            band_names=names,
+            crs=src.crs,
+            transform=transform,
+            nodata=src.nodata,
+            source_shape=(h, w),
+            extra={"dtype": src.dtypes[indexes[0] - 1], "driver": src.driver},
+        )
+
+
+def _names_from_metadata(src: rasterio.DatasetReader, indexes: list[int]) -> list[str]:
+    desc = [src.descriptions[i - 1] for i in indexes]
+    if all(desc) and len(set(desc)) == len(desc):
+        return [str(d) for d in desc]
+    ci = [src.colorinterp[i - 1] for i in indexes]
+    if ci == [ColorInterp.red, ColorInterp.green, ColorInterp.blue]:
+        return ["R", "G", "B"]
+    return [f"band_{i}" for i in indexes]
+
+
+def _read_photo(path: Path, max_size: int | None, max_pixels: int) -> RasterImage:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    label = str(path)
+    try:
+        img = Image.open(path)
+    except UnidentifiedImageError as err:
+        raise RasterReadError(f"{label}: not a readable image (corrupt or unknown format)") from err
+    with img:
+        w, h = img.size
+        out_h, out_w = target_shape(h, w, max_size, max_pixels, label)
+        if img.format == "JPEG" and (out_h, out_w) != (h, w):
+            img.draft("RGB", (out_w, out_h))  # decode at a reduced DCT scale: less memory
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        mode = img.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            arr = np.asarray(img, dtype=np.float32)[None]
+            names, sensor = ["gray"], None  # high bit depth: units unknown, no wavelength guess
+        else:
+            has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
+            rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32)
+            arr = np.moveaxis(rgba, -1, 0).copy()
+            if has_alpha:
+                arr[:3, arr[3] == 0] = np.nan
+                arr = arr[:3]
+            names, sensor = ["R", "G", "B"], "rgb"
+    if arr.shape[1:] != (out_h, out_w):
+        from skyeye.io.resample import resize_with_nodata
+
+        arr = resize_with_nodata(arr, out_h, out_w)
+    return RasterImage(
+        data=np.ascontiguousarray(arr, dtype=np.float32),
+        band_names=names,
+        sensor=sensor,
+        source_shape=(h, w),
+        extra={"mode": mode},
+    )
+
+
+def _apply_band_metadata(
+    image: RasterImage,
+    band_names: Sequence[str] | None,
+    wavelengths: Sequence[float] | None,
+    sensor: str | None,
+    sar_wavelength: float | None,
+    names_from_files: bool,
+) -> None:
+    """Fill band names, sensor and wavelengths from the arguments and the file's metadata."""
+    count = image.data.shape[0]
+    label = image.path
+    if band_names is not None and not names_from_files:
+        if len(band_names) != count:
+            raise RasterReadError(
+                f"{label}: got {len(band_names)} band names for {count} bands: pass one name per band"
+            )
+        image.band_names = [str(n) for n in band_names]
+    if sensor is not None:
+        sensor_obj = get_sensor(sensor)
+        generic = all(n.startswith("band_") for n in image.band_names) or image.sensor == "rgb"
+        if generic and band_names is None:
+            if count != len(sensor_obj.bands):
+                if wavelengths is None:
+                    raise RasterReadError(
+                        f"{label}: {count} bands without band names, but {sensor} has "
+                        f"{len(sensor_obj.bands)} bands ({sensor_obj.band_names}): pass band_names "
+                        "(which bands these are) or wavelengths"
+                    )
+            else:
+                image.band_names = sensor_obj.band_names  # the sensor's own product band order
+        image.sensor = sensor
+    elif image.sensor is None:
+        matches = sensors_matching_bands(image.band_names)
+        if len(matches) == 1:
+            image.sensor = matches[0]
+            logger.info("%s: band names %s are %s bands", label, image.band_names, matches[0])
+        elif len(matches) > 1:
+            # Ambiguous (landsat-8 vs landsat-9, or R/G/B in rgb and naip): keep the wavelengths
+            # only if every candidate agrees on them.
+            resolved = {
+                tuple(_try_resolve(image.band_names, m, sar_wavelength) or ()) for m in matches
+            }
+            if len(resolved) == 1 and () not in resolved:
+                image.wavelengths = list(resolved.pop())
+    if wavelengths is not None or image.sensor is not None:
+        try:
+            if image.sensor is not None and wavelengths is None and sar_wavelength is None:
+                has_sar = any(
+                    (b := get_sensor(image.sensor).find_band(n)) is not None and b.kind == "sar"
+                    for n in image.band_names
+                )
+                if has_sar:
+                    return  # the processor fills SAR bands with its checkpoint's placeholder
+            image.wavelengths = resolve_wavelengths(
+                image.band_names,
+                sensor=image.sensor,
+                wavelengths=wavelengths,
+                sar_wavelength=sar_wavelength,
+            )
+        except ValueError as err:
+            raise RasterReadError(f"{label}: {err}") from None
+
+
+def _try_resolve(names: list[str], sensor: str, sar_wavelength: float | None) -> list[float] | None:
+    try:
+        return resolve_wavelengths(names, sensor=sensor, sar_wavelength=sar_wavelength)
+    except ValueError:
+        return None

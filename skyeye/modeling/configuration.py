@@ -1,0 +1,129 @@
+"""`SkyEyeConfig`: a vision sub-config, a text (LLM) sub-config and the glue between them.
+
+Modelled on transformers' `LlavaConfig`: the two sub-configs are ordinary configs and round-trip
+through `config.json`; everything a training run needs (learning rates, LoRA ranks, ...) lives in
+`finetune/`, never here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoConfig, PretrainedConfig
+
+from skyeye.modeling.vision.configuration import SkyEyeVisionConfig
+
+PROJECTOR_TYPES = ("linear", "mlp2x_gelu")
+
+
+class SkyEyeConfig(PretrainedConfig):
+    """Configuration of `SkyEyeForConditionalGeneration`.
+
+    Args:
+        vision_config: the DOFA / DOFA-CLIP tower (`SkyEyeVisionConfig` or its dict).
+        text_config: the causal LM's config (any transformers config or its dict with `model_type`).
+        llm_source: where the LLM's weights come from when they are not stored in this model's
+            folder: a registered LLM name (see `skyeye.modeling.llm.list_llms`), a local folder or a hub id.
+        llm_embedded: True when `model.safetensors` holds the LLM's weights too (a standalone
+            folder, e.g. after `finetune.merge`); False when only `llm_source` is referenced.
+        projector_type: "linear" or "mlp2x_gelu" (LLaVA-1.5's two-layer MLP).
+        vision_feature_layer: which tower layer feeds the LLM (-1 last, -2 penultimate, ...).
+        token_pooling: average-pool the patch grid by this factor per side before projecting
+            (1 = off); divides the image token count by its square.
+        image_token: placeholder written in prompts; the processor expands each into
+            `num_image_tokens` copies of `image_token_id`.
+        image_token_id: id of `image_token` in the tokenizer. It may lie beyond the LLM's
+            embedding rows: image positions are never looked up, their features are scattered in.
+        seg_token: the token whose hidden state the mask head decodes into a mask.
+        seg_token_id: its id (set when the tokenizer gains the token; None before).
+        use_mask_head: build the `[SEG]` mask head.
+        mask_head_hidden_size: width of the mask decoder.
+        mask_head_layers: number of two-way attention layers in the mask decoder.
+        mask_decoder: registered mask decoder name (see `skyeye.modeling.mask_head.get_mask_decoder`).
+        text_base_vocab_size: vocabulary size of the referenced LLM before SkyEye added tokens to
+            it (`[SEG]`, `<p>`, `</p>`); the added rows are stored in `model.safetensors`. None
+            when the vocabulary is the LLM's own.
+    """
+
+    model_type = "skyeye"
+    sub_configs = {"vision_config": SkyEyeVisionConfig, "text_config": AutoConfig}
+
+    def __init__(
+        self,
+        vision_config: SkyEyeVisionConfig | dict[str, Any] | None = None,
+        text_config: PretrainedConfig | dict[str, Any] | None = None,
+        llm_source: str | None = None,
+        llm_embedded: bool = False,
+        projector_type: str = "mlp2x_gelu",
+        vision_feature_layer: int = -1,
+        token_pooling: int = 1,
+        image_token: str = "<image>",
+        image_token_id: int | None = None,
+        seg_token: str = "[SEG]",
+        seg_token_id: int | None = None,
+        use_mask_head: bool = False,
+        mask_head_hidden_size: int = 256,
+        mask_head_layers: int = 2,
+        mask_decoder: str = "light",
+        text_base_vocab_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(vision_config, dict):
+            vision_config = SkyEyeVisionConfig(**vision_config)
+        self.vision_config = vision_config if vision_config is not None else SkyEyeVisionConfig()
+        if isinstance(text_config, dict):
+            text_config = dict(text_config)
+            model_type = text_config.pop("model_type", None)
+            if model_type is None:
+                raise ValueError("text_config needs a 'model_type' (e.g. 'llama') to be rebuilt")
+            text_config = AutoConfig.for_model(model_type, **text_config)
+        self.text_config = text_config
+        if projector_type not in PROJECTOR_TYPES:
+            raise ValueError(
+                f"projector_type {projector_type!r} is unknown; choose one of {PROJECTOR_TYPES}"
+            )
+        if token_pooling < 1:
+            raise ValueError(f"token_pooling must be >= 1, got {token_pooling}")
+        self.llm_source = llm_source
+        self.llm_embedded = llm_embedded
+        self.projector_type = projector_type
+        self.vision_feature_layer = vision_feature_layer
+        self.token_pooling = token_pooling
+        self.image_token = image_token
+        self.image_token_id = image_token_id
+        self.seg_token = seg_token
+        self.seg_token_id = seg_token_id
+        self.use_mask_head = use_mask_head
+        self.mask_head_hidden_size = mask_head_hidden_size
+        self.mask_head_layers = mask_head_layers
+        self.mask_decoder = mask_decoder
+        self.text_base_vocab_size = text_base_vocab_size
+        # PretrainedConfig.__init__ pushes its own (unset) attention implementation down to the
+        # sub-configs; keep the one the loaded LLM was built with (e.g. "sdpa").
+        text_attn = getattr(self.text_config, "_attn_implementation", None)
+        super().__init__(**kwargs)
+        if self.text_config is not None and "attn_implementation" not in kwargs:
+            self.text_config._attn_implementation = text_attn
+
+    @property
+    def image_grid(self) -> tuple[int, int]:
+        """(rows, cols) of the image-token grid after pooling."""
+        side = self.vision_config.grid_size
+        if side % self.token_pooling:
+            raise ValueError(
+                f"token_pooling={self.token_pooling} does not divide the {side}x{side} patch grid"
+            )
+        side //= self.token_pooling
+        return side, side
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Tokens each image occupies in the LLM's sequence."""
+        rows, cols = self.image_grid
+        return rows * cols
+
+
+# Registered so that transformers' Auto* classes (e.g. AutoTokenizer reading a model folder's
+# config.json) recognise SkyEye folders instead of warning about an unknown model type.
+AutoConfig.register(SkyEyeConfig.model_type, SkyEyeConfig, exist_ok=True)
+AutoConfig.register(SkyEyeVisionConfig.model_type, SkyEyeVisionConfig, exist_ok=True)

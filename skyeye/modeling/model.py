@@ -1,0 +1,355 @@
+"""`SkyEyeForConditionalGeneration`: DOFA vision tower + projector + any causal LM (+ mask head).
+
+The model embeds the prompt itself: image placeholder positions (whose id may lie beyond the LLM's
+vocabulary) are filled with projected image features by `masked_scatter`, after checking that the
+number of placeholders equals the number of features, exactly as transformers' Llava does. Then
+the LLM runs on `inputs_embeds`, for training and for `generate` alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from skyeye.modeling.configuration import SkyEyeConfig
+from skyeye.modeling.mask_head import get_mask_decoder, mask_losses
+from skyeye.modeling.projector import SkyEyeProjector
+from skyeye.modeling.vision import SkyEyeVisionTower
+
+logger = logging.getLogger(__name__)
+
+ImageList = Sequence[torch.Tensor] | torch.Tensor
+
+
+@dataclass
+class SkyEyeOutput(ModelOutput):
+    """Outputs of `SkyEyeForConditionalGeneration.forward`.
+
+    loss: total training loss (token CE, plus weighted mask losses when masks are given).
+    logits: (B, L, V) next-token logits.
+    hidden_states: the LLM's hidden states when requested.
+    image_features: (n_images, T, D_text) projected image tokens.
+    mask_logits: (K, H, W) one mask per `[SEG]` in reading order, when the mask head ran.
+    loss_terms: the unweighted losses ("ce", and "bce"/"dice" with masks).
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    image_features: torch.Tensor | None = None
+    mask_logits: torch.Tensor | None = None
+    loss_terms: dict[str, torch.Tensor] | None = None
+
+
+def _as_image_list(pixel_values: ImageList) -> list[torch.Tensor]:
+    if isinstance(pixel_values, torch.Tensor):
+        if pixel_values.ndim == 3:
+            return [pixel_values]
+        if pixel_values.ndim != 4:
+            raise ValueError(
+                f"pixel_values must be (B, C, H, W) or a list of (C, H, W); got {tuple(pixel_values.shape)}"
+            )
+        return list(pixel_values)
+    return list(pixel_values)
+
+
+def _as_wavelength_list(wavelengths: ImageList, count: int) -> list[torch.Tensor]:
+    if isinstance(wavelengths, torch.Tensor):
+        if wavelengths.ndim == 1:
+            return [wavelengths] * count
+        return list(wavelengths)
+    return list(wavelengths)
+
+
+class SkyEyeForConditionalGeneration(nn.Module):
+    """A multimodal remote-sensing chat model.
+
+    Args:
+        config: the composite config.
+        language_model: an already loaded causal LM; built from `config.text_config` if None.
+    """
+
+    def __init__(self, config: SkyEyeConfig, language_model: PreTrainedModel | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.vision_tower = SkyEyeVisionTower(config.vision_config)
+        self.projector = SkyEyeProjector(config)
+        if language_model is None:
+            language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.language_model = language_model
+        self.mask_head: nn.Module | None = None
+        if config.use_mask_head:
+            self.mask_head = get_mask_decoder(config.mask_decoder)(config)
+
+    # ------------------------------------------------------------- helpers
+    @property
+    def device(self) -> torch.device:
+        return next(self.projector.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.projector.parameters()).dtype
+
+    def encode_images(
+        self, pixel_values: ImageList, wavelengths: ImageList
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the tower on each image (batched where bands agree).
+
+        Args:
+            pixel_values: list of (C_i, H, W) or a (B, C, H, W) tensor.
+            wavelengths: list of (C_i,) in µm, or one (C,) shared by all images.
+
+        Returns:
+            vision features (n_images, N, D_vision) and projected features (n_images, T, D_text).
+        """
+        images = _as_image_list(pixel_values)
+        waves = _as_wavelength_list(wavelengths, len(images))
+        if len(waves) != len(images):
+            raise ValueError(f"{len(images)} images but {len(waves)} wavelength vectors")
+        groups: dict[tuple[float, ...], list[int]] = {}
+        for index, (image, wave) in enumerate(zip(images, waves, strict=True)):
+            if image.shape[0] != wave.shape[0]:
+                raise ValueError(
+                    f"image {index} has {image.shape[0]} bands but {wave.shape[0]} wavelengths; "
+                    "give one wavelength (µm) per band"
+                )
+            groups.setdefault(tuple(float(w) for w in wave), []).append(index)
+        results: list[torch.Tensor | None] = [None] * len(images)
+        for key, indices in groups.items():
+            batch = torch.stack([images[i] for i in indices]).to(
+                device=self.device, dtype=self.dtype
+            )
+            wave = torch.tensor(key, device=self.device, dtype=torch.float32)
+            features = self.vision_tower(
+                batch, wave, feature_layer=self.config.vision_feature_layer
+            )
+            for row, index in enumerate(indices):
+                results[index] = features[row]
+        vision = torch.stack(results)  # type: ignore[arg-type]
+        return vision, self.projector(vision)
+
+    def embed_inputs(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: ImageList | None = None,
+        wavelengths: ImageList | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Token embeddings with image features scattered into the image positions.
+
+        Returns:
+            inputs_embeds (B, L, D_text), vision features (n_images, N, D_vision) or None, and
+            projected image features (n_images, T, D_text) or None.
+        """
+        image_id = self.config.image_token_id
+        image_mask = (
+            input_ids == image_id
+            if image_id is not None
+            else torch.zeros_like(input_ids, dtype=torch.bool)
+        )
+        # Image positions are overwritten below, so their (possibly out-of-vocabulary) id is never
+        # looked up in the embedding table.
+        safe_ids = input_ids.masked_fill(image_mask, 0)
+        embeds = self.language_model.get_input_embeddings()(safe_ids)
+        n_positions = int(image_mask.sum())
+        if pixel_values is None or len(_as_image_list(pixel_values)) == 0:
+            if n_positions:
+                raise ValueError(f"the input has {n_positions} image tokens but no pixel_values")
+            return embeds, None, None
+        if wavelengths is None:
+            raise ValueError("pixel_values given without wavelengths (µm, one per band)")
+        vision, features = self.encode_images(pixel_values, wavelengths)
+        n_features = features.shape[0] * features.shape[1]
+        if n_features != n_positions:
+            raise ValueError(
+                f"Image features and image tokens do not match: tokens: {n_positions}, "
+                f"features: {n_features} ({features.shape[0]} images x {features.shape[1]}); "
+                "build inputs with SkyEyeProcessor so each <image> is expanded"
+            )
+        mask = image_mask.unsqueeze(-1).expand_as(embeds)
+        embeds = embeds.masked_scatter(mask, features.to(embeds.dtype).reshape(-1))
+        return embeds, vision, features
+
+    # ------------------------------------------------------------- forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: ImageList | None = None,
+        wavelengths: ImageList | None = None,
+        labels: torch.Tensor | None = None,
+        masks: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        seg_image_index: Sequence[int] | None = None,
+        output_hidden_states: bool = False,
+        ce_weight: float = 1.0,
+        bce_weight: float = 2.0,
+        dice_weight: float = 0.5,
+        **kwargs: Any,
+    ) -> SkyEyeOutput:
+        """Run the model; with `labels` (and `masks`) also the training loss.
+
+        Args:
+            input_ids: (B, L) with image positions expanded by the processor.
+            attention_mask: (B, L).
+            pixel_values / wavelengths: per image, in the order the images appear.
+            labels: (B, L), -100 where not supervised.
+            masks: one target (H, W) per `[SEG]` in `input_ids`, in reading order, all of one size
+                (or a (K, H, W) tensor). The mask head then decodes every `[SEG]`.
+            seg_image_index: the image each `[SEG]` lies on (global image index); default: the last
+                image before that `[SEG]` in its sample.
+            ce_weight / bce_weight / dice_weight: loss weights (DESIGN.md defaults 1.0 / 2.0 / 0.5).
+        """
+        embeds, vision, features = self.embed_inputs(input_ids, pixel_values, wavelengths)
+        want_masks = masks is not None and self.mask_head is not None
+        out = self.language_model(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            labels=labels,
+            output_hidden_states=output_hidden_states or want_masks,
+            **kwargs,
+        )
+        loss, terms, mask_logits = out.loss, {}, None
+        if out.loss is not None:
+            terms["ce"] = out.loss.detach()
+            loss = ce_weight * out.loss
+        if want_masks:
+            targets = (
+                masks
+                if isinstance(masks, torch.Tensor)
+                else torch.stack(list(masks))
+                if len(masks)
+                else None
+            )
+            size = tuple(targets.shape[-2:]) if targets is not None else (1, 1)
+            mask_logits, _ = self.decode_masks(
+                out.hidden_states[-1], input_ids, vision, size, seg_image_index
+            )
+            if targets is None or targets.shape[0] != mask_logits.shape[0]:
+                raise ValueError(
+                    f"{mask_logits.shape[0]} [SEG] token(s) but "
+                    f"{0 if targets is None else targets.shape[0]} target mask(s); give one mask per [SEG]"
+                )
+            mask_terms = mask_losses(mask_logits, targets.to(mask_logits.device))
+            terms.update({k: v.detach() for k, v in mask_terms.items()})
+            extra = bce_weight * mask_terms["bce"] + dice_weight * mask_terms["dice"]
+            loss = extra if loss is None else loss + extra
+        return SkyEyeOutput(
+            loss=loss,
+            logits=out.logits,
+            hidden_states=out.hidden_states if output_hidden_states else None,
+            image_features=features,
+            mask_logits=mask_logits,
+            loss_terms=terms or None,
+        )
+
+    def decode_masks(
+        self,
+        last_hidden: torch.Tensor,
+        input_ids: torch.Tensor,
+        vision: torch.Tensor | None,
+        output_size: tuple[int, int],
+        seg_image_index: Sequence[int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode each `[SEG]` in `input_ids` (B, L) into mask logits (K, H, W).
+
+        Returns the logits and, per mask, the global index of the image it lies on.
+
+        `last_hidden` (B, L, D_text) is the LLM's last hidden state; `vision` (n_images, N, D_vis)
+        the tower's patch tokens (before pooling), on whose grid the mask is decoded.
+        """
+        if self.mask_head is None:
+            raise ValueError("this model has no mask head (config.use_mask_head is False)")
+        seg_id = self.config.seg_token_id
+        positions = (input_ids == seg_id).nonzero(as_tuple=False) if seg_id is not None else []
+        if len(positions) == 0:
+            return last_hidden.new_zeros((0, *output_size)), torch.zeros(0, dtype=torch.long)
+        if vision is None:
+            raise ValueError("[SEG] needs an image to segment, but the input has none")
+        if seg_image_index is None:
+            per_image = self.config.num_image_tokens
+            is_image = (input_ids == self.config.image_token_id).long()
+            before_row = torch.cumsum(is_image.sum(1), 0) - is_image.sum(1)  # (B,)
+            within_row = torch.cumsum(is_image, 1) - is_image  # (B, L)
+            rows, cols = positions[:, 0], positions[:, 1]
+            if (within_row[rows, cols] < per_image).any():
+                raise ValueError(
+                    "a [SEG] comes before any image in its sample; put the image first"
+                )
+            index = (before_row[rows] + within_row[rows, cols]) // per_image - 1
+        else:
+            index = torch.as_tensor(list(seg_image_index), device=vision.device)
+        seg_hidden = last_hidden[positions[:, 0], positions[:, 1]]
+        side = self.config.vision_config.grid_size
+        return self.mask_head(seg_hidden, vision[index], (side, side), output_size), index
+
+    @torch.no_grad()
+    def predict_masks(
+        self, inputs: dict[str, Any], new_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masks for the `[SEG]` tokens of a generated answer.
+
+        Args:
+            inputs: the prompt as built by the processor (input_ids (1, L), pixel_values, ...).
+            new_ids: (1, T) the generated tokens.
+
+        Returns:
+            mask logits (K, S, S) at the model's input size, and the image index of each.
+        """
+        ids = torch.cat([inputs["input_ids"], new_ids.to(inputs["input_ids"].device)], dim=1)
+        embeds, vision, _ = self.embed_inputs(
+            ids, inputs.get("pixel_values"), inputs.get("wavelengths")
+        )
+        out = self.language_model(
+            inputs_embeds=embeds, attention_mask=torch.ones_like(ids), output_hidden_states=True
+        )
+        size = self.config.vision_config.image_size
+        return self.decode_masks(out.hidden_states[-1], ids, vision, (size, size))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: ImageList | None = None,
+        wavelengths: ImageList | None = None,
+        **generate_kwargs: Any,
+    ) -> torch.Tensor:
+        """Generate a continuation; returns only the new tokens (B, T_new).
+
+        Any `transformers` generation argument passes through (`max_new_tokens`, `do_sample`,
+        `streamer`, ...).
+        """
+        embeds, _, _ = self.embed_inputs(input_ids, pixel_values, wavelengths)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        # The ids ride along with the embeddings so that logits processors (repetition penalty)
+        # see the prompt; image positions get a harmless in-vocabulary id.
+        safe_ids = input_ids.masked_fill(input_ids == self.config.image_token_id, 0)
+        sequences = self.language_model.generate(
+            input_ids=safe_ids,
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            **generate_kwargs,
+        )
+        return sequences[:, input_ids.shape[1] :]
+
+    # ---------------------------------------------------------- save / load
+    def save_pretrained(self, folder: str | Path, **kwargs: Any) -> None:
+        from skyeye.modeling.checkpoint import save_model
+
+        save_model(self, folder, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, **kwargs: Any
+    ) -> SkyEyeForConditionalGeneration:
+        from skyeye.modeling.checkpoint import load_model
+
+        return load_model(cls, name_or_path, **kwargs)

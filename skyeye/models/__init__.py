@@ -1,0 +1,68 @@
+"""Named SkyEye models and the resolution of `name_or_path` to a model folder.
+
+`skyeye-tiny` is shipped inside the package as an ordinary hub-style model folder; any other
+name is a local folder or a hub id (`org/name`), which is looked up in the local hub cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+_PACKAGE_MODELS = Path(__file__).resolve().parent
+
+_PRESETS: dict[str, Path] = {
+    "skyeye-tiny": _PACKAGE_MODELS / "skyeye-tiny",
+}
+
+
+def list_presets() -> list[str]:
+    """Names of the models shipped with the package."""
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> Path:
+    """Folder of the packaged model `name`."""
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown SkyEye preset {name!r}; known: {', '.join(list_presets())}"
+        ) from None
+
+
+def resolve_model_folder(name_or_path: str | Path, *, revision: str | None = None) -> Path:
+    """Map a preset name, a local folder or a hub id to a local model folder.
+
+    Hub ids are fetched with `huggingface_hub.snapshot_download`, which honours `HF_HUB_OFFLINE`
+    and answers from the local cache when the network is unavailable.
+    """
+    text = str(name_or_path)
+    if text in _PRESETS:
+        folder = _PRESETS[text]
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(
+                f"the packaged model {text!r} is missing its files in {folder}; reinstall skyeye"
+            )
+        return folder
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise NotADirectoryError(f"{path} is a file; a SkyEye model is a folder with config.json")
+    if text.count("/") != 1 or text.startswith((".", "/")):
+        raise FileNotFoundError(
+            f"{text!r} is neither a preset ({', '.join(list_presets())}), nor a folder, nor a hub id"
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id=text, revision=revision))
+    except LocalEntryNotFoundError as err:
+        raise FileNotFoundError(
+            f"the hub model {text!r} is not in the local cache and the hub cannot be reached; "
+            "download it on a connected machine or pass a local folder"
+        ) from err

@@ -1,0 +1,262 @@
+"""SkyEyeImageProcessor: RasterImage -> pixel_values (C, S, S) + wavelengths (C,) for DOFA-CLIP.
+
+Pipeline per image (C bands, any size, NaN = nodata):
+
+1. scale values to 0..255 (``value_scaling``; "auto" uses the sensor's default):
+   - "uint8": identity (8-bit photos, NAIP), clipped to 0..255.
+   - "reflectance_10000": value / 10000 = reflectance; reflectance 0..``reflectance_max``
+     (default 0.3) -> 0..255, clipped. 0.3 is the usual true-colour stretch: land surfaces sit
+     well inside it, only clouds/snow saturate. One linear map for every band keeps the spectral
+     shape (band ratios) that DOFA's wavelength conditioning relies on.
+   - "sar_db": backscatter ``sar_db_range`` (default -25..0 dB) -> 0..255, clipped.
+   - "minmax": per band, the ``minmax_percentiles`` (2, 98) percentiles of the valid pixels ->
+     0..255, clipped (for products of unknown units).
+2. square resize to ``image_size`` (bilinear, antialiased, computed on valid pixels only).
+3. normalise (value / 255 - image_mean) / image_std (DOFA-CLIP: mean = std = 0.5).
+4. pixels with no valid input are set to 0, i.e. the mean.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TypedDict
+
+import numpy as np
+import torch
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.image_processing_base import ImageProcessingMixin
+
+from skyeye.io.raster import RasterImage
+from skyeye.io.resample import resize_with_nodata
+from skyeye.io.sensors import VALUE_SCALINGS, get_sensor, resolve_wavelengths
+
+logger = logging.getLogger(__name__)
+
+
+class SkyEyeImageProcessorKwargs(TypedDict, total=False):
+    image_size: int
+    value_scaling: str
+    image_mean: float
+    image_std: float
+    sar_wavelength: float | None
+    reflectance_max: float
+    sar_db_range: list[float]
+    minmax_percentiles: list[float]
+
+
+class SkyEyeImageProcessor(ImageProcessingMixin):
+    """Multispectral image processor for DOFA-style, wavelength-conditioned vision towers.
+
+    Args:
+        image_size: side S of the square output (resize ignores the aspect ratio).
+        value_scaling: "auto" (the sensor's default) or one of "uint8", "reflectance_10000",
+            "sar_db", "minmax" (see the module docstring).
+        image_mean, image_std: normalisation of value / 255 (0.5 / 0.5 for DOFA-CLIP).
+        sar_wavelength: placeholder wavelength (µm) the checkpoint uses for SAR bands (3.75 for
+            DOFA v1 / torchgeo, 5.405 for DOFA v2); None = SAR input is refused.
+        reflectance_max: reflectance mapped to 255 by "reflectance_10000".
+        sar_db_range: (low, high) dB mapped to (0, 255) by "sar_db".
+        minmax_percentiles: (low, high) percentiles mapped to (0, 255) by "minmax".
+    """
+
+    model_input_names = ["pixel_values", "wavelengths"]
+    valid_kwargs = SkyEyeImageProcessorKwargs
+
+    def __init__(
+        self,
+        image_size: int = 224,
+        value_scaling: str = "auto",
+        image_mean: float = 0.5,
+        image_std: float = 0.5,
+        sar_wavelength: float | None = None,
+        reflectance_max: float = 0.3,
+        sar_db_range: Sequence[float] = (-25.0, 0.0),
+        minmax_percentiles: Sequence[float] = (2.0, 98.0),
+        **kwargs,
+    ) -> None:
+        kwargs.pop("image_processor_type", None)
+        super().__init__(**kwargs)
+        if int(image_size) < 1:
+            raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
+        if value_scaling != "auto" and value_scaling not in VALUE_SCALINGS:
+            raise ValueError(
+                f"value_scaling {value_scaling!r} unknown: use 'auto' or one of {VALUE_SCALINGS}"
+            )
+        if image_std <= 0:
+            raise ValueError(f"image_std must be positive, got {image_std}")
+        lo, hi = (float(v) for v in sar_db_range)
+        plo, phi = (float(v) for v in minmax_percentiles)
+        if not lo < hi or not 0 <= plo < phi <= 100 or reflectance_max <= 0:
+            raise ValueError(
+                "need sar_db_range low < high, 0 <= minmax_percentiles low < high <= 100 and "
+                f"reflectance_max > 0; got {sar_db_range}, {minmax_percentiles}, {reflectance_max}"
+            )
+        self.image_size = int(image_size)
+        self.value_scaling = value_scaling
+        self.image_mean = float(image_mean)
+        self.image_std = float(image_std)
+        self.sar_wavelength = None if sar_wavelength is None else float(sar_wavelength)
+        self.reflectance_max = float(reflectance_max)
+        self.sar_db_range = [lo, hi]
+        self.minmax_percentiles = [plo, phi]
+
+    def __call__(
+        self, images: RasterImage | Sequence[RasterImage], return_tensors: str | None = "pt"
+    ) -> BatchFeature:
+        """Process one image or a list.
+
+        Returns BatchFeature with "pixel_values": list of (C_i, S, S) float tensors and
+        "wavelengths": list of (C_i,) float tensors in µm (lists: band counts may differ).
+        """
+        if isinstance(images, RasterImage):
+            images = [images]
+        if not images:
+            raise ValueError("no images given: pass a RasterImage or a list of them")
+        pixel_values, wavelengths = [], []
+        for image in images:
+            if not isinstance(image, RasterImage):
+                raise TypeError(
+                    f"expected skyeye.io.RasterImage, got {type(image).__name__}: read files with "
+                    "skyeye.io.read_raster, or use preprocess_array for numpy arrays"
+                )
+            wl = self._wavelengths_for(image)
+            scaling = self._scaling_for(image.sensor)
+            pv = self._process(image.data, wl, scaling, label=image.path or "image")
+            pixel_values.append(pv)
+            wavelengths.append(np.asarray(wl, dtype=np.float32))
+        return self._pack(pixel_values, wavelengths, return_tensors)
+
+    def preprocess_array(
+        self,
+        array: np.ndarray,
+        wavelengths: Sequence[float] | None,
+        *,
+        sensor: str | None = None,
+        return_tensors: str | None = "pt",
+    ) -> BatchFeature:
+        """Process a numpy (C, H, W) array (NaN = nodata) with its C wavelengths (µm).
+
+        ``sensor`` only picks the "auto" value scaling. Returns the same BatchFeature as
+        ``__call__`` for a single image (lists of length 1).
+        """
+        array = np.asarray(array)
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3:
+            raise ValueError(f"expected a (C, H, W) array, got shape {array.shape}")
+        if np.iscomplexobj(array):
+            raise ValueError("complex arrays are not supported: convert to amplitude or dB first")
+        if wavelengths is None:
+            raise ValueError(
+                f"missing wavelengths for a {array.shape[0]}-band array: pass --wavelengths "
+                "(µm, one per band) or a sensor"
+            )
+        wl = resolve_wavelengths(
+            [f"band_{i + 1}" for i in range(array.shape[0])], wavelengths=wavelengths
+        )
+        pv = self._process(array.astype(np.float32), wl, self._scaling_for(sensor), label="array")
+        return self._pack([pv], [np.asarray(wl, dtype=np.float32)], return_tensors)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _wavelengths_for(self, image: RasterImage) -> list[float]:
+        label = image.path or "image"
+        sensor = get_sensor(image.sensor) if image.sensor else None
+        sar = [
+            i
+            for i, n in enumerate(image.band_names)
+            if sensor is not None and (b := sensor.find_band(n)) is not None and b.kind == "sar"
+        ]
+        if image.wavelengths is None:
+            if sensor is None:
+                raise ValueError(
+                    f"{label}: missing wavelengths for bands {image.band_names}: pass --wavelengths "
+                    "(µm, one per band) or a sensor (e.g. --sensor sentinel-2) when reading it"
+                )
+            try:
+                wl = resolve_wavelengths(
+                    image.band_names, sensor=sensor, sar_wavelength=self.sar_wavelength
+                )
+            except ValueError as err:
+                raise ValueError(f"{label}: {err}") from None
+        else:
+            wl = [float(w) for w in image.wavelengths]
+            if self.sar_wavelength is not None and any(wl[i] != self.sar_wavelength for i in sar):
+                # The placeholder belongs to the checkpoint, not to the file.
+                logger.warning(
+                    "%s: SAR bands carry wavelength %s; using this checkpoint's sar_wavelength %s",
+                    label,
+                    [wl[i] for i in sar],
+                    self.sar_wavelength,
+                )
+                for i in sar:
+                    wl[i] = self.sar_wavelength
+        if len(wl) != image.data.shape[0]:
+            raise ValueError(
+                f"{label}: {len(wl)} wavelengths for {image.data.shape[0]} bands: pass one "
+                "wavelength per band"
+            )
+        return wl
+
+    def _scaling_for(self, sensor: str | None) -> str:
+        if self.value_scaling != "auto":
+            return self.value_scaling
+        if sensor is None:
+            return "minmax"  # unknown units: a per-band stretch is the only safe choice
+        return get_sensor(sensor).default_scaling
+
+    def scale_values(self, data: np.ndarray, scaling: str) -> np.ndarray:
+        """Map raw values (C, H, W) to 0..255 float32 with ``scaling``; NaN stays NaN."""
+        data = data.astype(np.float32, copy=True)
+        if scaling == "uint8":
+            out = data
+        elif scaling == "reflectance_10000":
+            out = data / 10000.0 / self.reflectance_max * 255.0
+        elif scaling == "sar_db":
+            lo, hi = self.sar_db_range
+            out = (data - lo) / (hi - lo) * 255.0
+        elif scaling == "minmax":
+            out = np.empty_like(data)
+            plo, phi = self.minmax_percentiles
+            for i, band in enumerate(data):
+                finite = band[np.isfinite(band)]
+                if finite.size == 0:
+                    out[i] = np.nan
+                    continue
+                lo, hi = np.percentile(finite, [plo, phi])
+                # A constant band carries no contrast: map it to 0 rather than divide by zero.
+                out[i] = (
+                    (band - lo) / (hi - lo) * 255.0
+                    if hi > lo
+                    else np.where(np.isfinite(band), 0.0, np.nan)
+                )
+        else:
+            raise ValueError(f"value_scaling {scaling!r} unknown: use one of {VALUE_SCALINGS}")
+        return np.clip(out, 0.0, 255.0)  # np.clip keeps NaN
+
+    def _process(self, data: np.ndarray, wl: list[float], scaling: str, label: str) -> np.ndarray:
+        if data.ndim != 3:
+            raise ValueError(f"{label}: expected (C, H, W) data, got shape {data.shape}")
+        if len(wl) != data.shape[0]:
+            raise ValueError(
+                f"{label}: {len(wl)} wavelengths for {data.shape[0]} bands: pass one per band"
+            )
+        data = np.where(np.isfinite(data), data, np.nan).astype(np.float32)
+        if not np.isfinite(data).any():
+            raise ValueError(
+                f"{label}: every pixel is NaN/nodata: nothing to process (check the nodata value)"
+            )
+        scaled = self.scale_values(data, scaling)
+        resized = resize_with_nodata(scaled, self.image_size, self.image_size)
+        normed = (resized / 255.0 - self.image_mean) / self.image_std
+        return np.nan_to_num(normed, nan=0.0).astype(np.float32)
+
+    @staticmethod
+    def _pack(pixel_values: list, wavelengths: list, return_tensors: str | None) -> BatchFeature:
+        if return_tensors == "pt":
+            pixel_values = [torch.from_numpy(p) for p in pixel_values]
+            wavelengths = [torch.from_numpy(w) for w in wavelengths]
+        elif return_tensors not in (None, "np"):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        return BatchFeature({"pixel_values": pixel_values, "wavelengths": wavelengths})
