@@ -55,3 +55,7 @@ class CheckpointKeyError(SkyEyeError, ValueError):
         super().__init__(
             f"checkpoint {source} does not match the model: {'; '.join(parts)}. {hint}"
         )
+
+
+class DiskFullError(SkyEyeError, OSError):
+    """The disk filled while writing; the message names the folder and the free space."""
