@@ -293,7 +293,7 @@ class SkyEyeForConditionalGeneration(nn.Module):
     def predict_masks(
         self, inputs: dict[str, Any], new_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masks for the `[SEG]` tokens of a generated answer.
+        """Masks for the `[SEG]` tokens of a generated answer (never those of the prompt).
 
         Args:
             inputs: the prompt as built by the processor (input_ids (1, L), pixel_values, ...).
@@ -310,7 +310,12 @@ class SkyEyeForConditionalGeneration(nn.Module):
             inputs_embeds=embeds, attention_mask=torch.ones_like(ids), output_hidden_states=True
         )
         size = self.config.vision_config.image_size
-        return self.decode_masks(out.hidden_states[-1], ids, vision, (size, size))
+        # Only the answer's [SEG]s make masks: those of the prompt and the history belong to other
+        # turns (or are text a user typed), so they are hidden from the decoder.
+        answer_only = ids.clone()
+        prompt = answer_only[:, : inputs["input_ids"].shape[1]]
+        prompt[prompt == self.config.seg_token_id] = -1
+        return self.decode_masks(out.hidden_states[-1], answer_only, vision, (size, size))
 
     @torch.no_grad()
     def generate(
