@@ -42,6 +42,12 @@ def parse_wavelengths(text: str | None) -> list[float] | None:
         ) from None
     if not values:
         raise argparse.ArgumentTypeError("--wavelengths is empty")
+    from skyeye.io.sensors import check_wavelengths
+
+    try:
+        check_wavelengths(values)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--wavelengths {text!r}: {err}") from None
     return values
 
 

@@ -28,7 +28,12 @@ from skyeye.io.image import (
     scaled_transform,
     target_shape,
 )
-from skyeye.io.sensors import get_sensor, resolve_wavelengths, sensors_matching_bands
+from skyeye.io.sensors import (
+    get_sensor,
+    resolve_wavelengths,
+    sensors_matching_bands,
+    wavelengths_from_band_names,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -305,6 +310,14 @@ def _apply_band_metadata(
             }
             if len(resolved) == 1 and () not in resolved:
                 image.wavelengths = list(resolved.pop())
+        else:
+            # Other spellings: Earth Engine's B1..B12/B8A, Landsat SR_B4, STAC common names.
+            found, agreed = wavelengths_from_band_names(image.band_names)
+            if found is not None:
+                image.sensor = found
+                logger.info("%s: band names %s are %s bands", label, image.band_names, found)
+            elif agreed is not None and wavelengths is None:
+                image.wavelengths = agreed
     if wavelengths is not None or image.sensor is not None:
         try:
             if image.sensor is not None and wavelengths is None and sar_wavelength is None:

@@ -105,7 +105,7 @@ _S2 = Sensor(
         _optical("B07", 0.783, "rededge3"),
         _optical("B08", 0.842, "nir"),
         _optical("B8A", 0.865, "nir08", "narrow_nir"),
-        _optical("B09", 0.945, "water_vapour"),
+        _optical("B09", 0.945, "water_vapour", "nir09"),
         _optical("B10", 1.375, "cirrus"),
         _optical("B11", 1.610, "swir1", "swir16"),
         _optical("B12", 2.190, "swir2", "swir22"),
@@ -131,15 +131,16 @@ def _landsat(name: str, instrument: str) -> Sensor:
     return Sensor(
         name=name,
         bands=(
-            _optical("B1", 0.443, "coastal"),
-            _optical("B2", 0.482, "blue"),
-            _optical("B3", 0.561, "green"),
-            _optical("B4", 0.655, "red"),
-            _optical("B5", 0.865, "nir"),
-            _optical("B6", 1.609, "swir1"),
-            _optical("B7", 2.201, "swir2"),
+            # SR_Bn / ST_B10: Collection 2 Level-2 names (USGS files, Earth Engine, STAC assets).
+            _optical("B1", 0.443, "coastal", "SR_B1"),
+            _optical("B2", 0.482, "blue", "SR_B2"),
+            _optical("B3", 0.561, "green", "SR_B3"),
+            _optical("B4", 0.655, "red", "SR_B4"),
+            _optical("B5", 0.865, "nir", "nir08", "SR_B5"),
+            _optical("B6", 1.609, "swir1", "swir16", "SR_B6"),
+            _optical("B7", 2.201, "swir2", "swir22", "SR_B7"),
             _optical("B9", 1.373, "cirrus"),
-            _optical("B10", 10.895, "tirs1", "lwir11"),
+            _optical("B10", 10.895, "tirs1", "lwir11", "ST_B10"),
             _optical("B11", 12.005, "tirs2", "lwir12"),
         ),
         description=f"{instrument}; product scaling varies (L1 DN, TOA, L2 SR), so the default "
@@ -207,6 +208,69 @@ def sensors_matching_bands(band_names: Sequence[str]) -> list[str]:
     ]
 
 
+#: Centre wavelengths SkyEye accepts, in µm: near-UV to thermal infrared. SAR placeholders
+#: (3.75, 5.405) fall inside; nanometre values (665) and metres-as-µm typos do not.
+WAVELENGTH_RANGE_UM = (0.3, 30.0)
+#: Two sensors' band tables "agree" when their centre wavelengths differ by at most this (µm):
+#: Landsat and Sentinel-2 bands of the same name are within 0.011 µm of each other.
+AGREEMENT_UM = 0.02
+
+
+def check_wavelengths(values: Sequence[float]) -> None:
+    """Refuse wavelengths outside `WAVELENGTH_RANGE_UM`, naming nanometre values as such.
+
+    Raises:
+        ValueError: one line with the values, the allowed range and, for nanometres, the µm values.
+    """
+    low, high = WAVELENGTH_RANGE_UM
+    bad = [w for w in values if not (low <= w <= high)]  # also catches NaN
+    if not bad:
+        return
+    if all(300 <= w <= 30000 for w in values):
+        micro = ",".join(f"{w / 1000:g}" for w in values)
+        raise ValueError(
+            f"wavelengths {[f'{w:g}' for w in values]} look like nanometres, but SkyEye takes "
+            f"µm: give {micro}"
+        )
+    raise ValueError(
+        f"wavelengths must be between {low:g} and {high:g} µm (centre wavelength of each band; "
+        f"SAR bands take the checkpoint's placeholder), got {[f'{w:g}' for w in bad]}"
+    )
+
+
+def wavelengths_from_band_names(band_names: Sequence[str]) -> tuple[str | None, list[float] | None]:
+    """The sensor and wavelengths that band names spell, allowing other spellings.
+
+    For names that `sensors_matching_bands` does not recognise exactly: Earth Engine's
+    unpadded Sentinel-2 names (`B1`..`B12`, `B8A`/`B8a`), Landsat Collection 2 names (`SR_B4`,
+    `ST_B10`) and STAC common names (`coastal`, `nir08`, `swir16`). Every name must be a band
+    (canonical name or alias) of a registered sensor. One such sensor gives (sensor, None): the
+    caller resolves its wavelengths. Several give (None, wavelengths) when their wavelengths agree
+    within `AGREEMENT_UM` (the first in `list_sensors()` order is used), else (None, None): plain
+    red/green/blue are NAIP's or a photo's and so pick nothing.
+    """
+    names = list(band_names)
+    if not names:
+        return None, None
+    candidates = [
+        sensor
+        for _, sensor in sorted(_REGISTRY.items())
+        if all(sensor.find_band(n) is not None for n in names)
+    ]
+    if len(candidates) == 1:
+        return candidates[0].name, None
+    tables = []
+    for sensor in candidates:
+        bands = [sensor.find_band(n) for n in names]
+        if any(b is None or b.wavelength is None for b in bands):
+            continue
+        tables.append([b.wavelength for b in bands if b is not None and b.wavelength is not None])
+    if len(tables) < 2 or len(tables) != len(candidates):
+        return None, None
+    spread = max(max(col) - min(col) for col in zip(*tables, strict=True))
+    return (None, list(tables[0])) if spread <= AGREEMENT_UM else (None, None)
+
+
 def resolve_wavelengths(
     band_names: Sequence[str],
     *,
@@ -230,9 +294,7 @@ def resolve_wavelengths(
                 f"got {len(values)} wavelengths for {len(names)} bands {names}: pass exactly one "
                 "wavelength (µm) per band, in band order"
             )
-        bad = [w for w in values if not (w > 0 and w < 1e6)]
-        if bad:
-            raise ValueError(f"wavelengths must be positive finite µm values, got {bad}")
+        check_wavelengths(values)
         return values
     if sensor is None:
         raise ValueError(

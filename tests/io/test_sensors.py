@@ -67,7 +67,7 @@ def test_explicit_wavelengths_win_and_must_match_the_band_count():
     ]
     with pytest.raises(ValueError, match=r"got 1 wavelengths for 2 bands.*one wavelength"):
         resolve_wavelengths(["a", "b"], wavelengths=[0.5])
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match=r"between 0\.3 and 30 µm"):
         resolve_wavelengths(["a"], wavelengths=[-1.0])
 
 

@@ -1,0 +1,98 @@
+"""Band names as GEE, USGS and STAC write them, and wavelengths in the wrong unit (issue 15, item 7)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from skyeye.io.raster import read_raster
+from skyeye.io.sensors import resolve_wavelengths, wavelengths_from_band_names
+
+GEE_S2 = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+S2_WAVELENGTHS = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]
+
+
+def _geotiff(path, names: list[str]) -> str:
+    data = np.random.default_rng(0).integers(0, 4000, size=(len(names), 16, 16)).astype("uint16")
+    profile = dict(
+        driver="GTiff", width=16, height=16, count=len(names), dtype="uint16",
+        crs="EPSG:32633", transform=from_origin(500000, 5800000, 10, 10),
+    )  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, name in enumerate(names, start=1):
+            dst.set_band_description(i, name)
+    return str(path)
+
+
+def test_gee_sentinel2_band_names_are_sentinel2(tmp_path):
+    image = read_raster(_geotiff(tmp_path / "s2_gee.tif", GEE_S2))
+    assert image.sensor == "sentinel-2"
+    assert image.wavelengths == pytest.approx(S2_WAVELENGTHS)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [n.replace("B8A", "B8a") for n in GEE_S2],
+        ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"],
+    ],
+    ids=["B8a", "zero-padded"],
+)
+def test_other_sentinel2_spellings(tmp_path, names):
+    image = read_raster(_geotiff(tmp_path / "s2.tif", names))
+    assert image.sensor == "sentinel-2"
+    assert image.wavelengths == pytest.approx(S2_WAVELENGTHS)
+
+
+def test_gee_sentinel2_subset_with_b8_is_sentinel2(tmp_path):
+    image = read_raster(_geotiff(tmp_path / "s2_rgbn.tif", ["B2", "B3", "B4", "B8"]))
+    assert image.sensor == "sentinel-2"
+    assert image.wavelengths == pytest.approx([0.49, 0.56, 0.665, 0.842])
+
+
+def test_landsat_collection2_names(tmp_path):
+    names = ["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "ST_B10"]
+    image = read_raster(_geotiff(tmp_path / "l8_sr.tif", names))
+    assert image.wavelengths == pytest.approx([0.443, 0.482, 0.561, 0.655, 0.865, 1.609, 2.201, 10.895])
+    landsat8 = read_raster(_geotiff(tmp_path / "l8.tif", ["B2", "B3", "B4", "B5"]))
+    assert landsat8.wavelengths == pytest.approx([0.482, 0.561, 0.655, 0.865])
+
+
+def test_stac_common_names(tmp_path):
+    names = ["coastal", "blue", "green", "red", "nir08", "swir16", "swir22"]
+    image = read_raster(_geotiff(tmp_path / "stac.tif", names))
+    assert image.wavelengths is not None
+    assert image.wavelengths == pytest.approx([0.443, 0.49, 0.56, 0.665, 0.865, 1.61, 2.19], abs=0.02)
+    s2_l2a = ["coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08",
+              "nir09", "swir16", "swir22"]  # fmt: skip
+    assert read_raster(_geotiff(tmp_path / "l2a.tif", s2_l2a)).sensor == "sentinel-2"
+
+
+def test_generic_names_still_pick_nothing():
+    assert wavelengths_from_band_names(["band_1", "band_2"]) == (None, None)
+
+
+def test_nanometres_are_refused_with_the_micrometre_values():
+    with pytest.raises(ValueError, match=r"nanometres.*0\.665,0\.56"):
+        resolve_wavelengths(["a", "b"], wavelengths=[665, 560])
+
+
+def test_absurd_wavelength_names_the_allowed_range():
+    with pytest.raises(ValueError, match=r"between 0\.3 and 30 µm"):
+        resolve_wavelengths(["a"], wavelengths=[1e9])
+
+
+def test_chat_cli_refuses_nanometres_before_loading_anything(capsys):
+    from skyeye.chat.terminal import main, parse_wavelengths
+
+    with pytest.raises(argparse.ArgumentTypeError, match=r"nanometres.*0\.665,0\.56"):
+        parse_wavelengths("665,560")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "/nonexistent", "--wavelengths", "1e9", "--prompt", "hi"])
+    assert exit_info.value.code == 2
+    assert "between 0.3 and 30 µm" in capsys.readouterr().err
