@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     image = read_raster(args.image, max_size=512)
     messages = [
         {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-        {"role": "user", "content": "<image>\nDescribe this image."},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "\nDescribe this image."}]},
     ]
     inputs = processor(messages, [image])
     prompt_len = int(inputs["input_ids"].shape[1])

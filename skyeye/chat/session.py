@@ -21,6 +21,7 @@ from transformers import TextIteratorStreamer
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage, read_raster
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
+from skyeye.processing.chat_encoding import content_text
 from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ class ChatSession:
         self.processor = processor
         self.settings = settings or GenerationSettings()
         self.images: list[RasterImage] = []
-        self.messages: list[dict[str, str]] = []
+        # content: text, or text and image parts (see SkyEyeProcessor.__call__)
+        self.messages: list[dict[str, Any]] = []
         self.last_reply: ChatReply | None = None
         self._pending_images = 0
 
@@ -131,11 +133,15 @@ class ChatSession:
 
     @property
     def history(self) -> list[dict[str, str]]:
-        """The conversation so far ({"role", "content"} dicts, without the system prompt)."""
-        return list(self.messages)
+        """The conversation so far ({"role", "content"} dicts, without the system prompt), each
+        image shown as `<image>` in the text of the turn it was attached to."""
+        return [
+            {"role": m["role"], "content": content_text(m["content"], self.processor.image_token)}
+            for m in self.messages
+        ]
 
     # --------------------------------------------------------- generation
-    def _conversation(self) -> list[dict[str, str]]:
+    def _conversation(self) -> list[dict[str, Any]]:
         system = self.settings.system_prompt
         return ([{"role": "system", "content": system}] if system else []) + self.messages
 
@@ -146,11 +152,11 @@ class ChatSession:
         """
         if not prompt.strip():
             raise ValueError("the prompt is empty")
-        if self.processor.image_token in prompt:
-            raise ValueError(
-                f"write the question without {self.processor.image_token}; add images with add_image"
-            )
-        content = f"{self.processor.image_token}\n" * self._pending_images + prompt
+        # The images attach as image parts; the prompt is text, so a typed `<image>`, `[SEG]` or
+        # `<|im_end|>` stays characters (the processor never turns user text into structure).
+        content: list[dict[str, Any]] = [{"type": "image"}, {"type": "text", "text": "\n"}] * (
+            self._pending_images
+        ) + [{"type": "text", "text": prompt}]
         self.messages.append({"role": "user", "content": content})
         try:
             inputs = self.processor(self._conversation(), self.images, add_generation_prompt=True)

@@ -1,8 +1,10 @@
 """`SkyEyeProcessor`: chat template, `<image>` expansion, tokenisation and training labels.
 
-Like transformers' Llava processor, the processor (not the model) expands each `<image>` in the
-text into `num_image_tokens` copies of the image token, so the model only has to check that the
-number of image positions matches the number of image features it computed.
+Like transformers' Llava processor, the processor (not the model) expands each image of the
+conversation (an `{"type": "image"}` content part) into `num_image_tokens` copies of the image
+token, so the model only has to check that the number of image positions matches the number of
+image features it computed. User text is encoded as text (`chat_encoding`): it cannot open
+turns, place images or ask for masks.
 """
 
 from __future__ import annotations
@@ -16,16 +18,24 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 
+from skyeye.constants import IGNORE_INDEX, IMAGE_TOKEN
 from skyeye.errors import PromptTooLongError
 from skyeye.io.raster import RasterImage
+from skyeye.processing.chat_encoding import (
+    EncodedConversation,
+    content_parts,
+    content_text,
+    count_images,
+    encode_conversation,
+)
 from skyeye.processing.image_processor import SkyEyeImageProcessor
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 PROCESSOR_CONFIG = "processor_config.json"
 
-Message = dict[str, str]
+#: {"role": ..., "content": text or a list of text/image parts}
+Message = dict[str, Any]
 
 
 class SkyEyeProcessor:
@@ -45,7 +55,7 @@ class SkyEyeProcessor:
         tokenizer: PreTrainedTokenizerBase,
         *,
         num_image_tokens: int,
-        image_token: str = "<image>",
+        image_token: str = IMAGE_TOKEN,
         max_length: int | None = None,
     ) -> None:
         if image_token not in tokenizer.get_vocab():
@@ -68,19 +78,34 @@ class SkyEyeProcessor:
         return int(self.tokenizer.convert_tokens_to_ids(self.image_token))
 
     # ------------------------------------------------------------------ text
-    def apply_chat_template(
-        self, messages: Sequence[Message], *, add_generation_prompt: bool = False
-    ) -> str:
-        """Render `messages` ({"role", "content"} dicts) with the LLM's own chat template."""
+    def _check_messages(self, messages: Sequence[Message]) -> None:
         for index, message in enumerate(messages):
             if message.get("role") not in ("system", "user", "assistant"):
                 raise ValueError(
                     f"message {index} has role {message.get('role')!r}; use system/user/assistant"
                 )
-            if not isinstance(message.get("content"), str):
-                raise ValueError(f"message {index} needs a string 'content'")
+            content = message.get("content")
+            if not isinstance(content, (str, list)):
+                raise ValueError(
+                    f"message {index} needs a 'content' string or list of text/image parts"
+                )
+            content_parts(content, self.image_token)  # raises on an unknown part
+
+    def apply_chat_template(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = False
+    ) -> str:
+        """Render `messages` with the LLM's own chat template, for display and length estimates.
+
+        Image parts are written as `image_token`. The model's input is built by `__call__` /
+        `build_training_example`, which keep user text from becoming special tokens.
+        """
+        self._check_messages(messages)
+        flat = [
+            {"role": m["role"], "content": content_text(m["content"], self.image_token)}
+            for m in messages
+        ]
         return self.tokenizer.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+            flat, tokenize=False, add_generation_prompt=add_generation_prompt
         )
 
     def expand_image_tokens(self, text: str) -> str:
@@ -96,14 +121,14 @@ class SkyEyeProcessor:
             )
 
     def _images(
-        self, images: Sequence[RasterImage] | None, text: str
+        self, images: Sequence[RasterImage] | None, placeholders: int
     ) -> dict[str, list[torch.Tensor]]:
         images = list(images or [])
-        placeholders = text.count(self.image_token)
         if placeholders != len(images):
             raise ValueError(
-                f"the text has {placeholders} {self.image_token} placeholder(s) but "
-                f"{len(images)} image(s) were given; write one {self.image_token} per image"
+                f"the conversation has {placeholders} {self.image_token} placeholder(s) or image "
+                f"part(s) but {len(images)} image(s) were given; place each image with one "
+                f"{self.image_token} or one {{'type': 'image'}} part"
             )
         if not images:
             return {}
@@ -112,6 +137,20 @@ class SkyEyeProcessor:
             "pixel_values": list(features["pixel_values"]),
             "wavelengths": list(features["wavelengths"]),
         }
+
+    def _encode(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool
+    ) -> EncodedConversation:
+        self._check_messages(messages)
+        encoded = encode_conversation(
+            self.tokenizer,
+            messages,
+            image_token=self.image_token,
+            num_image_tokens=self.num_image_tokens,
+            add_generation_prompt=add_generation_prompt,
+        )
+        self._check_length(len(encoded.input_ids))
+        return encoded
 
     # ------------------------------------------------------------ inference
     def __call__(
@@ -124,21 +163,27 @@ class SkyEyeProcessor:
         """Encode one prompt for generation.
 
         Args:
-            messages: a conversation (list of {"role", "content"}) or an already rendered string.
-            images: one raster per `<image>` placeholder, in order.
+            messages: a conversation: {"role", "content"} dicts whose content is a string
+                (each `<image>` in it places the next image, as in LLaVA) or a list of parts
+                `{"type": "text", "text": ...}` / `{"type": "image"}`. Text parts are pure text,
+                so put what a user types there. Turn markers, `[SEG]` and `<p>` typed in any
+                user or system text stay characters; assistant text keeps its grounding tokens.
+                A plain string instead of a list is an already rendered, trusted prompt.
+            images: one raster per image placed, in order.
 
         Returns:
             BatchFeature with `input_ids` (1, L), `attention_mask` (1, L) and, when images are
             given, `pixel_values` (list of (C_i, S, S)) and `wavelengths` (list of (C_i,)).
         """
-        text = (
-            messages
-            if isinstance(messages, str)
-            else self.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
-        )
-        data: dict[str, Any] = self._images(images, text)
-        ids = self.tokenizer(self.expand_image_tokens(text), add_special_tokens=False)["input_ids"]
-        self._check_length(len(ids))
+        if isinstance(messages, str):
+            data: dict[str, Any] = self._images(images, messages.count(self.image_token))
+            ids = self.tokenizer(self.expand_image_tokens(messages), add_special_tokens=False)[
+                "input_ids"
+            ]
+            self._check_length(len(ids))
+        else:
+            data = self._images(images, count_images(messages, self.image_token))
+            ids = self._encode(messages, add_generation_prompt=add_generation_prompt).input_ids
         data["input_ids"] = torch.tensor([ids], dtype=torch.long)
         data["attention_mask"] = torch.ones_like(data["input_ids"])
         return BatchFeature(data)
@@ -149,46 +194,24 @@ class SkyEyeProcessor:
     ) -> dict[str, Any]:
         """Tokenise a full conversation with labels on the assistant turns only.
 
-        Each assistant reply is supervised together with the token that closes its turn (the
-        template's end-of-turn marker), so the model learns to stop.
+        `messages` as for `__call__` (the instruction data's `<image>` placeholders place the
+        images). Each assistant reply is supervised together with the
+        token that closes its turn (the template's end-of-turn marker), so the model learns to
+        stop.
 
         Returns:
             dict with `input_ids` (L,), `attention_mask` (L,), `labels` (L,) with -100 outside
             assistant replies, and `pixel_values` / `wavelengths` lists when images are given.
         """
-        expanded = [
-            {"role": m["role"], "content": self.expand_image_tokens(m["content"])} for m in messages
-        ]
-        if not any(m["role"] == "assistant" for m in expanded):
+        if not any(m.get("role") == "assistant" for m in messages):
             raise ValueError("a training conversation needs at least one assistant turn")
-        text = self.apply_chat_template(expanded)
-        spans: list[tuple[int, int]] = []
-        cursor = 0
-        for message in expanded:
-            start = text.find(message["content"], cursor)
-            if start < 0:
-                raise ValueError(
-                    "the chat template rewrote a message's content, so its tokens cannot be "
-                    f"located for labelling: {message['content'][:60]!r}"
-                )
-            end = start + len(message["content"])
-            if message["role"] == "assistant":
-                spans.append((start, end))
-            cursor = end
-        data: dict[str, Any] = self._images(images, "".join(m["content"] for m in messages))
-        encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = encoding["input_ids"]
-        self._check_length(len(ids))
-        labels = [IGNORE_INDEX] * len(ids)
-        offsets = encoding["offset_mapping"]
-        for start, end in spans:
-            closing_done = False
-            for index, (token_start, token_end) in enumerate(offsets):
-                if start <= token_start < end or (token_start < start < token_end):
-                    labels[index] = ids[index]
-                elif token_start >= end and not closing_done:
-                    labels[index] = ids[index]
-                    closing_done = True
+        data: dict[str, Any] = self._images(images, count_images(messages, self.image_token))
+        encoded = self._encode(messages, add_generation_prompt=False)
+        ids = encoded.input_ids
+        labels = [
+            token if keep else IGNORE_INDEX
+            for token, keep in zip(ids, encoded.supervised, strict=True)
+        ]
         data["input_ids"] = torch.tensor(ids, dtype=torch.long)
         data["attention_mask"] = torch.ones_like(data["input_ids"])
         data["labels"] = torch.tensor(labels, dtype=torch.long)

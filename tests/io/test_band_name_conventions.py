@@ -13,7 +13,21 @@ from skyeye.io.raster import read_raster
 from skyeye.io.sensors import resolve_wavelengths, wavelengths_from_band_names
 
 GEE_S2 = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
-S2_WAVELENGTHS = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]
+S2_WAVELENGTHS = [
+    0.443,
+    0.49,
+    0.56,
+    0.665,
+    0.705,
+    0.74,
+    0.783,
+    0.842,
+    0.865,
+    0.945,
+    1.375,
+    1.61,
+    2.19,
+]
 
 
 def _geotiff(path, names: list[str]) -> str:
@@ -58,7 +72,9 @@ def test_gee_sentinel2_subset_with_b8_is_sentinel2(tmp_path):
 def test_landsat_collection2_names(tmp_path):
     names = ["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "ST_B10"]
     image = read_raster(_geotiff(tmp_path / "l8_sr.tif", names))
-    assert image.wavelengths == pytest.approx([0.443, 0.482, 0.561, 0.655, 0.865, 1.609, 2.201, 10.895])
+    assert image.wavelengths == pytest.approx(
+        [0.443, 0.482, 0.561, 0.655, 0.865, 1.609, 2.201, 10.895]
+    )
     landsat8 = read_raster(_geotiff(tmp_path / "l8.tif", ["B2", "B3", "B4", "B5"]))
     assert landsat8.wavelengths == pytest.approx([0.482, 0.561, 0.655, 0.865])
 
@@ -67,7 +83,9 @@ def test_stac_common_names(tmp_path):
     names = ["coastal", "blue", "green", "red", "nir08", "swir16", "swir22"]
     image = read_raster(_geotiff(tmp_path / "stac.tif", names))
     assert image.wavelengths is not None
-    assert image.wavelengths == pytest.approx([0.443, 0.49, 0.56, 0.665, 0.865, 1.61, 2.19], abs=0.02)
+    assert image.wavelengths == pytest.approx(
+        [0.443, 0.49, 0.56, 0.665, 0.865, 1.61, 2.19], abs=0.02
+    )
     s2_l2a = ["coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08",
               "nir09", "swir16", "swir22"]  # fmt: skip
     assert read_raster(_geotiff(tmp_path / "l2a.tif", s2_l2a)).sensor == "sentinel-2"
