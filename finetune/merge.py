@@ -22,12 +22,15 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def merge_model(model_path: str | Path, out: str | Path, *, dtype: str | None = None) -> Path:
     """Load `model_path` with its adapter, merge, and write a standalone folder to `out`."""
+    from skyeye.modeling.folder_check import check_model_folder
     from skyeye.modeling.model import SkyEyeForConditionalGeneration
+    from skyeye.models import resolve_model_folder
     from skyeye.processing.processor import SkyEyeProcessor
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new --out folder")
+    check_model_folder(resolve_model_folder(model_path))
     model = SkyEyeForConditionalGeneration.from_pretrained(model_path)
     processor = SkyEyeProcessor.from_pretrained(model_path)
     if not hasattr(model.language_model, "peft_config"):

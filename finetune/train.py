@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -29,6 +30,23 @@ from finetune.model_setup import (
 logger = logging.getLogger(__name__)
 
 
+def check_output_dir(out: Path) -> None:
+    """Raise `ConfigError` unless files can be created in `out` (made if missing).
+
+    Checked before the model loads: a read-only or missing-parent folder otherwise fails at the
+    first log line or checkpoint, with a traceback, after minutes of work.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write the output folder {out} ({err.strerror or err}): choose a writable "
+            "--output_dir"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     recipe = parse_args(argv)
     logging.basicConfig(
@@ -38,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("skyeye.io").setLevel(logging.WARNING)
     try:
         check_recipe(recipe)
+        check_output_dir(Path(recipe.train.output_dir))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -59,3 +59,7 @@ class CheckpointKeyError(SkyEyeError, ValueError):
 
 class DiskFullError(SkyEyeError, OSError):
     """The disk filled while writing; the message names the folder and the free space."""
+
+
+class ModelFolderError(SkyEyeError, ValueError):
+    """A model folder is incomplete or damaged; the message names the file and the fix."""

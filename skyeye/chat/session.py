@@ -20,8 +20,11 @@ from transformers import TextIteratorStreamer
 
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage, read_raster
+from skyeye.modeling.folder_check import check_model_folder
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
+from skyeye.models import resolve_model_folder
 from skyeye.processing.chat_encoding import content_text
+from skyeye.processing.image_processor import SkyEyeImageProcessor
 from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
@@ -217,6 +220,35 @@ class ChatSession:
         return reply
 
 
+def check_images(
+    sources: Sequence[str | Path | Sequence[str | Path]],
+    image_processor: SkyEyeImageProcessor,
+    *,
+    read_size: int = GenerationSettings.read_size,
+    read_kwargs: Sequence[dict[str, Any]] | None = None,
+) -> list[RasterImage]:
+    """Read every image and check that the model can take it, without the model.
+
+    The wavelength rules (SAR placeholder, one wavelength per band) come from the image
+    processor (`preprocessor_config.json`), so a bad image fails before a slow model load.
+
+    Raises:
+        ValueError / RasterReadError: one line naming the file, the problem and the fix.
+    """
+    images = []
+    for index, source in enumerate(sources):
+        kwargs = dict(read_kwargs[index]) if read_kwargs else {}
+        kwargs.setdefault("max_size", read_size)
+        kwargs.setdefault("sar_wavelength", image_processor.sar_wavelength)
+        image = read_raster(source, **kwargs)
+        try:
+            image_processor([image])
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+        images.append(image)
+    return images
+
+
 def load_chat(
     model: str | Path = "skyeye-tiny",
     *,
@@ -225,7 +257,13 @@ def load_chat(
     cache_dir: str | Path | None = None,
     settings: GenerationSettings | None = None,
 ) -> ChatSession:
-    """Load a model and its processor by name, folder or hub id, and open a session."""
+    """Load a model and its processor by name, folder or hub id, and open a session.
+
+    Raises `ModelFolderError` (one line: the file and the fix) for an incomplete or damaged
+    folder, before loading anything.
+    """
+    model = resolve_model_folder(model)
+    check_model_folder(model)
     loaded = SkyEyeForConditionalGeneration.from_pretrained(
         model, device=device, dtype=dtype, cache_dir=cache_dir, merge_adapter=True
     )

@@ -159,8 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported after the logging set-up: importing them already logs (bitsandbytes' kernels).
     import torch
 
-    from skyeye.chat.session import GenerationSettings, load_chat
-    from skyeye.io.raster import read_raster
+    from skyeye.chat.session import GenerationSettings, check_images, load_chat
+    from skyeye.modeling.folder_check import check_model_folder
+    from skyeye.models import resolve_model_folder
+    from skyeye.processing.image_processor import SkyEyeImageProcessor
 
     if args.wavelengths and len(args.wavelengths) not in (1, len(args.image)):
         print(
@@ -173,13 +175,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     try:
-        # Read the images before the (slower) model load, so a bad file fails at once.
-        images = [
-            read_raster(path, max_size=settings.read_size, **_image_kwargs(args, index))
-            for index, path in enumerate(args.image)
-        ]
+        # Check the model folder and every image (read, and mapped to wavelengths with the
+        # checkpoint's own rules from preprocessor_config.json) before the slower model load,
+        # so a bad file fails at once.
+        folder = resolve_model_folder(args.model)
+        check_model_folder(folder)
+        image_processor = SkyEyeImageProcessor.from_pretrained(str(folder))
+        images = check_images(
+            args.image,
+            image_processor,
+            read_size=settings.read_size,
+            read_kwargs=[_image_kwargs(args, index) for index in range(len(args.image))],
+        )
         session = load_chat(
-            args.model, device=args.device, dtype=dtype, cache_dir=args.cache_dir, settings=settings
+            folder, device=args.device, dtype=dtype, cache_dir=args.cache_dir, settings=settings
         )
         for image in images:
             session.add_image(image)

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 from skyeye.modeling.configuration import SkyEyeConfig
+from skyeye.modeling.folder_check import check_model_folder
 from skyeye.modeling.llm import load_llm
 from skyeye.modeling.vision.checkpoint import CheckpointKeyError
 from skyeye.models import resolve_model_folder
@@ -141,6 +142,7 @@ def load_model(
     plain LLM's speed (an unmerged adapter cost about 3x in tokens/s on the CPU).
     """
     folder = resolve_model_folder(name_or_path)
+    check_model_folder(folder)  # one clear line for a missing, truncated or pickled file
     config = SkyEyeConfig.from_pretrained(str(folder))
     if config.llm_embedded:
         llm = AutoModelForCausalLM.from_pretrained(
