@@ -8,7 +8,9 @@ Gradio's queue with a concurrency limit, and uploads are capped in size.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -23,6 +25,7 @@ from demo.bands import HEADERS
 from demo.examples import DEFAULT_EXAMPLES_DIR, render_thumbnails
 from demo.handlers import SENSOR_CHOICES, DemoHandlers
 from demo.session import UPLOAD_EXTENSIONS, DemoConfig, DemoSession
+from demo.workspace import create_work_root, remove_work_root
 from skyeye.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -30,6 +33,9 @@ logger = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: A browser session's state is dropped this long after its last change (or when the tab closes).
 SESSION_TTL_S = 2 * 3600
+#: Gradio's cache sweep (frequency, age) in seconds: its temporary files (rendered overlays) are
+#: deleted an hour after they were made, and all of them when the server stops.
+DELETE_CACHE = (900, 3600)
 
 INTRO = """# SkyEye
 Chat about Earth-observation images: RGB photos, multispectral GeoTIFFs (Sentinel-2, Landsat,
@@ -55,16 +61,20 @@ def build_app(
 ) -> gr.Blocks:
     """The Gradio Blocks app around a loaded model and processor (not yet launched)."""
     config = config or DemoConfig()
+    if config.work_root is None:
+        config = dataclasses.replace(config, work_root=create_work_root())
     if examples_dir is not None and not examples_dir.is_dir():
         logger.warning("examples folder %s not found: the gallery stays empty", examples_dir)
         examples_dir = None
     handlers = DemoHandlers(model, processor, config, examples_dir)
     thumbs = (
-        render_thumbnails(examples_dir, Path(tempfile.mkdtemp(prefix="skyeye-demo-thumbs-")))
+        render_thumbnails(
+            examples_dir, Path(tempfile.mkdtemp(prefix="thumbs-", dir=config.work_root))
+        )
         if examples_dir is not None
         else []
     )
-    with gr.Blocks(title="SkyEye", fill_width=True) as app:
+    with gr.Blocks(title="SkyEye", fill_width=True, delete_cache=DELETE_CACHE) as app:
         state = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_close_session)
         gr.Markdown(INTRO + f"\n\nModel: `{model_name}`.")
         with gr.Row(equal_height=False):
@@ -129,7 +139,7 @@ def build_app(
                 )
 
         view = [image_choice, table, sensor, preview_mode, preview, summary]
-        files.upload(handlers.upload, [files, state], [state, *view])
+        files.upload(handlers.upload, [files, state], [state, *view, files])
         gallery.select(handlers.add_example, [state], [state, *view])
         image_choice.input(handlers.select_image, [image_choice, state], [state, *view])
         sensor.input(handlers.set_sensor, [image_choice, sensor, state], [state, *view])
@@ -150,7 +160,35 @@ def build_app(
             )
         new_chat.click(handlers.reset, [state], [state, chatbot, overlay, downloads, note, *view])
     app.queue(default_concurrency_limit=max(concurrency, 4), max_size=queue_size)
+    app.skyeye_work_root = config.work_root  # removed by main() when the server stops
     return app
+
+
+def parse_auth(values: Sequence[str], files: Sequence[Path] = ()) -> list[tuple[str, str]]:
+    """`USER:PASS` strings (and lines of `--auth-file` files) -> [(user, password)].
+
+    Raises:
+        ValueError: a value without a user or a password, naming it (never the password).
+    """
+    pairs = []
+    lines = [(v, "--auth") for v in values]
+    for path in files:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ValueError(f"--auth-file {path}: cannot read it ({err.strerror})") from None
+        lines += [(line.strip(), f"--auth-file {path}") for line in text.splitlines()]
+    for value, origin in lines:
+        if not value or value.startswith("#"):
+            continue
+        user, sep, password = value.partition(":")
+        if not sep or not user or not password:
+            raise ValueError(
+                f"{origin}: expected USER:PASSWORD, got {user or '(empty)'!r} without a "
+                "user or a password"
+            )
+        pairs.append((user, password))
+    return pairs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 = all)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted file")
+    parser.add_argument(
+        "--max-total-upload-mb",
+        type=float,
+        default=1000.0,
+        help="all the files of one conversation together",
+    )
+    parser.add_argument(
+        "--auth",
+        action="append",
+        default=[],
+        metavar="USER:PASS",
+        help="require a login (repeatable); prefer --auth-file: arguments show in `ps`",
+    )
+    parser.add_argument(
+        "--auth-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="file of USER:PASS lines, one login each",
+    )
     parser.add_argument(
         "--concurrency", type=int, default=1, help="answers generated at the same time (queue)"
     )
@@ -203,9 +262,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value < 1:
             print(f"error: {flag} must be at least 1, got {value}", file=sys.stderr)
             return 2
-    if args.max_upload_mb <= 0:
-        print(f"error: --max-upload-mb must be positive, got {args.max_upload_mb}", file=sys.stderr)
+    for flag, limit in (
+        ("--max-upload-mb", args.max_upload_mb),
+        ("--max-total-upload-mb", args.max_total_upload_mb),
+    ):
+        if limit <= 0:
+            print(f"error: {flag} must be positive, got {limit}", file=sys.stderr)
+            return 2
+    try:
+        auth = parse_auth(args.auth, args.auth_file)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not auth:
+        logger.warning(
+            "serving on %s without --auth: anyone who can reach it can upload files and use "
+            "the model (see docs/demo.md)",
+            args.host,
+        )
     dtype = torch.bfloat16 if args.dtype == "auto" else DTYPES[args.dtype]
     started = time.perf_counter()
     try:
@@ -218,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("model %s loaded in %.1f s", args.model, time.perf_counter() - started)
     config = DemoConfig(
         max_upload_mb=args.max_upload_mb,
+        max_total_upload_mb=args.max_total_upload_mb,
         max_images=args.max_images,
         read_size=args.read_size,
         max_new_tokens=args.max_new_tokens,
@@ -231,12 +306,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         queue_size=args.queue_size,
         model_name=args.model,
     )
-    print(f"SkyEye demo on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    app.launch(
-        server_name=args.host,
-        server_port=args.port,
-        max_file_size=f"{args.max_upload_mb:g}mb",
-        show_error=True,
-        theme=gr.themes.Soft(),
+    root = app.skyeye_work_root
+    print(
+        f"SkyEye demo on http://{args.host}:{args.port} (Ctrl-C to stop); session files in {root}",
+        flush=True,
     )
+    # SIGTERM (service managers, `kill`) ends the server like Ctrl-C, so the cleanup below runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        app.launch(
+            server_name=args.host,
+            server_port=args.port,
+            max_file_size=f"{args.max_upload_mb:g}mb",
+            show_error=True,
+            theme=gr.themes.Soft(),
+            auth=auth or None,
+        )
+    finally:
+        app.close()
+        remove_work_root(root)
     return 0

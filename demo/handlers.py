@@ -2,7 +2,8 @@
 
 Every handler takes the session state (None until the browser's first action) and returns it,
 so Gradio keeps one `DemoSession` per browser session. User mistakes become `gr.Error`
-messages; an unexpected failure is logged with its traceback and shown as a short message.
+messages; an unexpected failure is logged with its traceback and shown as a short message. A
+failed chat turn is reported in the chat itself (`DemoHandlers.chat`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import gradio as gr
 from demo.bands import NO_SENSOR
 from demo.examples import EXAMPLES
 from demo.session import DemoConfig, DemoError, DemoSession
+from demo.workspace import discard_upload
 from skyeye.io.sensors import list_sensors
 from skyeye.render.previews import preview_modes
 
 logger = logging.getLogger(__name__)
 
 SENSOR_CHOICES = [*list_sensors(), NO_SENSOR]
+#: Starts the chat message that reports a failed turn.
+ERROR_MARK = "⚠️"
 #: Outputs of every handler that changes which image is shown (see `DemoHandlers.view`).
 View = tuple[Any, Any, Any, Any, Any, str]
 
@@ -103,7 +107,10 @@ class DemoHandlers:
     # -------------------------------------------------------------- handlers
     @user_errors
     def upload(self, files: Sequence[str] | str | None, state: DemoSession | None):
-        """Read uploaded files; a bad file is reported, the good ones are still added."""
+        """Read uploaded files; a bad file is reported, the good ones are still added.
+
+        Returns (state, *view, None): the last clears the upload field.
+        """
         session = self.session(state)
         paths = [files] if isinstance(files, str) else list(files or [])
         if not paths:
@@ -114,11 +121,15 @@ class DemoHandlers:
                 index = session.add_file(path)
             except DemoError as err:
                 errors.append(str(err))
+                logger.info("upload refused: %s", err)
+            finally:
+                discard_upload(path)  # read into memory (or refused): Gradio's copy can go
         if index is None:
             raise DemoError("; ".join(errors))
         for message in errors:
             gr.Warning(message)
-        return (session, *self.view(session, index))
+        # The upload field is emptied: its files are read (and deleted), the images listed above.
+        return (session, *self.view(session, index), None)
 
     @user_errors
     def add_example(self, evt: gr.SelectData, state: DemoSession | None):
@@ -175,27 +186,48 @@ class DemoHandlers:
             return session, None
         return session, session.preview(index, mode)
 
-    @user_errors
     def chat(
         self, message: str, history: list[dict[str, Any]] | None, state: DemoSession | None
     ) -> Iterator[tuple[Any, ...]]:
-        """Stream an answer: yields (history, textbox, overlay, files, note, summary, state)."""
+        """Stream an answer: yields (history, textbox, overlay, files, note, summary, state).
+
+        A failed turn never raises: its reason (which file, what is wrong, the fix) becomes one
+        message in the chat and the log, and the other panels keep what they showed (the question
+        stays in its box, to ask again after the fix).
+        """
         session = self.session(state)
         history = list(history or [])
+        keep = gr.update()
         if not message or not message.strip():
-            raise DemoError("type a question first")
+            history.append({"role": "assistant", "content": f"{ERROR_MARK} Type a question first."})
+            yield history, keep, keep, keep, keep, keep, session
+            return
         if not session.entries:
             gr.Warning("No image attached: the model answers from text alone.")
         history.append({"role": "user", "content": message})
         history.append({"role": "assistant", "content": ""})
-        pending = gr.update()
-        for text in session.stream(message):
-            history[-1] = {"role": "assistant", "content": text}
-            yield history, "", pending, pending, pending, pending, session
-        result = session.result
-        assert result is not None
+        try:
+            for text in session.stream(message):
+                history[-1] = {"role": "assistant", "content": text}
+                yield history, "", keep, keep, keep, keep, session
+            result = session.result
+            assert result is not None
+        except Exception as err:  # every failure of a turn: one message, the panels untouched
+            if isinstance(err, DemoError):
+                reason = str(err)
+                logger.warning("turn failed: %s", reason)
+            else:
+                reason = f"the answer failed ({type(err).__name__}: {err}); please try again"
+                logger.error("turn failed", exc_info=err)
+            failure = {"role": "assistant", "content": f"{ERROR_MARK} {reason}"}
+            if history[-1]["content"]:
+                history.append(failure)
+            else:
+                history[-1] = failure
+            yield history, keep, keep, keep, keep, keep, session
+            return
         files = [str(f) for f in result.files] or None
-        summary = session.summary(result.image_index) if result.image_index is not None else pending
+        summary = session.summary(result.image_index) if result.image_index is not None else keep
         yield history, "", result.overlay, files, result.note, summary, session
 
     @user_errors

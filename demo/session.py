@@ -39,15 +39,19 @@ class DemoError(ValueError):
 class DemoConfig:
     """Limits and decoding settings shared by every session.
 
-    max_upload_mb: largest accepted file. max_images: images per conversation.
+    max_upload_mb: largest accepted file. max_total_upload_mb: all the files of one
+    conversation together. max_images: images per conversation.
     read_size: longest side at which images are read (bounds memory; overlays are drawn on it).
-    max_new_tokens: longest answer.
+    max_new_tokens: longest answer. work_root: folder under which each session keeps its result
+    files (the app's own temporary folder, removed at shutdown; None: the system's temp folder).
     """
 
     max_upload_mb: float = 200.0
+    max_total_upload_mb: float = 1000.0
     max_images: int = 8
     read_size: int = 512
     max_new_tokens: int = 200
+    work_root: Path | None = None
 
 
 @dataclass
@@ -91,8 +95,15 @@ class DemoSession:
         )
         self.entries: list[ImageEntry] = []
         self.result: TurnResult | None = None
-        self.workdir = Path(tempfile.mkdtemp(prefix="skyeye-demo-"))
+        self.workdir = self._new_workdir()
+        self.upload_bytes = 0  # accepted files of this conversation, against max_total_upload_mb
         self._turn = 0
+
+    def _new_workdir(self) -> Path:
+        root = self.config.work_root
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="skyeye-demo-session-", dir=root))
 
     # ------------------------------------------------------------------ images
     @property
@@ -115,11 +126,19 @@ class DemoSession:
             )
         if not path.is_file():
             raise DemoError(f"{name}: the upload did not arrive; try again")
-        size_mb = path.stat().st_size / 2**20
+        size = path.stat().st_size
+        size_mb = size / 2**20
         if size_mb > self.config.max_upload_mb:
             raise DemoError(
                 f"{name} is {size_mb:.0f} MB, over this demo's {self.config.max_upload_mb:g} MB "
                 "limit: crop or downsample it (e.g. gdal_translate -outsize 25% 25%)"
+            )
+        total_mb = (self.upload_bytes + size) / 2**20
+        if total_mb > self.config.max_total_upload_mb:
+            raise DemoError(
+                f"{name}: this conversation's files would total {total_mb:.0f} MB, over this "
+                f"demo's {self.config.max_total_upload_mb:g} MB limit; press 'New conversation' "
+                "to start again with fewer or smaller files"
             )
         try:
             image = read_raster(
@@ -128,6 +147,7 @@ class DemoSession:
         except RasterReadError as err:
             raise DemoError(_display_message(err, path, name)) from None
         image.path = name
+        self.upload_bytes += size
         self.entries.append(ImageEntry(name=name, image=image))
         logger.info("session: added %s (%d bands %s)", name, image.data.shape[0], image.band_names)
         return len(self.entries) - 1
@@ -193,6 +213,9 @@ class DemoSession:
         """Ask `prompt` about the images; yields the answer as it grows (accumulated text)."""
         if not prompt or not prompt.strip():
             raise DemoError("type a question first")
+        for entry in self.entries:
+            if not entry.sent:
+                self._check_readable(entry)
         try:
             for entry in self.entries:
                 if not entry.sent and not any(img is entry.image for img in self.chat.images):
@@ -208,6 +231,24 @@ class DemoSession:
         self._turn += 1
         assert self.chat.last_reply is not None
         self.result = self._finish(self.chat.last_reply)
+
+    def _check_readable(self, entry: ImageEntry) -> None:
+        """Raise `DemoError` saying how to fix an image the model cannot take (no wavelengths)."""
+        try:
+            self.processor.image_processor([entry.image])
+        except ValueError as err:
+            if entry.image.wavelengths is None and not entry.image.sensor:
+                raise DemoError(
+                    f"{entry.name}: the model needs each band's wavelength, and the bands "
+                    f"{entry.image.band_names} have none. Pick a sensor preset (e.g. sentinel-2) "
+                    "under 'Bands', or type each band's wavelength in µm in the band table and "
+                    "press 'Apply table'; then ask again."
+                ) from None
+            reason = str(err).removeprefix(f"{entry.name}: ")
+            raise DemoError(
+                f"{entry.name}: {reason}. Fix the bands under 'Bands' (a sensor preset or the "
+                "wavelengths in the table), then ask again."
+            ) from None
 
     def _target_image(self, reply: ChatReply) -> int | None:
         """Index of the entry an answer's boxes/masks refer to: the image of its first mask (the
@@ -276,8 +317,9 @@ class DemoSession:
         self.chat.reset()
         self.entries.clear()
         self.result = None
+        self.upload_bytes = 0
         self.close()
-        self.workdir = Path(tempfile.mkdtemp(prefix="skyeye-demo-"))
+        self.workdir = self._new_workdir()
 
     def close(self) -> None:
         """Delete the session's result files (called when the browser session ends)."""
