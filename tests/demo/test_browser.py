@@ -8,6 +8,7 @@ The screenshot goes to `artifacts/demo_screenshot.png` (and a copy to /tmp).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
+from rasterio.transform import from_origin
 
 pytestmark = pytest.mark.browser
 
@@ -67,7 +71,8 @@ def _wait(predicate, timeout: float, what: str, poll: float = 0.1):
 
 
 @pytest.fixture(scope="module")
-def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path | str]]:
+    """The demo's URL and log; when it stops, its session folder must be gone."""
     port = _free_port()
     log = tmp_path_factory.mktemp("demo") / "demo.log"
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
@@ -89,13 +94,21 @@ def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     try:
         _wait(up, 240, "the demo to serve", poll=0.5)
-        yield url
+        yield {"url": url, "log": log}
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    found = re.search(r"session files in (\S+)", log.read_text())
+    assert found, log.read_text()[-2000:]
+    assert not Path(found.group(1)).exists(), "the demo left its session files after stopping"
+
+
+@pytest.fixture
+def demo_url(demo_server) -> str:
+    return str(demo_server["url"])
 
 
 @pytest.fixture
@@ -178,3 +191,42 @@ def test_bad_file_gets_a_message_not_a_traceback(demo_url: str, browser, tmp_pat
     )
     assert "broken.tif" in message
     assert "Traceback" not in message
+
+
+def _geotiff(path: Path, count: int, names: list[str] | None = None) -> Path:
+    profile = dict(driver="GTiff", width=64, height=64, count=count, dtype="uint16",
+                   crs="EPSG:32633", transform=from_origin(500000, 5800000, 10, 10))  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.random.default_rng(0).integers(500, 3000, (count, 64, 64)).astype("uint16"))
+        for i, name in enumerate(names or [], start=1):
+            dst.set_band_description(i, name)
+    return path
+
+
+def test_failed_turn_is_one_message_in_the_chat(demo_server, browser, tmp_path: Path) -> None:
+    """Issue 15, item 13: Earth Engine band names are recognised; a turn that cannot run says
+    why in the chat (file, problem, fix) and in the log, and no panel turns into an error."""
+    browser.get(str(demo_server["url"]))
+    gee = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+    _upload(browser, _geotiff(tmp_path / "s2_gee_export.tif", 13, gee))
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#preview img"), 60, "the preview")
+    sensor = browser.find_element(By.CSS_SELECTOR, "#sensor input").get_attribute("value")
+    assert sensor == "sentinel-2"
+    assert "0.865" in browser.find_element(By.CSS_SELECTOR, "#band-table").text
+
+    _upload(browser, _geotiff(tmp_path / "two_bands.tif", 2))
+    _wait(lambda: "two_bands.tif" in browser.page_source, 60, "the second image")
+    question = browser.find_element(By.CSS_SELECTOR, "#question textarea")
+    question.send_keys("Is there water in this image?")
+    question.send_keys(Keys.ENTER)
+
+    def failure() -> str:
+        text = browser.find_element(By.CSS_SELECTOR, "#chatbot").text
+        return text if "sensor preset" in text else ""
+
+    chat = _wait(failure, 60, "the failure message in the chat")
+    assert "two_bands.tif" in chat and "wavelength" in chat
+    for panel in ("#question", "#overlay", "#downloads", "#result-note"):
+        assert "Error" not in browser.find_element(By.CSS_SELECTOR, panel).text, panel
+    assert question.get_attribute("value") == "Is there water in this image?"
+    assert "two_bands.tif" in Path(demo_server["log"]).read_text()
