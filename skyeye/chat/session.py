@@ -244,7 +244,8 @@ def check_images(
         try:
             image_processor([image])
         except ValueError as err:
-            raise ValueError(f"{source}: {err}") from None
+            message = str(err)
+            raise ValueError(message if str(source) in message else f"{source}: {message}") from None
         images.append(image)
     return images
 
