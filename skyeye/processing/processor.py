@@ -1,10 +1,11 @@
 """`SkyEyeProcessor`: chat template, `<image>` expansion, tokenisation and training labels.
 
 Like transformers' Llava processor, the processor (not the model) expands each image of the
-conversation (an `{"type": "image"}` content part) into `num_image_tokens` copies of the image
-token, so the model only has to check that the number of image positions matches the number of
-image features it computed. User text is encoded as text (`chat_encoding`): it cannot open
-turns, place images or ask for masks.
+conversation (an `<image>` placeholder in a string content, or an `{"type": "image"}` part)
+into `num_image_tokens` copies of the image token, so the model only has to check that the
+number of image positions matches the number of image features it computed. Text is encoded as
+text (`chat_encoding`): typed turn markers, `[SEG]` or `<p>` cannot open turns or ask for masks,
+and a `{"type": "text"}` part cannot place images either.
 """
 
 from __future__ import annotations
