@@ -34,6 +34,7 @@ MODEL_INPUTS = (
     "wavelengths",
     "masks",
     "seg_image_index",
+    "pixel_values_hires",
 )
 
 

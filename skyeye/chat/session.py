@@ -98,6 +98,10 @@ class ChatSession:
         self.model = model
         self.processor = processor
         self.settings = settings or GenerationSettings()
+        image_processor = processor.image_processor
+        if getattr(model.mask_head, "needs_pixels", False) and image_processor.hires_size is None:
+            # A decoder that refines on pixels gets them on the grid images are read at.
+            image_processor.hires_size = self.settings.read_size
         self.images: list[RasterImage] = []
         # content: text, or text and image parts (see SkyEyeProcessor.__call__)
         self.messages: list[dict[str, Any]] = []

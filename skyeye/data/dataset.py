@@ -3,7 +3,8 @@
 `InstructionDataset` indexes one or more JSONL files by byte offset (records and images are read
 lazily, one record per `__getitem__`), checks records up front (`check()`), and turns a record
 into `SkyEyeProcessor.build_training_example` output plus its `[SEG]` target masks, resized to the
-model's input size. `SkyEyeCollator` pads a list of examples into one batch for
+model's input size, or, for a mask decoder that refines on pixels (the image processor has a
+`hires_size`), kept on the grid of each image's `pixel_values_hires` (full tile resolution). `SkyEyeCollator` pads a list of examples into one batch for
 `SkyEyeForConditionalGeneration.forward`.
 
 Every problem carries the record id (or `FILE:LINE` when the id itself is unreadable), so a bad
@@ -64,16 +65,18 @@ class RecordRef:
     line: int
 
 
-def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
-    """Resize a bool (H, W) mask to (size, size) like the image (square, aspect ignored).
+def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> torch.Tensor:
+    """Resize a bool (H, W) mask to (size, size) like the image (square, aspect ignored), or to
+    (H', W') when `size` is a pair.
 
     Antialiased bilinear then a 0.5 threshold: a pixel is foreground when most of the area it
     covers is, which keeps thin objects better than nearest-neighbour when shrinking.
     """
+    shape = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
-    if tensor.shape[-2:] != (size, size):
+    if tuple(tensor.shape[-2:]) != shape:
         tensor = F.interpolate(
-            tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            tensor, size=shape, mode="bilinear", antialias=True, align_corners=False
         )
     return (tensor[0, 0] >= 0.5).float()
 
@@ -131,7 +134,9 @@ class InstructionDataset(torch.utils.data.Dataset):
         processor: the model's processor (chat template, image processor, tokenizer).
         image_root: folder relative image paths are resolved against (default: each JSONL's folder).
         mask_size: side of the target masks (the model input size) when the model has a mask
-            head; None drops masks (the answers' text, `[SEG]` included, is still trained).
+            head; None drops masks (the answers' text, `[SEG]` included, is still trained). With
+            an image processor `hires_size`, masks are instead on each image's hires grid and
+            tasks read above 1x are read at least at `hires_size` (full tile resolution).
         on_error: "skip" (a record that fails to load yields None; the collator drops and counts
             it) or "stop" (raise `RecordError`).
         system_prompt: system message put before every conversation (None: none); use the one
@@ -248,9 +253,11 @@ class InstructionDataset(torch.utils.data.Dataset):
         return system + [{"role": t["role"], "content": t["text"]} for t in record["turns"]]
 
     def _read_image(self, image: dict, ref: RecordRef, task: str) -> RasterImage:
-        size = int(
-            round(self.processor.image_processor.image_size * self.read_scale.get(task, 1.0))
-        )
+        scale = self.read_scale.get(task, 1.0)
+        size = int(round(self.processor.image_processor.image_size * scale))
+        hires = self.processor.image_processor.hires_size
+        if hires is not None and scale > 1.0:
+            size = max(size, hires)
         source = self._image_source(image["path"], ref)
         names = image.get("band_names")
         waves = image.get("wavelengths")
@@ -293,12 +300,16 @@ class InstructionDataset(torch.utils.data.Dataset):
             raster.sensor = None
         return raster
 
-    def _masks(self, record: dict) -> tuple[list[torch.Tensor], list[int]]:
+    def _masks(
+        self, record: dict, hires: list[torch.Tensor] | None = None
+    ) -> tuple[list[torch.Tensor], list[int]]:
         masks, image_index = [], []
         for turn in record["turns"]:
             for m in sorted(turn.get("masks", []) or [], key=lambda m: int(m["seg_index"])):
-                masks.append(resize_mask(decode_rle(m["rle"]), self.mask_size))  # type: ignore[arg-type]
-                image_index.append(int(m.get("image_index", 0)))
+                image = int(m.get("image_index", 0))
+                size = self.mask_size if hires is None else tuple(hires[image].shape[-2:])
+                masks.append(resize_mask(decode_rle(m["rle"]), size))  # type: ignore[arg-type]
+                image_index.append(image)
         return masks, image_index
 
     def load(self, index: int) -> dict[str, Any]:
@@ -320,7 +331,9 @@ class InstructionDataset(torch.utils.data.Dataset):
             example["id"] = record_id
             example["masks"], example["mask_image_index"] = [], []
             if self.mask_size is not None:
-                example["masks"], example["mask_image_index"] = self._masks(record)
+                example["masks"], example["mask_image_index"] = self._masks(
+                    record, example.get("pixel_values_hires")
+                )
                 seg_id = self.processor.tokenizer.convert_tokens_to_ids(SEG_TOKEN)
                 n_seg = int((example["input_ids"] == seg_id).sum())
                 if n_seg != len(example["masks"]):
@@ -361,7 +374,8 @@ class SkyEyeCollator:
 
     def __call__(self, examples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         """Returns input_ids / attention_mask / labels (B, L) right-padded; pixel_values and
-        wavelengths as lists over all images in sample order; masks (K, S, S) with
+        wavelengths (and pixel_values_hires when examples have them) as lists over all images in
+        sample order; masks (K, S, S) (all of one size) with
         seg_image_index (K,) global image indices, or None when no example has a mask; ids; and
         n_skipped, the number of None examples (records that failed to load) dropped."""
         kept = [e for e in examples if e is not None]
@@ -375,7 +389,7 @@ class SkyEyeCollator:
         ids = torch.full((len(kept), length), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(kept), length), dtype=torch.long)
         labels = torch.full((len(kept), length), IGNORE_INDEX, dtype=torch.long)
-        pixel_values, wavelengths, masks, seg_index = [], [], [], []
+        pixel_values, wavelengths, masks, seg_index, hires = [], [], [], [], []
         for row, example in enumerate(kept):
             n = int(example["input_ids"].shape[0])
             ids[row, :n] = example["input_ids"]
@@ -384,11 +398,19 @@ class SkyEyeCollator:
             offset = len(pixel_values)
             pixel_values.extend(example.get("pixel_values", []))
             wavelengths.extend(example.get("wavelengths", []))
+            hires.extend(example.get("pixel_values_hires", []))
             masks.extend(example.get("masks", []))
             seg_index.extend(offset + i for i in example.get("mask_image_index", []))
         batch.update(input_ids=ids, attention_mask=attention, labels=labels)
         batch["pixel_values"] = pixel_values or None
         batch["wavelengths"] = wavelengths or None
+        if hires:
+            batch["pixel_values_hires"] = hires
+        if len({tuple(m.shape) for m in masks}) > 1:
+            raise ValueError(
+                f"target masks of one batch differ in size {sorted({tuple(m.shape) for m in masks})}; "
+                "read the images of mask records at one size (data.read_scale / hires_size)"
+            )
         batch["masks"] = torch.stack(masks) if masks else None
         batch["seg_image_index"] = seg_index if masks else None
         return batch

@@ -39,7 +39,10 @@ class SkyEyeConfig(PretrainedConfig):
         use_mask_head: build the `[SEG]` mask head.
         mask_head_hidden_size: width of the mask decoder.
         mask_head_layers: number of two-way attention layers in the mask decoder.
-        mask_decoder: registered mask decoder name (see `skyeye.modeling.mask_head.get_mask_decoder`).
+        mask_decoder: registered mask decoder name (see `skyeye.modeling.mask_head.get_mask_decoder`):
+            "light" (masks on the patch grid x4) or "hires" (refined on the image's pixels; the
+            processor then also makes `pixel_values_hires`, see `SkyEyeImageProcessor.hires_size`).
+        mask_hires_dim: width of the "hires" decoder's full-resolution features.
         text_base_vocab_size: vocabulary size of the referenced LLM before SkyEye added tokens to
             it (`[SEG]`, `<p>`, `</p>`); the added rows are stored in `model.safetensors`. None
             when the vocabulary is the LLM's own.
@@ -65,6 +68,7 @@ class SkyEyeConfig(PretrainedConfig):
         mask_head_hidden_size: int = 256,
         mask_head_layers: int = 2,
         mask_decoder: str = "light",
+        mask_hires_dim: int = 16,
         text_base_vocab_size: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -97,6 +101,7 @@ class SkyEyeConfig(PretrainedConfig):
         self.mask_head_hidden_size = mask_head_hidden_size
         self.mask_head_layers = mask_head_layers
         self.mask_decoder = mask_decoder
+        self.mask_hires_dim = mask_hires_dim
         self.text_base_vocab_size = text_base_vocab_size
         # PretrainedConfig.__init__ pushes its own (unset) attention implementation down to the
         # sub-configs; keep the one the loaded LLM was built with (e.g. "sdpa").

@@ -7,7 +7,9 @@ hypernetwork MLP turns the query into a per-pixel classifier that is dotted with
 upsampled image tokens, and the logits are resized bilinearly to the requested size.
 
 Any decoder with the :class:`MaskDecoder` forward signature can be registered in
-``MASK_DECODERS`` (e.g. a SAM-style decoder from transformers when its weights exist).
+``MASK_DECODERS`` (e.g. a SAM-style decoder from transformers when its weights exist). A decoder
+with ``needs_pixels = True`` (``"hires"``, `skyeye.modeling.hires_mask_head`) also takes each
+mask's full-resolution ``pixels`` and ``wavelengths`` and returns masks on their grid.
 """
 
 from __future__ import annotations
@@ -152,6 +154,19 @@ class SkyEyeMaskHead(nn.Module):
         output_size: tuple[int, int],
     ) -> Tensor:
         """seg_hidden (K, D_text), vision_features (K, N, D_vis), grid (h, w) -> logits (K, H, W)."""
+        _, kernel, feat = self.decode_coarse(seg_hidden, vision_features, grid)
+        logits = torch.einsum("kc,kchw->khw", kernel, feat)
+        if tuple(logits.shape[-2:]) != tuple(output_size):
+            logits = F.interpolate(
+                logits[:, None], size=tuple(output_size), mode="bilinear", align_corners=False
+            )[:, 0]
+        return logits
+
+    def decode_coarse(
+        self, seg_hidden: Tensor, vision_features: Tensor, grid: tuple[int, int]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The two-way transformer and x4 upscaling: the decoded query (K, C), the per-mask
+        classifier (K, C/8) and the upscaled token features (K, C/8, 4h, 4w) it is dotted with."""
         self._check_inputs(seg_hidden, vision_features, grid)
         k = seg_hidden.shape[0]
         h, w = grid
@@ -167,13 +182,7 @@ class SkyEyeMaskHead(nn.Module):
             q, img = block(q, q_pe, img, img_pe)
         q = self.final_norm(q + self.final_attn(q + q_pe, img + img_pe, img, need_weights=False)[0])
         feat = self.upscale(img.transpose(1, 2).reshape(k, self.dim, h, w))  # (K, C/8, 4h, 4w)
-        kernel = self.hyper_mlp(q[:, 0])  # (K, C/8)
-        logits = torch.einsum("kc,kchw->khw", kernel, feat)
-        if tuple(logits.shape[-2:]) != tuple(output_size):
-            logits = F.interpolate(
-                logits[:, None], size=tuple(output_size), mode="bilinear", align_corners=False
-            )[:, 0]
-        return logits
+        return q[:, 0], self.hyper_mlp(q[:, 0]), feat  # (K, C), (K, C/8), (K, C/8, 4h, 4w)
 
     def _check_inputs(
         self, seg_hidden: Tensor, vision_features: Tensor, grid: tuple[int, int]
@@ -202,8 +211,15 @@ class SkyEyeMaskHead(nn.Module):
 MASK_DECODERS: dict[str, type[nn.Module]] = {"light": SkyEyeMaskHead}
 
 
+def _register_builtin() -> None:
+    # The "hires" decoder subclasses the light one, so it lives in its own module and registers
+    # itself on import; imported here (not at the top) to avoid the import cycle.
+    import skyeye.modeling.hires_mask_head  # noqa: F401
+
+
 def get_mask_decoder(name: str) -> type[nn.Module]:
     """The mask decoder class registered as ``name`` (build it with ``cls(config)``)."""
+    _register_builtin()
     try:
         return MASK_DECODERS[name]
     except KeyError:
@@ -213,6 +229,7 @@ def get_mask_decoder(name: str) -> type[nn.Module]:
 
 
 def list_mask_decoders() -> list[str]:
+    _register_builtin()
     return sorted(MASK_DECODERS)
 
 

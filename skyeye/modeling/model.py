@@ -187,6 +187,7 @@ class SkyEyeForConditionalGeneration(nn.Module):
         labels: torch.Tensor | None = None,
         masks: torch.Tensor | Sequence[torch.Tensor] | None = None,
         seg_image_index: Sequence[int] | None = None,
+        pixel_values_hires: ImageList | None = None,
         output_hidden_states: bool = False,
         ce_weight: float = 1.0,
         bce_weight: float = 2.0,
@@ -204,6 +205,8 @@ class SkyEyeForConditionalGeneration(nn.Module):
                 (or a (K, H, W) tensor). The mask head then decodes every `[SEG]`.
             seg_image_index: the image each `[SEG]` lies on (global image index); default: the last
                 image before that `[SEG]` in its sample.
+            pixel_values_hires: per image, the full-resolution pixels a "hires" mask decoder
+                refines on (the processor's `pixel_values_hires`); masks then share their grid.
             ce_weight / bce_weight / dice_weight: loss weights (DESIGN.md defaults 1.0 / 2.0 / 0.5).
         """
         embeds, vision, features = self.embed_inputs(input_ids, pixel_values, wavelengths)
@@ -229,7 +232,13 @@ class SkyEyeForConditionalGeneration(nn.Module):
             )
             size = tuple(targets.shape[-2:]) if targets is not None else (1, 1)
             mask_logits, _ = self.decode_masks(
-                out.hidden_states[-1], input_ids, vision, size, seg_image_index
+                out.hidden_states[-1],
+                input_ids,
+                vision,
+                size,
+                seg_image_index,
+                pixels=pixel_values_hires,
+                wavelengths=wavelengths,
             )
             if targets is None or targets.shape[0] != mask_logits.shape[0]:
                 raise ValueError(
@@ -256,13 +265,18 @@ class SkyEyeForConditionalGeneration(nn.Module):
         vision: torch.Tensor | None,
         output_size: tuple[int, int],
         seg_image_index: Sequence[int] | None = None,
+        *,
+        pixels: ImageList | None = None,
+        wavelengths: ImageList | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode each `[SEG]` in `input_ids` (B, L) into mask logits (K, H, W).
 
         Returns the logits and, per mask, the global index of the image it lies on.
 
         `last_hidden` (B, L, D_text) is the LLM's last hidden state; `vision` (n_images, N, D_vis)
-        the tower's patch tokens (before pooling), on whose grid the mask is decoded.
+        the tower's patch tokens (before pooling), on whose grid the mask is decoded. A decoder
+        with `needs_pixels` also gets each mask's image from `pixels` (per image, the
+        processor's `pixel_values_hires`) and `wavelengths`.
         """
         if self.mask_head is None:
             raise ValueError("this model has no mask head (config.use_mask_head is False)")
@@ -287,7 +301,26 @@ class SkyEyeForConditionalGeneration(nn.Module):
             index = torch.as_tensor(list(seg_image_index), device=vision.device)
         seg_hidden = last_hidden[positions[:, 0], positions[:, 1]]
         side = self.config.vision_config.grid_size
-        return self.mask_head(seg_hidden, vision[index], (side, side), output_size), index
+        grid = (side, side)
+        if not getattr(self.mask_head, "needs_pixels", False):
+            return self.mask_head(seg_hidden, vision[index], grid, output_size), index
+        images = _as_image_list(pixels) if pixels is not None else []
+        if not images or wavelengths is None:
+            raise ValueError(
+                f"the {self.config.mask_decoder!r} mask decoder needs pixel_values_hires; build "
+                "inputs with a processor whose image_processor.hires_size is set"
+            )
+        waves = _as_wavelength_list(wavelengths, len(images))
+        rows = index.tolist()
+        logits = self.mask_head(
+            seg_hidden,
+            vision[index],
+            grid,
+            output_size,
+            pixels=[images[i] for i in rows],
+            wavelengths=[waves[i] for i in rows],
+        )
+        return logits, index
 
     @torch.no_grad()
     def predict_masks(
@@ -300,7 +333,9 @@ class SkyEyeForConditionalGeneration(nn.Module):
             new_ids: (1, T) the generated tokens.
 
         Returns:
-            mask logits (K, S, S) at the model's input size, and the image index of each.
+            mask logits (K, H, W) and the image index of each: at the model's input size (S, S),
+            or, for a decoder that refines on pixels, on the grid of `pixel_values_hires` (the
+            largest one when the images' grids differ).
         """
         ids = torch.cat([inputs["input_ids"], new_ids.to(inputs["input_ids"].device)], dim=1)
         embeds, vision, _ = self.embed_inputs(
@@ -309,13 +344,26 @@ class SkyEyeForConditionalGeneration(nn.Module):
         out = self.language_model(
             inputs_embeds=embeds, attention_mask=torch.ones_like(ids), output_hidden_states=True
         )
-        size = self.config.vision_config.image_size
+        side = self.config.vision_config.image_size
+        size = (side, side)
+        hires = inputs.get("pixel_values_hires")
+        if hires is not None and getattr(self.mask_head, "needs_pixels", False):
+            size = max(
+                (tuple(p.shape[-2:]) for p in _as_image_list(hires)), key=lambda s: s[0] * s[1]
+            )
         # Only the answer's [SEG]s make masks: those of the prompt and the history belong to other
         # turns (or are text a user typed), so they are hidden from the decoder.
         answer_only = ids.clone()
         prompt = answer_only[:, : inputs["input_ids"].shape[1]]
         prompt[prompt == self.config.seg_token_id] = -1
-        return self.decode_masks(out.hidden_states[-1], answer_only, vision, (size, size))
+        return self.decode_masks(
+            out.hidden_states[-1],
+            answer_only,
+            vision,
+            size,
+            pixels=hires,
+            wavelengths=inputs.get("wavelengths"),
+        )
 
     @torch.no_grad()
     def generate(
@@ -324,12 +372,14 @@ class SkyEyeForConditionalGeneration(nn.Module):
         attention_mask: torch.Tensor | None = None,
         pixel_values: ImageList | None = None,
         wavelengths: ImageList | None = None,
+        pixel_values_hires: ImageList | None = None,
         **generate_kwargs: Any,
     ) -> torch.Tensor:
         """Generate a continuation; returns only the new tokens (B, T_new).
 
         Any `transformers` generation argument passes through (`max_new_tokens`, `do_sample`,
-        `streamer`, ...).
+        `streamer`, ...). `pixel_values_hires` is accepted so the processor's output can be
+        passed whole; only `predict_masks` uses it.
         """
         embeds, _, _ = self.embed_inputs(input_ids, pixel_values, wavelengths)
         if attention_mask is None:

@@ -14,6 +14,10 @@ Pipeline per image (C bands, any size, NaN = nodata):
 2. square resize to ``image_size`` (bilinear, antialiased, computed on valid pixels only).
 3. normalise (value / 255 - image_mean) / image_std (DOFA-CLIP: mean = std = 0.5).
 4. pixels with no valid input are set to 0, i.e. the mean.
+
+With ``hires_size`` set (models whose mask decoder refines on pixels, e.g. "hires"), each image
+is also returned as ``pixel_values_hires``: the same scaling and normalisation, on the grid the
+image was read at, shrunk (aspect kept) only when its long side exceeds ``hires_size``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class SkyEyeImageProcessorKwargs(TypedDict, total=False):
     reflectance_max: float
     sar_db_range: list[float]
     minmax_percentiles: list[float]
+    hires_size: int | None
 
 
 class SkyEyeImageProcessor(ImageProcessingMixin):
@@ -58,6 +63,8 @@ class SkyEyeImageProcessor(ImageProcessingMixin):
         reflectance_max: reflectance mapped to 255 by "reflectance_10000".
         sar_db_range: (low, high) dB mapped to (0, 255) by "sar_db".
         minmax_percentiles: (low, high) percentiles mapped to (0, 255) by "minmax".
+        hires_size: when set, also return ``pixel_values_hires`` (see the module docstring),
+            long side capped at this many pixels; None = off (the light mask decoder).
     """
 
     model_input_names = ["pixel_values", "wavelengths"]
@@ -73,6 +80,7 @@ class SkyEyeImageProcessor(ImageProcessingMixin):
         reflectance_max: float = 0.3,
         sar_db_range: Sequence[float] = (-25.0, 0.0),
         minmax_percentiles: Sequence[float] = (2.0, 98.0),
+        hires_size: int | None = None,
         **kwargs,
     ) -> None:
         kwargs.pop("image_processor_type", None)
@@ -92,7 +100,12 @@ class SkyEyeImageProcessor(ImageProcessingMixin):
                 "need sar_db_range low < high, 0 <= minmax_percentiles low < high <= 100 and "
                 f"reflectance_max > 0; got {sar_db_range}, {minmax_percentiles}, {reflectance_max}"
             )
+        if hires_size is not None and int(hires_size) < 1:
+            raise ValueError(
+                f"hires_size must be a positive number of pixels or None, got {hires_size}"
+            )
         self.image_size = int(image_size)
+        self.hires_size = None if hires_size is None else int(hires_size)
         self.value_scaling = value_scaling
         self.image_mean = float(image_mean)
         self.image_std = float(image_std)
@@ -107,13 +120,14 @@ class SkyEyeImageProcessor(ImageProcessingMixin):
         """Process one image or a list.
 
         Returns BatchFeature with "pixel_values": list of (C_i, S, S) float tensors and
-        "wavelengths": list of (C_i,) float tensors in µm (lists: band counts may differ).
+        "wavelengths": list of (C_i,) float tensors in µm (lists: band counts may differ), and
+        with ``hires_size`` set "pixel_values_hires": list of (C_i, H_i, W_i).
         """
         if isinstance(images, RasterImage):
             images = [images]
         if not images:
             raise ValueError("no images given: pass a RasterImage or a list of them")
-        pixel_values, wavelengths = [], []
+        pixel_values, wavelengths, hires = [], [], []
         for image in images:
             if not isinstance(image, RasterImage):
                 raise TypeError(
@@ -122,10 +136,11 @@ class SkyEyeImageProcessor(ImageProcessingMixin):
                 )
             wl = self._wavelengths_for(image)
             scaling = self._scaling_for(image.sensor)
-            pv = self._process(image.data, wl, scaling, label=image.path or "image")
+            pv, hr = self._process(image.data, wl, scaling, label=image.path or "image")
             pixel_values.append(pv)
+            hires.append(hr)
             wavelengths.append(np.asarray(wl, dtype=np.float32))
-        return self._pack(pixel_values, wavelengths, return_tensors)
+        return self._pack(pixel_values, wavelengths, return_tensors, hires)
 
     def preprocess_array(
         self,
@@ -155,8 +170,10 @@ class SkyEyeImageProcessor(ImageProcessingMixin):
         wl = resolve_wavelengths(
             [f"band_{i + 1}" for i in range(array.shape[0])], wavelengths=wavelengths
         )
-        pv = self._process(array.astype(np.float32), wl, self._scaling_for(sensor), label="array")
-        return self._pack([pv], [np.asarray(wl, dtype=np.float32)], return_tensors)
+        pv, hr = self._process(
+            array.astype(np.float32), wl, self._scaling_for(sensor), label="array"
+        )
+        return self._pack([pv], [np.asarray(wl, dtype=np.float32)], return_tensors, [hr])
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -235,7 +252,21 @@ class SkyEyeImageProcessor(ImageProcessingMixin):
             raise ValueError(f"value_scaling {scaling!r} unknown: use one of {VALUE_SCALINGS}")
         return np.clip(out, 0.0, 255.0)  # np.clip keeps NaN
 
-    def _process(self, data: np.ndarray, wl: list[float], scaling: str, label: str) -> np.ndarray:
+    def hires_grid(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) of ``pixel_values_hires`` for an image read at ``height`` x ``width``."""
+        if self.hires_size is None or max(height, width) <= self.hires_size:
+            return height, width
+        scale = self.hires_size / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    def _normalise(self, scaled: np.ndarray) -> np.ndarray:
+        normed = (scaled / 255.0 - self.image_mean) / self.image_std
+        return np.nan_to_num(normed, nan=0.0).astype(np.float32)
+
+    def _process(
+        self, data: np.ndarray, wl: list[float], scaling: str, label: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """-> normalised (C, S, S) and, with ``hires_size``, (C, H', W') on the read grid."""
         if data.ndim != 3:
             raise ValueError(f"{label}: expected (C, H, W) data, got shape {data.shape}")
         if len(wl) != data.shape[0]:
@@ -249,14 +280,23 @@ class SkyEyeImageProcessor(ImageProcessingMixin):
             )
         scaled = self.scale_values(data, scaling)
         resized = resize_with_nodata(scaled, self.image_size, self.image_size)
-        normed = (resized / 255.0 - self.image_mean) / self.image_std
-        return np.nan_to_num(normed, nan=0.0).astype(np.float32)
+        hires = None
+        if self.hires_size is not None:
+            hires = self._normalise(resize_with_nodata(scaled, *self.hires_grid(*scaled.shape[1:])))
+        return self._normalise(resized), hires
 
-    @staticmethod
-    def _pack(pixel_values: list, wavelengths: list, return_tensors: str | None) -> BatchFeature:
-        if return_tensors == "pt":
-            pixel_values = [torch.from_numpy(p) for p in pixel_values]
-            wavelengths = [torch.from_numpy(w) for w in wavelengths]
-        elif return_tensors not in (None, "np"):
+    def _pack(
+        self,
+        pixel_values: list,
+        wavelengths: list,
+        return_tensors: str | None,
+        hires: list | None = None,
+    ) -> BatchFeature:
+        if return_tensors not in ("pt", None, "np"):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
-        return BatchFeature({"pixel_values": pixel_values, "wavelengths": wavelengths})
+        data = {"pixel_values": pixel_values, "wavelengths": wavelengths}
+        if self.hires_size is not None and hires is not None:
+            data["pixel_values_hires"] = hires
+        if return_tensors == "pt":
+            data = {k: [torch.from_numpy(a) for a in v] for k, v in data.items()}
+        return BatchFeature(data)

@@ -134,10 +134,8 @@ class SkyEyeProcessor:
         if not images:
             return {}
         features = self.image_processor(images, return_tensors="pt")
-        return {
-            "pixel_values": list(features["pixel_values"]),
-            "wavelengths": list(features["wavelengths"]),
-        }
+        # pixel_values_hires too, when the image processor makes them (hires mask decoders).
+        return {name: list(values) for name, values in features.items()}
 
     def _encode(
         self, messages: Sequence[Message], *, add_generation_prompt: bool
@@ -174,7 +172,9 @@ class SkyEyeProcessor:
 
         Returns:
             BatchFeature with `input_ids` (1, L), `attention_mask` (1, L) and, when images are
-            given, `pixel_values` (list of (C_i, S, S)) and `wavelengths` (list of (C_i,)).
+            given, `pixel_values` (list of (C_i, S, S)) and `wavelengths` (list of (C_i,)), and
+            `pixel_values_hires` (list of (C_i, H_i, W_i)) when the image processor has a
+            `hires_size`.
         """
         if isinstance(messages, str):
             data: dict[str, Any] = self._images(images, messages.count(self.image_token))

@@ -1,0 +1,206 @@
+"""The "hires" mask decoder: the light decoder's coarse mask, refined on the image's own pixels.
+
+The light decoder (``SkyEyeMaskHead``) decodes a ``[SEG]`` on the tower's patch grid (x4), so
+every edge is a staircase of ``patch_size / 4`` pixels. Here, as in U-Net skips and SAM / LISA's
+high-resolution features, a few cheap convolutions run on the input bands at the grid the image
+was read at, and the ``[SEG]`` query picks pixels there:
+
+1. **Any band set, one set of weights.** Each band's central wavelength gets DOFA's sin-cos code
+   (``wavelength_code``); a small MLP turns it into that band's column of a 1x1 conv (and a bias
+   share). RGB, 4-13-band optical and SAR all go through the same generator, as in the tower's
+   patch embedding (``skyeye/modeling/vision/patch_embed.py``), but with a 1x1 kernel.
+2. **Context from the tokens.** The light decoder's upscaled token features are projected and
+   resized onto the pixel grid and added, so the full-resolution convolutions know what is
+   around each pixel (lake vs dark field).
+3. **Pixel picking.** The decoded ``[SEG]`` query is mapped to a per-pixel classifier, dotted with
+   the refined pixel features, and added to the coarse logits resized to the pixel grid.
+
+The classifier's last layer starts at zero, so a fresh "hires" head loaded with a light head's
+weights (``strict=False``) gives exactly the light head's masks (bilinearly resized) until trained.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from skyeye.modeling.mask_head import MASK_DECODERS, SkyEyeMaskHead
+from skyeye.modeling.vision.patch_embed import wavelength_code
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HiResMaskHead", "WavelengthConv1x1"]
+
+#: Width of the wavelength code fed to the band-weight generator.
+WAVE_DIM = 64
+
+
+class WavelengthConv1x1(nn.Module):
+    """A 1x1 conv whose weights are generated from the bands' wavelengths.
+
+    ``(B, C, H, W)`` pixels with ``(C,)`` wavelengths in µm -> ``(B, F, H, W)``. The band outputs
+    are averaged over bands (not summed), so the feature scale does not grow with the band count.
+    """
+
+    def __init__(self, out_dim: int, wave_dim: int = WAVE_DIM) -> None:
+        super().__init__()
+        self.out_dim, self.wave_dim = out_dim, wave_dim
+        self.generator = nn.Sequential(
+            nn.Linear(wave_dim, wave_dim), nn.GELU(), nn.Linear(wave_dim, 2 * out_dim)
+        )
+
+    def forward(self, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+        if pixels.ndim != 4 or wavelengths.ndim != 1 or wavelengths.shape[0] != pixels.shape[1]:
+            raise ValueError(
+                f"pixels (B, C, H, W) need one wavelength (µm) per band; got pixels "
+                f"{tuple(pixels.shape)} and wavelengths {tuple(wavelengths.shape)}"
+            )
+        dtype = self.generator[0].weight.dtype
+        code = wavelength_code(wavelengths.to(pixels.device) * 1000.0, self.wave_dim).to(dtype)
+        gen = self.generator(code)  # (C, 2F)
+        weight = gen[:, : self.out_dim].t()  # (F, C)
+        bias = gen[:, self.out_dim :].mean(0)  # (F,)
+        n_bands = pixels.shape[1]
+        return (
+            torch.einsum("fc,bchw->bfhw", weight.to(pixels.dtype), pixels) / n_bands
+            + bias.to(pixels.dtype)[None, :, None, None]
+        )
+
+
+class HiResMaskHead(SkyEyeMaskHead):
+    """Mask decoder with a full-resolution path ("hires" in ``MASK_DECODERS``).
+
+    Reads from ``config`` what ``SkyEyeMaskHead`` reads, plus ``mask_hires_dim`` (width of the
+    full-resolution features, default 16). ``forward`` takes the image pixels of each mask
+    (the processor's ``pixel_values_hires``) and returns logits on their grid.
+    """
+
+    #: The model passes each mask's full-resolution pixels and wavelengths (see `forward`).
+    needs_pixels = True
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        fdim = int(getattr(config, "mask_hires_dim", 16) or 16)
+        if fdim < 4:
+            raise ValueError(f"mask_hires_dim must be at least 4, got {fdim}")
+        self.hires_dim = fdim
+        self.band_conv = WavelengthConv1x1(fdim)
+        self.context_proj = nn.Conv2d(self.dim // 8, fdim, kernel_size=1)
+        # Two 3x3 convs (a residual block) at full resolution, then a 1x1 to the pixel features.
+        self.refine = nn.Sequential(
+            nn.Conv2d(fdim, fdim, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(fdim, fdim, 3, padding=1),
+        )
+        self.pixel_proj = nn.Conv2d(fdim, fdim, kernel_size=1)
+        self.hires_hyper = nn.Sequential(
+            nn.Linear(self.dim, self.dim), nn.ReLU(), nn.Linear(self.dim, fdim)
+        )
+        # Zero classifier: untrained, the head gives the coarse (light) masks.
+        nn.init.zeros_(self.hires_hyper[2].weight)
+        nn.init.zeros_(self.hires_hyper[2].bias)
+
+    def forward(
+        self,
+        seg_hidden: Tensor,
+        vision_features: Tensor,
+        grid: tuple[int, int],
+        output_size: tuple[int, int] | None = None,
+        pixels: Tensor | Sequence[Tensor] | None = None,
+        wavelengths: Tensor | Sequence[Tensor] | None = None,
+    ) -> Tensor:
+        """Mask logits on the pixel grid.
+
+        Args:
+            seg_hidden: (K, D_text) the LLM's last hidden state at each ``[SEG]``.
+            vision_features: (K, N, D_vis) the tower's patch tokens of each mask's image.
+            grid: (h, w) patch grid with h * w == N.
+            output_size: (H, W) of the returned logits; None = the pixels' grid (all masks'
+                pixels must then share one grid). Masks whose pixels are on another grid are
+                resized to it bilinearly.
+            pixels: per mask, the normalised image (C_k, H_k, W_k) at full resolution (a list, or
+                a (K, C, H, W) tensor). Required: this decoder refines on pixels.
+            wavelengths: per mask (C_k,) in µm (a list), or one (C,) shared by all.
+
+        Returns:
+            (K, H, W) logits.
+        """
+        k = seg_hidden.shape[0]
+        if pixels is None or wavelengths is None:
+            raise ValueError(
+                "the hires mask decoder needs each mask's full-resolution pixels and wavelengths "
+                "(pixel_values_hires from a processor with image_processor.hires_size set)"
+            )
+        pix = list(pixels) if not isinstance(pixels, Tensor) or pixels.ndim == 4 else [pixels]
+        if isinstance(wavelengths, Tensor) and wavelengths.ndim == 1:
+            waves = [wavelengths] * len(pix)
+        else:
+            waves = list(wavelengths)
+        if len(pix) != k or len(waves) != k:
+            raise ValueError(
+                f"{k} [SEG] state(s) but {len(pix)} pixel tensor(s) and {len(waves)} wavelength "
+                "vector(s); give one image per [SEG]"
+            )
+        if output_size is None:
+            grids = {tuple(p.shape[-2:]) for p in pix}
+            if len(grids) > 1:
+                raise ValueError(
+                    f"the masks' images have different grids {sorted(grids)}; pass output_size"
+                )
+            output_size = grids.pop() if grids else (1, 1)
+        size = (int(output_size[0]), int(output_size[1]))
+        query, kernel, feat = self.decode_coarse(seg_hidden, vision_features, grid)
+        coarse = torch.einsum("kc,kchw->khw", kernel, feat)[:, None]  # (K, 1, 4h, 4w)
+        hyper = self.hires_hyper(query)  # (K, F)
+        context = self.context_proj(feat)  # (K, F, 4h, 4w)
+        out = coarse.new_empty((k, *size))
+        # Masks whose images share bands and grid run as one batch.
+        groups: dict[tuple, list[int]] = {}
+        for i, (p, w) in enumerate(zip(pix, waves, strict=True)):
+            if p.ndim != 3 or w.ndim != 1 or w.shape[0] != p.shape[0]:
+                raise ValueError(
+                    f"mask {i}: pixels must be (C, H, W) with one wavelength per band; got "
+                    f"{tuple(p.shape)} and {tuple(w.shape)}"
+                )
+            key = (tuple(p.shape), tuple(round(float(x), 6) for x in w))
+            groups.setdefault(key, []).append(i)
+        for (shape, _), index in groups.items():
+            grid_hw = tuple(shape[-2:])
+            idx = torch.as_tensor(index, device=coarse.device)
+            batch = torch.stack([pix[i] for i in index]).to(
+                device=coarse.device, dtype=coarse.dtype
+            )
+            logits = self._refine(
+                batch, waves[index[0]], coarse[idx], context[idx], hyper[idx], grid_hw
+            )
+            if grid_hw != size:
+                logits = F.interpolate(
+                    logits[:, None], size=size, mode="bilinear", align_corners=False
+                )[:, 0]
+            out[idx] = logits
+        return out
+
+    def _refine(
+        self,
+        pixels: Tensor,
+        wavelengths: Tensor,
+        coarse: Tensor,
+        context: Tensor,
+        hyper: Tensor,
+        size: tuple[int, int],
+    ) -> Tensor:
+        """pixels (B, C, H, W) -> logits (B, H, W): coarse logits + query . pixel features."""
+        up = dict(size=size, mode="bilinear", align_corners=False)
+        x = F.gelu(self.band_conv(pixels, wavelengths) + F.interpolate(context, **up))
+        x = x + self.refine(x)
+        feat = self.pixel_proj(F.gelu(x))  # (B, F, H, W)
+        fine = torch.einsum("bf,bfhw->bhw", hyper, feat)
+        return F.interpolate(coarse, **up)[:, 0] + fine
+
+
+MASK_DECODERS["hires"] = HiResMaskHead
