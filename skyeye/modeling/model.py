@@ -263,7 +263,7 @@ class SkyEyeForConditionalGeneration(nn.Module):
         last_hidden: torch.Tensor,
         input_ids: torch.Tensor,
         vision: torch.Tensor | None,
-        output_size: tuple[int, int],
+        output_size: tuple[int, int] | None,
         seg_image_index: Sequence[int] | None = None,
         *,
         pixels: ImageList | None = None,
@@ -276,14 +276,16 @@ class SkyEyeForConditionalGeneration(nn.Module):
         `last_hidden` (B, L, D_text) is the LLM's last hidden state; `vision` (n_images, N, D_vis)
         the tower's patch tokens (before pooling), on whose grid the mask is decoded. A decoder
         with `needs_pixels` also gets each mask's image from `pixels` (per image, the
-        processor's `pixel_values_hires`) and `wavelengths`.
+        processor's `pixel_values_hires`) and `wavelengths`; `output_size` None then means the
+        grid of the masks' images (the largest when they differ), else the model's input size.
         """
         if self.mask_head is None:
             raise ValueError("this model has no mask head (config.use_mask_head is False)")
         seg_id = self.config.seg_token_id
         positions = (input_ids == seg_id).nonzero(as_tuple=False) if seg_id is not None else []
         if len(positions) == 0:
-            return last_hidden.new_zeros((0, *output_size)), torch.zeros(0, dtype=torch.long)
+            empty = output_size or (1, 1)
+            return last_hidden.new_zeros((0, *empty)), torch.zeros(0, dtype=torch.long)
         if vision is None:
             raise ValueError("[SEG] needs an image to segment, but the input has none")
         if seg_image_index is None:
@@ -303,6 +305,8 @@ class SkyEyeForConditionalGeneration(nn.Module):
         side = self.config.vision_config.grid_size
         grid = (side, side)
         if not getattr(self.mask_head, "needs_pixels", False):
+            if output_size is None:
+                output_size = (self.config.vision_config.image_size,) * 2
             return self.mask_head(seg_hidden, vision[index], grid, output_size), index
         images = _as_image_list(pixels) if pixels is not None else []
         if not images or wavelengths is None:
@@ -312,6 +316,9 @@ class SkyEyeForConditionalGeneration(nn.Module):
             )
         waves = _as_wavelength_list(wavelengths, len(images))
         rows = index.tolist()
+        if output_size is None:
+            grids = [tuple(images[i].shape[-2:]) for i in rows]
+            output_size = max(grids, key=lambda g: g[0] * g[1])
         logits = self.mask_head(
             seg_hidden,
             vision[index],
@@ -334,8 +341,8 @@ class SkyEyeForConditionalGeneration(nn.Module):
 
         Returns:
             mask logits (K, H, W) and the image index of each: at the model's input size (S, S),
-            or, for a decoder that refines on pixels, on the grid of `pixel_values_hires` (the
-            largest one when the images' grids differ).
+            or, for a decoder that refines on pixels, on the `pixel_values_hires` grid of the
+            masks' image (the largest one when masks lie on images of different grids).
         """
         ids = torch.cat([inputs["input_ids"], new_ids.to(inputs["input_ids"].device)], dim=1)
         embeds, vision, _ = self.embed_inputs(
@@ -344,13 +351,7 @@ class SkyEyeForConditionalGeneration(nn.Module):
         out = self.language_model(
             inputs_embeds=embeds, attention_mask=torch.ones_like(ids), output_hidden_states=True
         )
-        side = self.config.vision_config.image_size
-        size = (side, side)
         hires = inputs.get("pixel_values_hires")
-        if hires is not None and getattr(self.mask_head, "needs_pixels", False):
-            size = max(
-                (tuple(p.shape[-2:]) for p in _as_image_list(hires)), key=lambda s: s[0] * s[1]
-            )
         # Only the answer's [SEG]s make masks: those of the prompt and the history belong to other
         # turns (or are text a user typed), so they are hidden from the decoder.
         answer_only = ids.clone()
@@ -360,7 +361,7 @@ class SkyEyeForConditionalGeneration(nn.Module):
             out.hidden_states[-1],
             answer_only,
             vision,
-            size,
+            None,
             pixels=hires,
             wavelengths=inputs.get("wavelengths"),
         )
