@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from affine import Affine
+from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 
 from skyeye.grounding.parse import GroundedBox, box_corners
@@ -28,7 +30,9 @@ from skyeye.grounding.parse import GroundedBox, box_corners
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MaskArea",
     "boxes_to_geojson",
+    "mask_area",
     "masks_to_geojson",
     "pixel_to_map",
     "map_to_pixel",
@@ -85,6 +89,74 @@ def transform_for_shape(
     sx, sy = sw / dw, sh / dh
     t = transform
     return Affine(t.a * sx, t.b * sy, t.c, t.d * sx, t.e * sy, t.f)
+
+
+@dataclass(frozen=True)
+class MaskArea:
+    """What a mask covers: ``share`` of the valid pixels (0..1), ``pixels`` in the mask (valid
+    ones), and ``m2`` on the ground (None without a georeference)."""
+
+    share: float
+    pixels: int
+    m2: float | None
+
+    @property
+    def ha(self) -> float | None:
+        return None if self.m2 is None else self.m2 / 1e4
+
+    @property
+    def km2(self) -> float | None:
+        return None if self.m2 is None else self.m2 / 1e6
+
+
+def mask_area(
+    mask: np.ndarray,
+    *,
+    transform: Affine | None = None,
+    crs: Any = None,
+    valid: np.ndarray | None = None,
+) -> MaskArea:
+    """Measured share and ground area of a (H, W) bool mask on a raster grid.
+
+    ``transform``/``crs`` are the grid's (the mask's own grid, e.g. `transform_for_shape` of the
+    source). Projected CRS: each pixel's area is ``|a*e - b*d|`` in the CRS's linear unit,
+    converted to metres. Geographic CRS: each pixel's geodesic area on the CRS's ellipsoid
+    (pyproj ``Geod.polygon_area_perimeter`` of its four corners). ``valid`` (H, W) marks pixels
+    with data; the share is of those and nodata pixels never count. Without ``crs``/``transform``
+    ``m2`` is None.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+    valid = np.ones_like(mask) if valid is None else np.asarray(valid, dtype=bool)
+    if valid.shape != mask.shape:
+        raise ValueError(f"valid {valid.shape} and mask {mask.shape} must have the same shape")
+    inside = mask & valid
+    n_valid = int(valid.sum())
+    share = float(inside.sum()) / n_valid if n_valid else 0.0
+    if transform is None or crs is None:
+        return MaskArea(share=share, pixels=int(inside.sum()), m2=None)
+    transform, crs = _check_transform_crs(transform, crs)
+    proj = ProjCRS.from_wkt(crs.to_wkt())
+    if not proj.is_geographic:
+        unit = proj.axis_info[0].unit_conversion_factor if proj.axis_info else 1.0
+        pixel_m2 = abs(transform.a * transform.e - transform.b * transform.d) * unit**2
+        return MaskArea(share=share, pixels=int(inside.sum()), m2=float(inside.sum()) * pixel_m2)
+    geod = proj.get_geod()
+    rows, cols = np.nonzero(inside)
+    if transform.b == 0 and transform.d == 0:
+        # North-up: every pixel of a row has the same area; measure one pixel per row.
+        counts = np.bincount(rows, minlength=mask.shape[0])
+        todo = [(r, 0, int(n)) for r, n in enumerate(counts) if n]
+    else:
+        todo = [(int(r), int(c), 1) for r, c in zip(rows, cols, strict=True)]
+    total = 0.0
+    for r, c, n in todo:
+        corners = [_apply(transform, c + dc, r + dr) for dc, dr in ((0, 0), (1, 0), (1, 1), (0, 1))]
+        lons, lats = zip(*corners, strict=True)
+        area, _ = geod.polygon_area_perimeter(lons, lats)
+        total += abs(area) * n
+    return MaskArea(share=share, pixels=int(inside.sum()), m2=total)
 
 
 def _crs_member(crs: CRS) -> dict[str, Any]:
