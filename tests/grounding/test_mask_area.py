@@ -22,7 +22,7 @@ def _blob(h: int = 40, w: int = 50) -> np.ndarray:
 def _polygon_m2(mask: np.ndarray, transform: Affine, geod: Geod | None) -> float:
     """Area of rasterio's vectorised mask: planar shoelace, or geodesic with ``geod``."""
     total = 0.0
-    for geom, value in shapes(mask.astype(np.uint8), mask=mask, transform=transform):
+    for geom, _value in shapes(mask.astype(np.uint8), mask=mask, transform=transform):
         for k, ring in enumerate(geom["coordinates"]):
             xs, ys = zip(*ring, strict=True)
             if geod is None:
