@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from transformers import TextIteratorStreamer
 
+from skyeye.chat.measured import state_measured
+from skyeye.grounding.geo import MaskArea, mask_area
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage, read_raster
 from skyeye.modeling.folder_check import check_model_folder
@@ -76,7 +78,9 @@ class ChatReply:
     text: the answer. boxes: boxes parsed from it (normalised to the image). masks: one (H, W)
     bool array per `[SEG]` on the grid of the image it refers to. mask_phrases: the phrase of
     each mask (or None). mask_images: for each mask, the index in `ChatSession.images` of the
-    image it lies on.
+    image it lies on. mask_areas: per mask, the measured share of the image's valid pixels and,
+    on a georeferenced image, its ground area (`skyeye.grounding.geo.mask_area`); with one mask,
+    any share or area the text states is that measured figure.
     """
 
     text: str
@@ -84,6 +88,7 @@ class ChatReply:
     masks: list[np.ndarray] = field(default_factory=list)
     mask_phrases: list[str | None] = field(default_factory=list)
     mask_images: list[int] = field(default_factory=list)
+    mask_areas: list[MaskArea] = field(default_factory=list)
 
 
 class ChatSession:
@@ -199,8 +204,15 @@ class ChatSession:
             raise result["error"]
         text = "".join(pieces).strip()
         self._pending_images = 0
+        reply = self._reply(text, inputs, result["ids"])
+        text, note = state_measured(reply.text, reply.mask_areas, reply.mask_phrases)
+        if note:
+            # Streamed text cannot be taken back: the measured figures follow it.
+            yield f" {note}"
+            text = f"{text} {note}"
+        reply.text = text
         self.messages.append({"role": "assistant", "content": text})
-        self.last_reply = self._reply(text, inputs, result["ids"])
+        self.last_reply = reply
 
     def ask(self, prompt: str) -> ChatReply:
         """Ask `prompt` and return the whole answer."""
@@ -217,9 +229,19 @@ class ChatSession:
         phrases = parse_seg_phrases(text)
         for k in range(logits.shape[0]):
             reply.mask_images.append(int(image_index[k]))
-            grid = self.images[reply.mask_images[-1]].data.shape[1:]
+            image = self.images[reply.mask_images[-1]]
+            grid = image.data.shape[1:]
             mask = F.interpolate(logits[k][None, None].float(), size=grid, mode="bilinear")[0, 0]
             reply.masks.append((mask > 0).cpu().numpy())
+            georeferenced = image.crs is not None and image.transform is not None
+            reply.mask_areas.append(
+                mask_area(
+                    reply.masks[-1],
+                    transform=image.transform if georeferenced else None,
+                    crs=image.crs if georeferenced else None,
+                    valid=np.isfinite(image.data).any(0),
+                )
+            )
             reply.mask_phrases.append(phrases[k] if k < len(phrases) else None)
         return reply
 

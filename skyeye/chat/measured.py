@@ -1,0 +1,84 @@
+"""Shares and areas in an answer are the ones measured on its mask, not the LLM's guess.
+
+The LLM writes "about 30 % of the image is water"; the mask it drew covers 12.4 % of the valid
+pixels. When an answer has exactly one mask, every share ("N %", "N percent") and area
+("N ha", "N km²", "N m²") it states is replaced by the measured figure (same unit), and a short
+note with the measured figures is appended for masks on georeferenced images.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from skyeye.grounding.geo import MaskArea
+
+__all__ = ["format_area", "measured_note", "state_measured"]
+
+_NUMBER = r"(\d[\d,]*(?:\.\d+)?)"
+_SHARE = re.compile(_NUMBER + r"\s*(%|percent\b|per cent\b)", re.IGNORECASE)
+_UNITS = {
+    "ha": 1e4,
+    "hectare": 1e4,
+    "hectares": 1e4,
+    "km²": 1e6,
+    "km2": 1e6,
+    "square kilometers": 1e6,
+    "square kilometres": 1e6,
+    "m²": 1.0,
+    "m2": 1.0,
+    "square meters": 1.0,
+    "square metres": 1.0,
+}
+_AREA = re.compile(
+    _NUMBER
+    + r"\s*("
+    + "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
+    + r")(?![\w²])",
+    re.IGNORECASE,
+)
+
+
+def _fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2g}" if value < 1 else f"{value:.2f}"
+
+
+def format_area(m2: float) -> str:
+    """A ground area in the unit people read it in: m² below 1 ha, ha below 100 km², else km²."""
+    if m2 < 1e4:
+        return f"{_fmt(m2)} m²"
+    if m2 < 1e8:
+        return f"{_fmt(m2 / 1e4)} ha"
+    return f"{_fmt(m2 / 1e6)} km²"
+
+
+def measured_note(area: MaskArea, phrase: str | None = None) -> str:
+    """'(measured on the mask: water 45.6 ha, 12.3% of the valid pixels)'."""
+    what = f"{phrase} " if phrase else ""
+    size = f"{format_area(area.m2)}, " if area.m2 is not None else ""
+    return f"(measured on the mask: {what}{size}{100 * area.share:.1f}% of the valid pixels)"
+
+
+def state_measured(
+    text: str, areas: Sequence[MaskArea | None], phrases: Sequence[str | None] = ()
+) -> tuple[str, str]:
+    """Rewrite stated shares/areas with the measured ones; returns (text, note to append).
+
+    Only with exactly one measured mask (with several, which figure belongs to which mask is not
+    known). The note is empty when that mask has no georeference (no area in m²).
+    """
+    measured = [a for a in areas if a is not None]
+    if len(measured) != 1:
+        return text, ""
+    area = measured[0]
+    text = _SHARE.sub(lambda m: f"{100 * area.share:.1f}%", text)
+    if area.m2 is not None:
+        m2 = area.m2
+        text = _AREA.sub(lambda m: f"{_fmt(m2 / _UNITS[m.group(2).lower()])} {m.group(2)}", text)
+        phrase = next((p for a, p in zip(areas, phrases, strict=False) if a is area), None)
+        return text, measured_note(area, phrase)
+    return text, ""

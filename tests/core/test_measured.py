@@ -1,0 +1,61 @@
+"""Shares and areas in answers are the measured ones (`skyeye.chat.measured`, `ChatSession`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+from skyeye_testing import make_tiny_model
+
+from skyeye.chat.measured import format_area, state_measured
+from skyeye.chat.session import ChatSession
+from skyeye.grounding.geo import MaskArea
+from skyeye.io.raster import RasterImage
+
+
+def test_stated_share_and_area_become_the_measured_ones():
+    area = MaskArea(share=0.1234, pixels=1234, m2=456_000.0)
+    text, note = state_measured(
+        "Water covers about 30% of the image, some 12 ha (0.5 km2).", [area], ["water"]
+    )
+    assert text == "Water covers about 12.3% of the image, some 45.6 ha (0.46 km2)."
+    assert note == "(measured on the mask: water 45.6 ha, 12.3% of the valid pixels)"
+
+
+def test_no_rewrite_when_ambiguous_or_not_georeferenced():
+    a = MaskArea(share=0.5, pixels=10, m2=100.0)
+    text = "The lake is 20 percent and the river 3 percent."
+    assert state_measured(text, [a, a]) == (text, "")
+    plain, note = state_measured("About 20 percent is water.", [MaskArea(0.25, 5, None)])
+    assert plain == "About 25.0% is water." and note == ""
+
+
+def test_format_area_units():
+    assert format_area(850.0) == "850 m²"
+    assert format_area(456_000.0) == "45.6 ha"
+    assert format_area(3.2e9) == "3,200 km²"
+
+
+def test_session_reply_carries_the_measured_area(tiny_llm_dir):
+    model, processor = make_tiny_model(tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32)
+    model.eval()
+    session = ChatSession(model, processor)
+    data = np.random.default_rng(0).uniform(0, 255, size=(3, 24, 24)).astype(np.float32)
+    data[:, :, :4] = np.nan  # nodata strip: never counted
+    image = RasterImage(
+        data=data,
+        band_names=["R", "G", "B"],
+        wavelengths=[0.665, 0.56, 0.49],
+        crs=CRS.from_epsg(32633),
+        transform=Affine(10.0, 0, 400000.0, 0, -10.0, 5800000.0),
+    )
+    session.add_image(image)
+    inputs = processor([{"role": "user", "content": "<image>\nsegment the lake"}], session.images)
+    seg = processor.tokenizer.convert_tokens_to_ids("[SEG]")
+    reply = session._reply("<p>the lake</p> [SEG]", inputs, torch.tensor([[seg]]))
+    (mask,), (area,) = reply.masks, reply.mask_areas
+    inside = mask[:, 4:]
+    assert area.pixels == int(inside.sum())
+    assert area.share == inside.sum() / inside.size
+    assert area.m2 == inside.sum() * 100.0
