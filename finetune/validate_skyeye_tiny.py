@@ -37,6 +37,7 @@ from finetune.validation_scenes import (
     example_scenes,
     iou_summary,
     mask_iou,
+    mndwi_water,
     ndwi_water,
     resize_mask,
     vv_threshold_water,
@@ -218,10 +219,12 @@ def validate_tiles(
                 if reply.masks:
                     m = reply.masks[0]
                     pred = m if m.shape == gt.shape else resize_mask(m, gt.shape)
+                mndwi = None
                 if rec["images"][0].get("modality") == "sar":
                     base = vv_threshold_water(image, vv_db_threshold)
                 else:
                     base = ndwi_water(image.data, image.wavelengths, ndwi_threshold)
+                    mndwi = mndwi_water(image.data, image.wavelengths, 0.0)
                 water.append(
                     {
                         **common,
@@ -230,6 +233,7 @@ def validate_tiles(
                         "has_seg": bool(reply.masks),
                         "iou": mask_iou(pred, gt),
                         "baseline_iou": None if base is None else mask_iou(base, gt),
+                        "mndwi_iou": None if mndwi is None else mask_iou(mndwi, gt),
                         "gt_share": float(gt.mean()),
                     }
                 )
@@ -330,6 +334,14 @@ def _water_block(water: list[dict], base_name: str) -> dict[str, Any]:
     for key, val in iou_summary([r["baseline_iou"] for r in with_base]).items():
         if key != "n":
             block[f"{base_name}_{key}"] = val
+    # MNDWI > 0 where SWIR exists (optical), with the model on the same tiles.
+    with_swir = [r for r in water if r.get("mndwi_iou") is not None]
+    if with_swir:
+        for key, val in iou_summary([r["iou"] for r in with_swir]).items():
+            block[f"model_{key}_mndwi_tiles" if key != "n" else "n_mndwi_tiles"] = val
+        for key, val in iou_summary([r["mndwi_iou"] for r in with_swir]).items():
+            if key != "n":
+                block[f"baseline_mndwi_{key}"] = val
     return block
 
 

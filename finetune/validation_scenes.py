@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from instruct_data.from_rasters.spectral import sar_water_mask
+from instruct_data.from_rasters.spectral import role_band_index, sar_water_mask
 
 WATER_PROMPT = "Show me where the water is in this image with a mask."
 WATER_QUESTION = "Is there water in this image?"
@@ -29,28 +29,32 @@ def iou_summary(ious: list[tuple[float, int, int]]) -> dict[str, float]:
     }
 
 
-def band_index(
-    names: list[str], waves: list[float | None] | None, lo: float, hi: float
-) -> int | None:
-    """First band whose wavelength (µm) lies in [lo, hi]."""
-    for i, w in enumerate(waves or []):
-        if w is not None and lo <= w <= hi:
-            return i
-    return None
-
-
 def ndwi_water(
     data: np.ndarray, waves: list[float | None] | None, threshold: float = 0.0
 ) -> np.ndarray | None:
-    """NDWI = (green - NIR) / (green + NIR) > threshold on (C, H, W) data; None without both bands."""
-    g = band_index([], waves, 0.52, 0.60)
-    n = band_index([], waves, 0.76, 0.90)
-    if g is None or n is None:
+    """NDWI = (green - NIR) / (green + NIR) > threshold on (C, H, W) data; None without both bands.
+
+    Bands are picked as the label rule picks them (nearest the role's centre: B08 for NIR)."""
+    return _nd_water(data, waves, "nir", threshold)
+
+
+def mndwi_water(
+    data: np.ndarray, waves: list[float | None] | None, threshold: float = 0.0
+) -> np.ndarray | None:
+    """MNDWI = (green - SWIR1) / (green + SWIR1) > threshold (Xu 2006); None without SWIR."""
+    return _nd_water(data, waves, "swir1", threshold)
+
+
+def _nd_water(
+    data: np.ndarray, waves: list[float | None] | None, other: str, threshold: float
+) -> np.ndarray | None:
+    g, o = role_band_index(waves, "green"), role_band_index(waves, other)
+    if g is None or o is None:
         return None
-    green, nir = data[g].astype(np.float64), data[n].astype(np.float64)
+    green, x = data[g].astype(np.float64), data[o].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ndwi = (green - nir) / (green + nir)
-    return np.nan_to_num(ndwi, nan=-1.0) > threshold
+        nd = (green - x) / (green + x)
+    return np.nan_to_num(nd, nan=-1.0) > threshold
 
 
 def resize_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -66,7 +70,7 @@ def index_water(
 ) -> np.ndarray | None:
     """The from_rasters water label rule: NDWI > 0 and mean visible reflectance < 0.2."""
     ndwi = ndwi_water(data, waves, 0.0)
-    idx = [band_index([], waves, lo, hi) for lo, hi in ((0.45, 0.52), (0.52, 0.60), (0.62, 0.69))]
+    idx = [role_band_index(waves, role) for role in ("blue", "green", "red")]
     if ndwi is None or any(i is None for i in idx):
         return None
     visible = np.nan_to_num(np.mean([data[i] for i in idx], axis=0) * scale, nan=1.0)

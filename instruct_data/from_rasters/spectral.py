@@ -7,6 +7,8 @@ any sensor with the needed bands works (Sentinel-2, Landsat, NAIP for NDVI).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from skyeye.io.raster import RasterImage
@@ -46,9 +48,15 @@ class MissingBandError(ValueError):
 
 def band_index(img: RasterImage, role: str) -> int | None:
     """Index of the band for ``role`` (blue/green/red/nir/cirrus/swir1) by wavelength, or None."""
+    return role_band_index(img.wavelengths, role)
+
+
+def role_band_index(wavelengths: Sequence[float | None] | None, role: str) -> int | None:
+    """The band inside ``role``'s window whose wavelength (µm) is nearest its centre (so B08,
+    not B07, is Sentinel-2's NIR), or None."""
     lo, hi, centre = ROLES[role]
     best, dist = None, 1e9
-    for i, w in enumerate(img.wavelengths or []):
+    for i, w in enumerate(wavelengths or []):
         if w is not None and lo <= w <= hi and abs(w - centre) < dist:
             best, dist = i, abs(w - centre)
     return best

@@ -53,3 +53,19 @@ def test_vv_threshold_baseline_and_iou():
     assert vv_threshold_water(RasterImage(data=vv, band_names=["HH"]), -15.0) is None
     iou, inter, union = mask_iou(base, np.array([[True, False], [False, False]]))
     assert (iou, inter, union) == (0.5, 1, 2)
+
+
+def test_water_baselines_pick_bands_by_nearest_wavelength():
+    """NDWI uses B08 (0.842 µm), not B07 (0.783, the first band in the NIR window); MNDWI uses
+    B11; neither exists without its band."""
+    from finetune.validation_scenes import mndwi_water, ndwi_water
+
+    waves = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]
+    data = np.full((13, 2, 2), 0.3, dtype=np.float32)
+    data[2] = 0.2  # green
+    data[6] = 0.1  # B07 darker than green: NDWI with B07 would call everything water
+    data[7, 0] = 0.1  # B08 dark only in the top row
+    data[11, :, 0] = 0.05  # B11 dark only in the left column
+    assert ndwi_water(data, waves).tolist() == [[True, True], [False, False]]
+    assert mndwi_water(data, waves).tolist() == [[True, False], [True, False]]
+    assert mndwi_water(data[:9], waves[:9]) is None
