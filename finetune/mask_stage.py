@@ -8,6 +8,11 @@ mask are cached, and the mask head alone is trained on them for many steps, with
 flips / 90° rotations applied to the patch grid and the mask. The result is written as a model
 folder with everything else unchanged (the LoRA adapter included).
 
+With ``--decoder hires`` the light head is replaced by the "hires" decoder (initialised from the
+light head's weights, so it starts from the same masks) and trained on full-resolution targets:
+each record's image pixels on the grid it was read at (up to ``--hires-size``) and its mask on
+that grid, never down-sampled to the model's input size.
+
     python -m finetune.mask_stage --model runs/skyeye-tiny/stage2/model \
         --data runs/skyeye-tiny/data/train.jsonl --out runs/skyeye-tiny/mask/model
 """
@@ -22,6 +27,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -30,9 +36,14 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def cache_seg_states(model, dataset, *, bf16: bool = True) -> dict[str, torch.Tensor]:
-    """Per `[SEG]` of every record: hidden (K, D_text), vision tokens (K, N, D_vis), mask (K, S, S)."""
-    hidden, vision, masks = [], [], []
+def cache_seg_states(model, dataset, *, bf16: bool = True) -> dict[str, Any]:
+    """Per `[SEG]` of every record: hidden (K, D_text), vision tokens (K, N, D_vis), mask (K, S, S).
+
+    For a decoder that refines on pixels, "masks" is a list of (H_k, W_k) on each image's hires
+    grid, with "pixels" (C_k, H_k, W_k) and "wavelengths" (C_k,) lists beside it.
+    """
+    hires = getattr(model.mask_head, "needs_pixels", False)
+    hidden, vision, masks, pixels, waves = [], [], [], [], []
     for index in tqdm(range(len(dataset)), desc="caching [SEG] states", unit="record"):
         example = dataset[index]
         if example is None or not example["masks"]:
@@ -50,13 +61,25 @@ def cache_seg_states(model, dataset, *, bf16: bool = True) -> dict[str, torch.Te
         last = out.hidden_states[-1][0]
         positions = (ids[0] == model.config.seg_token_id).nonzero()[:, 0]
         for k, pos in enumerate(positions.tolist()):
+            image = example["mask_image_index"][k]
             hidden.append(last[pos].float())
-            vision.append(vis[example["mask_image_index"][k]].float())
+            vision.append(vis[image].float())
             masks.append(example["masks"][k].float())
+            if hires:
+                pixels.append(example["pixel_values_hires"][image].float())
+                waves.append(example["wavelengths"][image].float())
     if not hidden:
         raise ValueError(
             "no record with a [SEG] mask in the data: nothing to train the mask head on"
         )
+    if hires:
+        return {
+            "hidden": torch.stack(hidden),
+            "vision": torch.stack(vision),
+            "masks": masks,
+            "pixels": pixels,
+            "wavelengths": waves,
+        }
     return {
         "hidden": torch.stack(hidden),
         "vision": torch.stack(vision),
@@ -75,6 +98,50 @@ def _augment(
     if rng.random() < 0.5:
         grid, masks = grid.flip(2), masks.flip(2)
     return grid.reshape(b, n, d), masks
+
+
+def _augment_hires(
+    vision: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor, side: int, rng: random.Random
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Same random flip / rot90 of one (side*side, D) patch grid, (C, H, W) pixels and (H, W) mask."""
+    n, d = vision.shape
+    grid = vision.reshape(side, side, d)
+    k = rng.randrange(4)
+    grid, pixels, mask = (
+        torch.rot90(grid, k, (0, 1)),
+        torch.rot90(pixels, k, (1, 2)),
+        torch.rot90(mask, k, (0, 1)),
+    )
+    if rng.random() < 0.5:
+        grid, pixels, mask = grid.flip(1), pixels.flip(2), mask.flip(1)
+    return grid.reshape(n, d), pixels, mask
+
+
+def _hires_losses(head, cache: dict[str, Any], idx: list[int], side: int, rng: random.Random):
+    """Mask losses of a batch of hires records; masks of one grid size are decoded together."""
+    from skyeye.modeling.mask_head import mask_losses
+
+    views = [
+        _augment_hires(cache["vision"][i], cache["pixels"][i], cache["masks"][i], side, rng)
+        for i in idx
+    ]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for j, (_, _, mask) in enumerate(views):
+        groups.setdefault(tuple(mask.shape), []).append(j)
+    terms = {"bce": 0.0, "dice": 0.0}
+    for size, members in groups.items():
+        logits = head(
+            cache["hidden"][[idx[j] for j in members]],
+            torch.stack([views[j][0] for j in members]),
+            (side, side),
+            size,
+            [views[j][1] for j in members],
+            [cache["wavelengths"][idx[j]] for j in members],
+        )
+        part = mask_losses(logits, torch.stack([views[j][2] for j in members]))
+        for key in terms:
+            terms[key] = terms[key] + part[key] * len(members) / len(idx)
+    return terms
 
 
 def train_mask_head(
@@ -105,14 +172,18 @@ def train_mask_head(
         ),
     )
     side = model.config.vision_config.image_size // model.config.vision_config.patch_size
-    size = cache["masks"].shape[-1]
+    hires = getattr(head, "needs_pixels", False)
+    size = None if hires else cache["masks"].shape[-1]
     n = cache["hidden"].shape[0]
     log, start = [], time.time()
     for step in tqdm(range(steps), desc="mask head", unit="step"):
         idx = [rng.randrange(n) for _ in range(batch_size)]
-        vision, masks = _augment(cache["vision"][idx], cache["masks"][idx], side, rng)
-        logits = head(cache["hidden"][idx], vision, (side, side), (size, size))
-        terms = mask_losses(logits, masks)
+        if hires:
+            terms = _hires_losses(head, cache, idx, side, rng)
+        else:
+            vision, masks = _augment(cache["vision"][idx], cache["masks"][idx], side, rng)
+            logits = head(cache["hidden"][idx], vision, (side, side), (size, size))
+            terms = mask_losses(logits, masks)
         loss = bce_weight * terms["bce"] + dice_weight * terms["dice"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -131,6 +202,25 @@ def train_mask_head(
             logger.info("mask step %d: %s", step, log[-1])
     head.eval().requires_grad_(False)
     return log
+
+
+def to_hires(model, processor, hires_size: int) -> None:
+    """Replace the model's light mask head by a "hires" one that starts from its weights."""
+    from skyeye.modeling.mask_head import get_mask_decoder
+
+    if hires_size < 1:
+        raise ValueError(f"--hires-size must be positive, got {hires_size}")
+    light = model.mask_head
+    model.config.mask_decoder = "hires"
+    head = get_mask_decoder("hires")(model.config).to(next(light.parameters()).dtype)
+    missing, unexpected = head.load_state_dict(light.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"the light head has weights the hires head lacks: {unexpected}")
+    logger.info(
+        "hires decoder from the light head; new: %s", sorted({k.split(".")[0] for k in missing})
+    )
+    model.mask_head = head
+    processor.image_processor.hires_size = hires_size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +246,19 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: train only on [SEG] records about these classes (default: all). "
         "One head serves every class, so masks of the others follow what it learns here",
     )
+    p.add_argument(
+        "--decoder",
+        choices=["keep", "hires"],
+        default="keep",
+        help="keep the model's mask decoder, or replace a light one by the 'hires' decoder "
+        "(initialised from it) trained on full-resolution masks",
+    )
+    p.add_argument(
+        "--hires-size",
+        type=int,
+        default=256,
+        help="with --decoder hires: longest side of the full-resolution pixels and targets",
+    )
     args = p.parse_args(argv)
     wanted = {c.strip() for c in args.classes.split(",") if c.strip()}
     logging.basicConfig(
@@ -177,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     processor = SkyEyeProcessor.from_pretrained(args.model)
+    if args.decoder == "hires" and not getattr(model.mask_head, "needs_pixels", False):
+        to_hires(model, processor, args.hires_size)
     model.requires_grad_(False)
     # Only records whose answer has a [SEG] are worth a forward pass.
     seg_only = args.out.parent / "seg_records.jsonl"

@@ -42,3 +42,31 @@ def test_mask_stage_trains_only_the_head_on_the_chosen_class(tmp_path, tiny_llm_
     after = load_file(str(out / "model.safetensors"))
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"mask_head"}  # the tower, projector and token rows are untouched
+
+
+def test_mask_stage_turns_the_light_head_into_hires(tmp_path, tiny_llm_dir):
+    data = tmp_path / "data"
+    assert from_rasters(["--spec", str(FIX / "spec.yaml"), "--out", str(data)]) == 0
+    model, processor = make_tiny_model(tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32)
+    processor.image_processor.sar_wavelength = 5.405
+    model.save_pretrained(tmp_path / "start", processor=processor)
+    out = tmp_path / "mask" / "model"
+    args = ["--model", str(tmp_path / "start"), "--data", str(data / "train.jsonl")]
+    args += ["--out", str(out), "--steps", "2", "--batch-size", "3", "--save-dtype", "float32"]
+    assert mask_stage([*args, "--decoder", "hires", "--hires-size", "40"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["mask_decoder"] == "hires"
+    assert json.loads((out / "preprocessor_config.json").read_text())["hires_size"] == 40
+
+    from safetensors.torch import load_file
+
+    before = load_file(str(tmp_path / "start" / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    assert set(before) < set(after)
+    assert {k.split(".")[0] for k in set(after) - set(before)} == {"mask_head"}
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"mask_head"}
+    from skyeye.modeling.model import SkyEyeForConditionalGeneration
+
+    loaded = SkyEyeForConditionalGeneration.from_pretrained(out)
+    assert type(loaded.mask_head).__name__ == "HiResMaskHead"
