@@ -68,7 +68,7 @@ class SkyEyeConfig(PretrainedConfig):
         mask_head_hidden_size: int = 256,
         mask_head_layers: int = 2,
         mask_decoder: str = "light",
-        mask_hires_dim: int = 16,
+        mask_hires_dim: int = 8,
         text_base_vocab_size: int | None = None,
         **kwargs: Any,
     ) -> None:

@@ -1,0 +1,147 @@
+"""Benchmark: the "hires" mask decoder against the light one, per mask at 512 x 512, and the chat.
+
+    python bench/mask_decoder.py [--threads 1] [--repeats 5] [--size 512] [--no-chat] [--json]
+
+1. Decoder alone, each in a fresh subprocess (so peak memory is its own): skyeye-tiny's shapes
+   (LLM width 576, tower width 256 on a 16 x 16 patch grid, decoder width 128), one ``[SEG]``
+   decoded into a ``size`` x ``size`` mask of a 13-band image; median wall time of ``repeats``
+   calls after a warm-up, and the peak RSS (VmHWM) rise over the calls.
+2. Chat one-shot (``ChatSession.ask`` on ``examples/sentinel2_berlin_l1c.tif``, "Show me where
+   the water is in this image with a mask."): the shipped skyeye-tiny (light) and the same model
+   with its head turned into the hires decoder (``finetune.mask_stage.to_hires``, which starts
+   from the light weights), interleaved repeats in one process; the answer text is the same
+   (same LLM), so the time difference is the decoder's and the hires pixels' processing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "sentinel2_berlin_l1c.tif"
+PROMPT = "Show me where the water is in this image with a mask."
+
+_CHILD = """
+import json, statistics, sys, time
+from types import SimpleNamespace
+sys.path.insert(0, {repo!r})
+import torch
+torch.set_num_threads({threads})
+from skyeye.modeling.mask_head import get_mask_decoder
+
+def peak_rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+config = SimpleNamespace(text_config=SimpleNamespace(hidden_size=576),
+                         vision_config=SimpleNamespace(hidden_size=256),
+                         mask_head_hidden_size=128, mask_head_layers=2, mask_hires_dim=8)
+torch.manual_seed(0)
+head = get_mask_decoder({name!r})(config).eval()
+seg, vis = torch.randn(1, 576), torch.randn(1, 256, 256)
+size = ({size}, {size})
+kwargs = {{}}
+if {name!r} == "hires":
+    kwargs = dict(pixels=[torch.randn(13, *size)],
+                  wavelengths=[torch.linspace(0.44, 2.19, 13)])
+rss0 = peak_rss_mib()
+times = []
+with torch.no_grad():
+    for i in range({repeats} + 1):
+        t = time.perf_counter()
+        out = head(seg, vis, (16, 16), size, **kwargs)
+        if i:
+            times.append(time.perf_counter() - t)
+print(json.dumps({{"decoder": {name!r}, "seconds": statistics.median(times),
+                  "peak_rise_mib": peak_rss_mib() - rss0, "shape": list(out.shape),
+                  "parameters": sum(p.numel() for p in head.parameters())}}))
+"""
+
+
+def decoder_run(name: str, size: int, repeats: int, threads: int) -> dict:
+    code = _CHILD.format(repo=str(REPO), name=name, size=size, repeats=repeats, threads=threads)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def chat_run(repeats: int, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    sys.path.insert(0, str(REPO))
+    from finetune.mask_stage import to_hires
+    from skyeye.chat.session import ChatSession, GenerationSettings
+    from skyeye.modeling.model import SkyEyeForConditionalGeneration
+    from skyeye.processing.processor import SkyEyeProcessor
+
+    sessions = {}
+    for name in ("light", "hires"):
+        model = SkyEyeForConditionalGeneration.from_pretrained(
+            "skyeye-tiny", dtype=torch.bfloat16, merge_adapter=True
+        )
+        processor = SkyEyeProcessor.from_pretrained("skyeye-tiny")
+        if name == "hires":
+            to_hires(model, processor, GenerationSettings().read_size)
+        sessions[name] = (model, processor)
+    times: dict[str, list[float]] = {"light": [], "hires": []}
+    answers, grids = {}, {}
+    for i in range(repeats + 1):
+        for name, (model, processor) in sessions.items():
+            session = ChatSession(model, processor)
+            t = time.perf_counter()
+            session.add_image(EXAMPLE)
+            reply = session.ask(PROMPT)
+            if i:
+                times[name].append(time.perf_counter() - t)
+            answers[name] = reply.text
+            grids[name] = [list(m.shape) for m in reply.masks]
+    light, hires = (statistics.median(times[n]) for n in ("light", "hires"))
+    return {
+        "light_seconds": light,
+        "hires_seconds": hires,
+        "ratio": hires / light,
+        "answers": answers,
+        "mask_grids": grids,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--no-chat", action="store_true")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    rows = [decoder_run(n, args.size, args.repeats, args.threads) for n in ("light", "hires")]
+    result = {"decoders": rows}
+    result["time_ratio"] = rows[1]["seconds"] / rows[0]["seconds"]
+    if not args.no_chat:
+        result["chat"] = chat_run(max(1, args.repeats // 2), args.threads)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    for r in rows:
+        print(
+            f"{r['decoder']:6s} {1000 * r['seconds']:8.1f} ms/mask  peak +{r['peak_rise_mib']:.0f} MiB"
+            f"  {r['parameters']:,} params  out {r['shape']}"
+        )
+    print(f"hires / light time: {result['time_ratio']:.2f}x")
+    if "chat" in result:
+        c = result["chat"]
+        print(
+            f"chat one-shot: light {c['light_seconds']:.2f} s, hires {c['hires_seconds']:.2f} s "
+            f"({c['ratio']:.2f}x); masks {c['mask_grids']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
