@@ -123,6 +123,12 @@ class Asker:
         self.session.add_image(image)
         return self.session.ask(question)
 
+    def ask_blind(self, question: str) -> Any:
+        """The same model (LLM + adapter) asked without the image: the blind baseline, i.e. how
+        much of a score comes from the question alone."""
+        self.session.reset()
+        return self.session.ask(question)
+
 
 def read_tile(image: dict, root: Path, sar_wavelength: float | None) -> Any:
     from skyeye.io.raster import read_raster
@@ -182,6 +188,7 @@ def validate_tiles(
                 for (q, a), item in zip(_qa_pairs(rec), meta.get("answers", []), strict=False):
                     gold = parse_yes_no(a)
                     reply = asker.ask(image, q)
+                    blind = asker.ask_blind(q)
                     base = priors["presence"].get(item["class"], priors["presence_overall"])
                     pres.append(
                         {
@@ -191,12 +198,14 @@ def validate_tiles(
                             "gold": gold,
                             "answer": reply.text,
                             "pred": parse_yes_no(reply.text),
+                            "blind": parse_yes_no(blind.text),
                             "baseline": base,
                         }
                     )
             elif task == "proportion":
                 (q, a), cls = _qa_pairs(rec)[0], meta["classes"][0]
                 reply = asker.ask(image, q)
+                blind = asker.ask_blind(q)
                 prop.append(
                     {
                         **common,
@@ -205,6 +214,7 @@ def validate_tiles(
                         "gold": parse_percent(a),
                         "answer": reply.text,
                         "pred": parse_percent(reply.text),
+                        "blind": parse_percent(blind.text),
                         "baseline": priors["proportion"].get(cls, priors["proportion_overall"]),
                     }
                 )
@@ -278,6 +288,7 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:
             "baseline_majority_accuracy": float(
                 np.mean([r["baseline"] == r["gold"] for r in pres])
             ),
+            "blind_accuracy": float(np.mean([r.get("blind") == r["gold"] for r in pres])),
             "unparseable": int(sum(r["pred"] is None for r in pres)),
             "per_class": per_class,
         }
@@ -302,6 +313,7 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:
         out["proportion"] = {
             "n": len(prop),
             "agreement_within_10pts": agree("pred", 10),
+            "blind_agreement_within_10pts": agree("blind", 10),
             "baseline_agreement_within_10pts": agree("baseline", 10),
             "same_bin": same_bin("pred"),
             "baseline_same_bin": same_bin("baseline"),
@@ -316,7 +328,20 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:
         water = [r for r in rows["water"] if (r.get("modality") == "sar") == (modality == "sar")]
         if water:
             out[name] = _water_block(water, base_name)
+    out["answer_shape"] = answer_shapes(rows)
     return out
+
+
+def answer_shapes(rows: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Share of answers in the shape the question asks for, per question type: yes/no (presence:
+    the answer starts with yes or no), number (proportion: it states a share), mask
+    (segmentation: it has a mask). The held-out set has no letter or box questions yet."""
+    kinds = {
+        "yes/no": [r["pred"] is not None for r in rows["presence"]],
+        "number": [r["pred"] is not None for r in rows["proportion"]],
+        "mask": [r["has_seg"] for r in rows["water"]],
+    }
+    return {k: {"n": len(v), "in_shape": float(np.mean(v))} for k, v in kinds.items() if v}
 
 
 def _water_block(water: list[dict], base_name: str) -> dict[str, Any]:

@@ -69,3 +69,40 @@ def test_water_baselines_pick_bands_by_nearest_wavelength():
     assert ndwi_water(data, waves).tolist() == [[True, True], [False, False]]
     assert mndwi_water(data, waves).tolist() == [[True, False], [True, False]]
     assert mndwi_water(data[:9], waves[:9]) is None
+
+
+def test_summary_reports_blind_baseline_shapes_and_mndwi():
+    from finetune.validate_skyeye_tiny import summarise
+
+    pres = [
+        {"class": "water", "gold": "yes", "pred": "yes", "blind": "yes", "baseline": "yes"},
+        {"class": "water", "gold": "no", "pred": None, "blind": "yes", "baseline": "yes"},
+    ]
+    prop = [{"gold": 20.0, "pred": 25.0, "blind": 50.0, "baseline": 10.0}]
+    water = [
+        {
+            "modality": "multispectral",
+            "has_seg": True,
+            "iou": (0.5, 1, 2),
+            "baseline_iou": (1.0, 2, 2),
+            "mndwi_iou": (0.25, 1, 4),
+        },
+        {
+            "modality": "multispectral",
+            "has_seg": False,
+            "iou": (0.0, 0, 2),
+            "baseline_iou": None,
+            "mndwi_iou": None,
+        },
+    ]
+    out = summarise({"presence": pres, "proportion": prop, "water": water})
+    assert out["presence"]["blind_accuracy"] == 0.5
+    assert out["proportion"]["blind_agreement_within_10pts"] == 0.0
+    assert out["answer_shape"] == {
+        "yes/no": {"n": 2, "in_shape": 0.5},
+        "number": {"n": 1, "in_shape": 1.0},
+        "mask": {"n": 2, "in_shape": 0.5},
+    }
+    block = out["water_tiles"]
+    assert block["n_mndwi_tiles"] == 1
+    assert block["baseline_mndwi_giou"] == 0.25 and block["model_giou_mndwi_tiles"] == 0.5
