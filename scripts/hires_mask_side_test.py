@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from finetune.mask_stage import cache_seg_states, to_hires, train_mask_head
     from finetune.validate_skyeye_tiny import read_tile
     from finetune.validation_scenes import mask_iou, mndwi_water, ndwi_water, vv_threshold_water
+    from skyeye.atomic import write_text
     from skyeye.chat.session import DEFAULT_SYSTEM_PROMPT
     from skyeye.data.dataset import InstructionDataset
     from skyeye.modeling.model import SkyEyeForConditionalGeneration
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         recs[split] = water_records(args.data / f"{split}.jsonl", path)
         if split == "val" and args.max_val:
             recs[split] = recs[split][: args.max_val]
-            path.write_text("".join(json.dumps(r) + "\n" for r in recs[split]))
+            write_text(path, "".join(json.dumps(r) + "\n" for r in recs[split]))
         dataset = InstructionDataset(
             path,
             processor,
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "groups": {g: {n: iou_summary(v) for n, v in d.items()} for g, d in rows.items()},
         "log": log[-3:],
     }
-    args.out.write_text(json.dumps(report, indent=1))
+    write_text(args.out, json.dumps(report, indent=1))
     print(json.dumps(report["groups"], indent=1))
     return 0
 
