@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from skyeye.modeling.mask_head import MASK_DECODERS, SkyEyeMaskHead
+from skyeye.modeling.light_mask_head import SkyEyeMaskHead
 from skyeye.modeling.vision.patch_embed import wavelength_code
 
 logger = logging.getLogger(__name__)
@@ -201,6 +201,3 @@ class HiResMaskHead(SkyEyeMaskHead):
         feat = self.pixel_proj(F.relu(x))  # (B, F, H, W)
         fine = torch.einsum("bf,bfhw->bhw", hyper, feat)
         return F.interpolate(coarse, **up)[:, 0] + fine
-
-
-MASK_DECODERS["hires"] = HiResMaskHead

@@ -22,7 +22,6 @@ TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 DEFAULT_HEAD_DIM = 64
 
 
-
 def _preview(keys: list[str], limit: int = 10) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
