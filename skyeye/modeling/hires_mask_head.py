@@ -158,7 +158,9 @@ class HiResMaskHead(SkyEyeMaskHead):
         coarse = torch.einsum("kc,kchw->khw", kernel, feat)[:, None]  # (K, 1, 4h, 4w)
         hyper = self.hires_hyper(query)  # (K, F)
         context = self.context_proj(feat)  # (K, F, 4h, 4w)
-        out = coarse.new_empty((k, *size))
+        # The full-resolution path always runs in float32: its weights are tiny, and bfloat16
+        # convolutions on CPU were ~16x slower than float32 at 512 x 512 (bench/mask_decoder.py).
+        out = coarse.new_empty((k, *size), dtype=torch.float32)
         # Masks whose images share bands and grid run as one batch.
         groups: dict[tuple, list[int]] = {}
         for i, (p, w) in enumerate(zip(pix, waves, strict=True)):
@@ -173,7 +175,7 @@ class HiResMaskHead(SkyEyeMaskHead):
             grid_hw = tuple(shape[-2:])
             idx = torch.as_tensor(index, device=coarse.device)
             batch = torch.stack([pix[i] for i in index]).to(
-                device=coarse.device, dtype=coarse.dtype
+                device=coarse.device, dtype=torch.float32
             )
             logits = self._refine(
                 batch, waves[index[0]], coarse[idx], context[idx], hyper[idx], grid_hw
@@ -194,10 +196,17 @@ class HiResMaskHead(SkyEyeMaskHead):
         hyper: Tensor,
         size: tuple[int, int],
     ) -> Tensor:
-        """pixels (B, C, H, W) -> logits (B, H, W): coarse logits + query . pixel features."""
+        """pixels (B, C, H, W) float32 -> logits (B, H, W) float32: coarse logits + query . pixel
+        features."""
         up = dict(size=size, mode="bilinear", align_corners=False)
-        x = F.relu(self.band_conv(pixels, wavelengths) + F.interpolate(context, **up))
-        x = x + self.refine(x)
-        feat = self.pixel_proj(F.relu(x))  # (B, F, H, W)
-        fine = torch.einsum("bf,bfhw->bhw", hyper, feat)
-        return F.interpolate(coarse, **up)[:, 0] + fine
+        x = F.relu(self.band_conv(pixels, wavelengths) + F.interpolate(context.float(), **up))
+        x = x + _conv(F.relu(_conv(x, self.refine[0])), self.refine[2])
+        feat = _conv(F.relu(x), self.pixel_proj)  # (B, F, H, W)
+        fine = torch.einsum("bf,bfhw->bhw", hyper.float(), feat)
+        return F.interpolate(coarse.float(), **up)[:, 0] + fine
+
+
+def _conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """``conv`` applied in float32 whatever dtype its weights are stored in."""
+    bias = None if conv.bias is None else conv.bias.float()
+    return F.conv2d(x, conv.weight.float(), bias, padding=conv.padding)
