@@ -37,6 +37,10 @@ SKYEYE_LAYERS: dict[str, int] = {
     "evaluation": 7,
     "hub": 7,
     "evaluate": 8,
+    # Entry points for other tools and machines: they may use the whole library.
+    "serve": 9,
+    "batch": 9,
+    "mcp": 9,
 }
 
 
