@@ -65,7 +65,7 @@ class ModelFolderError(SkyEyeError, ValueError):
     """A model folder is incomplete or damaged; the message names the file and the fix."""
 
 
-class StacError(SkyEyeError, ValueError):
+class StacError(RasterReadError):
     """A STAC item cannot be turned into a raster: bad JSON, no usable asset, a remote href."""
 
 

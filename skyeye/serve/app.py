@@ -68,15 +68,23 @@ def _settings(base: GenerationSettings, body: dict[str, Any], cap: int) -> Gener
         value = body.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not low <= value <= high
+        ):
             raise ServeRequestError(f"'{name}' must be a number in [{low}, {high}]", param=name)
         return value
 
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= cap
+        isinstance(max_tokens, bool)
+        or not isinstance(max_tokens, int)
+        or not 1 <= max_tokens <= cap
     ):
-        raise ServeRequestError(f"'max_tokens' must be an integer in [1, {cap}]", param="max_tokens")
+        raise ServeRequestError(
+            f"'max_tokens' must be an integer in [1, {cap}]", param="max_tokens"
+        )
     if body.get("n", 1) != 1:
         raise ServeRequestError("only n=1 is supported", param="n")
     temperature = number("temperature", 0.0, 2.0)
@@ -122,7 +130,9 @@ def create_app(config: ServeConfig, chat: ChatSession | None = None) -> FastAPI:
     async def _unexpected(_: Request, err: Exception) -> JSONResponse:
         logger.exception("unexpected error while answering a request")
         return JSONResponse(
-            error_body(f"internal error ({type(err).__name__}); see the server log", "server_error"),
+            error_body(
+                f"internal error ({type(err).__name__}); see the server log", "server_error"
+            ),
             status_code=500,
         )
 
@@ -280,7 +290,9 @@ async def _stream(session: ChatSession, question: str, model_id: str, gate: Gate
             yield f"data: {json.dumps(error_body(str(err), err.kind, err.code, err.param))}\n\n"
         except Exception as err:
             logger.exception("unexpected error while streaming an answer")
-            body = error_body(f"internal error ({type(err).__name__}); see the server log", "server_error")
+            body = error_body(
+                f"internal error ({type(err).__name__}); see the server log", "server_error"
+            )
             yield f"data: {json.dumps(body)}\n\n"
         finally:
             await run_in_threadpool(pieces.close)

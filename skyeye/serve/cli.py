@@ -68,5 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot load model {args.model!r}: {err}", file=sys.stderr)
         return 2
     logger.info("serving %s on http://%s:%d/v1", config.model_id, args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning"
+    )
     return 0

@@ -38,7 +38,9 @@ class ServeConfig:
         if self.queue_size < 0:
             raise ValueError(f"queue_size must be 0 or more, got {self.queue_size}")
         if self.max_request_bytes < 1024:
-            raise ValueError(f"max_request_bytes must be at least 1024, got {self.max_request_bytes}")
+            raise ValueError(
+                f"max_request_bytes must be at least 1024, got {self.max_request_bytes}"
+            )
         if self.allow_files is not None:
             self.allow_files = Path(self.allow_files).resolve()
 

@@ -69,7 +69,9 @@ def build_session(
     Returns (session, question): ask ``question`` on the session to answer the request.
     """
     if not messages:
-        raise ServeRequestError("'messages' is empty: send at least one user message", param="messages")
+        raise ServeRequestError(
+            "'messages' is empty: send at least one user message", param="messages"
+        )
     processor = chat.processor
     image_token = processor.image_token
 
@@ -104,7 +106,9 @@ def build_session(
     if not turns or turns[-1][0] != "user":
         raise ServeRequestError("the last message must be the user's question", param="messages")
     if not turns[-1][1].strip():
-        raise ServeRequestError("the last user message has no text: ask a question", param="messages")
+        raise ServeRequestError(
+            "the last user message has no text: ask a question", param="messages"
+        )
     if system:
         settings = dataclasses.replace(settings, system_prompt="\n".join(system))
     session = ChatSession(chat.model, chat.processor, settings)
@@ -112,9 +116,7 @@ def build_session(
         for image in images:
             processor.image_processor([image])  # the wavelength check add_image makes
         session.images.extend(images)
-        session.messages.append(
-            {"role": role, "content": f"{image_token}\n" * len(images) + text}
-        )
+        session.messages.append({"role": role, "content": f"{image_token}\n" * len(images) + text})
     for image in turns[-1][2]:
         session.add_image(image)
     return session, turns[-1][1]

@@ -29,7 +29,9 @@ MIME_SUFFIX = {
     "image/geotiff": ".tif",
     "image/webp": ".webp",
 }
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?),(?P<data>.*)$", re.S)
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?),(?P<data>.*)$", re.S
+)
 _BAND_KEYS = ("wavelengths", "band_names", "sensor")
 
 

@@ -66,7 +66,9 @@ def test_answer_about_the_geotiff_carries_the_mask_geojson(client):
 def test_streamed_answer_matches_the_plain_one_and_ends_with_the_extension(client):
     messages = question("is there water ?", data_url(S2))
     plain = client.chat.completions.create(model="skyeye-tiny", messages=messages)
-    chunks = list(client.chat.completions.create(model="skyeye-tiny", messages=messages, stream=True))
+    chunks = list(
+        client.chat.completions.create(model="skyeye-tiny", messages=messages, stream=True)
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text.strip() == plain.choices[0].message.content
@@ -120,7 +122,11 @@ def test_wrong_key_gets_401(served):
 @pytest.mark.parametrize(
     ("url", "ext", "expected"),
     [
-        ("data:image/tiff;base64," + base64.b64encode(b"not a tiff" * 20).decode(), {}, "not a readable raster"),
+        (
+            "data:image/tiff;base64," + base64.b64encode(b"not a tiff" * 20).decode(),
+            {},
+            "not a readable raster",
+        ),
         ("data:image/png;base64,", {}, "empty"),
         ("data:image/tiff;base64,@@@", {}, "not valid base64"),
         ("data:image/gif;base64,R0lG", {}, "unsupported image type"),
@@ -172,8 +178,18 @@ def test_file_urls_only_inside_the_allowed_folder(client, served):
         model="skyeye-tiny", messages=question("describe", (root / "naip.tif").as_uri())
     )
     assert ok.choices[0].message.model_extra["skyeye"]["masks"][0]["area_m2"] > 0
+    # A STAC item works as well (its relative href resolved next to it).
+    for f in (S2, REPO / "examples" / "sentinel2_berlin_l1c.stac.json"):
+        shutil.copy(f, root / f.name)
+    stac = client.chat.completions.create(
+        model="skyeye-tiny",
+        messages=question("describe", (root / "sentinel2_berlin_l1c.stac.json").as_uri()),
+    )
+    _check_mask_geojson(stac.choices[0].message.model_extra["skyeye"])
     with pytest.raises(openai.PermissionDeniedError):
-        client.chat.completions.create(model="skyeye-tiny", messages=question("describe", S2.as_uri()))
+        client.chat.completions.create(
+            model="skyeye-tiny", messages=question("describe", S2.as_uri())
+        )
 
 
 def test_gate_answers_429_beyond_the_queue():
