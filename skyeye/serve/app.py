@@ -20,11 +20,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from skyeye.chat.reply_geo import reply_extension
 from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
 from skyeye.errors import ServeRequestError
 from skyeye.serve.config import ServeConfig
 from skyeye.serve.conversation import build_session
-from skyeye.serve.extension import reply_extension
 from skyeye.serve.gate import Gate
 
 logger = logging.getLogger(__name__)

@@ -9,10 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-import torch
-from skyeye_testing import make_tiny_model
-
-from skyeye.chat.session import ChatSession, GenerationSettings
+from skyeye_testing import segmenting_chat
 
 API_KEY = "test-key"
 
@@ -38,21 +35,6 @@ def live_server(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-def segmenting_chat(llm_dir, max_new_tokens: int = 6) -> ChatSession:
-    """The tiny random SkyEye, scripted to end every answer with [SEG] (so each has a mask)."""
-    model, processor = make_tiny_model(llm_dir, use_mask_head=True, mask_head_hidden_size=32)
-    model.eval()
-    seg, eos = model.config.seg_token_id, processor.tokenizer.eos_token_id
-    original = model.language_model.generate
-
-    def scripted_generate(*args, **kwargs):
-        out = original(*args, **{**kwargs, "max_new_tokens": max(1, kwargs["max_new_tokens"] - 2)})
-        return torch.cat([out, torch.tensor([[seg, eos]] * out.shape[0])], dim=1)
-
-    model.language_model.generate = scripted_generate
-    return ChatSession(model, processor, GenerationSettings(max_new_tokens=max_new_tokens))
 
 
 @pytest.fixture(scope="module")

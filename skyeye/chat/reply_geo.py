@@ -1,4 +1,4 @@
-"""The ``skyeye`` extension of an answer: boxes and masks beside the text.
+"""Boxes and masks of a `ChatReply` as JSON: the `skyeye` extension of the API server and MCP.
 
 Masks (and boxes) of a georeferenced image are GeoJSON in EPSG:4326 with their geodesic area;
 on a photo without georeference they come back in pixels only.
