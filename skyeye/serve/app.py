@@ -7,6 +7,7 @@ input with a message naming the problem; anything unexpected is logged here and 
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -97,8 +98,6 @@ def _settings(base: GenerationSettings, body: dict[str, Any], cap: int) -> Gener
             changes["top_p"] = top_p
     else:
         changes["do_sample"] = False
-    import dataclasses
-
     return dataclasses.replace(base, **changes)
 
 
