@@ -87,3 +87,8 @@ class ServeRequestError(SkyEyeError, ValueError):
     ) -> None:
         super().__init__(message)
         self.status, self.kind, self.code, self.param = status, kind, code, param
+
+
+class SceneError(SkyEyeError, ValueError):
+    """A whole-scene analysis cannot run: bad bbox, window, gsd or an output folder that holds
+    another scene's partial run; the message names the value at fault and the fix."""

@@ -292,6 +292,26 @@ def _read_photo(path: Path, max_size: int | None, max_pixels: int) -> RasterImag
     )
 
 
+def complete_band_metadata(
+    image: RasterImage,
+    *,
+    band_names: Sequence[str] | None = None,
+    wavelengths: Sequence[float] | None = None,
+    sensor: str | None = None,
+    sar_wavelength: float | None = None,
+    names_from_files: bool = False,
+) -> RasterImage:
+    """Fill band names, sensor and wavelengths of an image read by another reader (e.g. the
+    windows of `skyeye.scene`) by the rules of `read_raster`; returns the same image."""
+    if sensor is not None:
+        try:
+            get_sensor(sensor)
+        except ValueError as err:
+            raise RasterReadError(str(err)) from None
+    _apply_band_metadata(image, band_names, wavelengths, sensor, sar_wavelength, names_from_files)
+    return image
+
+
 def _apply_band_metadata(
     image: RasterImage,
     band_names: Sequence[str] | None,
