@@ -1,7 +1,7 @@
 """``--inputs`` -> the scenes of a batch: a folder, a glob, a list file or a STAC ItemCollection.
 
-A folder holds raster files (GeoTIFF, JP2, PNG/JPEG) and STAC item ``.json`` files, one scene
-each. A list file (``.txt``) names one raster, band folder or STAC item per line (relative to the
+A folder holds raster files (GeoTIFF, JP2, PNG/JPEG), STAC item ``.json`` files and band-per-file
+product folders (a sub-folder of single-band files, e.g. a BigEarthNet patch), one scene each. A list file (``.txt``) names one raster, band folder or STAC item per line (relative to the
 list file; ``#`` comments). A ``.json`` is a STAC ItemCollection (or one Item).
 """
 
@@ -63,6 +63,12 @@ def _from_stac(label: str, item: dict[str, Any], base: Path) -> Scene:
     )
 
 
+def _is_band_folder(path: Path) -> bool:
+    return path.is_dir() and any(
+        p.suffix.lower() in (".tif", ".tiff", ".jp2") for p in path.iterdir() if p.is_file()
+    )
+
+
 def _from_path(path: Path) -> list[Scene]:
     if path.suffix.lower() == ".json":
         try:
@@ -90,7 +96,8 @@ def collect_scenes(inputs: str) -> list[Scene]:
     if path.is_dir():
         files = sorted(
             p for p in path.iterdir()
-            if p.is_file() and (p.suffix.lower() in RASTER_SUFFIXES or p.suffix.lower() == ".json")
+            if (p.is_file() and (p.suffix.lower() in RASTER_SUFFIXES or p.suffix.lower() == ".json"))
+            or _is_band_folder(p)
         )  # fmt: skip
         scenes = [s for f in files for s in _from_path(f)]
     elif path.is_file() and path.suffix.lower() == ".txt":
