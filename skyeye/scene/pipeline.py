@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from skyeye.atomic import write_text
 from skyeye.errors import SceneError
 from skyeye.grounding.parse import GroundedBox
+from skyeye.io.stac import is_stac_file, read_stac_item
 from skyeye.scene.outputs import (
     compass,
     mean_percentage,
@@ -117,7 +118,7 @@ def analyze_scene(
     """Analyse a whole scene window by window and write one georeferenced answer to `out_dir`.
 
     Args:
-        source: a raster file, a band-per-file folder, or a list of band files.
+        source: a raster file, a band-per-file folder, a list of band files, or a STAC item .json.
         prompt: the question asked about every window ("Show me where the water is with a mask.").
         out_dir: output folder (mask.tif COG, mask.geojson, mask.gpkg, preview.png, answer.json;
             `.scene-work/` holds the finished windows for resuming).
@@ -151,6 +152,15 @@ def analyze_scene(
         raise SceneError(
             "the prompt is empty: ask what to find, e.g. 'Show me the water with a mask.'"
         )
+    # A STAC item: read its band assets; its id and datetime go into answer.json.
+    stac = None
+    if isinstance(source, (str, os.PathLike)) and is_stac_file(source):
+        stac = read_stac_item(source)
+        source = stac.source
+        band_names = band_names or stac.band_names
+        known = [stac.wavelengths.get(n) for n in stac.band_names]
+        if wavelengths is None and not isinstance(source, list) and None not in known:
+            wavelengths = known
     out = Path(out_dir)
     timings = {"read": 0.0, "model": 0.0, "write": 0.0, "stitch": 0.0, "outputs": 0.0}
     start = time.perf_counter()
@@ -256,6 +266,8 @@ def analyze_scene(
         )
         answer = _summary(scene, grid, prompt, records, stats, polygons, phrase, settings)
         answer["settings"].update(batch=batch, crs=crs)
+        if stac is not None:
+            answer["scene"].update(id=stac.scene_id, datetime=stac.datetime)
         answer["outputs"] = {k: v.name for k, v in paths.items()}
         timings["outputs"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start

@@ -73,6 +73,15 @@ def test_segment_returns_geojson_in_epsg4326_and_areas(tiny_llm_dir):
         tools.segment(str(S2), " ")
 
 
+def test_analyze_scene_tool_runs_the_whole_scene_pipeline(tiny_llm_dir, tmp_path):
+    tools = SkyEyeTools(McpConfig(), segmenting_chat(tiny_llm_dir))
+    item = REPO / "examples" / "sentinel2_berlin_l1c.stac.json"
+    summary = tools.analyze_scene(str(item), "segment the lake", str(tmp_path / "out"))
+    assert summary["answer"] and summary["scene"]["datetime"] == "2017-02-16T10:21:01Z"
+    assert summary["scene"]["id"].startswith("S2A_MSIL1C_20170216T102101")
+    assert any(f.endswith("mask.tif") for f in summary["files"])
+
+
 @pytest.mark.slow
 def test_embedded_model_segments_the_river_over_stdio():
     _, (reply,) = call_over_stdio(
