@@ -93,7 +93,8 @@ def run_ray(
         return BatchResult(rows, 0, len(done))
     started_here = not ray.is_initialized()
     if started_here:
-        init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+        # Worker output stays in Ray's log files: failures come back as rows, the bar stays readable.
+        init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address:
             init["address"] = address
         else:

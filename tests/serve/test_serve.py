@@ -206,3 +206,15 @@ def test_gate_answers_429_beyond_the_queue():
         return err.value.status
 
     assert asyncio.run(scenario()) == 429
+
+
+def test_cli_refuses_bad_settings_with_one_line(tmp_path, capsys):
+    from skyeye.serve.cli import main
+
+    assert main(["--allow-files", str(tmp_path / "missing")]) == 2
+    assert main(["--concurrency", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: --allow-files {tmp_path / 'missing'}: not a folder",
+        "error: concurrency must be at least 1, got 0",
+    ]

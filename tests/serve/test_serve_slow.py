@@ -15,7 +15,9 @@ def test_embedded_model_segments_the_river_streamed_and_not():
     with live_server(create_app(ServeConfig(model="skyeye-tiny"))) as url:
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=300)
         messages = question("Please segment the river.", data_url(S2))
-        plain = client.chat.completions.create(model="skyeye-tiny", messages=messages, max_tokens=20)
+        plain = client.chat.completions.create(
+            model="skyeye-tiny", messages=messages, max_tokens=20
+        )
         assert "[SEG]" in plain.choices[0].message.content
         _check_mask_geojson(plain.choices[0].message.model_extra["skyeye"])
         chunks = list(
