@@ -1,7 +1,8 @@
 """Benchmark: `skyeye.batch` on Ray (2 workers) against a plain Python loop over the same scenes,
 and `skyeye.serve`'s requests/s and latency at 1 and 4 concurrent clients; one run, one machine.
 
-    python bench/batch.py [--model skyeye-tiny] [--requests 8] [--max-new-tokens 16] [--json]
+    python bench/batch.py [--model skyeye-tiny] [--requests 8] [--max-new-tokens 16]
+                          [--loop-threads 1] [--only batch|server]
 
 Scenes: the 4 BigEarthNet Sentinel-2 patches of tests/fixtures/batch and 2 crops (128 px) of
 examples/sentinel2_berlin_l1c.tif; prompt "Show me where the water is with a mask.". Model-load
@@ -57,14 +58,16 @@ def make_scenes(folder: Path) -> Path:
     return scenes
 
 
-def bench_batch(model: str, folder: Path, max_new_tokens: int) -> dict:
+def bench_batch(model: str, folder: Path, max_new_tokens: int, loop_threads: int) -> dict:
     from skyeye.batch.inputs import collect_scenes
     from skyeye.batch.runner import run_local, run_ray
 
     scenes = collect_scenes(str(make_scenes(folder)))
     options = {"max_new_tokens": max_new_tokens}
     t0 = time.perf_counter()
-    local = run_local(scenes, folder / "out-loop", PROMPT, model, options, progress=False)
+    local = run_local(
+        scenes, folder / "out-loop", PROMPT, model, options, threads=loop_threads, progress=False
+    )
     loop_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
     ray_run = run_ray(
@@ -76,7 +79,7 @@ def bench_batch(model: str, folder: Path, max_new_tokens: int) -> dict:
     n = len(scenes)
     return {
         "scenes": n,
-        "loop": {
+        f"loop_{loop_threads}_threads": {
             "model_load_s": round(local.load_seconds[0], 1),
             "scenes_s": round(local.seconds, 1),
             "scenes_per_s": round(n / local.seconds, 3),
@@ -142,13 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="skyeye-tiny")
     p.add_argument("--requests", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--loop-threads", type=int, default=1, help="torch threads of the plain loop")
+    p.add_argument("--only", choices=("batch", "server"), default=None)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="skyeye-bench-batch-") as tmp:
-        result = {
-            "batch": bench_batch(args.model, Path(tmp) / "b", args.max_new_tokens),
-            "server": bench_server(args.model, Path(tmp), args.requests, args.max_new_tokens),
-        }
+        result = {}
+        if args.only in (None, "batch"):
+            result["batch"] = bench_batch(
+                args.model, Path(tmp) / "b", args.max_new_tokens, args.loop_threads
+            )
+        if args.only in (None, "server"):
+            result["server"] = bench_server(
+                args.model, Path(tmp), args.requests, args.max_new_tokens
+            )
     print(json.dumps(result, indent=2))
     return 0
 

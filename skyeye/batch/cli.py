@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     if args.workers == 0:
-        result = run_local(scenes, out, args.prompt, args.model, options)
+        result = run_local(scenes, out, args.prompt, args.model, options, threads=args.threads)
     else:
         result = run_ray(
             scenes, out, args.prompt, args.model, options,

@@ -61,11 +61,12 @@ def split_done(scenes: list[Scene], out: Path) -> tuple[list[dict[str, Any]], li
 
 def run_local(
     scenes: list[Scene], out: Path, prompt: str, model: str, options: dict[str, Any],
-    *, progress: bool = True, on_row: Callable[[dict], None] | None = None,
+    *, threads: int | None = None, progress: bool = True,
+    on_row: Callable[[dict], None] | None = None,
 ) -> BatchResult:  # fmt: skip
     """The plain Python loop: one model, scenes one after another (the baseline of the bench)."""
     done, todo = split_done(scenes, out)
-    worker = SceneWorker(model, options)
+    worker = SceneWorker(model, options, threads=threads)
     start = time.perf_counter()
     rows = list(done)
     for scene in tqdm(todo, desc="scenes", unit="scene", disable=not progress):
