@@ -73,7 +73,6 @@ def build_session(
             "'messages' is empty: send at least one user message", param="messages"
         )
     processor = chat.processor
-    image_token = processor.image_token
 
     def read(part: dict[str, Any], label: str):
         return read_image_part(
@@ -94,11 +93,6 @@ def build_session(
                 param="messages",
             )
         text, images = _text_and_images(message, i, read, role == "user")
-        if image_token in text:
-            raise ServeRequestError(
-                f"messages[{i}]: write the text without {image_token}; send images as image_url parts",
-                param="messages",
-            )
         if role in ("system", "developer"):
             system.append(text)
         else:
@@ -116,7 +110,9 @@ def build_session(
         for image in images:
             processor.image_processor([image])  # the wavelength check add_image makes
         session.images.extend(images)
-        session.messages.append({"role": role, "content": f"{image_token}\n" * len(images) + text})
+        # Images as image parts, text as text (the processor never reads user text as structure).
+        parts = [{"type": "image"}, {"type": "text", "text": "\n"}] * len(images)
+        session.messages.append({"role": role, "content": parts + [{"type": "text", "text": text}]})
     for image in turns[-1][2]:
         session.add_image(image)
     return session, turns[-1][1]
