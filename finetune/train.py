@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -64,6 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
+    from finetune.launch import run_on_cpu
+
+    try:
+        cpu = run_on_cpu(os.environ, cuda=torch.cuda.is_available())
+    except ConfigError as err:
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # one line, not one per process
+            print(f"error: {err}", file=sys.stderr)
+        return 2
+
     from finetune.data_setup import build_datasets
     from finetune.loop import Loop, lr_factor
     from finetune.run_log import RunLog
@@ -71,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = recipe.train
     accelerator = Accelerator(
+        cpu=cpu,
         gradient_accumulation_steps=t.grad_accum,
         # Batches without [SEG] leave the mask head unused; DDP must not wait for its gradients.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],

@@ -11,6 +11,7 @@ ones (tests/test_layout.py checks it):
     render      display composites and overlays
     data        the training dataset and collator
     chat        ChatSession (conversation state, streaming), the terminal chat, mask export
+    scene       whole scenes window by window: mask COG, polygons, preview, answer.json
     evaluation  metrics, evaluation samples, scoring, runner, report, CLI
     hub         model cards and uploads
 
@@ -40,6 +41,8 @@ _EXPORTS = {
     "RasterReadError": "skyeye.io.raster",
     "load_vision_tower": "skyeye.modeling.vision",
     "list_presets": "skyeye.models",
+    "analyze_scene": "skyeye.scene.pipeline",
+    "SceneResult": "skyeye.scene.pipeline",
 }
 
 __all__ = sorted(_EXPORTS)

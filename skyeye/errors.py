@@ -63,3 +63,32 @@ class DiskFullError(SkyEyeError, OSError):
 
 class ModelFolderError(SkyEyeError, ValueError):
     """A model folder is incomplete or damaged; the message names the file and the fix."""
+
+
+class StacError(RasterReadError):
+    """A STAC item cannot be turned into a raster: bad JSON, no usable asset, a remote href."""
+
+
+class ServeRequestError(SkyEyeError, ValueError):
+    """A request to `skyeye.serve` is invalid; `status` is its HTTP status (400, 401, 404, 413, 429).
+
+    `kind` is the OpenAI error type (``invalid_request_error``, ``authentication_error``...),
+    `code` an optional machine-readable code and `param` the request field at fault.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        *,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.code, self.param = status, kind, code, param
+
+
+class SceneError(SkyEyeError, ValueError):
+    """A whole-scene analysis cannot run: bad bbox, window, gsd or an output folder that holds
+    another scene's partial run; the message names the value at fault and the fix."""

@@ -86,6 +86,23 @@ def make_tiny_model(llm_dir: Path, **config_overrides):
     )
 
 
+def segmenting_chat(llm_dir: Path, max_new_tokens: int = 6):
+    """The tiny random SkyEye, scripted to end every answer with [SEG] (so each has a mask)."""
+    from skyeye.chat.session import ChatSession, GenerationSettings
+
+    model, processor = make_tiny_model(llm_dir, use_mask_head=True, mask_head_hidden_size=32)
+    model.eval()
+    seg, eos = model.config.seg_token_id, processor.tokenizer.eos_token_id
+    original = model.language_model.generate
+
+    def scripted_generate(*args, **kwargs):
+        out = original(*args, **{**kwargs, "max_new_tokens": max(1, kwargs["max_new_tokens"] - 2)})
+        return torch.cat([out, torch.tensor([[seg, eos]] * out.shape[0])], dim=1)
+
+    model.language_model.generate = scripted_generate
+    return ChatSession(model, processor, GenerationSettings(max_new_tokens=max_new_tokens))
+
+
 def run_chat_cli(image: Path, prompt: str, *extra: str) -> subprocess.CompletedProcess:
     """`python -m skyeye.chat --model skyeye-tiny --image IMAGE --prompt PROMPT` in a fresh process
     from the repository root (what `make chat` runs); fails the test on a non-zero exit."""

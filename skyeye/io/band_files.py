@@ -43,37 +43,7 @@ def read_band_files(
     """
     files = [check_file(Path(f)) for f in files]
     label = str(files[0].parent)
-    if band_names is not None:
-        if len(band_names) != len(files):
-            raise RasterReadError(
-                f"{label}: got {len(band_names)} band names for {len(files)} band files: pass one "
-                "name per file, in the order of the files"
-            )
-        names = [str(n) for n in band_names]
-    else:
-        names = []
-        for f in files:
-            name = band_name_from_filename(f)
-            if name is None:
-                raise RasterReadError(
-                    f"{f}: cannot tell the band from the file name (expected a suffix like "
-                    "'_B02' or '_VV'): rename the file or pass band_names"
-                )
-            names.append(name)
-        if len(set(n.upper() for n in names)) != len(names):
-            raise RasterReadError(
-                f"{label}: several files have the same band suffix ({names}): pass the files "
-                "of one product only"
-            )
-        order_sensor = sensor
-        if order_sensor is None:
-            matches = sensors_matching_bands(names)
-            order_sensor = matches[0] if matches else None
-        if order_sensor is not None:
-            s = get_sensor(order_sensor)
-            if all(s.find_band(n) is not None for n in names):
-                pairs = sorted(zip(names, files, strict=True), key=lambda p: s.band_index(p[0]))
-                names, files = [p[0] for p in pairs], [p[1] for p in pairs]
+    names, files = band_file_order(files, band_names, sensor)
 
     with rasterio.Env(**GDAL_ENV), ExitStack() as stack:
         srcs = [stack.enter_context(rasterio.open(f)) for f in files]
@@ -108,6 +78,47 @@ def read_band_files(
             source_shape=(h, w),
             extra={"files": [str(f) for f in files], "dtype": ref.dtypes[0]},
         )
+
+
+def band_file_order(
+    files: Sequence[Path], band_names: Sequence[str] | None, sensor: str | None
+) -> tuple[list[str], list[Path]]:
+    """Band names of single-band files (given, or from the file-name suffixes) and the files
+    sorted in the sensor's band order when the sensor is known. Returns (names, files)."""
+    files = [Path(f) for f in files]
+    label = str(files[0].parent)
+    if band_names is not None:
+        if len(band_names) != len(files):
+            raise RasterReadError(
+                f"{label}: got {len(band_names)} band names for {len(files)} band files: pass one "
+                "name per file, in the order of the files"
+            )
+        names = [str(n) for n in band_names]
+    else:
+        names = []
+        for f in files:
+            name = band_name_from_filename(f)
+            if name is None:
+                raise RasterReadError(
+                    f"{f}: cannot tell the band from the file name (expected a suffix like "
+                    "'_B02' or '_VV'): rename the file or pass band_names"
+                )
+            names.append(name)
+        if len(set(n.upper() for n in names)) != len(names):
+            raise RasterReadError(
+                f"{label}: several files have the same band suffix ({names}): pass the files "
+                "of one product only"
+            )
+        order_sensor = sensor
+        if order_sensor is None:
+            matches = sensors_matching_bands(names)
+            order_sensor = matches[0] if matches else None
+        if order_sensor is not None:
+            s = get_sensor(order_sensor)
+            if all(s.find_band(n) is not None for n in names):
+                pairs = sorted(zip(names, files, strict=True), key=lambda p: s.band_index(p[0]))
+                names, files = [p[0] for p in pairs], [p[1] for p in pairs]
+    return list(names), list(files)
 
 
 def read_band_window(

@@ -28,6 +28,8 @@ class RasterImage:
     source_shape: (H, W) of the source at full resolution (defaults to data's H, W).
     wavelengths: µm per band, or None when unknown (the processor then resolves SAR bands
         with its ``sar_wavelength`` or asks for them).
+    scene_id / datetime: the scene's id and acquisition time (ISO 8601) when the source says so
+        (a STAC item), recorded in outputs.
     extra: reader details (source dtype, driver, band files) for logging and debugging.
     """
 
@@ -40,6 +42,8 @@ class RasterImage:
     nodata: float | None = None
     source_shape: tuple[int, int] | None = None
     path: str | None = None
+    scene_id: str | None = None
+    datetime: str | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -34,6 +34,7 @@ from skyeye.io.sensors import (
     sensors_matching_bands,
     wavelengths_from_band_names,
 )
+from skyeye.io.stac import is_stac_file, read_stac_item
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def read_raster(
     source: a file, a folder of single-band files (``*_B02.tif``), or a list of files: single-band
         files are resampled onto one grid; multi-band files (photos, GeoTIFFs) stack their bands
         in the given order and must share one grid (pass ``band_names``/``wavelengths``).
+        A STAC Item ``.json`` is read through its assets (see `skyeye.io.stac`).
     max_size: longest side of the returned grid; larger rasters are read decimated (never
         upsampled). Without it, rasters over ``max_pixels`` pixels raise ``RasterReadError``.
     band_names / wavelengths / sensor: override or complete the file's metadata.
@@ -75,6 +77,16 @@ def read_raster(
             get_sensor(sensor)
         except ValueError as err:
             raise RasterReadError(str(err)) from None
+    if isinstance(source, (str, os.PathLike)) and is_stac_file(source):
+        return _read_stac(
+            Path(source),
+            max_size=max_size,
+            band_names=band_names,
+            wavelengths=wavelengths,
+            sensor=sensor,
+            sar_wavelength=sar_wavelength,
+            max_pixels=max_pixels,
+        )
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         files = _band_files_in_folder(Path(source))
         label = str(source)
@@ -110,6 +122,20 @@ def read_raster(
             "Check the nodata value or pick another file/window"
         )
     _apply_band_metadata(image, band_names, wavelengths, sensor, sar_wavelength, names_from_files)
+    return image
+
+
+def _read_stac(path: Path, **kwargs) -> RasterImage:
+    """A STAC item: its band assets read by `read_raster`, named and given wavelengths by the
+    item unless the caller says otherwise; the item's id and datetime go on the image."""
+    scene = read_stac_item(path)
+    if kwargs["band_names"] is None:
+        kwargs["band_names"] = scene.band_names
+    image = read_raster(scene.source, **kwargs)
+    known = [scene.wavelengths.get(n) for n in image.band_names]
+    if kwargs["wavelengths"] is None and all(w is not None for w in known):
+        image.wavelengths = known  # type: ignore[assignment]
+    image.path, image.scene_id, image.datetime = str(path), scene.scene_id, scene.datetime
     return image
 
 
@@ -264,6 +290,26 @@ def _read_photo(path: Path, max_size: int | None, max_pixels: int) -> RasterImag
         source_shape=(h, w),
         extra={"mode": mode},
     )
+
+
+def complete_band_metadata(
+    image: RasterImage,
+    *,
+    band_names: Sequence[str] | None = None,
+    wavelengths: Sequence[float] | None = None,
+    sensor: str | None = None,
+    sar_wavelength: float | None = None,
+    names_from_files: bool = False,
+) -> RasterImage:
+    """Fill band names, sensor and wavelengths of an image read by another reader (e.g. the
+    windows of `skyeye.scene`) by the rules of `read_raster`; returns the same image."""
+    if sensor is not None:
+        try:
+            get_sensor(sensor)
+        except ValueError as err:
+            raise RasterReadError(str(err)) from None
+    _apply_band_metadata(image, band_names, wavelengths, sensor, sar_wavelength, names_from_files)
+    return image
 
 
 def _apply_band_metadata(

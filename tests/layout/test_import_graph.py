@@ -34,9 +34,14 @@ SKYEYE_LAYERS: dict[str, int] = {
     "render": 5,
     "data": 5,
     "chat": 6,
-    "evaluation": 7,
-    "hub": 7,
-    "evaluate": 8,
+    "scene": 7,
+    "evaluation": 8,
+    "hub": 8,
+    "evaluate": 9,
+    # Entry points for other tools and machines: they may use the whole library.
+    "serve": 10,
+    "batch": 10,
+    "mcp": 10,
 }
 
 

@@ -1,0 +1,1 @@
+"""`python -m skyeye.batch`: the whole-scene pipeline over many scenes on Ray, one summary table."""

@@ -1,0 +1,5 @@
+import sys
+
+from skyeye.batch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""`python -m skyeye.batch --inputs (FOLDER|GLOB|LIST.txt|ITEMS.json) --prompt "..." --out DIR
+[--model M] [--workers N] [--address ray://HOST:10001]`.
+
+Every scene goes through the whole-scene pipeline (`skyeye.scene`) on a Ray worker that loaded
+the model once; outputs land in DIR/scenes/<scene>/ and one table DIR/summary.parquet
+(GeoParquet; ``--format gpkg`` for GeoPackage) has a row per scene: id, datetime, answer, area,
+footprint, status and the reason of a failure. Run it again to finish an interrupted batch: done
+scenes are skipped. ``--workers 0`` runs a plain loop in this process (no Ray). See docs/batch.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from skyeye.logs import configure_logging
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m skyeye.batch", description=__doc__)
+    p.add_argument("--inputs", required=True, help="folder, glob, .txt list or STAC ItemCollection")
+    p.add_argument("--prompt", required=True, help="the question asked about every scene")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
+    p.add_argument("--workers", type=int, default=2, help="Ray workers (0: plain loop, no Ray)")
+    p.add_argument("--address", default=None, help="existing Ray cluster (ray://HOST:10001, auto)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    p.add_argument("--format", choices=("parquet", "gpkg"), default="parquet")
+    p.add_argument("--window", type=int, default=None, help="window side in pixels (scene default)")
+    p.add_argument("--overlap", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None, help="windows per model call")
+    p.add_argument("--gsd", type=float, default=None, help="output pixel size (scene CRS units)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    if args.workers < 0:
+        print("error: --workers must be 0 (plain loop) or more", file=sys.stderr)
+        return 2
+    if not args.prompt.strip():
+        print("error: --prompt is empty: ask a question about the scenes", file=sys.stderr)
+        return 2
+    from skyeye.batch.inputs import collect_scenes
+    from skyeye.batch.runner import run_local, run_ray
+    from skyeye.batch.summary import write_summary
+
+    try:
+        scenes = collect_scenes(args.inputs)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    options = {"max_new_tokens": args.max_new_tokens}
+    for name in ("window", "overlap", "batch", "gsd"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    if args.workers == 0:
+        result = run_local(scenes, out, args.prompt, args.model, options, threads=args.threads)
+    else:
+        result = run_ray(
+            scenes, out, args.prompt, args.model, options,
+            workers=args.workers, address=args.address, threads=args.threads,
+        )  # fmt: skip
+    summary = write_summary(result.rows, {s.key: s for s in scenes}, out / f"summary.{args.format}")
+    failed = result.failed
+    print(
+        f"{len(scenes)} scenes: {len(result.rows) - len(failed)} done "
+        f"({result.skipped} from an earlier run), {len(failed)} failed; summary: {summary}",
+        file=sys.stderr,
+    )
+    for row in failed:
+        print(f"  failed {row['source']}: {row['reason']}", file=sys.stderr)
+    return 0

@@ -1,0 +1,127 @@
+"""One scene through the whole-scene pipeline, on a worker that loaded the model once.
+
+`SceneWorker` is a plain class: Ray wraps it as an actor (`skyeye.batch.runner`), the plain loop
+uses it as is. A failing scene never raises: its row says ``status: failed`` and why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from skyeye.batch.inputs import Scene
+
+logger = logging.getLogger(__name__)
+
+#: Exceptions that mean "this scene is bad" (reported as such); others are reported with their type.
+BAD_INPUT = (ValueError, OSError)
+
+
+def scene_dir(out: Path, scene: Scene) -> Path:
+    return out / "scenes" / scene.key
+
+
+def is_done(out: Path, scene: Scene) -> bool:
+    """A scene is done when its answer.json (written last, atomically) exists."""
+    return (scene_dir(out, scene) / "answer.json").is_file()
+
+
+def row_from_answer(scene: Scene, answer: dict[str, Any], seconds: float | None) -> dict[str, Any]:
+    """The summary row of a finished scene from its answer.json."""
+    info, mask = answer.get("scene") or {}, answer.get("mask") or {}
+    return {
+        "key": scene.key,
+        "scene_id": scene.scene_id or info.get("id") or scene.key,
+        "datetime": scene.datetime or info.get("datetime"),
+        "source": scene.label,
+        "status": "done",
+        "reason": None,
+        "answer": answer.get("answer"),
+        "found": answer.get("found"),
+        "area_m2": mask.get("area_m2"),
+        "share_of_valid": mask.get("share_of_valid"),
+        "seconds": seconds,
+        "scene_info": info,
+    }
+
+
+def failed_row(scene: Scene, reason: str, seconds: float | None = None) -> dict[str, Any]:
+    return {
+        "key": scene.key,
+        "scene_id": scene.scene_id or scene.key,
+        "datetime": scene.datetime,
+        "source": scene.label,
+        "status": "failed",
+        "reason": reason,
+        "answer": None,
+        "found": None,
+        "area_m2": None,
+        "share_of_valid": None,
+        "seconds": seconds,
+        "scene_info": {},
+    }
+
+
+class SceneWorker:
+    """Loads the model once (``model``: name, folder or hub id) and analyses scenes with it.
+
+    options: keyword arguments of `skyeye.scene.analyze_scene` (window, overlap, batch, gsd, crs,
+    max_new_tokens...). threads: torch threads of this worker (None leaves torch's default).
+    """
+
+    def __init__(
+        self, model: str, options: dict[str, Any], device: str = "cpu", threads: int | None = None
+    ) -> None:
+        import torch
+
+        from skyeye.chat.session import GenerationSettings, load_chat
+
+        if threads:
+            torch.set_num_threads(threads)
+        start = time.perf_counter()
+        settings = GenerationSettings(max_new_tokens=options.get("max_new_tokens", 64))
+        self.chat = load_chat(model, device=device, settings=settings)
+        self.load_seconds = time.perf_counter() - start
+        self.options = options
+
+    def ready(self) -> float:
+        """Seconds the model took to load (also: the worker is up)."""
+        return self.load_seconds
+
+    def run(self, scene_dict: dict[str, Any], out: str, prompt: str) -> dict[str, Any]:
+        """Analyse one scene into ``out/scenes/<key>``; returns its summary row."""
+        from skyeye.scene import analyze_scene
+
+        scene = Scene(**scene_dict)
+        if scene.error:
+            return failed_row(scene, scene.error)
+        start = time.perf_counter()
+        try:
+            kwargs = dict(self.options)
+            if scene.band_names and scene.wavelengths:
+                kwargs.update(band_names=scene.band_names, wavelengths=scene.wavelengths)
+            result = analyze_scene(
+                scene.source, prompt, scene_dir(Path(out), scene), model=self.chat, progress=False,
+                **kwargs,
+            )  # fmt: skip
+            answer = result.answer
+        except BAD_INPUT as err:
+            return failed_row(scene, f"{type(err).__name__}: {err}", time.perf_counter() - start)
+        except Exception as err:  # a bug or a resource problem: still one row, never a stop
+            logger.error("scene %s failed:\n%s", scene.label, traceback.format_exc())
+            return failed_row(scene, f"{type(err).__name__}: {err}", time.perf_counter() - start)
+        return row_from_answer(scene, answer, time.perf_counter() - start)
+
+
+def scene_payload(scene: Scene) -> dict[str, Any]:
+    """What travels to a worker (plain data, cheap to serialise)."""
+    return asdict(scene)
+
+
+def read_answer(out: Path, scene: Scene) -> dict[str, Any]:
+    return json.loads((scene_dir(out, scene) / "answer.json").read_text())

@@ -1,0 +1,82 @@
+"""Boxes and masks of a `ChatReply` as JSON: the `skyeye` extension of the API server and MCP.
+
+Masks (and boxes) of a georeferenced image are GeoJSON in EPSG:4326 with their geodesic area;
+on a photo without georeference they come back in pixels only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from skyeye.chat.session import ChatReply
+from skyeye.grounding.area import geodesic_area_m2
+from skyeye.grounding.geo import boxes_to_geojson, masks_to_geojson, transform_for_shape
+from skyeye.io.raster import RasterImage
+
+
+def _georeferenced(image: RasterImage) -> bool:
+    return image.transform is not None and image.crs is not None
+
+
+def _mask_entry(
+    k: int, mask: np.ndarray, phrase: str | None, index: int, image: RasterImage
+) -> dict[str, Any]:
+    valid = image.valid_mask
+    if valid.shape != mask.shape:
+        valid = np.ones_like(mask, dtype=bool)
+    entry: dict[str, Any] = {
+        "index": k,
+        "phrase": phrase,
+        "image": index,
+        "shape": [int(mask.shape[0]), int(mask.shape[1])],
+        "pixel_count": int(mask.sum()),
+        "fraction_of_valid_pixels": float((mask & valid).sum() / max(int(valid.sum()), 1)),
+        "area_m2": None,
+        "geojson": None,
+    }
+    if _georeferenced(image):
+        h, w = image.data.shape[1:]
+        transform = transform_for_shape(image.transform, (h, w), mask.shape)
+        fc = masks_to_geojson(
+            mask[None], [phrase], transform=transform, crs=image.crs, to_epsg4326=True
+        )
+        feature = fc["features"][0]
+        entry["area_m2"] = geodesic_area_m2(feature["geometry"])
+        feature["properties"]["area_m2"] = entry["area_m2"]
+        entry["geojson"] = feature
+    return entry
+
+
+def reply_extension(reply: ChatReply, images: list[RasterImage]) -> dict[str, Any]:
+    """``{"boxes": [...], "boxes_geojson": FC|None, "masks": [...], "masks_geojson": FC|None}``.
+
+    Boxes refer to the latest image (the one the question was about); masks name their image.
+    """
+    out: dict[str, Any] = {
+        "boxes": [
+            {"box": [b.x1, b.y1, b.x2, b.y2], "angle": b.angle, "phrase": b.phrase}
+            for b in reply.boxes
+        ],
+        "boxes_geojson": None,
+        "masks": [],
+        "masks_geojson": None,
+    }
+    if reply.boxes and images and _georeferenced(images[-1]):
+        image = images[-1]
+        out["boxes_geojson"] = boxes_to_geojson(
+            reply.boxes,
+            transform=image.transform,
+            crs=image.crs,
+            image_shape=image.data.shape[1:],
+            to_epsg4326=True,
+        )
+    for k, mask in enumerate(reply.masks):
+        index = reply.mask_images[k] if k < len(reply.mask_images) else len(images) - 1
+        phrase = reply.mask_phrases[k] if k < len(reply.mask_phrases) else None
+        out["masks"].append(_mask_entry(k, np.asarray(mask, bool), phrase, index, images[index]))
+    features = [m["geojson"] for m in out["masks"] if m["geojson"] is not None]
+    if features:
+        out["masks_geojson"] = {"type": "FeatureCollection", "features": features}
+    return out

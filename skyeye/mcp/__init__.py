@@ -1,0 +1,1 @@
+"""`python -m skyeye.mcp`: SkyEye's tools for agent frameworks over the Model Context Protocol."""

@@ -1,0 +1,5 @@
+import sys
+
+from skyeye.mcp.server import main
+
+sys.exit(main())

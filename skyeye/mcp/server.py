@@ -1,0 +1,175 @@
+"""`python -m skyeye.mcp [--model M]`: an MCP server (the `mcp` SDK, stdio transport).
+
+Tools, all on local raster files (GeoTIFF, JP2, PNG/JPEG, band folders, STAC item JSON):
+``describe`` (what the image shows), ``ask`` (any question), ``segment`` (masks as GeoJSON in
+EPSG:4326 with their areas) and ``analyze_scene`` (the whole-scene pipeline over a large
+scene, writing its outputs to a folder). The model is loaded once, at the first tool call, so an
+agent's handshake is immediate. Configure an agent with e.g.
+``{"command": "python", "args": ["-m", "skyeye.mcp", "--model", "skyeye-tiny"]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skyeye.chat.reply_geo import reply_extension
+from skyeye.chat.session import ChatSession, GenerationSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class McpConfig:
+    """model: preset, folder or hub id; device: torch device; max_new_tokens: answer length."""
+
+    model: str = "skyeye-tiny"
+    device: str = "cpu"
+    max_new_tokens: int = 200
+
+
+class SkyEyeTools:
+    """The tools' logic, independent of the transport (one model, one answer at a time)."""
+
+    def __init__(self, config: McpConfig, chat: ChatSession | None = None) -> None:
+        self.config = config
+        self._chat = chat
+        self._lock = threading.Lock()
+
+    def _session(self) -> ChatSession:
+        if self._chat is None:
+            from skyeye.chat.session import load_chat
+
+            settings = GenerationSettings(max_new_tokens=self.config.max_new_tokens)
+            self._chat = load_chat(self.config.model, device=self.config.device, settings=settings)
+        chat = self._chat
+        return ChatSession(chat.model, chat.processor, chat.settings)
+
+    def _ask(self, path: str, question: str, wavelengths: list[float] | None) -> dict[str, Any]:
+        source = Path(path).expanduser()
+        if not source.exists():
+            raise ValueError(f"{source}: no such file or folder (give a local path)")
+        with self._lock:
+            session = self._session()
+            kwargs = {"wavelengths": wavelengths} if wavelengths else {}
+            image = session.add_image(source, **kwargs)
+            reply = session.ask(question)
+        extension = reply_extension(reply, session.images)
+        return {
+            "answer": reply.text,
+            "image": {
+                "path": str(source),
+                "bands": image.band_names,
+                "size": list(image.source_shape or ()),
+                "crs": image.crs.to_string() if image.crs else None,
+                "scene_id": image.scene_id,
+                "datetime": image.datetime,
+            },
+            **extension,
+        }
+
+    def describe(self, path: str, wavelengths: list[float] | None = None) -> dict[str, Any]:
+        return self._ask(path, "Describe this image.", wavelengths)
+
+    def ask(
+        self, path: str, question: str, wavelengths: list[float] | None = None
+    ) -> dict[str, Any]:
+        if not question.strip():
+            raise ValueError("the question is empty")
+        return self._ask(path, question, wavelengths)
+
+    def segment(
+        self, path: str, target: str, wavelengths: list[float] | None = None
+    ) -> dict[str, Any]:
+        if not target.strip():
+            raise ValueError("say what to segment, e.g. 'water' or 'buildings'")
+        out = self._ask(path, f"Please segment the {target.strip()}.", wavelengths)
+        out["total_area_m2"] = (
+            sum(m["area_m2"] for m in out["masks"]) if out["masks_geojson"] else None
+        )
+        return out
+
+    def analyze_scene(self, path: str, prompt: str, out_dir: str) -> dict[str, Any]:
+        from skyeye.scene import analyze_scene
+
+        with self._lock:
+            if self._chat is None:
+                self._session()
+            result = analyze_scene(path, prompt, out_dir, model=self._chat, progress=False)
+        return scene_summary(result, out_dir)
+
+
+def scene_summary(result: Any, out_dir: str | Path) -> dict[str, Any]:
+    """A JSON-able summary of a `SceneResult`: its answer.json plus the files written."""
+    import json
+
+    out = Path(out_dir)
+    answer = out / "answer.json"
+    summary = json.loads(answer.read_text()) if answer.is_file() else {}
+    summary["files"] = sorted(str(p) for p in out.iterdir() if p.is_file())
+    return summary
+
+
+def build_server(tools: SkyEyeTools):
+    """The `MCPServer` exposing ``tools`` (describe, ask, segment, analyze_scene)."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    def checked(call, *args):
+        # Bad input reaches the agent as one clear line (an is_error result), not a crash.
+        try:
+            return call(*args)
+        except (ValueError, OSError) as err:
+            raise ToolError(str(err)) from None
+
+    server = MCPServer(
+        "skyeye",
+        instructions="Ask about, describe and segment local satellite/aerial images (GeoTIFF, "
+        "JP2, PNG/JPEG, STAC item JSON); masks come back as GeoJSON in EPSG:4326 with areas.",
+    )
+
+    @server.tool()
+    def describe(path: str, wavelengths: list[float] | None = None) -> dict[str, Any]:
+        """Describe a local image. wavelengths: µm per band, only when the file lacks band names."""
+        return checked(tools.describe, path, wavelengths)
+
+    @server.tool()
+    def ask(path: str, question: str, wavelengths: list[float] | None = None) -> dict[str, Any]:
+        """Ask a question about a local image; boxes/masks named in the answer come back too."""
+        return checked(tools.ask, path, question, wavelengths)
+
+    @server.tool()
+    def segment(path: str, target: str, wavelengths: list[float] | None = None) -> dict[str, Any]:
+        """Segment `target` (e.g. 'water') in a local image: GeoJSON (EPSG:4326) and areas in m²."""
+        return checked(tools.segment, path, target, wavelengths)
+
+    @server.tool()
+    def analyze_scene(path: str, prompt: str, out_dir: str) -> dict[str, Any]:
+        """Run the whole-scene pipeline on a large local scene; outputs go to out_dir."""
+        return checked(tools.analyze_scene, path, prompt, out_dir)
+
+    return server
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m skyeye.mcp", description=__doc__)
+    parser.add_argument(
+        "--model", default="skyeye-tiny", help="preset name, model folder or hub id"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    args = parser.parse_args(argv)
+    # stdout is the protocol: logs go to stderr only.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    from skyeye.logs import configure_logging
+
+    configure_logging(False)
+    config = McpConfig(model=args.model, device=args.device, max_new_tokens=args.max_new_tokens)
+    build_server(SkyEyeTools(config)).run("stdio")
+    return 0

@@ -1,0 +1,101 @@
+"""`python -m skyeye.scene --image SCENE --prompt "..." --out DIR`: a whole scene, window by window,
+into one georeferenced answer (mask COG, polygons GeoJSON/GeoPackage, preview PNG, answer.json).
+
+Prints the scene-level answer on stdout and the files written on stderr; exit 2 with one line
+for bad input (unreadable scene, bbox outside it, window smaller than the tower's patch, an
+output folder holding another scene's partial run, a full disk: finished windows are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from skyeye.logs import configure_logging, silence_library_warnings
+
+logger = logging.getLogger(__name__)
+
+
+def _bbox(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(
+            f"--bbox {text!r}: give minx,miny,maxx,maxy (four comma-separated numbers)"
+        )
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
+
+    p = argparse.ArgumentParser(prog="python -m skyeye.scene", description=__doc__)
+    p.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
+    p.add_argument("--image", required=True, help="scene: raster file or band-per-file folder")
+    p.add_argument("--prompt", required=True, help="what to find, asked about every window")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--gsd", type=float, default=None, help="output pixel size (default: native)")
+    p.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="window side in pixels")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="window overlap in pixels")
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="windows per model call")
+    p.add_argument("--bbox", type=_bbox, default=None, help="minx,miny,maxx,maxy to analyse")
+    p.add_argument("--bbox-crs", default=None, help="EPSG code of --bbox (default: the scene's)")
+    p.add_argument("--crs", choices=["4326", "native"], default="4326", help="GeoJSON CRS")
+    p.add_argument("--sensor", default=None, help="sensor of the scene (e.g. sentinel-2)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="longest answer per window")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="weights dtype (float32: bfloat16 matmuls are slower on CPUs without AMX)",
+    )
+    p.add_argument("--restart", action="store_true", help="discard a partial run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="log progress to stderr")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    import torch
+
+    from skyeye.errors import SkyEyeError
+    from skyeye.scene.pipeline import analyze_scene
+
+    try:
+        if args.window < 1:
+            raise ValueError(f"--window must be positive, got {args.window}")
+        dtype = getattr(torch, args.dtype)
+        silence_library_warnings(args.verbose)
+        result = analyze_scene(
+            args.image,
+            args.prompt,
+            args.out,
+            model=args.model,
+            dtype=dtype,
+            gsd=args.gsd,
+            window=args.window,
+            overlap=args.overlap,
+            batch=args.batch,
+            bbox=args.bbox,
+            bbox_crs=args.bbox_crs,
+            crs=args.crs,
+            resume=not args.restart,
+            progress=not args.no_progress,
+            max_new_tokens=args.max_new_tokens,
+            device=args.device,
+            sensor=args.sensor,
+        )
+    except (SkyEyeError, ValueError, OSError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(result.text)
+    for path in result.paths.values():
+        print(f"(written: {path})", file=sys.stderr)
+    return 0

@@ -1,0 +1,123 @@
+"""Ask one question about a batch of windows in one batched generation.
+
+Every window gets the same prompt and the same number of image tokens, so the prompts of a batch
+have the same length: they batch without padding, and a window's answer does not depend on which
+other windows share its batch beyond floating-point reduction order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from skyeye.chat.session import ChatSession, GenerationSettings, load_chat
+from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
+from skyeye.io.raster import RasterImage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WindowAnswer:
+    """The model's answer about one window.
+
+    prob: (h, w) float32 mask probability on the window's grid (None when the answer has no
+    [SEG]); boxes: normalised to the window.
+    """
+
+    text: str
+    boxes: list[GroundedBox] = field(default_factory=list)
+    phrase: str | None = None
+    prob: np.ndarray | None = None
+
+
+def open_session(model: Any, device: str = "cpu", dtype: torch.dtype | None = None) -> ChatSession:
+    """A ChatSession from a model name/folder, a loaded ChatSession, or a (model, processor)."""
+    if isinstance(model, ChatSession):
+        return model
+    if isinstance(model, tuple) and len(model) == 2:
+        return ChatSession(model[0], model[1])
+    if isinstance(model, (str, Path)):
+        return load_chat(model, device=device, dtype=dtype)
+    raise TypeError(
+        f"model must be a name/folder, a ChatSession or (model, processor), got {type(model)}"
+    )
+
+
+class WindowRunner:
+    """Runs the tower + LLM (+ mask head) on batches of window images."""
+
+    def __init__(self, session: ChatSession, prompt: str, max_new_tokens: int = 64) -> None:
+        if not prompt.strip():
+            raise ValueError("the prompt is empty")
+        self.model = session.model
+        self.processor = session.processor
+        self.settings: GenerationSettings = session.settings
+        self.max_new_tokens = max_new_tokens
+        system = self.settings.system_prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": f"{self.processor.image_token}\n{prompt}"}
+        ]
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        ids = self.processor.tokenizer(
+            self.processor.expand_image_tokens(text), add_special_tokens=False
+        )["input_ids"]
+        self._ids = torch.tensor([ids], dtype=torch.long)
+
+    @property
+    def patch_size(self) -> int:
+        vc = self.model.config.vision_config
+        return int(vc.image_size // vc.grid_size)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model.config.vision_config.image_size)
+
+    @torch.no_grad()
+    def run(self, images: Sequence[RasterImage]) -> list[WindowAnswer]:
+        """Answers for `images` (each (C, h, w)), in order; one generate call for the batch."""
+        if not images:
+            return []
+        features = self.processor.image_processor(list(images), return_tensors="pt")
+        ids = self._ids.repeat(len(images), 1).to(self.model.device)
+        inputs = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "pixel_values": list(features["pixel_values"]),
+            "wavelengths": list(features["wavelengths"]),
+        }
+        tokenizer = self.processor.tokenizer
+        kwargs = self.settings.generate_kwargs()
+        kwargs.update(max_new_tokens=self.max_new_tokens, do_sample=False)
+        kwargs.pop("temperature", None)
+        kwargs.pop("top_p", None)
+        pad = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
+        new_ids = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
+        texts = [t.strip() for t in tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
+        answers = [WindowAnswer(text=t, boxes=parse_boxes(t)) for t in texts]
+        seg_id = self.model.config.seg_token_id
+        if self.model.mask_head is None or seg_id is None or not (new_ids == seg_id).any():
+            return answers
+        logits, index = self.model.predict_masks(inputs, new_ids)
+        for k in range(logits.shape[0]):
+            row = int(index[k])
+            h, w = images[row].data.shape[1:]
+            # Whatever grid the mask decoder gives, resample to the window's own grid.
+            up = F.interpolate(logits[k][None, None].float(), size=(h, w), mode="bilinear")[0, 0]
+            prob = torch.sigmoid(up).cpu().numpy().astype(np.float32)
+            answer = answers[row]
+            # Several [SEG] in one answer: their union (the highest probability).
+            answer.prob = prob if answer.prob is None else np.maximum(answer.prob, prob)
+            if answer.phrase is None:
+                phrases = [p for p in parse_seg_phrases(answer.text) if p]
+                answer.phrase = phrases[0] if phrases else None
+        return answers

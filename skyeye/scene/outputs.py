@@ -1,0 +1,206 @@
+"""What a scene run writes besides the mask: polygons (GeoJSON + GeoPackage with areas), the
+preview PNG, the merged boxes and the scene-level summary."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from PIL import Image
+
+from skyeye.atomic import atomic_path
+from skyeye.grounding.parse import GroundedBox
+from skyeye.io.image import RasterImage
+from skyeye.render.overlay import draw_overlay
+from skyeye.render.previews import render_preview
+from skyeye.scene.source import SCENE_GDAL_ENV, Grid
+from skyeye.scene.stitch import INSIDE
+
+logger = logging.getLogger(__name__)
+
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+_DATETIME = re.compile(r"(\d{8}T\d{6})")
+
+
+def write_polygons(
+    mask_tif: Path,
+    grid: Grid,
+    geojson: Path,
+    gpkg: Path,
+    *,
+    native_crs: bool = False,
+    min_pixels: int = 4,
+) -> dict[str, Any]:
+    """Polygonise the mask COG (regions smaller than `min_pixels` sieved away) into GeoJSON
+    (EPSG:4326, or the scene's CRS with `native_crs`) and GeoPackage (the scene's CRS), with
+    `area_m2` and `area_ha` per polygon. Returns {"count", "area_m2"}."""
+    import shapely
+    from pyogrio.raw import write as ogr_write
+    from rasterio.features import shapes, sieve
+
+    with rasterio.Env(**SCENE_GDAL_ENV), rasterio.open(mask_tif) as src:
+        mask = (src.read(1) == INSIDE).astype(np.uint8)
+    if min_pixels > 1 and mask.any():
+        mask = sieve(mask, size=min_pixels, connectivity=8)
+    transform = grid.transform
+    geoms = [
+        shapely.geometry.shape(g)
+        for g, v in shapes(mask, mask=mask.astype(bool), transform=transform, connectivity=8)
+        if v == 1
+    ]
+    del mask
+    geoms_arr = np.array(geoms, dtype=object)
+    crs = grid.crs
+    if crs is not None and crs.is_projected:
+        factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+        areas = shapely.area(geoms_arr) * factor * factor if len(geoms) else np.zeros(0)
+    elif crs is not None:
+        areas = _geodesic_areas(_to_4326(geoms_arr, crs))
+    else:
+        areas = np.full(len(geoms), np.nan)
+    fields = ["id", "area_m2", "area_ha"]
+    data = [
+        np.arange(1, len(geoms) + 1, dtype=np.int64),
+        np.asarray(areas, np.float64),
+        np.asarray(areas, np.float64) / 1e4,
+    ]
+    crs_wkt = crs.to_wkt() if crs is not None else None
+    out_geoms = geoms_arr
+    out_crs = crs_wkt
+    if crs is not None and not native_crs:
+        out_geoms = _to_4326(geoms_arr, crs)
+        out_crs = "EPSG:4326"
+    for path, g, c, driver in (
+        (geojson, out_geoms, out_crs, "GeoJSON"),
+        (gpkg, geoms_arr, crs_wkt, "GPKG"),
+    ):
+        with atomic_path(path) as tmp:
+            tmp.unlink(missing_ok=True)  # GDAL's GPKG driver will not open an empty file
+            ogr_write(
+                tmp,
+                geometry=shapely.to_wkb(g) if len(g) else np.array([], dtype=object),
+                field_data=data,
+                fields=fields,
+                crs=c,
+                driver=driver,
+                geometry_type="Polygon",
+                layer="mask",
+            )
+    return {"count": len(geoms), "area_m2": float(np.nansum(areas)) if len(geoms) else 0.0}
+
+
+def _to_4326(geoms: np.ndarray, crs: rasterio.crs.CRS) -> np.ndarray:
+    import shapely
+    from pyproj import Transformer
+
+    if not len(geoms):
+        return geoms
+    t = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
+    return shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+
+
+def _geodesic_areas(geoms: np.ndarray) -> np.ndarray:
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in geoms], np.float64)
+
+
+def write_preview(
+    thumbs: np.ndarray,
+    mask_thumb: np.ndarray,
+    band_names: list[str],
+    wavelengths,
+    sensor,
+    phrase: str | None,
+    target: Path,
+) -> None:
+    """The preview composite (thumbs (C, th, tw), NaN = nodata) with the mask drawn over it."""
+    image = RasterImage(
+        data=thumbs.astype(np.float32),
+        band_names=list(band_names),
+        wavelengths=None if wavelengths is None else list(wavelengths),
+        sensor=sensor,
+    )
+    if not np.isfinite(image.data).any():
+        picture = np.zeros((*thumbs.shape[1:], 3), np.uint8)
+    else:
+        picture = draw_overlay(
+            render_preview(image), masks=[mask_thumb == INSIDE], mask_phrases=[phrase]
+        )
+    with atomic_path(target) as tmp:
+        Image.fromarray(picture).save(tmp, format="PNG")
+
+
+def compass(row: float, col: float, height: int, width: int) -> str:
+    """Where (row, col) lies in the scene: "north-west", "centre", "south", ..."""
+    v = "north" if row < height / 3 else "south" if row > 2 * height / 3 else ""
+    h = "west" if col < width / 3 else "east" if col > 2 * width / 3 else ""
+    return "-".join(p for p in (v, h) if p) or "centre"
+
+
+def merge_boxes(boxes: list[dict[str, Any]], iou: float = 0.3) -> list[dict[str, Any]]:
+    """Boxes in scene pixels ({"x1","y1","x2","y2","phrase"}) with duplicates from overlapping
+    windows merged: boxes of the same phrase that overlap (IoU > `iou`, or one mostly inside the
+    other) become their union."""
+    merged: list[dict[str, Any]] = []
+    for box in sorted(boxes, key=lambda b: -(b["x2"] - b["x1"]) * (b["y2"] - b["y1"])):
+        for m in merged:
+            if m.get("phrase") != box.get("phrase"):
+                continue
+            ix = max(0.0, min(m["x2"], box["x2"]) - max(m["x1"], box["x1"]))
+            iy = max(0.0, min(m["y2"], box["y2"]) - max(m["y1"], box["y1"]))
+            inter = ix * iy
+            a = (box["x2"] - box["x1"]) * (box["y2"] - box["y1"])
+            b = (m["x2"] - m["x1"]) * (m["y2"] - m["y1"])
+            union = a + b - inter
+            if union > 0 and (inter / union > iou or (a > 0 and inter / a > 0.8)):
+                for k, f in (("x1", min), ("y1", min), ("x2", max), ("y2", max)):
+                    m[k] = f(m[k], box[k])
+                m["windows"] = sorted(set(m["windows"]) | set(box["windows"]))
+                break
+        else:
+            merged.append(dict(box))
+    return merged
+
+
+def window_box(box: GroundedBox, row: int, col: int, height: int, width: int, index: int) -> dict:
+    """A window's normalised box in scene pixel coordinates."""
+    return {
+        "x1": col + box.x1 * width,
+        "y1": row + box.y1 * height,
+        "x2": col + box.x2 * width,
+        "y2": row + box.y2 * height,
+        "phrase": box.phrase,
+        "windows": [index],
+    }
+
+
+def mean_percentage(records: list[dict[str, Any]]) -> float | None:
+    """The scene's amount from windows answering with a percentage, weighted by valid pixels."""
+    total = weight = 0.0
+    for r in records:
+        m = _PERCENT.search(r.get("answer") or "")
+        if m and r.get("valid_pixels"):
+            total += float(m.group(1)) * r["valid_pixels"]
+            weight += r["valid_pixels"]
+    return round(total / weight, 2) if weight else None
+
+
+def most_common_phrase(records: list[dict[str, Any]]) -> str | None:
+    phrases = Counter(r["phrase"] for r in records if r.get("phrase"))
+    return phrases.most_common(1)[0][0] if phrases else None
+
+
+def scene_datetime(label: str) -> str | None:
+    """Acquisition time from a Sentinel-style file name (20170216T102101 -> ISO 8601)."""
+    m = _DATETIME.search(label)
+    if not m:
+        return None
+    s = m.group(1)
+    return f"{s[0:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}Z"

@@ -1,0 +1,315 @@
+"""A scene on disk read window by window on one output grid (native resolution or a chosen gsd).
+
+A single (multi-band) GeoTIFF/JP2 is read with windowed, decimated/upsampled reads; a
+band-per-file product (Sentinel-2 JP2s at 10/20/60 m) is resampled band by band onto the grid of
+its finest band (or the chosen gsd). GDAL decodes with all cores and a bounded block cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import RasterioError
+from rasterio.windows import Window, from_bounds
+
+from skyeye.errors import RasterReadError, SceneError
+from skyeye.io.band_files import band_file_order, read_band_window
+from skyeye.io.image import GDAL_ENV, RasterImage, check_dtype, check_file
+from skyeye.io.raster import BAND_FILE_EXTENSIONS, complete_band_metadata
+
+logger = logging.getLogger(__name__)
+
+#: GDAL settings of scene reads: decode with every core; the block cache stays bounded (the
+#: windows are block-aligned, so each block is decoded about once).
+SCENE_GDAL_ENV = {**GDAL_ENV, "GDAL_NUM_THREADS": "ALL_CPUS"}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The output grid: (height, width) pixels, affine transform, CRS (may be None)."""
+
+    height: int
+    width: int
+    transform: Affine
+    crs: rasterio.crs.CRS | None
+
+    @property
+    def pixel_area_m2(self) -> float | None:
+        """Area of one pixel in m² when the CRS is projected in metres, else None."""
+        if self.crs is None or not self.crs.is_projected:
+            return None
+        factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
+        return abs(self.transform.a * self.transform.e) * factor * factor
+
+
+class SceneSource:
+    """Open a scene (file, band folder or list of band files) and read windows of its grid.
+
+    Args:
+        source: a raster file, a folder of single-band files, or a list of band files.
+        gsd: output pixel size in the scene CRS's units (metres for UTM); None = native (the
+            finest band's).
+        bbox: (minx, miny, maxx, maxy) to restrict the scene to, in `bbox_crs` (default: the
+            scene's CRS).
+        band_names / wavelengths / sensor: as for `skyeye.io.read_raster`.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike | Sequence[str | os.PathLike],
+        *,
+        gsd: float | None = None,
+        bbox: Sequence[float] | None = None,
+        bbox_crs: str | None = None,
+        band_names: Sequence[str] | None = None,
+        wavelengths: Sequence[float] | None = None,
+        sensor: str | None = None,
+        sar_wavelength: float | None = None,
+    ) -> None:
+        self._stack = ExitStack()
+        self._env = self._stack.enter_context(rasterio.Env(**SCENE_GDAL_ENV))
+        try:
+            self._open(source, band_names, sensor)
+            self.grid = self._make_grid(gsd, bbox, bbox_crs)
+        except (RasterioError, OSError) as err:
+            self.close()
+            raise RasterReadError(f"{self.label}: cannot read the scene: {err}") from err
+        except Exception:
+            self.close()
+            raise
+        self._meta = dict(
+            band_names=band_names,
+            wavelengths=wavelengths,
+            sensor=sensor,
+            sar_wavelength=sar_wavelength,
+        )
+        self.gsd = gsd
+        # Resolve band names / wavelengths once, on a 1-pixel probe.
+        probe = RasterImage(
+            data=np.zeros((len(self.band_names), 1, 1), np.float32), band_names=self.band_names
+        )
+        complete_band_metadata(
+            probe,
+            band_names=band_names if not self.band_files else None,
+            wavelengths=wavelengths,
+            sensor=sensor,
+            sar_wavelength=sar_wavelength,
+            names_from_files=self.band_files,
+        )
+        self.band_names = probe.band_names
+        self.sensor = probe.sensor
+        self.wavelengths = probe.wavelengths
+
+    # ------------------------------------------------------------------ opening
+    def _open(self, source, band_names, sensor) -> None:
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+            files = sorted(
+                p
+                for p in Path(source).iterdir()
+                if p.is_file() and p.suffix.lower() in BAND_FILE_EXTENSIONS
+            )
+            if not files:
+                raise RasterReadError(
+                    f"{source}: folder holds no band files ({sorted(BAND_FILE_EXTENSIONS)}): "
+                    "pass a raster file or a folder of single-band GeoTIFF/JP2 files"
+                )
+        elif isinstance(source, (str, os.PathLike)):
+            files = None
+        else:
+            files = [Path(f) for f in source]
+            if not files:
+                raise RasterReadError("got an empty list of band files: pass at least one file")
+        self.label = str(
+            source if files is None or not isinstance(source, list) else files[0].parent
+        )
+        self.band_files = files is not None
+        if files is None:
+            path = check_file(Path(source))  # type: ignore[arg-type]
+            src = self._stack.enter_context(rasterio.open(path))
+            for dtype in src.dtypes:
+                check_dtype(dtype, self.label)
+            alpha = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
+            self.indexes = [i for i in range(1, src.count + 1) if i not in alpha]
+            if not self.indexes:
+                raise RasterReadError(f"{self.label}: the raster has no bands besides alpha")
+            self.alpha = alpha[0] if alpha else None
+            self.srcs = [src]
+            desc = [src.descriptions[i - 1] for i in self.indexes]
+            if all(desc) and len(set(desc)) == len(desc):
+                self.band_names = [str(d) for d in desc]
+            else:
+                self.band_names = [f"band_{i}" for i in self.indexes]
+            self.ref = src
+        else:
+            files = [check_file(f) for f in files]
+            names, files = band_file_order(files, band_names, sensor)
+            self.srcs = [self._stack.enter_context(rasterio.open(f)) for f in files]
+            for f, src in zip(files, self.srcs, strict=True):
+                if src.count != 1:
+                    raise RasterReadError(
+                        f"{f}: has {src.count} bands, but a band-per-file product needs one "
+                        "band per file: read the file on its own instead"
+                    )
+                check_dtype(src.dtypes[0], str(f))
+            if len({src.crs for src in self.srcs}) > 1:
+                raise RasterReadError(
+                    f"{self.label}: band files are in different CRSs: reproject them to one first"
+                )
+            self.band_names = names
+            self.ref = min(self.srcs, key=lambda s: abs(s.transform.a * s.transform.e))
+            self.alpha = None
+            self.indexes = [1] * len(self.srcs)
+        self.files = [Path(src.name) for src in self.srcs]
+        self.dtype = self.ref.dtypes[0]
+        nodatas = {src.nodata for src in self.srcs}
+        self.nodata = nodatas.pop() if len(nodatas) == 1 else None
+
+    def _make_grid(self, gsd, bbox, bbox_crs) -> Grid:
+        ref = self.ref
+        res = {round(abs(s.transform.a), 9) for s in self.srcs}
+        if gsd is not None and gsd <= 0:
+            raise SceneError(f"--gsd must be a positive pixel size, got {gsd}")
+        if len(res) > 1:
+            logger.warning(
+                "%s: bands have different resolutions (%s); resampled to %s",
+                self.label,
+                ", ".join(f"{r:g}" for r in sorted(res)),
+                f"the chosen gsd {gsd:g}" if gsd else f"the finest, {min(res):g}",
+            )
+        left, bottom, right, top = ref.bounds
+        if bbox is not None:
+            if len(bbox) != 4 or not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
+                raise SceneError(f"--bbox must be minx,miny,maxx,maxy with min < max, got {bbox}")
+            box = tuple(float(v) for v in bbox)
+            if bbox_crs is not None and ref.crs is not None:
+                from rasterio.warp import transform_bounds
+
+                box = transform_bounds(_crs(bbox_crs), ref.crs, *box)
+            il, ib = max(left, box[0]), max(bottom, box[1])
+            ir, it = min(right, box[2]), min(top, box[3])
+            if il >= ir or ib >= it:
+                raise SceneError(
+                    f"--bbox {list(bbox)} does not overlap the scene (bounds {[left, bottom, right, top]}"
+                    f" in {ref.crs}): give a box inside the scene, in --bbox-crs"
+                )
+            left, bottom, right, top = il, ib, ir, it
+        px = abs(ref.transform.a) if gsd is None else float(gsd)
+        py = abs(ref.transform.e) if gsd is None else float(gsd)
+        if gsd is None and bbox is not None:
+            # Snap to the native pixel grid so windows stay aligned with the file's blocks.
+            col0 = math.floor((left - ref.bounds.left) / px + 1e-9)
+            row0 = math.floor((ref.bounds.top - top) / py + 1e-9)
+            col1 = math.ceil((right - ref.bounds.left) / px - 1e-9)
+            row1 = math.ceil((ref.bounds.top - bottom) / py - 1e-9)
+            left, top = ref.bounds.left + col0 * px, ref.bounds.top - row0 * py
+            width, height = col1 - col0, row1 - row0
+        else:
+            width = max(1, round((right - left) / px))
+            height = max(1, round((top - bottom) / py))
+        transform = Affine(px, 0.0, left, 0.0, -py, top)
+        if ref.transform.is_identity and gsd is None and bbox is None:
+            transform = ref.transform
+        return Grid(height=int(height), width=int(width), transform=transform, crs=ref.crs)
+
+    # ------------------------------------------------------------------ reading
+    def fingerprint(self) -> str:
+        """Identifies the scene's files (path, size, mtime) and grid."""
+        h = hashlib.sha256()
+        for f in self.files:
+            st = f.stat()
+            h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        g = self.grid
+        h.update(f"{g.height}|{g.width}|{tuple(g.transform)}|{g.crs}".encode())
+        return h.hexdigest()[:16]
+
+    def window_transform(self, row: int, col: int) -> Affine:
+        return self.grid.transform * Affine.translation(col, row)
+
+    def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """(C, height, width) float32 of the grid's window at (row, col); NaN = nodata."""
+        if self.band_files:
+            transform = self.window_transform(row, col)
+            return np.stack(
+                [
+                    read_band_window(src, self.grid.crs, transform, (height, width))
+                    for src in self.srcs
+                ]
+            )
+        src = self.srcs[0]
+        same = self.grid.transform.a == src.transform.a and self.grid.transform.e == src.transform.e
+        t = self.window_transform(row, col)
+        if same:
+            c0 = round((t.c - src.transform.c) / src.transform.a)
+            r0 = round((t.f - src.transform.f) / src.transform.e)
+            window = Window(c0, r0, width, height)
+            resampling = Resampling.nearest
+        else:
+            bounds = rasterio.transform.array_bounds(height, width, t)
+            window = from_bounds(*bounds, transform=src.transform)
+            finer = abs(t.a) > abs(src.transform.a)
+            resampling = Resampling.average if finer else Resampling.bilinear
+        data = src.read(
+            self.indexes,
+            window=window,
+            out_shape=(len(self.indexes), height, width),
+            resampling=resampling,
+            out_dtype="float32",
+            boundless=False,
+        )
+        if src.nodata is not None and not np.isnan(src.nodata):
+            data[data == np.float32(src.nodata)] = np.nan
+        if self.alpha is not None:
+            mask = src.read(self.alpha, window=window, out_shape=(height, width))
+            data[:, mask == 0] = np.nan
+        elif MaskFlags.per_dataset in src.mask_flag_enums[self.indexes[0] - 1]:
+            mask = src.read_masks(self.indexes[0], window=window, out_shape=(height, width))
+            data[:, mask == 0] = np.nan
+        data[~np.isfinite(data)] = np.nan
+        return data
+
+    def image(self, data: np.ndarray, row: int, col: int) -> RasterImage:
+        """A `RasterImage` of a window's data (C, h, w), georeferenced on the grid."""
+        return RasterImage(
+            data=data,
+            band_names=list(self.band_names),
+            wavelengths=None if self.wavelengths is None else list(self.wavelengths),
+            sensor=self.sensor,
+            crs=self.grid.crs,
+            transform=None if self.grid.crs is None else self.window_transform(row, col),
+            nodata=self.nodata,
+            path=self.label,
+        )
+
+    def block_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the reference file's internal blocks."""
+        return tuple(self.ref.block_shapes[0])  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> SceneSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _crs(value: str) -> rasterio.crs.CRS:
+    text = str(value)
+    try:
+        return rasterio.crs.CRS.from_user_input(f"EPSG:{text}" if text.isdigit() else text)
+    except Exception as err:  # rasterio raises CRSError
+        raise SceneError(
+            f"--bbox-crs {value!r} is not a CRS: give an EPSG code, e.g. 4326"
+        ) from err

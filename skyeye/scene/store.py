@@ -1,0 +1,65 @@
+"""The on-disk record of a scene run: one finished file pair per window, so a killed run resumes
+where it stopped and the final stitch reads the same bytes whether or not it was interrupted."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skyeye.atomic import write_bytes, write_text
+from skyeye.errors import SceneError
+
+STATE = "state.json"
+
+
+class WindowStore:
+    """`<out>/.scene-work/`: state.json (scene fingerprint + settings) and, per window,
+    `w<index>.npz` (mask probability float16, valid pixels, preview thumbnail) then
+    `w<index>.json` (answer text, boxes, phrase); the .json is written last and marks it done."""
+
+    def __init__(self, folder: Path, identity: dict[str, Any], resume: bool = True) -> None:
+        self.folder = Path(folder)
+        state = self.folder / STATE
+        if state.exists() and resume:
+            try:
+                previous = json.loads(state.read_text())
+            except (OSError, ValueError):
+                previous = None
+            if previous != identity:
+                raise SceneError(
+                    f"{self.folder.parent} holds a partial run of another scene or other settings "
+                    f"({self.folder}/{STATE} differs): use another --out, the same command as "
+                    "before, or delete that folder"
+                )
+        elif self.folder.exists():
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not state.exists():
+            write_text(state, json.dumps(identity, indent=1, sort_keys=True))
+
+    def _json(self, index: int) -> Path:
+        return self.folder / f"w{index:06d}.json"
+
+    def done(self, index: int) -> bool:
+        return self._json(index).exists()
+
+    def save(self, index: int, record: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_bytes(self.folder / f"w{index:06d}.npz", buffer.getvalue())
+        write_text(self._json(index), json.dumps(record, sort_keys=True))
+
+    def record(self, index: int) -> dict[str, Any]:
+        return json.loads(self._json(index).read_text())
+
+    def arrays(self, index: int) -> dict[str, np.ndarray]:
+        with np.load(self.folder / f"w{index:06d}.npz") as data:
+            return {k: data[k] for k in data.files}
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,0 +1,5 @@
+import sys
+
+from skyeye.serve.cli import main
+
+sys.exit(main())

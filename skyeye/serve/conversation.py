@@ -1,0 +1,118 @@
+"""OpenAI chat messages -> a fresh `ChatSession` holding that conversation (the server is stateless).
+
+Earlier turns are replayed as they were written (their images attached to their user turns);
+the last message must be the user's question, which the caller then asks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from skyeye.chat.session import ChatSession, GenerationSettings
+from skyeye.errors import ServeRequestError
+from skyeye.serve.images import read_image_part
+
+ROLES = ("system", "developer", "user", "assistant")
+
+
+def _parts(message: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if content is None:
+        return []
+    if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
+        raise ServeRequestError(
+            f"messages[{index}].content must be a string or a list of parts", param="messages"
+        )
+    return content
+
+
+def _text_and_images(
+    message: dict[str, Any], index: int, read: Any, images_allowed: bool
+) -> tuple[str, list]:
+    texts, images = [], []
+    for j, part in enumerate(_parts(message, index)):
+        kind = part.get("type")
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise ServeRequestError(
+                    f"messages[{index}].content[{j}].text must be a string", param="messages"
+                )
+            texts.append(part["text"])
+        elif kind == "image_url":
+            if not images_allowed:
+                raise ServeRequestError(
+                    f"messages[{index}]: only user messages may hold images", param="messages"
+                )
+            images.append(read(part, f"messages[{index}].content[{j}] (image)"))
+        else:
+            raise ServeRequestError(
+                f"messages[{index}].content[{j}]: unsupported part type {kind!r}; "
+                "use 'text' or 'image_url'",
+                param="messages",
+            )
+    return "\n".join(texts), images
+
+
+def build_session(
+    chat: ChatSession,
+    messages: list[dict[str, Any]],
+    settings: GenerationSettings,
+    *,
+    allow_files: Path | None,
+) -> tuple[ChatSession, str]:
+    """A new session over ``chat``'s model and processor with every turn but the last replayed.
+
+    Returns (session, question): ask ``question`` on the session to answer the request.
+    """
+    if not messages:
+        raise ServeRequestError(
+            "'messages' is empty: send at least one user message", param="messages"
+        )
+    processor = chat.processor
+
+    def read(part: dict[str, Any], label: str):
+        return read_image_part(
+            part,
+            label,
+            allow_files=allow_files,
+            max_size=settings.read_size,
+            sar_wavelength=processor.image_processor.sar_wavelength,
+        )
+
+    system: list[str] = []
+    turns: list[tuple[str, str, list]] = []
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ROLES:
+            raise ServeRequestError(
+                f"messages[{i}].role {role!r} is not supported; use one of {list(ROLES)}",
+                param="messages",
+            )
+        text, images = _text_and_images(message, i, read, role == "user")
+        if role in ("system", "developer"):
+            system.append(text)
+        else:
+            turns.append((role, text, images))
+    if not turns or turns[-1][0] != "user":
+        raise ServeRequestError("the last message must be the user's question", param="messages")
+    if not turns[-1][1].strip():
+        raise ServeRequestError(
+            "the last user message has no text: ask a question", param="messages"
+        )
+    if system:
+        settings = dataclasses.replace(settings, system_prompt="\n".join(system))
+    session = ChatSession(chat.model, chat.processor, settings)
+    for role, text, images in turns[:-1]:
+        for image in images:
+            processor.image_processor([image])  # the wavelength check add_image makes
+        session.images.extend(images)
+        # Images as image parts, text as text (the processor never reads user text as structure).
+        parts = [{"type": "image"}, {"type": "text", "text": "\n"}] * len(images)
+        session.messages.append({"role": role, "content": parts + [{"type": "text", "text": text}]})
+    for image in turns[-1][2]:
+        session.add_image(image)
+    return session, turns[-1][1]

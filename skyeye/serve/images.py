@@ -1,0 +1,146 @@
+"""Image parts of a chat request -> `RasterImage`: data URLs (PNG, JPEG, GeoTIFF) and `file://`.
+
+An ``image_url`` part may carry an extension object ``"skyeye": {"wavelengths": [...],
+"band_names": [...], "sensor": "..."}`` describing its bands; without it the file's own band
+names are used, as in the chat. ``file://`` URLs are read only under the server's
+``--allow-files`` root (a STAC item JSON there works too).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from skyeye.errors import RasterReadError, ServeRequestError
+from skyeye.io.raster import RasterImage, read_raster
+
+#: MIME type of a data URL -> file suffix the raster reader dispatches on.
+MIME_SUFFIX = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/tiff": ".tif",
+    "image/tif": ".tif",
+    "image/geotiff": ".tif",
+    "image/webp": ".webp",
+}
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?),(?P<data>.*)$", re.S
+)
+_BAND_KEYS = ("wavelengths", "band_names", "sensor")
+
+
+def band_options(part: dict[str, Any], label: str) -> dict[str, Any]:
+    """The ``skyeye`` extension of an image part as `read_raster` keyword arguments."""
+    ext = part.get("skyeye") or {}
+    if not isinstance(ext, dict):
+        raise ServeRequestError(f"{label}: 'skyeye' must be an object", param="messages")
+    unknown = sorted(set(ext) - set(_BAND_KEYS))
+    if unknown:
+        raise ServeRequestError(
+            f"{label}: unknown 'skyeye' field(s) {unknown}; allowed: {list(_BAND_KEYS)}",
+            param="messages",
+        )
+    wavelengths = ext.get("wavelengths")
+    if wavelengths is not None and (
+        not isinstance(wavelengths, list)
+        or not wavelengths
+        or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in wavelengths)
+    ):
+        raise ServeRequestError(
+            f"{label}: 'skyeye.wavelengths' must be a list of numbers in µm, one per band",
+            param="messages",
+        )
+    return {k: ext[k] for k in _BAND_KEYS if ext.get(k) is not None}
+
+
+def _decode_data_url(url: str, label: str) -> tuple[bytes, str]:
+    match = _DATA_URL.match(url)
+    if match is None or ";base64" not in (match.group("params") or ""):
+        raise ServeRequestError(
+            f"{label}: the data URL is malformed; send data:<mime>;base64,<bytes>", param="messages"
+        )
+    mime = (match.group("mime") or "").lower()
+    if mime not in MIME_SUFFIX:
+        raise ServeRequestError(
+            f"{label}: unsupported image type {mime or '(none)'!r}; send image/png, image/jpeg or "
+            "image/tiff (GeoTIFF, any band count)",
+            param="messages",
+        )
+    try:
+        data = base64.b64decode(match.group("data"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ServeRequestError(
+            f"{label}: the image data is not valid base64", param="messages"
+        ) from None
+    if not data:
+        raise ServeRequestError(f"{label}: the image is empty (0 bytes)", param="messages")
+    return data, MIME_SUFFIX[mime]
+
+
+def _allowed_file(url: str, root: Path | None, label: str) -> Path:
+    if root is None:
+        raise ServeRequestError(
+            f"{label}: file:// images are disabled on this server; send the image as a data URL "
+            "(or start the server with --allow-files DIR)",
+            param="messages",
+        )
+    parsed = urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise ServeRequestError(f"{label}: file:// URLs must be local paths", param="messages")
+    path = Path(unquote(parsed.path)).resolve()
+    if not path.is_relative_to(root):
+        raise ServeRequestError(
+            f"{label}: {path} is outside the folder this server may read ({root})",
+            status=403,
+            kind="permission_error",
+            param="messages",
+        )
+    return path
+
+
+def read_image_part(
+    part: dict[str, Any],
+    label: str,
+    *,
+    allow_files: Path | None,
+    max_size: int,
+    sar_wavelength: float | None,
+) -> RasterImage:
+    """One ``image_url`` part -> `RasterImage` read at ``max_size``; bad input -> 4xx error."""
+    image_url = part.get("image_url")
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    if not isinstance(url, str) or not url:
+        raise ServeRequestError(f"{label}: 'image_url.url' is missing", param="messages")
+    options = band_options(part, label)
+    kwargs = {"max_size": max_size, "sar_wavelength": sar_wavelength, **options}
+    if url.startswith("data:"):
+        data, suffix = _decode_data_url(url, label)
+        with tempfile.TemporaryDirectory(prefix="skyeye-serve-") as tmp:
+            path = Path(tmp) / f"image{suffix}"
+            path.write_bytes(data)
+            try:
+                image = read_raster(path, **kwargs)
+            except RasterReadError as err:
+                raise ServeRequestError(
+                    f"{label}: {str(err).replace(str(path), 'the image')}", param="messages"
+                ) from None
+        image.path = label
+        return image
+    if url.startswith("file://"):
+        path = _allowed_file(url, allow_files, label)
+        try:
+            return read_raster(path, **kwargs)
+        except RasterReadError as err:
+            raise ServeRequestError(f"{label}: {err}", param="messages") from None
+    scheme = urlparse(url).scheme or "(none)"
+    raise ServeRequestError(
+        f"{label}: {scheme} image URLs are not fetched by this server; send the image as a "
+        "data URL (data:image/tiff;base64,...)",
+        param="messages",
+    )
