@@ -7,20 +7,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-GUESS_EXTS = (".jpg", ".png", ".tif", ".tiff", ".jpeg", ".jp2")
+from skyeye.errors import ImagePathError
+from skyeye.io.paths import resolve_image
 
 
-def resolve(root: Path, rel: str) -> Path | None:
-    """``root/rel`` if it exists; for a name without suffix, the first ``root/rel.EXT`` that exists."""
-    p = root / rel
-    if p.exists():
-        return p
-    if not Path(rel).suffix:
-        for ext in GUESS_EXTS:
-            q = root / (rel + ext)
-            if q.exists():
-                return q
-    return None
+def resolve(root: Path, rel: str, allow_absolute: bool = False) -> Path | None:
+    """``root/rel`` if it is an image file or band folder; for a name without suffix, the first
+    ``root/rel.EXT`` that is (`skyeye.io.paths.resolve_image`). None when missing; raises
+    `UnsafePathError` when ``rel`` is absolute (unless ``allow_absolute``) or leaves ``root``."""
+    try:
+        return resolve_image(rel, root, allow_absolute=allow_absolute, guess_suffix=True)  # type: ignore[return-value]
+    except ImagePathError:
+        return None
 
 
 def image_size(path: Path) -> tuple[int, int] | None:

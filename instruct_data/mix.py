@@ -18,16 +18,24 @@ Relative ``path`` entries resolve against the spec file's folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from instruct_data.jsonstream import BAD_BYTES, BAD_JSON
+from skyeye.atomic import atomic_open
+from skyeye.errors import DataFileError, DiskFullError
+
 logger = logging.getLogger(__name__)
+NOT_A_RECORD = "not a record (id, images, turns)"
 
 
 @dataclass
@@ -79,34 +87,68 @@ def content_key(rec: dict) -> int:
 
 @dataclass
 class MixReport:
+    """Counts of one mix: per source, lines read (non-blank, up to ``max``) and bad lines
+    skipped by reason; duplicates dropped; records written to each split."""
+
     read: dict[str, int]
     duplicates: int
     train: int
     val: int
+    skipped: dict[str, Counter] = field(default_factory=dict)
+
+
+def _parse_line(line: bytes) -> tuple[dict | None, str]:
+    """(record, "") or (None, reason) for one JSONL line."""
+    try:
+        rec = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, BAD_BYTES
+    except (json.JSONDecodeError, RecursionError):
+        return None, BAD_JSON
+    if not isinstance(rec, dict):
+        return None, NOT_A_RECORD
+    try:
+        content_key(rec)
+        if not isinstance(rec.get("id"), str):
+            raise TypeError("id")
+    except (KeyError, TypeError, AttributeError):
+        return None, NOT_A_RECORD
+    return rec, ""
 
 
 def mix(spec: MixSpec, out: Path, val_out: Path | None = None) -> MixReport:
-    """Write the mixture: ``out`` (train) and ``val_out`` (when val_fraction > 0)."""
+    """Write the mixture: ``out`` (train) and ``val_out`` (when val_fraction > 0).
+
+    A line that is not UTF-8 JSON holding a record (``id``, ``images``, ``turns``) is skipped and
+    counted by reason. Both outputs are written under temporary names and renamed when complete.
+    Raises `DataFileError` when a source cannot be read.
+    """
     seen: set[int] = set()
     picks: list[
         tuple[int, int, int, int, bool]
     ] = []  # (order key, source idx, offset, copy, is_val)
     read: dict[str, int] = {}
+    skipped: dict[str, Counter] = {}
     dups = 0
     for si, src in enumerate(spec.sources):
         n = 0
-        with open(src.path, "rb") as f:
-            while True:
-                off = f.tell()
-                line = f.readline()
-                if not line:
-                    break
-                if not line.strip():
-                    continue
+        bad: Counter = Counter()
+        try:
+            f = open(src.path, "rb")  # noqa: SIM115 - closed by the with below
+        except OSError as e:
+            raise DataFileError(f"{src.path}: cannot open the source: {e.strerror}") from None
+        with f:
+            for number, line, off in _lines(f):
                 if src.max is not None and n >= src.max:
                     break
                 n += 1
-                key = content_key(json.loads(line))
+                rec, reason = _parse_line(line)
+                if rec is None:
+                    bad[reason] += 1
+                    if sum(bad.values()) <= 10:
+                        logger.warning("%s:%d: skipped (%s)", src.path, number, reason)
+                    continue
+                key = content_key(rec)
                 if spec.dedup:
                     if key in seen:
                         dups += 1
@@ -118,28 +160,39 @@ def mix(spec: MixSpec, out: Path, val_out: Path | None = None) -> MixReport:
                 for c in range(copies if not is_val else min(copies, 1)):
                     picks.append((_h(spec.seed, "order", key, c), si, off, c, is_val))
         read[str(src.path)] = n
+        skipped[str(src.path)] = bad
     picks.sort()
     counts = {False: 0, True: 0}
-    handles = [open(s.path, "rb") for s in spec.sources]  # noqa: SIM115 - closed below
     val_out = val_out or out.with_name(out.stem + ".val.jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(out, "w", encoding="utf-8") as ft, open(val_out, "w", encoding="utf-8") as fv:
-            for _, si, off, c, is_val in picks:
-                handles[si].seek(off)
-                rec = json.loads(handles[si].readline())
-                if c:
-                    rec["id"] = f"{rec['id']}~r{c}"  # repeats keep ids unique
-                (fv if is_val else ft).write(
-                    json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
-                )
-                counts[is_val] += 1
-    finally:
-        for h in handles:
-            h.close()
-    if not spec.val_fraction:
-        val_out.unlink()
-    return MixReport(read=read, duplicates=dups, train=counts[False], val=counts[True])
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(open(s.path, "rb")) for s in spec.sources]
+        ft = stack.enter_context(atomic_open(out, "w"))
+        fv = stack.enter_context(atomic_open(val_out, "w")) if spec.val_fraction else None
+        for _, si, off, c, is_val in picks:
+            handles[si].seek(off)
+            rec = json.loads(handles[si].readline())
+            if c:
+                rec["id"] = f"{rec['id']}~r{c}"  # repeats keep ids unique
+            (fv if is_val else ft).write(  # type: ignore[union-attr]
+                json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n"
+            )
+            counts[is_val] += 1
+    return MixReport(
+        read=read, duplicates=dups, train=counts[False], val=counts[True], skipped=skipped
+    )
+
+
+def _lines(handle: Any) -> Any:
+    """(line number, bytes, byte offset) of each non-blank line of a binary file."""
+    number = 0
+    while True:
+        off = handle.tell()
+        line = handle.readline()
+        if not line:
+            return
+        number += 1
+        if line.strip():
+            yield number, line, off
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,9 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, yaml.YAMLError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rep = mix(spec, args.out, args.val_out)
+    try:
+        rep = mix(spec, args.out, args.val_out)
+    except (DataFileError, DiskFullError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for p, n in rep.read.items():
-        print(f"read {n:>8}  {p}")
+        bad = rep.skipped.get(p) or {}
+        why = "".join(f"; skipped {k}: {v}" for k, v in sorted(bad.items()))
+        print(f"read {n:>8}  {p}{why}")
     print(f"duplicates dropped {rep.duplicates}; train {rep.train}; val {rep.val}")
     return 0
 

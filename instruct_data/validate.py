@@ -1,9 +1,11 @@
 """``python -m instruct_data.validate FILE [--root DIR] [--model M]``: check a unified JSONL file.
 
 Streams the file (memory bounded by the small counters kept, plus 8 bytes per id for the
-duplicate check): schema, image existence, band counts and wavelengths against the files and the
-Sentinel-2 table, [SEG]<->mask counts, mask size against the image size, statistics, and, with
-``--model``, token lengths against the model's context.
+duplicate check): UTF-8 and JSON per line, schema, image paths inside ``--root`` (absolute ones
+only with ``--allow-absolute-paths``), every image opened (FIFOs and devices refused before
+opening), band counts and wavelengths against the files and the Sentinel-2 table, [SEG]<->mask
+counts, mask size against the image size, statistics, and, with ``--model``, token lengths:
+a record longer than the model's context is invalid.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from instruct_data.bands import S2_WAVELENGTHS, s2_band_of_file
+from instruct_data.bands import S2_WAVELENGTHS
 from instruct_data.schema import validate_record
+from skyeye.atomic import write_text
+from skyeye.errors import DataFileError, DiskFullError, ImagePathError, UnsafePathError
+from skyeye.io.paths import band_folder_files, resolve_image
 
 logger = logging.getLogger(__name__)
 WAVELENGTH_TOL = 0.02  # µm: published tables differ by a few nm
@@ -31,10 +36,17 @@ WAVELENGTH_TOL = 0.02  # µm: published tables differ by a few nm
 
 @lru_cache(maxsize=4096)
 def band_count(path: str) -> int | None:
-    """Bands in a file (rasterio, then PIL) or a band-per-file folder; None if unreadable."""
+    """Bands in a file (rasterio, then PIL) or a band-per-file folder (each band file opened);
+    None if unreadable. Call it only on paths `skyeye.io.paths.check_readable` accepted (a FIFO
+    would block the open)."""
     p = Path(path)
     if p.is_dir():
-        return sum(1 for f in p.iterdir() if s2_band_of_file(f.name)) or None
+        try:
+            files = band_folder_files(p)
+        except ImagePathError:
+            return None
+        counts = [band_count(str(f)) for f in files]
+        return None if None in counts else sum(counts)  # type: ignore[arg-type]
     try:
         import warnings
 
@@ -49,20 +61,29 @@ def band_count(path: str) -> int | None:
             from PIL import Image
 
             with Image.open(p) as im:
+                im.verify()
                 return len(im.getbands())
         except Exception:  # noqa: BLE001
             return None
 
 
-def image_problems(rec: dict, root: Path, check_bands: bool) -> list[str]:
-    """Missing files, band-count and wavelength mismatches, mask sizes differing from the image."""
+def image_problems(
+    rec: dict, root: Path, check_bands: bool, allow_absolute: bool = False
+) -> list[str]:
+    """Paths outside the root, missing or unreadable files (each one is opened), band-count and
+    wavelength mismatches, mask sizes differing from the image."""
     out: list[str] = []
     for i, im in enumerate(rec.get("images", [])):
         paths = im["path"] if isinstance(im["path"], list) else [im["path"]]
-        full = [p if Path(p).is_absolute() else str(root / p) for p in paths]
-        missing = [p for p, f in zip(paths, full, strict=True) if not Path(f).exists()]
-        if missing:
-            out.append(f"images[{i}]: missing file {missing[0]}")
+        try:
+            full = [
+                str(resolve_image(p, root, allow_absolute=allow_absolute)) for p in paths
+            ]
+        except UnsafePathError as err:
+            out.append(f"images[{i}]: path outside the image root: {err}")
+            continue
+        except ImagePathError as err:
+            out.append(f"images[{i}]: missing file: {err}")
             continue
         names, wls = im.get("band_names"), im.get("wavelengths")
         if names and wls:
@@ -72,9 +93,12 @@ def image_problems(rec: dict, root: Path, check_bands: bool) -> list[str]:
                     out.append(
                         f"images[{i}]: band {n} has wavelength {w} µm, Sentinel-2 says {ref}"
                     )
-        if check_bands and names:
+        if check_bands:
             counts = [band_count(f) for f in full]
-            if None not in counts and sum(counts) != len(names):  # type: ignore[arg-type]
+            unreadable = [p for p, c in zip(paths, counts, strict=True) if c is None]
+            if unreadable:
+                out.append(f"images[{i}]: unreadable image {unreadable[0]}")
+            elif names and sum(counts) != len(names):  # type: ignore[arg-type]
                 out.append(
                     f"images[{i}]: {len(names)} band_names but the files hold {sum(counts)} bands"
                 )  # type: ignore[arg-type]
@@ -150,31 +174,36 @@ def validate_file(
     count_tokens: Callable[[dict], int] | None = None,
     max_tokens: int | None = None,
     max_examples: int = 10,
+    allow_absolute: bool = False,
 ) -> ValidationReport:
-    """Stream ``path`` and return the report; image paths resolve against ``root`` (default: cwd)."""
+    """Stream ``path`` and return the report; image paths resolve against ``root`` (default: cwd).
+
+    A line is valid only when it is UTF-8 JSON passing the schema, every image lies under
+    ``root`` and opens (unless ``check_bands`` is off), and, with ``count_tokens`` and
+    ``max_tokens``, it fits the context. Raises `DataFileError` when ``path`` cannot be read.
+    """
     root = root or Path.cwd()
     rep = ValidationReport()
     seen: set[bytes] = set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(tqdm(f, desc="validate", unit="line", leave=False), 1):
-            if not line.strip():
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as err:
+        raise DataFileError(f"{path}: cannot open the file: {err.strerror}") from None
+    with handle:
+        for n, raw in enumerate(tqdm(handle, desc="validate", unit="line", leave=False), 1):
+            if not raw.strip():
                 continue
             rep.lines += 1
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                probs = [f"line: invalid JSON ({e.msg})"]
-            else:
-                probs = validate_record(rec)
-                if not probs:
-                    probs = image_problems(rec, root, check_bands)
+            probs, rec = _line_problems(raw, root, check_bands, allow_absolute)
+            if not probs and count_tokens is not None:
+                k = count_tokens(rec)
+                rep.token_max, rep.token_sum = max(rep.token_max, k), rep.token_sum + k
+                if max_tokens and k > max_tokens:
+                    rep.over_context += 1
+                    probs = [f"tokens: {k} tokens > the model's context {max_tokens}"]
             if not probs:
                 rep.valid += 1
                 _stats(rec, rep, seen)
-                if count_tokens is not None:
-                    k = count_tokens(rec)
-                    rep.token_max, rep.token_sum = max(rep.token_max, k), rep.token_sum + k
-                    rep.over_context += bool(max_tokens and k > max_tokens)
                 continue
             rep.invalid += 1
             for p in probs:
@@ -182,6 +211,29 @@ def validate_file(
             if len(rep.examples) < max_examples:
                 rep.examples.append(f"line {n}: {probs[0]}")
     return rep
+
+
+def _line_problems(
+    raw: bytes, root: Path, check_bands: bool, allow_absolute: bool
+) -> tuple[list[str], dict]:
+    """(problems, record) of one line; the record is {} when the line does not decode."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return [f"line: non-UTF-8 bytes (byte {e.start})"], {}
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as e:
+        return [f"line: invalid JSON ({e.msg})"], {}
+    except RecursionError:
+        return ["line: invalid JSON (nested too deeply)"], {}
+    try:
+        probs = validate_record(rec)
+        if not probs:
+            probs = image_problems(rec, root, check_bands, allow_absolute)
+    except Exception as e:  # noqa: BLE001 - a record of unexpected shape is invalid, not fatal
+        probs = [f"record: cannot be checked ({type(e).__name__}: {e})"]
+    return probs, rec
 
 
 def _stats(rec: dict, rep: ValidationReport, seen: set[bytes]) -> None:
@@ -228,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-band-check", action="store_true", help="skip opening images to count bands"
     )
     ap.add_argument("--json", type=Path, help="write the report as JSON here")
+    ap.add_argument(
+        "--allow-absolute-paths",
+        action="store_true",
+        help="accept absolute image paths (default: refused, as are paths leaving --root)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.file.is_file():
@@ -236,12 +293,21 @@ def main(argv: list[str] | None = None) -> int:
     counter, limit = (None, None)
     if args.model:
         counter, limit = processor_token_counter(args.model)
-    rep = validate_file(
-        args.file, args.root, not args.no_band_check, counter, args.max_tokens or limit
-    )
-    print(rep.table())
-    if args.json:
-        args.json.write_text(json.dumps(rep.as_dict(), indent=2) + "\n")
+    try:
+        rep = validate_file(
+            args.file,
+            args.root,
+            not args.no_band_check,
+            counter,
+            args.max_tokens or limit,
+            allow_absolute=args.allow_absolute_paths,
+        )
+        print(rep.table())
+        if args.json:
+            write_text(args.json, json.dumps(rep.as_dict(), indent=2) + "\n")
+    except (DataFileError, DiskFullError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0 if rep.invalid == 0 and rep.lines else 1
 
 

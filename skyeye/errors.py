@@ -92,3 +92,16 @@ class ServeRequestError(SkyEyeError, ValueError):
 class SceneError(SkyEyeError, ValueError):
     """A whole-scene analysis cannot run: bad bbox, window, gsd or an output folder that holds
     another scene's partial run; the message names the value at fault and the fix."""
+
+
+class UnsafePathError(SkyEyeError, ValueError):
+    """A path from a data file points outside its root (absolute, or climbing out with `..`)."""
+
+
+class ImagePathError(SkyEyeError, ValueError):
+    """A path from a data file names no readable image (missing, a FIFO/device, an empty folder)."""
+
+
+class DataFileError(SkyEyeError, ValueError):
+    """A data file cannot be read (at all, or past a point); the message names the file and the
+    byte offset or line where reading stopped, and the fix."""

@@ -55,8 +55,8 @@ class ChatEarthNetConverter:
 
     def _find(self, ctx: ConvertContext, folders: tuple[str, ...], name: str) -> Path:
         for d in folders:
-            p = ctx.images_root / d / name
-            if p.exists():
+            p = ctx.resolve(f"{d}/{name}")
+            if p is not None and p.is_file():
                 return p
         raise SkipRecord(MISSING_IMAGE, f"{name} not in {folders[0]}")
 

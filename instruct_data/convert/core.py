@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -11,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import ijson
 from tqdm import tqdm
 
 from instruct_data.boxes import BoxParseError, canonical_box_text, parse_boxes
+from instruct_data.jsonstream import BAD_BYTES, BadRecord, iter_json_file
 from instruct_data.schema import (
     IMAGE_TOKEN,
     Conversation,
@@ -23,6 +22,8 @@ from instruct_data.schema import (
     dumps_record,
     validate_record,
 )
+from skyeye.atomic import atomic_open
+from skyeye.errors import DataFileError, DiskFullError, UnsafePathError
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ IMAGE_TOKENS = "<image> count mismatch"
 MALFORMED = "malformed record"
 UNKNOWN_SHAPE = "unknown record shape"
 INVALID_OUTPUT = "invalid output"
-UNREADABLE = "unreadable input (broken JSON)"
+UNSAFE_PATH = "image path outside the image root"
+FAILED = "conversion failed"
 
 
 class SkipRecord(Exception):
@@ -56,10 +58,18 @@ class ConvertContext:
     out_path: Path
     source: str
     shapes: Counter = field(default_factory=Counter)  # input shapes detected, for the report
+    allow_absolute: bool = False  # record paths may be absolute (--allow-absolute-paths)
 
     def image_path(self, p: Path) -> str:
         """The path written into records: ``p`` as found under the root the user gave (POSIX)."""
         return p.as_posix()
+
+    def resolve(self, rel: str) -> Path | None:
+        """``rel`` under the image root (`instruct_data.images.resolve`): None when missing;
+        `UnsafePathError` when it leaves the root."""
+        from instruct_data.images import resolve
+
+        return resolve(self.images_root, rel, self.allow_absolute)
 
 
 class Converter(Protocol):
@@ -75,56 +85,19 @@ class Converter(Protocol):
 def iter_json_records(path: Path, ctx: ConvertContext | None = None) -> Iterator[Any]:
     """Stream the records of a JSON list, a JSON object holding one list, or JSON Lines.
 
-    Uses ijson so a 300 MB file is never loaded whole. The detected shape is counted in
+    A record that cannot be decoded (non-UTF-8 bytes, broken JSON) comes out as a `SkipRecord`
+    and reading goes on (`instruct_data.jsonstream`); a list that breaks off raises
+    `DataFileError` naming the file and byte offset. The detected shape is counted in
     ``ctx.shapes`` (e.g. ``"json-list"``, ``"json-object:annotations"``, ``"jsonl"``).
     """
-    with open(path, "rb") as f:
-        head = f.read(4096).lstrip()
-    first = head[:1]
-    if first == b"[":
-        shape, prefix = "json-list", "item"
-    elif first == b"{":
-        with open(path, "rb") as f:
-            line = f.readline()
-            rest = f.read(64).strip()
-        try:
-            json.loads(line)
-            is_jsonl = rest[:1] == b"{"  # a second object line: JSON Lines
-        except json.JSONDecodeError:
-            is_jsonl = False
-        if is_jsonl:
-            if ctx is not None:
-                ctx.shapes[f"{path.name}: jsonl"] += 1
-            with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            yield json.loads(line)
-                        except json.JSONDecodeError:
-                            yield SkipRecord(MALFORMED, f"line {n} is not JSON")
-            return
-        prefix = _first_list_key(path)
-        if prefix is None:
-            raise ValueError(f"{path}: a JSON object without any list of records inside")
-        shape = f"json-object:{prefix}"
-        prefix = f"{prefix}.item"
-    else:
-        raise ValueError(
-            f"{path}: not JSON (starts with {head[:20]!r}); expected a list, an object or JSON Lines"
-        )
+    shape, records = iter_json_file(path)
     if ctx is not None:
         ctx.shapes[f"{path.name}: {shape}"] += 1
-    with open(path, "rb") as f:
-        yield from ijson.items(f, prefix, use_float=True)
-
-
-def _first_list_key(path: Path) -> str | None:
-    """The first top-level key of a JSON object whose value is a list (streamed)."""
-    with open(path, "rb") as f:
-        for prefix, event, _ in ijson.parse(f):
-            if event == "start_array" and prefix and "." not in prefix:
-                return prefix
-    return None
+    for rec in records:
+        if isinstance(rec, BadRecord):
+            yield SkipRecord(BAD_BYTES if rec.reason == BAD_BYTES else MALFORMED, rec.detail)
+        else:
+            yield rec
 
 
 def build_turns(messages: list[tuple[str, Any]], n_images: int) -> list[Turn]:
@@ -157,11 +130,9 @@ def build_turns(messages: list[tuple[str, Any]], n_images: int) -> list[Turn]:
 
 def require_image(ctx: ConvertContext, rel: Any, **kw: Any) -> ImageRef:
     """An ImageRef for ``rel`` under the image root, or SkipRecord(missing image)."""
-    from instruct_data.images import resolve
-
     if not isinstance(rel, str) or not rel:
         raise SkipRecord(MISSING_IMAGE, "no image path in record")
-    p = resolve(ctx.images_root, rel)
+    p = ctx.resolve(rel)
     if p is None:
         raise SkipRecord(MISSING_IMAGE, rel)
     return ImageRef(path=ctx.image_path(p), **kw)
@@ -199,22 +170,29 @@ class ConvertReport:
 
 
 def run_conversion(
-    converter: Converter, input_path: Path, images_root: Path, out_path: Path, max_logged: int = 10
+    converter: Converter,
+    input_path: Path,
+    images_root: Path,
+    out_path: Path,
+    max_logged: int = 10,
+    allow_absolute: bool = False,
 ) -> ConvertReport:
-    """Convert ``input_path`` to unified JSONL at ``out_path``; bad records are skipped and counted."""
-    ctx = ConvertContext(images_root=images_root, out_path=out_path, source=converter.name)
+    """Convert ``input_path`` to unified JSONL at ``out_path``; bad records are skipped and counted.
+
+    ``out_path`` is written under a temporary name and renamed when complete (`skyeye.atomic`).
+    Raises `DataFileError` when the input cannot be read (at all, or past a byte offset): then
+    nothing is written and an existing ``out_path`` stays; `DiskFullError` for a full disk.
+    """
+    ctx = ConvertContext(
+        images_root=images_root,
+        out_path=out_path,
+        source=converter.name,
+        allow_absolute=allow_absolute,
+    )
     report = ConvertReport(source=converter.name)
     t0 = time.perf_counter()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as out:
-        try:
-            _convert_all(converter, input_path, ctx, report, out, max_logged)
-        except ijson.JSONError as e:
-            # The stream itself is broken (e.g. a truncated file): keep what was converted.
-            report.skipped[UNREADABLE] += 1
-            logger.error(
-                "%s: input JSON is broken after %d records (%s)", input_path, report.read, e
-            )
+    with atomic_open(out_path, "w") as out:
+        _convert_all(converter, input_path, ctx, report, out, max_logged)
     report.shapes = ctx.shapes
     report.seconds = time.perf_counter() - t0
     return report
@@ -251,8 +229,14 @@ def _convert_all(
             lines = _convert_one(converter, raw, key, ctx)
         except SkipRecord as e:
             reason, why = e.reason, str(e)
+        except (DataFileError, DiskFullError):
+            raise
+        except UnsafePathError as e:
+            reason, why = UNSAFE_PATH, str(e)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             reason, why = MALFORMED, f"malformed ({type(e).__name__}: {e})"
+        except Exception as e:  # noqa: BLE001 - one record's failure never ends the run
+            reason, why = FAILED, f"{type(e).__name__}: {e}"
         else:
             for line in lines:
                 out.write(line + "\n")

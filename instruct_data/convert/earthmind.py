@@ -6,13 +6,14 @@ EarthMind-Bench: ``{file_name, question, candidate[], answer, task_type}``.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import ijson
 
-from instruct_data.bands import S2_ORDER, s2_band_of_file, s2_wavelengths
+from instruct_data.bands import S2_WAVELENGTHS, SAR_NAMES, s2_wavelengths
 from instruct_data.convert.core import (
     MALFORMED,
     MISSING_IMAGE,
@@ -24,9 +25,10 @@ from instruct_data.convert.core import (
 )
 from instruct_data.convert.llava import convert_llava
 from instruct_data.convert.safe_pickle import load_plain_pickle
-from instruct_data.images import resolve
 from instruct_data.masks import segmentation_to_rle
 from instruct_data.schema import Conversation, ImageRef, Mask, Turn
+from skyeye.errors import DataFileError
+from skyeye.io.paths import band_folder_names
 
 NOT_IN_CANDIDATES = "answer not in candidates"
 MISSING_ANN = "missing annotation"
@@ -37,22 +39,11 @@ def earthmind_images(rels: list[str], ctx: ConvertContext) -> list[ImageRef]:
     """Resolve images: a band folder -> multispectral; ``rgb/img/X`` with a ``sar/img/X`` -> pair."""
     out: list[ImageRef] = []
     for rel in rels:
-        p = resolve(ctx.images_root, rel) if isinstance(rel, str) else None
+        p = ctx.resolve(rel) if isinstance(rel, str) else None
         if p is None:
             raise SkipRecord(MISSING_IMAGE, str(rel))
         if p.is_dir():
-            found = {s2_band_of_file(f.name): f for f in p.iterdir()}
-            names = [b for b in S2_ORDER if b in found]
-            if not names:
-                raise SkipRecord(MISSING_IMAGE, f"{rel}: a folder without *_Bxx.tif band files")
-            out.append(
-                ImageRef(
-                    path=ctx.image_path(p),
-                    modality="multispectral",
-                    band_names=names,
-                    wavelengths=s2_wavelengths(names),
-                )
-            )
+            out.append(band_folder_image(ctx, p))
             continue
         out.append(ImageRef(path=ctx.image_path(p), modality="optical"))
         posix = p.as_posix()
@@ -61,6 +52,30 @@ def earthmind_images(rels: list[str], ctx: ConvertContext) -> list[ImageRef]:
             if sar.exists():
                 out.append(ImageRef(path=ctx.image_path(sar), modality="sar"))
     return out
+
+
+def band_folder_image(ctx: ConvertContext, folder: Path) -> ImageRef:
+    """A band-per-file folder -> ImageRef: Sentinel-2 (``*_B02.tif``) or Sentinel-1 (``*_VV.tif``,
+    ``*_VH.tif``, the BigEarthNet-S1 layout). Band names are listed in file order, the order
+    `skyeye.io.read_raster` reads a folder in."""
+    names = [n.upper() for n in band_folder_names(folder)]
+    if all(n in SAR_NAMES for n in names):
+        return ImageRef(
+            path=ctx.image_path(folder),
+            modality="sar",
+            band_names=names,
+            wavelengths=[None] * len(names),
+        )
+    if all(n in S2_WAVELENGTHS for n in names):
+        return ImageRef(
+            path=ctx.image_path(folder),
+            modality="multispectral",
+            band_names=names,
+            wavelengths=s2_wavelengths(names),
+        )
+    raise SkipRecord(
+        MISSING_IMAGE, f"{folder}: band files {names} are neither Sentinel-2 nor Sentinel-1 VV/VH"
+    )
 
 
 def mcq_turns(
@@ -101,11 +116,23 @@ class EarthMindConverter:
                 f"{folder}: a RefCOCO-form folder needs instances.json and a refs*.p pickle"
             )
         ctx.shapes[f"{folder.name}: refcoco ({refs_files[0].name})"] += 1
-        with open(inst, "rb") as f:
-            images = {im["id"]: im for im in ijson.items(f, "images.item", use_float=True)}
-        with open(inst, "rb") as f:
-            anns = {a["id"]: a for a in ijson.items(f, "annotations.item", use_float=True)}
-        refs = load_plain_pickle(refs_files[0])
+        try:
+            with open(inst, "rb") as f:
+                images = {im["id"]: im for im in ijson.items(f, "images.item", use_float=True)}
+            with open(inst, "rb") as f:
+                anns = {a["id"]: a for a in ijson.items(f, "annotations.item", use_float=True)}
+        except (ijson.JSONError, UnicodeDecodeError, KeyError, TypeError) as err:
+            # The look-up tables must be whole: a broken one would silently drop references.
+            raise DataFileError(
+                f"{inst}: cannot read the images/annotations tables ({type(err).__name__}: "
+                f"{err}): repair or re-download the file"
+            ) from None
+        try:
+            refs = load_plain_pickle(refs_files[0])
+        except (pickle.UnpicklingError, EOFError, ValueError, IndexError, AttributeError) as err:
+            raise DataFileError(
+                f"{refs_files[0]}: not a readable refs pickle ({err}): repair or re-download it"
+            ) from None
         if not isinstance(refs, list):
             raise ValueError(f"{refs_files[0]}: expected a list of refs, got {type(refs).__name__}")
         for i, ref in enumerate(refs):

@@ -26,9 +26,10 @@ from instruct_data.convert.core import (
 )
 from instruct_data.convert.earthmind import mcq_turns
 from instruct_data.convert.llava import llava_messages
-from instruct_data.images import resolve
 from instruct_data.masks import union_rles
 from instruct_data.schema import SEG_TOKEN, Conversation, ImageRef, Mask
+from skyeye.atomic import write_bytes
+from skyeye.errors import DataFileError
 
 BAD_MASK = "unreadable mask"
 
@@ -38,13 +39,14 @@ def terrascope_image(ctx: ConvertContext, rel: Any, time: str | None = None) -> 
     if not isinstance(rel, str) or not rel:
         raise SkipRecord(MISSING_IMAGE, "no image path")
     parts = Path(rel).parts
-    if "s1_images" in parts and resolve(ctx.images_root, rel) is None:
+    if "s1_images" in parts and ctx.resolve(rel) is None:
         i = parts.index("s1_images")
         base = Path(*parts[: i + 1])
         tail = Path(*parts[i + 1 :])
-        files = [ctx.images_root / base / pol / tail for pol in ("vv", "vh")]
-        if not all(f.exists() for f in files):
+        found = [ctx.resolve((base / pol / tail).as_posix()) for pol in ("vv", "vh")]
+        if None in found:
             raise SkipRecord(MISSING_IMAGE, f"{rel} (looked in s1_images/vv and s1_images/vh)")
+        files = [f for f in found if f is not None]
         return ImageRef(
             path=[ctx.image_path(f) for f in files],
             modality="sar",
@@ -147,7 +149,10 @@ class TerraScopeBenchConverter:
             ) from e
         files = sorted(input_path.glob("*.parquet")) if input_path.is_dir() else [input_path]
         for f in files:
-            pf = pq.ParquetFile(f)
+            try:
+                pf = pq.ParquetFile(f)
+            except Exception as err:  # noqa: BLE001 - pyarrow raises several types for bad files
+                raise DataFileError(f"{f}: not a readable parquet file ({err})") from None
             ctx.shapes[f"{f.name}: parquet columns {','.join(pf.schema_arrow.names)}"] += 1
             i = 0
             for batch in pf.iter_batches(batch_size=64):
@@ -161,7 +166,7 @@ class TerraScopeBenchConverter:
             rel, data = img.get("path"), img.get("bytes")
         else:
             rel, data = (img, None) if isinstance(img, str) else (None, None)
-        if rel and resolve(ctx.images_root, rel) is not None:
+        if isinstance(rel, str) and rel and ctx.resolve(rel) is not None:
             return require_image(ctx, rel)
         if not data:
             raise SkipRecord(
@@ -172,7 +177,7 @@ class TerraScopeBenchConverter:
         name = _SAFE_NAME.sub("_", Path(rel).name if rel else f"{key}.png")
         target = folder / f"{_SAFE_NAME.sub('_', key)}_{name}"
         if not target.exists():
-            target.write_bytes(data)
+            write_bytes(target, data)
         return ImageRef(path=ctx.image_path(target), modality="optical")
 
     def convert(self, raw: Any, key: str, ctx: ConvertContext) -> list[Conversation]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from skyeye.errors import DataFileError
+
 from instruct_data.convert import get_converter, list_converters, run_conversion
 from instruct_data.convert.__main__ import main as convert_main
 from instruct_data.convert.safe_pickle import load_plain_pickle
@@ -97,12 +99,17 @@ def test_cli_prints_summary_and_writes_report(tmp_path: Path, capsys) -> None:
     )
 
 
-def test_truncated_json_keeps_converted_records(tmp_path: Path) -> None:
+def test_truncated_json_is_an_error_naming_the_byte_and_keeps_the_old_output(
+    tmp_path: Path,
+) -> None:
     src = (HERE / "llava/geochat_instruct.json").read_text()
     bad = tmp_path / "cut.json"
     bad.write_text(src[: src.index('"id": "g4"')])
-    rep = run_conversion(get_converter("llava"), bad, HERE / "llava/images", tmp_path / "o.jsonl")
-    assert rep.written == 2 and rep.skipped["unreadable input (broken JSON)"] == 1
+    out = tmp_path / "o.jsonl"
+    out.write_text("previous\n")
+    with pytest.raises(DataFileError, match=r"cut.json: the file ends inside the JSON list \(the record at byte \d+"):
+        run_conversion(get_converter("llava"), bad, HERE / "llava/images", out)
+    assert out.read_text() == "previous\n"
 
 
 def test_jsonl_and_object_inputs_are_detected(tmp_path: Path) -> None:

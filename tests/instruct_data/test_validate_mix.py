@@ -30,9 +30,13 @@ def test_validate_accepts_golden_and_reports_stats(monkeypatch, tmp_path: Path) 
         count_tokens=lambda r: sum(len(t["text"].split()) for t in r["turns"]),
         max_tokens=12,
     )
-    assert rep.invalid == 0 and rep.valid == rep.lines == 23
-    assert rep.sources["terrascope"] == 3 and rep.modalities["sar"] == 3 and rep.masks == 6
-    assert 0 < rep.over_context < rep.valid and rep.token_max > 12
+    # Records longer than the context are invalid (issue 15, item 10), and only those.
+    assert rep.lines == 23 and rep.valid + rep.invalid == 23
+    assert 0 < rep.over_context == rep.invalid < 23 and rep.token_max > 12
+    assert set(rep.problems) == {"tokens: N tokens > the model's context N"}
+    full = validate_file(tmp_path / "all.jsonl")
+    assert full.invalid == 0 and full.valid == 23
+    assert full.sources["terrascope"] == 3 and full.modalities["sar"] == 3 and full.masks == 6
     assert validate_main([str(tmp_path / "all.jsonl"), "--root", str(HERE)]) == 0
 
 
