@@ -81,6 +81,11 @@ class DataArgs:
     image_root: str | None = _f(
         None, "folder image paths are relative to (default: each JSONL's folder)"
     )
+    allow_absolute_paths: bool = _f(
+        False,
+        "accept absolute image paths in the data files (default: refused, "
+        "as are paths that leave image_root)",
+    )
     tasks: list = _f([], "keep only records of these tasks (empty: all); stage 1 uses [caption]")
     on_bad_record: str = _f(
         "skip",

@@ -68,6 +68,7 @@ def build_datasets(
     system = DEFAULT_SYSTEM_PROMPT if d.system_prompt == "default" else d.system_prompt
     common = dict(
         image_root=d.image_root,
+        allow_absolute_paths=d.allow_absolute_paths,
         mask_size=mask_size,
         on_error=d.on_bad_record,
         system_prompt=system,

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skyeye.errors import ImagePathError, UnsafePathError
+from skyeye.io.paths import resolve_image
 from skyeye.io.raster import RasterImage, read_raster
 from skyeye.io.rle import decode_rle
 from skyeye.processing.processor import IGNORE_INDEX, SkyEyeProcessor
@@ -144,6 +146,8 @@ class InstructionDataset(torch.utils.data.Dataset):
         max_length: longest tokenised conversation kept (default: the processor's context).
         read_scale: images are read at `read_scale[task] * image_size` pixels on the long side
             (default `READ_SCALE_BY_TASK`, 1.0 for tasks not listed).
+        allow_absolute_paths: accept absolute image paths (default: refused, as are paths that
+            leave the image root; `skyeye.io.paths.resolve_image`).
     """
 
     def __init__(
@@ -157,6 +161,7 @@ class InstructionDataset(torch.utils.data.Dataset):
         system_prompt: str | None = None,
         max_length: int | None = None,
         read_scale: dict[str, float] | None = None,
+        allow_absolute_paths: bool = False,
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -170,6 +175,7 @@ class InstructionDataset(torch.utils.data.Dataset):
         self.system_prompt = system_prompt
         self.max_length = max_length
         self.read_scale = dict(READ_SCALE_BY_TASK if read_scale is None else read_scale)
+        self.allow_absolute_paths = allow_absolute_paths
         self.refs: list[RecordRef] = []
         for file in files:
             self.refs.extend(self._index(Path(file)))
@@ -202,7 +208,7 @@ class InstructionDataset(torch.utils.data.Dataset):
             line = handle.readline()
         try:
             record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
             raise RecordError(label, f"invalid JSON ({err}); fix or drop that line") from None
         record_id = record.get("id") if isinstance(record, dict) else None
         return (record_id if isinstance(record_id, str) and record_id else label), record
@@ -214,10 +220,14 @@ class InstructionDataset(torch.utils.data.Dataset):
             return err.record_id
 
     def _image_source(self, path: str | list[str], ref: RecordRef) -> str | list[str]:
+        """The checked file(s) or band folder of a record's image path under the image root.
+
+        Raises `UnsafePathError` (absolute, or leaving the root) or `ImagePathError` (missing, a
+        FIFO/device, a folder without band files).
+        """
         root = self.image_root if self.image_root is not None else Path(ref.file).parent
-        if isinstance(path, list):
-            return [str(root / p) for p in path]
-        return str(root / path)
+        found = resolve_image(path, root, allow_absolute=self.allow_absolute_paths)
+        return [str(p) for p in found] if isinstance(found, list) else str(found)
 
     def check(self, index: int, *, tokenize: bool = False) -> str | None:
         """The reason record `index` cannot be used (None when fine), without reading pixels.
@@ -235,10 +245,10 @@ class InstructionDataset(torch.utils.data.Dataset):
             path = image.get("path") if isinstance(image, dict) else None
             if not path:
                 return f"images[{k}] has no path"
-            source = self._image_source(path, self.refs[index])
-            for item in source if isinstance(source, list) else [source]:
-                if not os.path.exists(item):
-                    return f"missing image {item}"
+            try:
+                self._image_source(path, self.refs[index])
+            except (UnsafePathError, ImagePathError) as err:
+                return str(err)
         if tokenize:
             text = self.processor.apply_chat_template(self._messages(record))
             length = len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder relative image paths resolve against (default: cwd)",
     )
     p.add_argument(
+        "--allow-absolute-paths",
+        action="store_true",
+        help="accept absolute image paths in --data (default: refused, as are paths leaving "
+        "--image-root)",
+    )
+    p.add_argument(
         "--record-task",
         action="append",
         default=None,
@@ -104,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prompt_template=args.prompt_template,
             limit=args.limit,
             image_root=args.image_root,
+            allow_absolute_paths=args.allow_absolute_paths,
             record_tasks=_record_tasks(args.record_task),
             sar_wavelength=args.sar_wavelength,
             seed=args.seed,

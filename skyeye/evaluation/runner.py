@@ -51,6 +51,8 @@ class EvalConfig:
             None = ``{question}`` (mcq: the options and the letter instruction, see eval_data).
         limit: evaluate at most this many records of the task (None = all).
         image_root: folder relative image paths resolve against (None = current directory).
+        allow_absolute_paths: accept absolute image paths (default: refused, as are paths that
+            leave image_root).
         record_tasks: record ``task`` labels to read; None = the task's defaults, empty = all.
         sar_wavelength: placeholder wavelength (µm) for SAR bands; None = the checkpoint's.
         seed: with sampling, record i is generated after ``torch.manual_seed(seed + i)``.
@@ -60,6 +62,7 @@ class EvalConfig:
     prompt_template: str | None = None
     limit: int | None = None
     image_root: str | Path | None = None
+    allow_absolute_paths: bool = False
     record_tasks: frozenset[str] | None = None
     sar_wavelength: float | None = None
     seed: int = 0
@@ -181,7 +184,9 @@ def _select(data: Path, config: EvalConfig) -> tuple[list[EvalSample], list[dict
         counts["lines_read"] += 1
         counts["selected"] += 1
         try:
-            samples.append(parse_sample(record, line, root, config.task))
+            samples.append(
+                parse_sample(record, line, root, config.task, config.allow_absolute_paths)
+            )
         except RecordError as err:
             rid = record_id(record, line)
             skipped.append({"id": rid, "line": line, "reason": err.reason, "detail": err.detail})

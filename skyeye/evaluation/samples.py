@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from skyeye.errors import ImagePathError, UnsafePathError
 from skyeye.grounding.parse import GroundedBox
+from skyeye.io.paths import resolve_image
 from skyeye.io.rle import decode_rle as _decode_rle
 from skyeye.io.rle import encode_mask  # noqa: F401  (re-exported for the scorers)
 
@@ -161,16 +163,20 @@ def check_template(template: str, task: str) -> None:
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
     """Stream ``(line number, record or RecordError)``; blank lines are skipped."""
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as err:
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield number, RecordError("malformed record", f"line {number}: non-UTF-8 bytes")
+                continue
+            except (json.JSONDecodeError, RecursionError) as err:
+                msg = getattr(err, "msg", "nested too deeply")
                 yield (
                     number,
-                    RecordError("malformed record", f"line {number} is not JSON: {err.msg}"),
+                    RecordError("malformed record", f"line {number} is not JSON: {msg}"),
                 )
                 continue
             if not isinstance(record, dict):
@@ -184,7 +190,7 @@ def record_id(record: dict[str, Any], line: int) -> str:
     return str(rid) if isinstance(rid, (str, int)) and str(rid) else f"line:{line}"
 
 
-def _images(record: dict[str, Any], root: Path) -> list[EvalImage]:
+def _images(record: dict[str, Any], root: Path, allow_absolute: bool = False) -> list[EvalImage]:
     out = []
     for k, img in enumerate(record.get("images") or []):
         if not isinstance(img, dict) or "path" not in img:
@@ -194,10 +200,12 @@ def _images(record: dict[str, Any], root: Path) -> list[EvalImage]:
             raise RecordError(
                 "malformed record", f"image {k}: 'path' must be a string or a list of them"
             )
-        paths = [p if Path(p).is_absolute() else str(root / p) for p in raw]
-        missing = [p for p in paths if not Path(p).exists()]
-        if missing:
-            raise RecordError("missing image", ", ".join(missing))
+        try:
+            paths = [str(p) for p in resolve_image(raw, root, allow_absolute=allow_absolute)]
+        except UnsafePathError as err:
+            raise RecordError("image path outside the image root", str(err)) from None
+        except ImagePathError as err:
+            raise RecordError("missing image", str(err)) from None
         names, waves = img.get("band_names"), img.get("wavelengths")
         if names is not None and waves is not None and len(names) != len(waves):
             raise RecordError(
@@ -263,11 +271,16 @@ def _ref_masks(turn: dict[str, Any], n_images: int) -> list[ReferenceMask]:
     return masks
 
 
-def parse_sample(record: dict[str, Any], line: int, root: Path, task: str) -> EvalSample:
-    """A record as an `EvalSample` for evaluation ``task``; raises `RecordError` when unusable."""
+def parse_sample(
+    record: dict[str, Any], line: int, root: Path, task: str, allow_absolute: bool = False
+) -> EvalSample:
+    """A record as an `EvalSample` for evaluation ``task``; raises `RecordError` when unusable.
+
+    Image paths resolve under ``root`` (`skyeye.io.paths.resolve_image`: a file, a band folder
+    or a list; absolute ones only with ``allow_absolute``)."""
     rid = record_id(record, line)
     turns = _turns(record)
-    images = _images(record, root)
+    images = _images(record, root, allow_absolute)
     n_placeholders = sum(t["text"].count(IMAGE_TOKEN) for t in turns)
     if n_placeholders != len(images):
         raise RecordError(

@@ -64,7 +64,7 @@ def check_readable(path: Path) -> Path:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ImagePathError(f"{path}: missing image (no such file or folder)") from None
+        raise ImagePathError(f"missing image {path}: no such file or folder") from None
     except OSError as err:
         raise ImagePathError(f"{path}: cannot stat the image: {err.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
