@@ -23,6 +23,7 @@ from finetune.data_setup import StepSampler
 from finetune.run_log import RunLog
 from finetune.state import CheckpointManager, trainable_state
 from skyeye.data.dataset import InstructionDataset, SkyEyeCollator
+from skyeye.errors import DiskFullError
 
 logger = logging.getLogger(__name__)
 
@@ -117,32 +118,38 @@ class Loop:
         if sharded:
             # Optimizer state is sharded across processes: let accelerate gather/write it.
             acc.save_state(str(tmp / "accelerate"))
-        self.ckpt.write_rank(tmp, acc.process_index)
-        if acc.is_main_process:
-            weights = trainable_state(acc.unwrap_model(self.model))
-            self.ckpt.write_main(
-                tmp, weights, self.optimizer, self.scheduler, self._trainer_state()
-            )
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            path = self.ckpt.commit(step)
-            logger.info("checkpoint %s", path)
+        try:
+            self.ckpt.write_rank(tmp, acc.process_index)
+            if acc.is_main_process:
+                weights = trainable_state(acc.unwrap_model(self.model))
+                self.ckpt.write_main(
+                    tmp, weights, self.optimizer, self.scheduler, self._trainer_state()
+                )
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                path = self.ckpt.commit(step)
+                logger.info("checkpoint %s", path)
+        except DiskFullError:
+            if acc.is_main_process:
+                self.ckpt.abort(step)  # the temporary folder only; older checkpoints stay
+            raise
         acc.wait_for_everyone()
 
     def resume(self) -> None:
         from accelerate.utils import DistributedType
 
-        folder = self.ckpt.latest()
-        if folder is None:
-            logger.warning("--resume: no checkpoint in %s; starting from step 0", self.ckpt.root)
-            return
-        state = self.ckpt.load(
-            folder,
+        found = self.ckpt.load_newest_valid(
             self.acc.unwrap_model(self.model),
             self.optimizer,
             self.scheduler,
             self.acc.process_index,
         )
+        if found is None:
+            logger.warning(
+                "--resume: no intact checkpoint in %s; starting from step 0", self.ckpt.root
+            )
+            return
+        folder, state = found
         if (folder / "accelerate").is_dir() and self.acc.distributed_type in (
             DistributedType.DEEPSPEED,
             DistributedType.FSDP,

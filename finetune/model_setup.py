@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from finetune.args import Recipe
+from skyeye.atomic import atomic_dir
 from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
@@ -78,11 +79,15 @@ def _random_llm(m: Any, folder: Path, seed: int) -> str:
                     f"model.llm_config_overrides: {type(config).__name__} has no field {key!r}"
                 )
             setattr(config, key, value)
-        torch.manual_seed(seed)
-        llm = AutoModelForCausalLM.from_config(config)
-        folder.mkdir(parents=True, exist_ok=True)
-        llm.save_pretrained(folder, safe_serialization=True)
-        AutoTokenizer.from_pretrained(path, trust_remote_code=False).save_pretrained(folder)
+        # Draw from a forked RNG: the caller's random state must not depend on whether the
+        # folder existed already, or a resumed run would initialise the rest of the model
+        # (tower, projector, mask head, LoRA) differently from the run it continues.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            llm = AutoModelForCausalLM.from_config(config)
+        with atomic_dir(folder) as tmp:  # a killed run never leaves a half-written base-llm/
+            llm.save_pretrained(tmp, safe_serialization=True)
+            AutoTokenizer.from_pretrained(path, trust_remote_code=False).save_pretrained(tmp)
     return str(folder.resolve())
 
 

@@ -27,6 +27,8 @@ from finetune.model_setup import (
     configure_trainable,
     load_or_build,
 )
+from skyeye.atomic import atomic_dir, write_text
+from skyeye.errors import DiskFullError
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     log = None
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+        write_text(out / "recipe.json", json.dumps(recipe.to_dict(), indent=2) + "\n")
         log = RunLog(out, tensorboard=t.tensorboard)
         log.write(
             "start",
@@ -156,17 +158,25 @@ def main(argv: list[str] | None = None) -> int:
         SkyEyeCollator(processor.tokenizer.pad_token_id),
         log,
     )
-    if t.resume:
-        loop.resume()
-    metrics = loop.run()
-    if loop.ckpt.latest() is None or int(loop.ckpt.latest().name.split("-")[-1]) != loop.step:
-        loop.save_checkpoint()
-    accelerator.wait_for_everyone()
+    try:
+        if t.resume:
+            loop.resume()
+        metrics = loop.run()
+        latest = loop.ckpt.latest()
+        if latest is None or int(latest.name.split("-")[-1]) != loop.step:
+            loop.save_checkpoint()
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            final = accelerator.unwrap_model(model)
+            folder = out / "model"
+            dtype = DTYPES[t.save_dtype] if t.save_dtype else None
+            # Written beside and renamed into place: a kill or a full disk keeps the old folder.
+            with atomic_dir(folder) as tmp:
+                final.save_pretrained(tmp, processor=processor, dtype=dtype)
+    except DiskFullError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if accelerator.is_main_process:
-        final = accelerator.unwrap_model(model)
-        folder = out / "model"
-        dtype = DTYPES[t.save_dtype] if t.save_dtype else None
-        final.save_pretrained(folder, processor=processor, dtype=dtype)
         log.write("end", loop.step, model=str(folder), **metrics)
         log.close()
         logger.info(

@@ -83,7 +83,7 @@ def image_problems(
             out.append(f"images[{i}]: path outside the image root: {err}")
             continue
         except ImagePathError as err:
-            out.append(f"images[{i}]: missing file: {err}")
+            out.append(f"images[{i}]: {err}")
             continue
         names, wls = im.get("band_names"), im.get("wavelengths")
         if names and wls:
