@@ -143,8 +143,9 @@ class ConvertReport:
     """Counts of one conversion run."""
 
     source: str
-    read: int = 0
-    written: int = 0
+    read: int = 0  # raw records read (each bad one included)
+    converted: int = 0  # records that gave conversations: converted + sum(skipped) == read
+    written: int = 0  # conversations written (a record may give several)
     skipped: Counter = field(default_factory=Counter)
     shapes: Counter = field(default_factory=Counter)
     seconds: float = 0.0
@@ -153,6 +154,7 @@ class ConvertReport:
         return {
             "source": self.source,
             "read": self.read,
+            "converted": self.converted,
             "written": self.written,
             "skipped": dict(sorted(self.skipped.items())),
             "shapes": dict(sorted(self.shapes.items())),
@@ -160,7 +162,11 @@ class ConvertReport:
         }
 
     def table(self) -> str:
-        rows = [("records read", self.read), ("conversations written", self.written)]
+        rows = [
+            ("records read", self.read),
+            ("records converted", self.converted),
+            ("conversations written", self.written),
+        ]
         rows += [(f"skipped: {r}", n) for r, n in sorted(self.skipped.items())]
         rows += [(f"input shape: {s}", n) for s, n in sorted(self.shapes.items())]
         w = max(len(r[0]) for r in rows)
@@ -241,6 +247,7 @@ def _convert_all(
             for line in lines:
                 out.write(line + "\n")
             report.written += len(lines)
+            report.converted += 1
             continue
         report.skipped[reason] += 1
         if logged < max_logged:
