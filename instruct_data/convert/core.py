@@ -208,6 +208,10 @@ def _convert_one(converter: Converter, raw: Any, key: str, ctx: ConvertContext) 
     """JSON lines for one raw record; raises SkipRecord (or a malformed-data error)."""
     if isinstance(raw, SkipRecord):
         raise raw
+    if isinstance(raw, tuple):  # (kind, record) of converters that tag their records
+        for part in raw:
+            if isinstance(part, SkipRecord):
+                raise part
     lines = []
     for c in converter.convert(raw, key, ctx):
         d = c.to_dict()

@@ -125,4 +125,5 @@ def test_tiny_recipe_killed_during_a_checkpoint_save_resumes_bit_identical(
         )
 
     _kill_when(proc, saving, "a second checkpoint save")
+    assert saving(), "killed outside a save"  # its temporary folder is left behind
     _resume_and_compare(out, uninterrupted())
