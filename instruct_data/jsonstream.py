@@ -147,12 +147,38 @@ def _looks_like_jsonl(mm: Any) -> bool:
     if first_end == -1:
         return False
     rest = bytes(mm[first_end + 1 : first_end + 4096]).lstrip(_WS)
+    first = bytes(mm[:first_end])
     try:
-        json.loads(bytes(mm[:first_end]))
+        json.loads(first)
     except (ValueError, RecursionError):
-        # A damaged first line: still JSON Lines when the next line opens another record.
-        return rest[:1] == b"{" and bytes(mm[:first_end]).rstrip(_WS)[-1:] != b","
+        # A damaged first line is still a JSON Lines record when its brackets close on that
+        # line; one object pretty-printed over several lines leaves them open.
+        return rest[:1] == b"{" and _open_brackets(first) == 0
     return rest[:1] == b"{"
+
+
+def _open_brackets(data: bytes) -> int:
+    """Brackets still open at the end of `data` (outside strings)."""
+    depth, i = 0, 0
+    while True:
+        m = _SPECIAL.search(data, i)
+        if m is None:
+            return depth
+        c = data[m.start() : m.start() + 1]
+        if c == b'"':
+            k = m.start() + 1
+            while True:
+                e = _STRING_END.search(data, k)
+                if e is None:
+                    return depth + 1  # an unterminated string: not a closed line
+                if data[e.start() : e.start() + 1] == b"\\":
+                    k = e.start() + 2
+                    continue
+                i = e.end()
+                break
+            continue
+        depth += 1 if c in (b"{", b"[") else -1 if c in (b"}", b"]") else 0
+        i = m.end()
 
 
 def iter_json_file(path: Path) -> tuple[str, Iterator[Any]]:

@@ -83,7 +83,8 @@ def image_problems(
             out.append(f"images[{i}]: path outside the image root: {err}")
             continue
         except ImagePathError as err:
-            out.append(f"images[{i}]: {err}")
+            missing = str(err).startswith("missing image")
+            out.append(f"images[{i}]: " + (f"missing file {paths}" if missing else str(err)))
             continue
         names, wls = im.get("band_names"), im.get("wavelengths")
         if names and wls:

@@ -27,12 +27,16 @@ GUESS_EXTENSIONS = (".jpg", ".png", ".tif", ".tiff", ".jpeg", ".jp2")
 
 
 def _is_absolute(path: str) -> bool:
-    return PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute() or (
-        bool(PureWindowsPath(path).drive)
+    return (
+        PurePosixPath(path).is_absolute()
+        or PureWindowsPath(path).is_absolute()
+        or (bool(PureWindowsPath(path).drive))
     )
 
 
-def resolve_under_root(path: str, root: str | os.PathLike[str], *, allow_absolute: bool = False) -> Path:
+def resolve_under_root(
+    path: str, root: str | os.PathLike[str], *, allow_absolute: bool = False
+) -> Path:
     """``root/path`` for a relative `path` that stays inside `root`.
 
     Raises `UnsafePathError` for an empty path or one holding NUL, an absolute path (unless
@@ -132,7 +136,9 @@ def resolve_image(
     return _resolve_one(path, root, allow_absolute=allow_absolute, guess_suffix=guess_suffix)  # type: ignore[arg-type]
 
 
-def _resolve_one(path: str, root: str | os.PathLike[str], *, allow_absolute: bool, guess_suffix: bool) -> Path:
+def _resolve_one(
+    path: str, root: str | os.PathLike[str], *, allow_absolute: bool, guess_suffix: bool
+) -> Path:
     full = resolve_under_root(path, root, allow_absolute=allow_absolute)
     if guess_suffix and not full.suffix and not os.path.lexists(full):
         for ext in GUESS_EXTENSIONS:

@@ -111,9 +111,7 @@ def test_tiny_recipe_killed_after_a_checkpoint_resumes_bit_identical(tmp_path, u
 
 
 @pytest.mark.slow
-def test_tiny_recipe_killed_during_a_checkpoint_save_resumes_bit_identical(
-    tmp_path, uninterrupted
-):
+def test_tiny_recipe_killed_during_a_checkpoint_save_resumes_bit_identical(tmp_path, uninterrupted):
     out = tmp_path / "run"
     proc = _start(out)
     checkpoints = out / "checkpoints"

@@ -51,7 +51,9 @@ def test_non_utf8_records_are_skipped_and_the_rest_converted(tmp_path, shape):
     bad = {3, 50, 51, 170}
     recs = _records(200, bad)
     src = tmp_path / ("in.json" if shape == "json-list" else "in.jsonl")
-    src.write_bytes(b"[\n" + b",\n".join(recs) + b"\n]\n" if shape == "json-list" else b"\n".join(recs) + b"\n")
+    src.write_bytes(
+        b"[\n" + b",\n".join(recs) + b"\n]\n" if shape == "json-list" else b"\n".join(recs) + b"\n"
+    )
     rep = run_conversion(get_converter("llava"), src, HERE / "llava/images", tmp_path / "o.jsonl")
     assert rep.read == 200 and rep.converted == rep.written == 196
     assert dict(rep.skipped) == {"non-UTF-8 bytes": 4}
@@ -75,10 +77,21 @@ def test_unreadable_or_cut_input_exits_2_naming_file_and_byte(tmp_path, capsys):
     (tmp_path / "junk.json").write_bytes(b"\x89PNG not json at all")
     cut = tmp_path / "cut.json"
     cut.write_bytes(b"[" + b",".join(_records(10, set()))[:-40])
-    for src, where in ((tmp_path / "junk.json", "junk.json: not JSON"), (cut, r"cut.json: .* byte \d+")):
+    for src, where in (
+        (tmp_path / "junk.json", "junk.json: not JSON"),
+        (cut, r"cut.json: .* byte \d+"),
+    ):
         code = convert_main(
-            ["--source", "llava", "--input", str(src), "--images", str(HERE / "llava/images"),
-             "--out", str(tmp_path / "out.jsonl")]
+            [
+                "--source",
+                "llava",
+                "--input",
+                str(src),
+                "--images",
+                str(HERE / "llava/images"),
+                "--out",
+                str(tmp_path / "out.jsonl"),
+            ]
         )
         errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
         assert code == 2 and len(errors) == 1 and re.search(where, errors[0])
@@ -89,10 +102,15 @@ def test_validate_counts_non_utf8_and_truncated_lines(tmp_path, monkeypatch):
     monkeypatch.chdir(HERE)
     good = (HERE / "golden" / "llava.jsonl").read_bytes().splitlines()
     data = tmp_path / "v.jsonl"
-    data.write_bytes(b"\n".join([good[0], good[1].replace(b"image", b"im\xffage", 1), good[2][:30]]))
+    data.write_bytes(
+        b"\n".join([good[0], good[1].replace(b"image", b"im\xffage", 1), good[2][:30]])
+    )
     rep = validate_file(data)
     assert (rep.lines, rep.valid, rep.invalid) == (3, 1, 2)
-    assert rep.problems == {"line: non-UTF-N bytes (byte N)": 1, "line: invalid JSON (Unterminated string starting at)": 1} or set(rep.problems) >= {"line: non-UTF-N bytes (byte N)"}
+    assert rep.problems == {
+        "line: non-UTF-N bytes (byte N)": 1,
+        "line: invalid JSON (Unterminated string starting at)": 1,
+    } or set(rep.problems) >= {"line: non-UTF-N bytes (byte N)"}
     assert validate_main([str(data)]) == 1
 
 
@@ -132,20 +150,43 @@ def test_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, tool):
     src.write_bytes(b"\n".join(_records(400, set())) + b"\n")
     golden = (HERE / "golden" / "llava.jsonl").read_text() * 400
     (tmp_path / "g.jsonl").write_text(golden)
-    (tmp_path / "mix.yaml").write_text(f"dedup: false\nsources: [{{path: {tmp_path / 'g.jsonl'}}}]\n")
+    (tmp_path / "mix.yaml").write_text(
+        f"dedup: false\nsources: [{{path: {tmp_path / 'g.jsonl'}}}]\n"
+    )
     out = tmp_path / "out.json"
     out.write_text("previous\n")
     args = {
-        "convert": ["instruct_data.convert", "--source", "llava", "--input", str(src),
-                    "--images", str(HERE / "llava/images"), "--out", str(out)],
+        "convert": [
+            "instruct_data.convert",
+            "--source",
+            "llava",
+            "--input",
+            str(src),
+            "--images",
+            str(HERE / "llava/images"),
+            "--out",
+            str(out),
+        ],
         "mix": ["instruct_data.mix", "--spec", str(tmp_path / "mix.yaml"), "--out", str(out)],
-        "validate": ["instruct_data.validate", str(tmp_path / "g.jsonl"), "--root", str(HERE),
-                     "--no-band-check", "--json", str(out)],
+        "validate": [
+            "instruct_data.validate",
+            str(tmp_path / "g.jsonl"),
+            "--root",
+            str(HERE),
+            "--no-band-check",
+            "--json",
+            str(out),
+        ],
     }[tool]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", *args], cwd=HERE, env=env, capture_output=True, text=True,
-        timeout=120, preexec_fn=_fsize_limit(300 if tool == "validate" else 20_000),
+        [sys.executable, "-m", *args],
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_fsize_limit(300 if tool == "validate" else 20_000),
     )
     err = [line for line in proc.stderr.splitlines() if line.startswith("error")]
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -164,8 +205,13 @@ def _s1_folder(root: Path) -> Path:
     rng = np.random.default_rng(0)
     for pol in ("VV", "VH"):
         with rasterio.open(
-            folder / f"S1A_IW_GRDH_patch_1_{pol}.tif", "w", driver="GTiff", height=8, width=8,
-            count=1, dtype="float32",
+            folder / f"S1A_IW_GRDH_patch_1_{pol}.tif",
+            "w",
+            driver="GTiff",
+            height=8,
+            width=8,
+            count=1,
+            dtype="float32",
         ) as ds:
             ds.write(rng.normal(-15, 3, (1, 8, 8)).astype("float32"))
     return folder
@@ -184,11 +230,18 @@ def test_sentinel1_band_folder_resolves_the_same_everywhere(tmp_path, monkeypatc
 
     monkeypatch.chdir(tmp_path)
     _s1_folder(tmp_path / "images")
-    rec = {"id": "s1", "image": "bigearthnet-s1/S1A_IW_GRDH_patch_1",
-           "conversations": [{"from": "human", "value": "<image>\nIs there water?"},
-                             {"from": "gpt", "value": "Yes."}]}
+    rec = {
+        "id": "s1",
+        "image": "bigearthnet-s1/S1A_IW_GRDH_patch_1",
+        "conversations": [
+            {"from": "human", "value": "<image>\nIs there water?"},
+            {"from": "gpt", "value": "Yes."},
+        ],
+    }
     (tmp_path / "in.json").write_text(json.dumps([rec]))
-    rep = run_conversion(get_converter("earthmind"), Path("in.json"), Path("images"), Path("o.jsonl"))
+    rep = run_conversion(
+        get_converter("earthmind"), Path("in.json"), Path("images"), Path("o.jsonl")
+    )
     assert rep.written == 1, rep.as_dict()
     out = json.loads(Path("o.jsonl").read_text())
     image = out["images"][0]
@@ -262,7 +315,10 @@ def test_validate_opens_every_image_and_refuses_fifos(tmp_path):
     rec["images"][0]["path"] = "fifo.png"
     (tmp_path / "b.jsonl").write_text(json.dumps(rec) + "\n")
     result: list = []
-    worker = threading.Thread(target=lambda: result.append(validate_file(tmp_path / "b.jsonl", root=tmp_path)), daemon=True)
+    worker = threading.Thread(
+        target=lambda: result.append(validate_file(tmp_path / "b.jsonl", root=tmp_path)),
+        daemon=True,
+    )
     worker.start()
     worker.join(timeout=30)
     if worker.is_alive():  # unblock the reader the old code left hanging on the FIFO

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from skyeye.errors import DataFileError
-
 from instruct_data.convert import get_converter, list_converters, run_conversion
 from instruct_data.convert.__main__ import main as convert_main
 from instruct_data.convert.safe_pickle import load_plain_pickle
 from instruct_data.schema import load_jsonl, validate_record
+from skyeye.errors import DataFileError
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 HERE = FIX / "instruct"
