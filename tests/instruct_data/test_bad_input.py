@@ -328,3 +328,11 @@ def test_validate_opens_every_image_and_refuses_fifos(tmp_path):
     assert result[0].invalid == 1 and "not a regular file" in result[0].examples[0]
     with pytest.raises(ImagePathError, match="not a regular file"):
         resolve_image("fifo.png", tmp_path)
+
+
+def test_union_of_corrupt_rles_is_refused_not_a_hang():
+    # Found by the fuzz test: pycocotools looped forever merging these (and can crash on others).
+    from instruct_data.masks import union_rles
+
+    with pytest.raises(ValueError, match="cover 24 pixels"):
+        union_rles([{"size": [8, 8], "counts": "04400N2"}, {"size": [8, 8], "counts": "<image>"}])

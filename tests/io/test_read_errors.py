@@ -139,3 +139,23 @@ def test_folder_without_rasters(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(RasterReadError, match="no band files"):
         read_raster(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "rle, why",
+    [
+        ({"size": [8, 8], "counts": "zzzzzzzzzzzzzzzzzzzzzz"}, "cut off or corrupt|not a COCO"),
+        ({"size": [8, 8], "counts": "0" + "\x7f" * 5}, "not a COCO RLE character"),
+        ({"size": [8, 8], "counts": "04400N2"}, "cover"),
+        ({"size": [8, 8], "counts": [3, -1, 62]}, "non-negative"),
+        ({"size": [8, 8], "counts": [3, 10]}, "cover 13 pixels"),
+        ({"size": [10**30, 8], "counts": "0"}, "outside"),
+        ({"size": [8, 8], "counts": "<image>" * 50}, "cut off or corrupt|not a COCO|negative|cover"),
+    ],
+)
+def test_corrupt_rle_is_a_value_error_not_a_crash(rle, why):
+    # Issue 15 fuzz: pycocotools trusts its input; a damaged mask killed the converter.
+    from skyeye.io.rle import decode_rle
+
+    with pytest.raises(ValueError, match=why):
+        decode_rle(rle)
