@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from skyeye.atomic import write_text
 from skyeye.io.rle import decode_rle
 
 logger = logging.getLogger(__name__)
@@ -314,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     log = train_vision(model, bank, cfg)
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out, processor=processor)
-    (args.out / "vision_stage_log.json").write_text(
-        json.dumps({"classes": classes, "config": cfg.__dict__, "log": log}, indent=1)
+    write_text(
+        args.out / "vision_stage_log.json",
+        json.dumps({"classes": classes, "config": cfg.__dict__, "log": log}, indent=1),
     )
     logger.info("wrote %s", args.out)
     return 0

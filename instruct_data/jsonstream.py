@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import mmap
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,8 @@ def iter_json_file(path: Path) -> tuple[str, Iterator[Any]]:
     and (while iterating) when the list breaks off.
     """
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block the open
+            raise DataFileError(f"{path}: not a regular file: give a JSON file")
         handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
     except OSError as err:
         raise DataFileError(f"{path}: cannot open the file: {err.strerror}") from None

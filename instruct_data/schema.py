@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from instruct_data.boxes import BOX_RE, Box, count_box_tokens
+from skyeye.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -344,7 +345,7 @@ def write_jsonl(path: str | Path, records: Iterable[dict | Conversation]) -> int
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w") as f:
         for rec in records:
             f.write(dumps_record(rec) + "\n")
             n += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import zlib
@@ -27,6 +28,7 @@ from instruct_data.from_rasters.tiling import (
 )
 from instruct_data.from_rasters.zoom import zoom_out
 from instruct_data.schema import ImageRef, dumps_record, validate_record
+from skyeye.atomic import atomic_open, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +65,11 @@ class RasterInstructionGenerator:
     def run(self, scenes: list[SceneSpec]) -> Summary:
         """Process every scene and write the outputs; returns the summary."""
         self.out.mkdir(parents=True, exist_ok=True)
-        files = {
-            n: open(self.out / f"{n}.jsonl", "w", encoding="utf-8")
-            for n in ("conversations", "train", "val")
-        }
-        try:
+        with contextlib.ExitStack() as stack:  # each file renamed into place when complete
+            files = {
+                n: stack.enter_context(atomic_open(self.out / f"{n}.jsonl", "w"))
+                for n in ("conversations", "train", "val")
+            }
             for scene in tqdm(scenes, desc="scenes", unit="scene"):
                 for rec in self.scene_records(scene):
                     d = rec.to_dict()
@@ -78,10 +80,7 @@ class RasterInstructionGenerator:
                     files["conversations"].write(line)
                     files[d["meta"]["split"]].write(line)
                     self.summary.add(d)
-        finally:
-            for f in files.values():
-                f.close()
-        (self.out / "summary.json").write_text(json.dumps(self.summary.as_dict(), indent=2) + "\n")
+        write_text(self.out / "summary.json", json.dumps(self.summary.as_dict(), indent=2) + "\n")
         return self.summary
 
     # ------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from skyeye.atomic import write_text
+
 if TYPE_CHECKING:
     from skyeye.chat.session import ChatSession
     from skyeye.evaluation.runner import EvalConfig
@@ -107,5 +109,5 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
     """Write ``report`` as indented JSON (parent folders created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return path
