@@ -143,7 +143,7 @@ def _resolve_one(
     if guess_suffix and not full.suffix and not os.path.lexists(full):
         for ext in GUESS_EXTENSIONS:
             candidate = full.with_name(full.name + ext)
-            if candidate.exists():
+            if os.path.exists(candidate):  # False also for a name too long
                 full = candidate
                 break
     return check_readable(full)
