@@ -61,6 +61,11 @@ def _as_image_list(pixel_values: ImageList) -> list[torch.Tensor]:
     return list(pixel_values)
 
 
+def _stack_masks(masks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(K, H, W) from a list of (H, W) masks; an empty list gives a (0, 1, 1) tensor."""
+    return torch.stack(list(masks)) if len(masks) else torch.zeros(0, 1, 1)
+
+
 def _as_wavelength_list(wavelengths: ImageList, count: int) -> list[torch.Tensor]:
     if isinstance(wavelengths, torch.Tensor):
         if wavelengths.ndim == 1:
@@ -220,26 +225,21 @@ class SkyEyeForConditionalGeneration(nn.Module):
             terms["ce"] = out.loss.detach()
             loss = ce_weight * out.loss
         if want_masks:
-            targets = (
-                masks
-                if isinstance(masks, torch.Tensor)
-                else torch.stack(list(masks))
-                if len(masks)
-                else None
-            )
-            size = tuple(targets.shape[-2:]) if targets is not None else (1, 1)
+            targets = masks if isinstance(masks, torch.Tensor) else _stack_masks(masks)
+            size = tuple(targets.shape[-2:]) if targets.ndim == 3 else (1, 1)
             mask_logits, _ = self.decode_masks(
                 out.hidden_states[-1], input_ids, vision, size, seg_image_index
             )
-            if targets is None or targets.shape[0] != mask_logits.shape[0]:
+            if targets.shape[0] != mask_logits.shape[0]:
                 raise ValueError(
-                    f"{mask_logits.shape[0]} [SEG] token(s) but "
-                    f"{0 if targets is None else targets.shape[0]} target mask(s); give one mask per [SEG]"
+                    f"{mask_logits.shape[0]} [SEG] token(s) but {targets.shape[0]} target mask(s); "
+                    "give one mask per [SEG]"
                 )
-            mask_terms = mask_losses(mask_logits, targets.to(mask_logits.device))
-            terms.update({k: v.detach() for k, v in mask_terms.items()})
-            extra = bce_weight * mask_terms["bce"] + dice_weight * mask_terms["dice"]
-            loss = extra if loss is None else loss + extra
+            if len(targets):  # a sample that segments nothing ([] and no [SEG]) has no mask loss
+                mask_terms = mask_losses(mask_logits, targets.to(mask_logits.device))
+                terms.update({k: v.detach() for k, v in mask_terms.items()})
+                extra = bce_weight * mask_terms["bce"] + dice_weight * mask_terms["dice"]
+                loss = extra if loss is None else loss + extra
         return SkyEyeOutput(
             loss=loss,
             logits=out.logits,
