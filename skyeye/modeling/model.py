@@ -1,5 +1,9 @@
 """`SkyEyeForConditionalGeneration`: DOFA vision tower + projector + any causal LM (+ mask head).
 
+A transformers `PreTrainedModel` (see `skyeye.modeling.pretrained` for loading, saving and the
+switches transformers reads); `AutoModelForImageTextToText` resolves SkyEye folders once `skyeye`
+is imported.
+
 The model embeds the prompt itself: image placeholder positions (whose id may lie beyond the LLM's
 vocabulary) are filled with projected image features by `masked_scatter`, after checking that the
 number of placeholders equals the number of features, exactly as transformers' Llava does. Then
@@ -11,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +24,7 @@ from transformers.utils import ModelOutput
 
 from skyeye.modeling.configuration import SkyEyeConfig
 from skyeye.modeling.mask_head import get_mask_decoder, mask_losses
+from skyeye.modeling.pretrained import SkyEyePreTrainedModel
 from skyeye.modeling.projector import SkyEyeProjector
 from skyeye.modeling.vision import SkyEyeVisionTower
 
@@ -74,25 +78,27 @@ def _as_wavelength_list(wavelengths: ImageList, count: int) -> list[torch.Tensor
     return list(wavelengths)
 
 
-class SkyEyeForConditionalGeneration(nn.Module):
+class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
     """A multimodal remote-sensing chat model.
 
     Args:
         config: the composite config.
-        language_model: an already loaded causal LM; built from `config.text_config` if None.
+        language_model: an already loaded (or built) causal LM, kept as it is; built from
+            `config.text_config` with random weights if None.
     """
 
     def __init__(self, config: SkyEyeConfig, language_model: PreTrainedModel | None = None) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.vision_tower = SkyEyeVisionTower(config.vision_config)
         self.projector = SkyEyeProjector(config)
         if language_model is None:
             language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self._mark_initialised(language_model)
         self.language_model = language_model
         self.mask_head: nn.Module | None = None
         if config.use_mask_head:
             self.mask_head = get_mask_decoder(config.mask_decoder)(config)
+        self.post_init()
 
     # ------------------------------------------------------------- helpers
     @property
@@ -344,17 +350,3 @@ class SkyEyeForConditionalGeneration(nn.Module):
             **generate_kwargs,
         )
         return sequences[:, input_ids.shape[1] :]
-
-    # ---------------------------------------------------------- save / load
-    def save_pretrained(self, folder: str | Path, **kwargs: Any) -> None:
-        from skyeye.modeling.checkpoint import save_model
-
-        save_model(self, folder, **kwargs)
-
-    @classmethod
-    def from_pretrained(
-        cls, name_or_path: str | Path, **kwargs: Any
-    ) -> SkyEyeForConditionalGeneration:
-        from skyeye.modeling.checkpoint import load_model
-
-        return load_model(cls, name_or_path, **kwargs)

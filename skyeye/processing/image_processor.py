@@ -25,7 +25,7 @@ from typing import TypedDict
 import numpy as np
 import torch
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.image_processing_base import ImageProcessingMixin
+from transformers.image_processing_utils import BaseImageProcessor
 
 from skyeye.io.raster import RasterImage
 from skyeye.io.resample import resize_with_nodata
@@ -45,7 +45,7 @@ class SkyEyeImageProcessorKwargs(TypedDict, total=False):
     minmax_percentiles: list[float]
 
 
-class SkyEyeImageProcessor(ImageProcessingMixin):
+class SkyEyeImageProcessor(BaseImageProcessor):
     """Multispectral image processor for DOFA-style, wavelength-conditioned vision towers.
 
     Args:

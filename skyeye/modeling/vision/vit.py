@@ -46,6 +46,9 @@ class DofaViT(VisionTransformer):
             num_weight_tokens=config.num_weight_tokens,
         )
         self.grid = (config.grid_size, config.grid_size)
+        # Set (with `_gradient_checkpointing_func`) by transformers' `gradient_checkpointing_enable`
+        # on a SkyEye model: the blocks' activations are then recomputed in the backward pass.
+        self.gradient_checkpointing = False
 
     def embed(self, pixel_values: Tensor, wavelengths: Tensor) -> Tensor:
         """(B, C, H, W) + (C,) µm -> tokens with position embeddings (B, prefix + N, D)."""
@@ -67,8 +70,9 @@ class DofaViT(VisionTransformer):
     def block_outputs(self, pixel_values: Tensor, wavelengths: Tensor, last: int) -> Tensor:
         """Run blocks 0..``last`` (inclusive) and return that block's output (B, prefix + N, D)."""
         x = self.embed(pixel_values, wavelengths)
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks[: last + 1]:
-            x = block(x)
+            x = self._gradient_checkpointing_func(block, x) if checkpointing else block(x)
         return x
 
     def pooled(self, pixel_values: Tensor, wavelengths: Tensor) -> Tensor:
