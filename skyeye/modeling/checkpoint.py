@@ -130,7 +130,7 @@ def save_model(
 
 def load_language_model_of(
     config: SkyEyeConfig,
-    folder: Path,
+    folder: Path | None,
     *,
     cache_dir: str | Path | None = None,
     **from_pretrained: Any,
@@ -141,6 +141,8 @@ def load_language_model_of(
     `from_pretrained`: the LLM is quantised and placed by transformers itself.
     """
     if config.llm_embedded:
+        if folder is None:
+            raise ValueError("an embedded LLM (config.llm_embedded) is read from its model folder")
         source, cache_dir = str(folder / LLM_FOLDER), None
     elif config.llm_source is None:
         raise ValueError(f"{folder}/config.json names no llm_source and embeds no LLM")

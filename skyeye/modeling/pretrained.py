@@ -50,6 +50,12 @@ _IGNORED_KWARGS = frozenset(
 _DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
+def quantized_device_map() -> dict[str, Any]:
+    """Where a quantised LLM goes when the caller names no device: this process's GPU, or the CPU
+    (bitsandbytes quantises on the CPU too)."""
+    return {"": torch.cuda.current_device() if torch.cuda.is_available() else "cpu"}
+
+
 def _resolve_dtype(dtype: Any, config: SkyEyeConfig) -> torch.dtype | None:
     """None (float32 weights), "auto" (the LLM's own dtype), a name or a torch dtype."""
     if dtype is None or isinstance(dtype, torch.dtype):
@@ -190,7 +196,7 @@ class SkyEyePreTrainedModel(PreTrainedModel):
         dtype = _resolve_dtype(dtype, config)
         llm_map = _llm_device_map(device_map, device)
         if quantization_config is not None and llm_map is None:
-            llm_map = {"": torch.cuda.current_device() if torch.cuda.is_available() else "cpu"}
+            llm_map = quantized_device_map()
         llm_kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
         if llm_map is not None:
             llm_kwargs["device_map"] = llm_map
