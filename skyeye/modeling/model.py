@@ -212,7 +212,8 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
             pixel_values / wavelengths: per image, in the order the images appear.
             labels: (B, L), -100 where not supervised.
             masks: one target (H, W) per `[SEG]` in `input_ids`, in reading order, all of one size
-                (or a (K, H, W) tensor). The mask head then decodes every `[SEG]`.
+                (or a (K, H, W) tensor). The mask head then decodes every `[SEG]`; an empty list
+                with no `[SEG]` adds no mask loss.
             seg_image_index: the image each `[SEG]` lies on (global image index); default: the last
                 image before that `[SEG]` in its sample.
             ce_weight / bce_weight / dice_weight: loss weights (DESIGN.md defaults 1.0 / 2.0 / 0.5).
