@@ -11,8 +11,9 @@ A model folder holds:
 - optionally `adapter/`, a standard PEFT LoRA adapter for the LLM.
 
 Every key is checked on load: a missing or unexpected key is a `CheckpointKeyError` that names
-it. These functions work on any module with SkyEye's parts (`config`, `language_model`, the
-others); `SkyEyePreTrainedModel.from_pretrained` / `save_pretrained` put them together.
+it. These functions take any model with SkyEye's parts (`config`, `language_model`, the others:
+typed `Any`, so this module need not import the model that imports it);
+`SkyEyePreTrainedModel.from_pretrained` / `save_pretrained` put them together.
 """
 
 from __future__ import annotations
@@ -52,12 +53,12 @@ def check_keys(expected: set[str], found: set[str], source: str) -> None:
         )
 
 
-def is_peft(module: nn.Module) -> bool:
+def is_peft(module: Any) -> bool:
     """True for an LLM wrapped by PEFT (adapters attached, not merged)."""
     return hasattr(module, "peft_config")
 
 
-def base_llm(llm: nn.Module) -> nn.Module:
+def base_llm(llm: Any) -> Any:
     """The transformers model under a PEFT wrapper (or `llm` itself)."""
     return llm.get_base_model() if is_peft(llm) else llm
 
@@ -67,7 +68,7 @@ def own_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith(LLM_PREFIX)}
 
 
-def added_token_rows(llm: nn.Module, config: SkyEyeConfig) -> dict[str, torch.Tensor]:
+def added_token_rows(llm: Any, config: SkyEyeConfig) -> dict[str, torch.Tensor]:
     """The embedding rows of the tokens SkyEye added to the referenced LLM's vocabulary."""
     base = config.text_base_vocab_size
     if base is None:
@@ -75,13 +76,13 @@ def added_token_rows(llm: nn.Module, config: SkyEyeConfig) -> dict[str, torch.Te
     llm = base_llm(llm)
     rows = {ADDED_INPUT: llm.get_input_embeddings().weight[base:]}
     output = llm.get_output_embeddings()
-    if output is not None and not config.text_config.tie_word_embeddings:
+    if output is not None and not getattr(config.text_config, "tie_word_embeddings", False):
         rows[ADDED_OUTPUT] = output.weight[base:]
     return rows
 
 
 def save_model(
-    model: nn.Module,
+    model: Any,
     folder: str | Path,
     *,
     processor: Any | None = None,
@@ -149,13 +150,14 @@ def load_language_model_of(
     else:
         source = config.llm_source
     llm = load_language_model(source, cache_dir=cache_dir, **from_pretrained)
-    rows = llm.get_input_embeddings().weight.shape[0]
-    if config.text_base_vocab_size is not None and rows != config.text_config.vocab_size:
-        llm.resize_token_embeddings(config.text_config.vocab_size, mean_resizing=False)
+    rows = next(llm.get_input_embeddings().parameters()).shape[0]
+    vocab = getattr(config.text_config, "vocab_size", None)
+    if config.text_base_vocab_size is not None and vocab is not None and rows != vocab:
+        llm.resize_token_embeddings(vocab, mean_resizing=False)
     return llm
 
 
-def load_own_weights(model: nn.Module, folder: Path) -> None:
+def load_own_weights(model: Any, folder: Path) -> None:
     """Load `model.safetensors` into `model` strictly, and the added token rows into its LLM.
 
     Values are copied into the model's own tensors, so they take the model's dtype and device.
@@ -182,7 +184,7 @@ def load_own_weights(model: nn.Module, folder: Path) -> None:
 
 
 def attach_adapter(
-    model: nn.Module, folder: Path, *, merge: bool = False, is_trainable: bool = False
+    model: Any, folder: Path, *, merge: bool = False, is_trainable: bool = False
 ) -> bool:
     """Wrap the LLM with the folder's LoRA adapter (or merge it into the weights).
 

@@ -231,9 +231,9 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         if out.loss is not None:
             terms["ce"] = out.loss.detach()
             loss = ce_weight * out.loss
-        if want_masks:
+        if want_masks and masks is not None:
             targets = masks if isinstance(masks, torch.Tensor) else _stack_masks(masks)
-            size = tuple(targets.shape[-2:]) if targets.ndim == 3 else (1, 1)
+            size = (int(targets.shape[-2]), int(targets.shape[-1])) if targets.ndim == 3 else (1, 1)
             mask_logits, _ = self.decode_masks(
                 out.hidden_states[-1], input_ids, vision, size, seg_image_index
             )
@@ -274,7 +274,9 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         if self.mask_head is None:
             raise ValueError("this model has no mask head (config.use_mask_head is False)")
         seg_id = self.config.seg_token_id
-        positions = (input_ids == seg_id).nonzero(as_tuple=False) if seg_id is not None else []
+        if seg_id is None:
+            return last_hidden.new_zeros((0, *output_size)), torch.zeros(0, dtype=torch.long)
+        positions = (input_ids == seg_id).nonzero(as_tuple=False)  # (K, 2): row, column
         if len(positions) == 0:
             return last_hidden.new_zeros((0, *output_size)), torch.zeros(0, dtype=torch.long)
         if vision is None:

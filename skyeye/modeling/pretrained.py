@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -46,6 +46,7 @@ _IGNORED_KWARGS = frozenset(
         "use_safetensors",
     }
 )
+_Model = TypeVar("_Model", bound="SkyEyePreTrainedModel")
 #: `device_map` strategies that transformers resolves over the devices it finds.
 _DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 
@@ -105,7 +106,7 @@ class SkyEyePreTrainedModel(PreTrainedModel):
     # There is no headless SkyEye model to load into a head class: `base_model` is the model itself.
     base_model_prefix = "skyeye"
     main_input_name = "input_ids"
-    input_modalities = ("image", "text")
+    input_modalities = ["image", "text"]
     supports_gradient_checkpointing = True
     # timm's ViT block; `post_init` adds the LLM's own (e.g. LlamaDecoderLayer) from its child.
     _no_split_modules = ["Block"]
@@ -115,6 +116,9 @@ class SkyEyePreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+
+    #: the causal LM (a transformers model, or a PEFT model wrapping one)
+    language_model: Any
 
     def _init_weights(self, module: nn.Module) -> None:
         """Leave weights as they are.
@@ -129,7 +133,8 @@ class SkyEyePreTrainedModel(PreTrainedModel):
     @staticmethod
     def _mark_initialised(module: nn.Module) -> None:
         for child in module.modules():
-            child._is_hf_initialized = True
+            # setattr: mypy types a Module's unknown attributes as Tensor | Module
+            setattr(child, "_is_hf_initialized", True)  # noqa: B010
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
@@ -143,7 +148,7 @@ class SkyEyePreTrainedModel(PreTrainedModel):
     # ------------------------------------------------------------------ load
     @classmethod
     def from_pretrained(  # type: ignore[override]
-        cls,
+        cls: type[_Model],
         pretrained_model_name_or_path: str | Path,
         *model_args: Any,
         config: SkyEyeConfig | None = None,
@@ -159,7 +164,7 @@ class SkyEyePreTrainedModel(PreTrainedModel):
         load_adapter: bool = True,
         merge_adapter: bool = False,
         **kwargs: Any,
-    ) -> SkyEyePreTrainedModel:
+    ) -> _Model:
         """Load a SkyEye folder, preset name (`skyeye-tiny`) or hub id.
 
         Args:
@@ -206,7 +211,7 @@ class SkyEyePreTrainedModel(PreTrainedModel):
             llm_kwargs["attn_implementation"] = attn_implementation
         llm = checkpoint.load_language_model_of(config, folder, cache_dir=cache_dir, **llm_kwargs)
         model = cls(config, llm)
-        place = llm.get_input_embeddings().weight.device
+        place = next(llm.get_input_embeddings().parameters()).device
         for name, child in model.named_children():
             if name != "language_model":
                 child.to(device=place, dtype=dtype or torch.float32)

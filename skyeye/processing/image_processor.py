@@ -61,7 +61,8 @@ class SkyEyeImageProcessor(BaseImageProcessor):
     """
 
     model_input_names = ["pixel_values", "wavelengths"]
-    valid_kwargs = SkyEyeImageProcessorKwargs
+    # transformers types this as its ImagesKwargs; SkyEye's settings are their own TypedDict.
+    valid_kwargs = SkyEyeImageProcessorKwargs  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -101,7 +102,7 @@ class SkyEyeImageProcessor(BaseImageProcessor):
         self.sar_db_range = [lo, hi]
         self.minmax_percentiles = [plo, phi]
 
-    def __call__(
+    def __call__(  # type: ignore[override]  # rasters with wavelengths, not RGB arrays
         self, images: RasterImage | Sequence[RasterImage], return_tensors: str | None = "pt"
     ) -> BatchFeature:
         """Process one image or a list.

@@ -6,6 +6,7 @@ both DOFA-CLIP (open_clip ``visual.trunk.*``) and torchgeo's DOFA checkpoints us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -19,6 +20,9 @@ from skyeye.modeling.vision.patch_embed import DofaPatchEmbed
 
 class DofaViT(VisionTransformer):
     """ViT trunk whose patch embedding is generated from band wavelengths."""
+
+    #: set with `gradient_checkpointing` by transformers' `gradient_checkpointing_enable`
+    _gradient_checkpointing_func: Callable[..., Tensor]
 
     def __init__(self, config: SkyEyeVisionConfig) -> None:
         act = nn.GELU if config.act == "gelu" else get_act_layer("gelu_tanh")
