@@ -92,7 +92,8 @@ def _random_llm(m: Any, folder: Path, seed: int) -> str:
 
 
 def load_or_build(recipe: Recipe) -> tuple[nn.Module, SkyEyeProcessor]:
-    """The starting model (float32, adapters as stored) and its processor.
+    """The starting model (float32, adapters as stored; the LLM in 4 bits with QLoRA) and its
+    processor.
 
     With `llm_random_init` the base LLM is written once to OUTPUT/base-llm; in a multi-process
     run call this on the main process first, then on the others (they read that folder).
@@ -103,6 +104,7 @@ def load_or_build(recipe: Recipe) -> tuple[nn.Module, SkyEyeProcessor]:
 
     m, t = recipe.model, recipe.train
     torch.manual_seed(t.seed)
+    quantization = _quantization(DTYPES[m.dtype]) if m.qlora else None
     if m.model is not None:
         from peft import PeftModel
 
@@ -110,10 +112,16 @@ def load_or_build(recipe: Recipe) -> tuple[nn.Module, SkyEyeProcessor]:
         from skyeye.models import resolve_model_folder
 
         folder = resolve_model_folder(m.model)
-        model = SkyEyeForConditionalGeneration.from_pretrained(folder, load_adapter=False)
+        # QLoRA: transformers quantises the LLM while loading it (the rest stays float32).
+        model = SkyEyeForConditionalGeneration.from_pretrained(
+            folder, load_adapter=False, quantization_config=quantization
+        )
         processor = SkyEyeProcessor.from_pretrained(folder)
+        if quantization is not None:
+            _prepare_kbit(model)
         if (folder / ADAPTER_FOLDER / "adapter_config.json").is_file():
-            # A stored adapter keeps training in stage 2 and stays as it is in stage 1.
+            # A stored adapter keeps training in stage 2 (on the 4-bit LLM with QLoRA) and stays
+            # as it is in stage 1.
             model.language_model = PeftModel.from_pretrained(
                 model.language_model, str(folder / ADAPTER_FOLDER), is_trainable=t.stage == 2
             )
@@ -130,51 +138,55 @@ def load_or_build(recipe: Recipe) -> tuple[nn.Module, SkyEyeProcessor]:
             projector_type=m.projector_type,
             token_pooling=m.token_pooling,
         )
+        if quantization is not None:
+            _quantize_built_llm(model, quantization)
     if m.sar_wavelength is not None:
         processor.image_processor.sar_wavelength = float(m.sar_wavelength)
-    if m.qlora:
-        _quantize_llm(model, DTYPES[m.dtype])
-    elif m.dtype != "float32":
+    if not m.qlora and m.dtype != "float32":
         model.language_model.to(DTYPES[m.dtype])
     return model, processor
 
 
-def _quantize_llm(model: nn.Module, compute_dtype: torch.dtype) -> None:
-    """Replace the LLM by a 4-bit NF4 copy (bitsandbytes), keeping SkyEye's added token rows."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def _quantization(compute_dtype: torch.dtype) -> Any:
+    """QLoRA's 4-bit NF4 setting (bitsandbytes) with double quantisation."""
+    from transformers import BitsAndBytesConfig
 
-    from skyeye.modeling.llm import resolve_llm_path
-
-    config = model.config
-    if hasattr(model.language_model, "peft_config"):
-        raise ConfigError(
-            "QLoRA needs a model without a stored adapter; merge it first (python -m finetune.merge)"
-        )
-    quant = BitsAndBytesConfig(
+    return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
     )
-    device_map = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
-    llm4 = AutoModelForCausalLM.from_pretrained(
-        resolve_llm_path(config.llm_source),
-        quantization_config=quant,
-        device_map=device_map,
-        dtype=compute_dtype,
-        trust_remote_code=False,
-    )
-    old = model.language_model
-    n_rows = old.get_input_embeddings().weight.shape[0]
-    if llm4.get_input_embeddings().weight.shape[0] != n_rows:
-        llm4.resize_token_embeddings(n_rows, mean_resizing=False)
-    base = config.text_base_vocab_size or n_rows
-    with torch.no_grad():
-        emb = llm4.get_input_embeddings().weight
-        emb[base:] = old.get_input_embeddings().weight[base:].to(emb.device, emb.dtype)
+
+
+def _prepare_kbit(model: nn.Module) -> None:
     from peft import prepare_model_for_kbit_training
 
-    model.language_model = prepare_model_for_kbit_training(llm4, use_gradient_checkpointing=False)
+    model.language_model = prepare_model_for_kbit_training(
+        model.language_model, use_gradient_checkpointing=False
+    )
+
+
+def _quantize_built_llm(model: nn.Module, quantization: Any) -> None:
+    """Replace a freshly built model's LLM by a 4-bit copy, keeping SkyEye's added token rows."""
+    from skyeye.modeling.checkpoint import load_language_model_of
+    from skyeye.modeling.pretrained import quantized_device_map
+
+    old = model.language_model
+    llm4 = load_language_model_of(
+        model.config,
+        None,
+        quantization_config=quantization,
+        device_map=quantized_device_map(),
+        dtype=quantization.bnb_4bit_compute_dtype,
+    )
+    base = model.config.text_base_vocab_size
+    if base is not None:  # the new rows start as the builder drew them
+        with torch.no_grad():
+            emb = llm4.get_input_embeddings().weight
+            emb[base:] = old.get_input_embeddings().weight[base:].to(emb.device, emb.dtype)
+    model.language_model = llm4
+    _prepare_kbit(model)
     del old
 
 
@@ -256,9 +268,8 @@ def configure_trainable(
     if t.stage == 2 and t.train_mask_head and model.mask_head is not None:
         model.mask_head.requires_grad_(True)
     if t.gradient_checkpointing:
-        model.language_model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
+        # transformers' API on the whole model: the LLM's decoder layers and the tower's blocks.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.language_model.config.use_cache = False
     return trainable_counts(model)
 

@@ -15,8 +15,9 @@ ones (tests/test_layout.py checks it):
     evaluation  metrics, evaluation samples, scoring, runner, report, CLI
     hub         model cards and uploads
 
-The main names are importable from the package root; they are loaded lazily so that
-`import skyeye` stays cheap for tools that need only a part (e.g. the raster reader).
+The main names are importable from the package root, loaded lazily. Importing `skyeye`
+registers SkyEye with transformers' Auto classes (`skyeye.modeling.auto`), which imports torch
+and transformers.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+from skyeye.modeling import auto as _auto  # noqa: E402, F401  (registers the Auto classes)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Saving and loading SkyEye model folders (the one way to persist a model).
+"""The SkyEye model folder format: what is written where, and the strict reading of it.
 
 A model folder holds:
 
@@ -10,33 +10,34 @@ A model folder holds:
   or referenced by `config.llm_source` (an embedded LLM name, folder or hub id);
 - optionally `adapter/`, a standard PEFT LoRA adapter for the LLM.
 
-Every key is checked on load: a missing or unexpected key is an error that names it.
+Every key is checked on load: a missing or unexpected key is a `CheckpointKeyError` that names
+it. These functions take any model with SkyEye's parts (`config`, `language_model`, the others:
+typed `Any`, so this module need not import the model that imports it);
+`SkyEyePreTrainedModel.from_pretrained` / `save_pretrained` put them together.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM
+from torch import nn
+from transformers import PreTrainedModel
 
+from skyeye.atomic import atomic_path
+from skyeye.errors import CheckpointKeyError
 from skyeye.modeling.configuration import SkyEyeConfig
-from skyeye.modeling.folder_check import check_model_folder
-from skyeye.modeling.llm import load_llm
-from skyeye.modeling.vision.checkpoint import CheckpointKeyError
-from skyeye.models import resolve_model_folder
-
-if TYPE_CHECKING:
-    from skyeye.modeling.model import SkyEyeForConditionalGeneration
+from skyeye.modeling.llm import load_language_model
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 LLM_FOLDER = "llm"
 ADAPTER_FOLDER = "adapter"
+LLM_PREFIX = "language_model."
 ADDED_INPUT = "added_tokens.input_embeddings"
 ADDED_OUTPUT = "added_tokens.output_embeddings"
 
@@ -52,130 +53,148 @@ def check_keys(expected: set[str], found: set[str], source: str) -> None:
         )
 
 
-def _is_peft(module: torch.nn.Module) -> bool:
+def is_peft(module: Any) -> bool:
+    """True for an LLM wrapped by PEFT (adapters attached, not merged)."""
     return hasattr(module, "peft_config")
 
 
-def _base_llm(model: SkyEyeForConditionalGeneration) -> torch.nn.Module:
-    llm = model.language_model
-    return llm.get_base_model() if _is_peft(llm) else llm
+def base_llm(llm: Any) -> Any:
+    """The transformers model under a PEFT wrapper (or `llm` itself)."""
+    return llm.get_base_model() if is_peft(llm) else llm
 
 
-def _own_state(model: SkyEyeForConditionalGeneration) -> dict[str, torch.Tensor]:
-    """Non-LLM weights of the model (vision tower, projector, mask head)."""
-    return {
-        key: value
-        for key, value in model.state_dict().items()
-        if not key.startswith("language_model.")
-    }
+def own_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Non-LLM weights of a SkyEye model (vision tower, projector, mask head)."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(LLM_PREFIX)}
 
 
-def _added_rows(model: SkyEyeForConditionalGeneration) -> dict[str, torch.Tensor]:
-    base = model.config.text_base_vocab_size
+def added_token_rows(llm: Any, config: SkyEyeConfig) -> dict[str, torch.Tensor]:
+    """The embedding rows of the tokens SkyEye added to the referenced LLM's vocabulary."""
+    base = config.text_base_vocab_size
     if base is None:
         return {}
-    llm = _base_llm(model)
+    llm = base_llm(llm)
     rows = {ADDED_INPUT: llm.get_input_embeddings().weight[base:]}
     output = llm.get_output_embeddings()
-    if output is not None and not model.config.text_config.tie_word_embeddings:
+    if output is not None and not getattr(config.text_config, "tie_word_embeddings", False):
         rows[ADDED_OUTPUT] = output.weight[base:]
     return rows
 
 
 def save_model(
-    model: SkyEyeForConditionalGeneration,
+    model: Any,
     folder: str | Path,
     *,
     processor: Any | None = None,
     dtype: torch.dtype | None = None,
+    max_shard_size: int | str | None = None,
 ) -> Path:
     """Write `model` (and optionally its processor) as a model folder.
 
     `dtype` stores the floating-point weights of `model.safetensors` in another precision (e.g.
     bfloat16 to halve a shipped model); they are cast back to the model's dtype on load.
+    `max_shard_size` applies to an embedded LLM (`llm/`), saved by transformers.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = model.config
-    config.architectures = ["SkyEyeForConditionalGeneration"]
-    state = {k: v.detach().contiguous().cpu() for k, v in _own_state(model).items()}
+    config.architectures = [type(model).__name__]
+    if config.llm_embedded and is_peft(model.language_model):
+        raise ValueError(
+            "cannot embed an LLM that still carries LoRA adapters; merge them first "
+            "(python -m finetune.merge) or save with llm_embedded=False"
+        )
+    if not config.llm_embedded and config.llm_source is None:
+        raise ValueError("config.llm_source must name the LLM when it is not embedded")
+    state = own_state_dict(model)
     if not config.llm_embedded:
-        state.update({k: v.detach().contiguous().cpu() for k, v in _added_rows(model).items()})
+        state.update(added_token_rows(model.language_model, config))
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-    if _is_peft(model.language_model):
-        if config.llm_embedded:
-            raise ValueError(
-                "cannot embed an LLM that still carries LoRA adapters; merge them first "
-                "(python -m finetune.merge) or save with llm_embedded=False"
-            )
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    if is_peft(model.language_model):
         # The resized embedding's added rows already live in model.safetensors and the trained
         # token rows in the adapter's trainable tokens: keep peft from copying the whole table.
         model.language_model.save_pretrained(
             str(folder / ADAPTER_FOLDER), save_embedding_layers=False
         )
     if config.llm_embedded:
-        _base_llm(model).save_pretrained(str(folder / LLM_FOLDER), safe_serialization=True)
-    elif config.llm_source is None:
-        raise ValueError("config.llm_source must name the LLM when it is not embedded")
+        extra = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+        base_llm(model.language_model).save_pretrained(str(folder / LLM_FOLDER), **extra)
     config.save_pretrained(str(folder))
     if processor is not None:
         processor.save_pretrained(folder)
     return folder
 
 
-def load_model(
-    cls: type[SkyEyeForConditionalGeneration],
-    name_or_path: str | Path,
+def load_language_model_of(
+    config: SkyEyeConfig,
+    folder: Path | None,
     *,
-    dtype: torch.dtype | None = None,
-    device: str | torch.device | None = None,
     cache_dir: str | Path | None = None,
-    load_adapter: bool = True,
-    merge_adapter: bool = False,
-) -> SkyEyeForConditionalGeneration:
-    """Load a model folder written by `save_model` (or a preset name / hub id).
+    **from_pretrained: Any,
+) -> PreTrainedModel:
+    """The LLM of a model folder (its `llm/` or `config.llm_source`), grown to SkyEye's vocabulary.
 
-    A LoRA adapter in `adapter/` is attached as a PEFT model (to keep training it), or, with
-    `merge_adapter`, merged into the LLM's weights: the same outputs, and decoding runs at the
-    plain LLM's speed (an unmerged adapter cost about 3x in tokens/s on the CPU).
+    `from_pretrained` (`dtype`, `device_map`, `quantization_config`, ...) goes to the LLM's own
+    `from_pretrained`: the LLM is quantised and placed by transformers itself.
     """
-    folder = resolve_model_folder(name_or_path)
-    check_model_folder(folder)  # one clear line for a missing, truncated or pickled file
-    config = SkyEyeConfig.from_pretrained(str(folder))
     if config.llm_embedded:
-        llm = AutoModelForCausalLM.from_pretrained(
-            str(folder / LLM_FOLDER), dtype=dtype or torch.float32, trust_remote_code=False
-        )
+        if folder is None:
+            raise ValueError("an embedded LLM (config.llm_embedded) is read from its model folder")
+        source, cache_dir = str(folder / LLM_FOLDER), None
+    elif config.llm_source is None:
+        raise ValueError(f"{folder}/config.json names no llm_source and embeds no LLM")
     else:
-        if config.llm_source is None:
-            raise ValueError(f"{folder}/config.json names no llm_source and embeds no LLM")
-        # Loading straight into the target dtype avoids a float32 copy of the LLM in memory.
-        llm, _ = load_llm(config.llm_source, cache_dir=cache_dir, dtype=dtype or torch.float32)
-    base_vocab = config.text_base_vocab_size
-    if (
-        base_vocab is not None
-        and llm.get_input_embeddings().weight.shape[0] != config.text_config.vocab_size
-    ):
-        llm.resize_token_embeddings(config.text_config.vocab_size, mean_resizing=False)
-    model = cls(config, llm)
-    state = load_file(str(folder / WEIGHTS_NAME))
-    added = {k: state.pop(k) for k in (ADDED_INPUT, ADDED_OUTPUT) if k in state}
-    check_keys(set(_own_state(model)), set(state), str(folder / WEIGHTS_NAME))
-    model.load_state_dict(state, strict=False)
-    if added:
-        with torch.no_grad():
-            llm.get_input_embeddings().weight[base_vocab:] = added[ADDED_INPUT]
-            if ADDED_OUTPUT in added:
-                llm.get_output_embeddings().weight[base_vocab:] = added[ADDED_OUTPUT]
-    adapter = folder / ADAPTER_FOLDER
-    if load_adapter and (adapter / "adapter_config.json").is_file():
-        from peft import PeftModel
+        source = config.llm_source
+    llm = load_language_model(source, cache_dir=cache_dir, **from_pretrained)
+    rows = next(llm.get_input_embeddings().parameters()).shape[0]
+    vocab = getattr(config.text_config, "vocab_size", None)
+    if config.text_base_vocab_size is not None and vocab is not None and rows != vocab:
+        llm.resize_token_embeddings(vocab, mean_resizing=False)
+    return llm
 
-        model.language_model = PeftModel.from_pretrained(model.language_model, str(adapter))
-        if merge_adapter:
-            model.language_model = model.language_model.merge_and_unload()
-    if dtype is not None or device is not None:
-        model.to(device=device, dtype=dtype)
-    return model.eval()
+
+def load_own_weights(model: Any, folder: Path) -> None:
+    """Load `model.safetensors` into `model` strictly, and the added token rows into its LLM.
+
+    Values are copied into the model's own tensors, so they take the model's dtype and device.
+    """
+    path = folder / WEIGHTS_NAME
+    state = load_file(str(path))
+    added = {k: state.pop(k) for k in (ADDED_INPUT, ADDED_OUTPUT) if k in state}
+    check_keys(set(own_state_dict(model)), set(state), str(path))
+    model.load_state_dict(state, strict=False)
+    if not added:
+        return
+    base = model.config.text_base_vocab_size
+    if base is None:
+        raise CheckpointKeyError(
+            str(path), [], list(added), hint="config.json has no text_base_vocab_size for them."
+        )
+    llm = base_llm(model.language_model)
+    targets = {ADDED_INPUT: llm.get_input_embeddings().weight}
+    if ADDED_OUTPUT in added:
+        targets[ADDED_OUTPUT] = llm.get_output_embeddings().weight
+    with torch.no_grad():
+        for key, weight in targets.items():
+            weight[base:] = added[key].to(weight.device, weight.dtype)
+
+
+def attach_adapter(
+    model: Any, folder: Path, *, merge: bool = False, is_trainable: bool = False
+) -> bool:
+    """Wrap the LLM with the folder's LoRA adapter (or merge it into the weights).
+
+    Returns False when the folder has no adapter.
+    """
+    adapter = folder / ADAPTER_FOLDER
+    if not (adapter / "adapter_config.json").is_file():
+        return False
+    from peft import PeftModel
+
+    llm = PeftModel.from_pretrained(model.language_model, str(adapter), is_trainable=is_trainable)
+    model.language_model = llm.merge_and_unload() if merge else llm
+    return True

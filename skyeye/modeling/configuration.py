@@ -126,9 +126,3 @@ class SkyEyeConfig(PretrainedConfig):
         """Tokens each image occupies in the LLM's sequence."""
         rows, cols = self.image_grid
         return rows * cols
-
-
-# Registered so that transformers' Auto* classes (e.g. AutoTokenizer reading a model folder's
-# config.json) recognise SkyEye folders instead of warning about an unknown model type.
-AutoConfig.register(SkyEyeConfig.model_type, SkyEyeConfig, exist_ok=True)
-AutoConfig.register(SkyEyeVisionConfig.model_type, SkyEyeVisionConfig, exist_ok=True)

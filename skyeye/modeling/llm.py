@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -138,6 +139,30 @@ def resolve_llm_path(source: str, cache_dir: str | Path | None = None) -> str:
     return source
 
 
+def load_language_model(
+    source: str, *, cache_dir: str | Path | None = None, **from_pretrained: Any
+) -> PreTrainedModel:
+    """Load only the causal LM of an LLM reference (embedded name, folder or hub id).
+
+    `from_pretrained` goes to `AutoModelForCausalLM.from_pretrained` as is (`dtype`, `device_map`,
+    `quantization_config`, `attn_implementation`, ...); `dtype` defaults to float32. Never runs
+    remote code.
+    """
+    path = resolve_llm_path(source, cache_dir)
+    from_pretrained.setdefault("dtype", torch.float32)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, **from_pretrained)
+    except OSError as err:
+        raise _not_found(source, err) from err
+
+
+def _not_found(source: str, err: OSError) -> LLMNotFoundError:
+    return LLMNotFoundError(
+        f"cannot load the LLM {source!r}: {err}. Pass a local folder, an embedded name "
+        f"({', '.join(list_llms())}), or a hub id that is already in the local hub cache."
+    )
+
+
 def load_llm(
     source: str,
     *,
@@ -148,15 +173,9 @@ def load_llm(
     path = resolve_llm_path(source, cache_dir)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype or torch.float32, trust_remote_code=False
-        )
     except OSError as err:
-        raise LLMNotFoundError(
-            f"cannot load the LLM {source!r}: {err}. Pass a local folder, an embedded name "
-            f"({', '.join(list_llms())}), or a hub id that is already in the local hub cache."
-        ) from err
-    return model, tokenizer
+        raise _not_found(source, err) from err
+    return load_language_model(source, cache_dir=cache_dir, dtype=dtype or torch.float32), tokenizer
 
 
 def load_tokenizer(source: str, *, cache_dir: str | Path | None = None) -> PreTrainedTokenizerBase:

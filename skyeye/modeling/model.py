@@ -1,5 +1,9 @@
 """`SkyEyeForConditionalGeneration`: DOFA vision tower + projector + any causal LM (+ mask head).
 
+A transformers `PreTrainedModel` (see `skyeye.modeling.pretrained` for loading, saving and the
+switches transformers reads); `AutoModelForImageTextToText` resolves SkyEye folders once `skyeye`
+is imported.
+
 The model embeds the prompt itself: image placeholder positions (whose id may lie beyond the LLM's
 vocabulary) are filled with projected image features by `masked_scatter`, after checking that the
 number of placeholders equals the number of features, exactly as transformers' Llava does. Then
@@ -11,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +24,7 @@ from transformers.utils import ModelOutput
 
 from skyeye.modeling.configuration import SkyEyeConfig
 from skyeye.modeling.mask_head import get_mask_decoder, mask_losses
+from skyeye.modeling.pretrained import SkyEyePreTrainedModel
 from skyeye.modeling.projector import SkyEyeProjector
 from skyeye.modeling.vision import SkyEyeVisionTower
 
@@ -61,6 +65,11 @@ def _as_image_list(pixel_values: ImageList) -> list[torch.Tensor]:
     return list(pixel_values)
 
 
+def _stack_masks(masks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(K, H, W) from a list of (H, W) masks; an empty list gives a (0, 1, 1) tensor."""
+    return torch.stack(list(masks)) if len(masks) else torch.zeros(0, 1, 1)
+
+
 def _as_wavelength_list(wavelengths: ImageList, count: int) -> list[torch.Tensor]:
     if isinstance(wavelengths, torch.Tensor):
         if wavelengths.ndim == 1:
@@ -69,25 +78,27 @@ def _as_wavelength_list(wavelengths: ImageList, count: int) -> list[torch.Tensor
     return list(wavelengths)
 
 
-class SkyEyeForConditionalGeneration(nn.Module):
+class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
     """A multimodal remote-sensing chat model.
 
     Args:
         config: the composite config.
-        language_model: an already loaded causal LM; built from `config.text_config` if None.
+        language_model: an already loaded (or built) causal LM, kept as it is; built from
+            `config.text_config` with random weights if None.
     """
 
     def __init__(self, config: SkyEyeConfig, language_model: PreTrainedModel | None = None) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.vision_tower = SkyEyeVisionTower(config.vision_config)
         self.projector = SkyEyeProjector(config)
         if language_model is None:
             language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self._mark_initialised(language_model)
         self.language_model = language_model
         self.mask_head: nn.Module | None = None
         if config.use_mask_head:
             self.mask_head = get_mask_decoder(config.mask_decoder)(config)
+        self.post_init()
 
     # ------------------------------------------------------------- helpers
     @property
@@ -202,7 +213,8 @@ class SkyEyeForConditionalGeneration(nn.Module):
             pixel_values / wavelengths: per image, in the order the images appear.
             labels: (B, L), -100 where not supervised.
             masks: one target (H, W) per `[SEG]` in `input_ids`, in reading order, all of one size
-                (or a (K, H, W) tensor). The mask head then decodes every `[SEG]`.
+                (or a (K, H, W) tensor). The mask head then decodes every `[SEG]`; an empty list
+                with no `[SEG]` adds no mask loss.
             seg_image_index: the image each `[SEG]` lies on (global image index); default: the last
                 image before that `[SEG]` in its sample.
             pixel_values_hires: per image, the full-resolution pixels a "hires" mask decoder
@@ -222,15 +234,9 @@ class SkyEyeForConditionalGeneration(nn.Module):
         if out.loss is not None:
             terms["ce"] = out.loss.detach()
             loss = ce_weight * out.loss
-        if want_masks:
-            targets = (
-                masks
-                if isinstance(masks, torch.Tensor)
-                else torch.stack(list(masks))
-                if len(masks)
-                else None
-            )
-            size = tuple(targets.shape[-2:]) if targets is not None else (1, 1)
+        if want_masks and masks is not None:
+            targets = masks if isinstance(masks, torch.Tensor) else _stack_masks(masks)
+            size = (int(targets.shape[-2]), int(targets.shape[-1])) if targets.ndim == 3 else (1, 1)
             mask_logits, _ = self.decode_masks(
                 out.hidden_states[-1],
                 input_ids,
@@ -240,15 +246,16 @@ class SkyEyeForConditionalGeneration(nn.Module):
                 pixels=pixel_values_hires,
                 wavelengths=wavelengths,
             )
-            if targets is None or targets.shape[0] != mask_logits.shape[0]:
+            if targets.shape[0] != mask_logits.shape[0]:
                 raise ValueError(
-                    f"{mask_logits.shape[0]} [SEG] token(s) but "
-                    f"{0 if targets is None else targets.shape[0]} target mask(s); give one mask per [SEG]"
+                    f"{mask_logits.shape[0]} [SEG] token(s) but {targets.shape[0]} target mask(s); "
+                    "give one mask per [SEG]"
                 )
-            mask_terms = mask_losses(mask_logits, targets.to(mask_logits.device))
-            terms.update({k: v.detach() for k, v in mask_terms.items()})
-            extra = bce_weight * mask_terms["bce"] + dice_weight * mask_terms["dice"]
-            loss = extra if loss is None else loss + extra
+            if len(targets):  # a sample that segments nothing ([] and no [SEG]) has no mask loss
+                mask_terms = mask_losses(mask_logits, targets.to(mask_logits.device))
+                terms.update({k: v.detach() for k, v in mask_terms.items()})
+                extra = bce_weight * mask_terms["bce"] + dice_weight * mask_terms["dice"]
+                loss = extra if loss is None else loss + extra
         return SkyEyeOutput(
             loss=loss,
             logits=out.logits,
@@ -282,7 +289,9 @@ class SkyEyeForConditionalGeneration(nn.Module):
         if self.mask_head is None:
             raise ValueError("this model has no mask head (config.use_mask_head is False)")
         seg_id = self.config.seg_token_id
-        positions = (input_ids == seg_id).nonzero(as_tuple=False) if seg_id is not None else []
+        if seg_id is None:
+            return last_hidden.new_zeros((0, *output_size)), torch.zeros(0, dtype=torch.long)
+        positions = (input_ids == seg_id).nonzero(as_tuple=False)  # (K, 2): row, column
         if len(positions) == 0:
             empty = output_size or (1, 1)
             return last_hidden.new_zeros((0, *empty)), torch.zeros(0, dtype=torch.long)
@@ -395,17 +404,3 @@ class SkyEyeForConditionalGeneration(nn.Module):
             **generate_kwargs,
         )
         return sequences[:, input_ids.shape[1] :]
-
-    # ---------------------------------------------------------- save / load
-    def save_pretrained(self, folder: str | Path, **kwargs: Any) -> None:
-        from skyeye.modeling.checkpoint import save_model
-
-        save_model(self, folder, **kwargs)
-
-    @classmethod
-    def from_pretrained(
-        cls, name_or_path: str | Path, **kwargs: Any
-    ) -> SkyEyeForConditionalGeneration:
-        from skyeye.modeling.checkpoint import load_model
-
-        return load_model(cls, name_or_path, **kwargs)

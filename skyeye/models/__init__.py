@@ -33,7 +33,9 @@ def get_preset(name: str) -> Path:
         ) from None
 
 
-def resolve_model_folder(name_or_path: str | Path, *, revision: str | None = None) -> Path:
+def resolve_model_folder(
+    name_or_path: str | Path, *, revision: str | None = None, token: str | bool | None = None
+) -> Path:
     """Map a preset name, a local folder or a hub id to a local model folder.
 
     Hub ids are fetched with `huggingface_hub.snapshot_download`, which honours `HF_HUB_OFFLINE`
@@ -60,7 +62,7 @@ def resolve_model_folder(name_or_path: str | Path, *, revision: str | None = Non
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(repo_id=text, revision=revision))
+        return Path(snapshot_download(repo_id=text, revision=revision, token=token))
     except LocalEntryNotFoundError as err:
         raise FileNotFoundError(
             f"the hub model {text!r} is not in the local cache and the hub cannot be reached; "

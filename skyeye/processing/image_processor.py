@@ -29,7 +29,7 @@ from typing import TypedDict
 import numpy as np
 import torch
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.image_processing_base import ImageProcessingMixin
+from transformers.image_processing_utils import BaseImageProcessor
 
 from skyeye.io.raster import RasterImage
 from skyeye.io.resample import resize_with_nodata
@@ -50,7 +50,7 @@ class SkyEyeImageProcessorKwargs(TypedDict, total=False):
     hires_size: int | None
 
 
-class SkyEyeImageProcessor(ImageProcessingMixin):
+class SkyEyeImageProcessor(BaseImageProcessor):
     """Multispectral image processor for DOFA-style, wavelength-conditioned vision towers.
 
     Args:
@@ -68,7 +68,8 @@ class SkyEyeImageProcessor(ImageProcessingMixin):
     """
 
     model_input_names = ["pixel_values", "wavelengths"]
-    valid_kwargs = SkyEyeImageProcessorKwargs
+    # transformers types this as its ImagesKwargs; SkyEye's settings are their own TypedDict.
+    valid_kwargs = SkyEyeImageProcessorKwargs  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -114,7 +115,7 @@ class SkyEyeImageProcessor(ImageProcessingMixin):
         self.sar_db_range = [lo, hi]
         self.minmax_percentiles = [plo, phi]
 
-    def __call__(
+    def __call__(  # type: ignore[override]  # rasters with wavelengths, not RGB arrays
         self, images: RasterImage | Sequence[RasterImage], return_tensors: str | None = "pt"
     ) -> BatchFeature:
         """Process one image or a list.

@@ -238,11 +238,22 @@ class SkyEyeProcessor:
         (folder / PROCESSOR_CONFIG).write_text(json.dumps(settings, indent=2) + "\n")
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path) -> SkyEyeProcessor:
-        """Load a processor saved by `save_pretrained` (a model folder or preset name)."""
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        **ignored: Any,
+    ) -> SkyEyeProcessor:
+        """Load a processor saved by `save_pretrained` (a model folder, preset name or hub id).
+
+        Other transformers arguments (`AutoProcessor` passes `trust_remote_code`, `_from_auto`,
+        ...) have no effect: the code is SkyEye's own, never a folder's.
+        """
         from skyeye.models import resolve_model_folder
 
-        folder = resolve_model_folder(folder)
+        folder = resolve_model_folder(folder, revision=revision, token=token)
         config_path = folder / PROCESSOR_CONFIG
         if not config_path.is_file():
             raise FileNotFoundError(

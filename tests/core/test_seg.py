@@ -53,6 +53,29 @@ def test_one_mask_per_seg_is_required(seg_model, rgb_image):
         model(**batch, masks=[torch.zeros(16, 16)])
 
 
+def test_no_seg_and_no_masks_trains_the_text_only(seg_model, rgb_image):
+    # A sample that segments nothing passes an empty mask list: no [SEG], no masks, no mask loss
+    # (issue 11, defect 3: it raised "0 [SEG] token(s) but 0 target mask(s)").
+    model, processor = seg_model
+    batch = _example(processor, [rgb_image], answer="there is no lake .")
+    plain = model(**batch)
+    for empty in ([], torch.zeros(0, 16, 16)):
+        out = model(**batch, masks=empty)
+        assert set(out.loss_terms) == {"ce"}
+        assert torch.equal(out.loss, plain.loss)
+        assert out.mask_logits.shape[0] == 0
+
+
+def test_masks_without_seg_name_the_missing_seg(seg_model, rgb_image):
+    model, processor = seg_model
+    batch = _example(processor, [rgb_image], answer="there is no lake .")
+    with pytest.raises(ValueError, match=r"0 \[SEG\] token\(s\) but 1 target mask"):
+        model(**batch, masks=[torch.zeros(16, 16)])
+    seg = _example(processor, [rgb_image])
+    with pytest.raises(ValueError, match=r"1 \[SEG\] token\(s\) but 0 target mask"):
+        model(**seg, masks=[])
+
+
 def test_each_seg_decodes_against_the_last_image_before_it(seg_model, rgb_image):
     model, processor = seg_model
     other = type(rgb_image)(

@@ -119,3 +119,42 @@ def test_qlora_puts_lora_on_a_4bit_llm(tmp_path, tiny_llm_dir):
         if "base_layer" in n and p.dtype == torch.uint8
     ]
     assert frozen_4bit and not any(p.requires_grad for p in frozen_4bit)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="needs bitsandbytes")
+def test_qlora_from_a_saved_folder_keeps_training_its_adapter(tmp_path, tiny_llm_dir):
+    # The folder's LLM is quantised while loading (quantization_config) and its stored LoRA
+    # adapter goes on the 4-bit LLM, trainable; the added token rows are the folder's own.
+    from peft import LoraConfig, get_peft_model
+    from skyeye_testing import make_tiny_model
+
+    start, processor = make_tiny_model(tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32)
+    with torch.no_grad():
+        start.language_model.get_input_embeddings().weight[-3:] += 1.0
+    stored_rows = start.language_model.get_input_embeddings().weight[-3:].clone()
+    start.language_model = get_peft_model(
+        start.language_model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    )
+    start.save_pretrained(tmp_path / "start", processor=processor)
+    recipe, model = _setup(
+        tmp_path, tiny_llm_dir, model={"qlora": True, "model": str(tmp_path / "start")}
+    )
+    assert hasattr(model.language_model, "peft_config")
+    kinds = {type(m).__name__ for m in model.language_model.modules()}
+    assert "Linear4bit" in kinds
+    trainable = [n for n, p in model.language_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    rows = model.language_model.get_input_embeddings().weight[-3:]
+    torch.testing.assert_close(rows.float(), stored_rows)
+    assert model.projector.linear_1.weight.dtype == torch.float32
+
+
+def test_gradient_checkpointing_reaches_the_lora_llm_and_the_tower(tmp_path, tiny_llm_dir):
+    recipe, model = _setup(
+        tmp_path, tiny_llm_dir, train={"gradient_checkpointing": True, "train_vision_tower": True}
+    )
+    configure_trainable(model, recipe, model.new_token_ids)
+    layers = [m for m in model.modules() if type(m).__name__ == "LlamaDecoderLayer"]
+    assert layers and all(m.gradient_checkpointing for m in layers)
+    assert model.vision_tower.trunk.gradient_checkpointing
+    assert model.language_model.config.use_cache is False

@@ -6,6 +6,7 @@ both DOFA-CLIP (open_clip ``visual.trunk.*``) and torchgeo's DOFA checkpoints us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -19,6 +20,9 @@ from skyeye.modeling.vision.patch_embed import DofaPatchEmbed
 
 class DofaViT(VisionTransformer):
     """ViT trunk whose patch embedding is generated from band wavelengths."""
+
+    #: set with `gradient_checkpointing` by transformers' `gradient_checkpointing_enable`
+    _gradient_checkpointing_func: Callable[..., Tensor]
 
     def __init__(self, config: SkyEyeVisionConfig) -> None:
         act = nn.GELU if config.act == "gelu" else get_act_layer("gelu_tanh")
@@ -46,6 +50,9 @@ class DofaViT(VisionTransformer):
             num_weight_tokens=config.num_weight_tokens,
         )
         self.grid = (config.grid_size, config.grid_size)
+        # Set (with `_gradient_checkpointing_func`) by transformers' `gradient_checkpointing_enable`
+        # on a SkyEye model: the blocks' activations are then recomputed in the backward pass.
+        self.gradient_checkpointing = False
 
     def embed(self, pixel_values: Tensor, wavelengths: Tensor) -> Tensor:
         """(B, C, H, W) + (C,) µm -> tokens with position embeddings (B, prefix + N, D)."""
@@ -67,8 +74,9 @@ class DofaViT(VisionTransformer):
     def block_outputs(self, pixel_values: Tensor, wavelengths: Tensor, last: int) -> Tensor:
         """Run blocks 0..``last`` (inclusive) and return that block's output (B, prefix + N, D)."""
         x = self.embed(pixel_values, wavelengths)
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks[: last + 1]:
-            x = block(x)
+            x = self._gradient_checkpointing_func(block, x) if checkpointing else block(x)
         return x
 
     def pooled(self, pixel_values: Tensor, wavelengths: Tensor) -> Tensor:
