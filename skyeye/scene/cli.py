@@ -47,12 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crs", choices=["4326", "native"], default="4326", help="GeoJSON CRS")
     p.add_argument("--sensor", default=None, help="sensor of the scene (e.g. sentinel-2)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="longest answer per window")
+    p.add_argument(
+        "--force-answer",
+        default=None,
+        metavar="TEXT",
+        help="skip generation: every window's answer is TEXT (e.g. '<p>water</p> [SEG]'), its "
+        "masks decoded in one forward pass per batch",
+    )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument(
         "--dtype",
         default="float32",
         choices=["float32", "bfloat16", "float16"],
         help="weights dtype (float32: bfloat16 matmuls are slower on CPUs without AMX)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
     p.add_argument("--restart", action="store_true", help="discard a partial run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -71,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.window < 1:
             raise ValueError(f"--window must be positive, got {args.window}")
+        if args.threads:
+            torch.set_num_threads(args.threads)
         dtype = getattr(torch, args.dtype)
         silence_library_warnings(args.verbose)
         result = analyze_scene(
@@ -89,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resume=not args.restart,
             progress=not args.no_progress,
             max_new_tokens=args.max_new_tokens,
+            force_answer=args.force_answer,
             device=args.device,
             sensor=args.sensor,
         )

@@ -54,7 +54,13 @@ def open_session(model: Any, device: str = "cpu", dtype: torch.dtype | None = No
 class WindowRunner:
     """Runs the tower + LLM (+ mask head) on batches of window images."""
 
-    def __init__(self, session: ChatSession, prompt: str, max_new_tokens: int = 64) -> None:
+    def __init__(
+        self,
+        session: ChatSession,
+        prompt: str,
+        max_new_tokens: int = 64,
+        force_answer: str | None = None,
+    ) -> None:
         if not prompt.strip():
             raise ValueError("the prompt is empty")
         self.model = session.model
@@ -70,6 +76,12 @@ class WindowRunner:
             self.processor.expand_image_tokens(text), add_special_tokens=False
         )["input_ids"]
         self._ids = torch.tensor([ids], dtype=torch.long)
+        # A forced answer (e.g. "<p>water</p> [SEG]") replaces generation by one forward pass.
+        self.force_answer = force_answer
+        self._forced = None
+        if force_answer is not None:
+            forced = self.processor.tokenizer(force_answer, add_special_tokens=False)["input_ids"]
+            self._forced = torch.tensor([forced], dtype=torch.long)
 
     @property
     def patch_size(self) -> int:
@@ -101,8 +113,12 @@ class WindowRunner:
         pad = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         )
-        new_ids = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
-        texts = [t.strip() for t in tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
+        if self._forced is not None:
+            new_ids = self._forced.repeat(len(images), 1).to(self.model.device)
+            texts = [str(self.force_answer).strip()] * len(images)
+        else:
+            new_ids = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
+            texts = [t.strip() for t in tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
         answers = [WindowAnswer(text=t, boxes=parse_boxes(t)) for t in texts]
         seg_id = self.model.config.seg_token_id
         if self.model.mask_head is None or seg_id is None or not (new_ids == seg_id).any():

@@ -108,6 +108,7 @@ def analyze_scene(
     resume: bool = True,
     progress: bool = True,
     max_new_tokens: int = 64,
+    force_answer: str | None = None,
     device: str = "cpu",
     dtype: Any = None,
     sensor: str | None = None,
@@ -133,6 +134,9 @@ def analyze_scene(
         crs: "4326" (GeoJSON in lon/lat) or "native" (the scene's CRS).
         resume: continue a run of the same scene and settings in `out_dir` (False: start over).
         progress: show a tqdm bar (windows, windows/s, time left).
+        max_new_tokens: longest answer per window.
+        force_answer: skip generation and take this as every window's answer (e.g.
+            "<p>water</p> [SEG]"): one forward pass per batch decodes its masks.
         device / dtype: where and in which dtype a model given by name is loaded.
         progress_callback: called as f(done, total) after each batch (e.g. the demo's gr.Progress).
 
@@ -184,13 +188,14 @@ def analyze_scene(
             "bbox_crs": bbox_crs,
             "model": _model_label(model),
             "max_new_tokens": max_new_tokens,
+            "force_answer": force_answer,
         }
         identity = {"scene": scene.fingerprint(), "settings": settings}
         store = WindowStore(out / WORK_DIR, identity, resume=resume)
         thumb_step = max(1, math.ceil(max(grid.height, grid.width) / PREVIEW_SIZE))
         todo = [w for w in windows if not store.done(w.index)]
         runner = None
-        run_count = skipped_now = 0
+        run_count = skipped_now = done_now = 0
         bar = tqdm(
             total=len(windows),
             initial=len(windows) - len(todo),
@@ -222,7 +227,7 @@ def analyze_scene(
                 answers: dict[int, Any] = {}
                 if live:
                     if runner is None:
-                        runner = _runner(model, prompt, max_new_tokens, device, dtype)
+                        runner = _runner(model, prompt, max_new_tokens, force_answer, device, dtype)
                         if window < runner.patch_size:
                             raise SceneError(
                                 f"--window {window} is smaller than the tower's patch "
@@ -238,10 +243,11 @@ def analyze_scene(
                     _save_window(store, win, data[i], valid[i], answers.get(i), thumb_step)
                 timings["write"] += time.perf_counter() - t0
                 run_count += len(live)
+                done_now += len(chunk)
                 skipped_now += len(chunk) - len(live)
                 bar.update(len(chunk))
                 if progress_callback is not None:
-                    progress_callback(bar.n, len(windows))
+                    progress_callback(len(windows) - len(todo) + done_now, len(windows))
         bar.close()
         # ------------------------------------------------------------------ outputs
         t0 = time.perf_counter()
@@ -284,11 +290,13 @@ def analyze_scene(
     )
 
 
-def _runner(model: Any, prompt: str, max_new_tokens: int, device: str, dtype: Any):
+def _runner(
+    model: Any, prompt: str, max_new_tokens: int, force_answer: str | None, device: str, dtype: Any
+):
     from skyeye.scene.infer import WindowRunner, open_session
 
     session = open_session(model, device=device, dtype=dtype)
-    return WindowRunner(session, prompt, max_new_tokens=max_new_tokens)
+    return WindowRunner(session, prompt, max_new_tokens=max_new_tokens, force_answer=force_answer)
 
 
 def _save_window(

