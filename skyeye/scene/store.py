@@ -42,6 +42,13 @@ class WindowStore:
         if not state.exists():
             write_text(state, json.dumps(identity, indent=1, sort_keys=True))
 
+    @classmethod
+    def existing(cls, folder: Path) -> WindowStore:
+        """Open a finished or partial run's store to read it (no identity check)."""
+        store = cls.__new__(cls)
+        store.folder = Path(folder)
+        return store
+
     def _json(self, index: int) -> Path:
         return self.folder / f"w{index:06d}.json"
 
