@@ -255,12 +255,12 @@ def report() -> None:
             f"Windows (`python bench/scene.py windows`, {b['windows']} windows of 512 px, load avg "
             f"{w['load_avg']:.1f}):",
             "",
-            "| run | windows | model s | wall s | windows/s (model) |",
-            "|---|---|---|---|---|",
+            "| run | windows | model s (wall) | run wall s | run CPU s | windows/s (model) |",
+            "|---|---|---|---|---|---|",
             f"| batch 8 | {b['windows']} | {b['timings']['model']:.1f} | {b['wall_s']:.1f} | "
-            f"{b['windows'] / b['timings']['model']:.3f} |",
+            f"{b['cpu_s']:.1f} | {b['windows'] / b['timings']['model']:.3f} |",
             f"| one at a time | {s['windows']} | {s['timings']['model']:.1f} | {s['wall_s']:.1f} | "
-            f"{s['windows'] / s['timings']['model']:.3f} |",
+            f"{s['cpu_s']:.1f} | {s['windows'] / s['timings']['model']:.3f} |",
             "",
             f"Batched / one at a time: **{w['speedup_model_wps']:.2f}x** windows/s. Share of the "
             "batched run's wall time: "
@@ -276,6 +276,22 @@ def report() -> None:
             f"stage seconds {f['answer']}.",
             "",
         ]
+    log = DATA / "full_run.log"
+    if "full" not in results and log.exists():
+        import re
+
+        found = re.findall(r"(\d+)/(\d+) \[(\d+):(\d+)(?::(\d+))?<", log.read_text())
+        if found:
+            done, total, a, b, c = found[-1]
+            secs = int(a) * 60 + int(b) if not c else int(a) * 3600 + int(b) * 60 + int(c)
+            rate = int(done) / secs
+            lines += [
+                f"Full tile (`python bench/scene.py full`): **not finished when this was written**: "
+                f"{done}/{total} windows after {secs} s ({rate:.3f} windows/s wall on the shared "
+                f"machine). EXTRAPOLATION, not a measurement: {int(total) / rate / 60:.0f} min "
+                "for the whole tile at this rate.",
+                "",
+            ]
     section = "\n".join(lines)
     path = REPO / "bench" / "RESULTS.md"
     text = path.read_text()

@@ -357,8 +357,13 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         embeds, vision, _ = self.embed_inputs(
             ids, inputs.get("pixel_values"), inputs.get("wavelengths")
         )
+        # Only the hidden states are needed: logits for one position, not (B, L, vocab) (the
+        # full logits of a batch of 8 windows took ~0.5 GiB in skyeye.scene).
         out = self.language_model(
-            inputs_embeds=embeds, attention_mask=torch.ones_like(ids), output_hidden_states=True
+            inputs_embeds=embeds,
+            attention_mask=torch.ones_like(ids),
+            output_hidden_states=True,
+            logits_to_keep=1,
         )
         hires = inputs.get("pixel_values_hires")
         # Only the answer's [SEG]s make masks: those of the prompt and the history belong to other
