@@ -105,6 +105,8 @@ class WindowRunner:
             "pixel_values": list(features["pixel_values"]),
             "wavelengths": list(features["wavelengths"]),
         }
+        if "pixel_values_hires" in features:  # decoders that refine on the window's own pixels
+            inputs["pixel_values_hires"] = list(features["pixel_values_hires"])
         tokenizer = self.processor.tokenizer
         kwargs = self.settings.generate_kwargs()
         kwargs.update(max_new_tokens=self.max_new_tokens, do_sample=False)

@@ -237,3 +237,21 @@ def test_sigkill_halfway_then_the_same_command_finishes_identically(scene, sessi
     assert answers[0] == answers[1]
     geojson = [(tmp_path / d / "mask.geojson").read_bytes() for d in ("k", "w")]
     assert geojson[0] == geojson[1]
+
+
+def test_any_mask_decoder_works_its_mask_resampled_to_the_window(scene, tmp_path, tiny_llm_dir):
+    # The "hires" decoder refines on the window's own pixels (a 40-px grid for 48-px windows).
+    model, processor = make_tiny_model(
+        tiny_llm_dir,
+        use_mask_head=True,
+        mask_head_hidden_size=32,
+        mask_decoder="hires",
+        mask_hires_dim=8,
+        image_processor_kwargs={"hires_size": 40},
+    )
+    model.eval()
+    result = _run(scene, tmp_path / "h", ChatSession(model, processor))
+    with rasterio.open(result.paths["mask"]) as m:
+        assert (m.height, m.width) == (150, 200)
+        assert (m.read(1)[70:, 90:] != 255).all()
+    assert result.windows_run > 0
