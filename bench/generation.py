@@ -40,9 +40,9 @@ from transformers import (
 
 from skyeye import SkyEyeForConditionalGeneration, SkyEyeProcessor, read_raster
 from skyeye.chat.session import DEFAULT_SYSTEM_PROMPT
+from skyeye.constants import torch_dtype
 
 REPO = Path(__file__).resolve().parents[1]
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def timed_generate(
@@ -116,13 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image", default=str(REPO / "examples" / "sentinel2_berlin_l1c.tif"))
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dtype", default="bfloat16", choices=list(DTYPES))
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    dtype = DTYPES[args.dtype]
+    dtype = torch_dtype(args.dtype)
 
     model = SkyEyeForConditionalGeneration.from_pretrained(
         args.model, dtype=dtype, merge_adapter=True

@@ -26,11 +26,11 @@ from demo.examples import DEFAULT_EXAMPLES_DIR, render_thumbnails
 from demo.handlers import SENSOR_CHOICES, DemoHandlers
 from demo.session import UPLOAD_EXTENSIONS, DemoConfig, DemoSession
 from demo.workspace import create_work_root, remove_work_root
+from skyeye.constants import DTYPE_NAMES, torch_dtype
 from skyeye.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: A browser session's state is dropped this long after its last change (or when the tab closes).
 SESSION_TTL_S = 2 * 3600
 #: Gradio's cache sweep (frequency, age) in seconds: its temporary files (rendered overlays) are
@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
+    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPE_NAMES])
     parser.add_argument("--examples-dir", type=Path, default=DEFAULT_EXAMPLES_DIR)
     parser.add_argument("--cache-dir", default=None, help="where the embedded LLM is cached")
     parser.add_argument("--verbose", action="store_true")
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "the model (see docs/demo.md)",
             args.host,
         )
-    dtype = torch.bfloat16 if args.dtype == "auto" else DTYPES[args.dtype]
+    dtype = torch.bfloat16 if args.dtype == "auto" else torch_dtype(args.dtype)
     started = time.perf_counter()
     try:
         model, processor = load_model(

@@ -12,15 +12,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from skyeye.errors import BandTableError
 from skyeye.io.raster import RasterImage
 from skyeye.io.sensors import Sensor, get_sensor
 
 HEADERS = ["#", "band", "wavelength (µm)"]
 NO_SENSOR = "other / unknown"
-
-
-class BandTableError(ValueError):
-    """The band table or preset does not fit the image; the message says what to change."""
 
 
 def _sensor(name: str | None) -> Sensor | None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from demo.bands import BandTableError, apply_preset, apply_rows, band_rows
 from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
+from skyeye.errors import DemoError
 from skyeye.grounding.geo import boxes_to_geojson, masks_to_geojson, write_mask_geotiff
 from skyeye.io.raster import RasterImage, RasterReadError, read_raster
 from skyeye.render.overlay import draw_overlay
@@ -29,10 +30,6 @@ logger = logging.getLogger(__name__)
 
 #: What the upload accepts (GDAL reads GeoTIFF and JPEG 2000, PIL the photos).
 UPLOAD_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".jp2")
-
-
-class DemoError(ValueError):
-    """A user-facing problem (bad file, bad band table, too many images); shown as a message."""
 
 
 @dataclass

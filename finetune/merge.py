@@ -13,11 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
+from skyeye.constants import DTYPE_NAMES, torch_dtype
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def merge_model(model_path: str | Path, out: str | Path, *, dtype: str | None = None) -> Path:
@@ -39,8 +37,8 @@ def merge_model(model_path: str | Path, out: str | Path, *, dtype: str | None = 
     model.config.llm_embedded = True
     model.config.text_base_vocab_size = None  # the added rows now live in the embedded LLM
     if dtype is not None:
-        model.language_model.to(DTYPES[dtype])
-    model.save_pretrained(out, processor=processor, dtype=DTYPES[dtype] if dtype else None)
+        model.language_model.to(torch_dtype(dtype))
+    model.save_pretrained(out, processor=processor, dtype=torch_dtype(dtype) if dtype else None)
     return out
 
 
@@ -54,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="new folder for the merged standalone model")
     parser.add_argument(
         "--dtype",
-        choices=sorted(DTYPES),
+        choices=sorted(DTYPE_NAMES),
         default=None,
         help="store the merged weights in this dtype (default: as loaded, float32)",
     )

@@ -22,17 +22,14 @@ from torch import nn
 
 from finetune.args import Recipe
 from skyeye.atomic import atomic_dir
+from skyeye.constants import DTYPE_NAMES, torch_dtype
+from skyeye.errors import ConfigError
 from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 NEW_TOKEN_ROWS = ("trainable_tokens", "modules_to_save", "none")
 SCHEDULERS = ("cosine", "linear", "constant")
-
-
-class ConfigError(ValueError):
-    """The recipe asks for something impossible; the message names the fix."""
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -46,8 +43,8 @@ def check_recipe(recipe: Recipe) -> None:
             "`pip install -c constraints.txt bitsandbytes` (or `pip install 'skyeye[quant]'`), "
             "or set --qlora false"
         )
-    if m.dtype not in DTYPES:
-        raise ConfigError(f"model.dtype {m.dtype!r} unknown; use one of {sorted(DTYPES)}")
+    if m.dtype not in DTYPE_NAMES:
+        raise ConfigError(f"model.dtype {m.dtype!r} unknown; use one of {sorted(DTYPE_NAMES)}")
     if d.on_bad_record not in ("skip", "stop"):
         raise ConfigError(f"data.on_bad_record must be skip or stop, got {d.on_bad_record!r}")
     if lo.new_token_rows not in NEW_TOKEN_ROWS:
@@ -104,7 +101,7 @@ def load_or_build(recipe: Recipe) -> tuple[nn.Module, SkyEyeProcessor]:
 
     m, t = recipe.model, recipe.train
     torch.manual_seed(t.seed)
-    quantization = _quantization(DTYPES[m.dtype]) if m.qlora else None
+    quantization = _quantization(torch_dtype(m.dtype)) if m.qlora else None
     if m.model is not None:
         from peft import PeftModel
 
@@ -143,7 +140,7 @@ def load_or_build(recipe: Recipe) -> tuple[nn.Module, SkyEyeProcessor]:
     if m.sar_wavelength is not None:
         processor.image_processor.sar_wavelength = float(m.sar_wavelength)
     if not m.qlora and m.dtype != "float32":
-        model.language_model.to(DTYPES[m.dtype])
+        model.language_model.to(torch_dtype(m.dtype))
     return model, processor
 
 

@@ -20,7 +20,6 @@ import torch
 
 from finetune.args import parse_args
 from finetune.model_setup import (
-    DTYPES,
     ConfigError,
     added_token_ids,
     check_recipe,
@@ -28,6 +27,7 @@ from finetune.model_setup import (
     load_or_build,
 )
 from skyeye.atomic import atomic_dir, write_text
+from skyeye.constants import torch_dtype
 from skyeye.errors import DiskFullError
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if accelerator.is_main_process:
             final = accelerator.unwrap_model(model)
             folder = out / "model"
-            dtype = DTYPES[t.save_dtype] if t.save_dtype else None
+            dtype = torch_dtype(t.save_dtype) if t.save_dtype else None
             # Written beside and renamed into place: a kill or a full disk keeps the old folder.
             with atomic_dir(folder) as tmp:
                 final.save_pretrained(tmp, processor=processor, dtype=dtype)

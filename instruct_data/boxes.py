@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from skyeye.errors import BoxParseError
+
 GRID = 100
 # A strict box: four integers, optional angle in degrees.
 BOX_RE = re.compile(
@@ -21,10 +23,6 @@ DELIM_RE = re.compile(r"\}\s*<delim>\s*\{")
 LHRS_RE = re.compile(
     r"\[\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*\]"
 )
-
-
-class BoxParseError(ValueError):
-    """A box-like token in text is not a valid ``{<x1><y1><x2><y2>}`` box."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 from instruct_data.boxes import BOX_RE, Box, count_box_tokens
 from skyeye.atomic import atomic_open
+from skyeye.constants import IMAGE_TOKEN, SEG_TOKEN
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,6 @@ TASKS = (
     "change",
     "reasoning",
 )
-IMAGE_TOKEN = "<image>"
-SEG_TOKEN = "[SEG]"
 
 
 @dataclass

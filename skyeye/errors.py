@@ -29,6 +29,58 @@ class HubError(SkyEyeError, ValueError):
     """A model folder, report or recipe cannot be turned into a card or pushed."""
 
 
+class RecordError(SkyEyeError, ValueError):
+    """A data record cannot be used (for training or evaluation); it is skipped and counted.
+
+    Args:
+        reason: what is wrong; evaluation uses a short category here ("missing image") so the
+            report can count records by reason, training a full sentence.
+        detail: more about this record's case (optional).
+        record_id: the record's id (or ``FILE:LINE`` when the id is unreadable), when known.
+    """
+
+    def __init__(self, reason: str, detail: str = "", *, record_id: str | None = None) -> None:
+        message = f"{reason}: {detail}" if detail else reason
+        super().__init__(f"record {record_id}: {message}" if record_id is not None else message)
+        self.reason = reason
+        self.detail = detail
+        self.record_id = record_id
+
+
+class SkipRecord(SkyEyeError):
+    """Raised by an instruction-data converter for a record it cannot turn into a valid
+    conversation; ``reason`` is the category the conversion report counts."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class BoxParseError(SkyEyeError, ValueError):
+    """A box-like token in text is not a valid ``{<x1><y1><x2><y2>}`` box."""
+
+
+class SpecError(SkyEyeError, ValueError):
+    """A from-rasters spec is malformed; the message names the key and the fix."""
+
+
+class MissingBandError(SkyEyeError, ValueError):
+    """The image lacks a band a spectral index needs."""
+
+
+class ConfigError(SkyEyeError, ValueError):
+    """A training recipe asks for something impossible; the message names the fix."""
+
+
+class BandTableError(SkyEyeError, ValueError):
+    """A band table or sensor preset does not fit the image; the message says what to change."""
+
+
+class DemoError(SkyEyeError, ValueError):
+    """A problem shown to a demo user (bad file, bad band table, too many images)."""
+
+
 def _preview(keys: list[str], limit: int = 10) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "")

@@ -23,7 +23,7 @@ from instruct_data.schema import (
     validate_record,
 )
 from skyeye.atomic import atomic_open
-from skyeye.errors import DataFileError, DiskFullError, UnsafePathError
+from skyeye.errors import DataFileError, DiskFullError, SkipRecord, UnsafePathError
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +39,6 @@ UNKNOWN_SHAPE = "unknown record shape"
 INVALID_OUTPUT = "invalid output"
 UNSAFE_PATH = "image path outside the image root"
 FAILED = "conversion failed"
-
-
-class SkipRecord(Exception):
-    """Raised by a converter for a record it cannot turn into a valid conversation."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass

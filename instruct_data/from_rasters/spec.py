@@ -24,14 +24,12 @@ from typing import Any
 
 import yaml
 
+from skyeye.errors import SpecError
+
 LABEL_TYPES = ("class_raster", "vector", "index")
 INDEX_CLASSES = ("water", "vegetation", "cloud")
 TASK_NAMES = ("caption", "presence", "proportion", "refer", "segmentation")
 LAYOUTS = ("CHW", "HWC", "TCHW", "THWC")
-
-
-class SpecError(ValueError):
-    """The spec is malformed; the message names the key and the fix."""
 
 
 @dataclass

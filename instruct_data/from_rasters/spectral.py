@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from skyeye.errors import MissingBandError
 from skyeye.io.raster import RasterImage
 
 # Wavelength windows (µm) that identify a band's role; the band nearest the centre wins.
@@ -40,10 +41,6 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 # px: box mean of VV in dB before the threshold, against speckle (averaging in dB rather than
 # linear power keeps shores in place: bright land would dominate a linear mean and erode water)
 SAR_WINDOW = 5
-
-
-class MissingBandError(ValueError):
-    """The image lacks a band an index needs."""
 
 
 def band_index(img: RasterImage, role: str) -> int | None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from skyeye.constants import DTYPE_NAMES
 from skyeye.logs import configure_logging, silence_library_warnings
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ("float32", "bfloat16", "float16")
 HELP = """commands:
   /image PATH [w1,w2,...]   attach an image (optional wavelengths in µm, one per band)
   /reset                    forget images and history
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype",
         default="auto",
-        choices=["auto", *DTYPES],
+        choices=["auto", *DTYPE_NAMES],
         help="weights dtype; auto = bfloat16 (fastest on CPUs with bf16 support, and on GPUs)",
     )
     parser.add_argument("--max-new-tokens", type=int, default=200)

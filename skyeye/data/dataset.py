@@ -25,16 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skyeye.errors import ImagePathError, UnsafePathError
+from skyeye.constants import IGNORE_INDEX, IMAGE_TOKEN, SEG_TOKEN
+from skyeye.errors import ImagePathError, RecordError, UnsafePathError
 from skyeye.io.paths import resolve_image
 from skyeye.io.raster import RasterImage, read_raster
 from skyeye.io.rle import decode_rle
-from skyeye.processing.processor import IGNORE_INDEX, SkyEyeProcessor
+from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
 
-IMAGE_TOKEN = "<image>"
-SEG_TOKEN = "[SEG]"
 #: Tasks whose answers point at small things (boxes, masks): their images are read at twice the
 #: model input size so the antialiased resize to the input size has real pixels to average,
 #: instead of a decimated (nearest-like) overview read. Captions and questions read at 1x.
@@ -47,15 +46,6 @@ READ_SCALE_BY_TASK: dict[str, float] = {
     "change": 2.0,
 }
 ON_ERROR = ("skip", "stop")
-
-
-class RecordError(ValueError):
-    """A record cannot be turned into a training example; `record_id` names it."""
-
-    def __init__(self, record_id: str, reason: str) -> None:
-        super().__init__(f"record {record_id}: {reason}")
-        self.record_id = record_id
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -209,7 +199,9 @@ class InstructionDataset(torch.utils.data.Dataset):
         try:
             record = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-            raise RecordError(label, f"invalid JSON ({err}); fix or drop that line") from None
+            raise RecordError(
+                f"invalid JSON ({err}); fix or drop that line", record_id=label
+            ) from None
         record_id = record.get("id") if isinstance(record, dict) else None
         return (record_id if isinstance(record_id, str) and record_id else label), record
 
@@ -217,7 +209,7 @@ class InstructionDataset(torch.utils.data.Dataset):
         try:
             return self.raw_record(index)[0]
         except RecordError as err:
-            return err.record_id
+            return err.record_id or ""
 
     def _image_source(self, path: str | list[str], ref: RecordRef) -> str | list[str]:
         """The checked file(s) or band folder of a record's image path under the image root.
@@ -332,7 +324,7 @@ class InstructionDataset(torch.utils.data.Dataset):
         record_id, record = self.raw_record(index)
         problems = structure_problems(record)
         if problems:
-            raise RecordError(record_id, "; ".join(problems))
+            raise RecordError("; ".join(problems), record_id=record_id)
         ref = self.refs[index]
         task = str(record.get("task", ""))
         try:
@@ -353,11 +345,12 @@ class InstructionDataset(torch.utils.data.Dataset):
         except RecordError:
             raise
         except Exception as err:  # noqa: BLE001 - any failure is reported with the record's id
-            raise RecordError(record_id, f"{type(err).__name__}: {err}") from err
+            raise RecordError(f"{type(err).__name__}: {err}", record_id=record_id) from err
         limit = self.max_length
         if limit is not None and example["input_ids"].shape[0] > limit:
             raise RecordError(
-                record_id, f"too long: {example['input_ids'].shape[0]} tokens > max_length {limit}"
+                f"too long: {example['input_ids'].shape[0]} tokens > max_length {limit}",
+                record_id=record_id,
             )
         return example
 

@@ -14,16 +14,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import torch
-
 from skyeye.chat.session import DEFAULT_SYSTEM_PROMPT, GenerationSettings
+from skyeye.constants import DTYPE_NAMES, torch_dtype
 from skyeye.evaluation.report import write_report
 from skyeye.evaluation.runner import EvalConfig, evaluate
 from skyeye.evaluation.samples import EVAL_TASKS
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dtype",
         default="float32",
-        choices=list(DTYPES),
+        choices=list(DTYPE_NAMES),
         help="weights dtype (default float32: the most reproducible on every device)",
     )
     p.add_argument("--cache-dir", default=None, help="where the converted embedded LLM is cached")
@@ -130,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config,
             settings=settings,
             device=args.device,
-            dtype=DTYPES[args.dtype],
+            dtype=torch_dtype(args.dtype),
             cache_dir=args.cache_dir,
         )
     except (ValueError, OSError, KeyError) as err:

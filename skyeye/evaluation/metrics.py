@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from skyeye.constants import MCQ_LETTERS
 from skyeye.evaluation.caption_metrics import bleu, caption_metrics, cider_d, rouge_l, tokenize
 from skyeye.grounding.parse import GroundedBox, box_corners
 
@@ -322,7 +323,6 @@ def vqa_exact_match(
     }
 
 
-_LETTERS = "ABCD"
 _ONLY_LETTER = re.compile(r"^\W*\(?([A-D])\)?\W*$")
 _LEADING = re.compile(r"^\s*\(?([A-D])(?:[.):]|\s*$)")
 _PAREN = re.compile(r"\(([A-D])\)")
@@ -348,7 +348,7 @@ def mcq_extract_letter(text: str | None) -> str | None:
         if m:
             return m.group(1)
     m = _ANSWER_IS.search(text)
-    if m and m.group(1).upper() in _LETTERS and m.group(1).isupper():
+    if m and m.group(1).upper() in MCQ_LETTERS and m.group(1).isupper():
         return m.group(1)
     parens = set(_PAREN.findall(text))
     if len(parens) == 1:
@@ -368,7 +368,7 @@ def mcq_metrics(preds: Sequence[str | None], answers: Sequence[str]) -> dict[str
     per_sample = []
     for i, (p, a) in enumerate(zip(preds, answers, strict=True)):
         gold = str(a).strip().upper()
-        if gold not in _LETTERS:
+        if gold not in MCQ_LETTERS:
             raise ValueError(f"sample {i}: gold answer {a!r} is not one of A-D")
         letter = mcq_extract_letter(p)
         per_sample.append({"index": i, "letter": letter, "gold": gold, "correct": letter == gold})

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from skyeye.errors import ImagePathError, UnsafePathError
+from skyeye.constants import IMAGE_TOKEN, MCQ_LETTERS
+from skyeye.errors import ImagePathError, RecordError, UnsafePathError
 from skyeye.grounding.parse import GroundedBox
 from skyeye.io.paths import resolve_image
 from skyeye.io.rle import decode_rle as _decode_rle
@@ -43,21 +44,10 @@ DEFAULT_RECORD_TASKS: dict[str, frozenset[str]] = {
     "refseg": frozenset({"segmentation", "reasoning", "change"}),
 }
 
-IMAGE_TOKEN = "<image>"
-MCQ_LETTERS = "ABCD"
 MCQ_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 DEFAULT_TEMPLATE = "{question}"
 DEFAULT_MCQ_TEMPLATE = "{question}\n{options}\n" + MCQ_INSTRUCTION
 _OPTION_LINE = re.compile(r"^\s*\(?([A-D])[.):]\s*(.*?)\s*$")
-
-
-class RecordError(ValueError):
-    """A record that cannot be evaluated; ``reason`` is a short category for the report."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass

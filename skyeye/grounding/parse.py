@@ -29,6 +29,10 @@ import math
 import re
 from dataclasses import dataclass, replace
 
+from skyeye.constants import PHRASE_CLOSE as PHRASE_END
+from skyeye.constants import PHRASE_OPEN as PHRASE_START
+from skyeye.constants import SEG_TOKEN
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -42,10 +46,6 @@ __all__ = [
     "parse_boxes",
     "parse_seg_phrases",
 ]
-
-SEG_TOKEN = "[SEG]"
-PHRASE_START = "<p>"
-PHRASE_END = "</p>"
 
 
 @dataclass(frozen=True)

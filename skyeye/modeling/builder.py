@@ -8,6 +8,7 @@ from typing import Any
 
 from transformers import AddedToken
 
+from skyeye.constants import GROUNDING_TOKENS
 from skyeye.modeling.configuration import SkyEyeConfig
 from skyeye.modeling.llm import load_llm
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
@@ -16,8 +17,6 @@ from skyeye.processing.image_processor import SkyEyeImageProcessor
 from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
-
-GROUNDING_TOKENS = ("[SEG]", "<p>", "</p>")
 
 
 def build_model(

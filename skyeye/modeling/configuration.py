@@ -11,6 +11,7 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
+from skyeye.constants import IMAGE_TOKEN, SEG_TOKEN
 from skyeye.modeling.vision.configuration import SkyEyeVisionConfig
 
 PROJECTOR_TYPES = ("linear", "mlp2x_gelu")
@@ -60,9 +61,9 @@ class SkyEyeConfig(PretrainedConfig):
         projector_type: str = "mlp2x_gelu",
         vision_feature_layer: int = -1,
         token_pooling: int = 1,
-        image_token: str = "<image>",
+        image_token: str = IMAGE_TOKEN,
         image_token_id: int | None = None,
-        seg_token: str = "[SEG]",
+        seg_token: str = SEG_TOKEN,
         seg_token_id: int | None = None,
         use_mask_head: bool = False,
         mask_head_hidden_size: int = 256,
