@@ -1,28 +1,18 @@
-"""Band names and centre wavelengths (µm) the converters need (values from DESIGN.md)."""
+"""Band names and centre wavelengths (µm) the converters need, read from the library's sensor
+registry (`skyeye.io.sensors`): one table for the whole project."""
 
 from __future__ import annotations
 
 import re
 
+from skyeye.io.sensors import get_sensor
+
+_S2 = get_sensor("sentinel-2")
 S2_WAVELENGTHS: dict[str, float] = {
-    "B01": 0.443,
-    "B02": 0.490,
-    "B03": 0.560,
-    "B04": 0.665,
-    "B05": 0.705,
-    "B06": 0.740,
-    "B07": 0.783,
-    "B08": 0.842,
-    "B8A": 0.865,
-    "B09": 0.945,
-    "B10": 1.375,
-    "B11": 1.610,
-    "B12": 2.190,
+    b.name: b.wavelength for b in _S2.bands if b.wavelength is not None
 }
-S2_ORDER = list(S2_WAVELENGTHS)
-RGB_NAMES = ["R", "G", "B"]
-RGB_WAVELENGTHS = [0.665, 0.560, 0.490]
-SAR_NAMES = ["VV", "VH"]
+S2_ORDER = _S2.band_names
+SAR_NAMES = get_sensor("sentinel-1").band_names
 
 _BAND_FILE_RE = re.compile(r"_(B(?:0[1-9]|1[0-2]|8A))\.(?:tif|tiff|jp2)$", re.IGNORECASE)
 
