@@ -39,9 +39,9 @@ from finetune.validation_scenes import (
     mask_iou,
     mndwi_water,
     ndwi_water,
-    resize_mask,
     vv_threshold_water,
 )
+from skyeye.io.resample import resize_mask
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from instruct_data.from_rasters.spectral import role_band_index, sar_water_mask
+from skyeye.io.resample import resize_mask
 
 WATER_PROMPT = "Show me where the water is in this image with a mask."
 WATER_QUESTION = "Is there water in this image?"
@@ -55,14 +56,6 @@ def _nd_water(
     with np.errstate(invalid="ignore", divide="ignore"):
         nd = (green - x) / (green + x)
     return np.nan_to_num(nd, nan=-1.0) > threshold
-
-
-def resize_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(mask.astype(np.float32))[None, None]
-    return (F.interpolate(t, size=tuple(shape), mode="bilinear")[0, 0] > 0.5).numpy()
 
 
 def index_water(

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from skyeye.constants import IGNORE_INDEX, IMAGE_TOKEN, SEG_TOKEN
 from skyeye.errors import ImagePathError, RecordError, UnsafePathError
 from skyeye.io.paths import resolve_image
 from skyeye.io.raster import RasterImage, read_raster
+from skyeye.io.resample import resize_mask
 from skyeye.io.rle import decode_rle
 from skyeye.processing.processor import SkyEyeProcessor
 
@@ -55,22 +55,6 @@ class RecordRef:
     file: str
     offset: int
     line: int
-
-
-def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> torch.Tensor:
-    """Resize a bool (H, W) mask to (size, size) like the image (square, aspect ignored), or to
-    (H', W') when `size` is a pair.
-
-    Antialiased bilinear then a 0.5 threshold: a pixel is foreground when most of the area it
-    covers is, which keeps thin objects better than nearest-neighbour when shrinking.
-    """
-    shape = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
-    if tuple(tensor.shape[-2:]) != shape:
-        tensor = F.interpolate(
-            tensor, size=shape, mode="bilinear", antialias=True, align_corners=False
-        )
-    return (tensor[0, 0] >= 0.5).float()
 
 
 def structure_problems(record: Any) -> list[str]:
@@ -306,11 +290,19 @@ class InstructionDataset(torch.utils.data.Dataset):
         self, record: dict, hires: list[torch.Tensor] | None = None
     ) -> tuple[list[torch.Tensor], list[int]]:
         masks, image_index = [], []
+        assert self.mask_size is not None  # only called when the model has a mask head
         for turn in record["turns"]:
             for m in sorted(turn.get("masks", []) or [], key=lambda m: int(m["seg_index"])):
                 image = int(m.get("image_index", 0))
-                size = self.mask_size if hires is None else tuple(hires[image].shape[-2:])
-                masks.append(resize_mask(decode_rle(m["rle"]), size))  # type: ignore[arg-type]
+                # Square like the image (aspect ignored), or the high-resolution image's grid;
+                # the project's one mask rule (nearest).
+                shape = (
+                    (self.mask_size, self.mask_size)
+                    if hires is None
+                    else tuple(hires[image].shape[-2:])
+                )
+                mask = resize_mask(decode_rle(m["rle"]), shape)
+                masks.append(torch.from_numpy(mask.astype(np.float32)))
                 image_index.append(image)
         return masks, image_index
 

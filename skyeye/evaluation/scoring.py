@@ -23,6 +23,7 @@ from skyeye.evaluation.metrics import (
 )
 from skyeye.evaluation.samples import EvalSample, encode_mask
 from skyeye.grounding.parse import GroundedBox
+from skyeye.io.resample import resize_mask
 
 Scored = tuple[dict[str, Any], list[dict[str, Any]], list[str]]
 
@@ -42,22 +43,6 @@ class Prediction:
     masks: list[np.ndarray] = field(default_factory=list)
     image_shapes: list[tuple[int, int]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of an (h, w) bool mask to ``shape`` (H, W), pixel-centre aligned.
-
-    Output pixel (i, j) takes input pixel (floor((i + 0.5) h / H), floor((j + 0.5) w / W)).
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2:
-        raise ValueError(f"a mask must be (H, W), got shape {mask.shape}")
-    if mask.shape == tuple(shape):
-        return mask
-    h, w = mask.shape
-    rows = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(int), h - 1)
-    cols = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(int), w - 1)
-    return mask[rows[:, None], cols[None, :]]
 
 
 def _box_json(box: GroundedBox) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Nodata-aware resizing of (C, H, W) float arrays whose invalid pixels are NaN."""
+"""Resampling: nodata-aware resizing of (C, H, W) float arrays whose invalid pixels are NaN, and
+the one rule for resizing label masks."""
 
 from __future__ import annotations
 
@@ -31,3 +32,26 @@ def resize_with_nodata(data: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     den = F.interpolate(weight, **kw)[0]
     out = torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.full_like(num, float("nan")))
     return out.numpy().reshape(c, out_h, out_w)
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour resize of an (h, w) label mask to ``shape`` (H, W), pixel-centre aligned.
+
+    The one rule for masks everywhere (training targets, evaluation scoring, validation IoU), so
+    a score is measured on the grid the model was trained on. Labels are never blended: output
+    pixel (i, j) takes input pixel (floor((i + 0.5) h / H), floor((j + 0.5) w / W)), as GDAL's
+    and torchgeo's nearest resampling of label rasters does.
+
+    mask: (h, w) array, read as bool. Returns (H, W) bool.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"a mask must be (H, W), got shape {mask.shape}")
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"the output shape must be two positive sizes, got {tuple(shape)}")
+    if mask.shape == tuple(shape):
+        return mask
+    h, w = mask.shape
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(int), h - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(int), w - 1)
+    return mask[rows[:, None], cols[None, :]]

@@ -20,7 +20,6 @@ from skyeye.evaluation.samples import (
     read_jsonl,
     strip_image_tokens,
 )
-from skyeye.evaluation.scoring import resize_mask
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "instruct"
 GOLDEN = FIXTURES / "golden"
@@ -131,17 +130,3 @@ def test_jsonl_reader_reports_broken_lines_and_goes_on(tmp_path):
     ]
 
 
-def test_resize_mask_nearest_at_pixel_centres():
-    small = np.array([[True, False], [False, True]])
-    big = resize_mask(small, (4, 4))
-    assert big.tolist() == [
-        [True, True, False, False],
-        [True, True, False, False],
-        [False, False, True, True],
-        [False, False, True, True],
-    ]
-    # Down: output pixel i takes input pixel floor((i + 0.5) * 4 / 2) = 1, 3.
-    fine = np.zeros((4, 4), dtype=bool)
-    fine[1, 3] = fine[3, 1] = True
-    assert resize_mask(fine, (2, 2)).tolist() == [[False, True], [True, False]]
-    assert resize_mask(small, (2, 2)).tolist() == small.tolist()

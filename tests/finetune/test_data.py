@@ -10,6 +10,8 @@ import torch
 from skyeye_testing import make_tiny_model
 
 from skyeye.data.dataset import InstructionDataset, RecordError, SkyEyeCollator
+from skyeye.io.resample import resize_mask
+from skyeye.io.rle import decode_rle
 from skyeye.processing.processor import IGNORE_INDEX
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "instruct"
@@ -42,6 +44,20 @@ def test_change_record_masks_follow_seg_order_and_images(processor):
     # The 8x8 RLE masks differ; resizing keeps them binary and distinct.
     assert set(torch.unique(change["masks"][0]).tolist()) <= {0.0, 1.0}
     assert not torch.equal(change["masks"][0], change["masks"][1])
+    # Training targets follow the project's one mask rule (the one evaluation scores with).
+    record = next(
+        json.loads(line)
+        for line in (FIXTURES / "golden" / "terrascope.jsonl").read_text().splitlines()
+        if line.strip() and json.loads(line)["id"] == "terrascope:tc-3"
+    )
+    rles = [
+        m["rle"]
+        for t in record["turns"]
+        for m in sorted(t.get("masks") or [], key=lambda m: m["seg_index"])
+    ]
+    for target, rle in zip(change["masks"], rles, strict=True):
+        expected = resize_mask(decode_rle(rle), (16, 16))
+        assert torch.equal(target, torch.from_numpy(expected.astype("float32")))
     batch = SkyEyeCollator(processor.tokenizer.pad_token_id)(examples)
     assert batch["masks"].shape == (4, 16, 16)
     # tc-1 (1 image), tc-2 (1 image), tc-3 (images 2 and 3 of the batch).
