@@ -12,9 +12,19 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
+
+#: The option fields' values: the type checker reads them, `check_recipe` enforces them at start.
+DtypeName = Literal["float32", "bfloat16", "float16"]
+OnBadRecord = Literal["skip", "stop"]
+ProjectorType = Literal["linear", "mlp2x_gelu"]
+NewTokenRows = Literal["trainable_tokens", "modules_to_save", "none"]
+SchedulerName = Literal["cosine", "linear", "constant"]
+ON_BAD_RECORD: tuple[str, ...] = get_args(OnBadRecord)
+NEW_TOKEN_ROWS: tuple[str, ...] = get_args(NewTokenRows)
+SCHEDULERS: tuple[str, ...] = get_args(SchedulerName)
 
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - the dataclass help text
@@ -53,7 +63,7 @@ class ModelArgs:
     )
     use_mask_head: bool = _f(True, "new model: build the [SEG] mask head")
     mask_head_hidden_size: int = _f(256, "new model: width of the mask decoder")
-    projector_type: str = _f("mlp2x_gelu", "new model: linear or mlp2x_gelu")
+    projector_type: ProjectorType = _f("mlp2x_gelu", "new model: linear or mlp2x_gelu")
     token_pooling: int = _f(1, "new model: average-pool the patch grid by this factor per side")
     sar_wavelength: float | None = _f(
         None,
@@ -64,7 +74,7 @@ class ModelArgs:
     qlora: bool = _f(
         False, "load the LLM in 4-bit (bitsandbytes NF4) and train LoRA on top (QLoRA)"
     )
-    dtype: str = _f("float32", "compute dtype of the LLM: float32, bfloat16 or float16")
+    dtype: DtypeName = _f("float32", "compute dtype of the LLM: float32, bfloat16 or float16")
 
 
 @dataclass
@@ -87,7 +97,7 @@ class DataArgs:
         "as are paths that leave image_root)",
     )
     tasks: list = _f([], "keep only records of these tasks (empty: all); stage 1 uses [caption]")
-    on_bad_record: str = _f(
+    on_bad_record: OnBadRecord = _f(
         "skip",
         "skip: drop bad records and count them in the log; stop: list them "
         "and exit before training",
@@ -114,7 +124,7 @@ class LoraArgs:
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         "LLM module names that get adapters (each must exist in the LLM)",
     )
-    new_token_rows: str = _f(
+    new_token_rows: NewTokenRows = _f(
         "trainable_tokens",
         "how the rows of tokens SkyEye added ([SEG], <p>, "
         "</p>) are trained: trainable_tokens (only those rows, peft "
@@ -141,7 +151,7 @@ class TrainArgs:
     lr: float = _f(2e-4, "peak learning rate (LoRA and new weights)")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     warmup_steps: int = _f(0, "linear warm-up steps")
-    scheduler: str = _f("cosine", "cosine, linear or constant (after warm-up)")
+    scheduler: SchedulerName = _f("cosine", "cosine, linear or constant (after warm-up)")
     max_grad_norm: float = _f(1.0, "gradient clipping (0 = off)")
     ce_weight: float = _f(1.0, "token cross-entropy weight")
     bce_weight: float = _f(2.0, "mask BCE weight")
@@ -157,7 +167,7 @@ class TrainArgs:
     tensorboard: bool = _f(
         False, "also log to tensorboard (OUTPUT/tensorboard; needs the tensorboard package)"
     )
-    save_dtype: str | None = _f(
+    save_dtype: DtypeName | None = _f(
         None, "store the final model.safetensors in this dtype (e.g. bfloat16)"
     )
 

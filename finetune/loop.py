@@ -39,20 +39,6 @@ MODEL_INPUTS = (
 )
 
 
-def lr_factor(kind: str, warmup: int, total: int):
-    """LambdaLR multiplier: linear warm-up, then cosine / linear decay to 0, or constant."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress)) if kind == "cosine" else 1.0 - progress
-
-    return factor
-
-
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     out = {}
     for key in MODEL_INPUTS:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import random
 import sys
 import time
@@ -31,6 +30,8 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+
+from finetune.schedule import make_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -163,14 +164,7 @@ def train_mask_head(
     head = model.mask_head.float().train().requires_grad_(True)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: (
-            (s + 1) / warmup
-            if s < warmup
-            else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
-        ),
-    )
+    sched = make_scheduler(opt, "cosine", warmup, steps)
     side = model.config.vision_config.image_size // model.config.vision_config.patch_size
     hires = getattr(head, "needs_pixels", False)
     size = None if hires else cache["masks"].shape[-1]

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from finetune.args import Recipe
+from finetune.args import NEW_TOKEN_ROWS, ON_BAD_RECORD, SCHEDULERS, Recipe
 from skyeye.atomic import atomic_dir
 from skyeye.constants import DTYPE_NAMES, torch_dtype
 from skyeye.errors import ConfigError
@@ -28,8 +28,6 @@ from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
 
-NEW_TOKEN_ROWS = ("trainable_tokens", "modules_to_save", "none")
-SCHEDULERS = ("cosine", "linear", "constant")
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -45,7 +43,7 @@ def check_recipe(recipe: Recipe) -> None:
         )
     if m.dtype not in DTYPE_NAMES:
         raise ConfigError(f"model.dtype {m.dtype!r} unknown; use one of {sorted(DTYPE_NAMES)}")
-    if d.on_bad_record not in ("skip", "stop"):
+    if d.on_bad_record not in ON_BAD_RECORD:
         raise ConfigError(f"data.on_bad_record must be skip or stop, got {d.on_bad_record!r}")
     if lo.new_token_rows not in NEW_TOKEN_ROWS:
         raise ConfigError(
@@ -53,6 +51,10 @@ def check_recipe(recipe: Recipe) -> None:
         )
     if t.scheduler not in SCHEDULERS:
         raise ConfigError(f"train.scheduler must be one of {SCHEDULERS}, got {t.scheduler!r}")
+    if t.save_dtype is not None and t.save_dtype not in DTYPE_NAMES:
+        raise ConfigError(
+            f"train.save_dtype {t.save_dtype!r} unknown; use one of {sorted(DTYPE_NAMES)} or null"
+        )
     if not d.train_files:
         raise ConfigError("data.train_files is empty: list the JSONL files to train on")
     if min(t.batch_size, t.grad_accum, t.max_steps) < 1:

@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from finetune.data_setup import build_datasets
-    from finetune.loop import Loop, lr_factor
+    from finetune.loop import Loop
     from finetune.run_log import RunLog
+    from finetune.schedule import make_scheduler
     from skyeye.data.dataset import SkyEyeCollator
 
     t = recipe.train
@@ -143,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
     # Stepped by the loop once per optimizer step on every process (not prepared: accelerate
     # would step it once per process).
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(t.scheduler, t.warmup_steps, t.max_steps)
-    )
+    scheduler = make_scheduler(optimizer, t.scheduler, t.warmup_steps, t.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     loop = Loop(
         recipe,

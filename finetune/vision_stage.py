@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import random
 import re
 import sys
@@ -37,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from finetune.schedule import make_scheduler
 from skyeye.atomic import write_text
 from skyeye.io.rle import decode_rle
 
@@ -214,14 +214,7 @@ def train_vision(model: Any, bank: TileBank, cfg: VisionStageConfig) -> list[dic
     params = list(tower.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        return 0.5 * (
-            1 + math.cos(math.pi * (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-        )
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    sched = make_scheduler(opt, "cosine", cfg.warmup_steps, cfg.steps)
     side = tower.config.image_size // tower.config.patch_size
     log: list[dict[str, float]] = []
     layer = model.config.vision_feature_layer

@@ -158,3 +158,56 @@ def test_gradient_checkpointing_reaches_the_lora_llm_and_the_tower(tmp_path, tin
     assert layers and all(m.gradient_checkpointing for m in layers)
     assert model.vision_tower.trunk.gradient_checkpointing
     assert model.language_model.config.use_cache is False
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--scheduler", "cosin", "train.scheduler must be one of"),
+        ("--on_bad_record", "ignore", "data.on_bad_record must be skip or stop"),
+        ("--new_token_rows", "all", "lora.new_token_rows must be one of"),
+        ("--dtype", "float64", "model.dtype 'float64' unknown"),
+        ("--save_dtype", "fp16", "train.save_dtype 'fp16' unknown"),
+    ],
+)
+def test_option_fields_are_checked_at_start(tmp_path, tiny_llm_dir, option, value, message):
+    from finetune.args import parse_args
+
+    recipe = parse_args(["--recipe", str(write_recipe(tmp_path, tiny_llm_dir)), option, value])
+    with pytest.raises(ConfigError, match=message):
+        check_recipe(recipe)
+
+
+def test_option_literals_match_the_library():
+    from typing import get_args
+
+    from finetune.args import DtypeName, ProjectorType
+    from skyeye.constants import DTYPE_NAMES
+    from skyeye.modeling.configuration import PROJECTOR_TYPES
+
+    assert get_args(DtypeName) == DTYPE_NAMES
+    assert get_args(ProjectorType) == PROJECTOR_TYPES
+
+
+def test_every_stage_uses_one_warmup_cosine_schedule():
+    from transformers import get_cosine_schedule_with_warmup
+
+    from finetune.schedule import make_scheduler
+
+    def lrs(make):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = make(opt)
+        out = []
+        for _ in range(12):
+            out.append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        return out
+
+    ours = lrs(lambda o: make_scheduler(o, "cosine", 4, 12))
+    assert ours == lrs(lambda o: get_cosine_schedule_with_warmup(o, 4, 12))
+    # Warm-up climbs linearly to the peak at step 4, then decays towards 0.
+    assert ours[:5] == [0.0, 0.25, 0.5, 0.75, 1.0] and 0 < ours[-1] < 0.05
+    assert lrs(lambda o: make_scheduler(o, "constant", 2, 12))[2:] == [1.0] * 10
+    with pytest.raises(ValueError, match="scheduler must be one of"):
+        make_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), "step", 0, 5)
