@@ -244,15 +244,12 @@ def load_model(
     dtype: torch.dtype | None = None,
     cache_dir: str | None = None,
 ) -> tuple[Any, Any]:
-    """(model, processor) loaded once and shared by every session."""
-    from skyeye.modeling.model import SkyEyeForConditionalGeneration
-    from skyeye.processing.processor import SkyEyeProcessor
+    """(model, processor) loaded once, the way `skyeye.load_chat` loads them, and shared by every
+    session."""
+    from skyeye.chat.session import load_chat
 
-    model = SkyEyeForConditionalGeneration.from_pretrained(
-        name, device=device, dtype=dtype, cache_dir=cache_dir, merge_adapter=True
-    )
-    model.eval()
-    return model, SkyEyeProcessor.from_pretrained(name)
+    chat = load_chat(name, device=device, dtype=dtype, cache_dir=cache_dir)
+    return chat.model, chat.processor
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,11 +167,11 @@ class DemoSession:
             )
         try:  # the same check ChatSession.add_image makes, now rather than at the question
             self.processor.image_processor([new])
+            if any(img is entry.image for img in self.chat.pending_images):
+                # attached to a question that failed or was abandoned: swap it there too
+                self.chat.replace_image(entry.image, new)
         except ValueError as err:
             raise DemoError(f"{entry.name}: {err}") from None
-        for k, img in enumerate(self.chat.images):  # attached to a turn that failed: swap there too
-            if img is entry.image:
-                self.chat.images[k] = new
         entry.image = new
         entry.preview_mode = None
 
@@ -218,9 +219,12 @@ class DemoSession:
                 if not entry.sent and not any(img is entry.image for img in self.chat.images):
                     self.chat.add_image(entry.image)
             text = ""
-            for piece in self.chat.stream(prompt.strip()):
-                text += piece
-                yield text
+            # closing(): when our reader goes away (closed tab), the session's stream is closed
+            # now, which stops generation and drops the unanswered question.
+            with closing(self.chat.stream(prompt.strip())) as pieces:
+                for piece in pieces:
+                    text += piece
+                    yield text
         except ValueError as err:
             raise DemoError(str(err)) from None
         for entry in self.entries:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import TextIteratorStreamer
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from skyeye.chat.measured import state_measured
 from skyeye.grounding.geo import MaskArea, mask_area
@@ -69,6 +69,16 @@ class GenerationSettings:
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
         return kwargs
+
+
+class _StopWhenSet(StoppingCriteria):
+    """Stops generation once `event` is set (the reader abandoned the stream)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> bool:
+        return self.event.is_set()
 
 
 @dataclass
@@ -144,6 +154,24 @@ class ChatSession:
         return image
 
     @property
+    def pending_images(self) -> list[RasterImage]:
+        """Images added since the last answered question (they go with the next one)."""
+        return self.images[len(self.images) - self._pending_images :]
+
+    def replace_image(self, old: RasterImage, new: RasterImage) -> None:
+        """Swap pending image `old` for `new` (e.g. the same pixels with edited band names).
+
+        Images of answered turns cannot change: the model has already seen them.
+        """
+        start = len(self.images) - self._pending_images
+        for k in range(start, len(self.images)):
+            if self.images[k] is old:
+                self.processor.image_processor([new])  # the check add_image makes
+                self.images[k] = new
+                return
+        raise ValueError("only an image not yet sent with a question can be replaced")
+
+    @property
     def history(self) -> list[dict[str, str]]:
         """The conversation so far ({"role", "content"} dicts, without the system prompt), each
         image shown as `<image>` in the text of the turn it was attached to."""
@@ -160,7 +188,9 @@ class ChatSession:
     def stream(self, prompt: str) -> Iterator[str]:
         """Ask `prompt` and yield the answer's text as it is generated.
 
-        After the iterator is exhausted, `last_reply` holds the full `ChatReply`.
+        After the iterator is exhausted, `last_reply` holds the full `ChatReply`. A reader that
+        stops early (closes the iterator, e.g. a closed browser tab) stops the generation and
+        leaves the session as before the question: no half turn, the images still pending.
         """
         if not prompt.strip():
             raise ValueError("the prompt is empty")
@@ -180,11 +210,15 @@ class ChatSession:
             self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True
         )
         result: dict[str, Any] = {}
+        abandoned = threading.Event()
 
         def run() -> None:
             try:
                 result["ids"] = self.model.generate(
-                    **inputs, streamer=streamer, **self.settings.generate_kwargs()
+                    **inputs,
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_StopWhenSet(abandoned)]),
+                    **self.settings.generate_kwargs(),
                 )
             except BaseException as err:  # surfaced in the caller's thread below
                 result["error"] = err
@@ -197,6 +231,12 @@ class ChatSession:
             for piece in streamer:
                 pieces.append(piece)
                 yield piece
+        except GeneratorExit:
+            # Abandoned mid-answer: forget the question so the next one starts clean.
+            abandoned.set()
+            worker.join()
+            self.messages.pop()
+            raise
         finally:
             worker.join()
         if "error" in result:
@@ -294,5 +334,6 @@ def load_chat(
     loaded = SkyEyeForConditionalGeneration.from_pretrained(
         model, device=device, dtype=dtype, cache_dir=cache_dir, merge_adapter=True
     )
+    loaded.eval()
     processor = SkyEyeProcessor.from_pretrained(model)
     return ChatSession(loaded, processor, settings)

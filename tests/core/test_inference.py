@@ -59,6 +59,22 @@ def test_failed_question_leaves_no_half_turn(tiny_model, rgb_image):
     assert chat.history[0]["content"].startswith("<image>\n")
 
 
+def test_abandoned_stream_leaves_no_half_turn(tiny_model, rgb_image):
+    # A reader that stops early (a closed browser tab) closes the generator after one piece.
+    chat = _session(tiny_model)
+    chat.settings.max_new_tokens = 40
+    chat.add_image(rgb_image)
+    stream = chat.stream("describe this image .")
+    next(stream)
+    stream.close()
+    assert chat.history == [] and chat.last_reply is None
+    # The image is still pending and attaches, once, to the next question, which works.
+    reply = chat.ask("is there water ?")
+    assert chat.history[0]["content"] == "<image>\nis there water ?"
+    assert chat.history[1] == {"role": "assistant", "content": reply.text}
+    assert len(chat.images) == 1
+
+
 def test_image_without_wavelengths_is_rejected_when_added(tiny_model):
     chat = _session(tiny_model)
     image = RasterImage(
@@ -95,3 +111,17 @@ def test_grounding_tokens_survive_decoding(tiny_llm_dir):
     _, processor = make_tiny_model(tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32)
     ids = processor.tokenizer("<p> the lake </p> [SEG]", add_special_tokens=False)["input_ids"]
     assert processor.decode(ids).split() == ["<p>", "the", "lake", "</p>", "[SEG]"]
+
+
+def test_only_pending_images_can_be_replaced(tiny_model, rgb_image):
+    chat = _session(tiny_model)
+    first = chat.add_image(rgb_image)
+    relabelled = RasterImage(
+        data=first.data.copy(), band_names=["R", "G", "B"], wavelengths=[0.7, 0.55, 0.45]
+    )
+    chat.replace_image(first, relabelled)
+    assert chat.pending_images == [relabelled]
+    chat.ask("describe")
+    assert chat.images == [relabelled] and chat.pending_images == []
+    with pytest.raises(ValueError, match="not yet sent"):
+        chat.replace_image(relabelled, first)

@@ -72,6 +72,19 @@ def test_stream_grows_then_locks_the_bands(session, examples_dir: Path) -> None:
     assert sum(m["content"].count("<image>") for m in session.chat.history) == 1
 
 
+def test_closed_tab_mid_answer_does_not_break_the_next_question(session, examples_dir) -> None:
+    session.config.max_new_tokens = session.chat.settings.max_new_tokens = 40
+    session.add_file(examples_dir / "naip_rgbn.tif")
+    session.set_sensor(0, "naip")
+    stream = session.stream("is there water in this image ?")
+    next(stream)
+    stream.close()  # what Gradio does when the browser tab goes away mid-answer
+    assert session.chat.history == [] and not session.entries[0].sent
+    steps = list(session.stream("describe this image ."))
+    assert steps and session.entries[0].sent
+    assert sum(m["content"].count("<image>") for m in session.chat.history) == 1
+
+
 def test_band_edits_before_asking_reach_the_model(session, examples_dir: Path) -> None:
     session.add_file(examples_dir / "naip_rgbn.tif")
     rows = session.rows(0)
