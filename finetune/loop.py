@@ -162,12 +162,22 @@ class Loop:
         per_rank = math.ceil(len(self.eval_ds) / acc.num_processes)
         self.model.eval()
         sums = torch.zeros(3, device=acc.device)  # weighted loss, examples, ce
+        stand_in: dict[str, Any] | None = None  # a good batch, forwarded with weight 0
         for b in range(math.ceil(per_rank / bs)):
             chunk = mine[b * bs : (b + 1) * bs]
-            weight = len(chunk)
             batch = self.collator([self.eval_ds[i] for i in (chunk or [0])])
-            if "input_ids" not in batch:
-                continue
+            weight = len(batch["ids"]) if chunk else 0
+            if "input_ids" in batch:
+                stand_in = batch
+            else:
+                # Every record of this batch failed to load. Forward a good batch anyway, with
+                # weight 0: under ZeRO-3 / FSDP every forward gathers parameters with the other
+                # processes, which would wait forever for a skipped one (as training does with
+                # its zero loss).
+                stand_in = stand_in or self._eval_stand_in()
+                if stand_in is None:
+                    continue
+                batch = stand_in
             out = self.model(**to_device(batch, acc.device), **self.loss_kwargs)
             sums += torch.stack(
                 [
@@ -184,6 +194,16 @@ class Loop:
             "eval_ce": float(sums[2]) / n,
             "eval_examples": int(sums[1]),
         }
+
+    def _eval_stand_in(self) -> dict[str, Any] | None:
+        """The first held-out record that loads, as a batch (None when none does)."""
+        assert self.eval_ds is not None
+        for index in range(len(self.eval_ds)):
+            example = self.eval_ds[index]
+            if example is not None:
+                return self.collator([example])
+        logger.warning("no held-out record loads: evaluation cannot run a forward")
+        return None
 
     # ------------------------------------------------------------ training
     def _zero_loss(self) -> torch.Tensor:
