@@ -34,5 +34,7 @@ test-browser: setup
 	bash scripts/setup_browser.sh
 	$(PY) -m pytest -q -m browser tests/demo
 
+# ruff on everything; mypy on the library (settings in pyproject.toml [tool.mypy]).
 lint: setup
-	$(PY) -m ruff check skyeye instruct_data finetune demo tests
+	$(PY) -m ruff check skyeye instruct_data finetune demo tests bench
+	$(PY) -m mypy skyeye

@@ -384,7 +384,11 @@ class SkyEyeCollator:
         ids = torch.full((len(kept), length), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(kept), length), dtype=torch.long)
         labels = torch.full((len(kept), length), IGNORE_INDEX, dtype=torch.long)
-        pixel_values, wavelengths, masks, seg_index, hires = [], [], [], [], []
+        pixel_values: list[torch.Tensor] = []
+        wavelengths: list[Any] = []
+        masks: list[torch.Tensor] = []
+        seg_index: list[int] = []
+        hires: list[Any] = []
         for row, example in enumerate(kept):
             n = int(example["input_ids"].shape[0])
             ids[row, :n] = example["input_ids"]

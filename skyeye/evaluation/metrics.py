@@ -72,7 +72,12 @@ def _clip(subject: Polygon, clipper: Polygon) -> Polygon:
     def inside(p: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> bool:
         return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0]) >= 0
 
-    def cross_point(p, q, a, b):  # type: ignore[no-untyped-def]
+    def cross_point(
+        p: tuple[float, float],
+        q: tuple[float, float],
+        a: tuple[float, float],
+        b: tuple[float, float],
+    ) -> tuple[float, float]:
         # Intersection of segment p-q with the infinite line a-b.
         d1 = (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
         d2 = (b[0] - a[0]) * (q[1] - a[1]) - (b[1] - a[1]) * (q[0] - a[0])
@@ -309,7 +314,7 @@ def vqa_exact_match(
     """Exact match after :func:`normalize_vqa_answer`; a reference may list several answers."""
     if len(preds) != len(refs):
         raise ValueError(f"got {len(preds)} predictions for {len(refs)} references")
-    per_sample = []
+    per_sample: list[dict[str, Any]] = []
     for i, (p, r) in enumerate(zip(preds, refs, strict=True)):
         answers = [r] if isinstance(r, str) else list(r)
         norm = normalize_vqa_answer(p) if p is not None else None
@@ -365,7 +370,7 @@ def mcq_metrics(preds: Sequence[str | None], answers: Sequence[str]) -> dict[str
     """Accuracy of :func:`mcq_extract_letter` against gold letters; no letter = wrong."""
     if len(preds) != len(answers):
         raise ValueError(f"got {len(preds)} predictions for {len(answers)} answers")
-    per_sample = []
+    per_sample: list[dict[str, Any]] = []
     for i, (p, a) in enumerate(zip(preds, answers, strict=True)):
         gold = str(a).strip().upper()
         if gold not in MCQ_LETTERS:

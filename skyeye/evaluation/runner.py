@@ -97,7 +97,7 @@ def _image_kwargs(image: EvalImage, sar_wavelength: float | None) -> dict[str, A
     waves = image.wavelengths
     if waves is not None:
         if all(w is not None for w in waves):
-            kwargs["wavelengths"] = [float(w) for w in waves]
+            kwargs["wavelengths"] = [float(w) for w in waves if w is not None]
         elif sar_wavelength is not None:
             kwargs["wavelengths"] = [sar_wavelength if w is None else float(w) for w in waves]
     if sar_wavelength is not None:

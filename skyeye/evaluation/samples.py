@@ -292,7 +292,7 @@ def parse_sample(
         if not sample.ref_masks:
             raise RecordError("missing annotation", "the reference answer has no masks")
     elif task == "mcq":
-        meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+        meta = record["meta"] if isinstance(record.get("meta"), dict) else {}
         cands = meta.get("candidates")
         if not isinstance(cands, list) or not 2 <= len(cands) <= len(MCQ_LETTERS):
             raise RecordError("missing annotation", "meta.candidates must list 2 to 4 options")

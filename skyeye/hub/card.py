@@ -116,7 +116,7 @@ def read_evaluation(path: Path) -> list[Evaluation]:
         parts = [report]
     out = []
     for part in parts:
-        block = part.get("metrics") if isinstance(part.get("metrics"), dict) else part
+        block = part["metrics"] if isinstance(part.get("metrics"), dict) else part
         metrics = _scalar_metrics(block)
         if not metrics:
             raise HubError(f"{path}: no numeric metrics found (task {part.get('task')!r})")

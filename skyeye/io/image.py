@@ -63,7 +63,8 @@ class RasterImage:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.data.shape)  # type: ignore[return-value]
+        c, h, w = self.data.shape
+        return (c, h, w)
 
 
 def check_file(path: Path) -> Path:

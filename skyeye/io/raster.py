@@ -102,7 +102,7 @@ def read_raster(
         names_from_files = False
         # An explicit list of multi-band files stacks; a folder is always a band-per-file product.
         listed = files is not None and not isinstance(source, (str, os.PathLike))
-        if listed and any(_band_count(f) > 1 for f in files):
+        if listed and files is not None and any(_band_count(f) > 1 for f in files):
             image = _read_stacked(files, max_size, max_pixels)
         elif files is not None:
             names_from_files = True
@@ -266,7 +266,7 @@ def _read_photo(path: Path, max_size: int | None, max_pixels: int) -> RasterImag
         if img.format == "JPEG" and (out_h, out_w) != (h, w):
             img.draft("RGB", (out_w, out_h))  # decode at a reduced DCT scale: less memory
         img.load()
-        img = ImageOps.exif_transpose(img)
+        img = ImageOps.exif_transpose(img)  # type: ignore[assignment]  # an Image, no longer the file
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             arr = np.asarray(img, dtype=np.float32)[None]

@@ -3,6 +3,8 @@ the one rule for resizing label masks."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,7 +29,9 @@ def resize_with_nodata(data: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     values = torch.from_numpy(np.where(valid, data, 0.0).astype(np.float32))[None]
     weight = torch.from_numpy(valid.astype(np.float32))[None]
     # antialias=True averages over the footprint when shrinking, like GDAL's "average".
-    kw = dict(size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=True)
+    kw: dict[str, Any] = dict(
+        size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=True
+    )
     num = F.interpolate(values, **kw)[0]
     den = F.interpolate(weight, **kw)[0]
     out = torch.where(den > 1e-6, num / den.clamp_min(1e-6), torch.full_like(num, float("nan")))

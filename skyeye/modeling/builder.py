@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import torch
 from transformers import AddedToken
 
 from skyeye.constants import GROUNDING_TOKENS
@@ -53,7 +54,7 @@ def build_model(
         **config_kwargs,
     )
     if config.use_mask_head:
-        base_vocab = llm.get_input_embeddings().weight.shape[0]
+        base_vocab = int(cast(torch.Tensor, llm.get_input_embeddings().weight).shape[0])
         # Not "special": decoding keeps them in the answer text, where grounding parses them.
         # Not normalised: matched verbatim even by lower-casing tokenizers.
         added = tokenizer.add_tokens(
@@ -69,7 +70,7 @@ def build_model(
             )
             config.text_base_vocab_size = base_vocab
             config.text_config = llm.config
-        config.seg_token_id = int(tokenizer.convert_tokens_to_ids(config.seg_token))
+        config.seg_token_id = cast(int, tokenizer.convert_tokens_to_ids(config.seg_token))
     image_processor = SkyEyeImageProcessor(
         image_size=config.vision_config.image_size, **(image_processor_kwargs or {})
     )

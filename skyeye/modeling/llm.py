@@ -116,11 +116,11 @@ def embedded_llm_folder(name: str, cache_dir: str | Path | None = None) -> Path:
     )
     # The GGUF loader leaves a quantizer marker on the model although its weights are now dense;
     # save_pretrained refuses such a model, so clear it.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 - not a declared attribute of the model
     for holder in (model, model.config):
         if hasattr(holder, "quantization_config"):
             delattr(holder, "quantization_config")
-    model.is_quantized = False
+    setattr(model, "is_quantized", False)  # noqa: B010 - as above
     tmp = Path(tempfile.mkdtemp(prefix=f".{llm.name}-", dir=target.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)

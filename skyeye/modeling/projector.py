@@ -19,6 +19,7 @@ class SkyEyeProjector(nn.Module):
     def __init__(self, config: SkyEyeConfig) -> None:
         super().__init__()
         vision_width = config.vision_config.hidden_size
+        assert config.text_config is not None  # set by SkyEyeConfig.__init__
         text_width = config.text_config.hidden_size
         self.pooling = config.token_pooling
         self.linear_1 = nn.Linear(vision_width, text_width)

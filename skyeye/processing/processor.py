@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
@@ -76,7 +76,7 @@ class SkyEyeProcessor:
 
     @property
     def image_token_id(self) -> int:
-        return int(self.tokenizer.convert_tokens_to_ids(self.image_token))
+        return cast(int, self.tokenizer.convert_tokens_to_ids(self.image_token))
 
     # ------------------------------------------------------------------ text
     def _check_messages(self, messages: Sequence[Message]) -> None:
@@ -105,9 +105,10 @@ class SkyEyeProcessor:
             {"role": m["role"], "content": content_text(m["content"], self.image_token)}
             for m in messages
         ]
-        return self.tokenizer.apply_chat_template(
+        text = self.tokenizer.apply_chat_template(
             flat, tokenize=False, add_generation_prompt=add_generation_prompt
         )
+        return cast(str, text)
 
     def expand_image_tokens(self, text: str) -> str:
         """Replace each `<image>` with `num_image_tokens` image tokens."""
@@ -221,7 +222,8 @@ class SkyEyeProcessor:
     def decode(
         self, token_ids: Sequence[int] | torch.Tensor, *, skip_special_tokens: bool = True
     ) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=skip_special_tokens)
+        ids = token_ids if isinstance(token_ids, torch.Tensor) else list(token_ids)
+        return cast(str, self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens))
 
     # ----------------------------------------------------------- save / load
     def save_pretrained(self, folder: str | Path) -> None:

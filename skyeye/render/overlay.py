@@ -74,8 +74,8 @@ def draw_overlay(
     labels: list[tuple[tuple[float, float], str, tuple[int, int, int]]] = []
     for k, mask in enumerate(masks):
         colour = PALETTE[k % len(PALETTE)]
-        m = Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
-        m = np.asarray(m.resize(base.size, Image.Resampling.NEAREST)) > 0
+        small = Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
+        m = np.asarray(small.resize(base.size, Image.Resampling.NEAREST)) > 0
         out[m] = (1 - MASK_ALPHA) * out[m] + MASK_ALPHA * np.array(colour, dtype=np.float32)
         phrase = mask_phrases[k] if k < len(mask_phrases) else None
         if m.any():

@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -115,7 +116,7 @@ def infer_trunk_config(
             )
         num_heads = width // DEFAULT_HEAD_DIM
         logger.warning("head count not in checkpoint: assuming %d heads (64 per head)", num_heads)
-    fields = {
+    fields: dict[str, Any] = {
         "family": family,
         "image_size": grid * patch,
         "patch_size": patch,

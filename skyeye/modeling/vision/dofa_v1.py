@@ -35,9 +35,11 @@ class DofaV1Trunk(DofaViT):
         if config.family != "dofa_v1":
             raise ValueError(f"DofaV1Trunk needs family 'dofa_v1', got {config.family!r}")
         super().__init__(config)
+        pos_embed = self.pos_embed
+        assert pos_embed is not None  # built by the parent with a learned position table
         with torch.no_grad():
-            self.pos_embed.zero_()
+            pos_embed.zero_()
             if config.hidden_size % 4 == 0:
-                self.pos_embed[0, 1:] = sincos_2d(config.hidden_size, config.grid_size)
+                pos_embed[0, 1:] = sincos_2d(config.hidden_size, config.grid_size)
         # torchgeo/MAE keep the sin-cos table fixed.
-        self.pos_embed.requires_grad_(False)
+        pos_embed.requires_grad_(False)

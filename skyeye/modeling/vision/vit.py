@@ -30,7 +30,7 @@ class DofaViT(VisionTransformer):
             img_size=config.image_size,
             patch_size=config.patch_size,
             num_classes=config.num_classes,
-            global_pool=config.global_pool,
+            global_pool=config.global_pool,  # type: ignore[arg-type]  # checked by the config
             embed_dim=config.hidden_size,
             depth=config.num_hidden_layers,
             num_heads=config.num_attention_heads,
@@ -59,6 +59,7 @@ class DofaViT(VisionTransformer):
         x = self.patch_embed(pixel_values, wavelengths)
         grid = self.patch_embed.grid_size(pixel_values.shape[-2], pixel_values.shape[-1])
         pos = self.pos_embed
+        assert pos is not None  # timm's VisionTransformer always has one here (no pos_embed="none")
         if grid != self.grid:
             pos = resample_abs_pos_embed(
                 pos,
