@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 from skyeye.chat.session import DEFAULT_SYSTEM_PROMPT, GenerationSettings
 from skyeye.constants import DTYPE_NAMES, torch_dtype
+from skyeye.evaluation.config import EvalConfig
 from skyeye.evaluation.report import write_report
-from skyeye.evaluation.runner import EvalConfig, evaluate
+from skyeye.evaluation.runner import evaluate
 from skyeye.evaluation.samples import EVAL_TASKS
 
 logger = logging.getLogger(__name__)

@@ -7,15 +7,13 @@ import json
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from skyeye.atomic import write_text
-
-if TYPE_CHECKING:
-    from skyeye.chat.session import ChatSession
-    from skyeye.evaluation.runner import EvalConfig
+from skyeye.chat.session import ChatSession
+from skyeye.evaluation.config import EvalConfig
 
 REPORT_VERSION = "1.0"
 # Left out of the config hash: they differ between machines, not between models.
