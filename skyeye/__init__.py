@@ -1,9 +1,10 @@
 """SkyEye: a multimodal remote-sensing chat assistant.
 
 The library follows the data path, one subpackage per role; lower layers never import higher
-ones (tests/test_layout.py checks it):
+ones (tests/layout/test_import_graph.py checks it):
 
-    errors, constants, logs, models   shared vocabulary; the registry of shipped model folders
+    errors, constants   every exception a user may catch; special tokens, ignore index, dtype names
+    atomic, logs, models   atomic output files; logging set-up; the registry of shipped model folders
     io          raster files -> RasterImage (bands, wavelengths, CRS); sensors; RLE
     processing  RasterImage + conversation -> model inputs (image processor, processor)
     modeling    config, vision towers, projector, mask decoders, LLM loading, the model

@@ -1,7 +1,7 @@
 """Raster input: files (GeoTIFF, JP2, PNG/JPG, band-per-file folders and lists) -> `RasterImage`.
 
 Owns reading with bounded memory (`raster`), band-per-file stacking (`band_files`), NaN-aware
-resampling (`resample`), the sensor registry mapping band names to wavelengths (`sensors`) and the
+resampling and the one label-mask resize rule (`resample`), the sensor registry mapping band names to wavelengths (`sensors`) and the
 COCO RLE mask codec (`rle`). Imports nothing from SkyEye but `skyeye.errors` / `skyeye.constants`.
 """
 
