@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from finetune.schedule import make_scheduler
+from skyeye.constants import SEG_TOKEN
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     seg_only.parent.mkdir(parents=True, exist_ok=True)
 
     def keep(line: str) -> bool:
-        if "[SEG]" not in line:
+        if SEG_TOKEN not in line:
             return False
         return not wanted or set(json.loads(line)["meta"].get("classes") or []) <= wanted
 

@@ -38,11 +38,14 @@ from tqdm import tqdm
 
 from finetune.schedule import make_scheduler
 from skyeye.atomic import write_text
+from skyeye.constants import PHRASE_CLOSE, PHRASE_OPEN, SEG_TOKEN
 from skyeye.io.rle import decode_rle
 
 logger = logging.getLogger(__name__)
 
-_PHRASE = re.compile(r"<p>(.*?)</p>\s*\[SEG\]")
+_PHRASE = re.compile(
+    re.escape(PHRASE_OPEN) + r"(.*?)" + re.escape(PHRASE_CLOSE) + r"\s*" + re.escape(SEG_TOKEN)
+)
 
 
 @dataclass
