@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from transformers import PreTrainedTokenizerBase
 
@@ -155,12 +155,15 @@ def encode_conversation(
     Returns ids with each image part expanded to `num_image_tokens` image tokens; `supervised`
     marks assistant content and the first template token after it (the end-of-turn marker).
     """
-    image_token_id = int(tokenizer.convert_tokens_to_ids(image_token))
+    image_token_id = cast(int, tokenizer.convert_tokens_to_ids(image_token))
     stand_ins = [
         {"role": m["role"], "content": _STAND_IN.format(k)} for k, m in enumerate(messages)
     ]
-    rendered = tokenizer.apply_chat_template(
-        stand_ins, tokenize=False, add_generation_prompt=add_generation_prompt
+    rendered = cast(
+        str,
+        tokenizer.apply_chat_template(
+            stand_ins, tokenize=False, add_generation_prompt=add_generation_prompt
+        ),
     )
     pieces = _STAND_IN_RE.split(rendered)
     order = [int(k) for k in pieces[1::2]]
