@@ -9,7 +9,7 @@ upsampled image tokens, and the logits are resized bilinearly to the requested s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +137,7 @@ class SkyEyeMaskHead(nn.Module):
         self._check_inputs(seg_hidden, vision_features, grid)
         k = seg_hidden.shape[0]
         h, w = grid
-        dtype = self.vision_proj[1].weight.dtype
+        dtype = cast(Tensor, self.vision_proj[1].weight).dtype
         seg = self.text_hidden_fcs(seg_hidden.to(dtype))  # (K, C)
         img = self.vision_proj(vision_features.to(dtype))  # (K, N, C)
         img_pe = _sincos_2d(h, w, self.dim, img.device, img.dtype)[None]
