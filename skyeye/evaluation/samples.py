@@ -191,7 +191,8 @@ def _images(record: dict[str, Any], root: Path, allow_absolute: bool = False) ->
                 "malformed record", f"image {k}: 'path' must be a string or a list of them"
             )
         try:
-            paths = [str(p) for p in resolve_image(raw, root, allow_absolute=allow_absolute)]
+            resolved = resolve_image(raw, root, allow_absolute=allow_absolute)
+            paths = [str(p) for p in (resolved if isinstance(resolved, list) else [resolved])]
         except UnsafePathError as err:
             raise RecordError("image path outside the image root", str(err)) from None
         except ImagePathError as err:
