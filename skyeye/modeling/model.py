@@ -290,7 +290,9 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
             raise ValueError("this model has no mask head (config.use_mask_head is False)")
         seg_id = self.config.seg_token_id
         if seg_id is None:
-            return last_hidden.new_zeros((0, *output_size)), torch.zeros(0, dtype=torch.long)
+            return last_hidden.new_zeros((0, *(output_size or (1, 1)))), torch.zeros(
+                0, dtype=torch.long
+            )
         positions = (input_ids == seg_id).nonzero(as_tuple=False)  # (K, 2): row, column
         if len(positions) == 0:
             empty = output_size or (1, 1)
