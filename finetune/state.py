@@ -35,17 +35,13 @@ import torch
 from safetensors.torch import load_file, save
 
 from skyeye.atomic import is_disk_full, write_text
-from skyeye.errors import DiskFullError
+from skyeye.errors import CheckpointError, DiskFullError
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
 MANIFEST = "manifest.json"
 LATEST = "latest"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is incomplete or its files do not match its manifest."""
 
 
 def _fsync_dir(path: Path) -> None:

@@ -73,6 +73,10 @@ class ConfigError(SkyEyeError, ValueError):
     """A training recipe asks for something impossible; the message names the fix."""
 
 
+class CheckpointError(SkyEyeError, ValueError):
+    """A training checkpoint folder is incomplete or its files do not match its manifest."""
+
+
 class BandTableError(SkyEyeError, ValueError):
     """A band table or sensor preset does not fit the image; the message says what to change."""
 

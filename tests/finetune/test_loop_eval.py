@@ -38,7 +38,9 @@ def loop_with_bad_eval_batch(tmp_path: Path, tiny_llm_dir: Path):
             image["path"] = str(FIXTURES / image["path"])
     path = tmp_path / "eval.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in good + bad))  # batches: good, all bad
-    eval_ds = InstructionDataset(path, processor, image_root=tmp_path, mask_size=16)
+    eval_ds = InstructionDataset(
+        path, processor, image_root=tmp_path, mask_size=16, allow_absolute_paths=True
+    )
     assert eval_ds.check(2) is None and eval_ds[2] is None  # passes the check, fails to load
     acc = Accelerator(cpu=True)
     loop = Loop(
