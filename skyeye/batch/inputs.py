@@ -59,7 +59,7 @@ def _from_stac(label: str, item: dict[str, Any], base: Path) -> Scene:
         datetime=resolved.datetime,
         geometry=resolved.geometry,
         band_names=resolved.band_names,
-        wavelengths=waves if all(w is not None for w in waves) else None,  # type: ignore[misc]
+        wavelengths=[float(w) for w in waves if w is not None] if None not in waves else None,
     )
 
 

@@ -105,7 +105,8 @@ def run_ray(
         Worker = ray.remote(num_cpus=1, max_restarts=0)(SceneWorker)
         n = max(1, min(workers, len(todo)))
         actors = [Worker.remote(model, options, "cpu", threads) for _ in range(n)]
-        load_seconds = ray.get([a.ready.remote() for a in actors])
+        # Actor handles are typed as the wrapped class; `.remote` exists only at run time.
+        load_seconds = ray.get([a.ready.remote() for a in actors])  # type: ignore[union-attr]
         start = time.perf_counter()
         queue = list(todo)
         running: dict[Any, tuple[Any, Scene]] = {}

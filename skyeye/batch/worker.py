@@ -98,8 +98,8 @@ class SceneWorker:
         from skyeye.scene import analyze_scene
 
         scene = Scene(**scene_dict)
-        if scene.error:
-            return failed_row(scene, scene.error)
+        if scene.error or scene.source is None:
+            return failed_row(scene, scene.error or "no source to read")
         start = time.perf_counter()
         try:
             kwargs = dict(self.options)

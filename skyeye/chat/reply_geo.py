@@ -16,10 +16,6 @@ from skyeye.grounding.geo import boxes_to_geojson, masks_to_geojson, transform_f
 from skyeye.io.raster import RasterImage
 
 
-def _georeferenced(image: RasterImage) -> bool:
-    return image.transform is not None and image.crs is not None
-
-
 def _mask_entry(
     k: int, mask: np.ndarray, phrase: str | None, index: int, image: RasterImage
 ) -> dict[str, Any]:
@@ -36,7 +32,7 @@ def _mask_entry(
         "area_m2": None,
         "geojson": None,
     }
-    if _georeferenced(image):
+    if image.transform is not None and image.crs is not None:
         h, w = image.data.shape[1:]
         transform = transform_for_shape(image.transform, (h, w), mask.shape)
         fc = masks_to_geojson(
@@ -63,8 +59,8 @@ def reply_extension(reply: ChatReply, images: list[RasterImage]) -> dict[str, An
         "masks": [],
         "masks_geojson": None,
     }
-    if reply.boxes and images and _georeferenced(images[-1]):
-        image = images[-1]
+    image = images[-1] if images else None
+    if reply.boxes and image is not None and image.transform is not None and image.crs is not None:
         out["boxes_geojson"] = boxes_to_geojson(
             reply.boxes,
             transform=image.transform,

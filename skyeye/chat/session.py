@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,7 +185,7 @@ class ChatSession:
         system = self.settings.system_prompt
         return ([{"role": "system", "content": system}] if system else []) + self.messages
 
-    def stream(self, prompt: str) -> Iterator[str]:
+    def stream(self, prompt: str) -> Generator[str, None, None]:
         """Ask `prompt` and yield the answer's text as it is generated.
 
         After the iterator is exhausted, `last_reply` holds the full `ChatReply`. A reader that

@@ -143,6 +143,8 @@ def mask_area(
         pixel_m2 = abs(transform.a * transform.e - transform.b * transform.d) * unit**2
         return MaskArea(share=share, pixels=int(inside.sum()), m2=float(inside.sum()) * pixel_m2)
     geod = proj.get_geod()
+    if geod is None:
+        raise ValueError(f"the geographic CRS {crs} has no ellipsoid to measure areas on")
     rows, cols = np.nonzero(inside)
     if transform.b == 0 and transform.d == 0:
         # North-up: every pixel of a row has the same area; measure one pixel per row.

@@ -60,7 +60,9 @@ class WavelengthConv1x1(nn.Module):
                 f"pixels (B, C, H, W) need one wavelength (µm) per band; got pixels "
                 f"{tuple(pixels.shape)} and wavelengths {tuple(wavelengths.shape)}"
             )
-        dtype = self.generator[0].weight.dtype
+        first = self.generator[0]
+        assert isinstance(first, nn.Linear)
+        dtype = first.weight.dtype
         code = wavelength_code(wavelengths.to(pixels.device) * 1000.0, self.wave_dim).to(dtype)
         gen = self.generator(code)  # (C, 2F)
         weight = gen[:, : self.out_dim].t()  # (F, C)
@@ -102,8 +104,10 @@ class HiResMaskHead(SkyEyeMaskHead):
             nn.Linear(self.dim, self.dim), nn.ReLU(), nn.Linear(self.dim, fdim)
         )
         # Zero classifier: untrained, the head gives the coarse (light) masks.
-        nn.init.zeros_(self.hires_hyper[2].weight)
-        nn.init.zeros_(self.hires_hyper[2].bias)
+        classifier = self.hires_hyper[2]
+        assert isinstance(classifier, nn.Linear)
+        nn.init.zeros_(classifier.weight)
+        nn.init.zeros_(classifier.bias)
 
     def forward(
         self,
@@ -198,12 +202,16 @@ class HiResMaskHead(SkyEyeMaskHead):
     ) -> Tensor:
         """pixels (B, C, H, W) float32 -> logits (B, H, W) float32: coarse logits + query . pixel
         features."""
-        up = dict(size=size, mode="bilinear", align_corners=False)
-        x = F.relu(self.band_conv(pixels, wavelengths) + F.interpolate(context.float(), **up))
-        x = x + _conv(F.relu(_conv(x, self.refine[0])), self.refine[2])
+        def up(t: Tensor) -> Tensor:
+            return F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False)
+
+        x = F.relu(self.band_conv(pixels, wavelengths) + up(context))
+        first, second = self.refine[0], self.refine[2]
+        assert isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d)
+        x = x + _conv(F.relu(_conv(x, first)), second)
         feat = _conv(F.relu(x), self.pixel_proj)  # (B, F, H, W)
         fine = torch.einsum("bf,bfhw->bhw", hyper.float(), feat)
-        return F.interpolate(coarse.float(), **up)[:, 0] + fine
+        return up(coarse)[:, 0] + fine
 
 
 def _conv(x: Tensor, conv: nn.Conv2d) -> Tensor:

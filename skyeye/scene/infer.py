@@ -99,7 +99,7 @@ class WindowRunner:
             return []
         features = self.processor.image_processor(list(images), return_tensors="pt")
         ids = self._ids.repeat(len(images), 1).to(self.model.device)
-        inputs = {
+        inputs: dict[str, Any] = {
             "input_ids": ids,
             "attention_mask": torch.ones_like(ids),
             "pixel_values": list(features["pixel_values"]),

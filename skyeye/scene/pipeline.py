@@ -164,7 +164,7 @@ def analyze_scene(
         band_names = band_names or stac.band_names
         known = [stac.wavelengths.get(n) for n in stac.band_names]
         if wavelengths is None and not isinstance(source, list) and None not in known:
-            wavelengths = known
+            wavelengths = [float(w) for w in known if w is not None]
     out = Path(out_dir)
     timings = {"read": 0.0, "model": 0.0, "write": 0.0, "stitch": 0.0, "outputs": 0.0}
     start = time.perf_counter()
@@ -261,6 +261,7 @@ def analyze_scene(
             paths["mask"], grid, paths["geojson"], paths["gpkg"], native_crs=crs == "native"
         )
         thumbs = _assemble_thumbs(store, windows, grid, thumb_step, len(scene.band_names))
+        assert stats.thumb is not None, "stitch_mask always returns the preview's mask thumbnail"
         write_preview(
             thumbs,
             stats.thumb,
@@ -308,7 +309,7 @@ def _save_window(
     thumb_step: int,
 ) -> None:
     oy, ox = thumb_offsets(win.row, thumb_step), thumb_offsets(win.col, thumb_step)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "valid": np.packbits(valid.ravel()),
         "thumb": data[:, oy::thumb_step, ox::thumb_step].astype(np.float32),
     }

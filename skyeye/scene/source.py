@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -66,6 +67,8 @@ class SceneSource:
         band_names / wavelengths / sensor: as for `skyeye.io.read_raster`.
     """
 
+    band_names: list[str]
+
     def __init__(
         self,
         source: str | os.PathLike | Sequence[str | os.PathLike],
@@ -98,7 +101,8 @@ class SceneSource:
         self.gsd = gsd
         # Resolve band names / wavelengths once, on a 1-pixel probe.
         probe = RasterImage(
-            data=np.zeros((len(self.band_names), 1, 1), np.float32), band_names=self.band_names
+            data=np.zeros((len(self.band_names), 1, 1), dtype=np.float32),
+            band_names=list(self.band_names),
         )
         complete_band_metadata(
             probe,
@@ -113,7 +117,9 @@ class SceneSource:
         self.wavelengths = probe.wavelengths
 
     # ------------------------------------------------------------------ opening
-    def _open(self, source, band_names, sensor) -> None:
+    def _open(
+        self, source: Any, band_names: Sequence[str] | None, sensor: str | None
+    ) -> None:
         if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
             files = sorted(
                 p
@@ -136,7 +142,7 @@ class SceneSource:
         )
         self.band_files = files is not None
         if files is None:
-            path = check_file(Path(source))  # type: ignore[arg-type]
+            path = check_file(Path(source))
             src = self._stack.enter_context(rasterio.open(path))
             for dtype in src.dtypes:
                 check_dtype(dtype, self.label)
@@ -294,7 +300,8 @@ class SceneSource:
 
     def block_shape(self) -> tuple[int, int]:
         """(rows, cols) of the reference file's internal blocks."""
-        return tuple(self.ref.block_shapes[0])  # type: ignore[return-value]
+        rows, cols = self.ref.block_shapes[0]
+        return int(rows), int(cols)
 
     def close(self) -> None:
         self._stack.close()

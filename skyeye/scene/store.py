@@ -57,7 +57,7 @@ class WindowStore:
 
     def save(self, index: int, record: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
         write_bytes(self.folder / f"w{index:06d}.npz", buffer.getvalue())
         write_text(self._json(index), json.dumps(record, sort_keys=True))
 
