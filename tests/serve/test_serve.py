@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import API_KEY
+from serve_testing import API_KEY
 
 from skyeye.errors import ServeRequestError
 from skyeye.serve.gate import Gate

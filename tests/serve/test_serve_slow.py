@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from conftest import live_server
+from serve_testing import live_server
 from test_serve import S2, _check_mask_geojson, data_url, question
 
 
