@@ -1,6 +1,7 @@
 """Boxes and masks of a `ChatReply` as JSON: the `skyeye` extension of the API server and MCP.
 
-Masks (and boxes) of a georeferenced image are GeoJSON in EPSG:4326 with their geodesic area;
+Masks (and boxes) of a georeferenced image are GeoJSON in EPSG:4326 with the area the session
+measured on the raster's grid (`skyeye.grounding.geo.mask_area`);
 on a photo without georeference they come back in pixels only.
 """
 
@@ -11,25 +12,27 @@ from typing import Any
 import numpy as np
 
 from skyeye.chat.session import ChatReply
-from skyeye.grounding.area import geodesic_area_m2
-from skyeye.grounding.geo import boxes_to_geojson, masks_to_geojson, transform_for_shape
+from skyeye.grounding.geo import (
+    MaskArea,
+    boxes_to_geojson,
+    masks_to_geojson,
+    transform_for_shape,
+)
 from skyeye.io.raster import RasterImage
 
 
 def _mask_entry(
-    k: int, mask: np.ndarray, phrase: str | None, index: int, image: RasterImage
+    k: int, mask: np.ndarray, area: MaskArea, phrase: str | None, index: int, image: RasterImage
 ) -> dict[str, Any]:
-    valid = image.valid_mask
-    if valid.shape != mask.shape:
-        valid = np.ones_like(mask, dtype=bool)
+    """One mask as JSON; share and area are the session's measurement (`ChatReply.mask_areas`)."""
     entry: dict[str, Any] = {
         "index": k,
         "phrase": phrase,
         "image": index,
         "shape": [int(mask.shape[0]), int(mask.shape[1])],
         "pixel_count": int(mask.sum()),
-        "fraction_of_valid_pixels": float((mask & valid).sum() / max(int(valid.sum()), 1)),
-        "area_m2": None,
+        "fraction_of_valid_pixels": area.share,
+        "area_m2": area.m2,
         "geojson": None,
     }
     if image.transform is not None and image.crs is not None:
@@ -39,8 +42,7 @@ def _mask_entry(
             mask[None], [phrase], transform=transform, crs=image.crs, to_epsg4326=True
         )
         feature = fc["features"][0]
-        entry["area_m2"] = geodesic_area_m2(feature["geometry"])
-        feature["properties"]["area_m2"] = entry["area_m2"]
+        feature["properties"]["area_m2"] = area.m2
         entry["geojson"] = feature
     return entry
 
@@ -71,7 +73,9 @@ def reply_extension(reply: ChatReply, images: list[RasterImage]) -> dict[str, An
     for k, mask in enumerate(reply.masks):
         index = reply.mask_images[k] if k < len(reply.mask_images) else len(images) - 1
         phrase = reply.mask_phrases[k] if k < len(reply.mask_phrases) else None
-        out["masks"].append(_mask_entry(k, np.asarray(mask, bool), phrase, index, images[index]))
+        area = reply.mask_areas[k]
+        entry = _mask_entry(k, np.asarray(mask, bool), area, phrase, index, images[index])
+        out["masks"].append(entry)
     features = [m["geojson"] for m in out["masks"] if m["geojson"] is not None]
     if features:
         out["masks_geojson"] = {"type": "FeatureCollection", "features": features}

@@ -279,7 +279,7 @@ class ChatSession:
                     reply.masks[-1],
                     transform=image.transform if georeferenced else None,
                     crs=image.crs if georeferenced else None,
-                    valid=np.isfinite(image.data).any(0),
+                    valid=image.valid_mask,
                 )
             )
             reply.mask_phrases.append(phrases[k] if k < len(phrases) else None)
