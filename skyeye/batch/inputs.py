@@ -49,7 +49,6 @@ def _from_stac(label: str, item: dict[str, Any], base: Path) -> Scene:
         resolved: StacScene = scene_from_item(item, base, label)
     except StacError as err:
         return Scene(key=_slug(str(item.get("id") or label)), label=label, error=str(err))
-    waves = [resolved.wavelengths.get(n) for n in resolved.band_names]
     source = resolved.source
     return Scene(
         key=_slug(resolved.scene_id or label),
@@ -59,7 +58,7 @@ def _from_stac(label: str, item: dict[str, Any], base: Path) -> Scene:
         datetime=resolved.datetime,
         geometry=resolved.geometry,
         band_names=resolved.band_names,
-        wavelengths=[float(w) for w in waves if w is not None] if None not in waves else None,
+        wavelengths=resolved.wavelengths_of(resolved.band_names),
     )
 
 

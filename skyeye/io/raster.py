@@ -132,9 +132,9 @@ def _read_stac(path: Path, **kwargs) -> RasterImage:
     if kwargs["band_names"] is None:
         kwargs["band_names"] = scene.band_names
     image = read_raster(scene.source, **kwargs)
-    known = [scene.wavelengths.get(n) for n in image.band_names]
-    if kwargs["wavelengths"] is None and all(w is not None for w in known):
-        image.wavelengths = known  # type: ignore[assignment]
+    known = scene.wavelengths_of(image.band_names)
+    if kwargs["wavelengths"] is None and known is not None:
+        image.wavelengths = known
     image.path, image.scene_id, image.datetime = str(path), scene.scene_id, scene.datetime
     return image
 

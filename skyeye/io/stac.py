@@ -40,6 +40,11 @@ class StacScene:
     geometry: dict[str, Any] | None = None
     bbox: list[float] | None = None
 
+    def wavelengths_of(self, names: list[str]) -> list[float] | None:
+        """The item's wavelength (µm) of each band in `names`, or None unless it declares all."""
+        known = [self.wavelengths.get(n) for n in names]
+        return [float(w) for w in known if w is not None] if None not in known else None
+
 
 def is_stac_file(path: str | os.PathLike) -> bool:
     """True for a ``.json`` file (a STAC Item or ItemCollection; checked when parsed)."""

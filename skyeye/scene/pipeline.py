@@ -162,9 +162,9 @@ def analyze_scene(
         stac = read_stac_item(source)
         source = stac.source
         band_names = band_names or stac.band_names
-        known = [stac.wavelengths.get(n) for n in stac.band_names]
-        if wavelengths is None and not isinstance(source, list) and None not in known:
-            wavelengths = [float(w) for w in known if w is not None]
+        known = stac.wavelengths_of(stac.band_names)
+        if wavelengths is None and not isinstance(source, list) and known is not None:
+            wavelengths = known
     out = Path(out_dir)
     timings = {"read": 0.0, "model": 0.0, "write": 0.0, "stitch": 0.0, "outputs": 0.0}
     start = time.perf_counter()
