@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def training_env() -> dict[str, str]:
+    """Environment of a training subprocess: offline, one thread, this checkout importable."""
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+    }
 FIXTURES = REPO / "tests" / "fixtures" / "instruct"
 GOLDEN = FIXTURES / "golden"
 TRAIN_FILES = ["skyeyegpt", "llava", "terrascope", "earthmind"]

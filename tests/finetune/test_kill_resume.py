@@ -6,7 +6,6 @@ trained delta and every tensor of the saved model folder (frozen tower included)
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -16,23 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from ft_helpers import REPO
+from ft_helpers import REPO, training_env
 from safetensors.torch import load_file
 
 from finetune.state import LATEST, verify
 
 RECIPE = REPO / "finetune" / "recipes" / "tiny-test.yaml"
 STEPS = ["--max_steps", "6", "--save_every", "2"]
-
-
-def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "PYTHONPATH": str(REPO),
-    }
 
 
 def _cmd(out: Path, *extra: str) -> list[str]:
@@ -42,7 +31,7 @@ def _cmd(out: Path, *extra: str) -> list[str]:
 
 def _start(out: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        _cmd(out), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _cmd(out), cwd=REPO, env=training_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 
@@ -90,7 +79,7 @@ def _resume_and_compare(out: Path, expected: dict[str, torch.Tensor]) -> None:
         assert verify(named) == [], named
     assert not (out / "model").exists()
     resumed = subprocess.run(
-        _cmd(out, "--resume", "true"), cwd=REPO, env=_env(), capture_output=True, text=True,
+        _cmd(out, "--resume", "true"), cwd=REPO, env=training_env(), capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]

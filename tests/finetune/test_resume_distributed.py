@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,23 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from ft_helpers import REPO, write_recipe
+from ft_helpers import REPO, training_env, write_recipe
 from safetensors.torch import load_file
-
-
-def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "PYTHONPATH": str(REPO),
-    }
 
 
 def _train(args: list[str], launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     cmd = (launcher or [sys.executable]) + ["-m", "finetune.train", *args]
-    env = {**_env(), "ACCELERATE_USE_CPU": "true"} if launcher else _env()
+    env = {**training_env(), "ACCELERATE_USE_CPU": "true"} if launcher else training_env()
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -59,7 +48,7 @@ def test_resume_after_sigkill_ends_with_identical_weights(tmp_path, tiny_llm_dir
         str(killed),
     ]
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd, cwd=REPO, env=training_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.time() + 240
     while not (killed / "checkpoints" / "checkpoint-4").is_dir() and time.time() < deadline:
