@@ -4,6 +4,9 @@ Interactive by default (streamed answers; `/image PATH`, `/reset`, `/quit`); wit
 answers once, prints the answer and exits 0, so scripts can use it. The masks of an answer
 (`[SEG]`) are saved under `--save-masks` (a PNG over the image, and a GeoTIFF for georeferenced
 input); their paths go to stderr, so stdout stays the answer alone.
+
+`run(args, follow_up=...)` lets a higher layer act on each answer (`skyeye.scenechat` analyses
+a large image as a whole scene): `python -m skyeye.chat` is that scene-aware chat.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from skyeye.constants import DTYPE_NAMES
@@ -22,6 +25,10 @@ if TYPE_CHECKING:
     from skyeye.chat.session import ChatSession
 
 logger = logging.getLogger(__name__)
+
+#: Called after each answer as f(session, prompt, turn, mask_dir); True when it reported the
+#: answer's files itself (the thumbnail masks are then not saved).
+FollowUp = Callable[["ChatSession", str, int, str], bool]
 
 HELP = """commands:
   /image PATH [w1,w2,...]   attach an image (optional wavelengths in µm, one per band)
@@ -113,7 +120,15 @@ def _image_kwargs(args: argparse.Namespace, index: int) -> dict:
     return kwargs
 
 
-def _interactive(session: ChatSession, mask_dir: str) -> int:
+def _after_answer(
+    session: ChatSession, prompt: str, turn: int, mask_dir: str, follow_up: FollowUp | None
+) -> None:
+    if follow_up is not None and follow_up(session, prompt, turn, mask_dir):
+        return
+    _save_masks(session, mask_dir, turn)
+
+
+def _interactive(session: ChatSession, mask_dir: str, follow_up: FollowUp | None = None) -> int:
     print(HELP)
     turn = 0
     while True:
@@ -148,13 +163,22 @@ def _interactive(session: ChatSession, mask_dir: str) -> int:
                 print(piece, end="", flush=True)
             print()
             turn += 1
-            _save_masks(session, mask_dir, turn)
+            _after_answer(session, line, turn, mask_dir, follow_up)
         except (ValueError, OSError, argparse.ArgumentTypeError) as err:
             print(f"error: {err}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The chat on the image as read (`--save-masks` masks only; no scene analysis)."""
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
+    """Load the model and images of `args` (from `build_parser`), then chat or answer once.
+
+    follow_up: called after each answer (see `FollowUp`); its `ValueError`/`OSError` is one
+    line on stderr (exit 2 in one-shot mode).
+    """
     configure_logging(args.verbose)
     # Imported after the logging set-up: importing them already logs (bitsandbytes' kernels).
     import torch
@@ -198,12 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("model and images ready in %.1f s", time.perf_counter() - started)
     silence_library_warnings(args.verbose)  # libraries imported while loading add their filters
     if args.prompt is None:
-        return _interactive(session, args.save_masks)
+        return _interactive(session, args.save_masks, follow_up)
     try:
         for piece in session.stream(args.prompt):
             print(piece, end="", flush=True)
         print()
-        _save_masks(session, args.save_masks, 1)
+        _after_answer(session, args.prompt, 1, args.save_masks, follow_up)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@
 Every module of `skyeye/`, `instruct_data/`, `finetune/` and `demo/` is parsed (not imported);
 its imports of these packages (also those inside functions, but not those under
 `if TYPE_CHECKING:`) must point to the same layer or a lower one, and the module graph must have
-no cycle.
+no cycle. A `skyeye.*.__main__` module is a `python -m` entry point: nothing imports it, so it may run
+any part of the library (`python -m skyeye.chat` runs `skyeye.scenechat`, above `chat`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ SKYEYE_LAYERS: dict[str, int] = {
     "data": 5,
     "chat": 6,
     "scene": 7,
+    # The chat, scene-aware (above scene, which is above chat): the terminal's follow-up.
+    "scenechat": 8,
     "evaluation": 8,
     "hub": 8,
     "evaluate": 9,
@@ -124,8 +127,21 @@ def test_every_skyeye_part_has_a_layer() -> None:
     assert not missing, f"place these parts of skyeye in SKYEYE_LAYERS: {missing}"
 
 
+def _is_entry_module(module: str) -> bool:
+    """A `python -m skyeye.<part>` entry module."""
+    return module.startswith("skyeye.") and module.split(".")[-1] == "__main__"
+
+
+def test_nothing_imports_an_entry_module() -> None:
+    importers = {m: sorted(filter(_is_entry_module, t)) for m, t in GRAPH.items()}
+    bad = {m: t for m, t in importers.items() if t}
+    assert not bad, f"modules importing a `python -m` entry module: {bad}"
+
+
 @pytest.mark.parametrize("module", sorted(GRAPH))
 def test_imports_point_down(module: str) -> None:
+    if _is_entry_module(module):
+        return  # a `python -m` entry point (nothing imports it): it may use the whole library
     top = module.split(".")[0]
     part = _skyeye_part(module)
     upward = []

@@ -1,0 +1,132 @@
+"""When and how a chat answer is followed by a whole-scene analysis.
+
+The rule is the model's, not the question's wording: the chat answers on the image as read (the
+thumbnail); if that answer carries a `[SEG]` mask or states a share or an area, and the image's
+native size is larger than the scene window, the same prompt is asked of the whole scene at its
+own resolution with the session's model (`skyeye.scene.analyze_scene`). The scene's answer
+(area, share of valid pixels, compass position) and its files (`mask.tif` COG on the scene's
+grid, `mask.geojson`) then stand for the answer's masks. Used by the terminal chat and the demo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from skyeye.chat.session import ChatReply, ChatSession
+from skyeye.io.image import RasterImage
+from skyeye.scene.pipeline import (
+    DEFAULT_BATCH,
+    DEFAULT_OVERLAP,
+    DEFAULT_WINDOW,
+    SceneResult,
+    analyze_scene,
+)
+
+logger = logging.getLogger(__name__)
+
+#: A stated share or ground area in an answer ("12 %", "3.5 ha", "40 km²").
+_STATED_AMOUNT = re.compile(
+    r"\d\s*(%|percent\b|per cent\b|ha\b|hectares?\b|km²|km2\b|m²|m2\b|square (kilo)?met(er|re)s\b)",
+    re.IGNORECASE,
+)
+#: The scene files a chat offers, in the order shown.
+SCENE_FILES = ("mask", "geojson", "gpkg", "preview", "answer")
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """How a chat's scene analysis runs (see `skyeye.analyze_scene`).
+
+    window / overlap: window side and overlap in pixels; an image larger than `window` on its
+    longer side is analysed as a scene. batch: windows per model call. gsd: output pixel size
+    (None: native). max_new_tokens: longest answer per window.
+    """
+
+    window: int = DEFAULT_WINDOW
+    overlap: int = DEFAULT_OVERLAP
+    batch: int = DEFAULT_BATCH
+    gsd: float | None = None
+    max_new_tokens: int = 64
+
+
+def wants_scene(reply: ChatReply) -> bool:
+    """True when the answer points at pixels: it has a mask, or states a share or an area."""
+    return bool(reply.masks) or _STATED_AMOUNT.search(reply.text) is not None
+
+
+def scene_image_index(reply: ChatReply, images: Sequence[RasterImage], window: int) -> int | None:
+    """Index in `images` of the image to analyse as a scene after `reply`, or None.
+
+    The image is the one the first mask lies on (else the latest image); it must be
+    georeferenced (the outputs are maps) and larger than `window` at its native size.
+    """
+    if not images or not wants_scene(reply):
+        return None
+    index = reply.mask_images[0] if reply.mask_images else len(images) - 1
+    image = images[index]
+    if image.crs is None or image.transform is None:
+        return None
+    height, width = image.source_shape or image.data.shape[1:]
+    return index if max(height, width) > window else None
+
+
+def scene_folder(
+    parent: str | Path, image: RasterImage, prompt: str, options: SceneOptions
+) -> Path:
+    """`<parent>/scene-<image>-<prompt>-<hash>`: the same question with the same settings resumes
+    (or finds its finished run), another question gets its own folder."""
+    label = Path(image.path or "image").stem
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{label}-{prompt}").strip("-").lower()[:48]
+    key = repr((image.path, prompt, sorted(asdict(options).items())))
+    return Path(parent) / f"scene-{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def run_scene(
+    session: ChatSession,
+    image: RasterImage,
+    source: str | Path | Sequence[str | Path],
+    prompt: str,
+    out_dir: str | Path,
+    options: SceneOptions,
+    *,
+    progress: bool = True,
+    progress_callback: Callable[[int, int], None] | None = None,
+) -> SceneResult:
+    """Ask `prompt` of the whole scene `source` (the file `image` was read from) with the
+    session's model, with the band names, wavelengths and sensor the chat used."""
+    logger.info("scene analysis of %s (%s) into %s", source, options, out_dir)
+    return analyze_scene(
+        source,
+        prompt,
+        out_dir,
+        model=session,
+        window=options.window,
+        overlap=options.overlap,
+        batch=options.batch,
+        gsd=options.gsd,
+        max_new_tokens=options.max_new_tokens,
+        progress=progress,
+        progress_callback=progress_callback,
+        sensor=image.sensor,
+        band_names=list(image.band_names),
+        wavelengths=None if image.wavelengths is None else list(image.wavelengths),
+    )
+
+
+def scene_answer(result: SceneResult) -> str:
+    """'Whole scene at its own resolution (10980 x 10980 px, 625 windows of 512 px): Found …'"""
+    scene, settings = result.answer["scene"], result.answer["settings"]
+    return (
+        f"Whole scene at its own resolution ({scene['width']} x {scene['height']} px, "
+        f"{result.windows_total} windows of {settings['window']} px): {result.text}"
+    )
+
+
+def scene_files(result: SceneResult) -> list[Path]:
+    """The scene's outputs a chat offers: mask COG, GeoJSON, GeoPackage, preview, answer.json."""
+    return [result.paths[name] for name in SCENE_FILES if result.paths[name].is_file()]

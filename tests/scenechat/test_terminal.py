@@ -1,0 +1,124 @@
+"""`python -m skyeye.chat` on a large GeoTIFF: a mask answer is followed by the whole scene at its
+own resolution (the COG on the scene's grid), `--no-scene` keeps the read image's masks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from scene_fixtures import BIG_SHAPE, EXAMPLE, save_segmenting_folder, write_big_scene
+from skyeye_testing import segmenting_chat
+
+import skyeye.chat.session
+from skyeye.scenechat.terminal import main
+
+PROMPT = "segment the lake"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    return write_big_scene(tmp_path_factory.mktemp("scene") / "big.tif")
+
+
+@pytest.fixture(scope="module")
+def folder(tiny_llm_dir, tmp_path_factory):
+    return save_segmenting_folder(tiny_llm_dir, tmp_path_factory.mktemp("model") / "model")
+
+
+@pytest.fixture
+def segmenting(monkeypatch, tiny_llm_dir):
+    """`load_chat` gives the tiny model scripted to end every answer with [SEG] (a mask)."""
+    monkeypatch.setattr(
+        skyeye.chat.session, "load_chat", lambda *a, **k: segmenting_chat(tiny_llm_dir)
+    )
+
+
+def _ask(folder, image, out, *extra):
+    return main(
+        ["--model", str(folder), "--image", str(image), "--prompt", PROMPT]
+        + ["--save-masks", str(out), "--dtype", "float32", *extra]
+    )
+
+
+def test_a_mask_answer_on_a_large_geotiff_writes_the_scene_cog_at_full_resolution(
+    big, folder, segmenting, tmp_path, capsys
+):
+    assert _ask(folder, big, tmp_path / "out") == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    # stdout: the chat's answer, then the scene's, nothing else (files and progress on stderr).
+    assert len(lines) == 2 and lines[1].startswith("Whole scene at its own resolution (640 x 600")
+    assert "scene file" not in captured.out and "%|" not in captured.out
+    written = [
+        line.split(": ", 1)[1].rstrip(")")
+        for line in captured.err.splitlines()
+        if line.startswith("(scene file: ")
+    ]
+    names = sorted(p.rsplit("/", 1)[1] for p in written)
+    assert names == ["answer.json", "mask.geojson", "mask.gpkg", "mask.tif", "preview.png"]
+    mask_tif = next(p for p in written if p.endswith("mask.tif"))
+    with rasterio.open(mask_tif) as m, rasterio.open(big) as s:
+        assert (m.height, m.width) == BIG_SHAPE == (s.height, s.width)
+        assert (m.crs, m.transform) == (s.crs, s.transform)
+        assert set(np.unique(m.read(1))) <= {0, 1, 255}
+    answer = json.loads(Path(next(p for p in written if p.endswith("answer.json"))).read_text())
+    assert answer["prompt"] == PROMPT and answer["settings"]["window"] == 512
+    assert answer["answer"] in lines[1]
+    # The thumbnail's masks (read at 512 px) are not what the files are: none were saved.
+    assert not list((tmp_path / "out").glob("answer1_mask*"))
+
+
+def test_no_scene_keeps_the_masks_of_the_image_as_read(big, folder, segmenting, tmp_path, capsys):
+    assert _ask(folder, big, tmp_path / "out", "--no-scene") == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.strip().splitlines()) == 1
+    assert "Whole scene" not in captured.out and not list((tmp_path / "out").glob("scene-*"))
+    (tif,) = (tmp_path / "out").glob("answer1_mask1_*.tif")
+    with rasterio.open(tif) as m:
+        assert (m.height, m.width) == (480, 512)  # the chat's read grid, not the scene's
+
+
+def test_an_image_not_larger_than_the_window_keeps_the_thumbnail_path(
+    folder, segmenting, tmp_path, capsys
+):
+    assert _ask(folder, EXAMPLE, tmp_path / "out") == 0  # 512 x 512: the window itself
+    assert "Whole scene" not in capsys.readouterr().out
+    assert list((tmp_path / "out").glob("answer1_mask1_*.tif"))
+    assert not list((tmp_path / "out").glob("scene-*"))
+
+
+def test_a_smaller_scene_window_sends_the_same_image_to_the_scene(
+    folder, segmenting, tmp_path, capsys
+):
+    code = _ask(folder, EXAMPLE, tmp_path / "out", "--scene-window", "256", "--scene-overlap", "0")
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("Whole scene at its own resolution (512 x 512 px, 4 windows of 256 px)")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--scene-window", "0"], "--scene-window must be a positive"),
+        (["--scene-overlap", "512"], "--scene-overlap must be in [0, --scene-window)"),
+        (["--scene-batch", "0"], "--scene-batch must be at least 1"),
+        (["--scene-gsd", "-10"], "--scene-gsd must be a positive"),
+    ],
+)
+def test_bad_scene_options_exit_2_with_one_line(folder, tmp_path, capsys, flags, message):
+    assert _ask(folder, EXAMPLE, tmp_path / "out", *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
