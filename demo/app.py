@@ -28,6 +28,8 @@ from demo.session import UPLOAD_EXTENSIONS, DemoConfig, DemoSession
 from demo.workspace import create_work_root, remove_work_root
 from skyeye.constants import DTYPE_NAMES, torch_dtype
 from skyeye.logs import configure_logging
+from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
+from skyeye.scenechat.follow import SceneOptions
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,10 @@ INTRO = """# SkyEye
 Chat about Earth-observation images: RGB photos, multispectral GeoTIFFs (Sentinel-2, Landsat,
 NAIP) and Sentinel-1 SAR. Upload one or several images (or click an example), check the band
 table (the model is conditioned on each band's wavelength), then ask. Boxes and masks in the
-answer are drawn on the image and, for georeferenced images, offered as GeoJSON / GeoTIFF."""
+answer are drawn on the image and, for georeferenced images, offered as GeoJSON / GeoTIFF. For a
+georeferenced image larger than the scene window, a mask or amount answer is also asked of the
+whole scene at its own resolution (switch below the chat): its full-resolution mask (COG GeoTIFF)
+and polygons (GeoJSON) are then the downloads."""
 
 
 def _close_session(state: DemoSession | None) -> None:
@@ -123,6 +128,12 @@ def build_app(
                 with gr.Row():
                     send = gr.Button("Send", variant="primary", elem_id="send")
                     new_chat = gr.Button("New conversation", elem_id="reset")
+                scene_switch = gr.Checkbox(
+                    value=config.scene,
+                    label=f"Images larger than {config.scene_options.window} px: answer masks and "
+                    "amounts on the whole scene at its own resolution",
+                    elem_id="scene-switch",
+                )
                 note = gr.Markdown(elem_id="result-note")
                 overlay = gr.Image(
                     label="Answer: boxes and masks",
@@ -153,7 +164,7 @@ def build_app(
         for trigger in (question.submit, send.click):
             trigger(
                 handlers.chat,
-                [question, chatbot, state],
+                [question, chatbot, state, scene_switch],
                 chat_outputs,
                 concurrency_limit=concurrency,
                 concurrency_id="generate",
@@ -229,6 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--read-size", type=int, default=512, help="longest side images are read at"
     )
     parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument(
+        "--no-scene",
+        action="store_true",
+        help="the whole-scene switch starts off (large images answered as read)",
+    )
+    parser.add_argument(
+        "--scene-window", type=int, default=DEFAULT_WINDOW, help="scene window side in pixels"
+    )
+    parser.add_argument(
+        "--scene-overlap", type=int, default=DEFAULT_OVERLAP, help="scene window overlap, px"
+    )
+    parser.add_argument(
+        "--scene-batch", type=int, default=DEFAULT_BATCH, help="scene windows per model call"
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPE_NAMES])
     parser.add_argument("--examples-dir", type=Path, default=DEFAULT_EXAMPLES_DIR)
@@ -255,7 +280,18 @@ def load_model(
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    for flag, value in (("--concurrency", args.concurrency), ("--max-images", args.max_images)):
+    if not 0 <= args.scene_overlap < args.scene_window:
+        print(
+            f"error: --scene-overlap must be in [0, --scene-window), got {args.scene_overlap} "
+            f"for a {args.scene_window}-px window",
+            file=sys.stderr,
+        )
+        return 2
+    for flag, value in (
+        ("--concurrency", args.concurrency),
+        ("--max-images", args.max_images),
+        ("--scene-batch", args.scene_batch),
+    ):
         if value < 1:
             print(f"error: {flag} must be at least 1, got {value}", file=sys.stderr)
             return 2
@@ -293,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_images=args.max_images,
         read_size=args.read_size,
         max_new_tokens=args.max_new_tokens,
+        scene=not args.no_scene,
+        scene_options=SceneOptions(
+            window=args.scene_window, overlap=args.scene_overlap, batch=args.scene_batch
+        ),
     )
     app = build_app(
         model,

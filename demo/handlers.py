@@ -187,9 +187,16 @@ class DemoHandlers:
         return session, session.preview(index, mode)
 
     def chat(
-        self, message: str, history: list[dict[str, Any]] | None, state: DemoSession | None
+        self,
+        message: str,
+        history: list[dict[str, Any]] | None,
+        state: DemoSession | None,
+        scene: bool | None = None,
     ) -> Iterator[tuple[Any, ...]]:
         """Stream an answer: yields (history, textbox, overlay, files, note, summary, state).
+
+        scene: the UI's whole-scene switch (None: the server's default); while a scene runs,
+        its progress is streamed at the end of the answer.
 
         A failed turn never raises: its reason (which file, what is wrong, the fix) becomes one
         message in the chat and the log, and the other panels keep what they showed (the question
@@ -207,7 +214,7 @@ class DemoHandlers:
         history.append({"role": "user", "content": message})
         history.append({"role": "assistant", "content": ""})
         try:
-            for text in session.stream(message):
+            for text in session.stream(message, scene=scene):
                 history[-1] = {"role": "assistant", "content": text}
                 yield history, "", keep, keep, keep, keep, session
             result = session.result

@@ -13,19 +13,23 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from demo.bands import BandTableError, apply_preset, apply_rows, band_rows
+from demo.scene import stream_scene
+from demo.workspace import keep_upload
 from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
 from skyeye.errors import DemoError
 from skyeye.grounding.geo import boxes_to_geojson, masks_to_geojson, write_mask_geotiff
 from skyeye.io.raster import RasterImage, RasterReadError, read_raster
 from skyeye.render.overlay import draw_overlay
 from skyeye.render.previews import preview_modes, render_preview
+from skyeye.scene.pipeline import SceneResult
+from skyeye.scenechat.follow import SceneOptions, scene_folder, scene_image_index
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class DemoConfig:
     read_size: longest side at which images are read (bounds memory; overlays are drawn on it).
     max_new_tokens: longest answer. work_root: folder under which each session keeps its result
     files (the app's own temporary folder, removed at shutdown; None: the system's temp folder).
+    scene: re-ask a mask or amount answer about a georeferenced image larger than
+    `scene_options.window` of the whole scene at its own resolution (the UI switch's default).
     """
 
     max_upload_mb: float = 200.0
@@ -50,16 +56,20 @@ class DemoConfig:
     read_size: int = 512
     max_new_tokens: int = 200
     work_root: Path | None = None
+    scene: bool = True
+    scene_options: SceneOptions = field(default_factory=SceneOptions)
 
 
 @dataclass
 class ImageEntry:
-    """An uploaded image: display name, the raster, and whether a finished turn has used it."""
+    """An uploaded image: display name, the raster, whether a finished turn has used it, and
+    the file kept for a whole-scene analysis (None: the image is not larger than the window)."""
 
     name: str
     image: RasterImage
     sent: bool = False
     preview_mode: str | None = None
+    source: Path | None = None
 
 
 @dataclass
@@ -71,6 +81,7 @@ class TurnResult:
     overlay: np.ndarray | None = None
     files: list[Path] = field(default_factory=list)
     note: str = ""
+    scene: SceneResult | None = None
 
 
 def _display_message(err: Exception, path: Path, name: str) -> str:
@@ -146,9 +157,16 @@ class DemoSession:
             raise DemoError(_display_message(err, path, name)) from None
         image.path = name
         self.upload_bytes += size
-        self.entries.append(ImageEntry(name=name, image=image))
+        source = None
+        if image.crs is not None and max(image.source_shape or (0, 0)) > self.scene_window:
+            source = keep_upload(path, self.workdir / "sources")  # read again, window by window
+        self.entries.append(ImageEntry(name=name, image=image, source=source))
         logger.info("session: added %s (%d bands %s)", name, image.data.shape[0], image.band_names)
         return len(self.entries) - 1
+
+    @property
+    def scene_window(self) -> int:
+        return self.config.scene_options.window
 
     def entry(self, index: int) -> ImageEntry:
         if not 0 <= index < len(self.entries):
@@ -207,8 +225,13 @@ class DemoSession:
             raise DemoError(f"{entry.name}: {err}") from None
 
     # -------------------------------------------------------------------- chat
-    def stream(self, prompt: str) -> Iterator[str]:
-        """Ask `prompt` about the images; yields the answer as it grows (accumulated text)."""
+    def stream(self, prompt: str, scene: bool | None = None) -> Iterator[str]:
+        """Ask `prompt` about the images; yields the answer as it grows (accumulated text).
+
+        scene (None: the config's): when the answer draws a mask or states an amount about a
+        georeferenced image larger than the scene window, ask the whole scene too, streaming its
+        progress; its answer follows the chat's and its files are the downloads.
+        """
         if not prompt or not prompt.strip():
             raise DemoError("type a question first")
         for entry in self.entries:
@@ -232,6 +255,33 @@ class DemoSession:
         self._turn += 1
         assert self.chat.last_reply is not None
         self.result = self._finish(self.chat.last_reply)
+        if self.config.scene if scene is None else scene:
+            yield from self._scene(prompt.strip(), text)
+
+    def _scene(self, prompt: str, text: str) -> Iterator[str]:
+        """The whole-scene follow-up of the last answer, if it has one (see `stream`)."""
+        assert self.result is not None
+        index = scene_image_index(self.result.reply, self.chat.images, self.scene_window)
+        image = None if index is None else self.chat.images[index]
+        entry = next((e for e in self.entries if e.image is image), None)
+        if entry is None or entry.source is None:
+            return
+        options = self.config.scene_options
+        out = scene_folder(self.workdir / "scenes", entry.source, prompt, options)
+        turn = yield from stream_scene(
+            self.chat, entry.image, entry.source, entry.name, prompt, text, out, options
+        )
+        if turn.result is None:
+            self.result.note = turn.note
+            return
+        self.result = replace(
+            self.result,
+            image_index=self.entries.index(entry),
+            overlay=turn.overlay,
+            files=turn.files,
+            note=turn.note,
+            scene=turn.result,
+        )
 
     def _check_readable(self, entry: ImageEntry) -> None:
         """Raise `DemoError` saying how to fix an image the model cannot take (no wavelengths)."""

@@ -3,7 +3,9 @@ shutdown (and, after a crash, by the next start), and uploads deleted once they 
 
 Gradio copies every upload into its own cache folder and keeps it; the demo reads an upload into
 memory at once (at most `--read-size` pixels a side), so the copy is deleted right after, whether
-the file was accepted or refused. Gradio's other temporary files (rendered overlays) are swept by
+the file was accepted or refused; a georeferenced image larger than the scene window is instead
+moved into its session's folder (`keep_upload`), so its whole scene can be read at full
+resolution, and goes with that folder. Gradio's other temporary files (rendered overlays) are swept by
 its `delete_cache`.
 """
 
@@ -76,3 +78,22 @@ def discard_upload(path: str | Path) -> None:
             path.parent.rmdir()  # Gradio puts each upload in a folder of its own
     except OSError as err:
         logger.warning("could not delete the upload %s: %s", path, err)
+
+
+def keep_upload(path: str | Path, folder: Path) -> Path:
+    """Move an upload out of Gradio's cache into `folder` (a session's); returns where the file
+    now is. A file outside the cache (a bundled example) stays where it is."""
+    path = Path(path).resolve()
+    cache = Path(get_upload_folder()).resolve()
+    if not path.is_relative_to(cache):
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    stem, k = target.stem, 1
+    while target.exists():
+        k += 1
+        target = folder / f"{stem}-{k}{path.suffix}"
+    shutil.move(path, target)
+    if path.parent != cache and not any(path.parent.iterdir()):
+        path.parent.rmdir()  # Gradio puts each upload in a folder of its own
+    return target

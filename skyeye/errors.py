@@ -150,6 +150,11 @@ class SceneError(SkyEyeError, ValueError):
     another scene's partial run; the message names the value at fault and the fix."""
 
 
+class SceneCancelled(SkyEyeError):
+    """A whole-scene analysis stopped by its caller (the demo's reader went away); the windows
+    finished so far stay in the output folder, so the same run resumes from them."""
+
+
 class UnsafePathError(SkyEyeError, ValueError):
     """A path from a data file points outside its root (absolute, or climbing out with `..`)."""
 

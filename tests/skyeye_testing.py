@@ -116,3 +116,25 @@ def run_chat_cli(image: Path, prompt: str, *extra: str) -> subprocess.CompletedP
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
+
+
+#: (height, width) of `write_big_scene`: larger than the default 512-px scene window.
+BIG_SHAPE = (600, 640)
+
+
+def write_big_scene(path: Path) -> Path:
+    """The bundled 512 x 512 x 13 Sentinel-2 crop mirrored at its right and bottom edges to
+    640 x 600 px, same CRS and origin: a real GeoTIFF larger than the scene window."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(REPO / "examples" / "sentinel2_berlin_l1c.tif") as src:
+        data, profile, descriptions = src.read(), src.profile, src.descriptions
+    h, w = BIG_SHAPE
+    wide = np.concatenate([data, data[:, :, ::-1][:, :, : w - data.shape[2]]], axis=2)
+    big = np.concatenate([wide, wide[:, ::-1, :][:, : h - data.shape[1]]], axis=1)
+    profile.update(width=w, height=h)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(big)
+        dst.descriptions = descriptions
+    return path

@@ -76,13 +76,12 @@ def scene_image_index(reply: ChatReply, images: Sequence[RasterImage], window: i
 
 
 def scene_folder(
-    parent: str | Path, image: RasterImage, prompt: str, options: SceneOptions
+    parent: str | Path, source: str | Path, prompt: str, options: SceneOptions
 ) -> Path:
-    """`<parent>/scene-<image>-<prompt>-<hash>`: the same question with the same settings resumes
-    (or finds its finished run), another question gets its own folder."""
-    label = Path(image.path or "image").stem
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{label}-{prompt}").strip("-").lower()[:48]
-    key = repr((image.path, prompt, sorted(asdict(options).items())))
+    """`<parent>/scene-<source>-<prompt>-<hash>`: the same question about the same scene with
+    the same settings resumes (or finds its finished run), another gets its own folder."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{Path(source).stem}-{prompt}").strip("-").lower()[:48]
+    key = repr((str(source), prompt, sorted(asdict(options).items())))
     return Path(parent) / f"scene-{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 

@@ -103,7 +103,7 @@ class SceneFollowUp:
             flush=True,
         )
         with tempfile.TemporaryDirectory(prefix="skyeye-scene-") as scratch:
-            out = scene_folder(mask_dir or scratch, image, prompt, self.options)
+            out = scene_folder(mask_dir or scratch, image.path, prompt, self.options)
             result = run_scene(
                 session, image, image.path, prompt, out, self.options, progress=self.progress
             )

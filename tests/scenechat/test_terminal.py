@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from scene_fixtures import BIG_SHAPE, EXAMPLE, save_segmenting_folder, write_big_scene
-from skyeye_testing import segmenting_chat
+from skyeye_testing import BIG_SHAPE, REPO, make_tiny_model, segmenting_chat, write_big_scene
 
 import skyeye.chat.session
 from skyeye.scenechat.terminal import main
 
 PROMPT = "segment the lake"
+EXAMPLE = REPO / "examples" / "sentinel2_berlin_l1c.tif"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,7 +35,11 @@ def big(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def folder(tiny_llm_dir, tmp_path_factory):
-    return save_segmenting_folder(tiny_llm_dir, tmp_path_factory.mktemp("model") / "model")
+    """A model folder of the tiny random SkyEye with a mask head (what `--model` loads)."""
+    model, processor = make_tiny_model(tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32)
+    folder = tmp_path_factory.mktemp("model") / "model"
+    model.save_pretrained(folder, processor=processor)
+    return folder
 
 
 @pytest.fixture
