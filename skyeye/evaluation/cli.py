@@ -20,6 +20,7 @@ from skyeye.evaluation.config import EvalConfig
 from skyeye.evaluation.report import write_report
 from skyeye.evaluation.runner import evaluate
 from skyeye.evaluation.samples import EVAL_TASKS
+from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="placeholder wavelength (µm) for SAR bands; default: the checkpoint's setting",
     )
+    p.add_argument(
+        "--no-scene",
+        action="store_true",
+        help="refseg: score images larger than --scene-window on the image as read, too",
+    )
+    p.add_argument(
+        "--scene-window",
+        type=int,
+        default=DEFAULT_WINDOW,
+        help="refseg: images larger than this (px) are answered by the whole-scene pipeline",
+    )
+    p.add_argument("--scene-overlap", type=int, default=DEFAULT_OVERLAP, help="scene overlap, px")
+    p.add_argument("--scene-batch", type=int, default=DEFAULT_BATCH, help="scene windows per call")
+    p.add_argument(
+        "--scene-gsd", type=float, default=None, help="scene output pixel size (default: native)"
+    )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument(
         "--dtype",
@@ -112,6 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             record_tasks=_record_tasks(args.record_task),
             sar_wavelength=args.sar_wavelength,
             seed=args.seed,
+            scene=not args.no_scene,
+            scene_window=args.scene_window,
+            scene_overlap=args.scene_overlap,
+            scene_batch=args.scene_batch,
+            scene_gsd=args.scene_gsd,
         )
         settings = GenerationSettings(
             max_new_tokens=args.max_new_tokens,

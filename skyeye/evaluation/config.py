@@ -15,6 +15,7 @@ from skyeye.evaluation.samples import (
     EVAL_TASKS,
     check_template,
 )
+from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
 
 
 @dataclass
@@ -32,6 +33,11 @@ class EvalConfig:
         record_tasks: record ``task`` labels to read; None = the task's defaults, empty = all.
         sar_wavelength: placeholder wavelength (µm) for SAR bands; None = the checkpoint's.
         seed: with sampling, record i is generated after ``torch.manual_seed(seed + i)``.
+        scene: refseg only: a one-image, one-mask sample whose image is larger than
+            ``scene_window`` (native size) is answered by the whole-scene pipeline and compared at
+            the label's full resolution (`skyeye.evaluation.scene_eval`); False: always the chat.
+        scene_window / scene_overlap / scene_batch / scene_gsd: the scene pipeline's window,
+            overlap (px), windows per call and output pixel size (None: native).
     """
 
     task: str
@@ -42,6 +48,11 @@ class EvalConfig:
     record_tasks: frozenset[str] | None = None
     sar_wavelength: float | None = None
     seed: int = 0
+    scene: bool = True
+    scene_window: int = DEFAULT_WINDOW
+    scene_overlap: int = DEFAULT_OVERLAP
+    scene_batch: int = DEFAULT_BATCH
+    scene_gsd: float | None = None
 
     def __post_init__(self) -> None:
         if self.task not in EVAL_TASKS:
@@ -49,6 +60,25 @@ class EvalConfig:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be a positive number of records, got {self.limit}")
         check_template(self.template, self.task)
+        if self.scene_window < 1 or not 0 <= self.scene_overlap < self.scene_window:
+            raise ValueError(
+                f"scene window {self.scene_window} / overlap {self.scene_overlap}: the window must "
+                "be positive and the overlap in [0, window)"
+            )
+        if self.scene_batch < 1 or (self.scene_gsd is not None and self.scene_gsd <= 0):
+            raise ValueError("the scene batch must be at least 1 and the scene gsd positive")
+
+    @property
+    def scene_settings(self) -> dict[str, object] | None:
+        """What the report records of the scene path (None: not a refseg run, or turned off)."""
+        if self.task != "refseg" or not self.scene:
+            return None
+        return {
+            "window": self.scene_window,
+            "overlap": self.scene_overlap,
+            "gsd": self.scene_gsd,
+            "batch": self.scene_batch,
+        }
 
     @property
     def template(self) -> str:

@@ -87,6 +87,8 @@ def describe_settings(
         "num_image_tokens": processor.num_image_tokens,
         "read_size": settings.read_size,
         "sar_wavelength": sar_wavelength,
+        # refseg: samples larger than the window go through the scene pipeline with these.
+        "scene": config.scene_settings,
         "decoding": {
             **settings.generate_kwargs(),
             "temperature": settings.temperature if settings.do_sample else None,

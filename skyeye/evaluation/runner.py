@@ -28,6 +28,7 @@ from skyeye.evaluation.samples import (
     read_jsonl,
     record_id,
 )
+from skyeye.evaluation.scene_eval import predict_scene, takes_scene_path
 from skyeye.evaluation.scoring import Prediction, get_scorer
 from skyeye.io.raster import RasterImage
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
@@ -75,19 +76,27 @@ def predict(
 ) -> Prediction:
     """Ask one sample: reset, attach images, replay the history, ask the question.
 
-    Raises `RecordError` ("unreadable image", "generation error") instead of stopping the run.
+    A refseg sample whose image is larger than the scene window is asked of the whole scene
+    instead (`skyeye.evaluation.scene_eval`). Raises `RecordError` ("unreadable image", "generation error") instead of stopping the run.
     """
     session.reset()
     sar = _sar_wavelength(session, config)
     shapes: list[tuple[int, int]] = []
+    rasters: list[RasterImage] = []
     for image in sample.images:
         raster = _load_image(session, image, sar)
+        rasters.append(raster)
         shapes.append((int(raster.data.shape[1]), int(raster.data.shape[2])))
     # Teacher forcing: earlier turns are the record's own, as text (placeholders removed).
     session.messages.extend(dict(turn) for turn in sample.history)
     prompt = build_prompt(sample.question, config.template, sample.candidates)
     if session.settings.do_sample:
         torch.manual_seed(config.seed + index)
+    if takes_scene_path(sample, config, rasters):
+        try:
+            return predict_scene(session, sample, rasters[0], prompt, config)
+        except (ValueError, OSError, RuntimeError) as err:
+            raise RecordError("scene error", str(err)) from None
     started = time.perf_counter()
     try:
         reply = session.ask(prompt)
@@ -213,6 +222,7 @@ def run_evaluation(
                 "prediction": p.text,
                 "reference": p.sample.reference,
                 "seconds": round(p.seconds, 3),
+                **({"scene": p.scene} if config.scene_settings is not None else {}),
                 **extra,
             }
             for p, extra in zip(preds, per, strict=True)

@@ -34,6 +34,8 @@ class Prediction:
 
     text: the answer. boxes: boxes parsed from it. masks: one (H, W) bool per ``[SEG]``, on the
     read grid of the image. image_shapes: (H, W) of each image as read (for rotated-box IoU).
+    scene: for a sample answered by the whole-scene pipeline, its window, overlap, gsd and grid
+    (the masks are then on the scene's grid); None otherwise.
     """
 
     sample: EvalSample
@@ -43,6 +45,7 @@ class Prediction:
     masks: list[np.ndarray] = field(default_factory=list)
     image_shapes: list[tuple[int, int]] = field(default_factory=list)
     seconds: float = 0.0
+    scene: dict[str, Any] | None = None
 
 
 def _box_json(box: GroundedBox) -> dict[str, Any]:
