@@ -13,6 +13,7 @@ ones (tests/layout/test_import_graph.py checks it):
     data        the training dataset and collator
     chat        ChatSession (conversation state, streaming), the terminal chat, mask export
     scene       whole scenes window by window: mask COG, polygons, preview, answer.json
+    scenechat   the chat's whole-scene follow-up (python -m skyeye.chat)
     evaluation  metrics, evaluation samples, scoring, runner, report, CLI
     hub         model cards and uploads
 
