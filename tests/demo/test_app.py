@@ -39,6 +39,8 @@ def test_app_without_examples_folder_still_builds(tiny_model, tmp_path) -> None:
     [
         (["--concurrency", "0"], "--concurrency must be at least 1"),
         (["--max-upload-mb", "0"], "--max-upload-mb must be positive"),
+        (["--scene-overlap", "512"], "--scene-overlap must be in [0, --scene-window)"),
+        (["--scene-batch", "0"], "--scene-batch must be at least 1"),
     ],
 )
 def test_cli_rejects_bad_limits(argv, message, capsys) -> None:

@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from skyeye_testing import BIG_SHAPE, REPO, make_tiny_model, segmenting_chat, write_big_scene
+from skyeye_testing import (
+    BIG_SHAPE,
+    REPO,
+    make_tiny_model,
+    run_chat_cli,
+    segmenting_chat,
+    write_big_scene,
+)
 
 import skyeye.chat.session
 from skyeye.scenechat.terminal import main
@@ -126,3 +133,36 @@ def test_bad_scene_options_exit_2_with_one_line(folder, tmp_path, capsys, flags,
     assert _ask(folder, EXAMPLE, tmp_path / "out", *flags) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_interactive_questions_follow_up_on_the_scene_and_no_scene_is_kept(
+    big, folder, segmenting, tmp_path, capsys, monkeypatch
+):
+    lines = iter(["describe this image .", PROMPT, "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    argv = ["--model", str(folder), "--image", str(big), "--save-masks", str(tmp_path / "out")]
+    assert main([*argv, "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    # Every scripted answer has a mask: both questions go to the scene, each its own folder.
+    assert out.count("Whole scene at its own resolution (640 x 600 px") == 2
+    assert len(list((tmp_path / "out").glob("scene-*/mask.tif"))) == 2
+
+
+@pytest.mark.slow
+def test_embedded_model_answers_a_mask_question_about_a_large_scene(big, tmp_path):
+    """The README's command on a 640 x 600 Sentinel-2 GeoTIFF with the real embedded model."""
+    result = run_chat_cli(
+        big,
+        "Show me where the water is in this image with a mask.",
+        "--save-masks",
+        str(tmp_path / "out"),
+        "--max-new-tokens",
+        "40",
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines and "(scene file:" not in result.stdout
+    # skyeye-tiny answers this prompt with a water mask (README), so the scene follows.
+    (mask,) = (tmp_path / "out").glob("scene-*/mask.tif")
+    assert lines[-1].startswith("Whole scene at its own resolution (640 x 600 px")
+    with rasterio.open(mask) as m, rasterio.open(big) as s:
+        assert (m.height, m.width, m.crs, m.transform) == (s.height, s.width, s.crs, s.transform)
