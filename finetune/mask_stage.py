@@ -249,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         "(initialised from it) trained on full-resolution masks",
     )
     p.add_argument(
+        "--max-records",
+        type=int,
+        default=0,
+        help="cache at most this many [SEG] records (a seeded sample; 0 = all): each costs one "
+        "LLM forward",
+    )
+    p.add_argument(
         "--hires-size",
         type=int,
         default=256,
@@ -287,8 +294,13 @@ def main(argv: list[str] | None = None) -> int:
             return False
         return not wanted or set(json.loads(line)["meta"].get("classes") or []) <= wanted
 
-    with open(args.data, encoding="utf-8") as src, open(seg_only, "w", encoding="utf-8") as dst:
-        dst.writelines(line for line in src if keep(line))
+    with open(args.data, encoding="utf-8") as src:
+        lines = [line for line in src if keep(line)]
+    if 0 < args.max_records < len(lines):
+        picked = sorted(random.Random(args.seed).sample(range(len(lines)), args.max_records))
+        lines = [lines[i] for i in picked]
+    with open(seg_only, "w", encoding="utf-8") as dst:
+        dst.writelines(lines)
     dataset = InstructionDataset(
         seg_only,
         processor,

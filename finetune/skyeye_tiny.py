@@ -5,7 +5,8 @@
 
 Runs, in order, each stage skipped when its output already exists in --work (so an interrupted
 run continues; delete --work to start over): prepare (stack band-per-file scenes),
-data (instruct_data.from_rasters), vision (finetune.vision_stage), stage1 and stage2
+data (instruct_data.from_rasters, then finetune.replay: the base LLM's answers to ordinary
+instructions, mixed into stage 2), vision (finetune.vision_stage), stage1 and stage2
 (finetune.train with bf16 autocast), mask (finetune.mask_stage), validate
 (finetune.validate_skyeye_tiny), install (copy the final model folder and write its card with
 skyeye.hub).
@@ -60,11 +61,15 @@ def harmonise_units(data: Path, factors: dict[str, float]) -> int:
 
 
 def _train_recipe(
-    section: dict[str, Any], model: Path | str, train_file: Path, out: Path, recipe: dict[str, Any]
+    section: dict[str, Any],
+    model: Path | str,
+    train_files: list[Path],
+    out: Path,
+    recipe: dict[str, Any],
 ) -> dict[str, Any]:
     r = {k: dict(v) for k, v in section.items()}
     r.setdefault("model", {}).update(model=str(model), sar_wavelength=recipe["sar_wavelength"])
-    r.setdefault("data", {}).update(train_files=[str(train_file)])
+    r.setdefault("data", {}).update(train_files=[str(f) for f in train_files])
     r.setdefault("train", {}).update(output_dir=str(out), seed=recipe.get("seed", 0))
     return r
 
@@ -185,6 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     n = harmonise_units(data, recipe["data"].get("rescale", {}))
     if n:
         logger.info("rescaled %d tiles to x10000 reflectance", n)
+    # 2b. replay: the base LLM's own answers to ordinary instructions, mixed into stage 2
+    replay = data / "replay.jsonl"
+    if "replay" in recipe and not replay.is_file():
+        from finetune.replay import main as replay_main
+
+        torch_threads(args.threads)
+        opts = [f"--{k.replace('_', '-')}={v}" for k, v in recipe["replay"].items()]
+        rc = replay_main(["--out", str(replay), *opts])
+        if rc:
+            return rc
     if done("vision"):
         return 0
     # 3. vision stage
@@ -234,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = work / stage
         if not (out / "model" / "config.json").is_file():
-            r = _train_recipe(recipe[stage], previous, data / "train.jsonl", out, recipe)
+            files = [data / "train.jsonl"]
+            if stage == "stage2" and "replay" in recipe:
+                files.append(replay)
+            r = _train_recipe(recipe[stage], previous, files, out, recipe)
             recipe_file = work / f"{stage}.yaml"
             recipe_file.write_text(yaml.safe_dump(r, sort_keys=False))
             _run_train(recipe_file, out, args.threads)

@@ -3,11 +3,17 @@
 Everything is asked through `skyeye.ChatSession` (what a user gets), one fresh conversation per
 question, on the held-out tiles written by `instruct_data.from_rasters` (`val.jsonl`):
 
-- presence (yes/no per class): accuracy vs the majority answer of that class in `train.jsonl`;
+- presence (yes/no per class): accuracy vs the majority answer of that class in `train.jsonl`
+  and vs the blind model (the same weights asked without the image);
+- multiple choice (letter) and counting (a number) vs the most frequent answer and the blind
+  model; boxes (Acc@0.5) vs the class's median training box; the share of answers in the asked
+  shape per question type (`finetune.validation_questions`);
+- text-only prompts held out of the replay file: the tuned model's answers vs the base LLM's;
 - proportion ("about N%"): agreement (|predicted - label| <= 10 points, and same 5-point bin) and
   mean absolute error vs the most frequent answer of that class in training;
 - water masks: per-sample IoU (gIoU) and cIoU of the `[SEG]` mask vs the tile's water mask, and
-  the NDWI > 0 baseline (needs green + NIR bands) on the same tiles;
+  the NDWI > 0 and MNDWI > 0 baselines (green + NIR / SWIR1) on the same tiles, also per label
+  source (hand-drawn UKIS masks apart from index-rule and OSM labels) and on SAR vs VV < -15 dB;
 - whole unseen scenes (optional, `finetune.validation_scenes`): the Sentinel-2 example against
   the index-label water rule (NDWI > 0 and dark; the NDWI > 0 baseline is nearly that rule, so it
   is an upper bound, not a rival), and the Sentinel-1 example against the SAR label rule (5x5
@@ -21,255 +27,35 @@ question, on the held-out tiles written by `instruct_data.from_rasters` (`val.js
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
-import re
 import sys
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from finetune.validation_scenes import (
-    example_scenes,
-    iou_summary,
-    mask_iou,
-    mndwi_water,
-    ndwi_water,
-    vv_threshold_water,
+from finetune.validation_questions import (
+    answer_shapes,
+    parse_yes_no,
+    summarise_choice,
+    summarise_refer,
+    text_replay,
+    training_priors,
 )
-from skyeye.io.resample import resize_mask
+from finetune.validation_scenes import example_scenes, iou_summary
+from finetune.validation_tiles import Asker, select_tiles, validate_tiles
+
+__all__ = ["main", "select_tiles", "summarise"]
 
 logger = logging.getLogger(__name__)
-
-_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
-
-
-def parse_yes_no(text: str) -> str | None:
-    """'yes' / 'no' from the first word of an answer, else None."""
-    word = re.match(r"\W*(\w+)", text.lower())
-    return word.group(1) if word and word.group(1) in ("yes", "no") else None
-
-
-def parse_percent(text: str) -> float | None:
-    """The share (0..100) an answer states; 'less than 1%' -> 0.5; None when there is none."""
-    low = text.lower()
-    if "less than 1%" in low:
-        return 0.5
-    found = _PERCENT.search(low)
-    return float(found.group(1)) if found else None
 
 
 def _bin(value: float) -> int:
     return int(round(value / 5.0)) if value >= 10 else -1 if value < 1 else int(value)
 
 
-def _stable(key: str) -> str:
-    return hashlib.sha1(key.encode()).hexdigest()
-
-
-def _qa_pairs(record: dict) -> list[tuple[str, str]]:
-    turns = record["turns"]
-    return [
-        (turns[i]["text"].replace("<image>", "").strip(), turns[i + 1]["text"])
-        for i in range(0, len(turns) - 1, 2)
-    ]
-
-
-def training_priors(train: Path) -> dict[str, Any]:
-    """Majority presence answer and most frequent proportion answer per class in `train`."""
-    presence: dict[str, Counter] = defaultdict(Counter)
-    proportion: dict[str, Counter] = defaultdict(Counter)
-    for line in open(train, encoding="utf-8"):
-        rec = json.loads(line)
-        meta = rec["meta"]
-        if meta.get("gen_task") == "presence":
-            for (_, answer), item in zip(_qa_pairs(rec), meta.get("answers", []), strict=False):
-                if (yn := parse_yes_no(answer)) is not None:
-                    presence[item["class"]][yn] += 1
-        elif meta.get("gen_task") == "proportion":
-            value = parse_percent(rec["turns"][-1]["text"])
-            if value is not None:
-                proportion[meta["classes"][0]][value] += 1
-    overall = sum(presence.values(), Counter())
-    return {
-        "presence": {c: n.most_common(1)[0][0] for c, n in presence.items()},
-        "presence_overall": overall.most_common(1)[0][0] if overall else "yes",
-        "proportion": {c: n.most_common(1)[0][0] for c, n in proportion.items()},
-        "proportion_overall": sum(proportion.values(), Counter()).most_common(1)[0][0]
-        if proportion
-        else 10.0,
-    }
-
-
-class Asker:
-    """One fresh ChatSession conversation per question."""
-
-    def __init__(self, model: str, max_new_tokens: int = 40) -> None:
-        import torch
-
-        from skyeye.chat.session import GenerationSettings, load_chat
-
-        # bfloat16, as `python -m skyeye.chat` loads it by default.
-        self.session = load_chat(
-            model, dtype=torch.bfloat16, settings=GenerationSettings(max_new_tokens=max_new_tokens)
-        )
-
-    def ask(self, image: Any, question: str) -> Any:
-        self.session.reset()
-        self.session.add_image(image)
-        return self.session.ask(question)
-
-    def ask_blind(self, question: str) -> Any:
-        """The same model (LLM + adapter) asked without the image: the blind baseline, i.e. how
-        much of a score comes from the question alone."""
-        self.session.reset()
-        return self.session.ask(question)
-
-
-def read_tile(image: dict, root: Path, sar_wavelength: float | None) -> Any:
-    from skyeye.io.raster import read_raster
-
-    kwargs: dict[str, Any] = {}
-    if image.get("band_names"):
-        kwargs["band_names"] = image["band_names"]
-    waves = image.get("wavelengths")
-    if waves is not None and all(w is not None for w in waves):
-        kwargs["wavelengths"] = waves
-    if image.get("modality") == "sar":
-        kwargs.update(sensor="sentinel-1", sar_wavelength=sar_wavelength)
-    return read_raster(str(root / image["path"]), **kwargs)
-
-
-def validate_tiles(
-    asker: Asker,
-    val: Path,
-    priors: dict[str, Any],
-    max_tiles: int,
-    ndwi_threshold: float,
-    vv_db_threshold: float = -15.0,
-) -> dict[str, Any]:
-    """Presence, proportion and water-mask numbers on the held-out tiles of `val`."""
-    from skyeye.io.rle import decode_rle as _decode_rle
-
-    root = val.parent
-    records = [json.loads(line) for line in open(val, encoding="utf-8")]
-    by_tile: dict[str, list[dict]] = defaultdict(list)
-    for rec in records:
-        if rec["meta"].get("gen_task") in ("presence", "proportion", "segmentation"):
-            by_tile[rec["images"][0]["path"]].append(rec)
-
-    def has_water_mask(path: str) -> bool:
-        return any(
-            r["meta"]["gen_task"] == "segmentation" and "<p>water</p>" in r["turns"][1]["text"]
-            for r in by_tile[path]
-        )
-
-    tiles = select_tiles(by_tile, has_water_mask, max_tiles)
-    sar_wl = asker.session.processor.image_processor.sar_wavelength
-    pres: list[dict] = []
-    prop: list[dict] = []
-    water: list[dict] = []
-    for path in tqdm(tiles, desc="held-out tiles", unit="tile"):
-        recs = by_tile[path]
-        image = read_tile(recs[0]["images"][0], root, sar_wl)
-        for rec in recs:
-            meta, task = rec["meta"], rec["meta"]["gen_task"]
-            common = {
-                "id": rec["id"],
-                "scene": meta["scene_id"],
-                "label_type": meta["label_type"],
-                "band_subset": meta.get("band_subset"),
-            }
-            if task == "presence":
-                for (q, a), item in zip(_qa_pairs(rec), meta.get("answers", []), strict=False):
-                    gold = parse_yes_no(a)
-                    reply = asker.ask(image, q)
-                    blind = asker.ask_blind(q)
-                    base = priors["presence"].get(item["class"], priors["presence_overall"])
-                    pres.append(
-                        {
-                            **common,
-                            "class": item["class"],
-                            "question": q,
-                            "gold": gold,
-                            "answer": reply.text,
-                            "pred": parse_yes_no(reply.text),
-                            "blind": parse_yes_no(blind.text),
-                            "baseline": base,
-                        }
-                    )
-            elif task == "proportion":
-                (q, a), cls = _qa_pairs(rec)[0], meta["classes"][0]
-                reply = asker.ask(image, q)
-                blind = asker.ask_blind(q)
-                prop.append(
-                    {
-                        **common,
-                        "class": cls,
-                        "question": q,
-                        "gold": parse_percent(a),
-                        "answer": reply.text,
-                        "pred": parse_percent(reply.text),
-                        "blind": parse_percent(blind.text),
-                        "baseline": priors["proportion"].get(cls, priors["proportion_overall"]),
-                    }
-                )
-            elif task == "segmentation":
-                turn = rec["turns"][1]
-                phrases = re.findall(r"<p>(.*?)</p>", turn["text"])
-                if not phrases or phrases[0] != "water":
-                    continue
-                gt = _decode_rle(turn["masks"][0]["rle"]).astype(bool)
-                reply = asker.ask(image, rec["turns"][0]["text"].replace("<image>", "").strip())
-                pred = np.zeros_like(gt)
-                if reply.masks:
-                    m = reply.masks[0]
-                    pred = m if m.shape == gt.shape else resize_mask(m, gt.shape)
-                mndwi = None
-                if rec["images"][0].get("modality") == "sar":
-                    base = vv_threshold_water(image, vv_db_threshold)
-                else:
-                    base = ndwi_water(image.data, image.wavelengths, ndwi_threshold)
-                    mndwi = mndwi_water(image.data, image.wavelengths, 0.0)
-                water.append(
-                    {
-                        **common,
-                        "modality": rec["images"][0].get("modality"),
-                        "answer": reply.text,
-                        "has_seg": bool(reply.masks),
-                        "iou": mask_iou(pred, gt),
-                        "baseline_iou": None if base is None else mask_iou(base, gt),
-                        "mndwi_iou": None if mndwi is None else mask_iou(mndwi, gt),
-                        "gt_share": float(gt.mean()),
-                    }
-                )
-    return {"presence": pres, "proportion": prop, "water": water, "tiles": len(tiles)}
-
-
-def select_tiles(by_tile: dict[str, list[dict]], has_water_mask: Any, max_tiles: int) -> list[str]:
-    """Up to ``max_tiles`` tiles, taken from the held-out scenes in turn (so a large scene does
-    not crowd out a small one); within a scene, tiles with a water mask first, then a stable
-    hash order, so the subset does not depend on the file order."""
-    scenes: dict[str, list[str]] = defaultdict(list)
-    for path, recs in by_tile.items():
-        scenes[recs[0]["meta"]["scene_id"]].append(path)
-    queues = [
-        sorted(paths, key=lambda t: (not has_water_mask(t), _stable(t)))
-        for _, paths in sorted(scenes.items())
-    ]
-    out: list[str] = []
-    while len(out) < max_tiles and any(queues):
-        for q in queues:
-            if q and len(out) < max_tiles:
-                out.append(q.pop(0))
-    return out
-
-
-def summarise(rows: dict[str, Any]) -> dict[str, Any]:
+def summarise(rows: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - one block per metric
     """Metric blocks (model vs baseline) from the per-question rows."""
     out: dict[str, Any] = {}
     pres = rows["presence"]
@@ -328,20 +114,27 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:
         water = [r for r in rows["water"] if (r.get("modality") == "sar") == (modality == "sar")]
         if water:
             out[name] = _water_block(water, base_name)
+    # Hand-drawn labels (the UKIS masks) apart: index-rule and OSM labels are weak references.
+    hand = [r for r in rows["water"] if r.get("modality") != "sar" and _hand_drawn(r)]
+    if hand:
+        out["water_tiles_hand_labelled"] = _water_block(hand, "baseline_ndwi")
+    for name, kind in (("mcq", "mcq"), ("count", "count")):
+        if rows.get(kind):
+            out[name] = summarise_choice(rows[kind])
+    if rows.get("refer"):
+        out["refer"] = summarise_refer(rows["refer"])
     out["answer_shape"] = answer_shapes(rows)
     return out
 
 
-def answer_shapes(rows: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Share of answers in the shape the question asks for, per question type: yes/no (presence:
-    the answer starts with yes or no), number (proportion: it states a share), mask
-    (segmentation: it has a mask). The held-out set has no letter or box questions yet."""
-    kinds = {
-        "yes/no": [r["pred"] is not None for r in rows["presence"]],
-        "number": [r["pred"] is not None for r in rows["proportion"]],
-        "mask": [r["has_seg"] for r in rows["water"]],
-    }
-    return {k: {"n": len(v), "in_shape": float(np.mean(v))} for k, v in kinds.items() if v}
+#: Held-out scenes whose masks were drawn by people (DLR's UKIS csmask reference masks); the
+#: other held-out labels come from index rules, OSM polygons or the SAR threshold rule.
+HAND_LABELLED_SCENES = ("ukis-landsat5",)
+
+
+def _hand_drawn(row: dict) -> bool:
+    """Water rows of a hand-labelled scene, on its class raster (not an index layer)."""
+    return row.get("scene") in HAND_LABELLED_SCENES and row.get("label_type") == "class_raster"
 
 
 def _water_block(water: list[dict], base_name: str) -> dict[str, Any]:
@@ -404,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--s1-scene", type=Path, default=None, help="unseen Sentinel-1 VV/VH scene (dB)")
     p.add_argument("--overlay", type=Path, default=None, help="PNG of the S2 scene's water mask")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument(
+        "--base-llm",
+        default="smollm2-135m-instruct",
+        help="the base LLM whose answers to held-out text-only prompts the model is compared with",
+    )
+    p.add_argument(
+        "--no-text-check", action="store_true", help="skip the text-only comparison with the base LLM"
+    )
     args = p.parse_args(argv)
     import torch
 
@@ -428,8 +229,18 @@ def main(argv: list[str] | None = None) -> int:
         {r["scene"] for part in ("presence", "proportion", "water") for r in rows[part]}
     )
     tasks = summarise(rows)
+    if not args.no_text_check:
+        from finetune.replay import base_answers, held_out_prompts
+        from skyeye.chat.session import DEFAULT_SYSTEM_PROMPT
+
+        prompts = held_out_prompts()
+        base = base_answers(args.base_llm, prompts, DEFAULT_SYSTEM_PROMPT)
+        text = text_replay(asker, prompts, base)
+        rows["text_only"] = text.pop("rows")
+        text["dataset"] = "held-out text-only prompts of finetune/data/replay/prompts.txt"
+        tasks["text_only_vs_base_llm"] = text
     for block in tasks.values():
-        block["dataset"] = "held-out scenes " + ", ".join(held_out)
+        block.setdefault("dataset", "held-out scenes " + ", ".join(held_out))
     report: dict[str, Any] = {
         "model": args.model,
         "data": str(args.val),

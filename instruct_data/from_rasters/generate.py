@@ -220,7 +220,9 @@ class RasterInstructionGenerator:
                         meta=meta,
                     )
                     rng_q = stable_rng(opts.seed, scene.id, vid, la.name)
-                    q = TileQuestions(view, la, rng_q, opts.min_present, opts.min_region)
+                    q = TileQuestions(
+                        view, la, rng_q, opts.min_present, opts.min_region, opts.ground_answers
+                    )
                     convs += q.build(
                         opts.tasks,
                         opts.presence_pairs,

@@ -61,26 +61,41 @@ def position_phrase(mask: np.ndarray, compass: bool) -> str:
     return f"{lead}in the " + ", the ".join(parts[:-1]) + f" and the {parts[-1]}"
 
 
-def largest_region(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int]] | None:
-    """Largest 4-connected region of ``mask`` (H, W) -> (pixels, (row0, col0, row1, col1)) with
-    exclusive row1/col1, or None for an empty mask. Uses scipy.ndimage when installed, else BFS."""
+def regions(mask: np.ndarray) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """Every 4-connected region of ``mask`` (H, W) -> [(pixels, (row0, col0, row1, col1))] with
+    exclusive row1/col1, largest first (ties in reading order). Uses scipy.ndimage when
+    installed, else a breadth-first search."""
     if not mask.any():
-        return None
+        return []
     try:
         from scipy import ndimage
     except ImportError:
-        return _largest_region_bfs(mask)
-    lab, n = ndimage.label(mask)
-    sizes = np.bincount(lab.ravel())[1:]
-    k = int(np.argmax(sizes)) + 1
-    rr, cc = np.nonzero(lab == k)
-    return int(sizes[k - 1]), (int(rr.min()), int(cc.min()), int(rr.max()) + 1, int(cc.max()) + 1)
+        found = _regions_bfs(mask)
+    else:
+        lab, _ = ndimage.label(mask)
+        found = []
+        for k, sl in enumerate(ndimage.find_objects(lab), start=1):
+            n = int((lab[sl] == k).sum())
+            found.append((n, (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)))
+    return sorted(found, key=lambda item: -item[0])
 
 
-def _largest_region_bfs(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int]]:
+def largest_region(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int]] | None:
+    """Largest 4-connected region of ``mask`` (H, W) -> (pixels, (row0, col0, row1, col1)) with
+    exclusive row1/col1, or None for an empty mask."""
+    found = regions(mask)
+    return found[0] if found else None
+
+
+def count_regions(mask: np.ndarray, min_pixels: int) -> int:
+    """Number of separate (4-connected) regions of ``mask`` with at least ``min_pixels``."""
+    return sum(1 for n, _ in regions(mask) if n >= min_pixels)
+
+
+def _regions_bfs(mask: np.ndarray) -> list[tuple[int, tuple[int, int, int, int]]]:
     h, w = mask.shape
     seen = np.zeros_like(mask, dtype=bool)
-    best: tuple[int, tuple[int, int, int, int]] = (0, (0, 0, 0, 0))
+    found: list[tuple[int, tuple[int, int, int, int]]] = []
     for r0, c0 in zip(*np.nonzero(mask), strict=True):
         if seen[r0, c0]:
             continue
@@ -95,9 +110,8 @@ def _largest_region_bfs(mask: np.ndarray) -> tuple[int, tuple[int, int, int, int
                 if 0 <= rr < h and 0 <= cc < w and mask[rr, cc] and not seen[rr, cc]:
                     seen[rr, cc] = True
                     q.append((rr, cc))
-        if n > best[0]:
-            best = (n, (rmin, cmin, rmax + 1, cmax + 1))
-    return best
+        found.append((n, (rmin, cmin, rmax + 1, cmax + 1)))
+    return found
 
 
 def percent_phrase(frac: float) -> str:

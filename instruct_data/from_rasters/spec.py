@@ -28,7 +28,7 @@ from skyeye.errors import SpecError
 
 LABEL_TYPES = ("class_raster", "vector", "index")
 INDEX_CLASSES = ("water", "vegetation", "cloud")
-TASK_NAMES = ("caption", "presence", "proportion", "refer", "segmentation")
+TASK_NAMES = ("caption", "presence", "proportion", "refer", "segmentation", "mcq", "count")
 LAYOUTS = ("CHW", "HWC", "TCHW", "THWC")
 
 
@@ -130,6 +130,9 @@ class Options:
     # Chance that a focus class present in a tile is asked (absent ones always are): below 1
     # when most tiles hold the class, so that "yes" does not become the safe answer.
     presence_focus_yes_rate: float = 1.0
+    # Presence and proportion answers start with the class's mask ("<p>water</p> [SEG] Yes."),
+    # so the chat can state the yes/no and the share its own mask measures.
+    ground_answers: bool = False
     # Zoom factors: 1 tiles the native grid; f > 1 also tiles f x f block averages (majority-vote
     # labels), the scale at which the chat shows the model a whole scene.
     scales: list[int] = field(default_factory=lambda: [1])

@@ -1,4 +1,10 @@
-"""Conversations about one tile and one label source: caption, presence, proportion, box, mask."""
+"""Conversations about one tile and one label source: caption, presence, proportion, box, mask,
+multiple choice and counting.
+
+With ``ground`` the presence and proportion answers start with the class's mask
+(``<p>water</p> [SEG] Yes.``; an empty mask when it is absent): the model looks before it answers,
+and the chat states the yes/no and the share its own mask measures (skyeye/chat/measured.py).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,14 @@ from instruct_data.from_rasters import templates as T
 from instruct_data.from_rasters.labels import LabelLayer
 from instruct_data.from_rasters.regions import (
     class_fractions,
+    count_regions,
     largest_region,
     percent_phrase,
     position_phrase,
 )
 from instruct_data.masks import encode_mask
 from instruct_data.schema import Box, Conversation, ImageRef, Mask, Turn
+from skyeye.constants import MCQ_LETTERS, SEG_TOKEN
 
 # Generator task -> unified-format task.
 TASK_KIND = {
@@ -25,6 +33,8 @@ TASK_KIND = {
     "proportion": "vqa",
     "refer": "refer",
     "segmentation": "segmentation",
+    "mcq": "mcq",
+    "count": "vqa",
 }
 
 
@@ -57,9 +67,11 @@ class TileQuestions:
         rng: np.random.Generator,
         min_present: float,
         min_region: float,
+        ground: bool = False,
     ) -> None:
         self.v, self.layer, self.rng = view, layer, rng
         self.min_present, self.min_region = min_present, min_region
+        self.ground = ground
         self.fracs = class_fractions(view.cmap, view.valid, len(layer.classes))
         self.labelled = float(((view.cmap > 0) & view.valid).sum() / max(int(view.valid.sum()), 1))
 
@@ -77,6 +89,17 @@ class TileQuestions:
         if not self.layer.negatives:
             return []
         return [k for k, f in enumerate(self.fracs) if self.layer.askable[k] and f == 0]
+
+    def grounded(self, k: int, text: str) -> Turn:
+        """An answer turn; with ``ground`` it starts with class k's mask (empty when absent)."""
+        if not self.ground:
+            return Turn("assistant", text)
+        cls = self.layer.classes[k]
+        return Turn(
+            "assistant",
+            f"<p>{cls}</p> {SEG_TOKEN} {text}",
+            masks=[Mask(seg_index=0, rle=encode_mask(self.mask(k)), image_index=0)],
+        )
 
     def where(self, k: int) -> str:
         return position_phrase(self.mask(k), self.v.compass)
@@ -184,9 +207,7 @@ class TileQuestions:
             # "Answer yes or no" prompts get the bare word; open ones may get a sentence.
             short = "yes or no" in prompt
             ans = (T.YES if yes else T.NO)[0] if short else T.pick(self.rng, T.YES if yes else T.NO)
-            turns.append(
-                Turn("assistant", T.fill(ans, cls=cls, where=self.where(k) if yes else ""))
-            )
+            turns.append(self.grounded(k, T.fill(ans, cls=cls, where=self.where(k) if yes else "")))
             answers.append({"class": cls, "answer": "yes" if yes else "no"})
         return self.conv(
             "presence", turns, {"classes": [a["class"] for a in answers], "answers": answers}
@@ -202,7 +223,7 @@ class TileQuestions:
         ans = T.fill(T.pick(self.rng, T.PROPORTION_ANSWERS), cls=cls, pct=pct)
         return self.conv(
             "proportion",
-            [Turn("user", user), Turn("assistant", ans)],
+            [Turn("user", user), self.grounded(k, ans)],
             {"classes": [cls], "fraction": round(float(self.fracs[k]), 4)},
         )
 
@@ -249,6 +270,56 @@ class TileQuestions:
                 Turn("assistant", ans, masks=[Mask(seg_index=0, rle=rle, image_index=0)]),
             ],
             {"classes": [cls], "fraction": round(float(self.fracs[k]), 4)},
+        )
+
+    def mcq(self) -> Conversation | None:
+        """"Which of these covers the largest part? A. .. B. .." when one class clearly leads
+        (10 points ahead of the next); the other options are the layer's other askable classes."""
+        ask = [k for k, a in enumerate(self.layer.askable) if a]
+        order = sorted(ask, key=lambda k: -self.fracs[k])
+        if len(order) < 2 or self.fracs[order[0]] < 0.2:
+            return None
+        if self.fracs[order[0]] - self.fracs[order[1]] < 0.1:
+            return None
+        others = [int(k) for k in self.rng.permutation(order[1:])[: len(MCQ_LETTERS) - 1]]
+        options = [order[0], *others]
+        options = [options[i] for i in self.rng.permutation(len(options))]
+        names = self.layer.classes
+        letter = MCQ_LETTERS[options.index(order[0])]
+        lines = "\n".join(f"{MCQ_LETTERS[i]}. {names[k]}" for i, k in enumerate(options))
+        question = T.fill(T.pick(self.rng, T.MCQ_QUESTIONS), img=self.v.img_phrase)
+        user = f"{question}\n{lines}\n{T.pick(self.rng, T.MCQ_INSTRUCTIONS)}"
+        ans = T.pick(self.rng, T.MCQ_ANSWERS).format(letter=letter)
+        return self.conv(
+            "mcq",
+            [Turn("user", user), Turn("assistant", ans)],
+            {
+                "classes": [names[order[0]]],
+                "options": [names[k] for k in options],
+                "answer": letter,
+            },
+        )
+
+    def count(self) -> Conversation | None:
+        """"How many separate water areas of at least N pixels?" for a present class (0-9)."""
+        ks = self.present()
+        if not ks:
+            return None
+        k = int(self.rng.choice(ks))
+        h, w = self.v.cmap.shape
+        min_px = max(4, int(self.min_region * h * w))
+        n = count_regions(self.mask(k), min_px)
+        if n > 9:
+            return None  # a count past a handful is not what the question is for
+        cls = self.layer.classes[k]
+        user = T.fill(
+            T.pick(self.rng, T.COUNT_PROMPTS), cls=cls, img=self.v.img_phrase, min_px=str(min_px)
+        )
+        ans = T.pick(self.rng, T.COUNT_ANSWERS).format(n=n)
+        return self.conv(
+            "count",
+            [Turn("user", user), Turn("assistant", ans)],
+            {"classes": [cls], "count": n, "min_pixels": min_px},
         )
 
     def build(

@@ -44,6 +44,26 @@ SEG_PROMPTS = (
     "Please outline the {cls} in {img}.",
     "Show me where the {cls} is in {img} with a mask.",
 )
+# Multiple choice: a question, the options one per line ("A. water"), an instruction (the last
+# one is skyeye.evaluation's default, so benchmark-style prompts are in the training mix).
+MCQ_QUESTIONS = (
+    "Which of these covers the largest part of {img}?",
+    "What is the main land cover in {img}?",
+    "Which class covers the most ground in {img}?",
+)
+MCQ_INSTRUCTIONS = (
+    "Answer with the letter.",
+    "Reply with A, B, C or D.",
+    "Answer with the option's letter from the given choices directly.",
+)
+MCQ_ANSWERS = ("{letter}", "{letter}.")
+COUNT_PROMPTS = (
+    "How many separate {cls} areas of at least {min_px} pixels are there in {img}? "
+    "Answer with a number.",
+    "Count the separate patches of {cls} in {img} (at least {min_px} pixels each). "
+    "Answer with a number.",
+)
+COUNT_ANSWERS = ("{n}", "{n}.")
 SEG_ANSWERS = ("<p>{cls}</p> [SEG]", "Here is the {cls}: <p>{cls}</p> [SEG].", "Sure, [SEG].")
 FIRST = ("The image shows {cls} ({pct}), {where}.", "{Cls} covers {pct} of the image, {where}.")
 ALMOST_ALL = ("The image is almost entirely {cls}.", "Nearly the whole image is {cls}.")

@@ -1,9 +1,14 @@
-"""Shares and areas in an answer are the ones measured on its mask, not the LLM's guess.
+"""Shares, areas and yes/no in an answer are the ones measured on its mask, not the LLM's guess.
 
 The LLM writes "about 30 % of the image is water"; the mask it drew covers 12.4 % of the valid
 pixels. When an answer has exactly one mask, every share ("N %", "N percent") and area
 ("N ha", "N km²", "N m²") it states is replaced by the measured figure (same unit), and a short
 note with the measured figures is appended for masks on georeferenced images.
+
+A yes/no right after the mask (skyeye-tiny answers "is there water?" with
+``<p>water</p> [SEG] Yes.``: it looks, then answers) is the mask's verdict: yes when the mask
+covers at least ``PRESENT_MIN_SHARE`` of the valid pixels. When the LLM's word disagrees, its
+sentence is replaced by a plain one ("No, there is no water.").
 """
 
 from __future__ import annotations
@@ -13,7 +18,14 @@ from collections.abc import Sequence
 
 from skyeye.grounding.geo import MaskArea
 
-__all__ = ["format_area", "measured_note", "state_measured"]
+__all__ = ["PRESENT_MIN_SHARE", "format_area", "measured_note", "state_measured", "state_verdict"]
+
+#: A mask covering at least this share of the valid pixels says "present". The training labels
+#: call a class present from 1 % of a tile and absent at 0 %; half of 1 % leaves room for a few
+#: stray pixels either way.
+PRESENT_MIN_SHARE = 0.005
+# "[SEG]" then, after optional punctuation, a first sentence that starts with yes or no.
+_VERDICT = re.compile(r"(\[SEG\][\s.:,;-]*)(yes|no)\b([^.!?]*[.!?]?)", re.IGNORECASE)
 
 _NUMBER = r"(\d[\d,]*(?:\.\d+)?)"
 _SHARE = re.compile(_NUMBER + r"\s*(%|percent\b|per cent\b)", re.IGNORECASE)
@@ -63,10 +75,29 @@ def measured_note(area: MaskArea, phrase: str | None = None) -> str:
     return f"(measured on the mask: {what}{size}{100 * area.share:.1f}% of the valid pixels)"
 
 
+def state_verdict(
+    text: str, area: MaskArea, phrase: str | None, min_share: float = PRESENT_MIN_SHARE
+) -> str:
+    """Make a yes/no that follows the answer's ``[SEG]`` say what the mask measured."""
+    found = _VERDICT.search(text)
+    if found is None:
+        return text
+    present = area.share >= min_share
+    if (found.group(2).lower() == "yes") == present:
+        return text
+    what = phrase or "it"
+    plain = f"Yes, there is {what}." if present else f"No, there is no {what}."
+    return text[: found.start()] + found.group(1) + plain + text[found.end() :]
+
+
 def state_measured(
-    text: str, areas: Sequence[MaskArea | None], phrases: Sequence[str | None] = ()
+    text: str,
+    areas: Sequence[MaskArea | None],
+    phrases: Sequence[str | None] = (),
+    min_share: float = PRESENT_MIN_SHARE,
 ) -> tuple[str, str]:
-    """Rewrite stated shares/areas with the measured ones; returns (text, note to append).
+    """Rewrite stated shares/areas (and a yes/no after the mask) with the measured ones;
+    returns (text, note to append).
 
     Only with exactly one measured mask (with several, which figure belongs to which mask is not
     known). The note is empty when that mask has no georeference (no area in m²).
@@ -75,10 +106,11 @@ def state_measured(
     if len(measured) != 1:
         return text, ""
     area = measured[0]
+    phrase = next((p for a, p in zip(areas, phrases, strict=False) if a is area), None)
+    text = state_verdict(text, area, phrase, min_share)
     text = _SHARE.sub(lambda m: f"{100 * area.share:.1f}%", text)
     if area.m2 is not None:
         m2 = area.m2
         text = _AREA.sub(lambda m: f"{_fmt(m2 / _UNITS[m.group(2).lower()])} {m.group(2)}", text)
-        phrase = next((p for a, p in zip(areas, phrases, strict=False) if a is area), None)
         return text, measured_note(area, phrase)
     return text, ""

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from skyeye.chat.measured import state_measured
+from skyeye.constants import SEG_TOKEN
 from skyeye.grounding.geo import MaskArea, mask_area
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage, read_raster
@@ -227,10 +228,18 @@ class ChatSession:
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
         pieces: list[str] = []
+        shown = 0  # characters of the answer streamed so far
         try:
             for piece in streamer:
                 pieces.append(piece)
-                yield piece
+                # Text after a [SEG] may state what its mask measures (a share, a yes/no): it is
+                # held back until the mask is measured, then streamed as stated below.
+                joined = "".join(pieces)
+                seg = joined.find(SEG_TOKEN)
+                limit = len(joined) if seg < 0 else seg + len(SEG_TOKEN)
+                if limit > shown:
+                    yield joined[shown:limit]
+                    shown = limit
         except GeneratorExit:
             # Abandoned mid-answer: forget the question so the next one starts clean.
             abandoned.set()
@@ -247,9 +256,14 @@ class ChatSession:
         reply = self._reply(text, inputs, result["ids"])
         text, note = state_measured(reply.text, reply.mask_areas, reply.mask_phrases)
         if note:
+            text = f"{text} {note}"
+        streamed = "".join(pieces)[:shown].lstrip()
+        if text.startswith(streamed):
+            if len(text) > len(streamed):
+                yield text[len(streamed) :]
+        elif note:
             # Streamed text cannot be taken back: the measured figures follow it.
             yield f" {note}"
-            text = f"{text} {note}"
         reply.text = text
         self.messages.append({"role": "assistant", "content": text})
         self.last_reply = reply

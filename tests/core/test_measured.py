@@ -8,7 +8,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from skyeye_testing import make_tiny_model
 
-from skyeye.chat.measured import format_area, state_measured
+from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area, state_measured
 from skyeye.chat.session import ChatSession
 from skyeye.grounding.geo import MaskArea
 from skyeye.io.raster import RasterImage
@@ -29,6 +29,24 @@ def test_no_rewrite_when_ambiguous_or_not_georeferenced():
     assert state_measured(text, [a, a]) == (text, "")
     plain, note = state_measured("About 20 percent is water.", [MaskArea(0.25, 5, None)])
     assert plain == "About 25.0% is water." and note == ""
+
+
+def test_yes_no_after_the_mask_is_the_masks_verdict():
+    empty, some = MaskArea(0.0, 0, None), MaskArea(0.2, 820, 8.2e5)
+    # "it looks, then answers": the word after [SEG] follows the mask
+    text, _ = state_measured("<p>water</p> [SEG] Yes, there is water in the north.", [empty], ["water"])
+    assert text == "<p>water</p> [SEG] No, there is no water."
+    text, note = state_measured("<p>water</p> [SEG] No.", [some], ["water"])
+    assert text == "<p>water</p> [SEG] Yes, there is water." and "20.0%" in note
+    # agreeing answers are kept word for word
+    kept = "<p>water</p> [SEG] Yes, there is water in the north."
+    assert state_measured(kept, [some], ["water"])[0] == kept
+    # the threshold: a few stray pixels are not "present"
+    stray = MaskArea(PRESENT_MIN_SHARE / 2, 3, None)
+    assert state_measured("<p>cloud</p> [SEG] Yes.", [stray], ["cloud"])[0].endswith("No, there is no cloud.")
+    # a yes/no before the mask is not the mask's to change
+    before = "Yes, here it is: <p>water</p> [SEG]."
+    assert state_measured(before, [empty], ["water"])[0] == before
 
 
 def test_format_area_units():

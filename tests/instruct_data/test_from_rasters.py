@@ -64,6 +64,8 @@ def test_every_task_and_label_type_with_scene_ids_and_balanced_presence(out):
         "proportion",
         "refer",
         "segmentation",
+        "mcq",
+        "count",
     }
     assert {r["meta"]["label_type"] for r in recs} == {"class_raster", "vector", "index"}
     assert all(r["meta"]["scene_id"] in ("synth-s2", "synth-s1") for r in recs)
@@ -72,6 +74,63 @@ def test_every_task_and_label_type_with_scene_ids_and_balanced_presence(out):
     for r in (r for r in recs if r["meta"]["gen_task"] == "presence"):
         for a, t in zip(r["meta"]["answers"], r["turns"][1::2], strict=True):
             assert t["text"].lower().startswith(a["answer"])
+
+
+def test_mcq_letter_names_the_largest_class_and_count_its_regions(out):
+    tmp, recs = out
+    from instruct_data.from_rasters.regions import count_regions
+
+    mcqs = [r for r in recs if r["meta"]["gen_task"] == "mcq"]
+    assert mcqs
+    for r in mcqs:
+        meta, (user, answer) = r["meta"], (r["turns"][0]["text"], r["turns"][1]["text"])
+        letter = answer.strip(".")
+        assert letter == meta["answer"] and f"{letter}. {meta['classes'][0]}" in user
+        shares = {c: meta["proportions"].get(c, 0.0) for c in meta["options"]}
+        assert meta["classes"][0] == max(shares, key=shares.get)
+        assert len(set(meta["options"])) == len(meta["options"]) >= 2
+        assert user.rstrip().endswith(("letter.", "C or D.", "directly."))
+    counts = [r for r in recs if r["meta"]["gen_task"] == "count"]
+    assert counts
+    for r in counts:
+        assert r["turns"][1]["text"].strip(".") == str(r["meta"]["count"])
+        assert "Answer with a number." in r["turns"][0]["text"]
+    # the count is the number of regions of the labelled class on the tile
+    lake = next(
+        r for r in counts
+        if r["meta"]["classes"] == ["water"] and r["meta"]["scene_id"] == "synth-s2"
+        and r["meta"]["tile"] == {"row": 0, "col": 0, "size": 24, "zoom": 1}
+    )
+    want = np.zeros((24, 24), bool)
+    want[4:16, 4:20] = True  # the lake (fixture script)
+    assert lake["meta"]["count"] == count_regions(want, lake["meta"]["min_pixels"]) == 1
+
+
+def test_grounded_answers_start_with_the_class_mask(tmp_path):
+    """With ground_answers, "is there X?" and "how much X?" answers look first: <p>X</p> [SEG],
+    with the class's mask (empty when absent), then the words."""
+    root, recs = run_with_options(tmp_path, "options:\n  ground_answers: true\n")
+    assert validate_file(root / "conversations.jsonl", root=root).invalid == 0
+    pres = [r for r in recs if r["meta"]["gen_task"] == "presence"]
+    prop = [r for r in recs if r["meta"]["gen_task"] == "proportion"]
+    assert pres and prop
+    empties = 0
+    for r in pres:
+        for item, turn in zip(r["meta"]["answers"], r["turns"][1::2], strict=True):
+            cls = item["class"]
+            assert turn["text"].startswith(f"<p>{cls}</p> [SEG] ")
+            words = turn["text"].split("[SEG] ", 1)[1].lower()
+            assert words.startswith(item["answer"])
+            (mask,) = turn["masks"]
+            m = decode_mask(mask["rle"])
+            assert m.any() == (item["answer"] == "yes")
+            empties += not m.any()
+    assert empties > 0  # absent classes teach the decoder an empty mask
+    for r in prop:
+        (mask,) = r["turns"][1]["masks"]
+        m = decode_mask(mask["rle"])
+        # the class's pixels among the valid ones: never more than the stated fraction
+        assert m.any() and m.mean() <= r["meta"]["fraction"] + 1e-4  # stored to 4 decimals
 
 
 def test_index_water_mask_is_the_lake(out):

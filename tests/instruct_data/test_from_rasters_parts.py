@@ -24,11 +24,20 @@ def test_largest_region_bfs_and_exclusive_box():
     m[1:3, 1:3] = True  # 4 px
     m[5:9, 4:11] = True  # 28 px
     m[0, 11] = True
-    assert regions._largest_region_bfs(m) == (28, (5, 4, 9, 11))
+    assert sorted(regions._regions_bfs(m), key=lambda r: -r[0]) == [
+        (28, (5, 4, 9, 11)),
+        (4, (1, 1, 3, 3)),
+        (1, (0, 11, 1, 12)),
+    ]
     assert largest_region(m) == (28, (5, 4, 9, 11))
+    # Counting questions count regions from a minimum size.
+    assert regions.count_regions(m, 1) == 3
+    assert regions.count_regions(m, 4) == 2
+    assert regions.count_regions(m, 29) == 0
     # Diagonal neighbours are separate regions (4-connectivity).
     d = np.eye(5, dtype=bool)
     assert largest_region(d)[0] == 1
+    assert regions.count_regions(d, 1) == 5
     assert largest_region(np.zeros((3, 3), bool)) is None
 
 
