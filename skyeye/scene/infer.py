@@ -3,12 +3,20 @@
 Every window gets the same prompt and the same number of image tokens, so the prompts of a batch
 have the same length: they batch without padding, and a window's answer does not depend on which
 other windows share its batch beyond floating-point reduction order.
+
+The masks of the answers' `[SEG]` tokens come from the generation itself: the LLM's last hidden
+state of every generated token (the input of its output embedding, seen by a forward hook) and
+the tower's patch tokens (the projector's input) are kept while `generate` runs, so no second
+forward over prompt + answer and no second tower pass are needed. Only a `[SEG]` that is the very
+last generated token (cut off by `max_new_tokens`) has no hidden state yet; such a batch falls
+back to `predict_masks`, one forward pass.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +57,27 @@ def open_session(model: Any, device: str = "cpu", dtype: torch.dtype | None = No
     raise TypeError(
         f"model must be a name/folder, a ChatSession or (model, processor), got {type(model)}"
     )
+
+
+@contextmanager
+def captured_inputs(module: torch.nn.Module, last_position: bool) -> Iterator[list[torch.Tensor]]:
+    """Collect the first positional input of every `module` call while the block runs.
+
+    last_position: keep only `x[:, -1]` of each input (B, L, D) -> (B, D) (the LLM's output
+    embedding sees (B, 1, D) per decoding step and the prompt's last position at prefill);
+    otherwise the whole input (e.g. the projector's (n_images, N, D_vision)).
+    """
+    seen: list[torch.Tensor] = []
+
+    def hook(_module: torch.nn.Module, args: tuple[Any, ...], _output: Any) -> None:
+        x = args[0]
+        seen.append((x[:, -1] if last_position else x).detach())
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 class WindowRunner:
@@ -115,17 +144,25 @@ class WindowRunner:
         pad = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         )
+        steps: list[torch.Tensor]
         if self._forced is not None:
             new_ids = self._forced.repeat(len(images), 1).to(self.model.device)
             texts = [str(self.force_answer).strip()] * len(images)
+            vision, steps = None, []
         else:
-            new_ids = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
+            head = self.model.language_model.get_output_embeddings()
+            with (
+                captured_inputs(self.model.projector, last_position=False) as seen_vision,
+                captured_inputs(head, last_position=True) as steps,
+            ):
+                new_ids = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
+            vision = seen_vision[0] if len(seen_vision) == 1 else None
             texts = [t.strip() for t in tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
         answers = [WindowAnswer(text=t, boxes=parse_boxes(t)) for t in texts]
         seg_id = self.model.config.seg_token_id
         if self.model.mask_head is None or seg_id is None or not (new_ids == seg_id).any():
             return answers
-        logits, index = self.model.predict_masks(inputs, new_ids)
+        logits, index = self._seg_masks(inputs, new_ids, vision, steps)
         for k in range(logits.shape[0]):
             row = int(index[k])
             h, w = images[row].data.shape[1:]
@@ -139,3 +176,38 @@ class WindowRunner:
                 phrases = [p for p in parse_seg_phrases(answer.text) if p]
                 answer.phrase = phrases[0] if phrases else None
         return answers
+
+    def _seg_masks(
+        self,
+        inputs: dict[str, Any],
+        new_ids: torch.Tensor,
+        vision: torch.Tensor | None,
+        steps: list[torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits (K, H, W) and image index (K,) of the `[SEG]`s in `new_ids` (B, T).
+
+        vision: (B, N, D_vision) patch tokens seen during generation; steps: per forward call of
+        `generate`, the last hidden state (B, D_text) of the token it was fed: steps[0] is the
+        prompt's last token, steps[i] the hidden state of generated token i - 1. Without them
+        (a forced answer) or with a `[SEG]` as the last generated token, `predict_masks` runs
+        one forward pass instead.
+        """
+        batch, new = new_ids.shape
+        seg_id = self.model.config.seg_token_id
+        if vision is None or len(steps) < new or bool((new_ids[:, -1] == seg_id).any()):
+            return self.model.predict_masks(inputs, new_ids)
+        prompt = inputs["input_ids"]
+        length = prompt.shape[1]
+        hidden = steps[0].new_zeros((batch, length + new, steps[0].shape[-1]))
+        if new > 1:
+            hidden[:, length : length + new - 1] = torch.stack(steps[1:new], dim=1)
+        # Only the answer's [SEG]s make masks (as in predict_masks): the prompt's are hidden.
+        ids = torch.cat([prompt.masked_fill(prompt == seg_id, -1), new_ids.to(prompt.device)], 1)
+        return self.model.decode_masks(
+            hidden,
+            ids,
+            vision,
+            None,
+            pixels=inputs.get("pixel_values_hires"),
+            wavelengths=inputs.get("wavelengths"),
+        )
