@@ -14,8 +14,8 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
 from skyeye.errors import RasterReadError
+from skyeye.io.gdal import ReadOptions
 from skyeye.io.image import (
-    GDAL_ENV,
     RasterImage,
     band_name_from_filename,
     check_dtype,
@@ -34,8 +34,11 @@ def read_band_files(
     max_pixels: int,
     band_names: Sequence[str] | None,
     sensor: str | None,
+    options: ReadOptions | None = None,
 ) -> RasterImage:
     """Stack single-band files on the finest band's grid (or that grid shrunk to ``max_size``).
+
+    options: GDAL decoding threads and block cache (default: every core, 128 MiB).
 
     Band names come from ``band_names`` (in the given file order) or from the file-name
     suffixes, and are then sorted in the sensor's band order when the sensor is known.
@@ -45,7 +48,7 @@ def read_band_files(
     label = str(files[0].parent)
     names, files = band_file_order(files, band_names, sensor)
 
-    with rasterio.Env(**GDAL_ENV), ExitStack() as stack:
+    with rasterio.Env(**(options or ReadOptions()).gdal_env()), ExitStack() as stack:
         srcs = [stack.enter_context(rasterio.open(f)) for f in files]
         for f, src in zip(files, srcs, strict=True):
             if src.count != 1:

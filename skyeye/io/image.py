@@ -13,9 +13,6 @@ from affine import Affine
 
 from skyeye.errors import RasterReadError
 
-# GDAL's block cache defaults to 5% of RAM; bound it so a decimated read of a huge raster without
-# overviews stays small. Compressed blocks are decoded on every core (GDAL_NUM_THREADS).
-GDAL_ENV = {"GDAL_CACHEMAX": 128 * 1024 * 1024, "GDAL_NUM_THREADS": "ALL_CPUS"}
 _BAND_SUFFIX = re.compile(r"[_\-.]([A-Za-z0-9]+)$")
 
 

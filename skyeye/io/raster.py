@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import rasterio
@@ -20,8 +21,8 @@ from rasterio.errors import RasterioError
 
 from skyeye.errors import RasterReadError
 from skyeye.io.band_files import read_band_files
+from skyeye.io.gdal import ReadOptions, read_decimated
 from skyeye.io.image import (
-    GDAL_ENV,
     RasterImage,
     check_dtype,
     check_file,
@@ -46,7 +47,6 @@ PHOTO_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 BAND_FILE_EXTENSIONS = {".tif", ".tiff", ".jp2"}
 
 
-
 def read_raster(
     source: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -56,6 +56,7 @@ def read_raster(
     sensor: str | None = None,
     sar_wavelength: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    read_options: ReadOptions | None = None,
 ) -> RasterImage:
     """Read a photo, a (multi-band) GeoTIFF/JP2, or a band-per-file product.
 
@@ -67,6 +68,8 @@ def read_raster(
         upsampled). Without it, rasters over ``max_pixels`` pixels raise ``RasterReadError``.
     band_names / wavelengths / sensor: override or complete the file's metadata.
     sar_wavelength: placeholder for SAR bands; without it their wavelengths stay None.
+    read_options: GDAL decoding threads and block cache (default: every core, 128 MiB); a
+        decimated read of a GDAL raster runs in block-aligned chunks on that many threads.
 
     Returns a ``RasterImage`` with data (C, H', W') float32, NaN = nodata.
     """
@@ -86,7 +89,9 @@ def read_raster(
             sensor=sensor,
             sar_wavelength=sar_wavelength,
             max_pixels=max_pixels,
+            read_options=read_options,
         )
+    options = read_options or ReadOptions()
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         files = _band_files_in_folder(Path(source))
         label = str(source)
@@ -103,12 +108,12 @@ def read_raster(
         # An explicit list of multi-band files stacks; a folder is always a band-per-file product.
         listed = files is not None and not isinstance(source, (str, os.PathLike))
         if listed and files is not None and any(_band_count(f) > 1 for f in files):
-            image = _read_stacked(files, max_size, max_pixels)
+            image = _read_stacked(files, max_size, max_pixels, options)
         elif files is not None:
             names_from_files = True
-            image = read_band_files(files, max_size, max_pixels, band_names, sensor)
+            image = read_band_files(files, max_size, max_pixels, band_names, sensor, options)
         else:
-            image = _read_one(Path(source), max_size, max_pixels)  # type: ignore[arg-type]
+            image = _read_one(Path(source), max_size, max_pixels, options)  # type: ignore[arg-type]
     except RasterioError as err:
         raise RasterReadError(
             f"{label}: not a readable raster (corrupt file or unsupported format): {err}"
@@ -139,11 +144,13 @@ def _read_stac(path: Path, **kwargs) -> RasterImage:
     return image
 
 
-def _read_one(path: Path, max_size: int | None, max_pixels: int) -> RasterImage:
+def _read_one(
+    path: Path, max_size: int | None, max_pixels: int, options: ReadOptions
+) -> RasterImage:
     path = check_file(path)
     if path.suffix.lower() in PHOTO_EXTENSIONS:
         return _read_photo(path, max_size, max_pixels)
-    return _read_gdal(path, max_size, max_pixels)
+    return _read_gdal(path, max_size, max_pixels, options)
 
 
 def _band_count(path: Path) -> int:
@@ -157,10 +164,12 @@ def _band_count(path: Path) -> int:
         return src.count
 
 
-def _read_stacked(files: Sequence[Path], max_size: int | None, max_pixels: int) -> RasterImage:
+def _read_stacked(
+    files: Sequence[Path], max_size: int | None, max_pixels: int, options: ReadOptions
+) -> RasterImage:
     """Multi-band files whose bands stack in the given order (e.g. ChatEarthNet's three PNG
     triplets B04/B03/B02, B05/B06/B07, B08/B11/B12); they must share one grid."""
-    parts = [_read_one(Path(f), max_size, max_pixels) for f in files]
+    parts = [_read_one(Path(f), max_size, max_pixels, options) for f in files]
     grids = {part.data.shape[1:] for part in parts}
     if len(grids) != 1:
         raise RasterReadError(
@@ -196,9 +205,11 @@ def _band_files_in_folder(folder: Path) -> list[Path]:
     return files
 
 
-def _read_gdal(path: Path, max_size: int | None, max_pixels: int) -> RasterImage:
+def _read_gdal(
+    path: Path, max_size: int | None, max_pixels: int, options: ReadOptions
+) -> RasterImage:
     label = str(path)
-    with rasterio.Env(**GDAL_ENV), rasterio.open(path) as src:
+    with rasterio.Env(**options.gdal_env()), rasterio.open(path) as src:
         for dtype in src.dtypes:
             check_dtype(dtype, label)
         alpha = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
@@ -208,23 +219,46 @@ def _read_gdal(path: Path, max_size: int | None, max_pixels: int) -> RasterImage
         h, w = src.height, src.width
         out_h, out_w = target_shape(h, w, max_size, max_pixels, label)
         shrink = (out_h, out_w) != (h, w)
-        resampling = Resampling.average if shrink else Resampling.nearest
-        data = src.read(
-            indexes,
-            out_shape=(len(indexes), out_h, out_w),
-            resampling=resampling,
-            out_dtype="float32",
+        per_dataset = MaskFlags.per_dataset in src.mask_flag_enums[indexes[0] - 1]
+        mask_kind: Literal["alpha", "dataset"] | None = (
+            "alpha" if alpha else "dataset" if per_dataset else None
         )
+        mask: np.ndarray | None = None
+        if shrink and src.overviews(indexes[0]):
+            # Overviews: GDAL reads the small level; one call is cheap.
+            data = src.read(
+                indexes,
+                out_shape=(len(indexes), out_h, out_w),
+                resampling=Resampling.average,
+                out_dtype="float32",
+            )
+            if alpha:
+                mask = src.read(alpha[0], out_shape=(out_h, out_w), resampling=Resampling.nearest)
+            elif per_dataset:
+                mask = src.read_masks(
+                    indexes[0], out_shape=(out_h, out_w), resampling=Resampling.nearest
+                )
+        elif shrink:
+            # No overviews: every block is decoded; block-aligned chunks on all threads.
+            data, mask = read_decimated(
+                path,
+                indexes,
+                (out_h, out_w),
+                resampling=Resampling.average,
+                mask=mask_kind,
+                alpha_index=alpha[0] if alpha else None,
+                options=options,
+            )
+        else:
+            data = src.read(indexes, out_dtype="float32")
+            if alpha:
+                mask = src.read(alpha[0])
+            elif per_dataset:
+                mask = src.read_masks(indexes[0])
         if src.nodata is not None and not np.isnan(src.nodata):
             data[data == np.float32(src.nodata)] = np.nan
         # An alpha band or an internal mask marks invalid pixels: apply it to every band.
-        if alpha:
-            mask = src.read(alpha[0], out_shape=(out_h, out_w), resampling=Resampling.nearest)
-            data[:, mask == 0] = np.nan
-        elif MaskFlags.per_dataset in src.mask_flag_enums[indexes[0] - 1]:
-            mask = src.read_masks(
-                indexes[0], out_shape=(out_h, out_w), resampling=Resampling.nearest
-            )
+        if mask is not None:
             data[:, mask == 0] = np.nan
         data[~np.isfinite(data)] = np.nan
         names = _names_from_metadata(src, indexes)
