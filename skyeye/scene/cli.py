@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from skyeye.io.gdal import DEFAULT_CACHE_MIB
 from skyeye.logs import configure_logging, silence_library_warnings
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    p.add_argument(
+        "--read-threads",
+        type=int,
+        default=None,
+        help="GDAL decoding threads of the scene's reads (default: every core)",
+    )
+    p.add_argument(
+        "--gdal-cache-mib",
+        type=int,
+        default=None,
+        help=f"GDAL block cache in MiB (default {DEFAULT_CACHE_MIB} + 64 per further read thread)",
+    )
     p.add_argument("--restart", action="store_true", help="discard a partial run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="log progress to stderr")
@@ -76,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from skyeye.errors import SkyEyeError
+    from skyeye.io.gdal import ReadOptions
     from skyeye.scene.pipeline import analyze_scene
 
     try:
@@ -104,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             force_answer=args.force_answer,
             device=args.device,
             sensor=args.sensor,
+            read_options=ReadOptions(threads=args.read_threads, cache_mib=args.gdal_cache_mib),
         )
     except (SkyEyeError, ValueError, OSError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)

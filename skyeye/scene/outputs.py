@@ -15,10 +15,11 @@ from PIL import Image
 
 from skyeye.atomic import atomic_path
 from skyeye.grounding.parse import GroundedBox
+from skyeye.io.gdal import ReadOptions
 from skyeye.io.image import RasterImage
 from skyeye.render.overlay import draw_overlay
 from skyeye.render.previews import render_preview
-from skyeye.scene.source import SCENE_GDAL_ENV, Grid
+from skyeye.scene.source import Grid
 from skyeye.scene.stitch import INSIDE
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def write_polygons(
     from pyogrio.raw import write as ogr_write
     from rasterio.features import shapes, sieve
 
-    with rasterio.Env(**SCENE_GDAL_ENV), rasterio.open(mask_tif) as src:
+    with rasterio.Env(**ReadOptions().gdal_env()), rasterio.open(mask_tif) as src:
         mask = (src.read(1) == INSIDE).astype(np.uint8)
     if min_pixels > 1 and mask.any():
         mask = sieve(mask, size=min_pixels, connectivity=8)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from skyeye.atomic import write_text
 from skyeye.errors import SceneError
 from skyeye.grounding.parse import GroundedBox
+from skyeye.io.gdal import ReadOptions
 from skyeye.io.stac import is_stac_file, read_stac_item
 from skyeye.scene.outputs import (
     compass,
@@ -115,6 +116,7 @@ def analyze_scene(
     band_names: Sequence[str] | None = None,
     wavelengths: Sequence[float] | None = None,
     progress_callback: Any = None,
+    read_options: ReadOptions | None = None,
 ) -> SceneResult:
     """Analyse a whole scene window by window and write one georeferenced answer to `out_dir`.
 
@@ -139,6 +141,8 @@ def analyze_scene(
             "<p>water</p> [SEG]"): one forward pass per batch decodes its masks.
         device / dtype: where and in which dtype a model given by name is loaded.
         progress_callback: called as f(done, total) after each batch (e.g. the demo's gr.Progress).
+        read_options: GDAL decoding threads and block cache of the scene's reads (default:
+            every core, 128 MiB).
 
     Returns a `SceneResult`. Raises `SceneError` / `RasterReadError` for bad input and
     `DiskFullError` when the disk fills (finished windows stay on disk).
@@ -176,6 +180,7 @@ def analyze_scene(
         sensor=sensor,
         band_names=band_names,
         wavelengths=wavelengths,
+        read_options=read_options,
     ) as scene:
         grid = scene.grid
         windows = window_layout(grid.height, grid.width, window, overlap)
@@ -252,7 +257,16 @@ def analyze_scene(
         # ------------------------------------------------------------------ outputs
         t0 = time.perf_counter()
         paths = {k: out / v for k, v in OUTPUT_NAMES.items()}
-        stats = stitch_mask(store, windows, grid, overlap, paths["mask"], thumb_step, store.folder)
+        stats = stitch_mask(
+            store,
+            windows,
+            grid,
+            overlap,
+            paths["mask"],
+            thumb_step,
+            store.folder,
+            read_options=scene.read_options,
+        )
         timings["stitch"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         records = [store.record(w.index) | {"index": w.index} for w in windows]

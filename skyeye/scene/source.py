@@ -26,15 +26,11 @@ from rasterio.windows import Window, from_bounds
 
 from skyeye.errors import RasterReadError, SceneError
 from skyeye.io.band_files import band_file_order, read_band_window
-from skyeye.io.image import GDAL_ENV, RasterImage, check_dtype, check_file
+from skyeye.io.gdal import ReadOptions
+from skyeye.io.image import RasterImage, check_dtype, check_file
 from skyeye.io.raster import BAND_FILE_EXTENSIONS, complete_band_metadata
 
 logger = logging.getLogger(__name__)
-
-#: GDAL settings of scene reads (the readers' own: every core decodes, the block cache stays
-#: bounded; windows start on the file's blocks at native resolution, so each block is decoded
-#: about once per window that covers it).
-SCENE_GDAL_ENV = dict(GDAL_ENV)
 
 
 @dataclass(frozen=True)
@@ -65,6 +61,10 @@ class SceneSource:
         bbox: (minx, miny, maxx, maxy) to restrict the scene to, in `bbox_crs` (default: the
             scene's CRS).
         band_names / wavelengths / sensor: as for `skyeye.io.read_raster`.
+        read_options: GDAL decoding threads and block cache (default: every core, 128 MiB). A
+            native-resolution window covering several of the file's blocks is decoded on that
+            many threads (GeoTIFF multi-threaded reads); windows start on whole pixels of the
+            file.
     """
 
     band_names: list[str]
@@ -80,9 +80,13 @@ class SceneSource:
         wavelengths: Sequence[float] | None = None,
         sensor: str | None = None,
         sar_wavelength: float | None = None,
+        read_options: ReadOptions | None = None,
     ) -> None:
+        self.read_options = read_options or ReadOptions()
         self._stack = ExitStack()
-        self._env = self._stack.enter_context(rasterio.Env(**SCENE_GDAL_ENV))
+        # Entered on the opening thread; rasterio's env of the main thread is GDAL's global
+        # configuration, so reads from the pipeline's prefetch thread use it too.
+        self._env = self._stack.enter_context(rasterio.Env(**self.read_options.gdal_env()))
         try:
             self._open(source, band_names, sensor)
             self.grid = self._make_grid(gsd, bbox, bbox_crs)
@@ -117,9 +121,7 @@ class SceneSource:
         self.wavelengths = probe.wavelengths
 
     # ------------------------------------------------------------------ opening
-    def _open(
-        self, source: Any, band_names: Sequence[str] | None, sensor: str | None
-    ) -> None:
+    def _open(self, source: Any, band_names: Sequence[str] | None, sensor: str | None) -> None:
         if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
             files = sorted(
                 p

@@ -17,7 +17,8 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from skyeye.atomic import atomic_path
-from skyeye.scene.source import SCENE_GDAL_ENV, Grid
+from skyeye.io.gdal import ReadOptions
+from skyeye.scene.source import Grid
 from skyeye.scene.store import WindowStore
 from skyeye.scene.windows import SceneWindow, blend_weight
 
@@ -51,8 +52,10 @@ def stitch_mask(
     thumb_step: int,
     work: Path,
     threshold: float = 0.5,
+    read_options: ReadOptions | None = None,
 ) -> MaskStats:
-    """Write the stitched uint8 mask (1 inside, 0 outside, 255 nodata) as a COG at `target`."""
+    """Write the stitched uint8 mask (1 inside, 0 outside, 255 nodata) as a COG at `target`
+    (compressed on `read_options`' threads)."""
     stats = MaskStats()
     th, tw = -(-grid.height // thumb_step), -(-grid.width // thumb_step)
     stats.thumb = np.full((th, tw), NODATA, np.uint8)
@@ -73,7 +76,7 @@ def stitch_mask(
         compress="deflate",
         BIGTIFF="IF_SAFER",
     )
-    with rasterio.Env(**SCENE_GDAL_ENV):
+    with rasterio.Env(**(read_options or ReadOptions()).gdal_env()):
         raw = work / "stitch.tif"
         try:
             with rasterio.open(raw, "w", **profile) as dst:
