@@ -279,6 +279,10 @@ class ChatSession:
         reply = ChatReply(text=text, boxes=parse_boxes(text))
         if self.model.mask_head is None or self.model.config.seg_token_id not in new_ids:
             return reply
+        if not self.images:
+            # A text-only conversation: a [SEG] has nothing to segment (the answer keeps it).
+            logger.info("the answer has a [SEG] but the conversation has no image: no mask")
+            return reply
         logits, image_index = self.model.predict_masks(inputs, new_ids)
         phrases = parse_seg_phrases(text)
         for k in range(logits.shape[0]):

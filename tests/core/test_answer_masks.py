@@ -60,3 +60,23 @@ def test_masks_do_not_accumulate_over_turns(tiny_llm_dir, rgb_image, turns):
     chat.add_image(rgb_image)
     counts = [len(chat.ask("segment water").masks) for _ in range(turns)]
     assert counts == [1] * turns
+
+
+def test_a_seg_in_a_text_only_conversation_makes_no_mask_and_no_error(tiny_llm_dir):
+    chat = _scripted_chat(tiny_llm_dir, ["<p> water </p> [SEG] Yes."])
+    reply = chat.ask("Is there water?")
+    assert reply.masks == [] and "[SEG]" in reply.text
+
+
+def test_the_yes_no_after_a_mask_streams_as_the_mask_measured(tiny_llm_dir, rgb_image):
+    """Text after a [SEG] is held back until its mask is measured, so what a user sees streamed
+    is the final answer (the verdict of the mask, not the LLM's word)."""
+    chat = _scripted_chat(tiny_llm_dir, ["<p> water </p> [SEG] Yes, there is water."])
+    chat.add_image(rgb_image)
+    streamed = "".join(chat.stream("Is there water?")).strip()
+    reply = chat.last_reply
+    assert reply is not None and len(reply.masks) == 1
+    assert streamed == reply.text
+    # the random tiny head draws some mask: the word after [SEG] is what that mask says
+    present = reply.mask_areas[0].share >= 0.005
+    assert reply.text.split("[SEG]", 1)[1].strip().lower().startswith("yes" if present else "no")
