@@ -10,10 +10,15 @@ the tower's patch tokens (the projector's input) are kept while `generate` runs,
 forward over prompt + answer and no second tower pass are needed. Only a `[SEG]` that is the very
 last generated token (cut off by `max_new_tokens`) has no hidden state yet; such a batch falls
 back to `predict_masks`, one forward pass.
+
+The prompt's text before the first image (system prompt and the user turn's header) is the same
+for every window: its key/value cache is computed once per runner and every batch's prefill
+starts after it.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -105,6 +110,11 @@ class WindowRunner:
             self.processor.expand_image_tokens(text), add_special_tokens=False
         )["input_ids"]
         self._ids = torch.tensor([ids], dtype=torch.long)
+        image_id = self.model.config.image_token_id
+        first_image = ids.index(image_id) if image_id in ids else 0
+        #: Prompt tokens before the first image, shared by every window (their cache: lazily).
+        self.prefix_length = first_image
+        self._prefix: Any = None
         # A forced answer (e.g. "<p>water</p> [SEG]") replaces generation by one forward pass.
         self.force_answer = force_answer
         self._forced = None
@@ -151,6 +161,9 @@ class WindowRunner:
             vision, steps = None, []
         else:
             head = self.model.language_model.get_output_embeddings()
+            cache = self._prefix_cache(len(images))
+            if cache is not None:
+                kwargs["cache"] = cache
             with (
                 captured_inputs(self.model.projector, last_position=False) as seen_vision,
                 captured_inputs(head, last_position=True) as steps,
@@ -176,6 +189,27 @@ class WindowRunner:
                 phrases = [p for p in parse_seg_phrases(answer.text) if p]
                 answer.phrase = phrases[0] if phrases else None
         return answers
+
+    def _prefix_cache(self, batch: int) -> Any:
+        """A fresh key/value cache of the shared prompt prefix for `batch` rows (None when the
+        prompt starts with the image). `generate` extends the cache it is given, so each call
+        gets a copy of the one computed at the first call."""
+        if self.prefix_length == 0:
+            return None
+        if self._prefix is None:
+            ids = self._ids[:, : self.prefix_length].to(self.model.device)
+            embeds, _, _ = self.model.embed_inputs(ids)
+            out = self.model.language_model(
+                inputs_embeds=embeds,
+                attention_mask=torch.ones_like(ids),
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            self._prefix = out.cache
+        cache = copy.deepcopy(self._prefix)
+        if batch > 1:
+            cache.batch_repeat_interleave(batch)
+        return cache
 
     def _seg_masks(
         self,

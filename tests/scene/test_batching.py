@@ -120,6 +120,7 @@ def _reference_probs(runner: WindowRunner, images: list) -> list[np.ndarray | No
 
 def test_batched_windows_give_the_answers_and_masks_of_single_windows(session, windows):
     runner = _runner(session, windows)
+    assert runner.prefix_length > 0  # the system prompt's cache is shared by every window
     batched = runner.run(windows)
     single = [runner.run([w])[0] for w in windows]
     assert [a.text for a in batched] == [a.text for a in single]
