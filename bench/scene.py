@@ -153,6 +153,15 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "peak_rss_mib": peak_rss_
     shape = (src.count, max(1, round(src.height * s)), max(1, round(src.width * s)))
     a = src.read(out_shape=shape, resampling=Resampling.average)""",
         ),
+        # The same call under SkyEye's memory bound (its default block cache for `threads`).
+        "rasterio_whole_same_cache": child(
+            "import rasterio\nfrom rasterio.enums import Resampling\n"
+            "from skyeye.io.gdal import ReadOptions\n",
+            f"""with rasterio.Env(GDAL_CACHEMAX={opts}.cache_bytes), rasterio.open({tile!r}) as src:
+    s = {max_size} / max(src.height, src.width)
+    shape = (src.count, max(1, round(src.height * s)), max(1, round(src.width * s)))
+    a = src.read(out_shape=shape, resampling=Resampling.average)""",
+        ),
         "skyeye_windows": child(
             "from skyeye.io.gdal import ReadOptions\nfrom skyeye.scene.source import SceneSource\n",
             f"""with SceneSource({tile!r}, read_options={opts}) as scene:
@@ -281,6 +290,10 @@ def report() -> None:
         rows = [
             ("skyeye `read_raster(max_size)` (chunked)", r["skyeye_whole"]),
             ("rasterio `read(out_shape=...)`", r["rasterio_whole"]),
+            (
+                "rasterio `read(out_shape=...)`, SkyEye's cache bound",
+                r["rasterio_whole_same_cache"],
+            ),
             (f"skyeye `SceneSource.read`, {r['windows']} windows", r["skyeye_windows"]),
             (f"rasterio `read(window=...)`, {r['windows']} windows", r["rasterio_windows"]),
         ]

@@ -260,7 +260,8 @@ def _read_gdal(
         # An alpha band or an internal mask marks invalid pixels: apply it to every band.
         if mask is not None:
             data[:, mask == 0] = np.nan
-        data[~np.isfinite(data)] = np.nan
+        if any(np.dtype(d).kind == "f" for d in src.dtypes):  # integers are always finite
+            data[~np.isfinite(data)] = np.nan
         names = _names_from_metadata(src, indexes)
         transform = src.transform if not src.transform.is_identity else None
         if transform is not None and shrink:

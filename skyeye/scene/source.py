@@ -284,7 +284,8 @@ class SceneSource:
         elif MaskFlags.per_dataset in src.mask_flag_enums[self.indexes[0] - 1]:
             mask = src.read_masks(self.indexes[0], window=window, out_shape=(height, width))
             data[:, mask == 0] = np.nan
-        data[~np.isfinite(data)] = np.nan
+        if any(np.dtype(d).kind == "f" for d in src.dtypes):  # integers are always finite
+            data[~np.isfinite(data)] = np.nan
         return data
 
     def image(self, data: np.ndarray, row: int, col: int) -> RasterImage:
