@@ -226,20 +226,26 @@ def summarise_refer(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def answer_shapes(rows: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Share of answers in the shape the question asks for, per question type: letter (mcq),
-    yes/no (presence: the answer, after its mask, starts with yes or no), number (proportion:
-    it states a share; count: it starts with a whole number), box (refer: it has a box), mask
-    (segmentation: it has a mask)."""
+def answer_shapes(rows: dict[str, Any]) -> dict[str, float]:
+    """Share of answers in the shape the question asks for, per question type (flat, as model
+    cards read it: ``letter_in_shape``, ``letter_n``, ...): letter (mcq), yes_no (presence: the
+    answer, after its mask, starts with yes or no), number (proportion: it states a share; count:
+    it starts with a whole number), box (refer: it has a box), mask (segmentation: it has a
+    mask)."""
     kinds = {
         "letter": [r["pred"] is not None for r in rows.get("mcq", [])],
-        "yes/no": [r["pred"] is not None for r in rows.get("presence", [])],
+        "yes_no": [r["pred"] is not None for r in rows.get("presence", [])],
         "number": [r["pred"] is not None for r in rows.get("proportion", [])]
         + [r["pred"] is not None for r in rows.get("count", [])],
         "box": [r["has_box"] for r in rows.get("refer", [])],
         "mask": [r["has_seg"] for r in rows.get("water", [])],
     }
-    return {k: {"n": len(v), "in_shape": float(np.mean(v))} for k, v in kinds.items() if v}
+    out: dict[str, float] = {}
+    for kind, ok in kinds.items():
+        if ok:
+            out[f"{kind}_in_shape"] = float(np.mean(ok))
+            out[f"{kind}_n"] = len(ok)
+    return out
 
 
 __all__ = [

@@ -111,6 +111,16 @@ class SkyEyeConfig(PretrainedConfig):
         if self.text_config is not None and "attn_implementation" not in kwargs:
             self.text_config._attn_implementation = text_attn
 
+    def to_dict(self) -> dict[str, Any]:
+        """The config as saved; the LLM sub-config's ``_name_or_path`` (the folder the LLM was
+        loaded from on this machine, e.g. a cache path) is replaced by ``llm_source``, so a
+        shipped config names where the LLM comes from, not a machine path."""
+        out = super().to_dict()
+        text = out.get("text_config")
+        if isinstance(text, dict) and text.get("_name_or_path"):
+            text["_name_or_path"] = self.llm_source or ""
+        return out
+
     @property
     def image_grid(self) -> tuple[int, int]:
         """(rows, cols) of the image-token grid after pooling."""

@@ -99,10 +99,53 @@ def test_summary_reports_blind_baseline_shapes_and_mndwi():
     assert out["presence"]["blind_accuracy"] == 0.5
     assert out["proportion"]["blind_agreement_within_10pts"] == 0.0
     assert out["answer_shape"] == {
-        "yes/no": {"n": 2, "in_shape": 0.5},
-        "number": {"n": 1, "in_shape": 1.0},
-        "mask": {"n": 2, "in_shape": 0.5},
+        "yes_no_in_shape": 0.5,
+        "yes_no_n": 2,
+        "number_in_shape": 1.0,
+        "number_n": 1,
+        "mask_in_shape": 0.5,
+        "mask_n": 2,
     }
     block = out["water_tiles"]
     assert block["n_mndwi_tiles"] == 1
     assert block["baseline_mndwi_giou"] == 0.25 and block["model_giou_mndwi_tiles"] == 0.5
+
+
+def test_question_kinds_parse_and_score_against_their_baselines():
+    from finetune.validate_skyeye_tiny import summarise
+    from finetune.validation_questions import parse_count, parse_letter, parse_yes_no
+
+    assert parse_yes_no("<p>water</p> [SEG] Yes, there is water.") == "yes"
+    assert parse_yes_no("<p>water</p> [SEG]. No.") == "no"
+    assert parse_yes_no("<p>water</p> [SEG]") is None
+    assert parse_letter("B.") == "B" and parse_letter("(C) water") == "C"
+    assert parse_letter("<p>forest</p> [SEG]") is None  # a mask is not a letter
+    assert parse_count("3.") == 3 and parse_count("There are 12 lakes.") == 12
+    assert parse_count("several") is None
+    mcq = [
+        {"gold": "B", "pred": "B", "blind": "A", "baseline": "A"},
+        {"gold": "A", "pred": None, "blind": "A", "baseline": "A"},
+    ]
+    count = [{"class": "water", "gold": 3, "pred": 2, "blind": None, "baseline": 1}]
+    refer = [{"iou": 0.6, "baseline_iou": 0.2, "has_box": True, "box": [0, 0, 1, 1]}]
+    hand = {
+        "modality": "multispectral",
+        "scene": "ukis-landsat5",
+        "label_type": "class_raster",
+        "has_seg": True,
+        "iou": (0.8, 4, 5),
+        "baseline_iou": (0.2, 1, 5),
+        "mndwi_iou": (0.4, 2, 5),
+    }
+    out = summarise(
+        {"presence": [], "proportion": [], "water": [hand], "mcq": mcq, "count": count, "refer": refer}
+    )
+    assert out["mcq"]["accuracy"] == 0.5 and out["mcq"]["baseline_accuracy"] == 0.5
+    assert out["mcq"]["blind_accuracy"] == 0.5 and out["mcq"]["unparseable"] == 1
+    assert out["count"]["accuracy"] == 0.0 and out["count"]["within_1"] == 1.0
+    assert out["count"]["baseline_within_1"] == 0.0
+    assert out["refer"]["acc_at_0_5"] == 1.0 and out["refer"]["baseline_median_box_acc_at_0_5"] == 0.0
+    assert out["answer_shape"]["letter_in_shape"] == 0.5 and out["answer_shape"]["box_in_shape"] == 1.0
+    block = out["water_tiles_hand_labelled"]
+    assert block["model_giou"] == 0.8 and block["baseline_ndwi_giou"] == 0.2
+    assert block["baseline_mndwi_giou"] == 0.4
