@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gdal-cache-mib",
         type=int,
-        default=None,
-        help=f"GDAL block cache in MiB (default {DEFAULT_CACHE_MIB} + 64 per further read thread)",
+        default=DEFAULT_CACHE_MIB,
+        help=f"GDAL block cache in MiB (default {DEFAULT_CACHE_MIB})",
     )
     p.add_argument("--restart", action="store_true", help="discard a partial run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -26,7 +26,7 @@ from rasterio.windows import Window, from_bounds
 
 from skyeye.errors import RasterReadError, SceneError
 from skyeye.io.band_files import band_file_order, read_band_window
-from skyeye.io.gdal import ReadOptions
+from skyeye.io.gdal import DEFAULT_CACHE_MIB, ReadOptions
 from skyeye.io.image import RasterImage, check_dtype, check_file
 from skyeye.io.raster import BAND_FILE_EXTENSIONS, complete_band_metadata
 
@@ -61,7 +61,8 @@ class SceneSource:
         bbox: (minx, miny, maxx, maxy) to restrict the scene to, in `bbox_crs` (default: the
             scene's CRS).
         band_names / wavelengths / sensor: as for `skyeye.io.read_raster`.
-        read_options: GDAL decoding threads and block cache (default: every core, 128 MiB). A
+        read_options: GDAL decoding threads and block cache (default: every core, 128 MiB: the
+            windows are read one at a time, a bigger cache only adds to the run's memory). A
             native-resolution window covering several of the file's blocks is decoded on that
             many threads (GeoTIFF multi-threaded reads); windows start on whole pixels of the
             file.
@@ -82,7 +83,7 @@ class SceneSource:
         sar_wavelength: float | None = None,
         read_options: ReadOptions | None = None,
     ) -> None:
-        self.read_options = read_options or ReadOptions()
+        self.read_options = read_options or ReadOptions(cache_mib=DEFAULT_CACHE_MIB)
         self._stack = ExitStack()
         # Entered on the opening thread; rasterio's env of the main thread is GDAL's global
         # configuration, so reads from the pipeline's prefetch thread use it too.
