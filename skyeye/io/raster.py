@@ -29,6 +29,7 @@ from skyeye.io.image import (
     scaled_transform,
     target_shape,
 )
+from skyeye.io.photo import read_photo
 from skyeye.io.sensors import (
     get_sensor,
     resolve_wavelengths,
@@ -149,7 +150,7 @@ def _read_one(
 ) -> RasterImage:
     path = check_file(path)
     if path.suffix.lower() in PHOTO_EXTENSIONS:
-        return _read_photo(path, max_size, max_pixels)
+        return read_photo(path, max_size, max_pixels)
     return _read_gdal(path, max_size, max_pixels, options)
 
 
@@ -224,37 +225,29 @@ def _read_gdal(
             "alpha" if alpha else "dataset" if per_dataset else None
         )
         mask: np.ndarray | None = None
-        if shrink and src.overviews(indexes[0]):
-            # Overviews: GDAL reads the small level; one call is cheap.
-            data = src.read(
-                indexes,
-                out_shape=(len(indexes), out_h, out_w),
-                resampling=Resampling.average,
-                out_dtype="float32",
-            )
-            if alpha:
-                mask = src.read(alpha[0], out_shape=(out_h, out_w), resampling=Resampling.nearest)
-            elif per_dataset:
-                mask = src.read_masks(
-                    indexes[0], out_shape=(out_h, out_w), resampling=Resampling.nearest
-                )
-        elif shrink:
+        if shrink and not src.overviews(indexes[0]):
             # No overviews: every block is decoded; block-aligned chunks on all threads.
             data, mask = read_decimated(
                 path,
                 indexes,
                 (out_h, out_w),
-                resampling=Resampling.average,
                 mask=mask_kind,
                 alpha_index=alpha[0] if alpha else None,
                 options=options,
             )
-        else:
-            data = src.read(indexes, out_dtype="float32")
+        else:  # full size, or overviews: GDAL reads the small level
+            shape = (out_h, out_w)
+            resampling = Resampling.average if shrink else Resampling.nearest
+            data = src.read(
+                indexes,
+                out_shape=(len(indexes), *shape),
+                resampling=resampling,
+                out_dtype="float32",
+            )
             if alpha:
-                mask = src.read(alpha[0])
+                mask = src.read(alpha[0], out_shape=shape, resampling=Resampling.nearest)
             elif per_dataset:
-                mask = src.read_masks(indexes[0])
+                mask = src.read_masks(indexes[0], out_shape=shape, resampling=Resampling.nearest)
         if src.nodata is not None and not np.isnan(src.nodata):
             data[data == np.float32(src.nodata)] = np.nan
         # An alpha band or an internal mask marks invalid pixels: apply it to every band.
@@ -285,46 +278,6 @@ def _names_from_metadata(src: rasterio.DatasetReader, indexes: list[int]) -> lis
     if ci == [ColorInterp.red, ColorInterp.green, ColorInterp.blue]:
         return ["R", "G", "B"]
     return [f"band_{i}" for i in indexes]
-
-
-def _read_photo(path: Path, max_size: int | None, max_pixels: int) -> RasterImage:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    label = str(path)
-    try:
-        img = Image.open(path)
-    except UnidentifiedImageError as err:
-        raise RasterReadError(f"{label}: not a readable image (corrupt or unknown format)") from err
-    with img:
-        w, h = img.size
-        out_h, out_w = target_shape(h, w, max_size, max_pixels, label)
-        if img.format == "JPEG" and (out_h, out_w) != (h, w):
-            img.draft("RGB", (out_w, out_h))  # decode at a reduced DCT scale: less memory
-        img.load()
-        img = ImageOps.exif_transpose(img)  # type: ignore[assignment]  # an Image, no longer the file
-        mode = img.mode
-        if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            arr = np.asarray(img, dtype=np.float32)[None]
-            names, sensor = ["gray"], None  # high bit depth: units unknown, no wavelength guess
-        else:
-            has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
-            rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32)
-            arr = np.moveaxis(rgba, -1, 0).copy()
-            if has_alpha:
-                arr[:3, arr[3] == 0] = np.nan
-                arr = arr[:3]
-            names, sensor = ["R", "G", "B"], "rgb"
-    if arr.shape[1:] != (out_h, out_w):
-        from skyeye.io.resample import resize_with_nodata
-
-        arr = resize_with_nodata(arr, out_h, out_w)
-    return RasterImage(
-        data=np.ascontiguousarray(arr, dtype=np.float32),
-        band_names=names,
-        sensor=sensor,
-        source_shape=(h, w),
-        extra={"mode": mode},
-    )
 
 
 def complete_band_metadata(
