@@ -193,7 +193,8 @@ class WindowRunner:
     def _prefix_cache(self, batch: int) -> Any:
         """A fresh key/value cache of the shared prompt prefix for `batch` rows (None when the
         prompt starts with the image). `generate` extends the cache it is given, so each call
-        gets a copy of the one computed at the first call."""
+        gets a copy of the one computed at the first call. An LLM whose cache cannot be
+        repeated over the batch (no `batch_repeat_interleave`) prefills the whole prompt."""
         if self.prefix_length == 0:
             return None
         if self._prefix is None:
@@ -205,7 +206,12 @@ class WindowRunner:
                 use_cache=True,
                 logits_to_keep=1,
             )
-            self._prefix = out.cache
+            prefix = getattr(out, "cache", None)
+            if not hasattr(prefix, "batch_repeat_interleave"):
+                logger.info("the LLM's cache cannot be shared across windows; full prefills")
+                self.prefix_length = 0
+                return None
+            self._prefix = prefix
         cache = copy.deepcopy(self._prefix)
         if batch > 1:
             cache.batch_repeat_interleave(batch)

@@ -155,3 +155,39 @@ def test_a_seg_cut_off_as_the_last_token_falls_back_to_a_forward_pass(session, w
         assert a.text.endswith("[seg]") or a.text.endswith("[SEG]")
         assert a.prob is not None and ref is not None
         np.testing.assert_allclose(a.prob, ref, atol=1e-6)
+
+
+def test_a_scene_run_in_batches_equals_one_window_at_a_time(session, windows, tmp_path):
+    from skyeye.scene import analyze_scene
+    from skyeye.scene.pipeline import WORK_DIR
+    from skyeye.scene.store import WindowStore
+
+    scene = tmp_path / "T33UUU_20170216T102101_crop.tif"
+    with rasterio.open(EXAMPLE) as src:
+        win = rasterio.windows.Window(60, 40, 120, 100)
+        profile = src.profile | {
+            "height": 100,
+            "width": 120,
+            "transform": src.window_transform(win),
+            "tiled": False,
+        }
+        profile.pop("blockxsize", None)
+        profile.pop("blockysize", None)
+        with rasterio.open(scene, "w", **profile) as dst:
+            dst.write(src.read(window=win))
+            dst.descriptions = src.descriptions
+    _runner(session, windows)  # steers this session's generation (the runner itself is unused)
+    kw = {"window": 48, "overlap": 16, "progress": False, "max_new_tokens": 16}
+    runs = {
+        b: analyze_scene(scene, PROMPT, tmp_path / f"b{b}", model=session, batch=b, **kw)
+        for b in (4, 1)
+    }
+    texts = {b: [w.get("answer") for w in r.answer["windows"]] for b, r in runs.items()}
+    assert texts[4] == texts[1] and all(t and "lake" in t for t in texts[4])
+    stores = {b: WindowStore.existing(tmp_path / f"b{b}" / WORK_DIR) for b in runs}
+    for w in runs[4].answer["windows"]:
+        a, b = (stores[k].arrays(w["index"])["prob"].astype(np.float32) for k in (4, 1))
+        np.testing.assert_allclose(a, b, atol=2e-3)  # stored as float16
+    with rasterio.open(runs[4].paths["mask"]) as a, rasterio.open(runs[1].paths["mask"]) as b:
+        differ = (a.read(1) != b.read(1)).mean()
+    assert differ < 1e-3
