@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--window must be positive, got {args.window}")
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.read_threads is not None and args.read_threads < 1:
+            raise ValueError(f"--read-threads must be at least 1, got {args.read_threads}")
         dtype = getattr(torch, args.dtype)
         silence_library_warnings(args.verbose)
         result = analyze_scene(
