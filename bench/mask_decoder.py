@@ -7,10 +7,12 @@
    decoded into a ``size`` x ``size`` mask of a 13-band image; median wall time of ``repeats``
    calls after a warm-up, and the peak RSS (VmHWM) rise over the calls.
 2. Chat one-shot (``ChatSession.ask`` on ``examples/sentinel2_berlin_l1c.tif``, "Show me where
-   the water is in this image with a mask."): the shipped skyeye-tiny (light) and the same model
-   with its head turned into the hires decoder (``finetune.mask_stage.to_hires``, which starts
-   from the light weights), interleaved repeats in one process; the answer text is the same
-   (same LLM), so the time difference is the decoder's and the hires pixels' processing.
+   the water is in this image with a mask."), interleaved repeats in one process. With
+   ``--light-model FOLDER`` (a model with the light decoder, e.g. the skyeye-tiny shipped before
+   the hires retrain: ``git archive <commit> skyeye/models/skyeye-tiny | tar -x -C /tmp/old``):
+   that folder against ``--model`` (default the shipped skyeye-tiny, hires), i.e. today's chat vs
+   the one before; the answers may differ. Without it: ``--model`` (light) against the same model
+   with its head turned into the hires decoder (``finetune.mask_stage.to_hires``), same answer.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ def decoder_run(name: str, size: int, repeats: int, threads: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def chat_run(repeats: int, threads: int) -> dict:
+def chat_run(
+    repeats: int, threads: int, model_name: str = "skyeye-tiny", light: str | None = None
+) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -83,12 +87,16 @@ def chat_run(repeats: int, threads: int) -> dict:
 
     sessions = {}
     for name in ("light", "hires"):
+        source = light if (light and name == "light") else model_name
         model = SkyEyeForConditionalGeneration.from_pretrained(
-            "skyeye-tiny", dtype=torch.bfloat16, merge_adapter=True
+            source, dtype=torch.bfloat16, merge_adapter=True
         )
-        processor = SkyEyeProcessor.from_pretrained("skyeye-tiny")
-        if name == "hires":
+        processor = SkyEyeProcessor.from_pretrained(source)
+        is_hires = getattr(model.mask_head, "needs_pixels", False)
+        if name == "hires" and not is_hires:
             to_hires(model, processor, GenerationSettings().read_size)
+        elif name == "light" and is_hires:
+            raise SystemExit(f"{source} has a hires decoder: pass a light model as --light-model")
         sessions[name] = (model, processor)
     times: dict[str, list[float]] = {"light": [], "hires": []}
     answers, grids = {}, {}
@@ -118,13 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--no-chat", action="store_true")
+    p.add_argument("--model", default="skyeye-tiny", help="model of the chat run (hires, or light)")
+    p.add_argument("--light-model", default=None, help="light-decoder model folder to compare with")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     rows = [decoder_run(n, args.size, args.repeats, args.threads) for n in ("light", "hires")]
     result = {"decoders": rows}
     result["time_ratio"] = rows[1]["seconds"] / rows[0]["seconds"]
     if not args.no_chat:
-        result["chat"] = chat_run(max(1, args.repeats // 2), args.threads)
+        result["chat"] = chat_run(
+            max(1, args.repeats // 2), args.threads, args.model, args.light_model
+        )
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
