@@ -44,7 +44,7 @@ from finetune.validation_questions import (
     training_priors,
 )
 from finetune.validation_scenes import example_scenes, iou_summary
-from finetune.validation_tiles import Asker, select_tiles, validate_tiles
+from finetune.validation_tiles import Asker, hand_drawn, select_tiles, validate_tiles
 
 __all__ = ["main", "select_tiles", "summarise"]
 
@@ -115,7 +115,7 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - one block
         if water:
             out[name] = _water_block(water, base_name)
     # Hand-drawn labels (the UKIS masks) apart: index-rule and OSM labels are weak references.
-    hand = [r for r in rows["water"] if r.get("modality") != "sar" and _hand_drawn(r)]
+    hand = [r for r in rows["water"] if r.get("modality") != "sar" and hand_drawn(r)]
     if hand:
         out["water_tiles_hand_labelled"] = _water_block(hand, "baseline_ndwi")
     for name, kind in (("mcq", "mcq"), ("count", "count")):
@@ -125,16 +125,6 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - one block
         out["refer"] = summarise_refer(rows["refer"])
     out["answer_shape"] = answer_shapes(rows)
     return out
-
-
-#: Held-out scenes whose masks were drawn by people (DLR's UKIS csmask reference masks); the
-#: other held-out labels come from index rules, OSM polygons or the SAR threshold rule.
-HAND_LABELLED_SCENES = ("ukis-landsat5",)
-
-
-def _hand_drawn(row: dict) -> bool:
-    """Water rows of a hand-labelled scene, on its class raster (not an index layer)."""
-    return row.get("scene") in HAND_LABELLED_SCENES and row.get("label_type") == "class_raster"
 
 
 def _water_block(water: list[dict], base_name: str) -> dict[str, Any]:

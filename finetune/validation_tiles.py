@@ -22,7 +22,13 @@ from finetune.validation_questions import (
     parse_yes_no,
     qa_pairs,
 )
-from finetune.validation_scenes import mask_iou, mndwi_water, ndwi_water, vv_threshold_water
+from finetune.validation_scenes import (
+    WATER_PROMPT,
+    mask_iou,
+    mndwi_water,
+    ndwi_water,
+    vv_threshold_water,
+)
 from skyeye.io.resample import resize_mask
 
 
@@ -98,6 +104,8 @@ def validate_tiles(
         )
 
     tiles = select_tiles(by_tile, has_water_mask, max_tiles)
+    thresholds = (ndwi_threshold, vv_db_threshold)
+    asked_water: set[str] = set()
     sar_wl = asker.session.processor.image_processor.sar_wavelength
     pres: list[dict] = []
     prop: list[dict] = []
@@ -160,32 +168,23 @@ def validate_tiles(
             elif task == "segmentation":
                 turn = rec["turns"][1]
                 phrases = re.findall(r"<p>(.*?)</p>", turn["text"])
-                if not phrases or phrases[0] != "water":
+                if not phrases or phrases[0] != "water" or path in asked_water:
                     continue
                 gt = _decode_rle(turn["masks"][0]["rle"]).astype(bool)
-                reply = asker.ask(image, rec["turns"][0]["text"].replace("<image>", "").strip())
-                pred = np.zeros_like(gt)
-                if reply.masks:
-                    m = reply.masks[0]
-                    pred = m if m.shape == gt.shape else resize_mask(m, gt.shape)
-                mndwi = None
-                if rec["images"][0].get("modality") == "sar":
-                    base = vv_threshold_water(image, vv_db_threshold)
-                else:
-                    base = ndwi_water(image.data, image.wavelengths, ndwi_threshold)
-                    mndwi = mndwi_water(image.data, image.wavelengths, 0.0)
+                question = rec["turns"][0]["text"].replace("<image>", "").strip()
                 water.append(
-                    {
-                        **common,
-                        "modality": rec["images"][0].get("modality"),
-                        "answer": reply.text,
-                        "has_seg": bool(reply.masks),
-                        "iou": mask_iou(pred, gt),
-                        "baseline_iou": None if base is None else mask_iou(base, gt),
-                        "mndwi_iou": None if mndwi is None else mask_iou(mndwi, gt),
-                        "gt_share": float(gt.mean()),
-                    }
+                    {**common, **_water_row(asker, image, rec, question, gt, thresholds)}
                 )
+                asked_water.add(path)
+            if task == "presence" and hand_drawn(common) and path not in asked_water:
+                # Hand-drawn tiles are few: every one with a water answer (its grounded mask,
+                # empty when there is none) is also asked for the water mask.
+                for item, turn in zip(meta.get("answers", []), rec["turns"][1::2], strict=False):
+                    if item["class"] == "water" and turn.get("masks"):
+                        gt = _decode_rle(turn["masks"][0]["rle"]).astype(bool)
+                        row = _water_row(asker, image, rec, WATER_PROMPT, gt, thresholds)
+                        water.append({**common, **row, "label_from": "presence mask"})
+                        asked_water.add(path)
     return {
         "presence": pres,
         "proportion": prop,
@@ -194,6 +193,43 @@ def validate_tiles(
         "count": count,
         "refer": refer,
         "tiles": len(tiles),
+    }
+
+
+#: Held-out scenes whose masks were drawn by people (DLR's UKIS csmask reference masks); the
+#: other held-out labels come from index rules, OSM polygons or the SAR threshold rule.
+HAND_LABELLED_SCENES = ("ukis-landsat5",)
+
+
+def hand_drawn(row: dict) -> bool:
+    """Rows of a hand-labelled scene, on its class raster (not an index layer)."""
+    return row.get("scene") in HAND_LABELLED_SCENES and row.get("label_type") == "class_raster"
+
+
+def _water_row(
+    asker: Any, image: Any, rec: dict, question: str, gt: np.ndarray, thresholds: tuple
+) -> dict[str, Any]:
+    """Ask for the water mask; its IoU and the threshold baselines' against ``gt``."""
+    ndwi_threshold, vv_db_threshold = thresholds
+    reply = asker.ask(image, question)
+    pred = np.zeros_like(gt)
+    if reply.masks:
+        m = reply.masks[0]
+        pred = m if m.shape == gt.shape else resize_mask(m, gt.shape)
+    mndwi = None
+    if rec["images"][0].get("modality") == "sar":
+        base = vv_threshold_water(image, vv_db_threshold)
+    else:
+        base = ndwi_water(image.data, image.wavelengths, ndwi_threshold)
+        mndwi = mndwi_water(image.data, image.wavelengths, 0.0)
+    return {
+        "modality": rec["images"][0].get("modality"),
+        "answer": reply.text,
+        "has_seg": bool(reply.masks),
+        "iou": mask_iou(pred, gt),
+        "baseline_iou": None if base is None else mask_iou(base, gt),
+        "mndwi_iou": None if mndwi is None else mask_iou(mndwi, gt),
+        "gt_share": float(gt.mean()),
     }
 
 
