@@ -33,6 +33,15 @@ CORPUS = [
 ]
 
 
+def one_torch_thread():
+    """Fixture body: one torch thread for a module. The scene tests run many tiny ops: on a
+    shared 2-core CPU, two threads spin-waiting on each other cost more than they give."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def build_tiny_llm(folder: Path, seed: int = 0) -> Path:
     """Write a tiny Llama + tokenizer with a chat template into `folder`."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from records import block, record, rle, write_image
-from skyeye_testing import BIG_SHAPE, segmenting_chat, write_big_scene
+from skyeye_testing import BIG_SHAPE, one_torch_thread, segmenting_chat, write_big_scene
 
 from skyeye.evaluation.cli import main
 from skyeye.evaluation.metrics import refseg_metrics
@@ -21,14 +21,7 @@ from skyeye.scene import analyze_scene
 QUESTION = "segment the lake"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from skyeye_testing import REPO, make_tiny_model
+from skyeye_testing import REPO, make_tiny_model, one_torch_thread
 
 from skyeye.chat.session import ChatSession
 from skyeye.errors import SceneError
@@ -24,15 +24,7 @@ FORCED = "<p> the lake </p> [SEG]"
 PROMPT = "segment the lake"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Many tiny ops: on a shared CPU, 2 threads spin-waiting on each other cost more than they give.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
 
 
 @pytest.fixture(scope="module")

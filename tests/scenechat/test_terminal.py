@@ -13,6 +13,7 @@ from skyeye_testing import (
     BIG_SHAPE,
     REPO,
     make_tiny_model,
+    one_torch_thread,
     run_chat_cli,
     segmenting_chat,
     write_big_scene,
@@ -25,14 +26,7 @@ PROMPT = "segment the lake"
 EXAMPLE = REPO / "examples" / "sentinel2_berlin_l1c.tif"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
 
 
 @pytest.fixture(scope="module")
