@@ -263,25 +263,27 @@ def main(argv: list[str] | None = None) -> int:
     if "mask_stage" in recipe:
         mask = work / "mask" / "model"
         if not (mask / "config.json").is_file():
-            from finetune.mask_stage import main as mask_stage
-
-            torch_threads(args.threads)
+            # A fresh process, like stages 1 and 2: the hires decoder's new layers are drawn from
+            # torch's global generator, whose state in this driver depended on which stages ran
+            # before (a resumed recipe drew a different head than a run from scratch).
             opts = [f"--{k.replace('_', '-')}={v}" for k, v in recipe["mask_stage"].items()]
-            rc = mask_stage(
-                [
-                    "--model",
-                    str(previous),
-                    "--data",
-                    str(data / "train.jsonl"),
-                    "--out",
-                    str(mask),
-                    "--seed",
-                    str(recipe.get("seed", 0)),
-                    *opts,
-                ]
-            )
-            if rc:
-                return rc
+            cmd = [
+                sys.executable,
+                "-m",
+                "finetune.mask_stage",
+                "--model",
+                str(previous),
+                "--data",
+                str(data / "train.jsonl"),
+                "--out",
+                str(mask),
+                "--seed",
+                str(recipe.get("seed", 0)),
+                *opts,
+            ]
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+            if subprocess.run(cmd, env=env).returncode:
+                return 2
         previous = mask
     if done("validate"):
         return 0

@@ -20,6 +20,7 @@ import pytest
 import rasterio
 from skyeye_testing import run_chat_cli
 
+from finetune.validation_questions import strip_leading_mask
 from instruct_data.from_rasters.spectral import index_masks, sar_water_mask
 from skyeye.io.raster import read_raster
 
@@ -55,14 +56,15 @@ def nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 @pytest.mark.parametrize("image", [S2_EXAMPLE, S1_EXAMPLE], ids=["sentinel-2", "sentinel-1"])
 def test_readme_chat_says_there_is_water(image, tmp_path) -> None:
     answer = chat(image, WATER_QUESTION, tmp_path).stdout.strip()
-    assert answer.lower().startswith("yes"), answer
+    # skyeye-tiny looks first ("<p>water</p> [SEG] Yes, ..."): the yes/no is its mask's verdict
+    assert strip_leading_mask(answer).lower().startswith("yes"), answer
 
 
 @pytest.mark.parametrize(
     "image, reference, min_iou",
-    # measured when shipped (docs/skyeye_tiny.md): S2 IoU 0.26 (the whole lake plus dark fields
-    # and a village), S1 IoU 0.67
-    [(S2_EXAMPLE, s2_water, 0.2), (S1_EXAMPLE, s1_water, 0.5)],
+    # measured when shipped (docs/skyeye_tiny.md, hires decoder): S2 IoU 0.77 (the lake shore at
+    # pixel level), S1 IoU 0.92; the light-decoder model before it: 0.26 and 0.67
+    [(S2_EXAMPLE, s2_water, 0.6), (S1_EXAMPLE, s1_water, 0.8)],
     ids=["sentinel-2", "sentinel-1"],
 )
 def test_readme_chat_water_mask_overlaps_the_water(image, reference, min_iou, tmp_path) -> None:
