@@ -267,6 +267,9 @@ def build_card(folder: str | Path, inputs: CardInputs | None = None) -> ModelCar
             task_name=ev.task,
             dataset_type=ev.dataset,
             dataset_name=ev.dataset,
+            # huggingface_hub groups results by task type and dataset: without the task as the
+            # dataset's configuration, tasks asked on one held-out set merged into one entry.
+            dataset_config=ev.task,
             metric_type=name,
             metric_name=name,
             metric_value=value,

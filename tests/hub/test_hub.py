@@ -113,6 +113,33 @@ def test_packaged_skyeye_tiny_card_is_current_and_its_snippet_runs() -> None:
     _run_snippet(folder / "README.md", cwd=REPO)
 
 
+def test_model_index_has_one_entry_per_task_and_each_metric_once(model_folder, tmp_path) -> None:
+    """Tasks asked on one held-out set stay apart (huggingface_hub merges results that share a
+    task type and dataset), and no entry names a metric twice."""
+    (tmp_path / "r.json").write_text(
+        json.dumps(
+            {
+                "tasks": {
+                    "presence": {"accuracy": 0.84, "n": 76, "dataset": "held-out scenes"},
+                    "proportion": {"agreement_within_10pts": 0.79, "n": 68, "dataset": "held-out scenes"},
+                }
+            }
+        )
+    )
+    inputs = hub.CardInputs(evaluations=hub.read_evaluation(tmp_path / "r.json"))
+    card = ModelCard.load(hub.write_card(model_folder, inputs))
+    results = card.data.eval_results
+    by_task = {}
+    for r in results:
+        by_task.setdefault(r.task_name, []).append(r.metric_name)
+    assert by_task == {"presence": ["accuracy"], "proportion": ["agreement_within_10pts"]}
+    index = card.data.to_dict()["model-index"][0]["results"]
+    assert len(index) == 2
+    for entry in index:
+        names = [m["name"] for m in entry["metrics"]]
+        assert len(names) == len(set(names))
+
+
 @pytest.mark.parametrize(
     ("report", "message"),
     [
