@@ -18,7 +18,14 @@ from collections.abc import Sequence
 
 from skyeye.grounding.geo import MaskArea
 
-__all__ = ["PRESENT_MIN_SHARE", "format_area", "measured_note", "state_measured", "state_verdict"]
+__all__ = [
+    "PRESENT_MIN_SHARE",
+    "format_area",
+    "measured_note",
+    "state_measured",
+    "state_verdict",
+    "states_amount",
+]
 
 #: A mask covering at least this share of the valid pixels says "present". The training labels
 #: call a class present from 1 % of a tile and absent at 0 %; half of 1 % leaves room for a few
@@ -49,6 +56,11 @@ _AREA = re.compile(
     + r")(?![\w²])",
     re.IGNORECASE,
 )
+
+
+def states_amount(text: str) -> bool:
+    """True when ``text`` states a share ("12 %") or a ground area ("3.5 ha", "40 km²")."""
+    return _SHARE.search(text) is not None or _AREA.search(text) is not None
 
 
 def _fmt(value: float) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from skyeye.chat.measured import states_amount
 from skyeye.chat.session import ChatReply, ChatSession
 from skyeye.io.image import RasterImage
 from skyeye.scene.pipeline import (
@@ -29,11 +30,6 @@ from skyeye.scene.pipeline import (
 
 logger = logging.getLogger(__name__)
 
-#: A stated share or ground area in an answer ("12 %", "3.5 ha", "40 km²").
-_STATED_AMOUNT = re.compile(
-    r"\d\s*(%|percent\b|per cent\b|ha\b|hectares?\b|km²|km2\b|m²|m2\b|square (kilo)?met(er|re)s\b)",
-    re.IGNORECASE,
-)
 #: The scene files a chat offers, in the order shown.
 SCENE_FILES = ("mask", "geojson", "gpkg", "preview", "answer")
 
@@ -56,7 +52,7 @@ class SceneOptions:
 
 def wants_scene(reply: ChatReply) -> bool:
     """True when the answer points at pixels: it has a mask, or states a share or an area."""
-    return bool(reply.masks) or _STATED_AMOUNT.search(reply.text) is not None
+    return bool(reply.masks) or states_amount(reply.text)
 
 
 def scene_image_index(reply: ChatReply, images: Sequence[RasterImage], window: int) -> int | None:
