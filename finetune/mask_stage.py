@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from finetune.schedule import make_scheduler
+from skyeye.atomic import write_text
 from skyeye.constants import SEG_TOKEN
 
 logger = logging.getLogger(__name__)
@@ -315,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     dtype = torch.bfloat16 if args.save_dtype == "bfloat16" else None
     model.save_pretrained(args.out, processor=processor, dtype=dtype)
-    (args.out.parent / "mask_stage_log.json").write_text(
+    write_text(
+        args.out.parent / "mask_stage_log.json",
         json.dumps(
             {
                 "args": {k: str(v) for k, v in vars(args).items()},

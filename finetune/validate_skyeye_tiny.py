@@ -45,6 +45,7 @@ from finetune.validation_questions import (
 )
 from finetune.validation_scenes import example_scenes, iou_summary
 from finetune.validation_tiles import Asker, hand_drawn, select_tiles, validate_tiles
+from skyeye.atomic import write_text
 
 __all__ = ["main", "select_tiles", "summarise"]
 
@@ -258,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         report["tasks"][f"unseen scene: {scene['scene']}"] = block
     report["rows"] = rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=str))
+    # Atomic: the recipe driver takes an existing report as a finished validation.
+    write_text(args.out, json.dumps(report, indent=1, default=str))
     print(json.dumps({"tasks": report["tasks"], "scenes": scenes}, indent=1, default=str))
     return 0
 

@@ -48,6 +48,9 @@ class Asker:
         self.session = load_chat(
             model, dtype=torch.bfloat16, settings=GenerationSettings(max_new_tokens=max_new_tokens)
         )
+        # Templated questions repeat across tiles; without the image the greedy answer depends
+        # on the question alone, so each is asked once.
+        self._blind: dict[str, Any] = {}
 
     def ask(self, image: Any, question: str) -> Any:
         self.session.reset()
@@ -57,8 +60,10 @@ class Asker:
     def ask_blind(self, question: str) -> Any:
         """The same model (LLM + adapter) asked without the image: the blind baseline, i.e. how
         much of a score comes from the question alone."""
-        self.session.reset()
-        return self.session.ask(question)
+        if question not in self._blind:
+            self.session.reset()
+            self._blind[question] = self.session.ask(question)
+        return self._blind[question]
 
 
 def read_tile(image: dict, root: Path, sar_wavelength: float | None) -> Any:

@@ -149,3 +149,27 @@ def test_question_kinds_parse_and_score_against_their_baselines():
     block = out["water_tiles_hand_labelled"]
     assert block["model_giou"] == 0.8 and block["baseline_ndwi_giou"] == 0.2
     assert block["baseline_mndwi_giou"] == 0.4
+
+
+def test_blind_baseline_asks_each_question_once():
+    """Without the image the greedy answer depends on the question alone: repeated templated
+    questions reuse the first answer instead of generating again."""
+    from finetune.validation_tiles import Asker
+
+    class CountingSession:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def reset(self) -> None:
+            pass
+
+        def ask(self, question: str) -> str:
+            self.asked.append(question)
+            return f"answer {len(self.asked)}"
+
+    asker = Asker.__new__(Asker)
+    asker.session, asker._blind = CountingSession(), {}
+    assert asker.ask_blind("Is there water?") == "answer 1"
+    assert asker.ask_blind("Is there cloud?") == "answer 2"
+    assert asker.ask_blind("Is there water?") == "answer 1"
+    assert asker.session.asked == ["Is there water?", "Is there cloud?"]
