@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from instruct_data.schema import SCHEMA_VERSION
 from skyeye.atomic import write_text
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def replay_records(prompts: Sequence[str], answers: Sequence[str], repeat: int) 
                 continue
             records.append(
                 {
+                    "schema_version": SCHEMA_VERSION,
                     "id": f"replay:{i}:{copy}",
                     "source": "replay:base-llm",
                     "task": "conversation",
