@@ -385,11 +385,7 @@ class DemoSession:
         grid = f"{w}×{h} px" + (f" (read from {sw}×{sh})" if (sh, sw) != (h, w) else "")
         geo = f"CRS {img.crs.to_string()}" if img.crs is not None else "not georeferenced"
         ip = self.processor.image_processor
-        scaling = ip.value_scaling
-        if scaling == "auto":
-            from skyeye.io.sensors import get_sensor
-
-            scaling = get_sensor(img.sensor).default_scaling if img.sensor else "minmax"
+        scaling = ip.scaling_for(img.sensor, img.data)
         state = "sent to the model" if entry.sent else "sent with your next question"
         return (
             f"**{entry.name}**: {img.data.shape[0]} bands, sensor {img.sensor or 'unknown'}, "

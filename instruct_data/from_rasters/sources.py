@@ -11,7 +11,7 @@ from rasterio.transform import from_bounds
 
 from instruct_data.from_rasters.spec import ImageSpec, SpecError
 from skyeye.io.raster import RasterImage, read_raster
-from skyeye.io.sensors import get_sensor
+from skyeye.io.sensors import get_sensor, looks_like_reflectance
 
 logger = logging.getLogger(__name__)
 
@@ -135,12 +135,11 @@ def reflectance_scale(img: RasterImage, spec: ImageSpec) -> float:
     """Factor turning the optical values into 0-1 reflectance (spec ``scale`` or a logged guess)."""
     if spec.scale is not None:
         return float(spec.scale)
-    p99 = float(np.nanpercentile(img.data, 99))
-    scale = 1e-4 if p99 > 3.0 else 1.0
+    scale = 1.0 if looks_like_reflectance(img.data) else 1e-4
     logger.info(
-        "%s: 99th percentile %.4g -> assuming reflectance x %g (set 'scale' in the spec to override)",
+        "%s: values %s 0-1 -> assuming reflectance x %g (set 'scale' in the spec to override)",
         img.path,
-        p99,
+        "in" if scale == 1.0 else "beyond",
         1 / scale,
     )
     return scale

@@ -17,7 +17,29 @@ from dataclasses import dataclass
 logger = logging.getLogger(__name__)
 
 #: Value scalings understood by ``SkyEyeImageProcessor`` (see its docstring for the maths).
-VALUE_SCALINGS = ("uint8", "reflectance_10000", "sar_db", "minmax")
+VALUE_SCALINGS = ("uint8", "reflectance_10000", "reflectance", "sar_db", "minmax")
+
+#: Valid values between these percentiles' bounds read as 0-1 reflectance (``looks_like_reflectance``):
+#: surface / TOA reflectance stays below ~1.2 even on clouds and snow and dips only slightly below 0
+#: (surface-reflectance products), while digital numbers, x10000 integers and 8-bit values do not.
+REFLECTANCE_RANGE = (-0.2, 1.6)
+
+
+def looks_like_reflectance(data) -> bool:
+    """True when the finite values of ``data`` (any shape) look like 0-1 reflectance.
+
+    The 0.5th and 99.5th percentiles must lie in ``REFLECTANCE_RANGE``: a float GeoTIFF of
+    Landsat TOA / surface reflectance or Sentinel-2 L2A divided by 10000 passes; DNs, x10000
+    integers, 8-bit composites and dB values (mostly below -0.2) do not.
+    """
+    import numpy as np
+
+    values = np.asarray(data, dtype=np.float32)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return False
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    return bool(REFLECTANCE_RANGE[0] <= lo and hi <= REFLECTANCE_RANGE[1] and hi > 0)
 
 
 @dataclass(frozen=True)
@@ -144,7 +166,8 @@ def _landsat(name: str, instrument: str) -> Sensor:
             _optical("B11", 12.005, "tirs2", "lwir12"),
         ),
         description=f"{instrument}; product scaling varies (L1 DN, TOA, L2 SR), so the default "
-        "value scaling is a per-band percentile stretch.",
+        "value scaling is a per-band percentile stretch, unless the values are 0-1 reflectance "
+        "(``looks_like_reflectance``).",
         default_scaling="minmax",
     )
 

@@ -8,9 +8,15 @@ Pipeline per image (C bands, any size, NaN = nodata):
      (default 0.3) -> 0..255, clipped. 0.3 is the usual true-colour stretch: land surfaces sit
      well inside it, only clouds/snow saturate. One linear map for every band keeps the spectral
      shape (band ratios) that DOFA's wavelength conditioning relies on.
+   - "reflectance": the same for values already in 0-1 reflectance (float GeoTIFFs of TOA or
+     surface reflectance).
    - "sar_db": backscatter ``sar_db_range`` (default -25..0 dB) -> 0..255, clipped.
    - "minmax": per band, the ``minmax_percentiles`` (2, 98) percentiles of the valid pixels ->
      0..255, clipped (for products of unknown units).
+   "auto" takes the sensor's default; where that is "minmax" (unknown sensor, Landsat) but the
+   values look like 0-1 reflectance (``skyeye.io.sensors.looks_like_reflectance``), it reads them
+   as "reflectance": a per-band stretch would erase the band ratios (water's low NIR against
+   green) that tell water from a cloud shadow.
 2. square resize to ``image_size`` (bilinear, antialiased, computed on valid pixels only).
 3. normalise (value / 255 - image_mean) / image_std (DOFA-CLIP: mean = std = 0.5).
 4. pixels with no valid input are set to 0, i.e. the mean.
@@ -33,7 +39,12 @@ from transformers.image_processing_utils import BaseImageProcessor
 
 from skyeye.io.raster import RasterImage
 from skyeye.io.resample import resize_with_nodata
-from skyeye.io.sensors import VALUE_SCALINGS, get_sensor, resolve_wavelengths
+from skyeye.io.sensors import (
+    VALUE_SCALINGS,
+    get_sensor,
+    looks_like_reflectance,
+    resolve_wavelengths,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +67,11 @@ class SkyEyeImageProcessor(BaseImageProcessor):
     Args:
         image_size: side S of the square output (resize ignores the aspect ratio).
         value_scaling: "auto" (the sensor's default) or one of "uint8", "reflectance_10000",
-            "sar_db", "minmax" (see the module docstring).
+            "reflectance", "sar_db", "minmax" (see the module docstring).
         image_mean, image_std: normalisation of value / 255 (0.5 / 0.5 for DOFA-CLIP).
         sar_wavelength: placeholder wavelength (µm) the checkpoint uses for SAR bands (3.75 for
             DOFA v1 / torchgeo, 5.405 for DOFA v2); None = SAR input is refused.
-        reflectance_max: reflectance mapped to 255 by "reflectance_10000".
+        reflectance_max: reflectance mapped to 255 by "reflectance_10000" and "reflectance".
         sar_db_range: (low, high) dB mapped to (0, 255) by "sar_db".
         minmax_percentiles: (low, high) percentiles mapped to (0, 255) by "minmax".
         hires_size: when set, also return ``pixel_values_hires`` (see the module docstring),
@@ -136,7 +147,7 @@ class SkyEyeImageProcessor(BaseImageProcessor):
                     "skyeye.io.read_raster, or use preprocess_array for numpy arrays"
                 )
             wl = self._wavelengths_for(image)
-            scaling = self._scaling_for(image.sensor)
+            scaling = self.scaling_for(image.sensor, image.data)
             pv, hr = self._process(image.data, wl, scaling, label=image.path or "image")
             pixel_values.append(pv)
             hires.append(hr)
@@ -172,7 +183,7 @@ class SkyEyeImageProcessor(BaseImageProcessor):
             [f"band_{i + 1}" for i in range(array.shape[0])], wavelengths=wavelengths
         )
         pv, hr = self._process(
-            array.astype(np.float32), wl, self._scaling_for(sensor), label="array"
+            array.astype(np.float32), wl, self.scaling_for(sensor, array), label="array"
         )
         return self._pack([pv], [np.asarray(wl, dtype=np.float32)], return_tensors, [hr])
 
@@ -217,12 +228,16 @@ class SkyEyeImageProcessor(BaseImageProcessor):
             )
         return wl
 
-    def _scaling_for(self, sensor: str | None) -> str:
+    def scaling_for(self, sensor: str | None, data: np.ndarray) -> str:
+        """The value scaling of an image of ``sensor`` whose raw values are ``data`` (C, H, W)."""
         if self.value_scaling != "auto":
             return self.value_scaling
-        if sensor is None:
-            return "minmax"  # unknown units: a per-band stretch is the only safe choice
-        return get_sensor(sensor).default_scaling
+        # Unknown units: a per-band stretch is the only safe choice, unless the values are 0-1
+        # reflectance, whose band ratios are worth keeping.
+        default = "minmax" if sensor is None else get_sensor(sensor).default_scaling
+        if default == "minmax" and looks_like_reflectance(data):
+            return "reflectance"
+        return default
 
     def scale_values(self, data: np.ndarray, scaling: str) -> np.ndarray:
         """Map raw values (C, H, W) to 0..255 float32 with ``scaling``; NaN stays NaN."""
@@ -231,6 +246,8 @@ class SkyEyeImageProcessor(BaseImageProcessor):
             out = data
         elif scaling == "reflectance_10000":
             out = data / 10000.0 / self.reflectance_max * 255.0
+        elif scaling == "reflectance":
+            out = data / self.reflectance_max * 255.0
         elif scaling == "sar_db":
             lo, hi = self.sar_db_range
             out = (data - lo) / (hi - lo) * 255.0

@@ -55,6 +55,30 @@ def test_reflectance_stretch_and_auto_scaling_per_sensor():
     assert pv.tolist() == pytest.approx([-1.0, 0.0, 1.0, 1.0], abs=1e-6)
 
 
+def test_auto_reads_0_1_reflectance_of_an_unknown_sensor_as_reflectance_not_per_band():
+    """A float GeoTIFF of Landsat TOA reflectance (no sensor known) keeps its band ratios: the
+    same pixels as the x10000 integers of a Sentinel-2 product, not a per-band stretch."""
+    rng = np.random.default_rng(0)
+    refl = rng.uniform(0.02, 0.45, size=(4, 8, 8)).astype(np.float32)
+    refl[3] *= 0.2  # a dark NIR band (water): a per-band stretch would make it bright
+    waves = [0.49, 0.56, 0.665, 0.842]
+    proc = SkyEyeImageProcessor(image_size=8)
+    unknown = RasterImage(data=refl, band_names=["b1", "b2", "b3", "b4"], wavelengths=waves)
+    s2 = RasterImage(
+        data=refl * 10000.0,
+        band_names=["B02", "B03", "B04", "B08"],
+        sensor="sentinel-2",
+        wavelengths=waves,
+    )
+    assert proc.scaling_for(None, refl) == "reflectance"
+    assert proc.scaling_for("landsat-8", refl) == "reflectance"
+    torch.testing.assert_close(proc(unknown)["pixel_values"][0], proc(s2)["pixel_values"][0])
+    # Digital numbers and 8-bit values are not reflectance: they keep the per-band stretch.
+    assert proc.scaling_for(None, refl * 10000.0) == "minmax"
+    assert proc.scaling_for("landsat-8", (refl * 255).round()) == "minmax"
+    assert proc.scaling_for(None, np.full((1, 4, 4), np.nan, np.float32)) == "minmax"
+
+
 def test_sar_db_scaling():
     proc = SkyEyeImageProcessor(image_size=2, sar_wavelength=3.75)
     data = np.stack([np.full((2, 2), -25.0, np.float32), np.full((2, 2), -12.5, np.float32)])
