@@ -24,6 +24,11 @@ from skyeye.grounding.geo import MaskArea, mask_area
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage, read_raster
 from skyeye.modeling.folder_check import check_model_folder
+from skyeye.modeling.generated_masks import (
+    GenerationStates,
+    capture_generation,
+    masks_from_generation,
+)
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
 from skyeye.models import resolve_model_folder
 from skyeye.processing.chat_encoding import content_text
@@ -215,12 +220,15 @@ class ChatSession:
 
         def run() -> None:
             try:
-                result["ids"] = self.model.generate(
-                    **inputs,
-                    streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([_StopWhenSet(abandoned)]),
-                    **self.settings.generate_kwargs(),
-                )
+                # The answer's [SEG] masks are decoded from the generation's own hidden states.
+                with capture_generation(self.model) as states:
+                    result["ids"] = self.model.generate(
+                        **inputs,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_StopWhenSet(abandoned)]),
+                        **self.settings.generate_kwargs(),
+                    )
+                result["states"] = states
             except BaseException as err:  # surfaced in the caller's thread below
                 result["error"] = err
                 streamer.end()
@@ -253,7 +261,7 @@ class ChatSession:
             raise result["error"]
         text = "".join(pieces).strip()
         self._pending_images = 0
-        reply = self._reply(text, inputs, result["ids"])
+        reply = self._reply(text, inputs, result["ids"], result.get("states"))
         text, note = state_measured(reply.text, reply.mask_areas, reply.mask_phrases)
         if note:
             text = f"{text} {note}"
@@ -275,7 +283,13 @@ class ChatSession:
         assert self.last_reply is not None
         return self.last_reply
 
-    def _reply(self, text: str, inputs: Any, new_ids: torch.Tensor) -> ChatReply:
+    def _reply(
+        self,
+        text: str,
+        inputs: Any,
+        new_ids: torch.Tensor,
+        states: GenerationStates | None = None,
+    ) -> ChatReply:
         reply = ChatReply(text=text, boxes=parse_boxes(text))
         if self.model.mask_head is None or self.model.config.seg_token_id not in new_ids:
             return reply
@@ -283,7 +297,7 @@ class ChatSession:
             # A text-only conversation: a [SEG] has nothing to segment (the answer keeps it).
             logger.info("the answer has a [SEG] but the conversation has no image: no mask")
             return reply
-        logits, image_index = self.model.predict_masks(inputs, new_ids)
+        logits, image_index = masks_from_generation(self.model, inputs, new_ids, states)
         phrases = parse_seg_phrases(text)
         for k in range(logits.shape[0]):
             reply.mask_images.append(int(image_index[k]))

@@ -4,12 +4,8 @@ Every window gets the same prompt and the same number of image tokens, so the pr
 have the same length: they batch without padding, and a window's answer does not depend on which
 other windows share its batch beyond floating-point reduction order.
 
-The masks of the answers' `[SEG]` tokens come from the generation itself: the LLM's last hidden
-state of every generated token (the input of its output embedding, seen by a forward hook) and
-the tower's patch tokens (the projector's input) are kept while `generate` runs, so no second
-forward over prompt + answer and no second tower pass are needed. Only a `[SEG]` that is the very
-last generated token (cut off by `max_new_tokens`) has no hidden state yet; such a batch falls
-back to `predict_masks`, one forward pass.
+The masks of the answers' `[SEG]` tokens come from the generation itself
+(`skyeye.modeling.generated_masks`): no second forward over prompt + answer, no second tower pass.
 
 The prompt's text before the first image (system prompt and the user turn's header) is the same
 for every window: its key/value cache is computed once per runner and every batch's prefill
@@ -20,8 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +28,11 @@ import torch.nn.functional as F
 from skyeye.chat.session import ChatSession, GenerationSettings, load_chat
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage
+from skyeye.modeling.generated_masks import (
+    GenerationStates,
+    capture_generation,
+    masks_from_generation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,27 +62,6 @@ def open_session(model: Any, device: str = "cpu", dtype: torch.dtype | None = No
     raise TypeError(
         f"model must be a name/folder, a ChatSession or (model, processor), got {type(model)}"
     )
-
-
-@contextmanager
-def captured_inputs(module: torch.nn.Module, last_position: bool) -> Iterator[list[torch.Tensor]]:
-    """Collect the first positional input of every `module` call while the block runs.
-
-    last_position: keep only `x[:, -1]` of each input (B, L, D) -> (B, D) (the LLM's output
-    embedding sees (B, 1, D) per decoding step and the prompt's last position at prefill);
-    otherwise the whole input (e.g. the projector's (n_images, N, D_vision)).
-    """
-    seen: list[torch.Tensor] = []
-
-    def hook(_module: torch.nn.Module, args: tuple[Any, ...], _output: Any) -> None:
-        x = args[0]
-        seen.append((x[:, -1] if last_position else x).detach())
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield seen
-    finally:
-        handle.remove()
 
 
 class WindowRunner:
@@ -154,28 +133,23 @@ class WindowRunner:
         pad = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         )
-        steps: list[torch.Tensor]
+        states: GenerationStates | None
         if self._forced is not None:
             new_ids = self._forced.repeat(len(images), 1).to(self.model.device)
             texts = [str(self.force_answer).strip()] * len(images)
-            vision, steps = None, []
+            states = None
         else:
-            head = self.model.language_model.get_output_embeddings()
             cache = self._prefix_cache(len(images))
             if cache is not None:
                 kwargs["cache"] = cache
-            with (
-                captured_inputs(self.model.projector, last_position=False) as seen_vision,
-                captured_inputs(head, last_position=True) as steps,
-            ):
+            with capture_generation(self.model) as states:
                 new_ids = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
-            vision = seen_vision[0] if len(seen_vision) == 1 else None
             texts = [t.strip() for t in tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
         answers = [WindowAnswer(text=t, boxes=parse_boxes(t)) for t in texts]
         seg_id = self.model.config.seg_token_id
         if self.model.mask_head is None or seg_id is None or not (new_ids == seg_id).any():
             return answers
-        logits, index = self._seg_masks(inputs, new_ids, vision, steps)
+        logits, index = self._seg_masks(inputs, new_ids, states)
         for k in range(logits.shape[0]):
             row = int(index[k])
             h, w = images[row].data.shape[1:]
@@ -218,36 +192,7 @@ class WindowRunner:
         return cache
 
     def _seg_masks(
-        self,
-        inputs: dict[str, Any],
-        new_ids: torch.Tensor,
-        vision: torch.Tensor | None,
-        steps: list[torch.Tensor],
+        self, inputs: dict[str, Any], new_ids: torch.Tensor, states: GenerationStates | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mask logits (K, H, W) and image index (K,) of the `[SEG]`s in `new_ids` (B, T).
-
-        vision: (B, N, D_vision) patch tokens seen during generation; steps: per forward call of
-        `generate`, the last hidden state (B, D_text) of the token it was fed: steps[0] is the
-        prompt's last token, steps[i] the hidden state of generated token i - 1. Without them
-        (a forced answer) or with a `[SEG]` as the last generated token, `predict_masks` runs
-        one forward pass instead.
-        """
-        batch, new = new_ids.shape
-        seg_id = self.model.config.seg_token_id
-        if vision is None or len(steps) < new or bool((new_ids[:, -1] == seg_id).any()):
-            return self.model.predict_masks(inputs, new_ids)
-        prompt = inputs["input_ids"]
-        length = prompt.shape[1]
-        hidden = steps[0].new_zeros((batch, length + new, steps[0].shape[-1]))
-        if new > 1:
-            hidden[:, length : length + new - 1] = torch.stack(steps[1:new], dim=1)
-        # Only the answer's [SEG]s make masks (as in predict_masks): the prompt's are hidden.
-        ids = torch.cat([prompt.masked_fill(prompt == seg_id, -1), new_ids.to(prompt.device)], 1)
-        return self.model.decode_masks(
-            hidden,
-            ids,
-            vision,
-            None,
-            pixels=inputs.get("pixel_values_hires"),
-            wavelengths=inputs.get("wavelengths"),
-        )
+        """Mask logits (K, H, W) and image index (K,) of the `[SEG]`s in `new_ids` (B, T)."""
+        return masks_from_generation(self.model, inputs, new_ids, states)

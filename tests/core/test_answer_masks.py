@@ -80,3 +80,69 @@ def test_the_yes_no_after_a_mask_streams_as_the_mask_measured(tiny_llm_dir, rgb_
     # the random tiny head draws some mask: the word after [SEG] is what that mask says
     present = reply.mask_areas[0].share >= 0.005
     assert reply.text.split("[SEG]", 1)[1].strip().lower().startswith("yes" if present else "no")
+
+
+class _ForceTokens:
+    """A logits processor that makes greedy decoding emit `ids` in order (then end-of-turn)."""
+
+    def __init__(self, ids: list[int], prompt_length: int) -> None:
+        self.ids, self.prompt_length = ids, prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = input_ids.shape[1] - self.prompt_length
+        if step < len(self.ids):
+            forced = torch.full_like(scores, float("-inf"))
+            forced[:, self.ids[step]] = 0.0
+            return forced
+        return scores
+
+
+@pytest.mark.parametrize("decoder", ["light", "hires"])
+def test_chat_masks_come_from_the_generation_and_equal_a_second_forward(
+    tiny_llm_dir, rgb_image, decoder
+):
+    """The chat decodes an answer's [SEG] from the hidden states its own generation computed (no
+    second pass over prompt + answer); the mask is the one that second pass gives."""
+    import functools
+
+    from transformers import LogitsProcessorList
+
+    model, processor = make_tiny_model(
+        tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32, mask_decoder=decoder
+    )
+    model.eval()
+    if decoder == "hires":
+        processor.image_processor.hires_size = 24
+    tokenizer = processor.tokenizer
+    answer = tokenizer("<p> water </p> [SEG] there", add_special_tokens=False)["input_ids"]
+    chat = ChatSession(model, processor, GenerationSettings(max_new_tokens=len(answer) + 1))
+    chat.add_image(rgb_image)
+    lm = model.language_model
+    original = lm.generate
+
+    def forced_generate(*args, **kwargs):
+        force = _ForceTokens(answer + [tokenizer.eos_token_id], kwargs["input_ids"].shape[1])
+        return original(*args, **kwargs, logits_processor=LogitsProcessorList([force]))
+
+    lm.generate = functools.partial(forced_generate)
+    second_passes: list = []
+    predict = model.predict_masks
+    model.predict_masks = lambda *a: second_passes.append(a) or predict(*a)
+    reply = chat.ask("segment the water")
+    assert "[SEG]" in reply.text and len(reply.masks) == 1
+    assert not second_passes, "the chat ran a second forward pass for the mask"
+    # The reference: the same prompt and answer through predict_masks.
+    chat.reset()
+    chat.add_image(rgb_image)
+    content = [{"type": "image"}, {"type": "text", "text": "\n"}] + [
+        {"type": "text", "text": "segment the water"}
+    ]
+    inputs = processor(
+        chat._conversation() + [{"role": "user", "content": content}],
+        chat.images,
+        add_generation_prompt=True,
+    )
+    logits, _ = predict(inputs, torch.tensor([answer + [tokenizer.eos_token_id]]))
+    grid = rgb_image.data.shape[1:]
+    ref = torch.nn.functional.interpolate(logits[0][None, None].float(), size=grid, mode="bilinear")
+    assert (reply.masks[0] == (ref[0, 0] > 0).numpy()).mean() > 0.999

@@ -110,7 +110,7 @@ def _reference_probs(runner: WindowRunner, images: list) -> list[np.ndarray | No
     try:
         # A [SEG] "without hidden state" makes the runner take predict_masks: force that route.
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(runner, "_seg_masks", lambda inputs, new_ids, v, s: spy(inputs, new_ids))
+            mp.setattr(runner, "_seg_masks", lambda inputs, new_ids, states: spy(inputs, new_ids))
             answers = runner.run(images)
     finally:
         del model.predict_masks
