@@ -116,7 +116,11 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - one block
         if water:
             out[name] = _water_block(water, base_name)
     # Hand-drawn labels (the UKIS masks) apart: index-rule and OSM labels are weak references.
-    hand = [r for r in rows["water"] if r.get("modality") != "sar" and hand_drawn(r)]
+    hand = [
+        r
+        for r in rows["water"] + rows.get("water_hand", [])
+        if r.get("modality") != "sar" and hand_drawn(r)
+    ]
     if hand:
         out["water_tiles_hand_labelled"] = _water_block(hand, "baseline_ndwi")
     for name, kind in (("mcq", "mcq"), ("count", "count")):
@@ -194,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the base LLM whose answers to held-out text-only prompts the model is compared with",
     )
     p.add_argument(
-        "--no-text-check", action="store_true", help="skip the text-only comparison with the base LLM"
+        "--no-text-check",
+        action="store_true",
+        help="skip the text-only comparison with the base LLM",
     )
     args = p.parse_args(argv)
     import torch

@@ -123,13 +123,7 @@ def validate_tiles(
         image = read_tile(recs[0]["images"][0], root, sar_wl)
         for rec in recs:
             meta, task = rec["meta"], rec["meta"]["gen_task"]
-            common = {
-                "id": rec["id"],
-                "scene": meta["scene_id"],
-                "label_type": meta["label_type"],
-                "band_subset": meta.get("band_subset"),
-                "label_source": meta.get("label_source"),
-            }
+            common = _common(rec)
             if task == "mcq":
                 mcq.append({**common, **ask_mcq(asker, image, rec, priors)})
             elif task == "count":
@@ -177,23 +171,33 @@ def validate_tiles(
                     continue
                 gt = _decode_rle(turn["masks"][0]["rle"]).astype(bool)
                 question = rec["turns"][0]["text"].replace("<image>", "").strip()
-                water.append(
-                    {**common, **_water_row(asker, image, rec, question, gt, thresholds)}
-                )
+                water.append({**common, **_water_row(asker, image, rec, question, gt, thresholds)})
                 asked_water.add(path)
             if task == "presence" and hand_drawn(common) and path not in asked_water:
-                # Hand-drawn tiles are few: every one with a water answer (its grounded mask,
-                # empty when there is none) is also asked for the water mask.
-                for item, turn in zip(meta.get("answers", []), rec["turns"][1::2], strict=False):
-                    if item["class"] == "water" and turn.get("masks"):
-                        gt = _decode_rle(turn["masks"][0]["rle"]).astype(bool)
-                        row = _water_row(asker, image, rec, WATER_PROMPT, gt, thresholds)
-                        water.append({**common, **row, "label_from": "presence mask"})
-                        asked_water.add(path)
+                row = _hand_water_row(asker, image, rec, common, thresholds)
+                if row is not None:
+                    water.append(row)
+                    asked_water.add(path)
+    # Hand-drawn tiles are few and the hand-labelled water numbers are measured on them: every
+    # one not questioned above is asked for the water mask alone (these rows count only there).
+    water_hand: list[dict] = []
+    chosen = set(tiles)
+    rest = [p for p in sorted(by_tile, key=_stable) if p not in chosen]
+    for path in tqdm(rest, desc="hand-labelled water tiles", unit="tile"):
+        for rec in by_tile[path]:
+            common = _common(rec)
+            if rec["meta"]["gen_task"] != "presence" or not hand_drawn(common):
+                continue
+            image = read_tile(rec["images"][0], root, sar_wl)
+            row = _hand_water_row(asker, image, rec, common, thresholds)
+            if row is not None:
+                water_hand.append(row)
+                break
     return {
         "presence": pres,
         "proportion": prop,
         "water": water,
+        "water_hand": water_hand,
         "mcq": mcq,
         "count": count,
         "refer": refer,
@@ -209,6 +213,33 @@ HAND_LABELLED_SCENES = ("ukis-landsat5",)
 def hand_drawn(row: dict) -> bool:
     """Rows of a hand-labelled scene, on its class raster (not an index layer)."""
     return row.get("scene") in HAND_LABELLED_SCENES and row.get("label_type") == "class_raster"
+
+
+def _common(rec: dict) -> dict[str, Any]:
+    """The fields every row of a record carries."""
+    meta = rec["meta"]
+    return {
+        "id": rec["id"],
+        "scene": meta["scene_id"],
+        "label_type": meta["label_type"],
+        "band_subset": meta.get("band_subset"),
+        "label_source": meta.get("label_source"),
+    }
+
+
+def _hand_water_row(
+    asker: Any, image: Any, rec: dict, common: dict, thresholds: tuple
+) -> dict[str, Any] | None:
+    """The water-mask row of a hand-drawn presence record: its grounded water mask (empty when
+    there is no water) is the reference. None when the record has no water answer."""
+    from skyeye.io.rle import decode_rle
+
+    for item, turn in zip(rec["meta"].get("answers", []), rec["turns"][1::2], strict=False):
+        if item["class"] == "water" and turn.get("masks"):
+            gt = decode_rle(turn["masks"][0]["rle"]).astype(bool)
+            row = _water_row(asker, image, rec, WATER_PROMPT, gt, thresholds)
+            return {**common, **row, "label_from": "presence mask"}
+    return None
 
 
 def _water_row(

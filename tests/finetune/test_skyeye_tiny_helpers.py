@@ -138,14 +138,25 @@ def test_question_kinds_parse_and_score_against_their_baselines():
         "mndwi_iou": (0.4, 2, 5),
     }
     out = summarise(
-        {"presence": [], "proportion": [], "water": [hand], "mcq": mcq, "count": count, "refer": refer}
+        {
+            "presence": [],
+            "proportion": [],
+            "water": [hand],
+            "mcq": mcq,
+            "count": count,
+            "refer": refer,
+        }
     )
     assert out["mcq"]["accuracy"] == 0.5 and out["mcq"]["baseline_accuracy"] == 0.5
     assert out["mcq"]["blind_accuracy"] == 0.5 and out["mcq"]["unparseable"] == 1
     assert out["count"]["accuracy"] == 0.0 and out["count"]["within_1"] == 1.0
     assert out["count"]["baseline_within_1"] == 0.0
-    assert out["refer"]["acc_at_0_5"] == 1.0 and out["refer"]["baseline_median_box_acc_at_0_5"] == 0.0
-    assert out["answer_shape"]["letter_in_shape"] == 0.5 and out["answer_shape"]["box_in_shape"] == 1.0
+    assert (
+        out["refer"]["acc_at_0_5"] == 1.0 and out["refer"]["baseline_median_box_acc_at_0_5"] == 0.0
+    )
+    assert (
+        out["answer_shape"]["letter_in_shape"] == 0.5 and out["answer_shape"]["box_in_shape"] == 1.0
+    )
     block = out["water_tiles_hand_labelled"]
     assert block["model_giou"] == 0.8 and block["baseline_ndwi_giou"] == 0.2
     assert block["baseline_mndwi_giou"] == 0.4
@@ -173,3 +184,76 @@ def test_blind_baseline_asks_each_question_once():
     assert asker.ask_blind("Is there cloud?") == "answer 2"
     assert asker.ask_blind("Is there water?") == "answer 1"
     assert asker.session.asked == ["Is there water?", "Is there cloud?"]
+
+
+def test_every_hand_labelled_tile_is_asked_for_its_water_mask(tmp_path):
+    """The hand-labelled water numbers are measured on every hand-drawn held-out tile, not only
+    on the few the tile budget questions in full; those extra rows stay out of other blocks."""
+    import json
+    from types import SimpleNamespace
+
+    from finetune.validate_skyeye_tiny import summarise
+    from finetune.validation_tiles import validate_tiles
+    from skyeye.io.rle import encode_mask
+
+    gt = np.zeros((8, 8), bool)
+    gt[:3] = True
+    lines = []
+    for i in range(3):
+        path = tmp_path / "images" / f"t{i}.tif"
+        path.parent.mkdir(exist_ok=True)
+        prof = dict(driver="GTiff", width=8, height=8, count=4, dtype="float32")
+        data = np.full((4, 8, 8), 0.2, np.float32)
+        data[3, :3] = 0.01  # dark NIR where the water is
+        with rasterio.open(path, "w", **prof) as dst:
+            dst.write(data)
+        lines.append(
+            {
+                "id": f"rec{i}",
+                "images": [
+                    {
+                        "path": f"images/t{i}.tif",
+                        "modality": "multispectral",
+                        "band_names": ["B1", "B2", "B3", "B4"],
+                        "wavelengths": [0.485, 0.56, 0.66, 0.83],
+                    }
+                ],
+                "turns": [
+                    {"role": "user", "text": "<image>\nIs there any water? Answer yes or no."},
+                    {
+                        "role": "assistant",
+                        "text": "<p>water</p> [SEG] Yes.",
+                        "masks": [{"seg_index": 0, "image_index": 0, "rle": encode_mask(gt)}],
+                    },
+                ],
+                "meta": {
+                    "gen_task": "presence",
+                    "scene_id": "ukis-landsat5",
+                    "label_type": "class_raster",
+                    "classes": ["water"],
+                    "answers": [{"class": "water", "answer": "yes"}],
+                },
+            }
+        )
+    val = tmp_path / "val.jsonl"
+    val.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+    class FakeAsker:
+        session = SimpleNamespace(
+            processor=SimpleNamespace(image_processor=SimpleNamespace(sar_wavelength=None))
+        )
+        asked: list[str] = []
+
+        def ask(self, image, question):
+            self.asked.append(question)
+            return SimpleNamespace(text="<p>water</p> [SEG] Yes.", masks=[gt.copy()])
+
+        def ask_blind(self, question):
+            return SimpleNamespace(text="Yes.", masks=[])
+
+    rows = validate_tiles(FakeAsker(), val, {"presence": {}, "presence_overall": "yes"}, 1, 0.0)
+    assert rows["tiles"] == 1 and len(rows["water"]) == 1 and len(rows["water_hand"]) == 2
+    report = summarise(rows)
+    hand = report["water_tiles_hand_labelled"]
+    assert hand["n"] == 3 and hand["model_giou"] == pytest.approx(1.0)
+    assert report["water_tiles"]["n"] == 1  # the extra rows are not in the optical block
