@@ -23,7 +23,7 @@ from skyeye.chat.session import ChatSession
 from skyeye.errors import SceneCancelled
 from skyeye.io.image import RasterImage
 from skyeye.scene.pipeline import SceneResult
-from skyeye.scenechat.follow import SceneOptions, run_scene, scene_answer
+from skyeye.scenechat.follow import SceneOptions, record_scene_answer, run_scene
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def stream_scene(
             None, note=f"The whole-scene analysis failed ({err}); showing the answer on the image."
         )
     overlay, files, note = scene_outputs(result, name)
-    yield f"{text}\n\n{scene_answer(result)}"
+    yield f"{text}\n\n{record_scene_answer(chat, result)}"
     return SceneTurn(result, overlay, files, note)
 
 

@@ -276,6 +276,15 @@ class ChatSession:
         self.messages.append({"role": "assistant", "content": text})
         self.last_reply = reply
 
+    def extend_answer(self, text: str) -> None:
+        """Append `text` (e.g. a whole-scene analysis of the same question) to the last answer,
+        so that later turns see it in the history and `last_reply.text` carries it."""
+        if not self.messages or self.messages[-1]["role"] != "assistant":
+            raise ValueError("no answer to extend: ask a question first")
+        self.messages[-1]["content"] = f"{self.messages[-1]['content']}\n\n{text}"
+        if self.last_reply is not None:
+            self.last_reply.text = f"{self.last_reply.text}\n\n{text}"
+
     def ask(self, prompt: str) -> ChatReply:
         """Ask `prompt` and return the whole answer."""
         for _ in self.stream(prompt):

@@ -122,6 +122,14 @@ def scene_answer(result: SceneResult) -> str:
     )
 
 
+def record_scene_answer(session: ChatSession, result: SceneResult) -> str:
+    """`scene_answer(result)`, appended to the session's last answer so that follow-up questions
+    ("how large is it?") see the whole scene's figures, not only the thumbnail's."""
+    text = scene_answer(result)
+    session.extend_answer(text)
+    return text
+
+
 def scene_files(result: SceneResult) -> list[Path]:
     """The scene's outputs a chat offers: mask COG, GeoJSON, GeoPackage, preview, answer.json."""
     return [result.paths[name] for name in SCENE_FILES if result.paths[name].is_file()]

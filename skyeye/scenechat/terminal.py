@@ -79,8 +79,8 @@ class SceneFollowUp:
 
     def __call__(self, session: ChatSession, prompt: str, turn: int, mask_dir: str) -> bool:
         from skyeye.scenechat.follow import (
+            record_scene_answer,
             run_scene,
-            scene_answer,
             scene_files,
             scene_folder,
             scene_image_index,
@@ -107,7 +107,7 @@ class SceneFollowUp:
             result = run_scene(
                 session, image, image.path, prompt, out, self.options, progress=self.progress
             )
-            print(scene_answer(result), flush=True)
+            print(record_scene_answer(session, result), flush=True)
             if mask_dir:
                 for path in scene_files(result):
                     print(f"(scene file: {path})", file=sys.stderr)

@@ -86,6 +86,24 @@ def test_a_mask_answer_on_a_large_geotiff_writes_the_scene_cog_at_full_resolutio
     assert not list((tmp_path / "out").glob("answer1_mask*"))
 
 
+def test_the_scene_answer_stays_in_the_conversation(
+    big, folder, tiny_llm_dir, monkeypatch, tmp_path
+):
+    """A follow-up question ("how large is it?") sees the whole scene's figures in the history."""
+    sessions = []
+
+    def load(*args, **kwargs):
+        sessions.append(segmenting_chat(tiny_llm_dir))
+        return sessions[-1]
+
+    monkeypatch.setattr(skyeye.chat.session, "load_chat", load)
+    assert _ask(folder, big, tmp_path / "out") == 0
+    last = sessions[0].messages[-1]
+    assert last["role"] == "assistant"
+    assert "Whole scene at its own resolution (640 x 600" in last["content"]
+    assert sessions[0].last_reply.text == last["content"]
+
+
 def test_no_scene_keeps_the_masks_of_the_image_as_read(big, folder, segmenting, tmp_path, capsys):
     assert _ask(folder, big, tmp_path / "out", "--no-scene") == 0
     captured = capsys.readouterr()
