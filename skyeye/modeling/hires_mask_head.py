@@ -175,20 +175,26 @@ class HiResMaskHead(SkyEyeMaskHead):
                 )
             key = (tuple(p.shape), tuple(round(float(x), 6) for x in w))
             groups.setdefault(key, []).append(i)
-        for (shape, _), index in groups.items():
+        # Without gradients, one mask at a time: a batch's full-resolution features (B x F x H x W
+        # float32, several alive per layer) were a whole scene's peak memory; per mask, the
+        # logits are the same bits.
+        chunk = k if torch.is_grad_enabled() else 1
+        for (shape, _), members in groups.items():
             grid_hw = tuple(shape[-2:])
-            idx = torch.as_tensor(index, device=coarse.device)
-            batch = torch.stack([pix[i] for i in index]).to(
-                device=coarse.device, dtype=torch.float32
-            )
-            logits = self._refine(
-                batch, waves[index[0]], coarse[idx], context[idx], hyper[idx], grid_hw
-            )
-            if grid_hw != size:
-                logits = F.interpolate(
-                    logits[:, None], size=size, mode="bilinear", align_corners=False
-                )[:, 0]
-            out[idx] = logits
+            for start in range(0, len(members), chunk):
+                index = members[start : start + chunk]
+                idx = torch.as_tensor(index, device=coarse.device)
+                batch = torch.stack([pix[i] for i in index]).to(
+                    device=coarse.device, dtype=torch.float32
+                )
+                logits = self._refine(
+                    batch, waves[members[0]], coarse[idx], context[idx], hyper[idx], grid_hw
+                )
+                if grid_hw != size:
+                    logits = F.interpolate(
+                        logits[:, None], size=size, mode="bilinear", align_corners=False
+                    )[:, 0]
+                out[idx] = logits
         return out
 
     def _refine(

@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.models.auto.auto_factory import _get_model_class
 
 from skyeye.errors import LLMNotFoundError
 
@@ -151,9 +155,54 @@ def load_language_model(
     path = resolve_llm_path(source, cache_dir)
     from_pretrained.setdefault("dtype", torch.float32)
     try:
-        return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, **from_pretrained)
+        model = _load_read_into_memory(path, from_pretrained)
+        if model is not None:
+            return model
+        return AutoModelForCausalLM.from_pretrained(
+            path, trust_remote_code=False, **from_pretrained
+        )
     except OSError as err:
         raise _not_found(source, err) from err
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
+
+
+def _load_read_into_memory(path: str, from_pretrained: dict[str, Any]) -> PreTrainedModel | None:
+    """A local one-file safetensors LLM with its weights read (pread) into ordinary memory, when
+    they load as they are (CPU, unquantised, stored in the requested dtype); else None.
+
+    transformers memory-maps such a file and keeps the mapping as the weights, so every page
+    the load touches stays resident: resizing the embedding left the old table's 108 MB (SmolLM2)
+    in a scene's RSS for good.
+    """
+    file = Path(path) / "model.safetensors"
+    device_map = from_pretrained.get("device_map")
+    if (
+        not file.is_file()
+        or from_pretrained.get("quantization_config") is not None
+        or device_map not in (None, "cpu", {"": "cpu"}, {"": torch.device("cpu")})
+    ):
+        return None
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    mapping = AutoModelForCausalLM._model_mapping
+    if type(config) not in mapping:
+        return None  # transformers' own load says why
+    dtype = from_pretrained.get("dtype")
+    wanted = _SAFETENSORS_DTYPES.get(dtype) if isinstance(dtype, torch.dtype) else None
+    with safe_open(str(file), framework="pt", device="cpu", backend="pread") as handle:
+        keys = list(handle.keys())
+        if {handle.get_slice(k).get_dtype() for k in keys} != {wanted}:
+            return None  # a conversion copies anyway, and transformers then closes the mapping
+        state = {k: handle.get_tensor(k) for k in keys}
+    # The class AutoModelForCausalLM picks for this config.
+    model_class = _get_model_class(config, mapping)
+    model = model_class.from_pretrained(None, config=config, state_dict=state, **from_pretrained)
+    # What from_pretrained(path) also sets: the source's name and its generation settings.
+    model.config.name_or_path = model.name_or_path = path
+    if (Path(path) / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(path)
+    return model
 
 
 def _not_found(source: str, err: OSError) -> LLMNotFoundError:

@@ -64,6 +64,14 @@ def open_session(model: Any, device: str = "cpu", dtype: torch.dtype | None = No
     )
 
 
+@dataclass
+class PreparedBatch:
+    """A batch's model inputs and each window's (h, w), without the windows' raw pixels."""
+
+    inputs: dict[str, Any]
+    grids: list[tuple[int, int]]
+
+
 class WindowRunner:
     """Runs the tower + LLM (+ mask head) on batches of window images."""
 
@@ -113,8 +121,13 @@ class WindowRunner:
     @torch.no_grad()
     def run(self, images: Sequence[RasterImage]) -> list[WindowAnswer]:
         """Answers for `images` (each (C, h, w)), in order; one generate call for the batch."""
+        return self.answer(self.prepare(images))
+
+    def prepare(self, images: Sequence[RasterImage]) -> PreparedBatch:
+        """The model inputs of `images`. Nothing refers to the images afterwards, so a caller
+        that drops them frees the raw windows before `answer` runs the model."""
         if not images:
-            return []
+            return PreparedBatch({}, [])
         features = self.processor.image_processor(list(images), return_tensors="pt")
         ids = self._ids.repeat(len(images), 1).to(self.model.device)
         inputs: dict[str, Any] = {
@@ -125,6 +138,15 @@ class WindowRunner:
         }
         if "pixel_values_hires" in features:  # decoders that refine on the window's own pixels
             inputs["pixel_values_hires"] = list(features["pixel_values_hires"])
+        grids = [(int(im.data.shape[1]), int(im.data.shape[2])) for im in images]
+        return PreparedBatch(inputs, grids)
+
+    @torch.no_grad()
+    def answer(self, batch: PreparedBatch) -> list[WindowAnswer]:
+        """Answers for a prepared batch, in order; one generate call."""
+        if not batch.grids:
+            return []
+        inputs, grids = batch.inputs, batch.grids
         tokenizer = self.processor.tokenizer
         kwargs = self.settings.generate_kwargs()
         kwargs.update(max_new_tokens=self.max_new_tokens, do_sample=False)
@@ -135,15 +157,16 @@ class WindowRunner:
         )
         states: GenerationStates | None
         if self._forced is not None:
-            new_ids = self._forced.repeat(len(images), 1).to(self.model.device)
-            texts = [str(self.force_answer).strip()] * len(images)
+            new_ids = self._forced.repeat(len(grids), 1).to(self.model.device)
+            texts = [str(self.force_answer).strip()] * len(grids)
             states = None
         else:
-            cache = self._prefix_cache(len(images))
+            cache = self._prefix_cache(len(grids))
             if cache is not None:
                 kwargs["cache"] = cache
             with capture_generation(self.model) as states:
                 new_ids = self.model.generate(**inputs, pad_token_id=pad, **kwargs)
+            del cache, kwargs  # the batch's key/value cache: freed before the masks are decoded
             texts = [t.strip() for t in tokenizer.batch_decode(new_ids, skip_special_tokens=True)]
         answers = [WindowAnswer(text=t, boxes=parse_boxes(t)) for t in texts]
         seg_id = self.model.config.seg_token_id
@@ -152,7 +175,7 @@ class WindowRunner:
         logits, index = self._seg_masks(inputs, new_ids, states)
         for k in range(logits.shape[0]):
             row = int(index[k])
-            h, w = images[row].data.shape[1:]
+            h, w = grids[row]
             # Whatever grid the mask decoder gives, resample to the window's own grid.
             up = F.interpolate(logits[k][None, None].float(), size=(h, w), mode="bilinear")[0, 0]
             prob = torch.sigmoid(up).cpu().numpy().astype(np.float32)

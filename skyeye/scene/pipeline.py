@@ -10,6 +10,7 @@ preview and the summary are derived from the COG and the store.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -226,10 +227,10 @@ def analyze_scene(
                 t_wait = time.perf_counter()
                 data, _ = pending.result()  # type: ignore[union-attr]
                 timings["read"] += time.perf_counter() - t_wait
-                pending = pool.submit(read_chunk, chunks[k + 1]) if k + 1 < len(chunks) else None
                 valid = [np.isfinite(d).all(axis=0) for d in data]
                 live = [i for i, v in enumerate(valid) if v.any()]
-                answers: dict[int, Any] = {}
+                window_thumbs = [_thumb(d, w, thumb_step) for d, w in zip(data, chunk, strict=True)]
+                prepared = None
                 if live:
                     if runner is None:
                         runner = _runner(model, prompt, max_new_tokens, force_answer, device, dtype)
@@ -239,13 +240,24 @@ def analyze_scene(
                                 f"({runner.patch_size} px): use --window {runner.image_size} or more"
                             )
                     t0 = time.perf_counter()
-                    images = [scene.image(data[i], chunk[i].row, chunk[i].col) for i in live]
-                    for i, ans in zip(live, runner.run(images), strict=True):
-                        answers[i] = ans
+                    prepared = runner.prepare(
+                        [scene.image(data[i], chunk[i].row, chunk[i].col) for i in live]
+                    )
+                    timings["model"] += time.perf_counter() - t0
+                # The raw pixels are done with (valid, thumbs, model inputs taken): freed before
+                # the next chunk is read, so two chunks' raw windows never sit in memory at once.
+                del data
+                pending = pool.submit(read_chunk, chunks[k + 1]) if k + 1 < len(chunks) else None
+                answers: dict[int, Any] = {}
+                if prepared is not None and runner is not None:
+                    t0 = time.perf_counter()
+                    answers = dict(zip(live, runner.answer(prepared), strict=True))
                     timings["model"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 for i, win in enumerate(chunk):
-                    _save_window(store, win, data[i], valid[i], answers.get(i), thumb_step)
+                    _save_window(store, win, window_thumbs[i], valid[i], answers.get(i))
+                del prepared, answers, window_thumbs
+                _release_freed_memory()  # else the batches' freed arrays pile up (+80 MB a tile)
                 timings["write"] += time.perf_counter() - t0
                 run_count += len(live)
                 done_now += len(chunk)
@@ -256,6 +268,10 @@ def analyze_scene(
         bar.close()
         # ------------------------------------------------------------------ outputs
         t0 = time.perf_counter()
+        # A model loaded here (given by name) is done with: its ~0.6 GB go before the outputs
+        # allocate theirs, and what the windows' arrays freed goes back to the OS.
+        runner = None
+        _release_freed_memory()
         paths = {k: out / v for k, v in OUTPUT_NAMES.items()}
         stats = stitch_mask(
             store,
@@ -314,19 +330,30 @@ def _runner(
     return WindowRunner(session, prompt, max_new_tokens=max_new_tokens, force_answer=force_answer)
 
 
+def _release_freed_memory() -> None:
+    """Return freed heap memory to the OS (glibc's malloc_trim; nothing elsewhere). glibc keeps
+    freed blocks below its (growing) mmap threshold, such as the windows' 13 MB arrays, in the
+    process, where the outputs did not reuse them: the peak RSS of a scene was at its end."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
+
+
+def _thumb(data: np.ndarray, win: SceneWindow, thumb_step: int) -> np.ndarray:
+    """The window's pixels on the preview's grid (a copy: `data` may be freed)."""
+    oy, ox = thumb_offsets(win.row, thumb_step), thumb_offsets(win.col, thumb_step)
+    return data[:, oy::thumb_step, ox::thumb_step].astype(np.float32)
+
+
 def _save_window(
     store: WindowStore,
     win: SceneWindow,
-    data: np.ndarray,
+    thumb: np.ndarray,
     valid: np.ndarray,
     answer: Any,
-    thumb_step: int,
 ) -> None:
-    oy, ox = thumb_offsets(win.row, thumb_step), thumb_offsets(win.col, thumb_step)
-    arrays: dict[str, np.ndarray] = {
-        "valid": np.packbits(valid.ravel()),
-        "thumb": data[:, oy::thumb_step, ox::thumb_step].astype(np.float32),
-    }
+    arrays: dict[str, np.ndarray] = {"valid": np.packbits(valid.ravel()), "thumb": thumb}
     record: dict[str, Any] = {
         "row": win.row,
         "col": win.col,
