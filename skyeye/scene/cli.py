@@ -13,8 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from skyeye.io.gdal import DEFAULT_CACHE_MIB
 from skyeye.logs import configure_logging, silence_library_warnings
+from skyeye.scene.source import SCENE_CACHE_MIB
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gdal-cache-mib",
         type=int,
-        default=DEFAULT_CACHE_MIB,
-        help=f"GDAL block cache in MiB (default {DEFAULT_CACHE_MIB})",
+        default=SCENE_CACHE_MIB,
+        help=f"GDAL block cache in MiB (default {SCENE_CACHE_MIB})",
     )
     p.add_argument("--restart", action="store_true", help="discard a partial run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -126,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.text)
+    earlier = result.windows_total - result.windows_run - result.windows_skipped
+    print(
+        f"(windows: {result.windows_total} in the scene, {result.windows_run} run now, "
+        f"{earlier} from an earlier run of this command, {result.windows_skipped} all nodata)",
+        file=sys.stderr,
+    )
     for path in result.paths.values():
         print(f"(written: {path})", file=sys.stderr)
     return 0

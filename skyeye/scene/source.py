@@ -26,11 +26,17 @@ from rasterio.windows import Window, from_bounds
 
 from skyeye.errors import RasterReadError, SceneError
 from skyeye.io.band_files import band_file_order, read_band_window
-from skyeye.io.gdal import DEFAULT_CACHE_MIB, ReadOptions
+from skyeye.io.gdal import ReadOptions
 from skyeye.io.image import RasterImage, check_dtype, check_file
 from skyeye.io.raster import BAND_FILE_EXTENSIONS, complete_band_metadata
 
 logger = logging.getLogger(__name__)
+
+#: GDAL block cache of a scene's window reads, in MiB. Windows are read a batch (one row of
+#: windows) at a time and neighbours share the blocks of their overlap, which 64 MiB holds; the
+#: next window row would need a whole block row (a full Sentinel-2 tile: 22 blocks x 13 bands,
+#: ~150 MiB), which 128 MiB did not hold either, so a larger cache only adds to peak memory.
+SCENE_CACHE_MIB = 64
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class SceneSource:
         sar_wavelength: float | None = None,
         read_options: ReadOptions | None = None,
     ) -> None:
-        self.read_options = read_options or ReadOptions(cache_mib=DEFAULT_CACHE_MIB)
+        self.read_options = read_options or ReadOptions(cache_mib=SCENE_CACHE_MIB)
         self._stack = ExitStack()
         # Entered on the opening thread; rasterio's env of the main thread is GDAL's global
         # configuration, so reads from the pipeline's prefetch thread use it too.
