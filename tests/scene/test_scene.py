@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -118,6 +119,32 @@ def test_a_resumed_run_redoes_nothing_and_gives_the_same_mask(scene, session, tm
     assert again.windows_run == 0
     with rasterio.open(first.paths["mask"]) as a, rasterio.open(again.paths["mask"]) as b:
         assert np.array_equal(a.read(1), b.read(1))
+
+
+def test_cli_says_how_many_windows_it_ran_and_how_many_an_earlier_run_did(
+    scene, session, tmp_path, capsys
+):
+    folder = tmp_path / "model"
+    session.model.save_pretrained(folder, processor=session.processor)
+    argv = ["--model", str(folder), "--image", str(scene), "--prompt", PROMPT]
+    argv += ["--out", str(tmp_path / "out"), "--window", "48", "--overlap", "16", "--batch", "4"]
+    argv += ["--force-answer", FORCED, "--no-progress", "--threads", "1"]
+    lines = []
+    for _ in range(2):
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        lines.append(next(ln for ln in err.splitlines() if ln.startswith("(windows: ")))
+    first = re.fullmatch(
+        r"\(windows: 30 in the scene, (\d+) run now, 0 from an earlier run of this command, "
+        r"(\d+) all nodata\)",
+        lines[0],
+    )
+    assert first is not None and int(first[1]) + int(first[2]) == 30 and int(first[2]) > 0
+    ran = int(first[1])
+    assert lines[1] == (
+        f"(windows: 30 in the scene, 0 run now, {ran} from an earlier run of this command, "
+        f"{30 - ran} all nodata)"
+    )
 
 
 def test_bad_input_is_one_clear_error(scene, session, tmp_path):
