@@ -52,7 +52,9 @@ def _save(key: str, value: dict) -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[key] = value
-    RESULTS.write_text(json.dumps(results, indent=1))
+    from skyeye.atomic import write_text
+
+    write_text(RESULTS, json.dumps(results, indent=1))  # accumulated results: never half-written
     print(json.dumps({key: value}, indent=1))
 
 
@@ -233,21 +235,7 @@ def full(log: Path = DATA / "full_run.log") -> None:
     """`python -m skyeye.scene` on the whole tile at the default settings, in a child process
     whose wall time and peak RSS are measured (VmHWM via /usr/bin/time's max RSS)."""
     out = DATA / "full_out"
-    cmd = [
-        "/usr/bin/time",
-        "-v",
-        sys.executable,
-        "-m",
-        "skyeye.scene",
-        "--image",
-        str(TILE),
-        "--prompt",
-        PROMPT,
-        "--out",
-        str(out),
-        "--threads",
-        "1",
-    ]
+    cmd = _scene_cmd(out, progress=True)
     started = time.perf_counter()
     with open(log, "a") as handle:
         rc = subprocess.run(
@@ -258,15 +246,14 @@ def full(log: Path = DATA / "full_run.log") -> None:
             env={**os.environ, "PYTHONPATH": str(REPO)},
         ).returncode
     wall = time.perf_counter() - started
-    text = log.read_text()
-    rss = [line for line in text.splitlines() if "Maximum resident set size" in line]
+    peak = _peak_kib(log.read_text())
     _save(
         "full",
         {
             "rc": rc,
             "wall_s_this_call": wall,
             "command": " ".join(cmd[2:]),
-            "peak_rss_mib": int(rss[-1].split()[-1]) / 1024 if rss else None,
+            "peak_rss_mib": peak / 1024 if peak else None,
             "answer": json.loads((out / "answer.json").read_text()).get("timings_s")
             if (out / "answer.json").exists()
             else None,
@@ -274,12 +261,12 @@ def full(log: Path = DATA / "full_run.log") -> None:
     )
 
 
-def _scene_cmd(out: Path) -> list[str]:
+def _scene_cmd(out: Path, progress: bool = False) -> list[str]:
     """`python -m skyeye.scene` on the tile at the default settings, under /usr/bin/time -v."""
     return [
         "/usr/bin/time", "-v", sys.executable, "-m", "skyeye.scene", "--image", str(TILE),
-        "--prompt", PROMPT, "--out", str(out), "--threads", "1", "--no-progress",
-    ]  # fmt: skip
+        "--prompt", PROMPT, "--out", str(out), "--threads", "1",
+    ] + ([] if progress else ["--no-progress"])  # fmt: skip
 
 
 def _peak_kib(log: str) -> int | None:
@@ -323,11 +310,11 @@ def resume(kill_share: float = 0.5) -> None:
     first_wall = time.perf_counter() - started
     done_before = len(list(work.glob("w*.json")))
     started = time.perf_counter()
-    second = subprocess.run(
-        _scene_cmd(out), capture_output=True, text=True, cwd=REPO, env=env
-    )
+    second = subprocess.run(_scene_cmd(out), capture_output=True, text=True, cwd=REPO, env=env)
     second_wall = time.perf_counter() - started
-    (DATA / "resume_second.log").write_text(second.stdout + second.stderr)
+    from skyeye.atomic import write_text
+
+    write_text(DATA / "resume_second.log", second.stdout + second.stderr)
     answer = json.loads((out / "answer.json").read_text()) if second.returncode == 0 else {}
     checks: dict = {}
     if second.returncode == 0:
@@ -475,7 +462,9 @@ def report() -> None:
         text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip() + "\n\n" + section
-    path.write_text(text.rstrip() + "\n")
+    from skyeye.atomic import write_text
+
+    write_text(path, text.rstrip() + "\n")
     print(section)
 
 

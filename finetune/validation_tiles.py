@@ -30,6 +30,7 @@ from finetune.validation_scenes import (
     vv_threshold_water,
 )
 from skyeye.io.resample import resize_mask
+from skyeye.io.rle import decode_rle
 
 
 def _stable(key: str) -> str:
@@ -93,8 +94,6 @@ def validate_tiles(
     vv_db_threshold: float = -15.0,
 ) -> dict[str, Any]:
     """Presence, proportion and water-mask numbers on the held-out tiles of `val`."""
-    from skyeye.io.rle import decode_rle as _decode_rle
-
     root = val.parent
     records = [json.loads(line) for line in open(val, encoding="utf-8")]
     by_tile: dict[str, list[dict]] = defaultdict(list)
@@ -169,7 +168,7 @@ def validate_tiles(
                 phrases = re.findall(r"<p>(.*?)</p>", turn["text"])
                 if not phrases or phrases[0] != "water" or path in asked_water:
                     continue
-                gt = _decode_rle(turn["masks"][0]["rle"]).astype(bool)
+                gt = decode_rle(turn["masks"][0]["rle"]).astype(bool)
                 question = rec["turns"][0]["text"].replace("<image>", "").strip()
                 water.append({**common, **_water_row(asker, image, rec, question, gt, thresholds)})
                 asked_water.add(path)
@@ -232,8 +231,6 @@ def _hand_water_row(
 ) -> dict[str, Any] | None:
     """The water-mask row of a hand-drawn presence record: its grounded water mask (empty when
     there is no water) is the reference. None when the record has no water answer."""
-    from skyeye.io.rle import decode_rle
-
     for item, turn in zip(rec["meta"].get("answers", []), rec["turns"][1::2], strict=False):
         if item["class"] == "water" and turn.get("masks"):
             gt = decode_rle(turn["masks"][0]["rle"]).astype(bool)
