@@ -17,9 +17,9 @@ ones (tests/layout/test_import_graph.py checks it):
     evaluation  metrics, evaluation samples, scoring, runner, report, CLI
     hub         model cards and uploads
 
-The main names are importable from the package root, loaded lazily. Importing `skyeye`
-registers SkyEye with transformers' Auto classes (`skyeye.modeling.auto`), which imports torch
-and transformers.
+The main names are importable from the package root, loaded lazily. Importing `skyeye` stays
+light (no torch, no transformers: `skyeye.io` reads rasters without them) and registers SkyEye
+with transformers' Auto classes as soon as those are imported (`skyeye.modeling.auto_hook`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-from skyeye.modeling import auto as _auto  # noqa: E402, F401  (registers the Auto classes)
+from skyeye.modeling import auto_hook as _auto_hook  # noqa: E402
+
+_auto_hook.install()
 
 
 def __getattr__(name: str) -> Any:
