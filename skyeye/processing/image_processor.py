@@ -24,12 +24,18 @@ Pipeline per image (C bands, any size, NaN = nodata):
 With ``hires_size`` set (models whose mask decoder refines on pixels, e.g. "hires"), each image
 is also returned as ``pixel_values_hires``: the same scaling and normalisation, on the grid the
 image was read at, shrunk (aspect kept) only when its long side exceeds ``hires_size``.
+
+The windows of one scene must be scaled alike (a per-band stretch of each window would map a
+window of open water onto the full 0..255 range): `fixed_scaling` takes the scaling, and for
+"minmax" each band's range, from the whole scene once, and ``__call__(..., scaling=...)``
+applies it to every window.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypedDict
 
 import numpy as np
@@ -47,6 +53,18 @@ from skyeye.io.sensors import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FixedScaling:
+    """One value scaling for every part of a scene.
+
+    name: a ``VALUE_SCALINGS`` entry; band_ranges: for "minmax", each band's (low, high) raw
+    values (the scene's ``minmax_percentiles``; NaN where a band has no valid pixel).
+    """
+
+    name: str
+    band_ranges: tuple[tuple[float, float], ...] | None = None
 
 
 class SkyEyeImageProcessorKwargs(TypedDict, total=False):
@@ -127,9 +145,15 @@ class SkyEyeImageProcessor(BaseImageProcessor):
         self.minmax_percentiles = [plo, phi]
 
     def __call__(  # type: ignore[override]  # rasters with wavelengths, not RGB arrays
-        self, images: RasterImage | Sequence[RasterImage], return_tensors: str | None = "pt"
+        self,
+        images: RasterImage | Sequence[RasterImage],
+        return_tensors: str | None = "pt",
+        scaling: FixedScaling | None = None,
     ) -> BatchFeature:
         """Process one image or a list.
+
+        scaling: one value scaling for all of them (windows of one scene, from `fixed_scaling`);
+        by default each image's own.
 
         Returns BatchFeature with "pixel_values": list of (C_i, S, S) float tensors and
         "wavelengths": list of (C_i,) float tensors in µm (lists: band counts may differ), and
@@ -147,8 +171,13 @@ class SkyEyeImageProcessor(BaseImageProcessor):
                     "skyeye.io.read_raster, or use preprocess_array for numpy arrays"
                 )
             wl = self._wavelengths_for(image)
-            scaling = self.scaling_for(image.sensor, image.data)
-            pv, hr = self._process(image.data, wl, scaling, label=image.path or "image")
+            own = scaling or FixedScaling(self.scaling_for(image.sensor, image.data))
+            if own.band_ranges is not None and len(own.band_ranges) != image.data.shape[0]:
+                raise ValueError(
+                    f"{image.path or 'image'}: the fixed scaling has {len(own.band_ranges)} band "
+                    f"ranges for {image.data.shape[0]} bands: take it from the same bands"
+                )
+            pv, hr = self._process(image.data, wl, own, label=image.path or "image")
             pixel_values.append(pv)
             hires.append(hr)
             wavelengths.append(np.asarray(wl, dtype=np.float32))
@@ -183,7 +212,10 @@ class SkyEyeImageProcessor(BaseImageProcessor):
             [f"band_{i + 1}" for i in range(array.shape[0])], wavelengths=wavelengths
         )
         pv, hr = self._process(
-            array.astype(np.float32), wl, self.scaling_for(sensor, array), label="array"
+            array.astype(np.float32),
+            wl,
+            FixedScaling(self.scaling_for(sensor, array)),
+            label="array",
         )
         return self._pack([pv], [np.asarray(wl, dtype=np.float32)], return_tensors, [hr])
 
@@ -230,17 +262,55 @@ class SkyEyeImageProcessor(BaseImageProcessor):
 
     def scaling_for(self, sensor: str | None, data: np.ndarray) -> str:
         """The value scaling of an image of ``sensor`` whose raw values are ``data`` (C, H, W)."""
-        if self.value_scaling != "auto":
-            return self.value_scaling
+        name = self._configured_scaling(sensor)
         # Unknown units: a per-band stretch is the only safe choice, unless the values are 0-1
         # reflectance, whose band ratios are worth keeping.
-        default = "minmax" if sensor is None else get_sensor(sensor).default_scaling
-        if default == "minmax" and looks_like_reflectance(data):
+        if self.value_scaling == "auto" and name == "minmax" and looks_like_reflectance(data):
             return "reflectance"
-        return default
+        return name
 
-    def scale_values(self, data: np.ndarray, scaling: str) -> np.ndarray:
-        """Map raw values (C, H, W) to 0..255 float32 with ``scaling``; NaN stays NaN."""
+    def scaling_depends_on_values(self, sensor: str | None) -> bool:
+        """Whether `scaling_for` an image of ``sensor`` looks at its values (the per-band stretch
+        and the 0-1 reflectance test do; the fixed unit conversions do not)."""
+        return self._configured_scaling(sensor) == "minmax"
+
+    def _configured_scaling(self, sensor: str | None) -> str:
+        if self.value_scaling != "auto":
+            return self.value_scaling
+        return "minmax" if sensor is None else get_sensor(sensor).default_scaling
+
+    def fixed_scaling(self, sensor: str | None, data: np.ndarray | None) -> FixedScaling | None:
+        """The scaling of a whole scene whose raw values are ``data`` (C, H, W; e.g. the scene
+        read decimated), to apply to each of its windows: for "minmax", with each band's range
+        taken from ``data``, so a pixel gets the same value in every window. ``data`` may be
+        None where the scaling does not depend on the values (`scaling_depends_on_values`);
+        otherwise None gives None (each window is then scaled on its own)."""
+        if not self.scaling_depends_on_values(sensor):
+            return FixedScaling(self._configured_scaling(sensor))
+        if data is None:
+            return None
+        name = self.scaling_for(sensor, data)
+        if name != "minmax":
+            return FixedScaling(name)
+        return FixedScaling(name, tuple(self._band_range(band) for band in data))
+
+    def _band_range(self, band: np.ndarray) -> tuple[float, float]:
+        """(low, high) ``minmax_percentiles`` of a band's valid pixels (NaN, NaN if none)."""
+        finite = band[np.isfinite(band)]
+        if finite.size == 0:
+            return float("nan"), float("nan")
+        lo, hi = np.percentile(finite, self.minmax_percentiles)
+        return float(lo), float(hi)
+
+    def scale_values(
+        self,
+        data: np.ndarray,
+        scaling: str,
+        band_ranges: Sequence[tuple[float, float]] | None = None,
+    ) -> np.ndarray:
+        """Map raw values (C, H, W) to 0..255 float32 with ``scaling``; NaN stays NaN.
+
+        band_ranges: for "minmax", each band's (low, high) (default: this image's own)."""
         data = data.astype(np.float32, copy=True)
         if scaling == "uint8":
             out = data
@@ -253,13 +323,11 @@ class SkyEyeImageProcessor(BaseImageProcessor):
             out = (data - lo) / (hi - lo) * 255.0
         elif scaling == "minmax":
             out = np.empty_like(data)
-            plo, phi = self.minmax_percentiles
             for i, band in enumerate(data):
-                finite = band[np.isfinite(band)]
-                if finite.size == 0:
+                lo, hi = self._band_range(band) if band_ranges is None else band_ranges[i]
+                if not (np.isfinite(lo) and np.isfinite(hi)):
                     out[i] = np.nan
                     continue
-                lo, hi = np.percentile(finite, [plo, phi])
                 # A constant band carries no contrast: map it to 0 rather than divide by zero.
                 out[i] = (
                     (band - lo) / (hi - lo) * 255.0
@@ -282,7 +350,7 @@ class SkyEyeImageProcessor(BaseImageProcessor):
         return np.nan_to_num(normed, nan=0.0).astype(np.float32)
 
     def _process(
-        self, data: np.ndarray, wl: list[float], scaling: str, label: str
+        self, data: np.ndarray, wl: list[float], scaling: FixedScaling, label: str
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """-> normalised (C, S, S) and, with ``hires_size``, (C, H', W') on the read grid."""
         if data.ndim != 3:
@@ -296,7 +364,7 @@ class SkyEyeImageProcessor(BaseImageProcessor):
             raise ValueError(
                 f"{label}: every pixel is NaN/nodata: nothing to process (check the nodata value)"
             )
-        scaled = self.scale_values(data, scaling)
+        scaled = self.scale_values(data, scaling.name, scaling.band_ranges)
         resized = resize_with_nodata(scaled, self.image_size, self.image_size)
         hires = None
         if self.hires_size is not None:

@@ -33,6 +33,7 @@ from skyeye.modeling.generated_masks import (
     capture_generation,
     masks_from_generation,
 )
+from skyeye.processing.image_processor import FixedScaling
 
 logger = logging.getLogger(__name__)
 
@@ -119,16 +120,24 @@ class WindowRunner:
         return int(self.model.config.vision_config.image_size)
 
     @torch.no_grad()
-    def run(self, images: Sequence[RasterImage]) -> list[WindowAnswer]:
+    def run(
+        self, images: Sequence[RasterImage], scaling: FixedScaling | None = None
+    ) -> list[WindowAnswer]:
         """Answers for `images` (each (C, h, w)), in order; one generate call for the batch."""
-        return self.answer(self.prepare(images))
+        return self.answer(self.prepare(images, scaling))
 
-    def prepare(self, images: Sequence[RasterImage]) -> PreparedBatch:
-        """The model inputs of `images`. Nothing refers to the images afterwards, so a caller
-        that drops them frees the raw windows before `answer` runs the model."""
+    def prepare(
+        self, images: Sequence[RasterImage], scaling: FixedScaling | None = None
+    ) -> PreparedBatch:
+        """The model inputs of `images`, value-scaled with ``scaling`` (the scene's, from
+        `SkyEyeImageProcessor.fixed_scaling`; default: each window its own). Nothing refers to
+        the images afterwards, so a caller that drops them frees the raw windows before
+        `answer` runs the model."""
         if not images:
             return PreparedBatch({}, [])
-        features = self.processor.image_processor(list(images), return_tensors="pt")
+        features = self.processor.image_processor(
+            list(images), return_tensors="pt", scaling=scaling
+        )
         ids = self._ids.repeat(len(images), 1).to(self.model.device)
         inputs: dict[str, Any] = {
             "input_ids": ids,

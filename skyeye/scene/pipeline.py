@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -45,6 +45,10 @@ from skyeye.scene.source import SceneSource
 from skyeye.scene.stitch import stitch_mask, thumb_offsets
 from skyeye.scene.store import WindowStore
 from skyeye.scene.windows import SceneWindow, window_layout
+
+if TYPE_CHECKING:  # the model's modules import torch: loaded with the first live window
+    from skyeye.processing.image_processor import FixedScaling
+    from skyeye.scene.infer import WindowRunner
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +205,7 @@ def analyze_scene(
         thumb_step = max(1, math.ceil(max(grid.height, grid.width) / PREVIEW_SIZE))
         todo = [w for w in windows if not store.done(w.index)]
         runner = None
+        scaling: FixedScaling | None = None
         run_count = skipped_now = done_now = 0
         bar = tqdm(
             total=len(windows),
@@ -239,9 +244,10 @@ def analyze_scene(
                                 f"--window {window} is smaller than the tower's patch "
                                 f"({runner.patch_size} px): use --window {runner.image_size} or more"
                             )
+                        scaling = _scene_scaling(runner, scene)
                     t0 = time.perf_counter()
                     prepared = runner.prepare(
-                        [scene.image(data[i], chunk[i].row, chunk[i].col) for i in live]
+                        [scene.image(data[i], chunk[i].row, chunk[i].col) for i in live], scaling
                     )
                     timings["model"] += time.perf_counter() - t0
                 # The raw pixels are done with (valid, thumbs, model inputs taken): freed before
@@ -328,6 +334,19 @@ def _runner(
 
     session = open_session(model, device=device, dtype=dtype)
     return WindowRunner(session, prompt, max_new_tokens=max_new_tokens, force_answer=force_answer)
+
+
+def _scene_scaling(runner: WindowRunner, scene: SceneSource) -> FixedScaling | None:
+    """One value scaling for every window, from the whole scene: a per-band stretch of each
+    window on its own would map a window of open water onto the full range, and differ across
+    a window border. Reads the scene decimated only when the scaling depends on the values."""
+    processor = runner.processor.image_processor
+    overview = None
+    if processor.scaling_depends_on_values(scene.sensor):
+        overview = scene.overview()
+    scaling = processor.fixed_scaling(scene.sensor, overview)
+    logger.info("%s: value scaling %s for every window", scene.label, scaling)
+    return scaling
 
 
 def _release_freed_memory() -> None:

@@ -28,7 +28,7 @@ from skyeye.errors import RasterReadError, SceneError
 from skyeye.io.band_files import band_file_order, read_band_window
 from skyeye.io.gdal import ReadOptions
 from skyeye.io.image import RasterImage, check_dtype, check_file
-from skyeye.io.raster import BAND_FILE_EXTENSIONS, complete_band_metadata
+from skyeye.io.raster import BAND_FILE_EXTENSIONS, complete_band_metadata, read_raster
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ class SceneSource:
         except Exception:
             self.close()
             raise
-        self._meta = dict(
+        self._source = source
+        self._meta: dict[str, Any] = dict(
             band_names=band_names,
             wavelengths=wavelengths,
             sensor=sensor,
@@ -307,6 +308,22 @@ class SceneSource:
             nodata=self.nodata,
             path=self.label,
         )
+
+    def overview(self, max_size: int = 512) -> np.ndarray | None:
+        """(C, h, w) float32 of the whole source read decimated to ``max_size`` (NaN = nodata),
+        bands in the scene's order; None when the read gives other bands than the scene's."""
+        image = read_raster(
+            self._source, max_size=max_size, read_options=self.read_options, **self._meta
+        )
+        if list(image.band_names) != list(self.band_names):
+            logger.warning(
+                "%s: the overview's bands %s are not the scene's %s",
+                self.label,
+                image.band_names,
+                self.band_names,
+            )
+            return None
+        return image.data
 
     def block_shape(self) -> tuple[int, int]:
         """(rows, cols) of the reference file's internal blocks."""
