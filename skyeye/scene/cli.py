@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from skyeye.constants import DTYPE_NAMES, torch_dtype
 from skyeye.logs import configure_logging, silence_library_warnings
 from skyeye.scene.source import SCENE_CACHE_MIB
 
@@ -58,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument(
         "--dtype",
-        default="float32",
-        choices=["float32", "bfloat16", "float16"],
-        help="weights dtype (float32: bfloat16 matmuls are slower on CPUs without AMX)",
+        default="auto",
+        choices=["auto", *DTYPE_NAMES],
+        help="weights dtype; auto = float32, with the LLM in bfloat16 where bfloat16 matrix "
+        "products are fast (GPUs, CPUs with AVX512-BF16/AMX): the windows' prefill ~3x faster",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
@@ -99,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         if args.read_threads is not None and args.read_threads < 1:
             raise ValueError(f"--read-threads must be at least 1, got {args.read_threads}")
-        dtype = getattr(torch, args.dtype)
+        dtype = "auto" if args.dtype == "auto" else torch_dtype(args.dtype)
         silence_library_warnings(args.verbose)
         result = analyze_scene(
             args.image,

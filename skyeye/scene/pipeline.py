@@ -116,7 +116,7 @@ def analyze_scene(
     max_new_tokens: int = 64,
     force_answer: str | None = None,
     device: str = "cpu",
-    dtype: Any = None,
+    dtype: Any = "auto",
     sensor: str | None = None,
     band_names: Sequence[str] | None = None,
     wavelengths: Sequence[float] | None = None,
@@ -144,7 +144,8 @@ def analyze_scene(
         max_new_tokens: longest answer per window.
         force_answer: skip generation and take this as every window's answer (e.g.
             "<p>water</p> [SEG]"): one forward pass per batch decodes its masks.
-        device / dtype: where and in which dtype a model given by name is loaded.
+        device / dtype: where and in which dtype a model given by name is loaded ("auto":
+            float32, the LLM in bfloat16 where that is fast; see `skyeye.scene.infer.open_session`).
         progress_callback: called as f(done, total) after each batch (e.g. the demo's gr.Progress).
         read_options: GDAL decoding threads and block cache of the scene's reads (default:
             every core, 128 MiB).
