@@ -147,6 +147,32 @@ def test_cli_says_how_many_windows_it_ran_and_how_many_an_earlier_run_did(
     )
 
 
+def test_auto_dtype_puts_only_the_llm_in_bfloat16_where_that_is_fast(scene, session, tmp_path):
+    import torch
+
+    from skyeye.chat.session import bf16_matmul_is_fast
+    from skyeye.scene.infer import open_session
+
+    folder = tmp_path / "model"
+    session.model.save_pretrained(folder, processor=session.processor)
+    loaded = open_session(str(folder), dtype="auto")
+    model = loaded.model
+    llm = {p.dtype for p in model.language_model.parameters()}
+    rest = {p.dtype for n, p in model.named_parameters() if not n.startswith("language_model.")}
+    assert llm == {torch.bfloat16 if bf16_matmul_is_fast("cpu") else torch.float32}
+    assert rest == {torch.float32}
+    # The [SEG] states cross from the bfloat16 LLM into the float32 decoder: masks come out.
+    from skyeye.scene.pipeline import WORK_DIR
+    from skyeye.scene.store import WindowStore
+
+    result = _run(scene, tmp_path / "out", loaded)
+    store = WindowStore.existing(tmp_path / "out" / WORK_DIR)
+    probs = [store.arrays(w["index"]).get("prob") for w in result.answer["windows"]]
+    probs = [p for p in probs if p is not None]
+    assert len(probs) == result.windows_run > 0
+    assert all(np.isfinite(p.astype(np.float32)).all() for p in probs)
+
+
 def test_bad_input_is_one_clear_error(scene, session, tmp_path):
     with pytest.raises(SceneError, match="does not overlap the scene"):
         _run(scene, tmp_path / "b", session, bbox=[0, 0, 1, 1], bbox_crs="4326")
