@@ -238,7 +238,7 @@ def full(log: Path = DATA / "full_run.log") -> None:
     """`python -m skyeye.scene` on the whole tile at the default settings, in a child process
     whose wall time and peak RSS are measured (VmHWM via /usr/bin/time's max RSS)."""
     out = DATA / "full_out"
-    cmd = _scene_cmd(out, progress=True)
+    cmd = _scene_cmd(out, progress=True, restart=True)
     started = time.perf_counter()
     with open(log, "a") as handle:
         rc = subprocess.run(
@@ -264,12 +264,13 @@ def full(log: Path = DATA / "full_run.log") -> None:
     )
 
 
-def _scene_cmd(out: Path, progress: bool = False) -> list[str]:
-    """`python -m skyeye.scene` on the tile at the default settings, under /usr/bin/time -v."""
+def _scene_cmd(out: Path, progress: bool = False, restart: bool = False) -> list[str]:
+    """`python -m skyeye.scene` on the tile at the default settings, under /usr/bin/time -v
+    (`restart`: discard an earlier run's windows in `out`)."""
     return [
         "/usr/bin/time", "-v", sys.executable, "-m", "skyeye.scene", "--image", str(TILE),
         "--prompt", PROMPT, "--out", str(out), "--threads", "1",
-    ] + ([] if progress else ["--no-progress"])  # fmt: skip
+    ] + ([] if progress else ["--no-progress"]) + (["--restart"] if restart else [])  # fmt: skip
 
 
 def _peak_kib(log: str) -> int | None:

@@ -90,6 +90,23 @@ class SceneResult:
         return self.answer["answer"]
 
 
+def _dtype_label(model: Any, dtype: Any, device: str) -> str:
+    """The dtypes the windows run in, e.g. "float32 (llm bfloat16)": part of a run's identity,
+    so a resumed run never mixes windows computed in other dtypes."""
+    if isinstance(model, (str, os.PathLike)):
+        if dtype is None:
+            return "the checkpoint's"
+        if dtype == "auto":
+            from skyeye.chat.session import bf16_matmul_is_fast
+
+            return f"float32 (llm {'bfloat16' if bf16_matmul_is_fast(device) else 'float32'})"
+        name = str(dtype).removeprefix("torch.")
+        return f"{name} (llm {name})"
+    inner = getattr(model, "model", model[0] if isinstance(model, tuple) else model)
+    llm = next(inner.language_model.parameters()).dtype
+    return f"{str(inner.dtype).removeprefix('torch.')} (llm {str(llm).removeprefix('torch.')})"
+
+
 def _model_label(model: Any) -> str:
     if isinstance(model, (str, os.PathLike)):
         return str(model)
@@ -198,6 +215,7 @@ def analyze_scene(
             "bbox": None if bbox is None else [float(v) for v in bbox],
             "bbox_crs": bbox_crs,
             "model": _model_label(model),
+            "dtype": _dtype_label(model, dtype, device),
             "max_new_tokens": max_new_tokens,
             "force_answer": force_answer,
         }

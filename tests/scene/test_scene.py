@@ -173,6 +173,16 @@ def test_auto_dtype_puts_only_the_llm_in_bfloat16_where_that_is_fast(scene, sess
     assert all(np.isfinite(p.astype(np.float32)).all() for p in probs)
 
 
+def test_a_run_in_other_dtypes_does_not_resume_windows_of_this_one(scene, session, tmp_path):
+    import torch
+
+    folder = tmp_path / "model"
+    session.model.save_pretrained(folder, processor=session.processor)
+    _run(scene, tmp_path / "out", str(folder), dtype=torch.float32)
+    with pytest.raises(SceneError, match="other settings"):
+        _run(scene, tmp_path / "out", str(folder), dtype=torch.bfloat16)
+
+
 def test_bad_input_is_one_clear_error(scene, session, tmp_path):
     with pytest.raises(SceneError, match="does not overlap the scene"):
         _run(scene, tmp_path / "b", session, bbox=[0, 0, 1, 1], bbox_crs="4326")
