@@ -102,7 +102,7 @@ def _dtype_label(model: Any, dtype: Any, device: str) -> str:
             return f"float32 (llm {'bfloat16' if bf16_matmul_is_fast(device) else 'float32'})"
         name = str(dtype).removeprefix("torch.")
         return f"{name} (llm {name})"
-    inner = getattr(model, "model", model[0] if isinstance(model, tuple) else model)
+    inner: Any = getattr(model, "model", model[0] if isinstance(model, tuple) else model)
     llm = next(inner.language_model.parameters()).dtype
     return f"{str(inner.dtype).removeprefix('torch.')} (llm {str(llm).removeprefix('torch.')})"
 
