@@ -26,7 +26,7 @@ from demo.examples import DEFAULT_EXAMPLES_DIR, render_thumbnails
 from demo.handlers import SENSOR_CHOICES, DemoHandlers
 from demo.session import UPLOAD_EXTENSIONS, DemoConfig, DemoSession
 from demo.workspace import create_work_root, remove_work_root
-from skyeye.constants import DTYPE_NAMES, torch_dtype
+from skyeye.constants import DTYPE_NAMES
 from skyeye.logs import configure_logging
 from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from skyeye.scenechat.follow import SceneOptions
@@ -313,7 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "the model (see docs/demo.md)",
             args.host,
         )
-    dtype = torch.bfloat16 if args.dtype == "auto" else torch_dtype(args.dtype)
+    from skyeye.chat.session import chat_dtype
+
+    dtype = chat_dtype(args.dtype, args.device)
     started = time.perf_counter()
     try:
         model, processor = load_model(

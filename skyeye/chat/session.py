@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from skyeye.chat.measured import state_measured
-from skyeye.constants import SEG_TOKEN
+from skyeye.constants import SEG_TOKEN, torch_dtype
 from skyeye.grounding.geo import MaskArea, mask_area
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage, read_raster
@@ -364,6 +364,14 @@ def bf16_matmul_is_fast(device: str) -> bool:
         return True
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch >= 2.3
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def chat_dtype(name: str, device: str) -> torch.dtype:
+    """The weights dtype of a ``--dtype`` choice: "auto" is bfloat16 where its matrix products
+    are fast (`bf16_matmul_is_fast`), float32 elsewhere; other names as they say."""
+    if name == "auto":
+        return torch.bfloat16 if bf16_matmul_is_fast(device) else torch.float32
+    return torch_dtype(name)
 
 
 def load_chat(

@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default="auto",
         choices=["auto", *DTYPE_NAMES],
-        help="weights dtype; auto = bfloat16 (fastest on CPUs with bf16 support, and on GPUs)",
+        help="weights dtype; auto = bfloat16 on GPUs and on CPUs with AVX512-BF16/AMX, float32 on "
+        "other CPUs (where bfloat16 is emulated)",
     )
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument(
@@ -181,9 +182,7 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
     """
     configure_logging(args.verbose)
     # Imported after the logging set-up: importing them already logs (bitsandbytes' kernels).
-    import torch
-
-    from skyeye.chat.session import GenerationSettings, check_images, load_chat
+    from skyeye.chat.session import GenerationSettings, chat_dtype, check_images, load_chat
     from skyeye.modeling.folder_check import check_model_folder
     from skyeye.models import resolve_model_folder
     from skyeye.processing.image_processor import SkyEyeImageProcessor
@@ -195,7 +194,7 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    dtype = getattr(torch, "bfloat16" if args.dtype == "auto" else args.dtype)
+    dtype = chat_dtype(args.dtype, args.device)
     started = time.perf_counter()
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
     try:

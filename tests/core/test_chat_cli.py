@@ -78,3 +78,17 @@ def test_embedded_model_answers_about_the_example_scene():
         if line.strip() and not line.startswith("Converting and de-quantizing GGUF tensors")
     ]
     assert other == [], result.stderr[-2000:]
+
+
+def test_auto_dtype_is_bfloat16_only_where_its_matrix_products_are_fast(monkeypatch):
+    import torch
+
+    from skyeye.chat.session import chat_dtype
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False)
+    assert chat_dtype("auto", "cpu") == torch.float32  # emulated bfloat16 is slower
+    assert chat_dtype("auto", "cuda") == torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert chat_dtype("auto", "cpu") == torch.bfloat16
+    assert chat_dtype("float32", "cuda") == torch.float32
