@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from skyeye_testing import REPO, build_tiny_llm, make_tiny_model
+from skyeye_testing import REPO
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from skyeye.chat.session import ChatSession
@@ -44,15 +44,6 @@ class ScriptedAnswer(LogitsProcessor):
             forced[row] = -float("inf")
             forced[row, token] = 0.0
         return forced
-
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    torch.set_num_threads(1)
-    llm = build_tiny_llm(tmp_path_factory.mktemp("llm"))
-    model, processor = make_tiny_model(llm, use_mask_head=True, mask_head_hidden_size=32)
-    model.eval()
-    return ChatSession(model, processor)
 
 
 @pytest.fixture(scope="module")

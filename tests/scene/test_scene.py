@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from skyeye_testing import REPO, make_tiny_model, one_torch_thread
+from skyeye_testing import REPO, make_tiny_model
 
 from skyeye.chat.session import ChatSession
 from skyeye.errors import SceneError
@@ -23,19 +23,6 @@ from skyeye.scene.windows import blend_weight, window_layout
 EXAMPLE = REPO / "examples" / "sentinel2_berlin_l1c.tif"
 FORCED = "<p> the lake </p> [SEG]"
 PROMPT = "segment the lake"
-
-
-one_thread = pytest.fixture(scope="module", autouse=True)(one_torch_thread)
-
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    from skyeye_testing import build_tiny_llm
-
-    llm = build_tiny_llm(tmp_path_factory.mktemp("llm"))
-    model, processor = make_tiny_model(llm, use_mask_head=True, mask_head_hidden_size=32)
-    model.eval()
-    return ChatSession(model, processor)
 
 
 @pytest.fixture(scope="module")

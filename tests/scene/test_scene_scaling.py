@@ -8,26 +8,13 @@ two overlapping windows would feed the model different values for the same pixel
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import rasterio
-import torch
 from rasterio.transform import from_origin
-from skyeye_testing import build_tiny_llm, make_tiny_model
 
-from skyeye.chat.session import ChatSession
 from skyeye.scene import analyze_scene
 from skyeye.scene.infer import WindowRunner
 
 SIZE, WINDOW, OVERLAP = 96, 48, 16
-
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    torch.set_num_threads(1)
-    llm = build_tiny_llm(tmp_path_factory.mktemp("llm"))
-    model, processor = make_tiny_model(llm, use_mask_head=True, mask_head_hidden_size=32)
-    model.eval()
-    return ChatSession(model, processor)
 
 
 def _land_and_water(path) -> rasterio.Affine:
