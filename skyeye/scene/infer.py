@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from skyeye.chat.session import (
     ChatSession,
     GenerationSettings,
-    bf16_matmul_is_fast,
+    chat_dtype,
     load_chat,
 )
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
@@ -57,31 +57,31 @@ class WindowAnswer:
     prob: np.ndarray | None = None
 
 
+def window_dtypes(
+    dtype: torch.dtype | Literal["auto"] | None, device: str
+) -> tuple[torch.dtype | None, torch.dtype | None]:
+    """(model dtype, LLM dtype) a scene loads a model given by name in. "auto": the tower,
+    projector and mask decoder in float32 and the LLM in the chat's "auto" dtype (bfloat16
+    where its matrix products are fast, `chat_dtype`): the windows' prefill is compute-bound
+    and bfloat16 makes it ~3x faster there, while the decoder's full-resolution convolutions
+    are not. None: the checkpoint's dtype."""
+    if dtype == "auto":
+        return torch.float32, chat_dtype("auto", device)
+    return dtype, dtype
+
+
 def open_session(
     model: Any, device: str = "cpu", dtype: torch.dtype | Literal["auto"] | None = "auto"
 ) -> ChatSession:
-    """A ChatSession from a model name/folder, a loaded ChatSession, or a (model, processor).
-
-    dtype of a model given by name: "auto" loads the tower, projector and mask decoder in
-    float32 and the LLM in bfloat16 where bfloat16 matrix products are fast
-    (`bf16_matmul_is_fast`), in float32 elsewhere: the windows' prefill is compute-bound and
-    bfloat16 makes it ~3x faster there, while the decoder's full-resolution convolutions are
-    not. None: the checkpoint's dtype.
-    """
+    """A ChatSession from a model name/folder, a loaded ChatSession, or a (model, processor);
+    a model given by name is loaded in `window_dtypes(dtype, device)`."""
     if isinstance(model, ChatSession):
         return model
     if isinstance(model, tuple) and len(model) == 2:
         return ChatSession(model[0], model[1])
     if isinstance(model, (str, Path)):
-        if dtype == "auto":
-            fast = bf16_matmul_is_fast(device)
-            return load_chat(
-                model,
-                device=device,
-                dtype=torch.float32,
-                llm_dtype=torch.bfloat16 if fast else None,
-            )
-        return load_chat(model, device=device, dtype=dtype)
+        weights, llm = window_dtypes(dtype, device)
+        return load_chat(model, device=device, dtype=weights, llm_dtype=llm)
     raise TypeError(
         f"model must be a name/folder, a ChatSession or (model, processor), got {type(model)}"
     )

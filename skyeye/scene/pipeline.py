@@ -94,17 +94,15 @@ def _dtype_label(model: Any, dtype: Any, device: str) -> str:
     """The dtypes the windows run in, e.g. "float32 (llm bfloat16)": part of a run's identity,
     so a resumed run never mixes windows computed in other dtypes."""
     if isinstance(model, (str, os.PathLike)):
-        if dtype is None:
-            return "the checkpoint's"
-        if dtype == "auto":
-            from skyeye.chat.session import bf16_matmul_is_fast
+        from skyeye.scene.infer import window_dtypes
 
-            return f"float32 (llm {'bfloat16' if bf16_matmul_is_fast(device) else 'float32'})"
-        name = str(dtype).removeprefix("torch.")
-        return f"{name} (llm {name})"
-    inner: Any = getattr(model, "model", model[0] if isinstance(model, tuple) else model)
-    llm = next(inner.language_model.parameters()).dtype
-    return f"{str(inner.dtype).removeprefix('torch.')} (llm {str(llm).removeprefix('torch.')})"
+        weights, llm = window_dtypes(dtype, device)
+        if weights is None:
+            return "the checkpoint's"
+    else:
+        inner: Any = getattr(model, "model", model[0] if isinstance(model, tuple) else model)
+        weights, llm = inner.dtype, next(inner.language_model.parameters()).dtype
+    return f"{str(weights).removeprefix('torch.')} (llm {str(llm).removeprefix('torch.')})"
 
 
 def _model_label(model: Any) -> str:
