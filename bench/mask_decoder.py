@@ -1,6 +1,7 @@
 """Benchmark: the "hires" mask decoder against the light one, per mask at 512 x 512, and the chat.
 
     python bench/mask_decoder.py [--threads 1] [--repeats 5] [--size 512] [--no-chat] [--json]
+    python bench/mask_decoder.py --no-chat --device cuda [--dtype bfloat16]   # on a GPU
 
 1. Decoder alone, each in a fresh subprocess (so peak memory is its own): skyeye-tiny's shapes
    (LLM width 576, tower width 256 on a 16 x 16 patch grid, decoder width 128), one ``[SEG]``
@@ -53,22 +54,56 @@ kwargs = {{}}
 if {name!r} == "hires":
     kwargs = dict(pixels=[torch.randn(13, *size)],
                   wavelengths=[torch.linspace(0.44, 2.19, 13)])
+device, dtype = torch.device({device!r}), getattr(torch, {dtype!r})
+with torch.no_grad():
+    reference = head(seg, vis, (16, 16), size, **kwargs) if device.type != "cpu" else None
+head = head.to(device, dtype)
+seg, vis = seg.to(device, dtype), vis.to(device, dtype)
+if kwargs:
+    kwargs["pixels"] = [x.to(device, dtype) for x in kwargs["pixels"]]
+def sync():
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 rss0 = peak_rss_mib()
+if device.type == "cuda":
+    torch.cuda.reset_peak_memory_stats()
+    mem0 = torch.cuda.memory_allocated()
 times = []
 with torch.no_grad():
     for i in range({repeats} + 1):
+        sync()
         t = time.perf_counter()
         out = head(seg, vis, (16, 16), size, **kwargs)
+        sync()
         if i:
             times.append(time.perf_counter() - t)
-print(json.dumps({{"decoder": {name!r}, "seconds": statistics.median(times),
-                  "peak_rise_mib": peak_rss_mib() - rss0, "shape": list(out.shape),
-                  "parameters": sum(p.numel() for p in head.parameters())}}))
+row = {{"decoder": {name!r}, "device": str(device), "dtype": {dtype!r},
+        "seconds": statistics.median(times), "peak_rise_mib": peak_rss_mib() - rss0,
+        "shape": list(out.shape), "parameters": sum(p.numel() for p in head.parameters())}}
+if device.type == "cuda":
+    row["device_peak_rise_mib"] = (torch.cuda.max_memory_allocated() - mem0) / 2**20
+    row["device_name"] = torch.cuda.get_device_name(device)
+if reference is not None:
+    # The same weights and inputs on the CPU in float32: do the masks agree pixel for pixel?
+    out = out.float().cpu()
+    row["max_abs_logit_diff_vs_cpu"] = (out - reference).abs().max().item()
+    row["mask_agreement_vs_cpu"] = ((out > 0) == (reference > 0)).float().mean().item()
+print(json.dumps(row))
 """
 
 
-def decoder_run(name: str, size: int, repeats: int, threads: int) -> dict:
-    code = _CHILD.format(repo=str(REPO), name=name, size=size, repeats=repeats, threads=threads)
+def decoder_run(
+    name: str, size: int, repeats: int, threads: int, device: str = "cpu", dtype: str = "float32"
+) -> dict:
+    code = _CHILD.format(
+        repo=str(REPO),
+        name=name,
+        size=size,
+        repeats=repeats,
+        threads=threads,
+        device=device,
+        dtype=dtype,
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -129,8 +164,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="skyeye-tiny", help="model of the chat run (hires, or light)")
     p.add_argument("--light-model", default=None, help="light-decoder model folder to compare with")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="decoders only: cpu or cuda (then checked "
+        "against the same decoder on the CPU in float32)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="decoders only: the weights' and inputs' dtype",
+    )
     args = p.parse_args(argv)
-    rows = [decoder_run(n, args.size, args.repeats, args.threads) for n in ("light", "hires")]
+    rows = [
+        decoder_run(n, args.size, args.repeats, args.threads, args.device, args.dtype)
+        for n in ("light", "hires")
+    ]
     result = {"decoders": rows}
     result["time_ratio"] = rows[1]["seconds"] / rows[0]["seconds"]
     if not args.no_chat:
@@ -145,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['decoder']:6s} {1000 * r['seconds']:8.1f} ms/mask  peak +{r['peak_rise_mib']:.0f} MiB"
             f"  {r['parameters']:,} params  out {r['shape']}"
         )
+        if "mask_agreement_vs_cpu" in r:
+            print(
+                f"       on {r['device_name']}: device peak +{r['device_peak_rise_mib']:.0f} MiB, "
+                f"masks agree with the CPU's on {100 * r['mask_agreement_vs_cpu']:.3f}% of pixels"
+            )
     print(f"hires / light time: {result['time_ratio']:.2f}x")
     if "chat" in result:
         c = result["chat"]

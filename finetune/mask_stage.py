@@ -46,7 +46,7 @@ def cache_seg_states(model, dataset, *, bf16: bool = True) -> dict[str, Any]:
     grid, with "pixels" (C_k, H_k, W_k) and "wavelengths" (C_k,) lists beside it.
     """
     hires = getattr(model.mask_head, "needs_pixels", False)
-    hidden, vision, masks, pixels, waves = [], [], [], [], []
+    hidden, vision, masks, pixels, waves, records = [], [], [], [], [], []
     for index in tqdm(range(len(dataset)), desc="caching [SEG] states", unit="record"):
         example = dataset[index]
         if example is None or not example["masks"]:
@@ -66,6 +66,7 @@ def cache_seg_states(model, dataset, *, bf16: bool = True) -> dict[str, Any]:
         for k, pos in enumerate(positions.tolist()):
             image = example["mask_image_index"][k]
             hidden.append(last[pos].float())
+            records.append(index)
             vision.append(vis[image].float())
             masks.append(example["masks"][k].float())
             if hires:
@@ -82,11 +83,13 @@ def cache_seg_states(model, dataset, *, bf16: bool = True) -> dict[str, Any]:
             "masks": masks,
             "pixels": pixels,
             "wavelengths": waves,
+            "records": records,
         }
     return {
         "hidden": torch.stack(hidden),
         "vision": torch.stack(vision),
         "masks": torch.stack(masks),
+        "records": records,
     }
 
 
@@ -147,6 +150,18 @@ def _hires_losses(head, cache: dict[str, Any], idx: list[int], side: int, rng: r
     return terms
 
 
+def draw_batch(
+    rng: random.Random, n: int, batch_size: int, weights: list[float] | None = None
+) -> list[int]:
+    """`batch_size` indices into the n cached masks, with replacement, each in proportion to its
+    weight (None: uniformly, drawn as the stage always did, so unweighted runs stay bit-identical)."""
+    if weights is None:
+        return [rng.randrange(n) for _ in range(batch_size)]
+    if len(weights) != n:
+        raise ValueError(f"{len(weights)} weights for {n} cached masks")
+    return rng.choices(range(n), weights=weights, k=batch_size)
+
+
 def train_mask_head(
     model,
     cache: dict[str, torch.Tensor],
@@ -157,8 +172,12 @@ def train_mask_head(
     seed: int,
     bce_weight: float = 2.0,
     dice_weight: float = 0.5,
+    weights: list[float] | None = None,
 ) -> list[dict]:
-    """Train `model.mask_head` in place on the cached states; returns the log."""
+    """Train `model.mask_head` in place on the cached states; returns the log.
+
+    weights: per cached mask, how often it is drawn relative to the others (None: uniformly).
+    """
     from skyeye.modeling.mask_head import mask_losses
 
     rng = random.Random(seed)
@@ -173,7 +192,7 @@ def train_mask_head(
     n = cache["hidden"].shape[0]
     log, start = [], time.time()
     for step in tqdm(range(steps), desc="mask head", unit="step"):
-        idx = [rng.randrange(n) for _ in range(batch_size)]
+        idx = draw_batch(rng, n, batch_size, weights)
         if hires:
             terms = _hires_losses(head, cache, idx, side, rng)
         else:
@@ -262,7 +281,21 @@ def main(argv: list[str] | None = None) -> int:
         default=256,
         help="with --decoder hires: longest side of the full-resolution pixels and targets",
     )
+    p.add_argument(
+        "--class-raster-weight",
+        type=float,
+        default=1.0,
+        help="how often a mask from a class raster (label_type class_raster: the UKIS masks drawn "
+        "by people, the Slovenia land-cover map) is drawn relative to an index-rule mask; 1 = "
+        "uniformly",
+    )
     args = p.parse_args(argv)
+    if args.class_raster_weight <= 0:
+        print(
+            f"error: --class-raster-weight must be positive, got {args.class_raster_weight}",
+            file=sys.stderr,
+        )
+        return 2
     wanted = {c.strip() for c in args.classes.split(",") if c.strip()}
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -311,8 +344,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     cache = cache_seg_states(model, dataset)
     logger.info("%d [SEG] states cached from %d records", cache["hidden"].shape[0], len(dataset))
+    weights = None
+    if args.class_raster_weight != 1.0:
+        label_types = [json.loads(line)["meta"].get("label_type") for line in lines]
+        weights = [
+            args.class_raster_weight if label_types[r] == "class_raster" else 1.0
+            for r in cache["records"]
+        ]
+        logger.info(
+            "%d of %d masks from class rasters, drawn %gx as often",
+            sum(w != 1.0 for w in weights),
+            len(weights),
+            args.class_raster_weight,
+        )
     log = train_mask_head(
-        model, cache, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+        model,
+        cache,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        weights=weights,
     )
     dtype = torch.bfloat16 if args.save_dtype == "bfloat16" else None
     model.save_pretrained(args.out, processor=processor, dtype=dtype)
@@ -322,10 +374,11 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "args": {k: str(v) for k, v in vars(args).items()},
                 "masks": int(cache["hidden"].shape[0]),
+                "class_raster_masks": sum(w != 1.0 for w in weights) if weights else None,
                 "log": log,
             },
             indent=1,
-        )
+        ),
     )
     logger.info("wrote %s", args.out)
     return 0

@@ -64,7 +64,10 @@ COUNT_PROMPTS = (
     "Answer with a number.",
 )
 COUNT_ANSWERS = ("{n}", "{n}.")
-SEG_ANSWERS = ("<p>{cls}</p> [SEG]", "Here is the {cls}: <p>{cls}</p> [SEG].", "Sure, [SEG].")
+# Short on purpose: every answer token is one LLM decoding step (~70 ms on a laptop-class CPU), and a
+# preamble ("Here is the water: ...") repeats the phrase the mask already names (the chat's one-shot
+# time, issue 12). Three entries, so the generator draws as many random numbers as before.
+SEG_ANSWERS = ("<p>{cls}</p> [SEG]", "<p>{cls}</p> [SEG].", "Sure, [SEG].")
 FIRST = ("The image shows {cls} ({pct}), {where}.", "{Cls} covers {pct} of the image, {where}.")
 ALMOST_ALL = ("The image is almost entirely {cls}.", "Nearly the whole image is {cls}.")
 ORDINAL_LEAD = (

@@ -53,7 +53,10 @@ def test_mask_stage_turns_the_light_head_into_hires(tmp_path, tiny_llm_dir):
     out = tmp_path / "mask" / "model"
     args = ["--model", str(tmp_path / "start"), "--data", str(data / "train.jsonl")]
     args += ["--out", str(out), "--steps", "2", "--batch-size", "3", "--save-dtype", "float32"]
-    assert mask_stage([*args, "--decoder", "hires", "--hires-size", "40"]) == 0
+    hires = ["--decoder", "hires", "--hires-size", "40", "--class-raster-weight", "4"]
+    assert mask_stage([*args, *hires]) == 0
+    log = json.loads((out.parent / "mask_stage_log.json").read_text())
+    assert 0 < log["class_raster_masks"] < log["masks"]  # the fixture's land-cover raster masks
     config = json.loads((out / "config.json").read_text())
     assert config["mask_decoder"] == "hires"
     assert json.loads((out / "preprocessor_config.json").read_text())["hires_size"] == 40
@@ -70,3 +73,25 @@ def test_mask_stage_turns_the_light_head_into_hires(tmp_path, tiny_llm_dir):
 
     loaded = SkyEyeForConditionalGeneration.from_pretrained(out)
     assert type(loaded.mask_head).__name__ == "HiResMaskHead"
+
+
+def test_weighted_draws_follow_the_weights_and_unweighted_ones_are_unchanged():
+    import random
+
+    from finetune.mask_stage import draw_batch
+
+    # The unweighted draw is the stage's original one: runs without weights reproduce old weights.
+    old = random.Random(7)
+    assert draw_batch(random.Random(7), 10, 5) == [old.randrange(10) for _ in range(5)]
+    # Masks drawn 9x as often come up about 9x as often (class-raster masks drawn by people).
+    picks = draw_batch(random.Random(0), 4, 4000, [9.0, 1.0, 1.0, 1.0])
+    share = picks.count(0) / len(picks)
+    assert 0.7 < share < 0.8  # 9 / 12 = 0.75
+
+
+def test_class_raster_weight_must_be_positive(tmp_path, capsys):
+    data = tmp_path / "train.jsonl"
+    data.write_text("")
+    args = ["--model", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "out")]
+    assert mask_stage([*args, "--class-raster-weight", "0"]) == 2
+    assert "--class-raster-weight must be positive" in capsys.readouterr().err
