@@ -24,9 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "sentinel2_berlin_l1c.tif"
-PROMPT = "Show me where the water is in this image with a mask."
+# The chat question and example of bench/mask_decoder.py's chat run, so the two measure one thing.
+from mask_decoder import EXAMPLE, PROMPT, REPO
 
 # Runs inside the checkout `root`. The earlier layout had `skyeye.inference.load_chat`; today's is
 # `skyeye.chat.session.load_chat` (same arguments for what is used here).

@@ -344,16 +344,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     cache = cache_seg_states(model, dataset)
     logger.info("%d [SEG] states cached from %d records", cache["hidden"].shape[0], len(dataset))
-    weights = None
+    weights, n_class_raster = None, None
     if args.class_raster_weight != 1.0:
-        label_types = [json.loads(line)["meta"].get("label_type") for line in lines]
-        weights = [
-            args.class_raster_weight if label_types[r] == "class_raster" else 1.0
-            for r in cache["records"]
-        ]
+        # The dataset's own record lookup, so each cached mask is matched to its record's meta.
+        from_raster = {
+            r: dataset.raw_record(r)[1]["meta"].get("label_type") == "class_raster"
+            for r in set(cache["records"])
+        }
+        weights = [args.class_raster_weight if from_raster[r] else 1.0 for r in cache["records"]]
+        n_class_raster = sum(from_raster[r] for r in cache["records"])
         logger.info(
             "%d of %d masks from class rasters, drawn %gx as often",
-            sum(w != 1.0 for w in weights),
+            n_class_raster,
             len(weights),
             args.class_raster_weight,
         )
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "args": {k: str(v) for k, v in vars(args).items()},
                 "masks": int(cache["hidden"].shape[0]),
-                "class_raster_masks": sum(w != 1.0 for w in weights) if weights else None,
+                "class_raster_masks": n_class_raster,
                 "log": log,
             },
             indent=1,
