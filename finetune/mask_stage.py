@@ -219,14 +219,18 @@ def train_mask_head(
     return log
 
 
-def to_hires(model, processor, hires_size: int) -> None:
-    """Replace the model's light mask head by a "hires" one that starts from its weights."""
+def to_hires(model, processor, hires_size: int, ratios: int = 0) -> None:
+    """Replace the model's light mask head by a "hires" one that starts from its weights
+    (with ``ratios`` band-ratio features, see ``WavelengthNormDiff``)."""
     from skyeye.modeling.mask_head import get_mask_decoder
 
     if hires_size < 1:
         raise ValueError(f"--hires-size must be positive, got {hires_size}")
+    if ratios < 0:
+        raise ValueError(f"--hires-ratios must be 0 (none) or positive, got {ratios}")
     light = model.mask_head
     model.config.mask_decoder = "hires"
+    model.config.mask_hires_ratios = ratios
     head = get_mask_decoder("hires")(model.config).to(next(light.parameters()).dtype)
     missing, unexpected = head.load_state_dict(light.state_dict(), strict=False)
     if unexpected:
@@ -282,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         help="with --decoder hires: longest side of the full-resolution pixels and targets",
     )
     p.add_argument(
+        "--hires-ratios",
+        type=int,
+        default=0,
+        help="with --decoder hires: band-ratio features of the full-resolution path (normalised "
+        "differences of wavelength-picked band mixes, like NDWI); 0 = none",
+    )
+    p.add_argument(
         "--class-raster-weight",
         type=float,
         default=1.0,
@@ -290,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         "uniformly",
     )
     args = p.parse_args(argv)
+    if args.hires_ratios < 0:
+        print(
+            f"error: --hires-ratios must be 0 (none) or positive, got {args.hires_ratios}",
+            file=sys.stderr,
+        )
+        return 2
     if args.class_raster_weight <= 0:
         print(
             f"error: --class-raster-weight must be positive, got {args.class_raster_weight}",
@@ -317,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     processor = SkyEyeProcessor.from_pretrained(args.model)
     if args.decoder == "hires" and not getattr(model.mask_head, "needs_pixels", False):
-        to_hires(model, processor, args.hires_size)
+        to_hires(model, processor, args.hires_size, args.hires_ratios)
     model.requires_grad_(False)
     # Only records whose answer has a [SEG] are worth a forward pass.
     seg_only = args.out.parent / "seg_records.jsonl"

@@ -44,6 +44,8 @@ class SkyEyeConfig(PretrainedConfig):
             "light" (masks on the patch grid x4) or "hires" (refined on the image's pixels; the
             processor then also makes `pixel_values_hires`, see `SkyEyeImageProcessor.hires_size`).
         mask_hires_dim: width of the "hires" decoder's full-resolution features.
+        mask_hires_ratios: number of band-ratio features (normalised differences of
+            wavelength-picked band mixes, like NDWI) in the "hires" decoder; 0 = none.
         text_base_vocab_size: vocabulary size of the referenced LLM before SkyEye added tokens to
             it (`[SEG]`, `<p>`, `</p>`); the added rows are stored in `model.safetensors`. None
             when the vocabulary is the LLM's own.
@@ -70,6 +72,7 @@ class SkyEyeConfig(PretrainedConfig):
         mask_head_layers: int = 2,
         mask_decoder: str = "light",
         mask_hires_dim: int = 8,
+        mask_hires_ratios: int = 0,
         text_base_vocab_size: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -103,6 +106,7 @@ class SkyEyeConfig(PretrainedConfig):
         self.mask_head_layers = mask_head_layers
         self.mask_decoder = mask_decoder
         self.mask_hires_dim = mask_hires_dim
+        self.mask_hires_ratios = mask_hires_ratios
         self.text_base_vocab_size = text_base_vocab_size
         # PretrainedConfig.__init__ pushes its own (unset) attention implementation down to the
         # sub-configs; keep the one the loaded LLM was built with (e.g. "sdpa").

@@ -9,6 +9,10 @@ was read at, and the ``[SEG]`` query picks pixels there:
    (``wavelength_code``); a small MLP turns it into that band's column of a 1x1 conv (and a bias
    share). RGB, 4-13-band optical and SAR all go through the same generator, as in the tower's
    patch embedding (``skyeye/modeling/vision/patch_embed.py``), but with a 1x1 kernel.
+   With ``mask_hires_ratios`` > 0, normalised differences of wavelength-picked band mixes are
+   added (``WavelengthNormDiff``): NDWI, MNDWI and NDVI are such ratios, and a ratio does not
+   shrink with the band count or the scene's brightness, as the 1x1 conv's band average does
+   (water's green-NIR contrast is ~0.2 of the normalised range, averaged over 13 bands: 0.015).
 2. **Context from the tokens.** The light decoder's upscaled token features are projected and
    resized onto the pixel grid and added, so the full-resolution convolutions know what is
    around each pixel (lake vs dark field).
@@ -34,7 +38,7 @@ from skyeye.modeling.vision.patch_embed import wavelength_code
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HiResMaskHead", "WavelengthConv1x1"]
+__all__ = ["HiResMaskHead", "WavelengthConv1x1", "WavelengthNormDiff"]
 
 #: Width of the wavelength code fed to the band-weight generator.
 WAVE_DIM = 64
@@ -74,12 +78,54 @@ class WavelengthConv1x1(nn.Module):
         )
 
 
+class WavelengthNormDiff(nn.Module):
+    """Normalised differences of two band mixes each, the mixes picked by the bands' wavelengths.
+
+    ``(B, C, H, W)`` normalised pixels with ``(C,)`` wavelengths in µm -> ``(B, R, H, W)`` in
+    [-1, 1]: for each of the R outputs, softmax weights over the bands (generated from their
+    wavelengths, so any band set goes through the same weights) give two mixes a and b of
+    ``u = pixels + 1``, and the output is (a - b) / (a + b). With the processor's mean = std = 0.5,
+    u is the scaled value (reflectance / ``reflectance_max``, dB on the SAR range) times 2, so a
+    mix that picks green against NIR is NDWI exactly; the ratio is unchanged when every band is
+    scaled alike. Nodata pixels (0 after normalisation) give 0 where a and b weigh them alike.
+    """
+
+    #: Softmax temperature at the generator's output: random mixes start peaked on a few bands
+    #: (distinct ratios), not uniform (every ratio 0, with vanishing gradients).
+    SHARPNESS = 4.0
+
+    def __init__(self, out_dim: int, wave_dim: int = WAVE_DIM) -> None:
+        super().__init__()
+        self.out_dim, self.wave_dim = out_dim, wave_dim
+        self.generator = nn.Sequential(
+            nn.Linear(wave_dim, wave_dim), nn.GELU(), nn.Linear(wave_dim, 2 * out_dim)
+        )
+
+    def forward(self, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+        if pixels.ndim != 4 or wavelengths.ndim != 1 or wavelengths.shape[0] != pixels.shape[1]:
+            raise ValueError(
+                f"pixels (B, C, H, W) need one wavelength (µm) per band; got pixels "
+                f"{tuple(pixels.shape)} and wavelengths {tuple(wavelengths.shape)}"
+            )
+        first = self.generator[0]
+        assert isinstance(first, nn.Linear)
+        code = wavelength_code(wavelengths.to(pixels.device) * 1000.0, self.wave_dim)
+        logits = self.generator(code.to(first.weight.dtype)).float() * self.SHARPNESS  # (C, 2R)
+        mixes = torch.einsum(
+            "cr,bchw->brhw", logits.softmax(0), (pixels.float() + 1.0).clamp_min(0.0)
+        )
+        a, b = mixes[:, : self.out_dim], mixes[:, self.out_dim :]
+        return (a - b) / (a + b).clamp_min(1e-3)
+
+
 class HiResMaskHead(SkyEyeMaskHead):
     """Mask decoder with a full-resolution path ("hires" in ``MASK_DECODERS``).
 
     Reads from ``config`` what ``SkyEyeMaskHead`` reads, plus ``mask_hires_dim`` (width of the
-    full-resolution features, default 8: at 512 x 512 every channel costs, ReLU too). ``forward`` takes the image pixels of each mask
-    (the processor's ``pixel_values_hires``) and returns logits on their grid.
+    full-resolution features, default 8: at 512 x 512 every channel costs, ReLU too) and
+    ``mask_hires_ratios`` (band-ratio features, default 0 = none: the layout of folders saved
+    before they existed). ``forward`` takes the image pixels of each mask (the processor's
+    ``pixel_values_hires``) and returns logits on their grid.
     """
 
     #: The model passes each mask's full-resolution pixels and wavelengths (see `forward`).
@@ -92,6 +138,13 @@ class HiResMaskHead(SkyEyeMaskHead):
             raise ValueError(f"mask_hires_dim must be at least 4, got {fdim}")
         self.hires_dim = fdim
         self.band_conv = WavelengthConv1x1(fdim)
+        ratios = int(getattr(config, "mask_hires_ratios", 0) or 0)
+        if ratios < 0:
+            raise ValueError(f"mask_hires_ratios must be 0 (none) or positive, got {ratios}")
+        self.hires_ratios = ratios
+        if ratios:
+            self.band_ratios = WavelengthNormDiff(ratios)
+            self.ratio_proj = nn.Conv2d(ratios, fdim, kernel_size=1)
         self.context_proj = nn.Conv2d(self.dim // 8, fdim, kernel_size=1)
         # Two 3x3 convs (a residual block) at full resolution, then a 1x1 to the pixel features.
         self.refine = nn.Sequential(
@@ -211,7 +264,10 @@ class HiResMaskHead(SkyEyeMaskHead):
         def up(t: Tensor) -> Tensor:
             return F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False)
 
-        x = F.relu(self.band_conv(pixels, wavelengths) + up(context))
+        x = self.band_conv(pixels, wavelengths) + up(context)
+        if self.hires_ratios:
+            x = x + _conv(self.band_ratios(pixels, wavelengths), self.ratio_proj)
+        x = F.relu(x)
         first, second = self.refine[0], self.refine[2]
         assert isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d)
         x = x + _conv(F.relu(_conv(x, first)), second)

@@ -54,11 +54,13 @@ def test_mask_stage_turns_the_light_head_into_hires(tmp_path, tiny_llm_dir):
     args = ["--model", str(tmp_path / "start"), "--data", str(data / "train.jsonl")]
     args += ["--out", str(out), "--steps", "2", "--batch-size", "3", "--save-dtype", "float32"]
     hires = ["--decoder", "hires", "--hires-size", "40", "--class-raster-weight", "4"]
+    hires += ["--hires-ratios", "3"]
     assert mask_stage([*args, *hires]) == 0
     log = json.loads((out.parent / "mask_stage_log.json").read_text())
     assert 0 < log["class_raster_masks"] < log["masks"]  # the fixture's land-cover raster masks
     config = json.loads((out / "config.json").read_text())
     assert config["mask_decoder"] == "hires"
+    assert config["mask_hires_ratios"] == 3
     assert json.loads((out / "preprocessor_config.json").read_text())["hires_size"] == 40
 
     from safetensors.torch import load_file
@@ -73,6 +75,7 @@ def test_mask_stage_turns_the_light_head_into_hires(tmp_path, tiny_llm_dir):
 
     loaded = SkyEyeForConditionalGeneration.from_pretrained(out)
     assert type(loaded.mask_head).__name__ == "HiResMaskHead"
+    assert loaded.mask_head.band_ratios.out_dim == 3
 
 
 def test_weighted_draws_follow_the_weights_and_unweighted_ones_are_unchanged():
@@ -95,3 +98,5 @@ def test_class_raster_weight_must_be_positive(tmp_path, capsys):
     args = ["--model", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "out")]
     assert mask_stage([*args, "--class-raster-weight", "0"]) == 2
     assert "--class-raster-weight must be positive" in capsys.readouterr().err
+    assert mask_stage([*args, "--hires-ratios", "-1"]) == 2
+    assert "--hires-ratios must be 0 (none) or positive" in capsys.readouterr().err

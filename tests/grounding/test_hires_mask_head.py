@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from skyeye.modeling.hires_mask_head import HiResMaskHead
+from skyeye.modeling.hires_mask_head import HiResMaskHead, WavelengthNormDiff
 from skyeye.modeling.mask_head import (
     SkyEyeMaskHead,
     get_mask_decoder,
@@ -19,13 +19,14 @@ D = 32
 S2 = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]
 
 
-def tiny_config(hires_dim: int = 8) -> SimpleNamespace:
+def tiny_config(hires_dim: int = 8, ratios: int = 0) -> SimpleNamespace:
     return SimpleNamespace(
         text_config=SimpleNamespace(hidden_size=48),
         vision_config=SimpleNamespace(hidden_size=D),
         mask_head_hidden_size=D,
         mask_head_layers=2,
         mask_hires_dim=hires_dim,
+        mask_hires_ratios=ratios,
     )
 
 
@@ -50,12 +51,14 @@ def test_light_decoder_masks_unchanged():
     assert int((out > 0).sum()) == 336
 
 
-def test_registered_and_starts_as_the_light_decoder():
+@pytest.mark.parametrize("ratios", [0, 4], ids=["no-ratios", "4-ratios"])
+def test_registered_and_starts_as_the_light_decoder(ratios):
     assert "hires" in list_mask_decoders()
     assert get_mask_decoder("hires") is HiResMaskHead
     torch.manual_seed(0)
     light = SkyEyeMaskHead(tiny_config()).eval()
-    hires = HiResMaskHead(tiny_config()).eval()
+    hires = HiResMaskHead(tiny_config(ratios=ratios)).eval()
+    assert hasattr(hires, "band_ratios") == bool(ratios)  # 0: the layout saved before ratios
     missing, unexpected = hires.load_state_dict(light.state_dict(), strict=False)
     assert not unexpected and missing  # only the new full-resolution layers are new
     seg, vis = torch.randn(2, 48), torch.randn(2, 16, D)
@@ -74,7 +77,7 @@ def test_registered_and_starts_as_the_light_decoder():
 )
 def test_any_band_count_goes_through_the_same_weights(waves):
     torch.manual_seed(0)
-    head = HiResMaskHead(tiny_config())
+    head = HiResMaskHead(tiny_config(ratios=3))
     torch.nn.init.normal_(head.hires_hyper[2].weight)  # as after training (it starts at zero)
     nn_weights = sum(p.numel() for p in head.parameters())
     pixels = [torch.randn(len(waves), 20, 28)]
@@ -84,7 +87,35 @@ def test_any_band_count_goes_through_the_same_weights(waves):
     assert out.shape == (1, 20, 28)
     mask_losses(out, torch.zeros_like(out))["bce"].backward()
     assert head.band_conv.generator[0].weight.grad.abs().sum() > 0
+    assert head.band_ratios.generator[0].weight.grad.abs().sum() > 0
     assert sum(p.numel() for p in head.parameters()) == nn_weights
+
+
+def test_band_ratios_are_normalised_differences_free_of_brightness():
+    """Each ratio is (a - b) / (a + b) of two band mixes of the pixels + 1 (scaled values):
+    in [-1, 1], and the same when every band of a pixel is k times brighter (shade, sun angle),
+    as NDWI is."""
+    torch.manual_seed(0)
+    ratios = WavelengthNormDiff(5)
+    waves = torch.tensor(S2)
+    scaled = torch.rand(2, 13, 9, 11) * 1.5 + 0.05  # pixels + 1 of the processor: 0..2
+    brighter = scaled * torch.rand(2, 1, 9, 11).mul(3).add(0.5)  # per pixel, every band alike
+    with torch.no_grad():
+        out = ratios(scaled - 1, waves)
+        again = ratios(brighter - 1, waves)
+    assert out.shape == (2, 5, 9, 11)
+    assert out.abs().max() <= 1 and out.std() > 0.01  # distinct, not all 0
+    assert torch.allclose(out, again, atol=1e-5)
+    # Two bands (green, NIR): every ratio is zero exactly where NDWI is, and has its sign or
+    # the opposite one everywhere (the mixes differ only in how they weigh the two bands).
+    two = torch.stack([scaled[:, 2], scaled[:, 7]], 1)
+    two[0, :, 0, 0] = 0.4  # green = NIR
+    with torch.no_grad():
+        nd = ratios(two - 1, waves[[2, 7]])
+    ndwi = (two[:, 0] - two[:, 1]) / (two[:, 0] + two[:, 1])
+    assert nd[0, :, 0, 0].abs().max() < 1e-6
+    agree = (torch.sign(nd) * torch.sign(ndwi)[:, None])[1].flatten(1)  # (ratios, pixels)
+    assert (agree == agree[:, :1]).all() and (agree != 0).all()
 
 
 def test_masks_of_images_with_different_bands_and_grids_in_one_call():
