@@ -4,7 +4,8 @@
     python bench/mask_decoder.py --no-chat --device cuda [--dtype bfloat16]   # on a GPU
 
 1. Decoder alone, each in a fresh subprocess (so peak memory is its own): skyeye-tiny's shapes
-   (LLM width 576, tower width 256 on a 16 x 16 patch grid, decoder width 128), one ``[SEG]``
+   (LLM width 576, tower width 256 on a 16 x 16 patch grid, decoder width 128, ``--ratios`` band
+   ratios in the hires one), one ``[SEG]``
    decoded into a ``size`` x ``size`` mask of a 13-band image; median wall time of ``repeats``
    calls after a warm-up, and the peak RSS (VmHWM) rise over the calls.
 2. Chat one-shot (``ChatSession.ask`` on ``examples/sentinel2_berlin_l1c.tif``, "Show me where
@@ -45,7 +46,8 @@ def peak_rss_mib():
 
 config = SimpleNamespace(text_config=SimpleNamespace(hidden_size=576),
                          vision_config=SimpleNamespace(hidden_size=256),
-                         mask_head_hidden_size=128, mask_head_layers=2, mask_hires_dim=8)
+                         mask_head_hidden_size=128, mask_head_layers=2, mask_hires_dim=8,
+                         mask_hires_ratios={ratios})
 torch.manual_seed(0)
 head = get_mask_decoder({name!r})(config).eval()
 seg, vis = torch.randn(1, 576), torch.randn(1, 256, 256)
@@ -93,9 +95,16 @@ print(json.dumps(row))
 
 
 def decoder_run(
-    name: str, size: int, repeats: int, threads: int, device: str = "cpu", dtype: str = "float32"
+    name: str,
+    size: int,
+    repeats: int,
+    threads: int,
+    device: str = "cpu",
+    dtype: str = "float32",
+    ratios: int = 8,
 ) -> dict:
     code = _CHILD.format(
+        ratios=ratios,
         repo=str(REPO),
         name=name,
         size=size,
@@ -161,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--no-chat", action="store_true")
+    p.add_argument(
+        "--ratios",
+        type=int,
+        default=8,
+        help="band-ratio features of the hires decoder (skyeye-tiny's recipe: 8; 0 = none)",
+    )
     p.add_argument("--model", default="skyeye-tiny", help="model of the chat run (hires, or light)")
     p.add_argument("--light-model", default=None, help="light-decoder model folder to compare with")
     p.add_argument("--json", action="store_true")
@@ -178,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     rows = [
-        decoder_run(n, args.size, args.repeats, args.threads, args.device, args.dtype)
+        decoder_run(n, args.size, args.repeats, args.threads, args.device, args.dtype, args.ratios)
         for n in ("light", "hires")
     ]
     result = {"decoders": rows}
