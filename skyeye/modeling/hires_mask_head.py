@@ -44,12 +44,9 @@ __all__ = ["HiResMaskHead", "WavelengthConv1x1", "WavelengthNormDiff"]
 WAVE_DIM = 64
 
 
-class WavelengthConv1x1(nn.Module):
-    """A 1x1 conv whose weights are generated from the bands' wavelengths.
-
-    ``(B, C, H, W)`` pixels with ``(C,)`` wavelengths in µm -> ``(B, F, H, W)``. The band outputs
-    are averaged over bands (not summed), so the feature scale does not grow with the band count.
-    """
+class _BandWeightGenerator(nn.Module):
+    """An MLP from each band's wavelength code to ``2 * out_dim`` numbers for that band: the
+    per-band weights of `WavelengthConv1x1` and `WavelengthNormDiff` (any band set, one MLP)."""
 
     def __init__(self, out_dim: int, wave_dim: int = WAVE_DIM) -> None:
         super().__init__()
@@ -58,7 +55,8 @@ class WavelengthConv1x1(nn.Module):
             nn.Linear(wave_dim, wave_dim), nn.GELU(), nn.Linear(wave_dim, 2 * out_dim)
         )
 
-    def forward(self, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+    def generate(self, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+        """(B, C, H, W) pixels, (C,) wavelengths in µm -> (C, 2 * out_dim) in the weights' dtype."""
         if pixels.ndim != 4 or wavelengths.ndim != 1 or wavelengths.shape[0] != pixels.shape[1]:
             raise ValueError(
                 f"pixels (B, C, H, W) need one wavelength (µm) per band; got pixels "
@@ -66,9 +64,19 @@ class WavelengthConv1x1(nn.Module):
             )
         first = self.generator[0]
         assert isinstance(first, nn.Linear)
-        dtype = first.weight.dtype
-        code = wavelength_code(wavelengths.to(pixels.device) * 1000.0, self.wave_dim).to(dtype)
-        gen = self.generator(code)  # (C, 2F)
+        code = wavelength_code(wavelengths.to(pixels.device) * 1000.0, self.wave_dim)
+        return self.generator(code.to(first.weight.dtype))
+
+
+class WavelengthConv1x1(_BandWeightGenerator):
+    """A 1x1 conv whose weights are generated from the bands' wavelengths.
+
+    ``(B, C, H, W)`` pixels with ``(C,)`` wavelengths in µm -> ``(B, F, H, W)``. The band outputs
+    are averaged over bands (not summed), so the feature scale does not grow with the band count.
+    """
+
+    def forward(self, pixels: Tensor, wavelengths: Tensor) -> Tensor:
+        gen = self.generate(pixels, wavelengths)  # (C, 2F)
         weight = gen[:, : self.out_dim].t()  # (F, C)
         bias = gen[:, self.out_dim :].mean(0)  # (F,)
         n_bands = pixels.shape[1]
@@ -78,7 +86,7 @@ class WavelengthConv1x1(nn.Module):
         )
 
 
-class WavelengthNormDiff(nn.Module):
+class WavelengthNormDiff(_BandWeightGenerator):
     """Normalised differences of two band mixes each, the mixes picked by the bands' wavelengths.
 
     ``(B, C, H, W)`` normalised pixels with ``(C,)`` wavelengths in µm -> ``(B, R, H, W)`` in
@@ -94,23 +102,8 @@ class WavelengthNormDiff(nn.Module):
     #: (distinct ratios), not uniform (every ratio 0, with vanishing gradients).
     SHARPNESS = 4.0
 
-    def __init__(self, out_dim: int, wave_dim: int = WAVE_DIM) -> None:
-        super().__init__()
-        self.out_dim, self.wave_dim = out_dim, wave_dim
-        self.generator = nn.Sequential(
-            nn.Linear(wave_dim, wave_dim), nn.GELU(), nn.Linear(wave_dim, 2 * out_dim)
-        )
-
     def forward(self, pixels: Tensor, wavelengths: Tensor) -> Tensor:
-        if pixels.ndim != 4 or wavelengths.ndim != 1 or wavelengths.shape[0] != pixels.shape[1]:
-            raise ValueError(
-                f"pixels (B, C, H, W) need one wavelength (µm) per band; got pixels "
-                f"{tuple(pixels.shape)} and wavelengths {tuple(wavelengths.shape)}"
-            )
-        first = self.generator[0]
-        assert isinstance(first, nn.Linear)
-        code = wavelength_code(wavelengths.to(pixels.device) * 1000.0, self.wave_dim)
-        logits = self.generator(code.to(first.weight.dtype)).float() * self.SHARPNESS  # (C, 2R)
+        logits = self.generate(pixels, wavelengths).float() * self.SHARPNESS  # (C, 2R)
         mixes = torch.einsum(
             "cr,bchw->brhw", logits.softmax(0), (pixels.float() + 1.0).clamp_min(0.0)
         )
