@@ -5,7 +5,7 @@
 
 1. Decoder alone, each in a fresh subprocess (so peak memory is its own): skyeye-tiny's shapes
    (LLM width 576, tower width 256 on a 16 x 16 patch grid, decoder width 128, ``--ratios`` band
-   ratios in the hires one), one ``[SEG]``
+   ratios and, with ``--indices``, the spectral-index features in the hires one), one ``[SEG]``
    decoded into a ``size`` x ``size`` mask of a 13-band image; median wall time of ``repeats``
    calls after a warm-up, and the peak RSS (VmHWM) rise over the calls.
 2. Chat one-shot (``ChatSession.ask`` on ``examples/sentinel2_berlin_l1c.tif``, "Show me where
@@ -47,7 +47,7 @@ def peak_rss_mib():
 config = SimpleNamespace(text_config=SimpleNamespace(hidden_size=576),
                          vision_config=SimpleNamespace(hidden_size=256),
                          mask_head_hidden_size=128, mask_head_layers=2, mask_hires_dim=8,
-                         mask_hires_ratios={ratios})
+                         mask_hires_ratios={ratios}, mask_hires_indices={indices})
 torch.manual_seed(0)
 head = get_mask_decoder({name!r})(config).eval()
 seg, vis = torch.randn(1, 576), torch.randn(1, 256, 256)
@@ -102,9 +102,11 @@ def decoder_run(
     device: str = "cpu",
     dtype: str = "float32",
     ratios: int = 8,
+    indices: bool = False,
 ) -> dict:
     code = _CHILD.format(
         ratios=ratios,
+        indices=indices,
         repo=str(REPO),
         name=name,
         size=size,
@@ -176,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         default=8,
         help="band-ratio features of the hires decoder (skyeye-tiny's recipe: 8; 0 = none)",
     )
+    p.add_argument(
+        "--indices",
+        action="store_true",
+        help="spectral-index features (NDWI, MNDWI, NDVI, NDBI, brightness) in the hires decoder",
+    )
     p.add_argument("--model", default="skyeye-tiny", help="model of the chat run (hires, or light)")
     p.add_argument("--light-model", default=None, help="light-decoder model folder to compare with")
     p.add_argument("--json", action="store_true")
@@ -193,7 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     rows = [
-        decoder_run(n, args.size, args.repeats, args.threads, args.device, args.dtype, args.ratios)
+        decoder_run(
+            n,
+            args.size,
+            args.repeats,
+            args.threads,
+            args.device,
+            args.dtype,
+            args.ratios,
+            args.indices,
+        )
         for n in ("light", "hires")
     ]
     result = {"decoders": rows}

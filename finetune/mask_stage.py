@@ -219,9 +219,12 @@ def train_mask_head(
     return log
 
 
-def to_hires(model, processor, hires_size: int, ratios: int = 0) -> None:
+def to_hires(
+    model, processor, hires_size: int, ratios: int = 0, indices: bool = False
+) -> None:
     """Replace the model's light mask head by a "hires" one that starts from its weights
-    (with ``ratios`` band-ratio features, see ``WavelengthNormDiff``)."""
+    (with ``ratios`` band-ratio features, see ``WavelengthNormDiff``, and with ``indices`` the
+    spectral-index features, see ``SpectralIndexFeatures``)."""
     from skyeye.modeling.mask_head import get_mask_decoder
 
     if hires_size < 1:
@@ -231,6 +234,7 @@ def to_hires(model, processor, hires_size: int, ratios: int = 0) -> None:
     light = model.mask_head
     model.config.mask_decoder = "hires"
     model.config.mask_hires_ratios = ratios
+    model.config.mask_hires_indices = indices
     head = get_mask_decoder("hires")(model.config).to(next(light.parameters()).dtype)
     missing, unexpected = head.load_state_dict(light.state_dict(), strict=False)
     if unexpected:
@@ -293,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         "differences of wavelength-picked band mixes, like NDWI); 0 = none",
     )
     p.add_argument(
+        "--hires-indices",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with --decoder hires: give the full-resolution path NDWI, MNDWI, NDVI, NDBI and the "
+        "visible brightness, bands picked by role as the label rules pick them",
+    )
+    p.add_argument(
         "--class-raster-weight",
         type=float,
         default=1.0,
@@ -334,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     processor = SkyEyeProcessor.from_pretrained(args.model)
     if args.decoder == "hires" and not getattr(model.mask_head, "needs_pixels", False):
-        to_hires(model, processor, args.hires_size, args.hires_ratios)
+        to_hires(model, processor, args.hires_size, args.hires_ratios, args.hires_indices)
     model.requires_grad_(False)
     # Only records whose answer has a [SEG] are worth a forward pass.
     seg_only = args.out.parent / "seg_records.jsonl"

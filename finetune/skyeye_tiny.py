@@ -36,6 +36,19 @@ PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 STAGES = ("prepare", "data", "vision", "stage1", "stage2", "mask", "validate", "install")
 
 
+def cli_options(section: dict[str, Any]) -> list[str]:
+    """A recipe section as command-line options: ``key: value`` -> ``--key=value``, and a boolean
+    as the flag alone (``--key`` / ``--no-key``, argparse's BooleanOptionalAction)."""
+    opts = []
+    for key, value in section.items():
+        flag = key.replace("_", "-")
+        if isinstance(value, bool):
+            opts.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            opts.append(f"--{flag}={value}")
+    return opts
+
+
 def harmonise_units(data: Path, factors: dict[str, float]) -> int:
     """Multiply the tiles of the named scenes by a factor, once (a marker file records it).
 
@@ -196,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         from finetune.replay import main as replay_main
 
         torch_threads(args.threads)
-        opts = [f"--{k.replace('_', '-')}={v}" for k, v in recipe["replay"].items()]
+        opts = cli_options(recipe["replay"])
         rc = replay_main(["--out", str(replay), *opts])
         if rc:
             return rc
@@ -224,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         from finetune.vision_stage import main as vision_stage
 
         torch_threads(args.threads)
-        opts = [f"--{k.replace('_', '-')}={v}" for k, v in recipe.get("vision_stage", {}).items()]
+        opts = cli_options(recipe.get("vision_stage", {}))
         rc = vision_stage(
             [
                 "--data",
@@ -266,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             # A fresh process, like stages 1 and 2: the hires decoder's new layers are drawn from
             # torch's global generator, whose state in this driver depended on which stages ran
             # before (a resumed recipe drew a different head than a run from scratch).
-            opts = [f"--{k.replace('_', '-')}={v}" for k, v in recipe["mask_stage"].items()]
+            opts = cli_options(recipe["mask_stage"])
             cmd = [
                 sys.executable,
                 "-m",

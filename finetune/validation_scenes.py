@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from instruct_data.from_rasters.spectral import role_band_index, sar_water_mask
+from instruct_data.from_rasters.spectral import sar_water_mask
+from skyeye.io.band_roles import role_band_index
 from skyeye.io.resample import resize_mask
 
 WATER_PROMPT = "Show me where the water is in this image with a mask."

@@ -7,22 +7,12 @@ any sensor with the needed bands works (Sentinel-2, Landsat, NAIP for NDVI).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from skyeye.errors import MissingBandError
+from skyeye.io.band_roles import ROLES, role_band_index
 from skyeye.io.raster import RasterImage
 
-# Wavelength windows (µm) that identify a band's role; the band nearest the centre wins.
-ROLES: dict[str, tuple[float, float, float]] = {
-    "blue": (0.45, 0.52, 0.49),
-    "green": (0.52, 0.60, 0.56),
-    "red": (0.62, 0.69, 0.665),
-    "nir": (0.76, 0.90, 0.842),
-    "cirrus": (1.36, 1.39, 1.375),
-    "swir1": (1.55, 1.75, 1.61),
-}
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "ndwi": 0.0,  # McFeeters (1996): open water above 0
     "mndwi": 0.0,  # Xu (2006)
@@ -46,17 +36,6 @@ SAR_WINDOW = 5
 def band_index(img: RasterImage, role: str) -> int | None:
     """Index of the band for ``role`` (blue/green/red/nir/cirrus/swir1) by wavelength, or None."""
     return role_band_index(img.wavelengths, role)
-
-
-def role_band_index(wavelengths: Sequence[float | None] | None, role: str) -> int | None:
-    """The band inside ``role``'s window whose wavelength (µm) is nearest its centre (so B08,
-    not B07, is Sentinel-2's NIR), or None."""
-    lo, hi, centre = ROLES[role]
-    best, dist = None, 1e9
-    for i, w in enumerate(wavelengths or []):
-        if w is not None and lo <= w <= hi and abs(w - centre) < dist:
-            best, dist = i, abs(w - centre)
-    return best
 
 
 def _band(img: RasterImage, role: str, scale: float, need: str) -> np.ndarray:

@@ -46,6 +46,8 @@ class SkyEyeConfig(PretrainedConfig):
         mask_hires_dim: width of the "hires" decoder's full-resolution features.
         mask_hires_ratios: number of band-ratio features (normalised differences of
             wavelength-picked band mixes, like NDWI) in the "hires" decoder; 0 = none.
+        mask_hires_indices: give the "hires" decoder NDWI, MNDWI, NDVI, NDBI and the visible
+            brightness, bands picked by role (`skyeye.modeling.spectral_indices`).
         text_base_vocab_size: vocabulary size of the referenced LLM before SkyEye added tokens to
             it (`[SEG]`, `<p>`, `</p>`); the added rows are stored in `model.safetensors`. None
             when the vocabulary is the LLM's own.
@@ -73,6 +75,7 @@ class SkyEyeConfig(PretrainedConfig):
         mask_decoder: str = "light",
         mask_hires_dim: int = 8,
         mask_hires_ratios: int = 0,
+        mask_hires_indices: bool = False,
         text_base_vocab_size: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -107,6 +110,7 @@ class SkyEyeConfig(PretrainedConfig):
         self.mask_decoder = mask_decoder
         self.mask_hires_dim = mask_hires_dim
         self.mask_hires_ratios = mask_hires_ratios
+        self.mask_hires_indices = mask_hires_indices
         self.text_base_vocab_size = text_base_vocab_size
         # PretrainedConfig.__init__ pushes its own (unset) attention implementation down to the
         # sub-configs; keep the one the loaded LLM was built with (e.g. "sdpa").

@@ -13,6 +13,9 @@ was read at, and the ``[SEG]`` query picks pixels there:
    added (``WavelengthNormDiff``): NDWI, MNDWI and NDVI are such ratios, and a ratio does not
    shrink with the band count or the scene's brightness, as the 1x1 conv's band average does
    (water's green-NIR contrast is ~0.2 of the normalised range, averaged over 13 bands: 0.015).
+   With ``mask_hires_indices``, the indices themselves (NDWI, MNDWI, NDVI, NDBI, brightness) are
+   added, their bands picked by role as the label rules pick them (``SpectralIndexFeatures``):
+   the learned mixes are renormalised over each image's bands and drift on small band sets.
 2. **Context from the tokens.** The light decoder's upscaled token features are projected and
    resized onto the pixel grid and added, so the full-resolution convolutions know what is
    around each pixel (lake vs dark field).
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from skyeye.modeling.light_mask_head import SkyEyeMaskHead
+from skyeye.modeling.spectral_indices import SpectralIndexFeatures
 from skyeye.modeling.vision.patch_embed import wavelength_code
 
 logger = logging.getLogger(__name__)
@@ -117,8 +121,9 @@ class HiResMaskHead(SkyEyeMaskHead):
     Reads from ``config`` what ``SkyEyeMaskHead`` reads, plus ``mask_hires_dim`` (width of the
     full-resolution features, default 8: at 512 x 512 every channel costs, ReLU too) and
     ``mask_hires_ratios`` (band-ratio features, default 0 = none: the layout of folders saved
-    before they existed). ``forward`` takes the image pixels of each mask (the processor's
-    ``pixel_values_hires``) and returns logits on their grid.
+    before they existed) and ``mask_hires_indices`` (spectral-index features, default False).
+    ``forward`` takes the image pixels of each mask (the processor's ``pixel_values_hires``) and
+    returns logits on their grid.
     """
 
     #: The model passes each mask's full-resolution pixels and wavelengths (see `forward`).
@@ -138,6 +143,13 @@ class HiResMaskHead(SkyEyeMaskHead):
         if ratios:
             self.band_ratios = WavelengthNormDiff(ratios)
             self.ratio_proj = nn.Conv2d(ratios, fdim, kernel_size=1)
+        self.hires_indices = bool(getattr(config, "mask_hires_indices", False))
+        if self.hires_indices:
+            self.spectral = SpectralIndexFeatures()
+            self.index_proj = nn.Conv2d(SpectralIndexFeatures.n_out, fdim, kernel_size=1)
+            # The query also reads the indices linearly (a skip past the ReLUs): "NDWI > 0 and
+            # dark" is then one weighted sum, not something to rebuild in the 8 mixed channels.
+            self.index_hyper = nn.Linear(self.dim, SpectralIndexFeatures.n_out)
         self.context_proj = nn.Conv2d(self.dim // 8, fdim, kernel_size=1)
         # Two 3x3 convs (a residual block) at full resolution, then a 1x1 to the pixel features.
         self.refine = nn.Sequential(
@@ -154,6 +166,9 @@ class HiResMaskHead(SkyEyeMaskHead):
         assert isinstance(classifier, nn.Linear)
         nn.init.zeros_(classifier.weight)
         nn.init.zeros_(classifier.bias)
+        if self.hires_indices:
+            nn.init.zeros_(self.index_hyper.weight)
+            nn.init.zeros_(self.index_hyper.bias)
 
     def forward(
         self,
@@ -207,6 +222,8 @@ class HiResMaskHead(SkyEyeMaskHead):
         query, kernel, feat = self.decode_coarse(seg_hidden, vision_features, grid)
         coarse = torch.einsum("kc,kchw->khw", kernel, feat)[:, None]  # (K, 1, 4h, 4w)
         hyper = self.hires_hyper(query)  # (K, F)
+        if self.hires_indices:  # (K, F + n_indices): the last columns read the indices
+            hyper = torch.cat([hyper, self.index_hyper(query)], 1)
         context = self.context_proj(feat)  # (K, F, 4h, 4w)
         # The full-resolution path always runs in float32: its weights are tiny, and bfloat16
         # convolutions on CPU were ~16x slower than float32 at 512 x 512 (bench/mask_decoder.py).
@@ -260,11 +277,16 @@ class HiResMaskHead(SkyEyeMaskHead):
         x = self.band_conv(pixels, wavelengths) + up(context)
         if self.hires_ratios:
             x = x + _conv(self.band_ratios(pixels, wavelengths), self.ratio_proj)
+        if self.hires_indices:
+            indices = self.spectral(pixels, wavelengths)
+            x = x + _conv(indices, self.index_proj)
         x = F.relu(x)
         first, second = self.refine[0], self.refine[2]
         assert isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d)
         x = x + _conv(F.relu(_conv(x, first)), second)
         feat = _conv(F.relu(x), self.pixel_proj)  # (B, F, H, W)
+        if self.hires_indices:
+            feat = torch.cat([feat, indices], 1)  # (B, F + n_indices, H, W)
         fine = torch.einsum("bf,bfhw->bhw", hyper.float(), feat)
         return up(coarse)[:, 0] + fine
 

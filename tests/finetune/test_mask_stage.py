@@ -54,13 +54,14 @@ def test_mask_stage_turns_the_light_head_into_hires(tmp_path, tiny_llm_dir):
     args = ["--model", str(tmp_path / "start"), "--data", str(data / "train.jsonl")]
     args += ["--out", str(out), "--steps", "2", "--batch-size", "3", "--save-dtype", "float32"]
     hires = ["--decoder", "hires", "--hires-size", "40", "--class-raster-weight", "4"]
-    hires += ["--hires-ratios", "3"]
+    hires += ["--hires-ratios", "3", "--hires-indices"]
     assert mask_stage([*args, *hires]) == 0
     log = json.loads((out.parent / "mask_stage_log.json").read_text())
     assert 0 < log["class_raster_masks"] < log["masks"]  # the fixture's land-cover raster masks
     config = json.loads((out / "config.json").read_text())
     assert config["mask_decoder"] == "hires"
     assert config["mask_hires_ratios"] == 3
+    assert config["mask_hires_indices"] is True
     assert json.loads((out / "preprocessor_config.json").read_text())["hires_size"] == 40
 
     from safetensors.torch import load_file

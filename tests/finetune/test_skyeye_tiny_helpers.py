@@ -257,3 +257,16 @@ def test_every_hand_labelled_tile_is_asked_for_its_water_mask(tmp_path):
     hand = report["water_tiles_hand_labelled"]
     assert hand["n"] == 3 and hand["model_giou"] == pytest.approx(1.0)
     assert report["water_tiles"]["n"] == 1  # the extra rows are not in the optical block
+
+
+def test_recipe_sections_become_the_stage_options():
+    """The driver hands each recipe section to its stage's CLI: booleans as flags (argparse's
+    BooleanOptionalAction rejects ``--x=True``), everything else as ``--key=value``."""
+    from finetune.mask_stage import main as mask_stage
+    from finetune.skyeye_tiny import cli_options
+
+    opts = cli_options({"hires_ratios": 8, "hires_indices": True, "decoder": "hires", "x_y": False})
+    assert opts == ["--hires-ratios=8", "--hires-indices", "--decoder=hires", "--no-x-y"]
+    # The stage's parser takes them (a rejected option would exit before the data check).
+    paths = ["--model", "m", "--data", "/nonexistent.jsonl", "--out", "o"]
+    assert mask_stage([*paths, *cli_options({"hires_indices": True, "hires_ratios": 8})]) == 2

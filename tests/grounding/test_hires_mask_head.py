@@ -14,13 +14,15 @@ from skyeye.modeling.mask_head import (
     list_mask_decoders,
     mask_losses,
 )
+from skyeye.modeling.spectral_indices import INDICES, SpectralIndexFeatures
 
 D = 32
 S2 = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]
 
 
-def tiny_config(hires_dim: int = 8, ratios: int = 0) -> SimpleNamespace:
+def tiny_config(hires_dim: int = 8, ratios: int = 0, indices: bool = False) -> SimpleNamespace:
     return SimpleNamespace(
+        mask_hires_indices=indices,
         text_config=SimpleNamespace(hidden_size=48),
         vision_config=SimpleNamespace(hidden_size=D),
         mask_head_hidden_size=D,
@@ -51,14 +53,19 @@ def test_light_decoder_masks_unchanged():
     assert int((out > 0).sum()) == 336
 
 
-@pytest.mark.parametrize("ratios", [0, 4], ids=["no-ratios", "4-ratios"])
-def test_registered_and_starts_as_the_light_decoder(ratios):
+@pytest.mark.parametrize(
+    ("ratios", "indices"),
+    [(0, False), (4, False), (4, True)],
+    ids=["no-ratios", "4-ratios", "4-ratios-indices"],
+)
+def test_registered_and_starts_as_the_light_decoder(ratios, indices):
     assert "hires" in list_mask_decoders()
     assert get_mask_decoder("hires") is HiResMaskHead
     torch.manual_seed(0)
     light = SkyEyeMaskHead(tiny_config()).eval()
-    hires = HiResMaskHead(tiny_config(ratios=ratios)).eval()
+    hires = HiResMaskHead(tiny_config(ratios=ratios, indices=indices)).eval()
     assert hasattr(hires, "band_ratios") == bool(ratios)  # 0: the layout saved before ratios
+    assert hasattr(hires, "index_proj") == indices  # False: the layout saved before indices
     missing, unexpected = hires.load_state_dict(light.state_dict(), strict=False)
     assert not unexpected and missing  # only the new full-resolution layers are new
     seg, vis = torch.randn(2, 48), torch.randn(2, 16, D)
@@ -77,7 +84,7 @@ def test_registered_and_starts_as_the_light_decoder(ratios):
 )
 def test_any_band_count_goes_through_the_same_weights(waves):
     torch.manual_seed(0)
-    head = HiResMaskHead(tiny_config(ratios=3))
+    head = HiResMaskHead(tiny_config(ratios=3, indices=True))
     torch.nn.init.normal_(head.hires_hyper[2].weight)  # as after training (it starts at zero)
     nn_weights = sum(p.numel() for p in head.parameters())
     pixels = [torch.randn(len(waves), 20, 28)]
@@ -88,6 +95,9 @@ def test_any_band_count_goes_through_the_same_weights(waves):
     mask_losses(out, torch.zeros_like(out))["bce"].backward()
     assert head.band_conv.generator[0].weight.grad.abs().sum() > 0
     assert head.band_ratios.generator[0].weight.grad.abs().sum() > 0
+    # SAR has no optical index (all inputs 0): only the projection's bias learns there.
+    assert head.index_proj.bias.grad.abs().sum() > 0
+    assert (head.index_proj.weight.grad.abs().sum() > 0) == (waves[0] < 1.0)
     assert sum(p.numel() for p in head.parameters()) == nn_weights
 
 
@@ -116,6 +126,49 @@ def test_band_ratios_are_normalised_differences_free_of_brightness():
     assert nd[0, :, 0, 0].abs().max() < 1e-6
     agree = (torch.sign(nd) * torch.sign(ndwi)[:, None])[1].flatten(1)  # (ratios, pixels)
     assert (agree == agree[:, :1]).all() and (agree != 0).all()
+
+
+@pytest.mark.parametrize(
+    ("waves", "order"),
+    [(S2, list(range(13))), ([0.49, 0.56, 0.665, 0.83], [3, 1, 0, 2]), (S2[1:4], [0, 1, 2])],
+    ids=["sentinel-2", "naip-shuffled", "rgb"],
+)
+def test_spectral_indices_are_the_analysts_indices_for_any_band_set(waves, order):
+    """NDWI, MNDWI, NDVI, NDBI from the bands the label rules pick (S2's NIR is B08, not B8A),
+    whatever the band order; missing bands give 0 and an availability channel of 0."""
+    torch.manual_seed(0)
+    refl = torch.rand(2, len(waves), 6, 7) * 0.6 + 0.01  # scaled values (0..1)
+    pixels = (refl * 2 - 1)[:, order]  # the processor's normalisation, bands shuffled
+    waves_t = torch.tensor(waves)[order]
+    out = SpectralIndexFeatures()(pixels, waves_t)
+    assert out.shape == (2, SpectralIndexFeatures.n_out, 6, 7)
+    n = len(INDICES)
+    names = list(INDICES)
+
+    def nd(a: int, b: int) -> torch.Tensor:
+        return (refl[:, a] - refl[:, b]) / (refl[:, a] + refl[:, b])
+
+    if len(waves) == 13:
+        expected = {"ndwi": nd(2, 7), "mndwi": nd(2, 11), "ndvi": nd(7, 3), "ndbi": nd(11, 7)}
+    elif len(waves) == 4:
+        expected = {"ndwi": nd(1, 3), "ndvi": nd(3, 2)}
+    else:
+        expected = {}
+    for i, name in enumerate(names):
+        if name in expected:
+            assert torch.allclose(out[:, i], expected[name], atol=1e-5), name
+            sign = torch.tanh(10 * expected[name])
+            assert torch.allclose(out[:, n + 1 + i], sign, atol=1e-5), name
+            assert (out[:, 2 * n + 1 + i] == 1).all()
+        else:
+            assert (out[:, i] == 0).all() and (out[:, 2 * n + 1 + i] == 0).all(), name
+    visible = [waves.index(w) for w in waves if 0.45 <= w <= 0.69 and w != 0.443]
+    assert torch.allclose(out[:, n], refl[:, visible].mean(1), atol=1e-5)
+
+
+def test_spectral_indices_of_sar_are_absent():
+    out = SpectralIndexFeatures()(torch.randn(1, 2, 5, 5), torch.tensor([5.405, 5.405]))
+    assert (out == 0).all()
 
 
 def test_masks_of_images_with_different_bands_and_grids_in_one_call():
