@@ -345,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     processor = SkyEyeProcessor.from_pretrained(args.model)
     if args.decoder == "hires" and not getattr(model.mask_head, "needs_pixels", False):
+        # The new layers come from torch's global generator, whose state after from_pretrained
+        # differs between two processes of the same command (its random draws follow an order
+        # that varies per process): seeded here, two runs give the same weights byte for byte.
+        torch.manual_seed(args.seed)
         to_hires(model, processor, args.hires_size, args.hires_ratios, args.hires_indices)
     model.requires_grad_(False)
     # Only records whose answer has a [SEG] are worth a forward pass.

@@ -101,3 +101,24 @@ def test_class_raster_weight_must_be_positive(tmp_path, capsys):
     assert "--class-raster-weight must be positive" in capsys.readouterr().err
     assert mask_stage([*args, "--hires-ratios", "-1"]) == 2
     assert "--hires-ratios must be 0 (none) or positive" in capsys.readouterr().err
+
+
+def test_hires_mask_stage_gives_the_same_weights_whatever_came_before(tmp_path, tiny_llm_dir):
+    """The hires decoder's new layers are drawn after seeding: two runs of the same command give
+    the same bytes even when torch's global generator was used differently before them (as
+    happens between two processes: two copies of the recipe's mask stage differed before)."""
+    data = tmp_path / "data"
+    assert from_rasters(["--spec", str(FIX / "spec.yaml"), "--out", str(data)]) == 0
+    model, processor = make_tiny_model(tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32)
+    processor.image_processor.sar_wavelength = 5.405
+    model.save_pretrained(tmp_path / "start", processor=processor)
+    outputs = []
+    for run, draws in enumerate((0, 7)):
+        torch.rand(draws)  # another history of the global generator
+        out = tmp_path / f"run{run}" / "mask" / "model"
+        args = ["--model", str(tmp_path / "start"), "--data", str(data / "train.jsonl")]
+        args += ["--out", str(out), "--steps", "3", "--batch-size", "3"]
+        args += ["--decoder", "hires", "--hires-size", "40", "--hires-ratios", "3"]
+        assert mask_stage([*args, "--hires-indices", "--save-dtype", "float32"]) == 0
+        outputs.append((out / "model.safetensors").read_bytes())
+    assert outputs[0] == outputs[1]
