@@ -13,9 +13,10 @@ was read at, and the ``[SEG]`` query picks pixels there:
    added (``WavelengthNormDiff``): NDWI, MNDWI and NDVI are such ratios, and a ratio does not
    shrink with the band count or the scene's brightness, as the 1x1 conv's band average does
    (water's green-NIR contrast is ~0.2 of the normalised range, averaged over 13 bands: 0.015).
-   With ``mask_hires_indices``, the indices themselves (NDWI, MNDWI, NDVI, NDBI, brightness) are
-   added, their bands picked by role as the label rules pick them (``SpectralIndexFeatures``):
-   the learned mixes are renormalised over each image's bands and drift on small band sets.
+   With ``mask_hires_indices``, the indices themselves (NDWI, MNDWI, NDVI, NDBI, their soft
+   signs, brightness) are added, their bands picked by role as the label rules pick them
+   (``SpectralIndexFeatures``): the learned mixes are renormalised over each image's bands and
+   drift on small band sets, and the signs do not move with the season as the magnitudes do.
 2. **Context from the tokens.** The light decoder's upscaled token features are projected and
    resized onto the pixel grid and added, so the full-resolution convolutions know what is
    around each pixel (lake vs dark field).
