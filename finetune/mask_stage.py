@@ -300,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         "--hires-indices",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="with --decoder hires: give the full-resolution path NDWI, MNDWI, NDVI, NDBI and the "
-        "visible brightness, bands picked by role as the label rules pick them",
+        help="with --decoder hires: give the full-resolution path NDWI, MNDWI, NDVI, NDBI, their "
+        "soft signs and the visible brightness, bands picked by role as the label rules pick them",
     )
     p.add_argument(
         "--class-raster-weight",

@@ -46,8 +46,8 @@ class SkyEyeConfig(PretrainedConfig):
         mask_hires_dim: width of the "hires" decoder's full-resolution features.
         mask_hires_ratios: number of band-ratio features (normalised differences of
             wavelength-picked band mixes, like NDWI) in the "hires" decoder; 0 = none.
-        mask_hires_indices: give the "hires" decoder NDWI, MNDWI, NDVI, NDBI and the visible
-            brightness, bands picked by role (`skyeye.modeling.spectral_indices`).
+        mask_hires_indices: give the "hires" decoder NDWI, MNDWI, NDVI, NDBI, their soft signs
+            and the visible brightness, bands picked by role (`skyeye.modeling.spectral_indices`).
         text_base_vocab_size: vocabulary size of the referenced LLM before SkyEye added tokens to
             it (`[SEG]`, `<p>`, `</p>`); the added rows are stored in `model.safetensors`. None
             when the vocabulary is the LLM's own.

@@ -15,8 +15,9 @@ was read at, and the ``[SEG]`` query picks pixels there:
    (water's green-NIR contrast is ~0.2 of the normalised range, averaged over 13 bands: 0.015).
    With ``mask_hires_indices``, the indices themselves (NDWI, MNDWI, NDVI, NDBI, their soft
    signs, brightness) are added, their bands picked by role as the label rules pick them
-   (``SpectralIndexFeatures``): the learned mixes are renormalised over each image's bands and
-   drift on small band sets, and the signs do not move with the season as the magnitudes do.
+   (``SpectralIndexFeatures``): the rules split the indices at 0, and the signs do not move
+   with the season as the magnitudes do (on a February scene the decoder with learned mixes
+   alone drew a fraction of the water, docs/skyeye_tiny.md).
 2. **Context from the tokens.** The light decoder's upscaled token features are projected and
    resized onto the pixel grid and added, so the full-resolution convolutions know what is
    around each pixel (lake vs dark field).

@@ -1,12 +1,12 @@
-"""Spectral-index features for the "hires" mask decoder: NDWI, MNDWI, NDVI, NDBI and brightness.
+"""Spectral-index features for the "hires" mask decoder: NDWI, MNDWI, NDVI, NDBI, their soft
+signs and the visible brightness.
 
-The learned band mixes of ``WavelengthNormDiff`` are renormalised over whatever bands an image has,
-so a mix tuned on 13 Sentinel-2 bands picks a different blend on an R-G-B-NIR image, and on such
-tiles the decoder's water spilled past the shore. Here the bands are picked as the label rules and
-baselines pick them (``skyeye.io.band_roles``: the band nearest each role's centre wavelength), so
-the decoder sees the very indices a remote-sensing analyst would threshold, for any sensor that
-has the bands. An index whose bands are missing (RGB has no NIR, SAR has no optical band) is 0 and
-its availability channel says so, so one set of weights serves every band set.
+The bands are picked as the label rules and baselines pick them (``skyeye.io.band_roles``: the
+band nearest each role's centre wavelength), so the decoder sees the very indices a remote-sensing
+analyst would threshold, for any sensor that has the bands; the learned band mixes of
+``WavelengthNormDiff`` are instead renormalised over whatever bands an image has. An index whose
+bands are missing (RGB has no NIR, SAR has no optical band) is 0 and its availability channel
+says so, so one set of weights serves every band set.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ class SpectralIndexFeatures(nn.Module):
     (1 or 0, constant over the image) per index and one for the visible mean. The soft signs are
     there because the rules split at 0 while the magnitudes move with season and sensor: water's
     NDWI has a median of 0.5-0.6 in the summer training scenes and 0.22 in the held-out February
-    Berlin scene, where a decoder that learned the raw index drew a fraction of the water. The processor normalises with mean = std = 0.5, so ``pixels + 1`` is
-    twice the scaled value and its normalised differences are the indices exactly. No weights.
+    Berlin scene, where a decoder that learned the raw index drew a fraction of the water. The
+    processor normalises with mean = std = 0.5, so ``pixels + 1`` is twice the scaled value and
+    its normalised differences are the indices exactly. No weights.
     """
 
     n_out = 3 * len(INDICES) + 2
