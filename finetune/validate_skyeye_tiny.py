@@ -190,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         help="OSM polygons (GeoPackage): reference for --s2-scene instead of the index rule",
     )
     p.add_argument("--s1-scene", type=Path, default=None, help="unseen Sentinel-1 VV/VH scene (dB)")
-    p.add_argument("--overlay", type=Path, default=None, help="PNG of the S2 scene's water mask")
+    p.add_argument(
+        "--overlay",
+        type=Path,
+        default=None,
+        help="PNG of the S2 scene's water mask (the S1 one beside it: s2 -> s1 in the name, else _s1)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument(
         "--base-llm",

@@ -177,6 +177,13 @@ def vv_threshold_water(image: Any, threshold_db: float) -> np.ndarray | None:
     return np.nan_to_num(image.data[vv[0]], nan=0.0) < threshold_db
 
 
+def s1_overlay_path(overlay: Path) -> Path:
+    """Where the S1 scene's overlay goes beside the S2 one: ``*s2*`` becomes ``*s1*``, else a
+    ``_s1`` suffix (a name without "s2" gave both scenes one file, the S2 overlay lost)."""
+    stem = overlay.stem.replace("s2", "s1") if "s2" in overlay.stem else overlay.stem + "_s1"
+    return overlay.with_name(stem + ".png")
+
+
 def example_scenes(
     asker: Any,
     *,
@@ -233,7 +240,7 @@ def example_scenes(
                 ref,
                 base,
                 "sentinel-1 " + s1_scene.name,
-                overlay.with_name(overlay.stem.replace("s2", "s1") + ".png") if overlay else None,
+                s1_overlay_path(overlay) if overlay else None,
             )
         )
     return scenes

@@ -18,6 +18,7 @@ typed `Any`, so this module need not import the model that imports it);
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,11 @@ def save_model(
         model.language_model.save_pretrained(
             str(folder / ADAPTER_FOLDER), save_embedding_layers=False
         )
+        base = None if config.llm_embedded else config.llm_source
+        _tidy_adapter_config(folder / ADAPTER_FOLDER / "adapter_config.json", base)
+        # peft's card template ("[More Information Needed]" throughout, the base LLM's cache
+        # path): the folder's own README.md is the card.
+        (folder / ADAPTER_FOLDER / "README.md").unlink(missing_ok=True)
     if config.llm_embedded:
         extra = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
         base_llm(model.language_model).save_pretrained(str(folder / LLM_FOLDER), **extra)
@@ -127,6 +133,22 @@ def save_model(
     if processor is not None:
         processor.save_pretrained(folder)
     return folder
+
+
+def _tidy_adapter_config(path: Path, base: str | None) -> None:
+    """Make the adapter config the same on every machine and every run.
+
+    peft records the base LLM's local path (the user's cache: a machine path in a shipped
+    folder); it becomes ``base`` (the config's LLM name; None for an LLM in the folder). peft keeps ``target_modules`` as a set and saves
+    it in the set's order, which follows Python's per-process string hashing: two runs of one
+    recipe wrote byte-identical adapter weights with configs that differed in this order alone.
+    """
+    conf = json.loads(path.read_text(encoding="utf-8"))
+    conf["base_model_name_or_path"] = base
+    if isinstance(conf.get("target_modules"), list):
+        conf["target_modules"] = sorted(conf["target_modules"])
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def load_language_model_of(

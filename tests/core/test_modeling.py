@@ -150,6 +150,26 @@ def test_generate_returns_new_tokens_and_streams(tiny_model, rgb_image):
     assert "".join(pieces).strip() == processor.decode(result["ids"][0]).strip()
 
 
+def test_saved_adapter_config_is_free_of_machine_paths_and_run_order(tiny_model, tmp_path):
+    """The adapter config names the LLM as the model config does (not the cache folder it was
+    read from) and lists its targets sorted (peft saves a set, in the process's hash order), so
+    two runs of a recipe write the same bytes; peft's placeholder card is not shipped."""
+    from peft import LoraConfig, get_peft_model
+
+    model, processor = tiny_model
+    targets = ["v_proj", "up_proj", "q_proj", "down_proj", "o_proj", "k_proj", "gate_proj"]
+    model.language_model = get_peft_model(
+        model.language_model, LoraConfig(r=2, target_modules=targets)
+    )
+    model.save_pretrained(tmp_path, processor=processor)
+    conf = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert conf["target_modules"] == sorted(targets)
+    assert conf["base_model_name_or_path"] == model.config.llm_source
+    assert not (tmp_path / "adapter" / "README.md").exists()
+    loaded = SkyEyeForConditionalGeneration.from_pretrained(tmp_path)
+    assert set(loaded.language_model.peft_config["default"].target_modules) == set(targets)
+
+
 def test_lora_adapter_round_trip_attached_or_merged(tiny_model, rgb_image, tmp_path):
     from peft import LoraConfig, get_peft_model
 

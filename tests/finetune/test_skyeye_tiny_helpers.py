@@ -10,7 +10,7 @@ from rasterio.transform import from_origin
 
 from finetune.band_stack import stack_band_files
 from finetune.validate_skyeye_tiny import select_tiles
-from finetune.validation_scenes import mask_iou, vv_threshold_water
+from finetune.validation_scenes import mask_iou, s1_overlay_path, vv_threshold_water
 from skyeye.io.raster import RasterImage
 
 
@@ -53,6 +53,14 @@ def test_vv_threshold_baseline_and_iou():
     assert vv_threshold_water(RasterImage(data=vv, band_names=["HH"]), -15.0) is None
     iou, inter, union = mask_iou(base, np.array([[True, False], [False, False]]))
     assert (iou, inter, union) == (0.5, 1, 2)
+
+
+def test_the_s1_overlay_never_overwrites_the_s2_one(tmp_path):
+    for name in ("skyeye_tiny_water_s2.png", "overlay.png", "water.png"):
+        s2 = tmp_path / name
+        assert s1_overlay_path(s2) != s2 and s1_overlay_path(s2).parent == tmp_path
+    assert s1_overlay_path(tmp_path / "water_s2.png").name == "water_s1.png"
+    assert s1_overlay_path(tmp_path / "overlay.png").name == "overlay_s1.png"
 
 
 def test_water_baselines_pick_bands_by_nearest_wavelength():
