@@ -108,14 +108,19 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - one block
             "baseline_mae_pts": mae("baseline"),
             "unparseable": int(sum(r["pred"] is None for r in prop)),
         }
+    # Hand-drawn labels (the UKIS masks) apart: index-rule and OSM labels are weak references,
+    # and an empty hand-drawn tile would count as a won index-labelled one.
     for modality, name, base_name in (
         ("optical", "water_tiles", "baseline_ndwi"),
         ("sar", "water_tiles_sar", "baseline_vv"),
     ):
-        water = [r for r in rows["water"] if (r.get("modality") == "sar") == (modality == "sar")]
+        water = [
+            r
+            for r in rows["water"]
+            if (r.get("modality") == "sar") == (modality == "sar") and not hand_drawn(r)
+        ]
         if water:
             out[name] = _water_block(water, base_name)
-    # Hand-drawn labels (the UKIS masks) apart: index-rule and OSM labels are weak references.
     hand = [
         r
         for r in rows["water"] + rows.get("water_hand", [])

@@ -117,6 +117,11 @@ def test_summary_reports_blind_baseline_shapes_and_mndwi():
     block = out["water_tiles"]
     assert block["n_mndwi_tiles"] == 1
     assert block["baseline_mndwi_giou"] == 0.25 and block["model_giou_mndwi_tiles"] == 0.5
+    # A hand-drawn tile counts in its own block only, not among the index-labelled ones.
+    hand = {**water[0], "scene": "ukis-landsat5", "label_type": "class_raster", "iou": (1.0, 0, 0)}
+    out = summarise({"presence": pres, "proportion": prop, "water": [*water, hand]})
+    assert out["water_tiles"]["n"] == 2 and out["water_tiles"]["model_giou"] == 0.25
+    assert out["water_tiles_hand_labelled"]["n"] == 1
 
 
 def test_question_kinds_parse_and_score_against_their_baselines():
@@ -196,7 +201,7 @@ def test_blind_baseline_asks_each_question_once():
 
 def test_every_hand_labelled_tile_is_asked_for_its_water_mask(tmp_path):
     """The hand-labelled water numbers are measured on every hand-drawn held-out tile, not only
-    on the few the tile budget questions in full; those extra rows stay out of other blocks."""
+    on the few the tile budget questions in full; hand-drawn rows stay out of other blocks."""
     import json
     from types import SimpleNamespace
 
@@ -264,7 +269,9 @@ def test_every_hand_labelled_tile_is_asked_for_its_water_mask(tmp_path):
     report = summarise(rows)
     hand = report["water_tiles_hand_labelled"]
     assert hand["n"] == 3 and hand["model_giou"] == pytest.approx(1.0)
-    assert report["water_tiles"]["n"] == 1  # the extra rows are not in the optical block
+    # Hand-drawn rows, questioned in full or not, are in no other block: the index-labelled
+    # optical block has none here.
+    assert "water_tiles" not in report
 
 
 def test_recipe_sections_become_the_stage_options():
