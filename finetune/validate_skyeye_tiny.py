@@ -120,14 +120,16 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - one block
             if (r.get("modality") == "sar") == (modality == "sar") and not hand_drawn(r)
         ]
         if water:
-            out[name] = _water_block(water, base_name)
+            out[name] = _water_block(water, base_name, WATER_LABELS[name])
     hand = [
         r
         for r in rows["water"] + rows.get("water_hand", [])
         if r.get("modality") != "sar" and hand_drawn(r)
     ]
     if hand:
-        out["water_tiles_hand_labelled"] = _water_block(hand, "baseline_ndwi")
+        out["water_tiles_hand_labelled"] = _water_block(
+            hand, "baseline_ndwi", WATER_LABELS["water_tiles_hand_labelled"]
+        )
     for name, kind in (("mcq", "mcq"), ("count", "count")):
         if rows.get(kind):
             out[name] = summarise_choice(rows[kind])
@@ -137,12 +139,23 @@ def summarise(rows: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - one block
     return out
 
 
-def _water_block(water: list[dict], base_name: str) -> dict[str, Any]:
-    """Model IoU on every water tile, and model vs baseline on the tiles the baseline covers."""
+#: What each water block's numbers are measured against (the model card's dataset names).
+WATER_LABELS = {
+    "water_tiles": "index-rule (NDWI > 0 and dark) and OSM water labels",
+    "water_tiles_sar": "SAR rule water labels (5x5 mean VV < -18 dB)",
+    "water_tiles_hand_labelled": "water masks drawn by people (DLR UKIS)",
+}
+
+
+def _water_block(water: list[dict], base_name: str, labels: str) -> dict[str, Any]:
+    """Model IoU on every water tile, and model vs baseline on the tiles the baseline covers;
+    ``dataset`` names the scenes of these rows and their labels."""
     with_base = [r for r in water if r["baseline_iou"] is not None]
+    scenes = sorted({str(r["scene"]) for r in water if r.get("scene")})
     block: dict[str, Any] = {
         "n": len(water),
         "seg_emitted": float(np.mean([r["has_seg"] for r in water])),
+        "dataset": f"held-out scenes {', '.join(scenes)}; {labels}",
     }
     for key, val in iou_summary([r["iou"] for r in water]).items():
         block[f"model_{key}" if key != "n" else "n_all"] = val

@@ -122,6 +122,10 @@ def test_summary_reports_blind_baseline_shapes_and_mndwi():
     out = summarise({"presence": pres, "proportion": prop, "water": [*water, hand]})
     assert out["water_tiles"]["n"] == 2 and out["water_tiles"]["model_giou"] == 0.25
     assert out["water_tiles_hand_labelled"]["n"] == 1
+    # Each block names the scenes and labels its numbers are measured against.
+    assert "ukis-landsat5" not in out["water_tiles"]["dataset"]
+    hand_set = out["water_tiles_hand_labelled"]["dataset"]
+    assert "ukis-landsat5" in hand_set and "drawn by people" in hand_set
 
 
 def test_question_kinds_parse_and_score_against_their_baselines():
