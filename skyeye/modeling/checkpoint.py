@@ -139,9 +139,10 @@ def _tidy_adapter_config(path: Path, base: str | None) -> None:
     """Make the adapter config the same on every machine and every run.
 
     peft records the base LLM's local path (the user's cache: a machine path in a shipped
-    folder); it becomes ``base`` (the config's LLM name; None for an LLM in the folder). peft keeps ``target_modules`` as a set and saves
-    it in the set's order, which follows Python's per-process string hashing: two runs of one
-    recipe wrote byte-identical adapter weights with configs that differed in this order alone.
+    folder); it becomes ``base`` (the config's LLM name; None for an LLM in the folder). peft
+    keeps ``target_modules`` as a set and saves it in the set's order, which follows Python's
+    per-process string hashing: two runs of one recipe wrote byte-identical adapter weights with
+    configs that differed in this order alone.
     """
     conf = json.loads(path.read_text(encoding="utf-8"))
     conf["base_model_name_or_path"] = base
