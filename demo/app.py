@@ -27,6 +27,7 @@ from demo.handlers import SENSOR_CHOICES, DemoHandlers
 from demo.session import UPLOAD_EXTENSIONS, DemoConfig, DemoSession
 from demo.workspace import create_work_root, remove_work_root
 from skyeye.constants import DTYPE_NAMES
+from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS
 from skyeye.logs import configure_logging
 from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from skyeye.scenechat.follow import SceneOptions
@@ -217,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="all the files of one conversation together",
     )
     parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_REQUEST_MAX_PIXELS,
+        help="largest width x height an upload may declare (checked before decoding)",
+    )
+    parser.add_argument(
         "--auth",
         action="append",
         default=[],
@@ -291,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("--concurrency", args.concurrency),
         ("--max-images", args.max_images),
         ("--scene-batch", args.scene_batch),
+        ("--max-pixels", args.max_pixels),
     ):
         if value < 1:
             print(f"error: {flag} must be at least 1, got {value}", file=sys.stderr)
@@ -328,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = DemoConfig(
         max_upload_mb=args.max_upload_mb,
         max_total_upload_mb=args.max_total_upload_mb,
+        max_pixels=args.max_pixels,
         max_images=args.max_images,
         read_size=args.read_size,
         max_new_tokens=args.max_new_tokens,

@@ -210,7 +210,17 @@ class DemoHandlers:
             yield history, keep, keep, keep, keep, keep, session
             return
         if not session.entries:
-            gr.Warning("No image attached: the model answers from text alone.")
+            # Without pixels the model would invent an image; say so and keep the question.
+            history.append({"role": "user", "content": message})
+            history.append(
+                {
+                    "role": "assistant",
+                    "content": f"{ERROR_MARK} No image yet: upload an image or pick an example, "
+                    "then ask again.",
+                }
+            )
+            yield history, keep, keep, keep, keep, keep, session
+            return
         history.append({"role": "user", "content": message})
         history.append({"role": "assistant", "content": ""})
         try:

@@ -25,6 +25,7 @@ from demo.workspace import keep_upload
 from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
 from skyeye.errors import DemoError
 from skyeye.grounding.geo import boxes_to_geojson, masks_to_geojson, write_mask_geotiff
+from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS, ReadPolicy
 from skyeye.io.raster import RasterImage, RasterReadError, read_raster
 from skyeye.render.overlay import draw_overlay
 from skyeye.render.previews import preview_modes, render_preview
@@ -48,6 +49,8 @@ class DemoConfig:
     files (the app's own temporary folder, removed at shutdown; None: the system's temp folder).
     scene: re-ask a mask or amount answer about a georeferenced image larger than
     `scene_options.window` of the whole scene at its own resolution (the UI switch's default).
+    max_pixels: largest width x height an upload may declare, checked from its header before
+        decoding; uploads are read as request input (`skyeye.io.policy`: no VRT, plain rasters).
     """
 
     max_upload_mb: float = 200.0
@@ -58,6 +61,7 @@ class DemoConfig:
     work_root: Path | None = None
     scene: bool = True
     scene_options: SceneOptions = field(default_factory=SceneOptions)
+    max_pixels: int = DEFAULT_REQUEST_MAX_PIXELS
 
 
 @dataclass
@@ -151,7 +155,10 @@ class DemoSession:
             )
         try:
             image = read_raster(
-                path, max_size=self.config.read_size, sar_wavelength=self.sar_wavelength
+                path,
+                max_size=self.config.read_size,
+                sar_wavelength=self.sar_wavelength,
+                policy=ReadPolicy(max_pixels=self.config.max_pixels),
             )
         except RasterReadError as err:
             raise DemoError(_display_message(err, path, name)) from None

@@ -23,6 +23,7 @@ from skyeye.io.image import (
     scaled_transform,
     target_shape,
 )
+from skyeye.io.policy import ReadPolicy, open_target
 from skyeye.io.sensors import get_sensor, sensors_matching_bands
 
 logger = logging.getLogger(__name__)
@@ -35,10 +36,13 @@ def read_band_files(
     band_names: Sequence[str] | None,
     sensor: str | None,
     options: ReadOptions | None = None,
+    *,
+    policy: ReadPolicy | None = None,
 ) -> RasterImage:
     """Stack single-band files on the finest band's grid (or that grid shrunk to ``max_size``).
 
     options: GDAL decoding threads and block cache (default: every core, 128 MiB).
+    policy: the files came from a request (`skyeye.io.policy`): each is checked before opening.
 
     Band names come from ``band_names`` (in the given file order) or from the file-name
     suffixes, and are then sorted in the sensor's band order when the sensor is known.
@@ -47,10 +51,18 @@ def read_band_files(
     files = [check_file(Path(f)) for f in files]
     label = str(files[0].parent)
     names, files = band_file_order(files, band_names, sensor)
+    targets = [open_target(f, policy) for f in files]
+    if policy is not None:
+        for f, (_, _, driver) in zip(files, targets, strict=True):
+            if driver is None:  # WebP: a photo format, never one band of a product
+                raise RasterReadError(f"{f}: a band file must be a GeoTIFF or JPEG 2000")
 
     with rasterio.Env(**(options or ReadOptions()).gdal_env()), ExitStack() as stack:
-        srcs = [stack.enter_context(rasterio.open(f)) for f in files]
+        srcs = [stack.enter_context(rasterio.open(t, driver=d)) for t, _, d in targets]
         for f, src in zip(files, srcs, strict=True):
+            if policy is not None:
+                itemsize = np.dtype(src.dtypes[0]).itemsize
+                policy.check_size(src.width, src.height, src.count, itemsize, str(f))
             if src.count != 1:
                 raise RasterReadError(
                     f"{f}: has {src.count} bands, but a band-per-file product needs one band per "

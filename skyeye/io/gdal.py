@@ -26,6 +26,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from skyeye.io.policy import UNTRUSTED_GDAL_ENV
+
 logger = logging.getLogger(__name__)
 
 #: GDAL's block cache with one thread (GDAL's own default is 5 % of RAM); each further thread
@@ -49,10 +51,13 @@ class ReadOptions:
     cache_mib: GDAL block cache (GDAL_CACHEMAX) in MiB: bounds the memory of a read (None:
         128 MiB for one thread + 64 MiB per further thread, at most 1 GiB); a decimated read
         runs as many chunk workers as the cache holds working sets for.
+    untrusted: the file came from a request: GDAL opens it without sibling files, side
+        metadata or network access (`skyeye.io.policy.UNTRUSTED_GDAL_ENV`).
     """
 
     threads: int | None = None
     cache_mib: int | None = None
+    untrusted: bool = False
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -75,11 +80,15 @@ class ReadOptions:
         return mib * 1024 * 1024
 
     def gdal_env(self, threads: int | None = None) -> dict[str, int | str]:
-        """Options for ``rasterio.Env``: GDAL_NUM_THREADS and GDAL_CACHEMAX (bytes)."""
-        return {
+        """Options for ``rasterio.Env``: GDAL_NUM_THREADS and GDAL_CACHEMAX (bytes), and the
+        isolation settings of an untrusted read."""
+        env: dict[str, int | str] = {
             "GDAL_NUM_THREADS": str(threads or self.thread_count),
             "GDAL_CACHEMAX": self.cache_bytes,
         }
+        if self.untrusted:
+            env.update(UNTRUSTED_GDAL_ENV)
+        return env
 
 
 @dataclass(frozen=True)
@@ -139,18 +148,20 @@ def read_decimated(
     mask: Literal["alpha", "dataset"] | None = None,
     alpha_index: int | None = None,
     options: ReadOptions | None = None,
+    driver: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read bands `indexes` of `path` resampled to `out_shape` (H', W'), chunk by chunk.
 
     mask: also read, on the same grid with nearest resampling, the alpha band `alpha_index`
         ("alpha") or the per-dataset mask ("dataset"), chunk by chunk with the data.
+    driver: the only GDAL driver allowed to open `path` (None: any).
 
     Returns data (C, H', W') float32 (the file's values; nodata is not replaced here) and the
     mask (H', W') uint8 (0 = invalid) or None.
     """
     options = options or ReadOptions()
     oh, ow = out_shape
-    with rasterio.Env(**options.gdal_env()), rasterio.open(path) as src:
+    with rasterio.Env(**options.gdal_env()), rasterio.open(path, driver=driver) as src:
         block = src.block_shapes[0]
         itemsize = max(np.dtype(dt).itemsize for dt in src.dtypes)
         # A pixel-interleaved block holds every band; a band-interleaved read touches one per band.
@@ -177,7 +188,8 @@ def read_decimated(
     )
 
     def run(group: list[Chunk]) -> None:
-        with rasterio.Env(**options.gdal_env(gdal_threads)), rasterio.open(path) as src:
+        env = rasterio.Env(**options.gdal_env(gdal_threads))
+        with env, rasterio.open(path, driver=driver) as src:
             for c in group:
                 shape = (c.r1 - c.r0, c.c1 - c.c0)
                 data[:, c.r0 : c.r1, c.c0 : c.c1] = src.read(

@@ -8,6 +8,7 @@ reads (``out_shape``), so the full-resolution array is never materialised.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -25,11 +26,11 @@ from skyeye.io.gdal import ReadOptions, read_decimated
 from skyeye.io.image import (
     RasterImage,
     check_dtype,
-    check_file,
     scaled_transform,
     target_shape,
 )
 from skyeye.io.photo import read_photo
+from skyeye.io.policy import ReadPolicy, open_target
 from skyeye.io.sensors import (
     get_sensor,
     resolve_wavelengths,
@@ -58,6 +59,7 @@ def read_raster(
     sar_wavelength: float | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     read_options: ReadOptions | None = None,
+    policy: ReadPolicy | None = None,
 ) -> RasterImage:
     """Read a photo, a (multi-band) GeoTIFF/JP2, or a band-per-file product.
 
@@ -81,6 +83,10 @@ def read_raster(
             get_sensor(sensor)
         except ValueError as err:
             raise RasterReadError(str(err)) from None
+    if policy is not None:
+        read_options = dataclasses.replace(read_options or ReadOptions(), untrusted=True)
+        if isinstance(source, (str, os.PathLike)):
+            policy.check_path(source)
     if isinstance(source, (str, os.PathLike)) and is_stac_file(source):
         return _read_stac(
             Path(source),
@@ -91,6 +97,7 @@ def read_raster(
             sar_wavelength=sar_wavelength,
             max_pixels=max_pixels,
             read_options=read_options,
+            policy=policy,
         )
     options = read_options or ReadOptions()
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
@@ -108,13 +115,15 @@ def read_raster(
         names_from_files = False
         # An explicit list of multi-band files stacks; a folder is always a band-per-file product.
         listed = files is not None and not isinstance(source, (str, os.PathLike))
-        if listed and files is not None and any(_band_count(f) > 1 for f in files):
-            image = _read_stacked(files, max_size, max_pixels, options)
+        if listed and files is not None and any(_band_count(f, policy) > 1 for f in files):
+            image = _read_stacked(files, max_size, max_pixels, options, policy)
         elif files is not None:
             names_from_files = True
-            image = read_band_files(files, max_size, max_pixels, band_names, sensor, options)
+            image = read_band_files(
+                files, max_size, max_pixels, band_names, sensor, options, policy=policy
+            )
         else:
-            image = _read_one(Path(source), max_size, max_pixels, options)  # type: ignore[arg-type]
+            image = _read_one(Path(source), max_size, max_pixels, options, policy)  # type: ignore[arg-type]
     except RasterioError as err:
         raise RasterReadError(
             f"{label}: not a readable raster (corrupt file or unsupported format): {err}"
@@ -131,6 +140,23 @@ def read_raster(
     return image
 
 
+def check_request_source(
+    source: str | os.PathLike | Sequence[str | os.PathLike], policy: ReadPolicy
+) -> list[Path]:
+    """Every file `read_raster` would open for ``source`` (a file, a band folder's members, a
+    STAC item's assets), each checked by ``policy`` (inside its root, a plain raster format)
+    without decoding a pixel. For readers that open the files themselves (the scene's windows).
+    Returns the resolved files."""
+    if isinstance(source, (str, os.PathLike)):
+        policy.check_path(source)
+        if is_stac_file(source):
+            return check_request_source(read_stac_item(source).source, policy)
+        files = _band_files_in_folder(Path(source)) if Path(source).is_dir() else [Path(source)]
+    else:
+        files = [Path(f) for f in source]
+    return [open_target(f, policy)[0] for f in files]
+
+
 def _read_stac(path: Path, **kwargs) -> RasterImage:
     """A STAC item: its band assets read by `read_raster`, named and given wavelengths by the
     item unless the caller says otherwise; the item's id and datetime go on the image."""
@@ -145,32 +171,45 @@ def _read_stac(path: Path, **kwargs) -> RasterImage:
     return image
 
 
+def _is_photo(path: Path, pil_format: str | None, policy: ReadPolicy | None) -> bool:
+    return pil_format is not None if policy is not None else path.suffix.lower() in PHOTO_EXTENSIONS
+
+
 def _read_one(
-    path: Path, max_size: int | None, max_pixels: int, options: ReadOptions
+    path: Path,
+    max_size: int | None,
+    max_pixels: int,
+    options: ReadOptions,
+    policy: ReadPolicy | None = None,
 ) -> RasterImage:
-    path = check_file(path)
-    if path.suffix.lower() in PHOTO_EXTENSIONS:
-        return read_photo(path, max_size, max_pixels)
-    return _read_gdal(path, max_size, max_pixels, options)
+    target, pil_format, driver = open_target(path, policy)
+    if _is_photo(target, pil_format, policy):
+        return read_photo(target, max_size, max_pixels, policy=policy, pil_format=pil_format)
+    return _read_gdal(target, max_size, max_pixels, options, policy=policy, driver=driver)
 
 
-def _band_count(path: Path) -> int:
-    path = check_file(path)
-    if path.suffix.lower() in PHOTO_EXTENSIONS:
+def _band_count(path: Path, policy: ReadPolicy | None = None) -> int:
+    target, pil_format, driver = open_target(path, policy)
+    if _is_photo(target, pil_format, policy):
         from PIL import Image
 
-        with Image.open(path) as photo:
+        with Image.open(target, formats=[pil_format] if pil_format else None) as photo:
             return len(photo.getbands())
-    with rasterio.open(path) as src:
+    env = ReadOptions(untrusted=policy is not None).gdal_env()
+    with rasterio.Env(**env), rasterio.open(target, driver=driver) as src:
         return src.count
 
 
 def _read_stacked(
-    files: Sequence[Path], max_size: int | None, max_pixels: int, options: ReadOptions
+    files: Sequence[Path],
+    max_size: int | None,
+    max_pixels: int,
+    options: ReadOptions,
+    policy: ReadPolicy | None = None,
 ) -> RasterImage:
     """Multi-band files whose bands stack in the given order (e.g. ChatEarthNet's three PNG
     triplets B04/B03/B02, B05/B06/B07, B08/B11/B12); they must share one grid."""
-    parts = [_read_one(Path(f), max_size, max_pixels, options) for f in files]
+    parts = [_read_one(Path(f), max_size, max_pixels, options, policy) for f in files]
     grids = {part.data.shape[1:] for part in parts}
     if len(grids) != 1:
         raise RasterReadError(
@@ -207,12 +246,21 @@ def _band_files_in_folder(folder: Path) -> list[Path]:
 
 
 def _read_gdal(
-    path: Path, max_size: int | None, max_pixels: int, options: ReadOptions
+    path: Path,
+    max_size: int | None,
+    max_pixels: int,
+    options: ReadOptions,
+    *,
+    policy: ReadPolicy | None = None,
+    driver: str | None = None,
 ) -> RasterImage:
     label = str(path)
-    with rasterio.Env(**options.gdal_env()), rasterio.open(path) as src:
+    with rasterio.Env(**options.gdal_env()), rasterio.open(path, driver=driver) as src:
         for dtype in src.dtypes:
             check_dtype(dtype, label)
+        if policy is not None:
+            itemsize = max(np.dtype(d).itemsize for d in src.dtypes)
+            policy.check_size(src.width, src.height, src.count, itemsize, label)
         alpha = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
         indexes = [i for i in range(1, src.count + 1) if i not in alpha]
         if not indexes:
@@ -234,6 +282,7 @@ def _read_gdal(
                 mask=mask_kind,
                 alpha_index=alpha[0] if alpha else None,
                 options=options,
+                driver=driver,
             )
         else:  # full size, or overviews: GDAL reads the small level
             shape = (out_h, out_w)

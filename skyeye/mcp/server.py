@@ -21,17 +21,32 @@ from typing import Any
 
 from skyeye.chat.reply_geo import reply_extension
 from skyeye.chat.session import ChatSession, GenerationSettings
+from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS, ReadPolicy
+from skyeye.io.raster import check_request_source
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class McpConfig:
-    """model: preset, folder or hub id; device: torch device; max_new_tokens: answer length."""
+    """Settings of the MCP server.
+
+    model: preset, folder or hub id; device: torch device; max_new_tokens: answer length.
+    allow_files: the only folder whose files the tools read (symbolic links resolved); None:
+        any local path. The paths come from an agent, so they are read as request input either
+        way (`skyeye.io.policy`): plain raster formats only, no VRT.
+    max_pixels: largest width x height an image given to describe/ask/segment may declare.
+    """
 
     model: str = "skyeye-tiny"
     device: str = "cpu"
     max_new_tokens: int = 200
+    allow_files: Path | None = None
+    max_pixels: int | None = DEFAULT_REQUEST_MAX_PIXELS
+
+    @property
+    def policy(self) -> ReadPolicy:
+        return ReadPolicy(root=self.allow_files, max_pixels=self.max_pixels)
 
 
 class SkyEyeTools:
@@ -57,8 +72,8 @@ class SkyEyeTools:
             raise ValueError(f"{source}: no such file or folder (give a local path)")
         with self._lock:
             session = self._session()
-            kwargs = {"wavelengths": wavelengths} if wavelengths else {}
-            image = session.add_image(source, **kwargs)
+            kwargs: dict[str, Any] = {"wavelengths": wavelengths} if wavelengths else {}
+            image = session.add_image(source, policy=self.config.policy, **kwargs)
             reply = session.ask(question)
         extension = reply_extension(reply, session.images)
         return {
@@ -98,6 +113,11 @@ class SkyEyeTools:
     def analyze_scene(self, path: str, prompt: str, out_dir: str) -> dict[str, Any]:
         from skyeye.scene import analyze_scene
 
+        # The scene reads its windows itself: every file it will open is checked first, and the
+        # outputs stay inside the allowed folder too.
+        check_request_source(Path(path).expanduser(), ReadPolicy(root=self.config.allow_files))
+        if self.config.allow_files is not None:
+            ReadPolicy(root=self.config.allow_files).check_path(Path(out_dir).expanduser())
         with self._lock:
             if self._chat is None:
                 self._session()
@@ -164,12 +184,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument(
+        "--allow-files",
+        type=Path,
+        default=None,
+        help="read images only from under this folder (default: any local path)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_REQUEST_MAX_PIXELS,
+        help="largest width x height an image may declare (checked before decoding)",
+    )
     args = parser.parse_args(argv)
     # stdout is the protocol: logs go to stderr only.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     from skyeye.logs import configure_logging
 
     configure_logging(False)
-    config = McpConfig(model=args.model, device=args.device, max_new_tokens=args.max_new_tokens)
+    if args.allow_files is not None and not args.allow_files.is_dir():
+        print(f"error: --allow-files {args.allow_files}: not a folder", file=sys.stderr)
+        return 2
+    config = McpConfig(
+        model=args.model,
+        device=args.device,
+        max_new_tokens=args.max_new_tokens,
+        allow_files=args.allow_files,
+        max_pixels=args.max_pixels,
+    )
     build_server(SkyEyeTools(config)).run("stdio")
     return 0

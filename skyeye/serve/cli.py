@@ -1,5 +1,5 @@
 """`python -m skyeye.serve [--model M] [--host 127.0.0.1] [--port 8000] [--api-key KEY]
-[--allow-files DIR] [--concurrency N] [--queue N] [--max-request-mb MB]`.
+[--allow-files DIR] [--concurrency N] [--queue N] [--max-request-mb MB] [--max-pixels N]`.
 
 An OpenAI-compatible chat API over a SkyEye model; see docs/serve.md.
 """
@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS
 from skyeye.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=1, help="answers generated at once")
     p.add_argument("--queue", type=int, default=16, help="requests that may wait; 429 beyond")
     p.add_argument("--max-request-mb", type=float, default=64.0, help="largest request body")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_REQUEST_MAX_PIXELS,
+        help="largest width x height an image may declare (413 beyond, checked before decoding; "
+        f"default {DEFAULT_REQUEST_MAX_PIXELS}); raise it to serve whole tiles through file://",
+    )
     p.add_argument("--max-tokens", type=int, default=256, help="longest answer, in tokens")
     p.add_argument("--device", default="cpu")
     p.add_argument("--verbose", action="store_true")
@@ -50,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             api_key=args.api_key,
             allow_files=args.allow_files,
             max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+            max_pixels=args.max_pixels,
             concurrency=args.concurrency,
             queue_size=args.queue,
             max_new_tokens=args.max_tokens,

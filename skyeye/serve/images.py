@@ -4,6 +4,11 @@ An ``image_url`` part may carry an extension object ``"skyeye": {"wavelengths": 
 "band_names": [...], "sensor": "..."}`` describing its bands; without it the file's own band
 names are used, as in the chat. ``file://`` URLs are read only under the server's
 ``--allow-files`` root (a STAC item JSON there works too).
+
+Everything a request names is read under a `skyeye.io.policy.ReadPolicy`: plain rasters only
+(a GDAL VRT is refused: it could read other files or fetch URLs for the caller), every file
+opened inside the root after symbolic links, and the size the header declares checked against
+``--max-pixels`` before decoding (413).
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from skyeye.errors import RasterReadError, ServeRequestError
+from skyeye.errors import (
+    OutsideRootError,
+    PixelLimitError,
+    RasterReadError,
+    ServeRequestError,
+    UntrustedFormatError,
+)
+from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS, ReadPolicy
 from skyeye.io.raster import RasterImage, read_raster
 
 #: MIME type of a data URL -> file suffix the raster reader dispatches on.
@@ -56,6 +68,20 @@ def band_options(part: dict[str, Any], label: str) -> dict[str, Any]:
             f"{label}: 'skyeye.wavelengths' must be a list of numbers in µm, one per band",
             param="messages",
         )
+    names = ext.get("band_names")
+    if names is not None and (
+        not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)
+    ):
+        raise ServeRequestError(
+            f"{label}: 'skyeye.band_names' must be a list of strings, one per band",
+            param="messages",
+        )
+    sensor = ext.get("sensor")
+    if sensor is not None and not isinstance(sensor, str):
+        raise ServeRequestError(
+            f"{label}: 'skyeye.sensor' must be a sensor name such as 'sentinel-2'",
+            param="messages",
+        )
     return {k: ext[k] for k in _BAND_KEYS if ext.get(k) is not None}
 
 
@@ -83,8 +109,8 @@ def _decode_data_url(url: str, label: str) -> tuple[bytes, str]:
     return data, MIME_SUFFIX[mime]
 
 
-def _allowed_file(url: str, root: Path | None, label: str) -> Path:
-    if root is None:
+def _allowed_file(url: str, policy: ReadPolicy, label: str) -> Path:
+    if policy.root is None:
         raise ServeRequestError(
             f"{label}: file:// images are disabled on this server; send the image as a data URL "
             "(or start the server with --allow-files DIR)",
@@ -93,15 +119,33 @@ def _allowed_file(url: str, root: Path | None, label: str) -> Path:
     parsed = urlparse(url)
     if parsed.netloc not in ("", "localhost"):
         raise ServeRequestError(f"{label}: file:// URLs must be local paths", param="messages")
-    path = Path(unquote(parsed.path)).resolve()
-    if not path.is_relative_to(root):
+    return policy.check_path(unquote(parsed.path), label)
+
+
+def _read(path: Path | str, label: str, policy: ReadPolicy, kwargs: dict[str, Any]) -> RasterImage:
+    """`read_raster` under the request policy; its errors as 4xx naming ``label``, never a path
+    of the server's disk (the temporary file, the allowed root)."""
+
+    def hide(err: Exception) -> str:
+        text = str(err).replace(str(path), label)
+        return text.replace(str(policy.root), "the allowed folder") if policy.root else text
+
+    try:
+        return read_raster(path, policy=policy, **kwargs)
+    except OutsideRootError as err:
         raise ServeRequestError(
-            f"{label}: {path} is outside the folder this server may read ({root})",
-            status=403,
-            kind="permission_error",
-            param="messages",
-        )
-    return path
+            hide(err), status=403, kind="permission_error", param="messages"
+        ) from None
+    except PixelLimitError as err:
+        raise ServeRequestError(
+            hide(err), status=413, code="image_too_large", param="messages"
+        ) from None
+    except UntrustedFormatError as err:
+        raise ServeRequestError(
+            hide(err), code="unsupported_image_format", param="messages"
+        ) from None
+    except RasterReadError as err:
+        raise ServeRequestError(hide(err), param="messages") from None
 
 
 def read_image_part(
@@ -111,8 +155,10 @@ def read_image_part(
     allow_files: Path | None,
     max_size: int,
     sar_wavelength: float | None,
+    max_pixels: int | None = DEFAULT_REQUEST_MAX_PIXELS,
 ) -> RasterImage:
-    """One ``image_url`` part -> `RasterImage` read at ``max_size``; bad input -> 4xx error."""
+    """One ``image_url`` part -> `RasterImage` read at ``max_size``; bad input -> 4xx error
+    (403 outside ``allow_files``, 413 over ``max_pixels``)."""
     image_url = part.get("image_url")
     url = image_url.get("url") if isinstance(image_url, dict) else image_url
     if not isinstance(url, str) or not url:
@@ -124,20 +170,18 @@ def read_image_part(
         with tempfile.TemporaryDirectory(prefix="skyeye-serve-") as tmp:
             path = Path(tmp) / f"image{suffix}"
             path.write_bytes(data)
-            try:
-                image = read_raster(path, **kwargs)
-            except RasterReadError as err:
-                raise ServeRequestError(
-                    f"{label}: {str(err).replace(str(path), 'the image')}", param="messages"
-                ) from None
+            image = _read(path, label, ReadPolicy(root=Path(tmp), max_pixels=max_pixels), kwargs)
         image.path = label
         return image
     if url.startswith("file://"):
-        path = _allowed_file(url, allow_files, label)
+        policy = ReadPolicy(root=allow_files, max_pixels=max_pixels)
         try:
-            return read_raster(path, **kwargs)
-        except RasterReadError as err:
-            raise ServeRequestError(f"{label}: {err}", param="messages") from None
+            path = _allowed_file(url, policy, label)
+        except OutsideRootError as err:
+            raise ServeRequestError(
+                str(err), status=403, kind="permission_error", param="messages"
+            ) from None
+        return _read(path, label, policy, kwargs)
     scheme = urlparse(url).scheme or "(none)"
     raise ServeRequestError(
         f"{label}: {scheme} image URLs are not fetched by this server; send the image as a "

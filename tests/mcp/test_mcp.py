@@ -91,3 +91,36 @@ def test_embedded_model_segments_the_river_over_stdio():
     assert not reply.is_error and result["masks_geojson"]["features"]
     assert result["total_area_m2"] > 0
     assert os.path.basename(result["image"]["path"]) == S2.name
+
+
+def test_hostile_files_are_refused_with_a_reason_over_stdio(tiny_folder, tmp_path):
+    from hostile_inputs import listener, vrt_over
+    from PIL import Image
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # 400 MP declared, a few KB on disk
+    with listener() as (url, seen):
+        vrt = tmp_path / "remote.vrt"
+        vrt.write_text(vrt_over(f"/vsicurl/{url}/x.tif"))
+        _, (remote, big) = call_over_stdio(
+            str(tiny_folder),
+            [("describe", {"path": str(vrt)}), ("describe", {"path": str(bomb)})],
+        )
+        assert seen == []
+    assert remote.is_error and "VRT" in remote.content[0].text
+    assert big.is_error and "MP" in big.content[0].text
+
+
+def test_allow_files_keeps_tools_and_scene_outputs_inside_the_folder(tiny_llm_dir, tmp_path):
+    from skyeye.errors import OutsideRootError
+
+    root = tmp_path / "root"
+    root.mkdir()
+    tools = SkyEyeTools(McpConfig(allow_files=root), segmenting_chat(tiny_llm_dir))
+    with pytest.raises(OutsideRootError):
+        tools.describe(str(S2))
+    (root / "s2.tif").symlink_to(S2)
+    with pytest.raises(OutsideRootError):
+        tools.describe(str(root / "s2.tif"))
+    with pytest.raises(OutsideRootError):
+        tools.analyze_scene(str(root / "s2.tif"), "segment the lake", str(tmp_path / "out"))
