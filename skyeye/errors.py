@@ -166,3 +166,37 @@ class ImagePathError(SkyEyeError, ValueError):
 class DataFileError(SkyEyeError, ValueError):
     """A data file cannot be read (at all, or past a point); the message names the file and the
     byte offset or line where reading stopped, and the fix."""
+
+
+class UntrustedFormatError(RasterReadError):
+    """Bytes from outside (an upload, a request body) are not a plain raster this reader opens for
+    strangers (GeoTIFF, PNG, JPEG, JPEG 2000): a GDAL VRT or any other XML/proxy format that
+    could make GDAL read other files or fetch URLs is refused."""
+
+
+class PixelLimitError(RasterReadError):
+    """A raster declares more pixels (width x height) or more decoded bytes than the entry point's
+    ``--max-pixels`` allows; checked from the header, before any decoding."""
+
+    def __init__(self, message: str, *, pixels: int, limit: int) -> None:
+        super().__init__(message)
+        self.pixels, self.limit = pixels, limit
+
+
+class OutsideRootError(UnsafePathError):
+    """A file a request names (directly, as a band-folder member or as a STAC href) resolves,
+    after symbolic links, outside the folder the server may read (``--allow-files``)."""
+
+
+class RunLockedError(SkyEyeError, RuntimeError):
+    """Another run holds the lock on this output folder (``--out``); the message names it."""
+
+
+class NoImageError(SkyEyeError, ValueError):
+    """A question was asked in a conversation that holds no image: SkyEye answers only from an
+    image, so it refuses rather than invent one; the message says how to add an image."""
+
+
+class GenerationCancelled(SkyEyeError):
+    """The caller of `ChatSession.stream`/`ask` set its cancel event (e.g. the HTTP client went
+    away): generation stopped at the next token and the question was dropped."""
