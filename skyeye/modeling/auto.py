@@ -1,8 +1,9 @@
 """SkyEye's classes in transformers' Auto classes, registered when `skyeye` is imported.
 
 After `import skyeye`, `AutoConfig`, `AutoModelForImageTextToText` (and `AutoModelForVision2Seq`
-where the installed transformers still has it), `AutoProcessor` and `AutoImageProcessor` resolve
-a SkyEye folder to SkyEye's own classes: the code is this package's, never a folder's
+where the installed transformers still has it), `AutoModel` (the backbone, `SkyEyeModel`, as
+`AutoModel` gives `LlavaModel`), `AutoProcessor` and `AutoImageProcessor` resolve a SkyEye folder
+to SkyEye's own classes: the code is this package's, never a folder's
 (`trust_remote_code` plays no part).
 """
 
@@ -12,10 +13,12 @@ import transformers
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
+    AutoModel,
     AutoModelForImageTextToText,
     AutoProcessor,
 )
 
+from skyeye.modeling.backbone import SkyEyeModel
 from skyeye.modeling.configuration import SkyEyeConfig
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
 from skyeye.modeling.vision.configuration import SkyEyeVisionConfig
@@ -27,6 +30,7 @@ def register_auto_classes() -> None:
     """Register SkyEye with the Auto classes (idempotent)."""
     AutoConfig.register(SkyEyeConfig.model_type, SkyEyeConfig, exist_ok=True)
     AutoConfig.register(SkyEyeVisionConfig.model_type, SkyEyeVisionConfig, exist_ok=True)
+    AutoModel.register(SkyEyeConfig, SkyEyeModel, exist_ok=True)
     AutoModelForImageTextToText.register(
         SkyEyeConfig, SkyEyeForConditionalGeneration, exist_ok=True
     )

@@ -188,6 +188,10 @@ def load_own_weights(model: Any, folder: Path) -> None:
     path = folder / WEIGHTS_NAME
     state = load_file(str(path))
     added = {k: state.pop(k) for k in (ADDED_INPUT, ADDED_OUTPUT) if k in state}
+    # A backbone read from a full folder leaves its head's weights (`mask_head.*`) to the class on
+    # top; every other key is still checked.
+    head = tuple(getattr(model, "_head_key_prefixes", ()))
+    state = {k: v for k, v in state.items() if not (head and k.startswith(head))}
     check_keys(set(own_state_dict(model)), set(state), str(path))
     model.load_state_dict(state, strict=False)
     if not added:

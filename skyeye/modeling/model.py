@@ -1,13 +1,18 @@
-"""`SkyEyeForConditionalGeneration`: DOFA vision tower + projector + any causal LM (+ mask head).
+"""`SkyEyeForConditionalGeneration`: the SkyEye backbone + mask decoder, losses and generation.
 
-A transformers `PreTrainedModel` (see `skyeye.modeling.pretrained` for loading, saving and the
-switches transformers reads); `AutoModelForImageTextToText` resolves SkyEye folders once `skyeye`
-is imported.
+Split as transformers' Llava: `SkyEyeModel` (`skyeye.modeling.backbone`: vision tower, projector,
+causal LM; `get_image_features` and the merge of image features into the text embeddings) is
+`self.model`; this class adds the `[SEG]` mask decoder (`mask_head`), the weighted training
+losses (token CE, mask BCE and dice), mask decoding and `generate`. It is a transformers
+`PreTrainedModel` (see `skyeye.modeling.pretrained` for loading, saving and the switches
+transformers reads); `AutoModelForImageTextToText` resolves SkyEye folders once `skyeye` is
+imported.
 
-The model embeds the prompt itself: image placeholder positions (whose id may lie beyond the LLM's
-vocabulary) are filled with projected image features by `masked_scatter`, after checking that the
-number of placeholders equals the number of features, exactly as transformers' Llava does. Then
-the LLM runs on `inputs_embeds`, for training and for `generate` alike.
+Unlike Llava, the backbone's parts are also registered here, at the top level, so every
+parameter name and state-dict key stays what it was before the split (`vision_tower.*`,
+`projector.*`, `language_model.*`, `mask_head.*`): saved folders, training checkpoints
+(`finetune.state`), `device_map` keys and PEFT adapters read the same. `self.model` shares those
+modules (it is not a second registered child, which would name every weight twice).
 """
 
 from __future__ import annotations
@@ -19,18 +24,26 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from skyeye.modeling.backbone import (
+    ImageList,
+    SkyEyeModel,
+    SkyEyeModelOutput,
+    as_image_list,
+    as_wavelength_list,
+)
 from skyeye.modeling.configuration import SkyEyeConfig
 from skyeye.modeling.mask_head import get_mask_decoder, mask_losses
 from skyeye.modeling.pretrained import SkyEyePreTrainedModel
-from skyeye.modeling.projector import SkyEyeProjector
-from skyeye.modeling.vision import SkyEyeVisionTower
 
 logger = logging.getLogger(__name__)
 
-ImageList = Sequence[torch.Tensor] | torch.Tensor
+__all__ = ["SkyEyeForConditionalGeneration", "SkyEyeModel", "SkyEyeModelOutput", "SkyEyeOutput"]
+
+#: the backbone's parts, registered on the backbone and, under the same names, here
+_BACKBONE_PARTS = ("vision_tower", "projector", "language_model")
 
 
 @dataclass
@@ -53,99 +66,70 @@ class SkyEyeOutput(ModelOutput):
     loss_terms: dict[str, torch.Tensor] | None = None
 
 
-def _as_image_list(pixel_values: ImageList) -> list[torch.Tensor]:
-    if isinstance(pixel_values, torch.Tensor):
-        if pixel_values.ndim == 3:
-            return [pixel_values]
-        if pixel_values.ndim != 4:
-            raise ValueError(
-                f"pixel_values must be (B, C, H, W) or a list of (C, H, W); got {tuple(pixel_values.shape)}"
-            )
-        return list(pixel_values)
-    return list(pixel_values)
-
-
 def _stack_masks(masks: Sequence[torch.Tensor]) -> torch.Tensor:
     """(K, H, W) from a list of (H, W) masks; an empty list gives a (0, 1, 1) tensor."""
     return torch.stack(list(masks)) if len(masks) else torch.zeros(0, 1, 1)
 
 
-def _as_wavelength_list(wavelengths: ImageList, count: int) -> list[torch.Tensor]:
-    if isinstance(wavelengths, torch.Tensor):
-        if wavelengths.ndim == 1:
-            return [wavelengths] * count
-        return list(wavelengths)
-    return list(wavelengths)
-
-
 class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
-    """A multimodal remote-sensing chat model.
+    """A multimodal remote-sensing chat model: `SkyEyeModel` + `[SEG]` mask decoder.
 
     Args:
         config: the composite config.
         language_model: an already loaded (or built) causal LM, kept as it is; built from
             `config.text_config` with random weights if None.
+
+    `vision_tower`, `projector` and `language_model` are the backbone's own modules; assigning
+    one here (a PEFT-wrapped LLM, a merged one) assigns it in the backbone too.
     """
+
+    #: the backbone, sharing its modules with this model (see the module docstring)
+    model: SkyEyeModel
+    vision_tower: nn.Module
+    projector: nn.Module
 
     def __init__(self, config: SkyEyeConfig, language_model: PreTrainedModel | None = None) -> None:
         super().__init__(config)
-        self.vision_tower = SkyEyeVisionTower(config.vision_config)
-        self.projector = SkyEyeProjector(config)
-        if language_model is None:
-            language_model = AutoModelForCausalLM.from_config(config.text_config)
-        self._mark_initialised(language_model)
-        self.language_model = language_model
+        backbone = SkyEyeModel(config, language_model)
+        # Not a child module: its parts are registered below under their own names.
+        object.__setattr__(self, "model", backbone)
+        for name in _BACKBONE_PARTS:
+            nn.Module.__setattr__(self, name, getattr(backbone, name))
         self.mask_head: nn.Module | None = None
         if config.use_mask_head:
             self.mask_head = get_mask_decoder(config.mask_decoder)(config)
         self.post_init()
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # One module, two owners: a swapped part must be the backbone's as well, or the backbone
+        # would go on running the old one.
+        if name in _BACKBONE_PARTS and "model" in self.__dict__:
+            setattr(self.model, name, value)
+        super().__setattr__(name, value)
+
+    def train(self, mode: bool = True) -> SkyEyeForConditionalGeneration:
+        # The backbone is no child, so its own flag is set here (its parts are children).
+        self.model.training = mode
+        return super().train(mode)
+
     # ------------------------------------------------------------- helpers
     @property
     def device(self) -> torch.device:
-        return next(self.projector.parameters()).device
+        return self.model.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.projector.parameters()).dtype
+        return self.model.dtype
+
+    def get_image_features(self, pixel_values: ImageList, wavelengths: ImageList) -> torch.Tensor:
+        """(n_images, T, D_text) image tokens in the LLM's width (`SkyEyeModel.get_image_features`)."""
+        return self.model.get_image_features(pixel_values, wavelengths)
 
     def encode_images(
         self, pixel_values: ImageList, wavelengths: ImageList
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the tower on each image (batched where bands agree).
-
-        Args:
-            pixel_values: list of (C_i, H, W) or a (B, C, H, W) tensor.
-            wavelengths: list of (C_i,) in µm, or one (C,) shared by all images.
-
-        Returns:
-            vision features (n_images, N, D_vision) and projected features (n_images, T, D_text).
-        """
-        images = _as_image_list(pixel_values)
-        waves = _as_wavelength_list(wavelengths, len(images))
-        if len(waves) != len(images):
-            raise ValueError(f"{len(images)} images but {len(waves)} wavelength vectors")
-        groups: dict[tuple[float, ...], list[int]] = {}
-        for index, (image, wave) in enumerate(zip(images, waves, strict=True)):
-            if image.shape[0] != wave.shape[0]:
-                raise ValueError(
-                    f"image {index} has {image.shape[0]} bands but {wave.shape[0]} wavelengths; "
-                    "give one wavelength (µm) per band"
-                )
-            groups.setdefault(tuple(float(w) for w in wave), []).append(index)
-        results: list[torch.Tensor | None] = [None] * len(images)
-        for key, indices in groups.items():
-            batch = torch.stack([images[i] for i in indices]).to(
-                device=self.device, dtype=self.dtype
-            )
-            wave = torch.tensor(key, device=self.device, dtype=torch.float32)
-            features = self.vision_tower(
-                batch, wave, feature_layer=self.config.vision_feature_layer
-            )
-            for row, index in enumerate(indices):
-                results[index] = features[row]
-        vision = torch.stack(results)  # type: ignore[arg-type]
-        return vision, self.projector(vision)
+        """Vision features (n_images, N, D_vision) and image features (n_images, T, D_text)."""
+        return self.model.encode_images(pixel_values, wavelengths)
 
     def embed_inputs(
         self,
@@ -153,40 +137,9 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         pixel_values: ImageList | None = None,
         wavelengths: ImageList | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Token embeddings with image features scattered into the image positions.
-
-        Returns:
-            inputs_embeds (B, L, D_text), vision features (n_images, N, D_vision) or None, and
-            projected image features (n_images, T, D_text) or None.
-        """
-        image_id = self.config.image_token_id
-        image_mask = (
-            input_ids == image_id
-            if image_id is not None
-            else torch.zeros_like(input_ids, dtype=torch.bool)
-        )
-        # Image positions are overwritten below, so their (possibly out-of-vocabulary) id is never
-        # looked up in the embedding table.
-        safe_ids = input_ids.masked_fill(image_mask, 0)
-        embeds = self.language_model.get_input_embeddings()(safe_ids)
-        n_positions = int(image_mask.sum())
-        if pixel_values is None or len(_as_image_list(pixel_values)) == 0:
-            if n_positions:
-                raise ValueError(f"the input has {n_positions} image tokens but no pixel_values")
-            return embeds, None, None
-        if wavelengths is None:
-            raise ValueError("pixel_values given without wavelengths (µm, one per band)")
-        vision, features = self.encode_images(pixel_values, wavelengths)
-        n_features = features.shape[0] * features.shape[1]
-        if n_features != n_positions:
-            raise ValueError(
-                f"Image features and image tokens do not match: tokens: {n_positions}, "
-                f"features: {n_features} ({features.shape[0]} images x {features.shape[1]}); "
-                "build inputs with SkyEyeProcessor so each <image> is expanded"
-            )
-        mask = image_mask.unsqueeze(-1).expand_as(embeds)
-        embeds = embeds.masked_scatter(mask, features.to(embeds.dtype).reshape(-1))
-        return embeds, vision, features
+        """inputs_embeds (B, L, D_text) with the images merged, vision features (n_images, N,
+        D_vision) and image features (n_images, T, D_text) (`SkyEyeModel.embed_inputs`)."""
+        return self.model.embed_inputs(input_ids, pixel_values, wavelengths)
 
     # ------------------------------------------------------------- forward
     def forward(
@@ -221,11 +174,14 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
                 refines on (the processor's `pixel_values_hires`); masks then share their grid.
             ce_weight / bce_weight / dice_weight: loss weights (DESIGN.md defaults 1.0 / 2.0 / 0.5).
         """
-        embeds, vision, features = self.embed_inputs(input_ids, pixel_values, wavelengths)
         want_masks = masks is not None and self.mask_head is not None
-        out = self.language_model(
-            inputs_embeds=embeds,
+        # The token CE is the LLM's own (labels pass through): its shift, ignore index and
+        # float32 upcast stay those of transformers.
+        out = self.model(
+            input_ids,
             attention_mask=attention_mask,
+            pixel_values=pixel_values,
+            wavelengths=wavelengths,
             labels=labels,
             output_hidden_states=output_hidden_states or want_masks,
             **kwargs,
@@ -235,12 +191,13 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
             terms["ce"] = out.loss.detach()
             loss = ce_weight * out.loss
         if want_masks and masks is not None:
+            assert out.hidden_states is not None  # requested above
             targets = masks if isinstance(masks, torch.Tensor) else _stack_masks(masks)
             size = (int(targets.shape[-2]), int(targets.shape[-1])) if targets.ndim == 3 else (1, 1)
             mask_logits, _ = self.decode_masks(
                 out.hidden_states[-1],
                 input_ids,
-                vision,
+                out.vision_features,
                 size,
                 seg_image_index,
                 pixels=pixel_values_hires,
@@ -260,7 +217,7 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
             loss=loss,
             logits=out.logits,
             hidden_states=out.hidden_states if output_hidden_states else None,
-            image_features=features,
+            image_features=out.image_features,
             mask_logits=mask_logits,
             loss_terms=terms or None,
         )
@@ -319,13 +276,13 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
             if output_size is None:
                 output_size = (self.config.vision_config.image_size,) * 2
             return self.mask_head(seg_hidden, vision[index], grid, output_size), index
-        images = _as_image_list(pixels) if pixels is not None else []
+        images = as_image_list(pixels) if pixels is not None else []
         if not images or wavelengths is None:
             raise ValueError(
                 f"the {self.config.mask_decoder!r} mask decoder needs pixel_values_hires; build "
                 "inputs with a processor whose image_processor.hires_size is set"
             )
-        waves = _as_wavelength_list(wavelengths, len(images))
+        waves = as_wavelength_list(wavelengths, len(images))
         rows = index.tolist()
         if output_size is None:
             grids = [tuple(images[i].shape[-2:]) for i in rows]
@@ -356,17 +313,17 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
             masks' image (the largest one when masks lie on images of different grids).
         """
         ids = torch.cat([inputs["input_ids"], new_ids.to(inputs["input_ids"].device)], dim=1)
-        embeds, vision, _ = self.embed_inputs(
-            ids, inputs.get("pixel_values"), inputs.get("wavelengths")
-        )
         # Only the hidden states are needed: logits for one position, not (B, L, vocab) (the
         # full logits of a batch of 8 windows took ~0.5 GiB in skyeye.scene).
-        out = self.language_model(
-            inputs_embeds=embeds,
+        out = self.model(
+            ids,
             attention_mask=torch.ones_like(ids),
+            pixel_values=inputs.get("pixel_values"),
+            wavelengths=inputs.get("wavelengths"),
             output_hidden_states=True,
             logits_to_keep=1,
         )
+        assert out.hidden_states is not None  # requested above
         hires = inputs.get("pixel_values_hires")
         # Only the answer's [SEG]s make masks: those of the prompt and the history belong to other
         # turns (or are text a user typed), so they are hidden from the decoder.
@@ -376,7 +333,7 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         return self.decode_masks(
             out.hidden_states[-1],
             answer_only,
-            vision,
+            out.vision_features,
             None,
             pixels=hires,
             wavelengths=inputs.get("wavelengths"),
@@ -403,7 +360,7 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         # The ids ride along with the embeddings so that logits processors (repetition penalty)
         # see the prompt; image positions get a harmless in-vocabulary id.
-        safe_ids = input_ids.masked_fill(input_ids == self.config.image_token_id, 0)
+        safe_ids = input_ids.masked_fill(self.model.get_placeholder_mask(input_ids), 0)
         sequences = self.language_model.generate(
             input_ids=safe_ids,
             inputs_embeds=embeds,

@@ -98,13 +98,15 @@ def _llm_device_map(device_map: Any, device: Any) -> Any:
 class SkyEyePreTrainedModel(PreTrainedModel):
     """Base class of SkyEye models: config class, loading, saving and transformers' switches.
 
-    Subclasses own a `language_model` (any transformers causal LM, optionally PEFT-wrapped) and
-    other children (vision tower, projector, mask head) whose weights live in `model.safetensors`.
+    Subclasses (`SkyEyeModel`, the backbone; `SkyEyeForConditionalGeneration` on top) own a
+    `language_model` (any transformers causal LM, optionally PEFT-wrapped) and other children
+    (vision tower, projector, mask head) whose weights live in `model.safetensors`.
     """
 
     config_class = SkyEyeConfig
-    # There is no headless SkyEye model to load into a head class: `base_model` is the model itself.
-    base_model_prefix = "skyeye"
+    # As Llava: `base_model` of the conditional-generation class is its backbone `model`
+    # (`SkyEyeModel`), that of the backbone itself.
+    base_model_prefix = "model"
     main_input_name = "input_ids"
     input_modalities = ["image", "text"]
     supports_gradient_checkpointing = True
@@ -119,6 +121,8 @@ class SkyEyePreTrainedModel(PreTrainedModel):
 
     #: the causal LM (a transformers model, or a PEFT model wrapping one)
     language_model: Any
+    #: prefixes of folder keys that belong to a class on top, skipped when loading this one
+    _head_key_prefixes: tuple[str, ...] = ()
 
     def _init_weights(self, module: nn.Module) -> None:
         """Leave weights as they are.
