@@ -56,14 +56,6 @@ EXAMPLES: dict[str, Example] = {
 }
 
 
-def get_example(name: str) -> Example:
-    """The bundled example called `name`."""
-    try:
-        return EXAMPLES[name]
-    except KeyError:
-        raise KeyError(f"unknown example {name!r}; known: {list_examples()}") from None
-
-
 def list_examples() -> list[str]:
     return list(EXAMPLES)
 

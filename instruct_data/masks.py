@@ -46,8 +46,3 @@ def segmentation_to_rle(seg: Any, height: int, width: int) -> dict:
     ):
         raise ValueError("segmentation must be a list of polygons with at least 3 points each")
     return _to_text(mask_utils.merge(mask_utils.frPyObjects(seg, height, width)))
-
-
-def rle_area(rle: dict) -> int:
-    """Number of foreground pixels."""
-    return int(mask_utils.area(_to_coco(rle)))

@@ -225,10 +225,3 @@ def load_llm(
     except OSError as err:
         raise _not_found(source, err) from err
     return load_language_model(source, cache_dir=cache_dir, dtype=dtype or torch.float32), tokenizer
-
-
-def load_tokenizer(source: str, *, cache_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
-    """Load only the tokenizer of an LLM reference."""
-    return AutoTokenizer.from_pretrained(
-        resolve_llm_path(source, cache_dir), trust_remote_code=False
-    )
