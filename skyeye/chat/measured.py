@@ -13,10 +13,17 @@ sentence is replaced by a plain one ("No, there is no water.").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from skyeye.grounding.geo import MaskArea
+
+# One parser per answer kind (`skyeye.grounding.parse`): the shares, areas and yes/no read here
+# are the ones evaluation reads.
+from skyeye.grounding.parse import AREA as _AREA
+from skyeye.grounding.parse import AREA_UNITS as _UNITS
+from skyeye.grounding.parse import MEASURED_NOTE_OPEN
+from skyeye.grounding.parse import SHARE as _SHARE
+from skyeye.grounding.parse import VERDICT as _VERDICT
 
 __all__ = [
     "PRESENT_MIN_SHARE",
@@ -31,31 +38,6 @@ __all__ = [
 #: call a class present from 1 % of a tile and absent at 0 %; half of 1 % leaves room for a few
 #: stray pixels either way.
 PRESENT_MIN_SHARE = 0.005
-# "[SEG]" then, after optional punctuation, a first sentence that starts with yes or no.
-_VERDICT = re.compile(r"(\[SEG\][\s.:,;-]*)(yes|no)\b([^.!?]*[.!?]?)", re.IGNORECASE)
-
-_NUMBER = r"(\d[\d,]*(?:\.\d+)?)"
-_SHARE = re.compile(_NUMBER + r"\s*(%|percent\b|per cent\b)", re.IGNORECASE)
-_UNITS = {
-    "ha": 1e4,
-    "hectare": 1e4,
-    "hectares": 1e4,
-    "km²": 1e6,
-    "km2": 1e6,
-    "square kilometers": 1e6,
-    "square kilometres": 1e6,
-    "m²": 1.0,
-    "m2": 1.0,
-    "square meters": 1.0,
-    "square metres": 1.0,
-}
-_AREA = re.compile(
-    _NUMBER
-    + r"\s*("
-    + "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
-    + r")(?![\w²])",
-    re.IGNORECASE,
-)
 
 
 def states_amount(text: str) -> bool:
@@ -84,7 +66,7 @@ def measured_note(area: MaskArea, phrase: str | None = None) -> str:
     """'(measured on the mask: water 45.6 ha, 12.3% of the valid pixels)'."""
     what = f"{phrase} " if phrase else ""
     size = f"{format_area(area.m2)}, " if area.m2 is not None else ""
-    return f"(measured on the mask: {what}{size}{100 * area.share:.1f}% of the valid pixels)"
+    return f"{MEASURED_NOTE_OPEN} {what}{size}{100 * area.share:.1f}% of the valid pixels)"
 
 
 def state_verdict(

@@ -4,6 +4,11 @@
 Reads unified instruction JSONL (docs/instruction_format.md), asks each record's question through
 `ChatSession`, scores with `skyeye.evaluation` and writes a JSON report with the metrics, every
 prediction, the skipped records and the exact settings. See docs/evaluation.md.
+
+With ``--train TRAIN.jsonl`` the data is a ``from_rasters`` held-out split and the task one of
+presence, amount, refseg, mcq, count, grounding: the held-out driver (`skyeye.evaluation.heldout`,
+the skyeye-tiny card's code) asks it on up to ``--limit`` tiles (default 400) beside its
+baselines (majority answers counted in TRAIN, the blind model, median box, index thresholds).
 Exit status: 0 report written, 1 report written but no record could be evaluated, 2 bad usage.
 """
 
@@ -17,9 +22,10 @@ from collections.abc import Sequence
 from skyeye.chat.session import DEFAULT_SYSTEM_PROMPT, GenerationSettings
 from skyeye.constants import DTYPE_NAMES, torch_dtype
 from skyeye.evaluation.config import EvalConfig
-from skyeye.evaluation.report import write_report
+from skyeye.evaluation.report import REPORT_VERSION, write_report
 from skyeye.evaluation.runner import evaluate
 from skyeye.evaluation.samples import EVAL_TASKS
+from skyeye.evaluation.tasks import list_tasks
 from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
 
 logger = logging.getLogger(__name__)
@@ -33,9 +39,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
     p.add_argument("--data", required=True, help="unified instruction JSONL file")
-    p.add_argument("--task", required=True, choices=EVAL_TASKS)
+    p.add_argument("--task", required=True, choices=list_tasks())
     p.add_argument("--out", required=True, help="report JSON to write")
-    p.add_argument("--limit", type=int, default=None, help="at most N records of the task")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="at most N records of the task (with --train: N tiles, default 400)",
+    )
+    p.add_argument(
+        "--train",
+        default=None,
+        help="from_rasters train.jsonl: --data is its held-out split, scored beside the baselines "
+        "(majority answers counted here)",
+    )
+    p.add_argument(
+        "--ndwi-threshold", type=float, default=0.0, help="with --train: the NDWI baseline's t"
+    )
+    p.add_argument(
+        "--vv-db-threshold", type=float, default=-15.0, help="with --train: the VV baseline's dB"
+    )
     p.add_argument(
         "--image-root",
         default=None,
@@ -119,6 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_new_tokens < 1 or args.read_size < 1:
         print("error: --max-new-tokens and --read-size must be positive", file=sys.stderr)
         return 2
+    if args.train is not None:
+        return run_heldout(args, argv)
+    if args.task not in EVAL_TASKS:
+        print(
+            f"error: --task {args.task} is asked on held-out tiles: pass --train", file=sys.stderr
+        )
+        return 2
     try:
         config = EvalConfig(
             task=args.task,
@@ -135,15 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scene_batch=args.scene_batch,
             scene_gsd=args.scene_gsd,
         )
-        settings = GenerationSettings(
-            max_new_tokens=args.max_new_tokens,
-            do_sample=args.do_sample,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            repetition_penalty=args.repetition_penalty,
-            system_prompt=None if args.system_prompt.lower() == "none" else args.system_prompt,
-            read_size=args.read_size,
-        )
+        settings = _settings(args)
         report = evaluate(
             args.model,
             args.data,
@@ -174,6 +196,82 @@ def main(argv: Sequence[str] | None = None) -> int:
         path,
     )
     return 0 if report["metrics"] is not None else 1
+
+
+def _settings(args: argparse.Namespace) -> GenerationSettings:
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.do_sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        system_prompt=None if args.system_prompt.lower() == "none" else args.system_prompt,
+        read_size=args.read_size,
+    )
+
+
+def run_heldout(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """``--train``: the held-out driver on one task; the report has its blocks and rows."""
+    from pathlib import Path
+
+    from skyeye.evaluation.heldout import HELD_OUT_TASKS, evaluate_heldout, open_asker
+
+    if args.task not in HELD_OUT_TASKS:
+        print(f"error: --task {args.task} is not asked on held-out tiles", file=sys.stderr)
+        return 2
+    data, train = Path(args.data), Path(args.train)
+    for f in (data, train):
+        if not f.is_file():
+            print(
+                f"error: {f}: no such file (from_rasters val.jsonl / train.jsonl)", file=sys.stderr
+            )
+            return 2
+    try:
+        settings = _settings(args)
+        asker = open_asker(
+            args.model,
+            settings=settings,
+            dtype=torch_dtype(args.dtype),
+            device=args.device,
+            cache_dir=args.cache_dir,
+        )
+        result = evaluate_heldout(
+            asker,
+            data,
+            train,
+            tasks=[args.task],
+            max_tiles=args.limit or 400,
+            ndwi_threshold=args.ndwi_threshold,
+            vv_db_threshold=args.vv_db_threshold,
+        )
+    except (ValueError, OSError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    command = ["python", "-m", "skyeye.evaluate", *(sys.argv[1:] if argv is None else argv)]
+    report = {
+        "report_version": REPORT_VERSION,
+        "task": args.task,
+        "metrics": result["tasks"] or None,
+        "rows": result["rows"],
+        "priors": result["priors"],
+        "settings": {
+            "model": args.model,
+            "data": str(data),
+            "train": str(train),
+            "max_tiles": args.limit or 400,
+            "ndwi_threshold": args.ndwi_threshold,
+            "vv_db_threshold": args.vv_db_threshold,
+            "decoding": settings.generate_kwargs(),
+            "read_size": settings.read_size,
+            "system_prompt": settings.system_prompt,
+            "dtype": args.dtype,
+            "device": args.device,
+            "command": command,
+        },
+    }
+    path = write_report(report, args.out)
+    logger.info("%s on %d held-out tiles; report %s", args.task, result["rows"]["tiles"], path)
+    return 0 if any(v for k, v in result["rows"].items() if k != "tiles") else 1
 
 
 def _short(metrics: dict | None) -> str:

@@ -7,14 +7,13 @@ Every ``*_metrics`` function returns the aggregate numbers plus ``per_sample`` d
   Acc@0.5 counts IoU strictly > 0.5.
 * Referring segmentation: gIoU = mean per-sample IoU (empty union = 1), cIoU = Σ inter / Σ union,
   precision@t = share of samples with IoU strictly > t.
-* VQA exact match, MCQ letter extraction, captions (BLEU-4, ROUGE-L, CIDEr-D in
+* VQA exact match, MCQ letters (`skyeye.grounding.parse.parse_letter`), captions (BLEU-4, ROUGE-L, CIDEr-D in
   :mod:`skyeye.evaluation.caption_metrics`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 from skyeye.constants import MCQ_LETTERS
 from skyeye.evaluation.caption_metrics import bleu, caption_metrics, cider_d, rouge_l, tokenize
 from skyeye.grounding.parse import GroundedBox, box_corners
+from skyeye.grounding.parse import parse_letter as mcq_extract_letter
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ __all__ = [
     "caption_metrics",
     "cider_d",
     "grounding_metrics",
+    "iou_summary",
+    "mask_iou",
     "mcq_extract_letter",
     "mcq_metrics",
     "normalize_vqa_answer",
@@ -247,6 +249,30 @@ def _as_bool(mask: Any, what: str) -> np.ndarray:
     return arr
 
 
+def _unit_iou(inter: int, union: int) -> float:
+    """IoU of one unit; an empty union (empty prediction, empty target) is a perfect 1."""
+    return inter / union if union else 1.0
+
+
+def mask_iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, int, int]:
+    """(IoU, intersection, union) of two boolean masks of one grid (both empty: IoU 1)."""
+    inter, union = int((pred & gt).sum()), int((pred | gt).sum())
+    return _unit_iou(inter, union), inter, union
+
+
+def iou_summary(units: Sequence[tuple[float, int, int]]) -> dict[str, float]:
+    """gIoU and cIoU of (IoU, intersection, union) units, by the rules of `refseg_metrics`
+    (cIoU 1 when every union is empty); ``{"n": 0}`` without units."""
+    if not units:
+        return {"n": 0}
+    tot_i, tot_u = sum(u[1] for u in units), sum(u[2] for u in units)
+    return {
+        "n": len(units),
+        "giou": float(np.mean([u[0] for u in units])),
+        "ciou": float(_unit_iou(tot_i, tot_u)),
+    }
+
+
 def refseg_metrics(
     pred_masks: Sequence[Any | None],
     gt_masks: Sequence[Any],
@@ -272,7 +298,7 @@ def refseg_metrics(
                 f"sample {i}: predicted mask {p.shape} and target {g.shape} differ; "
                 "resize the prediction to the target grid first"
             )
-        inter, union = int((p & g).sum()), int((p | g).sum())
+        iou, inter, union = mask_iou(p, g)
         tot_i += inter
         tot_u += union
         per_sample.append(
@@ -281,13 +307,13 @@ def refseg_metrics(
                 "parseable": pm is not None,
                 "intersection": inter,
                 "union": union,
-                "iou": inter / union if union else 1.0,
+                "iou": iou,
             }
         )
     n = len(per_sample)
     out: dict[str, Any] = {
         "giou": float(np.mean([s["iou"] for s in per_sample])) if n else 0.0,
-        "ciou": tot_i / tot_u if tot_u else 1.0,
+        "ciou": _unit_iou(tot_i, tot_u),
     }
     for t in thresholds:
         out[f"precision@{t:g}"] = float(np.mean([s["iou"] > t for s in per_sample])) if n else 0.0
@@ -326,44 +352,6 @@ def vqa_exact_match(
         "n": n,
         "per_sample": per_sample,
     }
-
-
-_ONLY_LETTER = re.compile(r"^\W*\(?([A-D])\)?\W*$")
-_LEADING = re.compile(r"^\s*\(?([A-D])(?:[.):]|\s*$)")
-_PAREN = re.compile(r"\(([A-D])\)")
-_ANSWER_IS = re.compile(
-    r"(?:answer|option|choice)\s*(?:is|:)?\s*[:\-]?\s*\(?([A-D])\b", re.IGNORECASE
-)
-_STANDALONE = re.compile(r"(?<![\w'])([A-D])(?![\w'])")
-
-
-def mcq_extract_letter(text: str | None) -> str | None:
-    """The option letter (A-D) an answer picks, or None if it cannot be told.
-
-    Rules, first that applies: (1) the answer is just a letter ("B", "(B)", "B."); (2) it
-    starts with one followed by ".", ")" or ":" ("B. harbour", "C) 3"); (3) "answer/option/
-    choice is B", "Answer: (C)"; (4) one letter in parentheses "(D)"; (5) exactly one distinct
-    standalone capital A-D in the text, not counting "A" used as an article before a
-    lower-case word. Anything else, e.g. "B or C", is None.
-    """
-    if not isinstance(text, str):
-        return None
-    for rx in (_ONLY_LETTER, _LEADING):
-        m = rx.match(text)
-        if m:
-            return m.group(1)
-    m = _ANSWER_IS.search(text)
-    if m and m.group(1).upper() in MCQ_LETTERS and m.group(1).isupper():
-        return m.group(1)
-    parens = set(_PAREN.findall(text))
-    if len(parens) == 1:
-        return parens.pop()
-    found = set()
-    for m in _STANDALONE.finditer(text):
-        if m.group(1) == "A" and re.match(r"\s+[a-z]", text[m.end() :]):
-            continue  # "A large harbour": the article
-        found.add(m.group(1))
-    return found.pop() if len(found) == 1 else None
 
 
 def mcq_metrics(preds: Sequence[str | None], answers: Sequence[str]) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from skyeye.evaluation.samples import (
     record_id,
 )
 from skyeye.evaluation.scene_eval import predict_scene, takes_scene_path
-from skyeye.evaluation.scoring import Prediction, get_scorer
+from skyeye.evaluation.scoring import Prediction
+from skyeye.evaluation.tasks import get_task
 from skyeye.io.raster import RasterImage
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
 from skyeye.processing.processor import SkyEyeProcessor
@@ -192,7 +193,7 @@ def run_evaluation(
             skipped.append(
                 {"id": sample.id, "line": sample.line, "reason": err.reason, "detail": err.detail}
             )
-    metrics, per, unparseable = get_scorer(config.task)(preds) if preds else (None, [], [])
+    metrics, per, unparseable = get_task(config.task).score(preds) if preds else (None, [], [])
     if not preds:
         logger.warning("no record of %s was evaluated; the report has no metrics", data)
     reasons: dict[str, int] = {}

@@ -1,14 +1,15 @@
 """Scoring of evaluated samples with the metrics of :mod:`skyeye.evaluation`.
 
-Each ``score_<task>`` takes the evaluated samples (`Prediction`s) and returns
-``(metrics, per_sample, unparseable_ids)``: the aggregate numbers, one report entry per sample
+Each ``score_<task>`` (how the tasks of `skyeye.evaluation.tasks` score the record runner's
+answers) takes the evaluated samples (`Prediction`s) and returns ``(metrics, per_sample,
+unparseable_ids)``: the aggregate numbers, one report entry per sample
 (added to the common fields the runner writes) and the ids whose answer had nothing to score.
 No metric is computed here: the numbers are exactly those of :mod:`skyeye.evaluation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from skyeye.evaluation.metrics import (
     vqa_exact_match,
 )
 from skyeye.evaluation.samples import EvalSample, encode_mask
-from skyeye.grounding.parse import GroundedBox
+from skyeye.grounding.parse import GroundedBox, parse_yes_no, strip_grounding
 from skyeye.io.resample import resize_mask
 
 Scored = tuple[dict[str, Any], list[dict[str, Any]], list[str]]
@@ -63,11 +64,25 @@ def score_caption(preds: Sequence[Prediction]) -> Scored:
     return metrics, per, []
 
 
+def vqa_answer(text: str, reference: str) -> tuple[str | None, str]:
+    """(answer, reference) as VQA compares them: a reference that opens with yes or no (after a
+    leading mask) is a yes/no question, and the yes/no each opens with is compared
+    (`parse_yes_no`, the skyeye-tiny card's rule: "<p>forest</p> [SEG] Yes, ... (measured on the
+    mask: ...)" is "yes"); otherwise the words without a leading mask or the measured note
+    (`strip_grounding`). The answer is None when it has nothing of that kind."""
+    gold = parse_yes_no(reference)
+    if gold is not None:
+        return parse_yes_no(text), gold
+    return strip_grounding(text) or None, strip_grounding(reference)
+
+
 def score_vqa(preds: Sequence[Prediction]) -> Scored:
-    """Exact match after `normalize_vqa_answer`; an empty answer is unparseable (and wrong)."""
-    m = vqa_exact_match([p.text or None for p in preds], [p.sample.reference for p in preds])
+    """Exact match of `vqa_answer`s after `normalize_vqa_answer`; an answer with nothing to
+    compare (empty, or no yes/no for a yes/no question) is unparseable and wrong."""
+    pairs = [vqa_answer(p.text, p.sample.reference) for p in preds]
+    m = vqa_exact_match([a for a, _ in pairs], [r for _, r in pairs])
     per = [{"normalized": s["prediction"], "correct": s["correct"]} for s in m["per_sample"]]
-    bad = [p.sample.id for p in preds if not p.text]
+    bad = [p.sample.id for p, (a, _) in zip(preds, pairs, strict=True) if a is None]
     return {"accuracy": m["accuracy"], "n": m["n"]}, per, bad
 
 
@@ -148,20 +163,3 @@ def score_refseg(preds: Sequence[Prediction]) -> Scored:
     metrics["n_records"] = len(preds)
     bad = [p.sample.id for p, e in zip(preds, per, strict=True) if not e["parseable"]]
     return metrics, per, bad
-
-
-SCORERS: dict[str, Callable[[Sequence[Prediction]], Scored]] = {
-    "caption": score_caption,
-    "vqa": score_vqa,
-    "mcq": score_mcq,
-    "grounding": score_grounding,
-    "refseg": score_refseg,
-}
-
-
-def get_scorer(task: str) -> Callable[[Sequence[Prediction]], Scored]:
-    """The scoring function of evaluation ``task``."""
-    try:
-        return SCORERS[task]
-    except KeyError:
-        raise ValueError(f"unknown evaluation task {task!r}; known: {', '.join(SCORERS)}") from None

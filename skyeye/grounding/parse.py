@@ -1,4 +1,8 @@
-"""Boxes, phrases and ``[SEG]`` markers in model text: parse and format.
+"""Boxes, phrases, ``[SEG]`` markers and answers in model text: parse and format.
+
+This module holds the one parser of each answer kind (the one-copy test checks it): boxes,
+``[SEG]`` phrases, and the words of an answer (yes/no, option letter, count, share, area); the
+chat (`skyeye.chat.measured`) and evaluation (`skyeye.evaluation`) import them.
 
 Text conventions (GeoChat / MiniGPT-v2 / SkyEyeGPT compatible, see DESIGN.md):
 
@@ -29,22 +33,34 @@ import math
 import re
 from dataclasses import dataclass, replace
 
+from skyeye.constants import MCQ_LETTERS, SEG_TOKEN
 from skyeye.constants import PHRASE_CLOSE as PHRASE_END
 from skyeye.constants import PHRASE_OPEN as PHRASE_START
-from skyeye.constants import SEG_TOKEN
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ANSWER_PARSERS",
+    "AREA",
+    "AREA_UNITS",
+    "MEASURED_NOTE_OPEN",
     "PHRASE_END",
     "PHRASE_START",
     "SEG_TOKEN",
+    "SHARE",
+    "VERDICT",
     "GroundedBox",
     "box_corners",
     "format_box",
     "format_boxes",
+    "parse_area_m2",
     "parse_boxes",
+    "parse_count",
+    "parse_letter",
+    "parse_percent",
     "parse_seg_phrases",
+    "parse_yes_no",
+    "strip_grounding",
 ]
 
 
@@ -241,3 +257,132 @@ def box_corners(
     c, s = math.cos(t), math.sin(t)
     # Counter-clockwise on screen with y down: (1, 0) -> (cos t, -sin t).
     return [(cx + (x - cx) * c + (y - cy) * s, cy - (x - cx) * s + (y - cy) * c) for x, y in pts]
+
+
+# ---------------------------------------------------------------- answers
+#: How the chat's note of measured figures opens (`skyeye.chat.measured.measured_note` writes it).
+MEASURED_NOTE_OPEN = "(measured on the mask:"
+_MEASURED_NOTE = re.compile(r"\s*" + re.escape(MEASURED_NOTE_OPEN) + r"[^)]*\)?")
+# What may follow a mask before the words: spaces and light punctuation ("[SEG]. No.").
+_AFTER_MASK = r"[\s.:,;-]*"
+# The looks-first opening of an answer: "<p>water</p> [SEG] " (skyeye-tiny: mask, then words).
+_LEADING_MASK = re.compile(r"^\s*(?:<p>[^<]*</p>\s*)?(?:\[SEG\])?" + _AFTER_MASK)
+#: A yes/no sentence right after a ``[SEG]``: the mask's verdict ("<p>water</p> [SEG] Yes.").
+VERDICT = re.compile(r"(\[SEG\]" + _AFTER_MASK + r")(yes|no)\b([^.!?]*[.!?]?)", re.IGNORECASE)
+_YES_NO = re.compile(r"\W*(yes|no)\b", re.IGNORECASE)
+
+_NUMBER = r"(\d[\d,]*(?:\.\d+)?)"
+#: A stated share of the image: "12 %", "12.5 percent", "3 per cent".
+SHARE = re.compile(_NUMBER + r"\s*(%|percent\b|per cent\b)", re.IGNORECASE)
+#: m² per unit of a stated ground area.
+AREA_UNITS: dict[str, float] = {
+    "ha": 1e4,
+    "hectare": 1e4,
+    "hectares": 1e4,
+    "km²": 1e6,
+    "km2": 1e6,
+    "square kilometers": 1e6,
+    "square kilometres": 1e6,
+    "m²": 1.0,
+    "m2": 1.0,
+    "square meters": 1.0,
+    "square metres": 1.0,
+}
+#: A stated ground area: "3.5 ha", "40 km²" (group 1 the number, group 2 the unit).
+AREA = re.compile(
+    _NUMBER
+    + r"\s*("
+    + "|".join(re.escape(u) for u in sorted(AREA_UNITS, key=len, reverse=True))
+    + r")(?![\w²])",
+    re.IGNORECASE,
+)
+_COUNT = re.compile(r"^\D*?(\d+)\b")
+
+_ONLY_LETTER = re.compile(r"^\W*\(?([A-D])\)?\W*$")
+_LEADING_LETTER = re.compile(r"^\s*\(?([A-D])(?:[.):]|\s*$)")
+_PAREN_LETTER = re.compile(r"\(([A-D])\)")
+_ANSWER_IS = re.compile(
+    r"(?:answer|option|choice)\s*(?:is|:)?\s*[:\-]?\s*\(?([A-D])\b", re.IGNORECASE
+)
+_STANDALONE_LETTER = re.compile(r"(?<![\w'])([A-D])(?![\w'])")
+
+
+def strip_grounding(text: object) -> str:
+    """The words of an answer: without a leading mask (``<p>water</p> [SEG]``, the looks-first
+    grammar) and without the chat's measured note; '' for a non-string."""
+    text = _safe_text(text)
+    return _MEASURED_NOTE.sub("", _LEADING_MASK.sub("", text, count=1)).strip()
+
+
+def parse_yes_no(text: object) -> str | None:
+    """'yes' / 'no': the word the answer opens with, after a leading mask; else None."""
+    found = _YES_NO.match(strip_grounding(text))
+    return found.group(1).lower() if found else None
+
+
+def _number(raw: str) -> float:
+    return float(raw.replace(",", ""))
+
+
+def parse_percent(text: object) -> float | None:
+    """The share (0..100) an answer states (`SHARE`, the first one); 'less than 1%' -> 0.5."""
+    words = strip_grounding(text)
+    if "less than 1%" in words.lower():
+        return 0.5
+    found = SHARE.search(words)
+    return _number(found.group(1)) if found else None
+
+
+def parse_area_m2(text: object) -> float | None:
+    """The first ground area an answer states (`AREA`), in m²; None when there is none."""
+    found = AREA.search(strip_grounding(text))
+    return _number(found.group(1)) * AREA_UNITS[found.group(2).lower()] if found else None
+
+
+def parse_count(text: object) -> int | None:
+    """The first whole number of an answer ('3', 'There are 3.'), after a leading mask."""
+    found = _COUNT.match(strip_grounding(text))
+    return int(found.group(1)) if found else None
+
+
+def parse_letter(text: object) -> str | None:
+    """The option letter (A-D) an answer picks, or None if it cannot be told.
+
+    Read after a leading mask. Rules, first that applies: (1) the answer is just a letter ("B",
+    "(B)", "B."); (2) it starts with one followed by ".", ")" or ":" ("B. harbour", "C) 3");
+    (3) "answer/option/choice is B", "Answer: (C)"; (4) one letter in parentheses "(D)";
+    (5) exactly one distinct standalone capital A-D in the text, not counting "A" used as an
+    article before a lower-case word ("A large harbour with boats." picks nothing). Anything
+    else, e.g. "B or C" (two letters: ambiguous), is None.
+    """
+    if not isinstance(text, str):
+        return None
+    text = strip_grounding(text)
+    for rx in (_ONLY_LETTER, _LEADING_LETTER):
+        m = rx.match(text)
+        if m:
+            return m.group(1)
+    m = _ANSWER_IS.search(text)
+    if m and m.group(1) in MCQ_LETTERS:
+        return m.group(1)
+    parens = set(_PAREN_LETTER.findall(text))
+    if len(parens) == 1:
+        return parens.pop()
+    found = set()
+    for m in _STANDALONE_LETTER.finditer(text):
+        if m.group(1) == "A" and re.match(r"\s+[a-z]", text[m.end() :]):
+            continue  # "A large harbour": the article
+        found.add(m.group(1))
+    return found.pop() if len(found) == 1 else None
+
+
+#: The one parser of each answer kind, by kind (the tasks of `skyeye.evaluation` name theirs).
+ANSWER_PARSERS = {
+    "yes_no": parse_yes_no,
+    "letter": parse_letter,
+    "count": parse_count,
+    "percent": parse_percent,
+    "area": parse_area_m2,
+    "boxes": parse_boxes,
+    "text": strip_grounding,
+}

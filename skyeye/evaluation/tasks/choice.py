@@ -1,0 +1,31 @@
+"""The metric block of questions with one exact answer (a letter, a count)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from skyeye.evaluation.tasks.base import Row
+
+
+def summarise_choice(rows: list[Row]) -> dict[str, Any]:
+    """Accuracy of exact answers vs the blind model and the baseline; counts add within +-1."""
+    out: dict[str, Any] = {
+        "n": len(rows),
+        "accuracy": float(np.mean([r["pred"] == r["gold"] for r in rows])),
+        "blind_accuracy": float(np.mean([r["blind"] == r["gold"] for r in rows])),
+        "baseline_accuracy": float(np.mean([r["baseline"] == r["gold"] for r in rows])),
+        "unparseable": int(sum(r["pred"] is None for r in rows)),
+    }
+    if rows and isinstance(rows[0]["gold"], int):
+
+        def near(key: str) -> float:
+            return float(
+                np.mean([r[key] is not None and abs(r[key] - r["gold"]) <= 1 for r in rows])
+            )
+
+        out.update(
+            within_1=near("pred"), blind_within_1=near("blind"), baseline_within_1=near("baseline")
+        )
+    return out
