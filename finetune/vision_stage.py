@@ -112,26 +112,21 @@ class TileBank:
     def __init__(
         self, tiles: dict[str, TileTargets], root: Path, processor: Any, classes: list[str]
     ) -> None:
-        from skyeye.io.raster import read_raster
+        from skyeye.data.record_image import read_record_image
 
         self.classes = classes
         index = {c: i for i, c in enumerate(classes)}
         size = processor.image_processor.image_size
         self.items: list[dict[str, Any]] = []
         for key, tile in tqdm(sorted(tiles.items()), desc="tiles", unit="tile"):
-            image = tile.image
-            path = image["path"]
-            src = [str(root / p) for p in path] if isinstance(path, list) else str(root / path)
-            kwargs: dict[str, Any] = {"max_size": size}
-            waves = image.get("wavelengths")
-            if image.get("band_names"):
-                kwargs["band_names"] = image["band_names"]
-            if waves is not None and all(w is not None for w in waves):
-                kwargs["wavelengths"] = [float(w) for w in waves]
-            if image.get("modality") == "sar":
-                kwargs["sensor"] = "sentinel-1"
             try:
-                raster = read_raster(src, **kwargs)
+                # Read as the training dataset reads it (skyeye.data.record_image).
+                raster = read_record_image(
+                    tile.image,
+                    root,
+                    max_size=size,
+                    sar_wavelength=processor.image_processor.sar_wavelength,
+                )
                 batch = processor.image_processor([raster])
             except Exception as err:  # noqa: BLE001 - a bad tile is skipped and named
                 logger.warning("skipping %s: %s", key, err)

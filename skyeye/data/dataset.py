@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from skyeye.constants import IGNORE_INDEX, IMAGE_TOKEN, SEG_TOKEN
+from skyeye.data.record_image import read_record_image, record_image_source
 from skyeye.errors import ImagePathError, RecordError, UnsafePathError
-from skyeye.io.paths import resolve_image
-from skyeye.io.raster import RasterImage, read_raster
+from skyeye.io.raster import RasterImage
 from skyeye.io.resample import resize_mask
 from skyeye.io.rle import decode_rle
 from skyeye.processing.processor import SkyEyeProcessor
@@ -195,15 +195,19 @@ class InstructionDataset(torch.utils.data.Dataset):
         except RecordError as err:
             return err.record_id or ""
 
+    def _image_root(self, ref: RecordRef) -> Path:
+        """The folder a record's relative image paths start from."""
+        return self.image_root if self.image_root is not None else Path(ref.file).parent
+
     def _image_source(self, path: str | list[str], ref: RecordRef) -> str | list[str]:
         """The checked file(s) or band folder of a record's image path under the image root.
 
         Raises `UnsafePathError` (absolute, or leaving the root) or `ImagePathError` (missing, a
         FIFO/device, a folder without band files).
         """
-        root = self.image_root if self.image_root is not None else Path(ref.file).parent
-        found = resolve_image(path, root, allow_absolute=self.allow_absolute_paths)
-        return [str(p) for p in found] if isinstance(found, list) else str(found)
+        return record_image_source(
+            path, self._image_root(ref), allow_absolute=self.allow_absolute_paths
+        )
 
     def check(self, index: int, *, tokenize: bool = False) -> str | None:
         """The reason record `index` cannot be used (None when fine), without reading pixels.
@@ -244,47 +248,13 @@ class InstructionDataset(torch.utils.data.Dataset):
         hires = self.processor.image_processor.hires_size
         if hires is not None and scale > 1.0:
             size = max(size, hires)
-        source = self._image_source(image["path"], ref)
-        names = image.get("band_names")
-        waves = image.get("wavelengths")
-        kwargs: dict[str, Any] = {"max_size": size}
-        if waves is not None and all(w is not None for w in waves):
-            kwargs["wavelengths"] = [float(w) for w in waves]
-        sar = image.get("modality") == "sar"
-        if isinstance(source, list) and names is not None and len(names) != len(source):
-            # Several multi-band files (ChatEarthNet's PNG triplets): read each, stack the bands.
-            parts = [read_raster(s, max_size=size) for s in source]
-            if len({p.data.shape[1:] for p in parts}) != 1:
-                raise ValueError(
-                    f"the files of one image differ in size: {[p.shape for p in parts]}"
-                )
-            data = np.concatenate([p.data for p in parts])
-            if data.shape[0] != len(names):
-                raise ValueError(f"{len(names)} band_names for {data.shape[0]} bands")
-            return RasterImage(
-                data=data,
-                band_names=list(names),
-                wavelengths=kwargs.get("wavelengths"),
-                path=source[0],
-            )
-        if names is not None:
-            kwargs["band_names"] = names
-            if sar:
-                kwargs["sensor"] = "sentinel-1"
-        raster = read_raster(source, **kwargs)
-        if sar and names is None:
-            # A SAR picture without band names (EarthMind's PNG renderings): its pixels are a
-            # display stretch, so keep them as they are, but condition the tower on the
-            # checkpoint's SAR placeholder wavelength instead of the RGB ones a PNG implies.
-            placeholder = self.processor.image_processor.sar_wavelength
-            if placeholder is None:
-                raise ValueError(
-                    "a SAR image needs the model's sar_wavelength placeholder; set "
-                    "data.sar_wavelength in the recipe (5.405 for DOFA v2 / DOFA-CLIP, 3.75 for DOFA v1)"
-                )
-            raster.wavelengths = [placeholder] * raster.data.shape[0]
-            raster.sensor = None
-        return raster
+        return read_record_image(
+            image,
+            self._image_root(ref),
+            max_size=size,
+            sar_wavelength=self.processor.image_processor.sar_wavelength,
+            allow_absolute=self.allow_absolute_paths,
+        )
 
     def _masks(
         self, record: dict, hires: list[torch.Tensor] | None = None
