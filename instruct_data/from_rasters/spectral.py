@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from skyeye.errors import MissingBandError
 from skyeye.evaluation.label_rules import (
     DEFAULT_THRESHOLDS,
     SAR_WINDOW,
@@ -25,6 +26,7 @@ from skyeye.io.raster import RasterImage
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "MissingBandError",
     "SAR_WINDOW",
     "band_index",
     "box_mean",

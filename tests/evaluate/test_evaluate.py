@@ -69,6 +69,44 @@ def test_vqa_exact_match_through_the_pipeline(seg_model, data):
     assert session.seen[0][0] == "Is there water?"  # the question without <image>
 
 
+def test_vqa_reads_the_looks_first_grammar(seg_model, data):
+    """skyeye-tiny answers "is there X?" with the mask first and the chat appends the measured
+    figures: the yes/no is what is scored (it scored 0 before), and words after a mask too."""
+    note = "(measured on the mask: forest 4.5 ha, 12.0% of the valid pixels)"
+    answers = [f"<p>forest</p> [SEG] Yes, there is forest. {note}", "<p>lake</p> [SEG] two"]
+    report = run_evaluation(ScriptedSession(*seg_model, answers), data, _config("vqa", data))
+    assert report["metrics"] == {"accuracy": 1.0, "n": 2}
+    assert [s["normalized"] for s in report["samples"]] == ["yes", "two"]
+    wrong = ["<p>forest</p> [SEG] No. " + note, "<p>lake</p> [SEG]"]
+    report = run_evaluation(ScriptedSession(*seg_model, wrong), data, _config("vqa", data))
+    assert report["metrics"]["accuracy"] == 0.0 and report["unparseable"] == ["vqa2"]
+
+
+def test_tasks_are_registered_by_kind_and_a_new_one_can_join():
+    from skyeye.evaluation import tasks
+
+    assert {"presence", "amount", "count", "mcq", "grounding", "caption", "refseg", "vqa"} <= set(
+        tasks.list_tasks()
+    )
+    assert {"blind", "majority", "median_box", "index_thresholds"} <= set(tasks.list_baselines())
+    assert tasks.get_task("mcq").parse("The answer is C.") == "C"
+    assert tasks.get_task("presence").parse("<p>water</p> [SEG] No.") == "no"
+
+    class Change(tasks.Task):
+        name = "change-test"
+
+    try:
+        assert tasks.register_task(Change()) is tasks.get_task("change-test")
+        with pytest.raises(ValueError, match="registered already"):
+            tasks.register_task(Change())
+    finally:
+        tasks.TASKS.pop("change-test", None)
+    with pytest.raises(ValueError, match="unknown task"):
+        tasks.get_task("change-test")
+    with pytest.raises(ValueError, match="pass --train"):
+        tasks.get_task("presence").score([])
+
+
 def test_mcq_letters_options_and_unparseable(seg_model, data):
     session = ScriptedSession(*seg_model, ["The answer is B.", "B or C"])
     report = run_evaluation(session, data, _config("mcq", data))

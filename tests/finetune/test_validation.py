@@ -213,3 +213,58 @@ def test_validation_and_skyeye_evaluate_give_the_same_rows(tmp_path, tiny_llm_di
         for name, block in report["metrics"].items():
             if name != "answer_shape":
                 assert block == card_report["tasks"][name], (task, name)
+
+
+def test_the_unseen_s2_reference_is_the_training_label_rule():
+    """The card's S2 reference is from_rasters' water label, pixel for pixel (the validation's
+    float64 copy of the rule disagreed with it on 4 pixels of this example)."""
+    from pathlib import Path
+
+    from instruct_data.from_rasters.spectral import index_masks
+    from skyeye.evaluation.unseen_scenes import example_scenes
+    from skyeye.io.raster import read_raster
+
+    scene = Path(__file__).resolve().parents[2] / "examples" / "sentinel2_berlin_l1c.tif"
+    label = index_masks(read_raster(str(scene), max_size=512), ["water"], 1e-4)[0]["water"]
+
+    class LabelAsker(FakeAsker):
+        def ask(self, image, question):
+            return SimpleNamespace(text="<p>water</p> [SEG] Yes.", masks=[label])
+
+    asker = LabelAsker()
+    asker.session.settings = SimpleNamespace(read_size=512)
+    (s2,) = example_scenes(
+        asker,
+        s2_scene=scene,
+        s1_scene=None,
+        s2_scale=1e-4,
+        osm_water_path=None,
+        ndwi_threshold=0.0,
+        vv_db_threshold=-15.0,
+        sar_water_db=-18.0,
+        overlay=None,
+    )
+    assert s2["model_iou"] == 1.0 and s2["reference_share"] == pytest.approx(label.mean())
+    assert s2["baseline_iou"] < 1.0  # NDWI > 0 alone is not the rule (no darkness test)
+
+
+@pytest.mark.slow
+def test_skyeye_tiny_card_rows_are_skyeye_evaluates(tmp_path):
+    """The embedded skyeye-tiny on a few synthetic tiles: the validation's presence rows and block
+    are `python -m skyeye.evaluate --train --task presence`'s (the real LLM, the card's settings)."""
+    from finetune.validate_skyeye_tiny import main as validate
+    from skyeye.evaluation.cli import main as evaluate
+
+    val, train = write_split(tmp_path)
+    card = tmp_path / "card.json"
+    common = ["--model", "skyeye-tiny", "--val", str(val), "--train", str(train)]
+    assert validate([*common, "--out", str(card), "--max-tiles", "2", "--no-text-check"]) == 0
+    card_report = json.loads(card.read_text())
+    out = tmp_path / "presence.json"
+    args = ["--model", "skyeye-tiny", "--data", str(val), "--train", str(train), "--limit", "2"]
+    args += ["--dtype", "bfloat16", "--max-new-tokens", "40", "--quiet", "--task", "presence"]
+    assert evaluate([*args, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rows"]["presence"] == card_report["rows"]["presence"]
+    assert report["metrics"]["presence"] == card_report["tasks"]["presence"]
+    assert all(r["answer"] for r in report["rows"]["presence"])  # the real LLM says something

@@ -51,3 +51,122 @@ def test_shared_names_are_defined_once():
         for name in _classes_and_assignments(module)[1] & (SHARED_NAMES | {"DTYPES"})
     ]
     assert stray == [], f"import these from skyeye.constants instead: {stray}"
+
+
+# ------------------------------------------------------------ one copy of each rule
+# In the spirit of transformers' `utils/check_copies.py`: a rule that lives twice drifts (the
+# validation's MCQ parser read "A large harbour." as A, its cIoU of empty unions was 0, its water
+# rule disagreed with the labels on 4 pixels). Each rule below has one home module; defining it
+# (a module-level function, class or assignment of that name) anywhere else fails, and so does
+# defining a retired copy's name.
+
+#: Rule name -> the one module that defines it.
+RULE_HOMES: dict[str, str] = {
+    # answer parsers, one per answer kind (the chat's measured answers read them too)
+    **dict.fromkeys(
+        (
+            "parse_yes_no",
+            "parse_letter",
+            "parse_count",
+            "parse_percent",
+            "parse_area_m2",
+            "parse_boxes",
+            "parse_seg_phrases",
+            "strip_grounding",
+            "ANSWER_PARSERS",
+            "SHARE",
+            "AREA",
+            "AREA_UNITS",
+            "VERDICT",
+            "MEASURED_NOTE_OPEN",
+        ),
+        "skyeye.grounding.parse",
+    ),
+    # label rules and the index baselines built on the same normalised difference
+    **dict.fromkeys(
+        (
+            "normalized_difference",
+            "water_index_mask",
+            "index_threshold_mask",
+            "vv_threshold_mask",
+            "sar_water_mask",
+            "box_mean",
+            "DEFAULT_THRESHOLDS",
+        ),
+        "skyeye.evaluation.label_rules",
+    ),
+    "index_masks": "instruct_data.from_rasters.spectral",
+    # scoring rules
+    **dict.fromkeys(("mask_iou", "iou_summary", "box_iou"), "skyeye.evaluation.metrics"),
+    "training_priors": "skyeye.evaluation.priors",
+}
+#: Names of copies that were merged into the homes above: defining one again is a second copy.
+RETIRED_COPIES = {
+    "mcq_extract_letter",  # skyeye.grounding.parse.parse_letter
+    "strip_leading_mask",  # skyeye.grounding.parse.strip_grounding
+    "index_water",  # skyeye.evaluation.label_rules.water_index_mask
+    "ndwi_water",  # skyeye.evaluation.label_rules.index_threshold_mask
+    "mndwi_water",
+    "vv_threshold_water",  # skyeye.evaluation.label_rules.vv_threshold_mask
+    "summarise_refer",  # the tasks' summarise
+}
+#: Known second copies of a rule, each to be merged (module.name -> why it is still here).
+KNOWN_RULE_COPIES = {
+    # TODO(issue 27): one box grammar; the data side needs a strict mode (converters skip a
+    # record with a malformed box) where the model-output parser is tolerant.
+    "instruct_data.boxes.parse_boxes": "strict reader of converted records' boxes",
+}
+#: The polygonising primitive (mask -> polygons): one module should call it.
+POLYGONISER_CALLS = {"shapes"}
+#: Known second copies, each to be merged. TODO(issue 27): one polygoniser for the chat and the
+#: scene (connectivity, sieve, area said in the output); then this entry goes.
+KNOWN_POLYGONISERS = {"skyeye.grounding.geo", "skyeye.scene.outputs"}
+
+
+def _definitions(module: str) -> set[str]:
+    tree = ast.parse(MODULES[module].read_text())
+    names = {
+        n.name
+        for n in tree.body
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    }
+    return names | _classes_and_assignments(module)[1]
+
+
+def test_each_rule_is_defined_in_its_home_only():
+    stray = []
+    for module in MODULES:
+        for name in _definitions(module):
+            home = RULE_HOMES.get(name)
+            if (home is not None and home != module) or name in RETIRED_COPIES:
+                stray.append(f"{module}.{name}")
+    stray = [s for s in stray if s not in KNOWN_RULE_COPIES]
+    assert stray == [], f"import these rules from their one home (RULE_HOMES) instead: {stray}"
+
+
+def test_every_rule_home_defines_its_rules():
+    # Guards the check itself: a renamed rule must not leave RULE_HOMES pointing at nothing.
+    missing = [f"{m}.{n}" for n, m in RULE_HOMES.items() if n not in _definitions(m)]
+    assert missing == []
+    # and a merged known copy leaves the allow-list with it
+    merged = [
+        c for c in KNOWN_RULE_COPIES if c.rsplit(".", 1)[1] not in _definitions(c.rsplit(".", 1)[0])
+    ]
+    assert merged == [], f"merged: remove from KNOWN_RULE_COPIES: {merged}"
+
+
+def _imports_polygoniser(module: str) -> bool:
+    tree = ast.parse(MODULES[module].read_text())
+    return any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "rasterio.features"
+        and any(alias.name in POLYGONISER_CALLS for alias in node.names)
+        for node in ast.walk(tree)
+    )
+
+
+def test_masks_become_polygons_in_one_place():
+    found = {m for m in MODULES if _imports_polygoniser(m)}
+    assert found <= KNOWN_POLYGONISERS, f"a new mask->polygon copy: {found - KNOWN_POLYGONISERS}"
+    assert found, "the walker must see the polygoniser that exists"
+    assert found == KNOWN_POLYGONISERS or len(found) == 1, "merged: shrink KNOWN_POLYGONISERS"
