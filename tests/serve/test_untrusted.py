@@ -10,8 +10,15 @@ import time
 import numpy as np
 import openai
 import pytest
-from hostile_inputs import big_png, data_url, listener, sparse_geotiff, vrt_over, vrt_raw
-from hostile_inputs import write_geotiff
+from hostile_inputs import (
+    big_png,
+    data_url,
+    listener,
+    sparse_geotiff,
+    vrt_over,
+    vrt_raw,
+    write_geotiff,
+)
 from serve_testing import API_KEY
 
 
