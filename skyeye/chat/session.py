@@ -16,10 +16,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import StoppingCriteriaList, TextIteratorStreamer
 
+from skyeye.chat.decoding import DEFAULT_SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT
+from skyeye.chat.decoding import GenerationSettings as GenerationSettings
+from skyeye.chat.decoding import (
+    StopStrings,
+    StopWhenSet,
+    first_stop,
+    held_back,
+    tokens_before,
+)
 from skyeye.chat.measured import state_measured
 from skyeye.constants import SEG_TOKEN, torch_dtype
+from skyeye.errors import GenerationCancelled, NoImageError
 from skyeye.grounding.geo import MaskArea, mask_area
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage, read_raster
@@ -37,55 +47,6 @@ from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are SkyEye, an assistant for Earth-observation imagery (optical, multispectral and SAR). "
-    "Answer briefly and only from what the image shows."
-)
-
-
-@dataclass
-class GenerationSettings:
-    """Decoding settings of a chat session.
-
-    Args:
-        max_new_tokens: longest answer, in tokens.
-        do_sample: sample instead of greedy decoding.
-        temperature: sampling temperature (with `do_sample`).
-        top_p: nucleus sampling mass (with `do_sample`).
-        repetition_penalty: >1 discourages repeating tokens.
-        system_prompt: first message of every conversation; None uses the LLM template's default.
-        read_size: longest side, in pixels, at which images are read (bounds memory for huge
-            rasters; masks and boxes are returned on this grid).
-    """
-
-    max_new_tokens: int = 200
-    do_sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.9
-    repetition_penalty: float = 1.1
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
-    read_size: int = 512
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": self.do_sample,
-            "repetition_penalty": self.repetition_penalty,
-        }
-        if self.do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        return kwargs
-
-
-class _StopWhenSet(StoppingCriteria):
-    """Stops generation once `event` is set (the reader abandoned the stream)."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> bool:
-        return self.event.is_set()
-
 
 @dataclass
 class ChatReply:
@@ -96,7 +57,8 @@ class ChatReply:
     each mask (or None). mask_images: for each mask, the index in `ChatSession.images` of the
     image it lies on. mask_areas: per mask, the measured share of the image's valid pixels and,
     on a georeferenced image, its ground area (`skyeye.grounding.geo.mask_area`); with one mask,
-    any share or area the text states is that measured figure.
+    any share or area the text states is that measured figure. finish_reason: "length" when
+    the answer ran into `max_new_tokens`, else "stop" (an end token or a stop string).
     """
 
     text: str
@@ -105,20 +67,29 @@ class ChatReply:
     mask_phrases: list[str | None] = field(default_factory=list)
     mask_images: list[int] = field(default_factory=list)
     mask_areas: list[MaskArea] = field(default_factory=list)
+    finish_reason: str = "stop"
 
 
 class ChatSession:
-    """A conversation with a SkyEye model about one or more images."""
+    """A conversation with a SkyEye model about one or more images.
+
+    require_image: refuse a question while the conversation holds no image (`NoImageError`):
+    the model answers from images and would invent one. False only for measuring the model
+    without its image (a blind baseline, text-only prompts).
+    """
 
     def __init__(
         self,
         model: SkyEyeForConditionalGeneration,
         processor: SkyEyeProcessor,
         settings: GenerationSettings | None = None,
+        *,
+        require_image: bool = True,
     ) -> None:
         self.model = model
         self.processor = processor
         self.settings = settings or GenerationSettings()
+        self.require_image = require_image
         image_processor = processor.image_processor
         if getattr(model.mask_head, "needs_pixels", False) and image_processor.hires_size is None:
             # A decoder that refines on pixels gets them on the grid images are read at.
@@ -191,15 +162,28 @@ class ChatSession:
         system = self.settings.system_prompt
         return ([{"role": "system", "content": system}] if system else []) + self.messages
 
-    def stream(self, prompt: str) -> Generator[str, None, None]:
+    def stream(
+        self, prompt: str, cancel: threading.Event | None = None
+    ) -> Generator[str, None, None]:
         """Ask `prompt` and yield the answer's text as it is generated.
 
         After the iterator is exhausted, `last_reply` holds the full `ChatReply`. A reader that
         stops early (closes the iterator, e.g. a closed browser tab) stops the generation and
         leaves the session as before the question: no half turn, the images still pending.
+        `cancel` does the same from any thread (e.g. the HTTP client went away while another
+        thread drives the iterator): generation stops at the next token and the iterator raises
+        `GenerationCancelled`.
+
+        Raises:
+            NoImageError: the conversation holds no image (and `require_image` is set).
         """
         if not prompt.strip():
             raise ValueError("the prompt is empty")
+        if self.require_image and not self.images:
+            raise NoImageError(
+                "no image in the conversation: add an image first (/image PATH in the terminal "
+                "chat, ChatSession.add_image in Python), then ask about it"
+            )
         # The images attach as image parts; the prompt is text, so a typed `<image>`, `[SEG]` or
         # `<|im_end|>` stays characters (the processor never turns user text into structure).
         content: list[dict[str, Any]] = [{"type": "image"}, {"type": "text", "text": "\n"}] * (
@@ -212,11 +196,20 @@ class ChatSession:
             self.messages.pop()
             raise
         inputs = inputs.to(self.model.device) if hasattr(inputs, "to") else inputs
-        streamer = TextIteratorStreamer(
-            self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True
-        )
+        tokenizer = self.processor.tokenizer
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         result: dict[str, Any] = {}
         abandoned = threading.Event()
+        stops = list(self.settings.stop)
+
+        def decode(ids: list[int]) -> str:
+            return str(tokenizer.decode(ids, skip_special_tokens=True))
+
+        criteria = StoppingCriteriaList([StopWhenSet(abandoned)])
+        if cancel is not None:
+            criteria.append(StopWhenSet(cancel))
+        if stops:
+            criteria.append(StopStrings(decode, stops, inputs["input_ids"].shape[1]))
 
         def run() -> None:
             try:
@@ -225,7 +218,7 @@ class ChatSession:
                     result["ids"] = self.model.generate(
                         **inputs,
                         streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_StopWhenSet(abandoned)]),
+                        stopping_criteria=criteria,
                         **self.settings.generate_kwargs(),
                     )
                 result["states"] = states
@@ -237,35 +230,52 @@ class ChatSession:
         worker.start()
         pieces: list[str] = []
         shown = 0  # characters of the answer streamed so far
+        cut = -1  # where the first stop string starts, once one appeared
         try:
             for piece in streamer:
+                if cancel is not None and cancel.is_set():
+                    break
                 pieces.append(piece)
                 # Text after a [SEG] may state what its mask measures (a share, a yes/no): it is
                 # held back until the mask is measured, then streamed as stated below.
                 joined = "".join(pieces)
                 seg = joined.find(SEG_TOKEN)
                 limit = len(joined) if seg < 0 else seg + len(SEG_TOKEN)
+                if stops:
+                    # Nothing from a stop string on is shown; a possible start of one waits.
+                    cut = first_stop(joined, stops)
+                    limit = min(limit, cut if cut >= 0 else len(joined) - held_back(joined, stops))
                 if limit > shown:
                     yield joined[shown:limit]
                     shown = limit
         except GeneratorExit:
             # Abandoned mid-answer: forget the question so the next one starts clean.
             abandoned.set()
-            worker.join()
+            _join(worker)
             self.messages.pop()
             raise
         finally:
-            worker.join()
+            _join(worker)
+        if cancel is not None and cancel.is_set():
+            self.messages.pop()
+            raise GenerationCancelled("the answer was cancelled by its caller")
         if "error" in result:
             self.messages.pop()
             raise result["error"]
-        text = "".join(pieces).strip()
+        new_ids = result["ids"]
+        joined = "".join(pieces)
+        if cut >= 0:
+            # The stop string and what followed it go, with their tokens (and their [SEG]s).
+            new_ids = new_ids[:, : tokens_before(decode, new_ids[0].tolist(), cut)]
+            joined = joined[:cut]
+        text = joined.strip()
         self._pending_images = 0
-        reply = self._reply(text, inputs, result["ids"], result.get("states"))
+        reply = self._reply(text, inputs, new_ids, result.get("states"))
+        reply.finish_reason = "stop" if cut >= 0 else self._finish_reason(result["ids"])
         text, note = state_measured(reply.text, reply.mask_areas, reply.mask_phrases)
         if note:
             text = f"{text} {note}"
-        streamed = "".join(pieces)[:shown].lstrip()
+        streamed = joined[:shown].lstrip()
         if text.startswith(streamed):
             if len(text) > len(streamed):
                 yield text[len(streamed) :]
@@ -276,6 +286,15 @@ class ChatSession:
         self.messages.append({"role": "assistant", "content": text})
         self.last_reply = reply
 
+    def _finish_reason(self, new_ids: torch.Tensor) -> str:
+        """Finish reason: "length" when the answer filled `max_new_tokens` without an end token."""
+        config = getattr(self.model.language_model, "generation_config", None)
+        ends = getattr(config, "eos_token_id", None)
+        end_ids = set(ends if isinstance(ends, list) else [ends])
+        end_ids.add(self.processor.tokenizer.eos_token_id)
+        full = new_ids.shape[1] >= self.settings.max_new_tokens
+        return "length" if full and int(new_ids[0, -1]) not in end_ids else "stop"
+
     def extend_answer(self, text: str) -> None:
         """Append `text` (e.g. a whole-scene analysis of the same question) to the last answer,
         so that later turns see it in the history and `last_reply.text` carries it."""
@@ -285,9 +304,9 @@ class ChatSession:
         if self.last_reply is not None:
             self.last_reply.text = f"{self.last_reply.text}\n\n{text}"
 
-    def ask(self, prompt: str) -> ChatReply:
-        """Ask `prompt` and return the whole answer."""
-        for _ in self.stream(prompt):
+    def ask(self, prompt: str, cancel: threading.Event | None = None) -> ChatReply:
+        """Ask `prompt` and return the whole answer (`cancel`: as in `stream`)."""
+        for _ in self.stream(prompt, cancel):
             pass
         assert self.last_reply is not None
         return self.last_reply
@@ -327,6 +346,13 @@ class ChatSession:
         return reply
 
 
+def _join(worker: threading.Thread) -> None:
+    """Wait for the generation thread, unless this is it (a generator closed by the garbage
+    collector runs its cleanup in whichever thread collects it)."""
+    if worker is not threading.current_thread():
+        worker.join()
+
+
 def check_images(
     sources: Sequence[str | Path | Sequence[str | Path]],
     image_processor: SkyEyeImageProcessor,
@@ -352,7 +378,9 @@ def check_images(
             image_processor([image])
         except ValueError as err:
             message = str(err)
-            raise ValueError(message if str(source) in message else f"{source}: {message}") from None
+            raise ValueError(
+                message if str(source) in message else f"{source}: {message}"
+            ) from None
         images.append(image)
     return images
 
@@ -382,8 +410,10 @@ def load_chat(
     llm_dtype: torch.dtype | None = None,
     cache_dir: str | Path | None = None,
     settings: GenerationSettings | None = None,
+    require_image: bool = True,
 ) -> ChatSession:
-    """Load a model and its processor by name, folder or hub id, and open a session.
+    """Load a model and its processor by name, folder or hub id, and open a session
+    (`require_image`: as in `ChatSession`).
 
     llm_dtype: the LLM's dtype where it should differ from ``dtype`` (e.g. bfloat16 matrix
     products for the LLM beside a float32 tower and mask decoder, whose full-resolution
@@ -401,4 +431,4 @@ def load_chat(
         loaded.language_model.to(llm_dtype)
     loaded.eval()
     processor = SkyEyeProcessor.from_pretrained(model)
-    return ChatSession(loaded, processor, settings)
+    return ChatSession(loaded, processor, settings, require_image=require_image)

@@ -159,8 +159,11 @@ def _interactive(session: ChatSession, mask_dir: str, follow_up: FollowUp | None
                 image = session.add_image(parts[1], **({"wavelengths": waves} if waves else {}))
                 print(f"(image added: {len(image.band_names)} bands {image.band_names})")
                 continue
-            print("skyeye> ", end="", flush=True)
-            for piece in session.stream(line):
+            pieces = session.stream(line)
+            # Refusals (no image yet, prompt too long) come before the first piece: they print
+            # as one error line, not after a dangling "skyeye> ".
+            print("skyeye> " + next(pieces, ""), end="", flush=True)
+            for piece in pieces:
                 print(piece, end="", flush=True)
             print()
             turn += 1
@@ -193,6 +196,10 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
             "for all images or one per image",
             file=sys.stderr,
         )
+        return 2
+    if args.prompt is not None and not args.image:
+        # Refused before the slow model load: the session would refuse it (NoImageError).
+        print("error: --prompt needs an image to ask about: add --image PATH", file=sys.stderr)
         return 2
     dtype = chat_dtype(args.dtype, args.device)
     started = time.perf_counter()

@@ -2,12 +2,13 @@
 
 Errors are OpenAI-shaped JSON (``{"error": {"message", "type", "param", "code"}}``): 4xx for bad
 input with a message naming the problem; anything unexpected is logged here and answered with a
-500 that carries no traceback.
+500 that carries no traceback. A client that goes away (mid-stream, or while its answer is being
+generated) stops its generation at the next token and gives its slot back at once
+(`skyeye.serve.answer`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import json
 import logging
@@ -17,19 +18,22 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from skyeye.chat.reply_geo import reply_extension
 from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
-from skyeye.errors import ServeRequestError
+from skyeye.errors import GenerationCancelled, ServeRequestError
+from skyeye.serve.answer import END, Answer, Client, ClosingStream
 from skyeye.serve.config import ServeConfig
 from skyeye.serve.conversation import build_session
-from skyeye.serve.gate import Gate
+from skyeye.serve.gate import Gate, Slot
+from skyeye.serve.params import chat_request, parse_body
 
 logger = logging.getLogger(__name__)
-_END = object()
 
 
 def error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict:
@@ -40,7 +44,35 @@ def _error_response(err: ServeRequestError) -> JSONResponse:
     return JSONResponse(error_body(str(err), err.kind, err.code, err.param), status_code=err.status)
 
 
-async def _read_json(request: Request, limit: int) -> dict[str, Any]:
+class KeyCheck:
+    """ASGI middleware: with a key set, every route (the API, `/openapi.json`, unknown paths)
+    needs ``Authorization: Bearer <key>``; 401 otherwise. Plain ASGI rather than
+    `BaseHTTPMiddleware`, which would stand between a streamed answer and its client's
+    disconnect."""
+
+    def __init__(self, app: ASGIApp, key: str | None) -> None:
+        self.app, self.key = app, key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.key is None or scope["type"] != "http" or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        err = ServeRequestError(
+            "incorrect or missing API key: send 'Authorization: Bearer <key>'",
+            status=401,
+            kind="authentication_error",
+            code="invalid_api_key",
+        )
+        await _error_response(err)(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        assert self.key is not None
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        token = header[7:] if header[:7].lower() == b"bearer " else b""
+        return hmac.compare_digest(token, self.key.encode())
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     too_big = ServeRequestError(
         f"the request body is larger than this server's limit of {limit} bytes "
@@ -51,54 +83,14 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_big
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_big
     try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ServeRequestError(f"the request body is not valid JSON: {err}") from None
-    if not isinstance(payload, dict):
-        raise ServeRequestError("the request body must be a JSON object")
-    return payload
-
-
-def _settings(base: GenerationSettings, body: dict[str, Any], cap: int) -> GenerationSettings:
-    def number(name: str, low: float, high: float) -> float | None:
-        value = body.get(name)
-        if value is None:
-            return None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not low <= value <= high
-        ):
-            raise ServeRequestError(f"'{name}' must be a number in [{low}, {high}]", param=name)
-        return value
-
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool)
-        or not isinstance(max_tokens, int)
-        or not 1 <= max_tokens <= cap
-    ):
-        raise ServeRequestError(
-            f"'max_tokens' must be an integer in [1, {cap}]", param="max_tokens"
-        )
-    if body.get("n", 1) != 1:
-        raise ServeRequestError("only n=1 is supported", param="n")
-    temperature = number("temperature", 0.0, 2.0)
-    top_p = number("top_p", 0.0, 1.0)
-    changes: dict[str, Any] = {"max_new_tokens": max_tokens or min(base.max_new_tokens, cap)}
-    # Greedy unless the client asks for sampling with a positive temperature.
-    if temperature:
-        changes.update(do_sample=True, temperature=temperature)
-        if top_p:
-            changes["top_p"] = top_p
-    else:
-        changes["do_sample"] = False
-    return dataclasses.replace(base, **changes)
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_big
+    except ClientDisconnect:  # closed before (or right after) sending its body
+        raise GenerationCancelled("the client disconnected while sending") from None
+    return bytes(body)
 
 
 def create_app(config: ServeConfig, chat: ChatSession | None = None) -> FastAPI:
@@ -115,10 +107,16 @@ def create_app(config: ServeConfig, chat: ChatSession | None = None) -> FastAPI:
     created = int(time.time())
     app = FastAPI(title="SkyEye", version="1", docs_url=None, redoc_url=None)
     app.state.config, app.state.chat, app.state.gate = config, chat, gate
+    app.add_middleware(KeyCheck, key=config.api_key)
 
     @app.exception_handler(ServeRequestError)
     async def _serve_error(_: Request, err: ServeRequestError) -> JSONResponse:
         return _error_response(err)
+
+    @app.exception_handler(GenerationCancelled)
+    async def _client_gone(_: Request, err: GenerationCancelled) -> Response:
+        logger.info("the client went away (%s): its answer was stopped and its slot freed", err)
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -134,22 +132,6 @@ def create_app(config: ServeConfig, chat: ChatSession | None = None) -> FastAPI:
             ),
             status_code=500,
         )
-
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        if config.api_key is not None and request.url.path.startswith("/v1"):
-            header = request.headers.get("authorization", "")
-            token = header[7:] if header.lower().startswith("bearer ") else ""
-            if not hmac.compare_digest(token.encode(), config.api_key.encode()):
-                return _error_response(
-                    ServeRequestError(
-                        "incorrect or missing API key: send 'Authorization: Bearer <key>'",
-                        status=401,
-                        kind="authentication_error",
-                        code="invalid_api_key",
-                    )
-                )
-        return await call_next(request)
 
     def model_card() -> dict[str, Any]:
         return {"id": config.model_id, "object": "model", "created": created, "owned_by": "skyeye"}
@@ -170,69 +152,66 @@ def create_app(config: ServeConfig, chat: ChatSession | None = None) -> FastAPI:
         return model_card()
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
-        body = await _read_json(request, config.max_request_bytes)
-        if body.get("model") not in (None, config.model_id):
-            raise ServeRequestError(
-                f"model {body.get('model')!r} is not served here; use {config.model_id!r}",
-                status=404,
-                kind="not_found_error",
-                code="model_not_found",
-                param="model",
+    async def chat_completions(request: Request) -> Response:
+        # Parsed off the event loop: tens of megabytes of JSON take a while.
+        body = await run_in_threadpool(
+            parse_body, await _read_body(request, config.max_request_bytes)
+        )
+        params = chat_request(body, chat.settings, config.max_new_tokens, config.model_id)
+        client = Client(request)
+        slot: Slot | None = None
+        answer: Answer | None = None
+        streaming = False
+        try:  # a disconnect raises GenerationCancelled here (-> _client_gone)
+            slot = await client.unless_gone(gate.enter())
+            session, question = await client.unless_gone(
+                run_in_threadpool(_session_or_400, chat, params.messages, params.settings, config)
             )
-        messages = body.get("messages")
-        if not isinstance(messages, list):
-            raise ServeRequestError("'messages' must be a list of messages", param="messages")
-        settings = _settings(chat.settings, body, config.max_new_tokens)
-        await gate.enter()
-        try:
-            session, question = await run_in_threadpool(
-                _session_or_400, chat, messages, settings, config
-            )
-            if body.get("stream"):
-                return await _stream(session, question, config.model_id, gate)
-            reply = await run_in_threadpool(_ask, session, question)
-        except BaseException:
-            gate.leave()
-            raise
-        gate.leave()
-        return _completion(reply, session, config.model_id)
+            answer = Answer(session, question)
+            # Errors found before the first token (prompt too long) are still plain 4xx answers.
+            first = await client.unless_gone(answer.next())
+            if params.stream:
+                streaming = True
+                events = _events(answer, first, session, client, config.model_id)
+                return ClosingStream(events, on_close=_closer(answer, slot, client))
+            while first is not END:
+                first = await client.unless_gone(answer.next())
+            reply = session.last_reply
+            assert reply is not None
+            slot.release()  # the model is free: the GeoJSON is built outside the slot
+            completion = await run_in_threadpool(_completion, reply, session, config.model_id)
+            return JSONResponse(completion)
+        finally:
+            if not streaming:  # a stream cleans up when it closes (ClosingStream)
+                _closer(answer, slot, client)()
 
     return app
+
+
+def _closer(answer: Answer | None, slot: Slot | None, client: Client) -> Any:
+    """What ends a request: stop its generation (no-op once finished), free its slot."""
+
+    def close() -> None:
+        if answer is not None:
+            answer.cancel.set()
+        if slot is not None:
+            slot.release()
+        client.close()
+
+    return close
 
 
 def _session_or_400(
     chat: ChatSession, messages: list, settings: GenerationSettings, config: ServeConfig
 ) -> tuple[ChatSession, str]:
     try:
-        return build_session(chat, messages, settings, allow_files=config.allow_files)
+        return build_session(
+            chat, messages, settings, allow_files=config.allow_files, max_pixels=config.max_pixels
+        )
     except ServeRequestError:
         raise
     except ValueError as err:  # band/wavelength mismatch, bad raster, prompt too long
         raise ServeRequestError(str(err), param="messages") from None
-
-
-def _ask(session: ChatSession, question: str) -> ChatReply:
-    try:
-        return session.ask(question)
-    except ValueError as err:  # PromptTooLongError and friends
-        code = "context_length_exceeded" if "context" in str(err) else None
-        raise ServeRequestError(str(err), code=code, param="messages") from None
-
-
-def _next(iterator) -> Any:
-    try:
-        return next(iterator)
-    except StopIteration:
-        return _END
-    except ValueError as err:
-        code = "context_length_exceeded" if "context" in str(err) else None
-        raise ServeRequestError(str(err), code=code, param="messages") from None
-
-
-def _finish_reason(reply: ChatReply, session: ChatSession) -> str:
-    tokens = len(session.processor.tokenizer(reply.text, add_special_tokens=False)["input_ids"])
-    return "length" if tokens >= session.settings.max_new_tokens else "stop"
 
 
 def _completion(reply: ChatReply, session: ChatSession, model_id: str) -> dict[str, Any]:
@@ -249,17 +228,17 @@ def _completion(reply: ChatReply, session: ChatSession, model_id: str) -> dict[s
                     "content": reply.text,
                     "skyeye": reply_extension(reply, session.images),
                 },
-                "finish_reason": _finish_reason(reply, session),
+                "finish_reason": reply.finish_reason,
             }
         ],
         "usage": None,
     }
 
 
-async def _stream(session: ChatSession, question: str, model_id: str, gate: Gate):
-    """Start generating (errors before the first token are still plain 4xx answers), then SSE."""
-    pieces = session.stream(question)
-    first = await run_in_threadpool(_next, pieces)
+async def _events(
+    answer: Answer, first: str | object, session: ChatSession, client: Client, model_id: str
+) -> AsyncIterator[str]:
+    """The SSE chunks of a streamed answer; stops quietly when the client goes away."""
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
@@ -272,29 +251,25 @@ async def _stream(session: ChatSession, question: str, model_id: str, gate: Gate
         }
         return f"data: {json.dumps(payload)}\n\n"
 
-    async def events() -> AsyncIterator[str]:
-        try:
-            yield chunk({"role": "assistant", "content": ""})
-            piece = first
-            while piece is not _END:
-                if piece:
-                    yield chunk({"content": piece})
-                piece = await run_in_threadpool(_next, pieces)
-            reply = session.last_reply
-            assert reply is not None
-            extension = await run_in_threadpool(reply_extension, reply, session.images)
-            yield chunk({"skyeye": extension}, _finish_reason(reply, session))
-            yield "data: [DONE]\n\n"
-        except ServeRequestError as err:
-            yield f"data: {json.dumps(error_body(str(err), err.kind, err.code, err.param))}\n\n"
-        except Exception as err:
-            logger.exception("unexpected error while streaming an answer")
-            body = error_body(
-                f"internal error ({type(err).__name__}); see the server log", "server_error"
-            )
-            yield f"data: {json.dumps(body)}\n\n"
-        finally:
-            await run_in_threadpool(pieces.close)
-            gate.leave()
-
-    return StreamingResponse(events(), media_type="text/event-stream")
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        piece = first
+        while piece is not END:
+            if piece:
+                yield chunk({"content": piece})
+            piece = await client.unless_gone(answer.next())
+        reply = session.last_reply
+        assert reply is not None
+        extension = await run_in_threadpool(reply_extension, reply, session.images)
+        yield chunk({"skyeye": extension}, reply.finish_reason)
+        yield "data: [DONE]\n\n"
+    except GenerationCancelled:
+        logger.info("the client went away mid-stream: its answer was stopped")
+    except ServeRequestError as err:
+        yield f"data: {json.dumps(error_body(str(err), err.kind, err.code, err.param))}\n\n"
+    except Exception as err:
+        logger.exception("unexpected error while streaming an answer")
+        body = error_body(
+            f"internal error ({type(err).__name__}); see the server log", "server_error"
+        )
+        yield f"data: {json.dumps(body)}\n\n"

@@ -12,9 +12,15 @@ from typing import Any
 
 from skyeye.chat.session import ChatSession, GenerationSettings
 from skyeye.errors import ServeRequestError
+from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS
 from skyeye.serve.images import read_image_part
+from skyeye.serve.params import short_repr
 
 ROLES = ("system", "developer", "user", "assistant")
+NO_IMAGE = (
+    "no image in the conversation: add an image_url part (a data URL, e.g. "
+    "data:image/tiff;base64,...) to a user message; SkyEye answers only from an image"
+)
 
 
 def _parts(message: dict[str, Any], index: int) -> list[dict[str, Any]]:
@@ -50,7 +56,7 @@ def _text_and_images(
             images.append(read(part, f"messages[{index}].content[{j}] (image)"))
         else:
             raise ServeRequestError(
-                f"messages[{index}].content[{j}]: unsupported part type {kind!r}; "
+                f"messages[{index}].content[{j}]: unsupported part type {short_repr(kind)}; "
                 "use 'text' or 'image_url'",
                 param="messages",
             )
@@ -63,6 +69,7 @@ def build_session(
     settings: GenerationSettings,
     *,
     allow_files: Path | None,
+    max_pixels: int | None = DEFAULT_REQUEST_MAX_PIXELS,
 ) -> tuple[ChatSession, str]:
     """A new session over ``chat``'s model and processor with every turn but the last replayed.
 
@@ -81,15 +88,20 @@ def build_session(
             allow_files=allow_files,
             max_size=settings.read_size,
             sar_wavelength=processor.image_processor.sar_wavelength,
+            max_pixels=max_pixels,
         )
 
     system: list[str] = []
     turns: list[tuple[str, str, list]] = []
     for i, message in enumerate(messages):
-        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(message, dict):
+            raise ServeRequestError(
+                f"messages[{i}] must be an object with 'role' and 'content'", param="messages"
+            )
+        role = message.get("role")
         if role not in ROLES:
             raise ServeRequestError(
-                f"messages[{i}].role {role!r} is not supported; use one of {list(ROLES)}",
+                f"messages[{i}].role {short_repr(role)} is not supported; use one of {list(ROLES)}",
                 param="messages",
             )
         text, images = _text_and_images(message, i, read, role == "user")
@@ -103,6 +115,8 @@ def build_session(
         raise ServeRequestError(
             "the last user message has no text: ask a question", param="messages"
         )
+    if not any(images for _, _, images in turns):
+        raise ServeRequestError(NO_IMAGE, param="messages")
     if system:
         settings = dataclasses.replace(settings, system_prompt="\n".join(system))
     session = ChatSession(chat.model, chat.processor, settings)

@@ -64,6 +64,7 @@ def test_masks_do_not_accumulate_over_turns(tiny_llm_dir, rgb_image, turns):
 
 def test_a_seg_in_a_text_only_conversation_makes_no_mask_and_no_error(tiny_llm_dir):
     chat = _scripted_chat(tiny_llm_dir, ["<p> water </p> [SEG] Yes."])
+    chat.require_image = False  # as the blind baseline asks (a session refuses this by default)
     reply = chat.ask("Is there water?")
     assert reply.masks == [] and "[SEG]" in reply.text
 

@@ -195,14 +195,17 @@ def test_file_urls_only_inside_the_allowed_folder(client, served):
 def test_gate_answers_429_beyond_the_queue():
     async def scenario() -> int:
         gate = Gate(concurrency=1, queue_size=1)
-        await gate.enter()  # running
+        running = await gate.enter()
         waiting = asyncio.ensure_future(gate.enter())  # queued
         await asyncio.sleep(0)
         with pytest.raises(ServeRequestError) as err:
             await gate.enter()
-        gate.leave()
-        await waiting  # the queued one gets the slot once the first leaves
-        gate.leave()
+        running.release()
+        running.release()  # a second release (another way out of the request) is a no-op
+        second = await waiting  # the queued one gets the slot once the first leaves
+        assert gate.inside == 1
+        second.release()
+        assert gate.inside == 0
         return err.value.status
 
     assert asyncio.run(scenario()) == 429
