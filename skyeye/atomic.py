@@ -3,7 +3,9 @@
 Every file SkyEye writes goes to a temporary name in the same folder and is renamed over the
 target only when complete (`os.replace` is atomic on POSIX and Windows): a kill or a full disk
 leaves either the old complete file or the new complete one. A full disk is reported as
-`DiskFullError` naming the folder and the bytes free there.
+`DiskFullError` naming the folder and the bytes free there. Files and folders are created with
+the mode the process umask gives (0o666 / 0o777 & ~umask), like any file a writer opens itself:
+`tempfile.mkstemp`'s private 0600 would leave some outputs unreadable beside readable ones.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +23,34 @@ from skyeye.errors import DiskFullError
 
 #: Prefix of temporary names (hidden, so folder listings and globs skip them).
 TMP_PREFIX = ".tmp-"
+
+
+def _temp_name(folder: Path, prefix: str, suffix: str) -> Path:
+    return folder / f"{TMP_PREFIX}{prefix}-{secrets.token_hex(4)}{suffix}"
+
+
+def _new_temp_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create an empty file under a fresh temporary name; the umask sets its mode (O_EXCL: a
+    name another writer took is never reused)."""
+    while True:
+        tmp = _temp_name(folder, prefix, suffix)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+
+
+def _new_temp_dir(folder: Path, prefix: str) -> Path:
+    """Create an empty folder under a fresh temporary name; the umask sets its mode."""
+    while True:
+        tmp = _temp_name(folder, prefix, "")
+        try:
+            os.mkdir(tmp, 0o777)
+        except FileExistsError:
+            continue
+        return tmp
 
 
 def _disk_full(target: Path, err: OSError) -> DiskFullError:
@@ -52,9 +82,7 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str | None = None) ->
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     ext = target.suffix if suffix is None else suffix
-    fd, name = tempfile.mkstemp(prefix=TMP_PREFIX + target.stem + "-", suffix=ext, dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temp_file(target.parent, target.stem, ext)
     try:
         yield tmp
         if tmp.is_dir():
@@ -113,7 +141,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     if old.exists() and not target.exists():
         os.replace(old, target)  # an earlier run died between the two renames
     shutil.rmtree(old, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + target.name + "-", dir=target.parent))
+    tmp = _new_temp_dir(target.parent, target.name)
     try:
         yield tmp
         if target.exists():

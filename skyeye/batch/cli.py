@@ -3,9 +3,11 @@
 
 Every scene goes through the whole-scene pipeline (`skyeye.scene`) on a Ray worker that loaded
 the model once; outputs land in DIR/scenes/<scene>/ and one table DIR/summary.parquet
-(GeoParquet; ``--format gpkg`` for GeoPackage) has a row per scene: id, datetime, answer, area,
-footprint, status and the reason of a failure. Run it again to finish an interrupted batch: done
-scenes are skipped. ``--workers 0`` runs a plain loop in this process (no Ray). See docs/batch.md.
+(GeoParquet; ``--format gpkg`` for GeoPackage) has a row per input entry: id, datetime, answer,
+area, footprint, status (done, failed, skipped: not a scene) and the reason. Run it again to
+finish an interrupted batch: scenes done by a run of the same prompt, model, settings and files
+are skipped, the rest analysed. One batch at a time per DIR: a second exits 2 naming the first.
+``--workers 0`` runs a plain loop in this process (no Ray). See docs/batch.md.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from skyeye.batch.inputs import collect_scenes
     from skyeye.batch.runner import run_local, run_ray
     from skyeye.batch.summary import write_summary
+    from skyeye.errors import RunLockedError
+    from skyeye.scene.lock import RunLock
 
     try:
         scenes = collect_scenes(args.inputs)
@@ -63,19 +67,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    if args.workers == 0:
-        result = run_local(scenes, out, args.prompt, args.model, options, threads=args.threads)
-    else:
-        result = run_ray(
-            scenes, out, args.prompt, args.model, options,
-            workers=args.workers, address=args.address, threads=args.threads,
-        )  # fmt: skip
-    summary = write_summary(result.rows, {s.key: s for s in scenes}, out / f"summary.{args.format}")
+    try:
+        lock = RunLock(out, "skyeye.batch")
+        lock.acquire()
+    except (RunLockedError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:  # held until the summary is written
+        if args.workers == 0:
+            result = run_local(scenes, out, args.prompt, args.model, options, threads=args.threads)
+        else:
+            result = run_ray(
+                scenes, out, args.prompt, args.model, options,
+                workers=args.workers, address=args.address, threads=args.threads,
+            )  # fmt: skip
+        rows, by_key = result.rows, {s.key: s for s in scenes}
+        summary = write_summary(rows, by_key, out / f"summary.{args.format}")
+    finally:
+        lock.release()
     failed = result.failed
+    done = sum(r["status"] == "done" for r in rows)
+    not_scenes = sum(r["status"] == "skipped" for r in rows)
     print(
-        f"{len(scenes)} scenes: {len(result.rows) - len(failed)} done "
-        f"({result.skipped} from an earlier run), {len(failed)} failed; summary: {summary}",
+        f"{len(rows)} entries: {done} done ({result.skipped} from an earlier run), "
+        f"{len(failed)} failed, {not_scenes} not scenes; summary: {summary}",
         file=sys.stderr,
     )
     for row in failed:

@@ -1,5 +1,8 @@
 """Run scenes on Ray actors (one model load per worker) or in a plain loop; resumable.
 
+The caller holds `skyeye.scene.lock.RunLock` on ``out`` for the run (the CLI does): two
+batches writing one folder at once would mix their scenes.
+
 Ray: local by default (`ray.init()` starts a one-machine cluster), or an existing cluster with
 ``address`` (``ray://head:10001`` or ``auto``); Ray places the actors, SkyEye schedules nothing
 itself. Results stream back as scenes finish, under one progress bar.
@@ -23,16 +26,19 @@ from skyeye.batch.worker import (
     is_done,
     read_answer,
     row_from_answer,
+    scene_identity,
     scene_payload,
 )
+from skyeye.scene.identity import model_identity
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class BatchResult:
-    """rows: one summary row per scene (done before, done now, failed). ran: scenes analysed in
-    this call. load_seconds: model load time per worker. seconds: wall time of the scenes."""
+    """rows: one summary row per entry (done before, done now, failed, skipped: not a scene).
+    ran: scenes analysed in this call; skipped: scenes done by an earlier run of the same
+    identity. load_seconds: model load time per worker. seconds: wall time of the scenes."""
 
     rows: list[dict[str, Any]]
     ran: int
@@ -45,18 +51,28 @@ class BatchResult:
         return [r for r in self.rows if r["status"] == "failed"]
 
 
-def split_done(scenes: list[Scene], out: Path) -> tuple[list[dict[str, Any]], list[Scene]]:
-    """Rows of scenes already done in ``out`` (read back) and the scenes still to run."""
-    rows, todo = [], []
+def split_done(
+    scenes: list[Scene], out: Path, prompt: str, model: str, options: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[Scene, dict[str, Any]]]]:
+    """(rows of scenes an earlier run of the same identity finished in ``out``, read back;
+    rows of entries that cannot run: failed to resolve, or not a scene; the scenes still to run
+    with their identity)."""
+    done, static, todo = [], [], []
+    model_id = model_identity(model)  # once: it may hash the model's files
     for scene in scenes:
-        if scene.error is None and is_done(out, scene):
+        if scene.skip or scene.error or scene.source is None:
+            reason = scene.skip or scene.error or "no source to read"
+            static.append(failed_row(scene, reason, status="skipped" if scene.skip else "failed"))
+            continue
+        identity = scene_identity(scene, prompt, model, options, model_id)
+        if is_done(out, scene, identity):
             try:
-                rows.append(row_from_answer(scene, read_answer(out, scene), None))
+                done.append(row_from_answer(scene, read_answer(out, scene), None))
                 continue
             except (OSError, ValueError):
                 pass  # a damaged answer.json: run the scene again
-        todo.append(scene)
-    return rows, todo
+        todo.append((scene, identity))
+    return done, static, todo
 
 
 def run_local(
@@ -65,12 +81,14 @@ def run_local(
     on_row: Callable[[dict], None] | None = None,
 ) -> BatchResult:  # fmt: skip
     """The plain Python loop: one model, scenes one after another (the baseline of the bench)."""
-    done, todo = split_done(scenes, out)
+    done, static, todo = split_done(scenes, out, prompt, model, options)
+    rows = done + static
+    if not todo:
+        return BatchResult(rows, 0, len(done))
     worker = SceneWorker(model, options, threads=threads)
     start = time.perf_counter()
-    rows = list(done)
-    for scene in tqdm(todo, desc="scenes", unit="scene", disable=not progress):
-        row = worker.run(scene_payload(scene), str(out), prompt)
+    for scene, identity in tqdm(todo, desc="scenes", unit="scene", disable=not progress):
+        row = worker.run(scene_payload(scene), str(out), prompt, identity)
         rows.append(row)
         if on_row:
             on_row(row)
@@ -88,8 +106,8 @@ def run_ray(
     import ray
     from ray.exceptions import RayError
 
-    done, todo = split_done(scenes, out)
-    rows = list(done)
+    done, static, todo = split_done(scenes, out, prompt, model, options)
+    rows = done + static
     if not todo:
         return BatchResult(rows, 0, len(done))
     started_here = not ray.is_initialized()
@@ -113,8 +131,9 @@ def run_ray(
 
         def submit(actor) -> None:
             if queue:
-                scene = queue.pop(0)
-                running[actor.run.remote(scene_payload(scene), str(out), prompt)] = (actor, scene)
+                scene, identity = queue.pop(0)
+                call = actor.run.remote(scene_payload(scene), str(out), prompt, identity)
+                running[call] = (actor, scene)
 
         for actor in actors:
             submit(actor)

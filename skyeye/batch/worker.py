@@ -14,21 +14,53 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from skyeye.atomic import write_text
 from skyeye.batch.inputs import Scene
+from skyeye.scene.identity import identity_differences, run_identity
 
 logger = logging.getLogger(__name__)
 
 #: Exceptions that mean "this scene is bad" (reported as such); others are reported with their type.
 BAD_INPUT = (ValueError, OSError)
+#: The identity of the run that wrote a scene's answer.json, beside it (written after it).
+RUN_FILE = "batch-run.json"
+#: Options that change how fast a scene runs, never its answer (windows per model call).
+SPEED_OPTIONS = {"batch"}
 
 
 def scene_dir(out: Path, scene: Scene) -> Path:
     return out / "scenes" / scene.key
 
 
-def is_done(out: Path, scene: Scene) -> bool:
-    """A scene is done when its answer.json (written last, atomically) exists."""
-    return (scene_dir(out, scene) / "answer.json").is_file()
+def scene_identity(
+    scene: Scene, prompt: str, model: str, options: dict[str, Any], model_id: dict | None = None
+) -> dict[str, Any]:
+    """The identity of this batch's run of `scene` (`skyeye.scene.identity.run_identity`): the
+    prompt, the model, the options that change answers, and the scene's files."""
+    settings = {k: v for k, v in options.items() if k not in SPEED_OPTIONS}
+    settings |= {"band_names": scene.band_names, "wavelengths": scene.wavelengths}
+    return run_identity(prompt, model, settings, scene.source or [], model_id=model_id)
+
+
+def is_done(out: Path, scene: Scene, identity: dict[str, Any]) -> bool:
+    """A scene is done when its answer.json (written last, atomically) exists and the run that
+    wrote it (RUN_FILE) has this run's identity; the log says why an answer is not reused."""
+    folder = scene_dir(out, scene)
+    if not (folder / "answer.json").is_file():
+        return False
+    try:
+        previous = json.loads((folder / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        previous = None
+    if isinstance(previous, dict) and previous.get("id") == identity["id"]:
+        return True
+    logger.warning(
+        "%s: the answer in %s is of another run (changed: %s): analysing it again",
+        scene.label,
+        folder,
+        identity_differences(previous, identity),
+    )
+    return False
 
 
 def row_from_answer(scene: Scene, answer: dict[str, Any], seconds: float | None) -> dict[str, Any]:
@@ -50,13 +82,16 @@ def row_from_answer(scene: Scene, answer: dict[str, Any], seconds: float | None)
     }
 
 
-def failed_row(scene: Scene, reason: str, seconds: float | None = None) -> dict[str, Any]:
+def failed_row(
+    scene: Scene, reason: str, seconds: float | None = None, status: str = "failed"
+) -> dict[str, Any]:
+    """The row of a scene that failed (or, with status "skipped", an entry that is not one)."""
     return {
         "key": scene.key,
         "scene_id": scene.scene_id or scene.key,
         "datetime": scene.datetime,
         "source": scene.label,
-        "status": "failed",
+        "status": status,
         "reason": reason,
         "answer": None,
         "found": None,
@@ -93,23 +128,32 @@ class SceneWorker:
         """Seconds the model took to load (also: the worker is up)."""
         return self.load_seconds
 
-    def run(self, scene_dict: dict[str, Any], out: str, prompt: str) -> dict[str, Any]:
-        """Analyse one scene into ``out/scenes/<key>``; returns its summary row."""
+    def run(
+        self, scene_dict: dict[str, Any], out: str, prompt: str, identity: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Analyse one scene into ``out/scenes/<key>`` and record `identity` (its
+        `scene_identity`) beside its answer; returns its summary row."""
         from skyeye.scene import analyze_scene
 
         scene = Scene(**scene_dict)
+        if scene.skip:
+            return failed_row(scene, scene.skip, status="skipped")
         if scene.error or scene.source is None:
             return failed_row(scene, scene.error or "no source to read")
         start = time.perf_counter()
+        folder = scene_dir(Path(out), scene)
         try:
+            # An earlier run's record goes first: killed halfway, the old answer.json must not
+            # pass for this run's.
+            (folder / RUN_FILE).unlink(missing_ok=True)
             kwargs = dict(self.options)
             if scene.band_names and scene.wavelengths:
                 kwargs.update(band_names=scene.band_names, wavelengths=scene.wavelengths)
             result = analyze_scene(
-                scene.source, prompt, scene_dir(Path(out), scene), model=self.chat, progress=False,
-                **kwargs,
-            )  # fmt: skip
+                scene.source, prompt, folder, model=self.chat, progress=False, **kwargs
+            )
             answer = result.answer
+            write_text(folder / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
         except BAD_INPUT as err:
             return failed_row(scene, f"{type(err).__name__}: {err}", time.perf_counter() - start)
         except Exception as err:  # a bug or a resource problem: still one row, never a stop

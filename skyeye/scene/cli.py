@@ -3,7 +3,9 @@ into one georeferenced answer (mask COG, polygons GeoJSON/GeoPackage, preview PN
 
 Prints the scene-level answer on stdout and the files written on stderr; exit 2 with one line
 for bad input (unreadable scene, bbox outside it, window smaller than the tower's patch, an
-output folder holding another scene's partial run, a full disk: finished windows are kept).
+output folder another run is writing, a full disk: finished windows are kept). A partial or
+finished run of another prompt, model, settings or source file in --out is computed again
+(the log says what differed); a photo (PNG/JPEG) runs on pixel coordinates, sensor "rgb".
 """
 
 from __future__ import annotations
@@ -135,5 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     for path in result.paths.values():
-        print(f"(written: {path})", file=sys.stderr)
+        if path.is_file():  # no GeoJSON for a scene without CRS (a photo)
+            print(f"(written: {path})", file=sys.stderr)
     return 0

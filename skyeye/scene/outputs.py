@@ -39,7 +39,12 @@ def write_polygons(
 ) -> dict[str, Any]:
     """Polygonise the mask COG (regions smaller than `min_pixels` sieved away) into GeoJSON
     (EPSG:4326, or the scene's CRS with `native_crs`) and GeoPackage (the scene's CRS), with
-    `area_m2` and `area_ha` per polygon. Returns {"count", "area_m2"}."""
+    `area_m2` and `area_ha` per polygon. Returns {"count", "area_m2"}.
+
+    Without a CRS (a photo) there is no GeoJSON (RFC 7946 GeoJSON is lon/lat: pixel coordinates
+    there would be drawn near 0°N 0°E; an earlier run's file is removed): the GeoPackage holds
+    the polygons in pixel coordinates (x = column, y = row, down) and the areas are unknown
+    (NaN; "area_m2": None)."""
     import shapely
     from pyogrio.raw import write as ogr_write
     from rasterio.features import shapes, sieve
@@ -79,10 +84,12 @@ def write_polygons(
     if crs is not None and not native_crs:
         out_geoms = _to_4326(geoms_arr, crs)
         out_crs = "EPSG:4326"
-    for path, g, c, driver in (
-        (geojson, out_geoms, out_crs, "GeoJSON"),
-        (gpkg, geoms_arr, crs_wkt, "GPKG"),
-    ):
+    targets = [(gpkg, geoms_arr, crs_wkt, "GPKG")]
+    if crs is not None:
+        targets.insert(0, (geojson, out_geoms, out_crs, "GeoJSON"))
+    else:
+        geojson.unlink(missing_ok=True)
+    for path, g, c, driver in targets:
         with atomic_path(path) as tmp:
             tmp.unlink(missing_ok=True)  # GDAL's GPKG driver will not open an empty file
             ogr_write(
@@ -95,6 +102,8 @@ def write_polygons(
                 geometry_type="Polygon",
                 layer="mask",
             )
+    if crs is None:
+        return {"count": len(geoms), "area_m2": None}
     return {"count": len(geoms), "area_m2": float(np.nansum(areas)) if len(geoms) else 0.0}
 
 

@@ -31,6 +31,8 @@ from skyeye.errors import SceneError
 from skyeye.grounding.parse import GroundedBox
 from skyeye.io.gdal import ReadOptions
 from skyeye.io.stac import is_stac_file, read_stac_item
+from skyeye.scene.identity import dtype_label, model_identity, run_identity
+from skyeye.scene.lock import RunLock
 from skyeye.scene.outputs import (
     compass,
     mean_percentage,
@@ -72,7 +74,8 @@ OUTPUT_NAMES = {
 class SceneResult:
     """What `analyze_scene` wrote and found.
 
-    paths: output name -> path (mask, geojson, gpkg, preview, answer). answer: the content of
+    paths: output name -> path (mask, geojson, gpkg, preview, answer; no geojson file for a
+    scene without CRS, see `write_polygons`). answer: the content of
     answer.json. windows_run: windows the model ran on in this call (0 when all were already
     done); windows_skipped: all-nodata windows; timings: seconds per stage.
     """
@@ -88,29 +91,6 @@ class SceneResult:
     @property
     def text(self) -> str:
         return self.answer["answer"]
-
-
-def _dtype_label(model: Any, dtype: Any, device: str) -> str:
-    """The dtypes the windows run in, e.g. "float32 (llm bfloat16)": part of a run's identity,
-    so a resumed run never mixes windows computed in other dtypes."""
-    if isinstance(model, (str, os.PathLike)):
-        from skyeye.scene.infer import window_dtypes
-
-        weights, llm = window_dtypes(dtype, device)
-        if weights is None:
-            return "the checkpoint's"
-    else:
-        inner: Any = getattr(model, "model", model[0] if isinstance(model, tuple) else model)
-        weights, llm = inner.dtype, next(inner.language_model.parameters()).dtype
-    return f"{str(weights).removeprefix('torch.')} (llm {str(llm).removeprefix('torch.')})"
-
-
-def _model_label(model: Any) -> str:
-    if isinstance(model, (str, os.PathLike)):
-        return str(model)
-    inner = getattr(model, "model", model[0] if isinstance(model, tuple) else model)
-    path = getattr(getattr(inner, "config", None), "_name_or_path", "") or ""
-    return f"{type(inner).__name__}:{path}"
 
 
 def analyze_scene(
@@ -193,16 +173,19 @@ def analyze_scene(
     out = Path(out_dir)
     timings = {"read": 0.0, "model": 0.0, "write": 0.0, "stitch": 0.0, "outputs": 0.0}
     start = time.perf_counter()
-    with SceneSource(
-        source,
-        gsd=gsd,
-        bbox=bbox,
-        bbox_crs=bbox_crs,
-        sensor=sensor,
-        band_names=band_names,
-        wavelengths=wavelengths,
-        read_options=read_options,
-    ) as scene:
+    with (
+        SceneSource(
+            source,
+            gsd=gsd,
+            bbox=bbox,
+            bbox_crs=bbox_crs,
+            sensor=sensor,
+            band_names=band_names,
+            wavelengths=wavelengths,
+            read_options=read_options,
+        ) as scene,
+        RunLock(out, "skyeye.scene"),
+    ):
         grid = scene.grid
         windows = window_layout(grid.height, grid.width, window, overlap)
         settings = {
@@ -212,12 +195,15 @@ def analyze_scene(
             "gsd": gsd,
             "bbox": None if bbox is None else [float(v) for v in bbox],
             "bbox_crs": bbox_crs,
-            "model": _model_label(model),
-            "dtype": _dtype_label(model, dtype, device),
+            "model": model_identity(model)["label"],
+            "dtype": dtype_label(model, dtype, device),
             "max_new_tokens": max_new_tokens,
             "force_answer": force_answer,
         }
-        identity = {"scene": scene.fingerprint(), "settings": settings}
+        # The grid stands for the files' georeference; sensor and bands for how they are read.
+        read = {"grid": scene.grid.label(), "sensor": scene.sensor, "bands": scene.band_names,
+                "wavelengths": scene.wavelengths}  # fmt: skip
+        identity = run_identity(prompt, model, settings | read, source)
         store = WindowStore(out / WORK_DIR, identity, resume=resume)
         thumb_step = max(1, math.ceil(max(grid.height, grid.width) / PREVIEW_SIZE))
         todo = [w for w in windows if not store.done(w.index)]
@@ -328,7 +314,8 @@ def analyze_scene(
         answer["settings"].update(batch=batch, crs=crs)
         if stac is not None:
             answer["scene"].update(id=stac.scene_id, datetime=stac.datetime)
-        answer["outputs"] = {k: v.name for k, v in paths.items()}
+        answer["outputs"] = {k: v.name for k, v in paths.items() if v.is_file() or k == "answer"}
+        answer["run_id"] = identity["id"]
         timings["outputs"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start
         answer["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
@@ -452,14 +439,8 @@ def _summary(scene, grid, prompt, records, stats, polygons, phrase, settings) ->
             box = GroundedBox(b["x1"], b["y1"], b["x2"], b["y2"], b.get("angle"), b.get("phrase"))
             boxes.append(window_box(box, r["row"], r["col"], r["height"], r["width"], r["index"]))
     merged = merge_boxes(boxes)
-    t = grid.transform
     for b in merged:
-        b["bounds"] = [
-            t.c + t.a * b["x1"],
-            t.f + t.e * b["y2"],
-            t.c + t.a * b["x2"],
-            t.f + t.e * b["y1"],
-        ]
+        b["bounds"] = grid.bounds_of(b["x1"], b["y1"], b["x2"], b["y2"])
     amount = mean_percentage(records)
     name = phrase or "the target"
     if stats.mask_pixels:
@@ -500,7 +481,7 @@ def _summary(scene, grid, prompt, records, stats, polygons, phrase, settings) ->
             "width": grid.width,
             "height": grid.height,
             "transform": list(grid.transform)[:6],
-            "pixel_size": [abs(grid.transform.a), abs(grid.transform.e)],
+            "pixel_size": list(grid.pixel_size),
             "bands": list(scene.band_names),
             "sensor": scene.sensor,
         },

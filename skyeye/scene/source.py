@@ -7,7 +7,6 @@ its finest band (or the chosen gsd). GDAL decodes with all cores and a bounded b
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -28,7 +27,13 @@ from skyeye.errors import RasterReadError, SceneError
 from skyeye.io.band_files import band_file_order, read_band_window
 from skyeye.io.gdal import ReadOptions
 from skyeye.io.image import RasterImage, check_dtype, check_file
-from skyeye.io.raster import BAND_FILE_EXTENSIONS, complete_band_metadata, read_raster
+from skyeye.io.photo import read_photo
+from skyeye.io.raster import (
+    BAND_FILE_EXTENSIONS,
+    PHOTO_EXTENSIONS,
+    complete_band_metadata,
+    read_raster,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +42,8 @@ logger = logging.getLogger(__name__)
 #: next window row would need a whole block row (a full Sentinel-2 tile: 22 blocks x 13 bands,
 #: ~150 MiB), which 128 MiB did not hold either, so a larger cache only adds to peak memory.
 SCENE_CACHE_MIB = 64
+#: Largest photo (PNG/JPEG, read whole as the chat reads it) in pixels: 3 GB of float32 RGB.
+PHOTO_MAX_PIXELS = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,12 +56,29 @@ class Grid:
     crs: rasterio.crs.CRS | None
 
     @property
+    def pixel_size(self) -> tuple[float, float]:
+        """(x, y) side of a pixel in CRS units (of a rotated grid too)."""
+        t = self.transform
+        return math.hypot(t.a, t.d), math.hypot(t.b, t.e)
+
+    @property
     def pixel_area_m2(self) -> float | None:
         """Area of one pixel in m² when the CRS is projected in metres, else None."""
         if self.crs is None or not self.crs.is_projected:
             return None
         factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
-        return abs(self.transform.a * self.transform.e) * factor * factor
+        return abs(self.transform.determinant) * factor * factor
+
+    def bounds_of(self, x1: float, y1: float, x2: float, y2: float) -> list[float]:
+        """[minx, miny, maxx, maxy] in the CRS of the pixel box (x1, y1)-(x2, y2): its four
+        corners through the transform, so a rotated grid gives the box's true extent."""
+        corners = [self.transform @ (x, y) for x in (x1, x2) for y in (y1, y2)]
+        xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+        return [min(xs), min(ys), max(xs), max(ys)]
+
+    def label(self) -> list[Any]:
+        """The grid as plain data (part of a run's identity)."""
+        return [self.height, self.width, list(self.transform)[:6], self.crs and str(self.crs)]
 
 
 class SceneSource:
@@ -115,6 +139,7 @@ class SceneSource:
         probe = RasterImage(
             data=np.zeros((len(self.band_names), 1, 1), dtype=np.float32),
             band_names=list(self.band_names),
+            sensor=self._photo_sensor,  # a photo is "rgb", as `read_raster` says
         )
         complete_band_metadata(
             probe,
@@ -130,6 +155,8 @@ class SceneSource:
 
     # ------------------------------------------------------------------ opening
     def _open(self, source: Any, band_names: Sequence[str] | None, sensor: str | None) -> None:
+        self.photo: np.ndarray | None = None
+        self._photo_sensor: str | None = None
         if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
             files = sorted(
                 p
@@ -151,6 +178,9 @@ class SceneSource:
             source if files is None or not isinstance(source, list) else files[0].parent
         )
         self.band_files = files is not None
+        if files is None and Path(source).suffix.lower() in PHOTO_EXTENSIONS:
+            self._open_photo(check_file(Path(source)))
+            return
         if files is None:
             path = check_file(Path(source))
             src = self._stack.enter_context(rasterio.open(path))
@@ -192,8 +222,33 @@ class SceneSource:
         nodatas = {src.nodata for src in self.srcs}
         self.nodata = nodatas.pop() if len(nodatas) == 1 else None
 
+    def _open_photo(self, path: Path) -> None:
+        """A PNG/JPEG read whole by the chat's photo reader (RGB, EXIF orientation, alpha as
+        nodata, sensor "rgb"): its windows are then cut from memory, on pixel coordinates."""
+        image = read_photo(path, None, PHOTO_MAX_PIXELS)
+        self.photo = image.data
+        self.band_names, self._photo_sensor = list(image.band_names), image.sensor
+        self.srcs, self.files, self.indexes, self.alpha = [], [path], [], None
+        self.dtype, self.nodata = "float32", None
+
     def _make_grid(self, gsd, bbox, bbox_crs) -> Grid:
+        if self.photo is not None:
+            if gsd is not None or bbox is not None:
+                raise SceneError(
+                    f"{self.label}: a photo (PNG/JPEG) has no georeference: drop --gsd and "
+                    "--bbox, or give a GeoTIFF"
+                )
+            _, height, width = self.photo.shape
+            return Grid(height=height, width=width, transform=Affine.identity(), crs=None)
         ref = self.ref
+        if not self.band_files and gsd is None and bbox is None:
+            # The file's own pixel grid, whatever its geotransform (north-up, rotated, none).
+            return Grid(ref.height, ref.width, ref.transform, ref.crs)
+        if any(not s.transform.is_rectilinear for s in self.srcs):
+            raise SceneError(
+                f"{self.label}: the raster's geotransform is rotated; it is analysed only on its "
+                "own pixel grid: drop --gsd and --bbox (or warp it north-up first with gdalwarp)"
+            )
         res = {round(abs(s.transform.a), 9) for s in self.srcs}
         if gsd is not None and gsd <= 0:
             raise SceneError(f"--gsd must be a positive pixel size, got {gsd}")
@@ -235,26 +290,16 @@ class SceneSource:
             width = max(1, round((right - left) / px))
             height = max(1, round((top - bottom) / py))
         transform = Affine(px, 0.0, left, 0.0, -py, top)
-        if ref.transform.is_identity and gsd is None and bbox is None:
-            transform = ref.transform
         return Grid(height=int(height), width=int(width), transform=transform, crs=ref.crs)
 
     # ------------------------------------------------------------------ reading
-    def fingerprint(self) -> str:
-        """Identifies the scene's files (path, size, mtime) and grid."""
-        h = hashlib.sha256()
-        for f in self.files:
-            st = f.stat()
-            h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
-        g = self.grid
-        h.update(f"{g.height}|{g.width}|{tuple(g.transform)}|{g.crs}".encode())
-        return h.hexdigest()[:16]
-
     def window_transform(self, row: int, col: int) -> Affine:
         return self.grid.transform @ Affine.translation(col, row)
 
     def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """(C, height, width) float32 of the grid's window at (row, col); NaN = nodata."""
+        if self.photo is not None:
+            return self.photo[:, row : row + height, col : col + width].copy()
         if self.band_files:
             transform = self.window_transform(row, col)
             return np.stack(
@@ -264,12 +309,12 @@ class SceneSource:
                 ]
             )
         src = self.srcs[0]
-        same = self.grid.transform.a == src.transform.a and self.grid.transform.e == src.transform.e
+        g, f = self.grid.transform, src.transform
         t = self.window_transform(row, col)
-        if same:
-            c0 = round((t.c - src.transform.c) / src.transform.a)
-            r0 = round((t.f - src.transform.f) / src.transform.e)
-            window = Window(c0, r0, width, height)
+        if (g.a, g.b, g.d, g.e) == (f.a, f.b, f.d, f.e):
+            # The file's own pixels (any geotransform, rotated too): a plain pixel window.
+            c0, r0 = ~f @ (t.c, t.f)
+            window = Window(round(c0), round(r0), width, height)
             resampling = Resampling.nearest
         else:
             bounds = rasterio.transform.array_bounds(height, width, t)
@@ -326,7 +371,9 @@ class SceneSource:
         return image.data
 
     def block_shape(self) -> tuple[int, int]:
-        """(rows, cols) of the reference file's internal blocks."""
+        """(rows, cols) of the reference file's internal blocks (a photo: one block)."""
+        if self.photo is not None:
+            return self.grid.height, self.grid.width
         rows, cols = self.ref.block_shapes[0]
         return int(rows), int(cols)
 

@@ -76,6 +76,9 @@ def stitch_mask(
         compress="deflate",
         BIGTIFF="IF_SAFER",
     )
+    if grid.crs is None and grid.transform.is_identity:
+        # A photo: pixel coordinates, which a GeoTIFF without a geotransform already means.
+        del profile["crs"], profile["transform"]
     with rasterio.Env(**(read_options or ReadOptions()).gdal_env()):
         raw = work / "stitch.tif"
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,17 +13,22 @@ from typing import Any
 import numpy as np
 
 from skyeye.atomic import write_bytes, write_text
-from skyeye.errors import SceneError
+from skyeye.scene.identity import identity_differences
+
+logger = logging.getLogger(__name__)
 
 STATE = "state.json"
 
 
 class WindowStore:
-    """`<out>/.scene-work/`: state.json (scene fingerprint + settings) and, per window,
+    """`<out>/.scene-work/`: state.json (the run's identity) and, per window,
     `w<index>.npz` (mask probability float16, valid pixels, preview thumbnail) then
     `w<index>.json` (answer text, boxes, phrase); the .json is written last and marks it done."""
 
     def __init__(self, folder: Path, identity: dict[str, Any], resume: bool = True) -> None:
+        """`identity`: the run's (`skyeye.scene.identity.run_identity`). Windows of an earlier
+        run are kept only when its identity is the same; otherwise they are deleted, and the
+        log says what differed, before this run starts over."""
         self.folder = Path(folder)
         state = self.folder / STATE
         if state.exists() and resume:
@@ -30,12 +36,14 @@ class WindowStore:
                 previous = json.loads(state.read_text())
             except (OSError, ValueError):
                 previous = None
-            if previous != identity:
-                raise SceneError(
-                    f"{self.folder.parent} holds a partial run of another scene or other settings "
-                    f"({self.folder}/{STATE} differs): use another --out, the same command as "
-                    "before, or delete that folder"
+            if not isinstance(previous, dict) or previous.get("id") != identity.get("id"):
+                logger.warning(
+                    "%s: the finished windows there are of another run (changed: %s): "
+                    "computing every window again",
+                    self.folder.parent,
+                    identity_differences(previous, identity),
                 )
+                shutil.rmtree(self.folder)
         elif self.folder.exists():
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,8 +12,10 @@ import time
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pytest
 import rasterio
+from PIL import Image
 from rasterio.windows import Window
 from skyeye_testing import make_tiny_model
 
@@ -60,15 +63,26 @@ def tiny_folder(tiny_llm_dir, tmp_path):
     return tmp_path / "model"
 
 
+def _name(key: str) -> str:
+    """A scene key without its path hash (``berlin_lake-1a2b3c4d`` -> ``berlin_lake``)."""
+    name, digest = key.rsplit("-", 1)
+    assert re.fullmatch(r"[0-9a-f]{8}", digest), key
+    return name
+
+
 def test_inputs_folder_list_glob_and_item_collection(scenes_folder, tmp_path):
+    from skyeye.batch.inputs import scene_key
+
     keys = [s.key for s in collect_scenes(str(scenes_folder))]
-    assert len(keys) == 8 and "corrupt" in keys and "berlin_lake" in keys
+    names = {_name(k) for k in keys}
+    assert len(keys) == len(names) == 8 and {"corrupt", "berlin_lake"} <= names
     listing = tmp_path / "list.txt"
     listing.write_text("# two scenes\nscenes/berlin_lake.tif\nscenes/berlin.stac.json\n")
     listed = collect_scenes(str(listing))
+    stac_id = "S2A_MSIL1C_20170216T102101_N0204_R065_T33UUU_crop1024-128"
     assert [s.key for s in listed] == [
-        "berlin_lake",
-        "S2A_MSIL1C_20170216T102101_N0204_R065_T33UUU_crop1024-128",
+        scene_key("berlin_lake", "scenes/berlin_lake.tif"),
+        scene_key(stac_id, f"scenes/berlin.stac.json#{stac_id}"),
     ]
     assert listed[1].datetime == "2017-02-16T10:21:01Z" and listed[1].geometry["type"] == "Polygon"
     assert len(collect_scenes(str(scenes_folder / "berlin_*.tif"))) == 2
@@ -97,10 +111,10 @@ def test_plain_loop_writes_outputs_and_a_geopackage_summary(
             "--model", str(tiny_folder), "--workers", "0", "--format", "gpkg", "--max-new-tokens", "4"]  # fmt: skip
     assert main(args) == 0
     table = gpd.read_file(out / "summary.gpkg")
-    rows = {r.key: r for r in table.itertuples()}
+    rows = {_name(r.key): r for r in table.itertuples()}
     assert rows["berlin_lake"].status == "done" and rows["berlin_lake"].answer
     assert rows["corrupt"].status == "failed" and "corrupt.tif" in rows["corrupt"].reason
-    assert (out / "scenes" / "berlin_lake" / "answer.json").is_file()
+    assert (out / "scenes" / rows["berlin_lake"].key / "answer.json").is_file()
     lon, lat = rows["berlin_lake"].geometry.centroid.coords[0]
     assert 12.6 < lon < 12.8 and 52.4 < lat < 52.6
     assert "1 failed" in capsys.readouterr().err
@@ -150,10 +164,133 @@ def test_ray_batch_killed_halfway_then_restarted_does_only_the_rest(
     table = gpd.read_parquet(out / "summary.parquet")
     assert len(table) == 8 and table.crs.to_epsg() == 4326
     failed = table[table.status == "failed"]
-    assert list(failed.key) == ["corrupt"] and "corrupt.tif" in failed.reason.iloc[0]
+    assert [_name(k) for k in failed.key] == ["corrupt"] and "corrupt.tif" in failed.reason.iloc[0]
     done = table[table.status == "done"]
     assert len(done) == 7 and done.geometry.notna().all() and done.answer.notna().all()
     stac = done[done.scene_id.str.startswith("S2A_MSIL1C_20170216T102101")]
     assert list(stac.datetime) == ["2017-02-16T10:21:01Z"]
     for key in done.key:
         assert (out / "scenes" / key / "mask.tif").is_file()
+
+
+def _loop(inputs: Path, out: Path, model: Path, prompt: str = "segment the lake") -> int:
+    return main(["--inputs", str(inputs), "--prompt", prompt, "--out", str(out),
+                 "--model", str(model), "--workers", "0", "--max-new-tokens", "4",
+                 "--window", "48", "--overlap", "0"])  # fmt: skip
+
+
+def _summary_line(err: str) -> str:
+    return next(line for line in err.splitlines() if "from an earlier run" in line)
+
+
+def test_a_rerun_with_another_prompt_or_a_rewritten_file_recomputes(
+    tiny_folder, tmp_path, capsys, caplog
+):
+    folder, out = tmp_path / "scenes", tmp_path / "out"
+    folder.mkdir()
+    _crop(EXAMPLES / "sentinel2_berlin_l1c.tif", folder / "lake.tif", 160, 160)
+    _crop(EXAMPLES / "sentinel2_berlin_l1c.tif", folder / "fields.tif", 400, 400)
+    assert _loop(folder, out, tiny_folder) == 0
+    assert "2 done (0 from an earlier run)" in _summary_line(capsys.readouterr().err)
+    assert _loop(folder, out, tiny_folder) == 0
+    assert "2 done (2 from an earlier run)" in _summary_line(capsys.readouterr().err)
+    with caplog.at_level("WARNING"):
+        assert _loop(folder, out, tiny_folder, prompt="segment the forest") == 0
+    assert "2 done (0 from an earlier run)" in _summary_line(capsys.readouterr().err)
+    assert caplog.text.count("is of another run (changed: the prompt): analysing it again") == 2
+    answers = [json.loads(p.read_text()) for p in out.glob("scenes/*/answer.json")]
+    assert [a["prompt"] for a in answers] == ["segment the forest"] * 2
+    # The same file name, other pixels: recomputed; the other scene is not.
+    _crop(EXAMPLES / "sentinel2_berlin_l1c.tif", folder / "fields.tif", 300, 420)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert _loop(folder, out, tiny_folder, prompt="segment the forest") == 0
+    assert "2 done (1 from an earlier run)" in _summary_line(capsys.readouterr().err)
+    assert "fields.tif" in caplog.text and "changed: the source files" in caplog.text
+
+
+def test_adding_a_file_keeps_every_other_scene_s_folder_and_answer(tiny_folder, tmp_path, capsys):
+    folder, out = tmp_path / "scenes", tmp_path / "out"
+    folder.mkdir()
+    _crop(EXAMPLES / "sentinel2_berlin_l1c.tif", folder / "berlin_lake.tif", 160, 160)
+    assert _loop(folder, out, tiny_folder) == 0
+    (before,) = gpd.read_parquet(out / "summary.parquet").itertuples()
+    stamp = (out / "scenes" / before.key / "answer.json").stat().st_mtime_ns
+    # A photo of the same name sorts first: it must not take the GeoTIFF's folder or answer.
+    with rasterio.open(EXAMPLES / "sentinel2_berlin_l1c.tif") as src:
+        rgb = src.read([4, 3, 2], window=Window(400, 400, 96, 96)).astype("float32") / 8
+    Image.fromarray(np.moveaxis(np.clip(rgb, 0, 255).astype(np.uint8), 0, -1)).save(
+        folder / "berlin_lake.png"
+    )
+    capsys.readouterr()
+    assert _loop(folder, out, tiny_folder) == 0
+    assert "2 done (1 from an earlier run)" in _summary_line(capsys.readouterr().err)
+    rows = {r.source: r for r in gpd.read_parquet(out / "summary.parquet").itertuples()}
+    tif, png = rows[str(folder / "berlin_lake.tif")], rows[str(folder / "berlin_lake.png")]
+    assert tif.key == before.key and tif.area_m2 == before.area_m2 and tif.answer == before.answer
+    assert (out / "scenes" / tif.key / "answer.json").stat().st_mtime_ns == stamp
+    assert png.key != tif.key and png.status == "done" and np.isnan(png.area_m2)  # no CRS
+    answer = json.loads((out / "scenes" / png.key / "answer.json").read_text())
+    assert answer["scene"]["source"] == str(folder / "berlin_lake.png")
+
+
+def test_every_folder_entry_gets_a_row_and_links_never_loop(tiny_folder, tmp_path, capsys):
+    folder, out = tmp_path / "scenes", tmp_path / "out"
+    folder.mkdir()
+    _crop(EXAMPLES / "sentinel2_berlin_l1c.tif", folder / "berlin_lake.tif", 160, 160)
+    (folder / "loop_a").symlink_to(folder / "loop_b")
+    (folder / "loop_b").symlink_to(folder / "loop_a")
+    (folder / "dangling.tif").symlink_to(folder / "missing.tif")
+    (folder / "dirloop").symlink_to(".", target_is_directory=True)
+    (folder / "notes.txt").write_text("field notes")
+    (folder / "empty").mkdir()
+    (folder / ".hidden.tif").write_bytes(b"")
+    expected = {
+        "berlin_lake.tif": ("done", None),
+        "loop_a": ("failed", "a symbolic link loop"),
+        "loop_b": ("failed", "a symbolic link loop"),
+        "dangling.tif": ("failed", "a dangling symbolic link"),
+        "dirloop": ("skipped", "links back to the input folder"),
+        "notes.txt": ("skipped", "not a raster"),
+        "empty": ("skipped", "a folder without band files"),
+    }
+    if os.geteuid() != 0:  # root reads everything: the unreadable case needs another user
+        locked = folder / "locked"
+        locked.mkdir()
+        _crop(EXAMPLES / "sentinel2_berlin_l1c.tif", locked / "B01.tif", 0, 0, 16)
+        locked.chmod(0)
+        expected["locked"] = ("failed", "cannot list the folder")
+    try:
+        assert _loop(folder, out, tiny_folder) == 0
+    finally:
+        if os.geteuid() != 0:
+            (folder / "locked").chmod(0o755)
+    err = capsys.readouterr().err
+    n_failed = sum(status == "failed" for status, _ in expected.values())
+    assert (
+        f"{len(expected)} entries: 1 done (0 from an earlier run), {n_failed} failed, "
+        "3 not scenes" in _summary_line(err)
+    )
+    table = gpd.read_parquet(out / "summary.parquet")
+    rows = {Path(r.source).name: r for r in table.itertuples()}
+    assert set(rows) == set(expected)
+    for name, (status, reason) in expected.items():
+        assert rows[name].status == status, (name, rows[name].reason)
+        assert reason is None or reason in rows[name].reason, (name, rows[name].reason)
+    assert len(list(out.glob("scenes/*/answer.json"))) == 1
+
+
+def test_a_second_batch_on_one_out_exits_2_naming_the_first(tmp_path, capsys):
+    import socket
+
+    from skyeye.scene.lock import RunLock
+
+    folder, out = tmp_path / "scenes", tmp_path / "out"
+    folder.mkdir()
+    _crop(EXAMPLES / "sentinel2_berlin_l1c.tif", folder / "berlin_lake.tif", 160, 160)
+    with RunLock(out, "skyeye.batch"):  # the first batch (its own open file: a separate lock)
+        assert _loop(folder, out, tmp_path / "no-model-needed") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{out} is in use by another run (skyeye.batch" in err
+    assert f"pid {os.getpid()} on {socket.gethostname()}, started " in err
+    assert not (out / "scenes").exists()
