@@ -200,3 +200,8 @@ class NoImageError(SkyEyeError, ValueError):
 class GenerationCancelled(SkyEyeError):
     """The caller of `ChatSession.stream`/`ask` set its cancel event (e.g. the HTTP client went
     away): generation stopped at the next token and the question was dropped."""
+
+
+class OptionsError(SkyEyeError, ValueError):
+    """A multiple-choice question whose options cannot be answered (a single option, an option
+    without text, more than 26); the message is a plain sentence saying what to fix."""

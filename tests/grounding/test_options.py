@@ -1,0 +1,56 @@
+"""Lettered options of multiple-choice questions, as people and benchmarks write them."""
+
+from __future__ import annotations
+
+import pytest
+
+from skyeye.errors import OptionsError
+from skyeye.grounding.options import format_choice, parse_options
+
+LAYOUTS = {
+    "lines-dot": "What covers most of the image?\nA. forest\nB. water\nC. urban area\nD. farmland",
+    "lines-paren": "What covers most of the image?\nA) forest\nB) water\nC) urban area\nD) farmland",
+    "brackets-inline": "What covers most of the image? (A) forest (B) water (C) urban area (D) farmland",
+    "inline-commas": "What covers most of the image? Options: A. forest, B. water, C. urban area, D. farmland",
+    "colon-lines": "What covers most of the image?\nChoices:\nA: forest\nB: water\nC: urban area\nD: farmland\nAnswer with the option's letter.",
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_five_common_layouts_parse_to_the_same_options(layout):
+    choice = parse_options(LAYOUTS[layout])
+    assert choice is not None
+    assert [(o.letter, o.text) for o in choice.options] == [
+        ("A", "forest"), ("B", "water"), ("C", "urban area"), ("D", "farmland"),
+    ]  # fmt: skip
+    assert choice.stem.startswith("What covers most of the image?")
+
+
+def test_repeated_letters_and_stray_capitals_are_read_right():
+    doubled = "Which is it?\nA. A. The image shows a port.\nB. B. The image shows a farm."
+    choice = parse_options(doubled)
+    assert choice is not None and choice.options[0].text == "The image shows a port."
+    us = "Is this the U.S. coast? A. yes B. no"
+    choice = parse_options(us)
+    assert choice is not None and [o.text for o in choice.options] == ["yes", "no"]
+    assert format_choice(choice.options[1]) == "B. no"
+
+
+def test_questions_without_options_are_not_multiple_choice():
+    assert parse_options("Is there water in this image?") is None
+    assert parse_options("A large harbour with boats: how many boats?") is None
+    assert parse_options("Would plan A: a dam, flood the valley?") is None
+
+
+@pytest.mark.parametrize(
+    ("question", "reason"),
+    [
+        ("Which one?\nA. forest", "single option"),
+        ("Which one? (A) forest (B) (C) water", "option B has no text"),
+        ("Pick:\n" + "\n".join(f"{chr(65 + i)}. class {i}" for i in range(26)) + "\nA. again",
+         "more than 26"),
+    ],
+)
+def test_unanswerable_option_lists_say_what_to_fix(question, reason):
+    with pytest.raises(OptionsError, match=reason):
+        parse_options(question)
