@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import torch
 
-from skyeye.grounding.options import MultipleChoice, format_choice
+from skyeye.errors import OptionsError
+from skyeye.grounding.options import MultipleChoice, format_choice, parse_options
 
 ChoiceScoring = Literal["letter", "text"]
 #: Keys of the processor's output the backbone takes for the prompt.
@@ -87,3 +88,18 @@ def score_choices(
         total = last[seq[0]] + sum(logp[row, t, seq[t + 1]] for t in range(len(seq) - 1))
         text_scores.append(float(total) / len(texts[row]))
     return ChoiceScores(letter=[float(last[i]) for i in letters], text=text_scores)
+
+
+def choice_answer(
+    model: Any, tokenizer: Any, inputs: dict[str, Any], question: str, scoring: ChoiceScoring
+) -> str | None:
+    """The answer to a multiple-choice ``question`` ('C. a lake', the best-scoring option), a
+    plain sentence when its options cannot be answered, or None when it lists no options."""
+    try:
+        choice = parse_options(question)
+    except OptionsError as err:
+        return f"I cannot answer this as a multiple-choice question: {err}."
+    if choice is None:
+        return None
+    scores = score_choices(model, tokenizer, inputs, choice)
+    return format_choice(choice.options[scores.best(scoring)])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import (
@@ -46,6 +46,11 @@ class GenerationSettings:
             the answer is cut where it starts.
         seed: with `do_sample`, draw from a generator seeded with it (the same seed and
             conversation give the same answer; torch's global RNG is not touched).
+        mcq_scoring: a question listing lettered options is answered with the option of the
+            highest likelihood given the image ("likelihood", `skyeye.chat.choices`) or by
+            generating an answer like any other question ("generate").
+        choice_scoring: with "likelihood", score each option by its letter alone ("letter",
+            lmms-eval's acc) or by the whole stated option per character ("text", acc_norm).
     """
 
     max_new_tokens: int = 200
@@ -57,6 +62,8 @@ class GenerationSettings:
     read_size: int = 512
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    mcq_scoring: Literal["likelihood", "generate"] = "likelihood"
+    choice_scoring: Literal["letter", "text"] = "text"
 
     def generate_kwargs(self) -> dict[str, Any]:
         """`generate` arguments (a fresh seeded sampler each call: it holds the RNG state)."""

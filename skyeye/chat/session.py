@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import StoppingCriteriaList, TextIteratorStreamer
 
+from skyeye.chat.choices import choice_answer
 from skyeye.chat.decoding import DEFAULT_SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT
 from skyeye.chat.decoding import GenerationSettings as GenerationSettings
 from skyeye.chat.decoding import (
@@ -197,6 +198,11 @@ class ChatSession:
             raise
         inputs = inputs.to(self.model.device) if hasattr(inputs, "to") else inputs
         tokenizer = self.processor.tokenizer
+        if self.settings.mcq_scoring == "likelihood":
+            chosen = self._choose(prompt, inputs)
+            if chosen is not None:
+                yield chosen
+                return
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         result: dict[str, Any] = {}
         abandoned = threading.Event()
@@ -285,6 +291,23 @@ class ChatSession:
         reply.text = text
         self.messages.append({"role": "assistant", "content": text})
         self.last_reply = reply
+
+    def _choose(self, prompt: str, inputs: Any) -> str | None:
+        """Answer a multiple-choice question by option likelihood (`skyeye.chat.choices`): the
+        answer is recorded as the turn's reply; None when the prompt lists no options."""
+        try:
+            text = choice_answer(
+                self.model, self.processor.tokenizer, inputs, prompt, self.settings.choice_scoring
+            )
+        except Exception:
+            self.messages.pop()
+            raise
+        if text is None:
+            return None
+        self._pending_images = 0
+        self.messages.append({"role": "assistant", "content": text})
+        self.last_reply = ChatReply(text=text)
+        return text
 
     def _finish_reason(self, new_ids: torch.Tensor) -> str:
         """Finish reason: "length" when the answer filled `max_new_tokens` without an end token."""

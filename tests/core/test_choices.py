@@ -69,3 +69,25 @@ def test_the_option_a_scripted_model_prefers_wins(tiny_model, rgb_image):
     assert choice.options[scores.best("text")].letter == "C"
     # Letter scoring reads only the first answer token; the tiny test tokenizer spells most
     # capitals with one unknown token, so it is checked with the real tokenizer (slow test).
+
+
+def test_the_chat_answers_multiple_choice_with_an_option_and_plain_questions_as_before(
+    tiny_model, rgb_image
+):
+    from skyeye.chat.session import ChatSession, GenerationSettings
+
+    model, processor = tiny_model
+    model.eval()
+    session = ChatSession(model, processor, GenerationSettings(max_new_tokens=4))
+    session.add_image(rgb_image)
+    reply = session.ask(QUESTION)
+    options = {format_choice(o) for o in parse_options(QUESTION).options}
+    assert reply.text in options
+    assert session.messages[-1] == {"role": "assistant", "content": reply.text}
+    bad = session.ask("Which one?\nA. forest")
+    assert bad.text.startswith("I cannot answer this as a multiple-choice question")
+    generated = ChatSession(
+        model, processor, GenerationSettings(max_new_tokens=4, mcq_scoring="generate")
+    )
+    generated.add_image(rgb_image)
+    assert generated.ask(QUESTION).text not in options  # the tiny random LLM's own words
