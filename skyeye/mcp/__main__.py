@@ -1,5 +1,8 @@
+"""`python -m skyeye.mcp` (console script `skyeye-mcp`): the MCP stdio server (see `skyeye.mcp.server`)."""
+
 import sys
 
 from skyeye.mcp.server import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,8 @@
-"""`python -m skyeye.scene`: see `skyeye.scene.cli`."""
+"""`python -m skyeye.scene` (console script `skyeye-scene`): one whole scene window by window (see `skyeye.scene.cli`)."""
 
 import sys
 
 from skyeye.scene.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
