@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    before_model = args.before / "skyeye" / "models" / "skyeye-tiny"
+    # The bundled models' folder: skyeye/bundled, skyeye/models in checkouts before issue 27.
+    before_model = args.before / "skyeye" / "bundled" / "skyeye-tiny"
+    if not before_model.is_dir():
+        before_model = args.before / "skyeye" / "models" / "skyeye-tiny"
     if not before_model.is_dir():
         print(f"error: {before_model} is not a model folder: pass a checkout", file=sys.stderr)
         return 2

@@ -11,7 +11,8 @@
 2. Chat one-shot (``ChatSession.ask`` on ``examples/sentinel2_berlin_l1c.tif``, "Show me where
    the water is in this image with a mask."), interleaved repeats in one process. With
    ``--light-model FOLDER`` (a model with the light decoder, e.g. the skyeye-tiny shipped before
-   the hires retrain: ``git archive <commit> skyeye/models/skyeye-tiny | tar -x -C /tmp/old``):
+   the hires retrain: ``git archive <commit> skyeye/models/skyeye-tiny | tar -x -C /tmp/old``;
+   the bundled models' folder was ``skyeye/models`` before issue 27, ``skyeye/bundled`` after):
    that folder against ``--model`` (default the shipped skyeye-tiny, hires), i.e. today's chat vs
    the one before; the answers may differ. Without it: ``--model`` (light) against the same model
    with its head turned into the hires decoder (``finetune.mask_stage.to_hires``), same answer.

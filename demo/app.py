@@ -206,7 +206,7 @@ def parse_auth(values: Sequence[str], files: Sequence[Path] = ()) -> list[tuple[
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument(
-        "--model", default="skyeye-tiny", help="preset name, model folder or hub id"
+        "--model", default="skyeye-tiny", help="bundled model, model folder or hub id"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 = all)")
     parser.add_argument("--port", type=int, default=7860)

@@ -41,7 +41,7 @@ class ModelArgs:
 
     model: str | None = _f(
         None,
-        "SkyEye model folder, preset (skyeye-tiny) or hub id to start from; "
+        "SkyEye model folder, bundled model (skyeye-tiny) or hub id to start from; "
         "None builds a new model from `vision` + `llm`",
     )
     vision: str = _f(

@@ -108,7 +108,7 @@ def load_or_build(recipe: Recipe) -> tuple[nn.Module, SkyEyeProcessor]:
         from peft import PeftModel
 
         from skyeye.modeling.checkpoint import ADAPTER_FOLDER
-        from skyeye.models import resolve_model_folder
+        from skyeye.bundled import resolve_model_folder
 
         folder = resolve_model_folder(m.model)
         # QLoRA: transformers quantises the LLM while loading it (the rest stays float32).

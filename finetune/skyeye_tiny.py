@@ -1,7 +1,7 @@
 """`python -m finetune.skyeye_tiny`: train the embedded default model `skyeye-tiny`, one command.
 
     python -m finetune.skyeye_tiny --recipe finetune/recipes/skyeye-tiny.yaml \
-        --shared-data ../shared/data --work runs/skyeye-tiny [--install skyeye/models/skyeye-tiny]
+        --shared-data ../shared/data --work runs/skyeye-tiny [--install skyeye/bundled/skyeye-tiny]
 
 Runs, in order, each stage skipped when its output already exists in --work (so an interrupted
 run continues; delete --work to start over): prepare (stack band-per-file scenes),

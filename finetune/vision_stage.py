@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="image paths are relative to this (default: the JSONL's folder)",
     )
-    parser.add_argument("--model", default="skyeye-tiny", help="starting model folder or preset")
+    parser.add_argument(
+        "--model", default="skyeye-tiny", help="starting model folder or bundled model"
+    )
     parser.add_argument("--out", type=Path, required=True, help="model folder to write")
     parser.add_argument(
         "--sar-wavelength",
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("skyeye.io").setLevel(logging.WARNING)
     from skyeye.modeling.model import SkyEyeForConditionalGeneration
-    from skyeye.models import resolve_model_folder
+    from skyeye.bundled import resolve_model_folder
     from skyeye.processing.processor import SkyEyeProcessor
 
     if not args.data.is_file():

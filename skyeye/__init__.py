@@ -4,7 +4,7 @@ The library follows the data path, one subpackage per role; lower layers never i
 ones (tests/layout/test_import_graph.py checks it):
 
     errors, constants   every exception a user may catch; special tokens, ignore index, dtype names
-    atomic, logs, models   atomic output files; logging set-up; the registry of shipped model folders
+    atomic, logs, bundled   atomic output files; logging set-up; the bundled models (skyeye-tiny)
     io          raster files -> RasterImage (bands, wavelengths, CRS); sensors; RLE
     processing  RasterImage + conversation -> model inputs (image processor, processor)
     modeling    config, vision towers, projector, mask decoders, LLM loading, the model
@@ -43,7 +43,7 @@ _EXPORTS = {
     "RasterImage": "skyeye.io.raster",
     "RasterReadError": "skyeye.io.raster",
     "load_vision_tower": "skyeye.modeling.vision",
-    "list_presets": "skyeye.models",
+    "list_bundled_models": "skyeye.bundled",
     "analyze_scene": "skyeye.scene.pipeline",
     "SceneResult": "skyeye.scene.pipeline",
 }

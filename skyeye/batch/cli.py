@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", required=True, help="folder, glob, .txt list or STAC ItemCollection")
     p.add_argument("--prompt", required=True, help="the question asked about every scene")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
+    p.add_argument("--model", default="skyeye-tiny", help="bundled model, model folder or hub id")
     p.add_argument("--workers", type=int, default=2, help="Ray workers (0: plain loop, no Ray)")
     p.add_argument("--address", default=None, help="existing Ray cluster (ray://HOST:10001, auto)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker")

@@ -41,7 +41,7 @@ from skyeye.modeling.generated_masks import (
     masks_from_generation,
 )
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
-from skyeye.models import resolve_model_folder
+from skyeye.bundled import resolve_model_folder
 from skyeye.processing.chat_encoding import content_text
 from skyeye.processing.image_processor import SkyEyeImageProcessor
 from skyeye.processing.processor import SkyEyeProcessor

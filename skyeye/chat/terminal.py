@@ -61,7 +61,7 @@ def parse_wavelengths(text: str | None) -> list[float] | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m skyeye.chat", description=__doc__)
     parser.add_argument(
-        "--model", default="skyeye-tiny", help="preset name, model folder or hub id"
+        "--model", default="skyeye-tiny", help="bundled model, model folder or hub id"
     )
     parser.add_argument(
         "--image", action="append", default=[], help="image file or band folder (repeatable)"
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
     # Imported after the logging set-up: importing them already logs (bitsandbytes' kernels).
     from skyeye.chat.session import GenerationSettings, chat_dtype, check_images, load_chat
     from skyeye.modeling.folder_check import check_model_folder
-    from skyeye.models import resolve_model_folder
+    from skyeye.bundled import resolve_model_folder
     from skyeye.processing.image_processor import SkyEyeImageProcessor
 
     if args.wavelengths and len(args.wavelengths) not in (1, len(args.image)):

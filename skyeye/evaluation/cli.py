@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
+    p.add_argument("--model", default="skyeye-tiny", help="bundled model, model folder or hub id")
     p.add_argument("--data", required=True, help="unified instruction JSONL file")
     p.add_argument("--task", required=True, choices=list_tasks())
     p.add_argument("--out", required=True, help="report JSON to write")

@@ -260,7 +260,7 @@ def evaluate(
         if processor is None:
             raise ValueError("pass the model's processor= with a loaded model (or pass its name)")
         return run_evaluation(ChatSession(model, processor, settings), data, config)
-    from skyeye.models import resolve_model_folder
+    from skyeye.bundled import resolve_model_folder
 
     session = load_chat(model, device=device, dtype=dtype, cache_dir=cache_dir, settings=settings)
     digest = weights_sha256(resolve_model_folder(model))

@@ -225,10 +225,10 @@ def _sensor_rows() -> list[tuple[str, str, str]]:
 
 
 def _default_model_id(folder: Path) -> str:
-    from skyeye.models import get_preset, list_presets
+    from skyeye.bundled import get_bundled_model, list_bundled_models
 
-    for name in list_presets():
-        if get_preset(name).resolve() == folder.resolve():
+    for name in list_bundled_models():
+        if get_bundled_model(name).resolve() == folder.resolve():
             return name
     return str(folder)
 

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 class McpConfig:
     """Settings of the MCP server.
 
-    model: preset, folder or hub id; device: torch device; max_new_tokens: answer length.
+    model: bundled model, folder or hub id; device: torch device; max_new_tokens: answer length.
     allow_files: the only folder whose files the tools read (symbolic links resolved); None:
         any local path. The paths come from an agent, so they are read as request input either
         way (`skyeye.io.policy`): plain raster formats only, no VRT.
@@ -180,7 +180,7 @@ def build_server(tools: SkyEyeTools):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m skyeye.mcp", description=__doc__)
     parser.add_argument(
-        "--model", default="skyeye-tiny", help="preset name, model folder or hub id"
+        "--model", default="skyeye-tiny", help="bundled model, model folder or hub id"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-new-tokens", type=int, default=200)

@@ -89,8 +89,8 @@ def check_model_folder(folder: str | Path) -> None:
         content = "empty" if folder.is_dir() and not any(folder.iterdir()) else "not a model folder"
         raise ModelFolderError(
             f"{folder} has no {CONFIG_NAME} ({content}): pass a SkyEye model folder (one written "
-            "by save_pretrained, e.g. a training run's model/), a preset such as skyeye-tiny, or "
-            "a hub id"
+            "by save_pretrained, e.g. a training run's model/), a bundled model such as "
+            "skyeye-tiny, or a hub id"
         )
     config = _check_json(config_path)
     weights = folder / WEIGHTS_NAME

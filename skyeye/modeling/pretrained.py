@@ -26,7 +26,7 @@ from transformers import PreTrainedModel
 from skyeye.modeling import checkpoint
 from skyeye.modeling.configuration import SkyEyeConfig
 from skyeye.modeling.folder_check import check_model_folder
-from skyeye.models import resolve_model_folder
+from skyeye.bundled import resolve_model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class SkyEyePreTrainedModel(PreTrainedModel):
         merge_adapter: bool = False,
         **kwargs: Any,
     ) -> _Model:
-        """Load a SkyEye folder, preset name (`skyeye-tiny`) or hub id.
+        """Load a SkyEye folder, bundled model (`skyeye-tiny`) or hub id.
 
         Args:
             dtype: weights' dtype (`torch.bfloat16`, "bfloat16", "auto" = the LLM's own); default

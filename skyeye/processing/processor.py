@@ -248,12 +248,12 @@ class SkyEyeProcessor:
         token: str | bool | None = None,
         **ignored: Any,
     ) -> SkyEyeProcessor:
-        """Load a processor saved by `save_pretrained` (a model folder, preset name or hub id).
+        """Load a processor saved by `save_pretrained` (a model folder, bundled model or hub id).
 
         Other transformers arguments (`AutoProcessor` passes `trust_remote_code`, `_from_auto`,
         ...) have no effect: the code is SkyEye's own, never a folder's.
         """
-        from skyeye.models import resolve_model_folder
+        from skyeye.bundled import resolve_model_folder
 
         folder = resolve_model_folder(folder, revision=revision, token=token)
         config_path = folder / PROCESSOR_CONFIG

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
 
     p = argparse.ArgumentParser(prog="python -m skyeye.scene", description=__doc__)
-    p.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
+    p.add_argument("--model", default="skyeye-tiny", help="bundled model, model folder or hub id")
     p.add_argument("--image", required=True, help="scene: raster file or band-per-file folder")
     p.add_argument("--prompt", required=True, help="what to find, asked about every window")
     p.add_argument("--out", required=True, help="output folder")

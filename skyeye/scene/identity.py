@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from skyeye.io.raster import BAND_FILE_EXTENSIONS
-from skyeye.models import list_presets, resolve_model_folder
+from skyeye.bundled import list_bundled_models, resolve_model_folder
 
 #: Files up to this size are identified by their content's hash, larger ones by mtime_ns.
 HASH_BYTES = 8 * 1024 * 1024
@@ -75,7 +75,7 @@ def model_identity(model: Any) -> dict[str, Any]:
     folder: Path | None
     if isinstance(model, (str, os.PathLike)):
         label, folder = str(model), Path(model)
-        if label in list_presets():
+        if label in list_bundled_models():
             folder = resolve_model_folder(label)  # a packaged model: its files say its version
     else:
         inner = getattr(model, "model", model[0] if isinstance(model, tuple) else model)

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m skyeye.serve", description=__doc__)
-    p.add_argument("--model", default="skyeye-tiny", help="preset name, model folder or hub id")
+    p.add_argument("--model", default="skyeye-tiny", help="bundled model, model folder or hub id")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")

@@ -13,8 +13,8 @@ class ServeConfig:
     """Settings of `skyeye.serve`.
 
     Args:
-        model: preset name, model folder or hub id (also the id `/v1/models` lists, by its last
-            path part).
+        model: bundled model name, model folder or hub id (also the id `/v1/models` lists, by its
+            last path part).
         api_key: when set, every request needs ``Authorization: Bearer <api_key>`` (else 401).
         allow_files: root folder under which ``file://`` image URLs may be read; None refuses them.
         max_request_bytes: largest request body (413 beyond; images travel base64 inside it).
@@ -54,5 +54,5 @@ class ServeConfig:
 
     @property
     def model_id(self) -> str:
-        """The name clients put in ``model``: the preset name or the folder's name."""
+        """The name clients put in ``model``: the bundled model's name or the folder's name."""
         return Path(str(self.model).rstrip("/")).name or str(self.model)

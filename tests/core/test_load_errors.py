@@ -15,7 +15,7 @@ import torch
 from rasterio.transform import from_origin
 
 from skyeye.chat.terminal import main as chat_main
-from skyeye.models import resolve_model_folder
+from skyeye.bundled import resolve_model_folder
 
 
 @pytest.fixture

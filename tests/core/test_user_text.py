@@ -69,7 +69,7 @@ def test_ordinary_text_encodes_as_before(seg_processor, rgb_image):
 def test_embedded_tokenizer_encodes_ordinary_text_as_before():
     from transformers import AutoTokenizer
 
-    from skyeye.models import resolve_model_folder
+    from skyeye.bundled import resolve_model_folder
     from skyeye.processing.chat_encoding import encode_plain
 
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_folder("skyeye-tiny")))

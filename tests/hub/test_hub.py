@@ -106,7 +106,7 @@ def _run_snippet(card_path: Path, cwd: Path) -> str:
 
 @pytest.mark.slow
 def test_packaged_skyeye_tiny_card_is_current_and_its_snippet_runs() -> None:
-    folder = REPO / "skyeye" / "models" / "skyeye-tiny"
+    folder = REPO / "skyeye" / "bundled" / "skyeye-tiny"
     card = ModelCard.load(folder / "README.md")
     assert card.data.pipeline_tag == "image-text-to-text"
     assert 'load_chat("skyeye-tiny")' in card.text

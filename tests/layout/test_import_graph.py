@@ -28,7 +28,7 @@ SKYEYE_LAYERS: dict[str, int] = {
     "constants": 0,
     "atomic": 1,
     "logs": 1,
-    "models": 1,
+    "bundled": 1,
     "io": 2,
     "grounding": 3,
     "processing": 3,

@@ -28,7 +28,7 @@ from make_skyeye_tiny_reference import reference  # noqa: E402
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     copy = tmp_path_factory.mktemp("skyeye-tiny") / "skyeye-tiny"
-    shutil.copytree(REPO / "skyeye" / "models" / "skyeye-tiny", copy)
+    shutil.copytree(REPO / "skyeye" / "bundled" / "skyeye-tiny", copy)
     return copy
 
 

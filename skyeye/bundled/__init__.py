@@ -1,7 +1,10 @@
-"""Named SkyEye models and the resolution of `name_or_path` to a model folder.
+"""Bundled models (model folders shipped inside the package) and the resolution of
+`name_or_path` to a model folder.
 
-`skyeye-tiny` is shipped inside the package as an ordinary hub-style model folder; any other
-name is a local folder or a hub id (`org/name`), which is looked up in the local hub cache.
+`skyeye-tiny` is shipped here as an ordinary hub-style model folder (`skyeye/bundled/skyeye-tiny`);
+any other name is a local folder or a hub id (`org/name`), which is looked up in the local hub
+cache. (Architecture presets of the vision tower are another thing:
+`skyeye.modeling.vision.get_vision_config`.)
 """
 
 from __future__ import annotations
@@ -11,42 +14,43 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-_PACKAGE_MODELS = Path(__file__).resolve().parent
+_BUNDLED_ROOT = Path(__file__).resolve().parent
 
-_PRESETS: dict[str, Path] = {
-    "skyeye-tiny": _PACKAGE_MODELS / "skyeye-tiny",
+#: Bundled model name -> its folder inside the package.
+BUNDLED_MODELS: dict[str, Path] = {
+    "skyeye-tiny": _BUNDLED_ROOT / "skyeye-tiny",
 }
 
 
-def list_presets() -> list[str]:
+def list_bundled_models() -> list[str]:
     """Names of the models shipped with the package."""
-    return sorted(_PRESETS)
+    return sorted(BUNDLED_MODELS)
 
 
-def get_preset(name: str) -> Path:
-    """Folder of the packaged model `name`."""
+def get_bundled_model(name: str) -> Path:
+    """Folder of the bundled model `name`."""
     try:
-        return _PRESETS[name]
+        return BUNDLED_MODELS[name]
     except KeyError:
         raise KeyError(
-            f"unknown SkyEye preset {name!r}; known: {', '.join(list_presets())}"
+            f"unknown bundled SkyEye model {name!r}; known: {', '.join(list_bundled_models())}"
         ) from None
 
 
 def resolve_model_folder(
     name_or_path: str | Path, *, revision: str | None = None, token: str | bool | None = None
 ) -> Path:
-    """Map a preset name, a local folder or a hub id to a local model folder.
+    """Map a bundled model's name, a local folder or a hub id to a local model folder.
 
     Hub ids are fetched with `huggingface_hub.snapshot_download`, which honours `HF_HUB_OFFLINE`
     and answers from the local cache when the network is unavailable.
     """
     text = str(name_or_path)
-    if text in _PRESETS:
-        folder = _PRESETS[text]
+    if text in BUNDLED_MODELS:
+        folder = BUNDLED_MODELS[text]
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(
-                f"the packaged model {text!r} is missing its files in {folder}; reinstall skyeye"
+                f"the bundled model {text!r} is missing its files in {folder}; reinstall skyeye"
             )
         return folder
     path = Path(text).expanduser()
@@ -56,7 +60,8 @@ def resolve_model_folder(
         raise NotADirectoryError(f"{path} is a file; a SkyEye model is a folder with config.json")
     if text.count("/") != 1 or text.startswith((".", "/")):
         raise FileNotFoundError(
-            f"{text!r} is neither a preset ({', '.join(list_presets())}), nor a folder, nor a hub id"
+            f"{text!r} is neither a bundled model ({', '.join(list_bundled_models())}), nor a "
+            "folder, nor a hub id"
         )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
