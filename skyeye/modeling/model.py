@@ -35,7 +35,7 @@ from skyeye.modeling.backbone import (
     as_wavelength_list,
 )
 from skyeye.modeling.configuration import SkyEyeConfig
-from skyeye.modeling.mask_head import get_mask_decoder, mask_losses
+from skyeye.modeling.mask_decoders import get_mask_decoder, mask_losses
 from skyeye.modeling.pretrained import SkyEyePreTrainedModel
 
 logger = logging.getLogger(__name__)
@@ -353,14 +353,31 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
 
         Any `transformers` generation argument passes through (`max_new_tokens`, `do_sample`,
         `streamer`, ...). `pixel_values_hires` is accepted so the processor's output can be
-        passed whole; only `predict_masks` uses it.
+        passed whole; only `predict_masks` uses it. A non-empty `cache` (a transformers KV
+        cache) holding the prompt's first tokens, every image among them, is extended: the
+        tower does not run and only the remaining tokens are fed.
         """
-        embeds, _, _ = self.embed_inputs(input_ids, pixel_values, wavelengths)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         # The ids ride along with the embeddings so that logits processors (repetition penalty)
         # see the prompt; image positions get a harmless in-vocabulary id.
-        safe_ids = input_ids.masked_fill(self.model.get_placeholder_mask(input_ids), 0)
+        image_positions = self.model.get_placeholder_mask(input_ids)
+        safe_ids = input_ids.masked_fill(image_positions, 0)
+        cache = generate_kwargs.get("cache")
+        cached = cache.get_seq_length() if cache is not None else 0
+        if cached:
+            # A kept conversation prefix (skyeye.chat.prefix_cache): only the text after it is
+            # fed, looked up in the embedding table, so it must hold every image.
+            if bool(image_positions[:, cached:].any()):
+                raise ValueError(
+                    f"the cache covers {cached} tokens but an image follows them: pass a "
+                    "cache that ends after the last image, or none"
+                )
+            sequences = self.language_model.generate(
+                input_ids=safe_ids, attention_mask=attention_mask, **generate_kwargs
+            )
+            return sequences[:, input_ids.shape[1] :]
+        embeds, _, _ = self.embed_inputs(input_ids, pixel_values, wavelengths)
         sequences = self.language_model.generate(
             input_ids=safe_ids,
             inputs_embeds=embeds,
