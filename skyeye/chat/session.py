@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import StoppingCriteriaList, TextIteratorStreamer
+from transformers import DynamicCache, StoppingCriteriaList, TextIteratorStreamer
 
 from skyeye.chat.choices import choice_answer
 from skyeye.chat.decoding import DEFAULT_SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT
@@ -29,13 +29,14 @@ from skyeye.chat.decoding import (
     tokens_before,
 )
 from skyeye.chat.measured import state_measured
+from skyeye.chat.prefix_cache import PrefixCache
 from skyeye.constants import SEG_TOKEN, torch_dtype
 from skyeye.errors import GenerationCancelled, NoImageError
 from skyeye.grounding.geo import MaskArea, mask_area
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage, read_raster
 from skyeye.modeling.folder_check import check_model_folder
-from skyeye.modeling.generated_masks import (
+from skyeye.modeling.generation_hooks import (
     GenerationStates,
     capture_generation,
     masks_from_generation,
@@ -58,7 +59,8 @@ class ChatReply:
     each mask (or None). mask_images: for each mask, the index in `ChatSession.images` of the
     image it lies on. mask_areas: per mask, the measured share of the image's valid pixels and,
     on a georeferenced image, its ground area (`skyeye.grounding.geo.mask_area`); with one mask,
-    any share or area the text states is that measured figure. finish_reason: "length" when
+    any share or area the text states is that measured figure. prompt_tokens / completion_tokens:
+    tokens read (image tokens included) and written for this answer. finish_reason: "length" when
     the answer ran into `max_new_tokens`, else "stop" (an end token or a stop string).
     """
 
@@ -69,6 +71,8 @@ class ChatReply:
     mask_images: list[int] = field(default_factory=list)
     mask_areas: list[MaskArea] = field(default_factory=list)
     finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class ChatSession:
@@ -100,6 +104,7 @@ class ChatSession:
         self.messages: list[dict[str, Any]] = []
         self.last_reply: ChatReply | None = None
         self._pending_images = 0
+        self._prefix = PrefixCache()
 
     # -------------------------------------------------------------- state
     def reset(self) -> None:
@@ -108,6 +113,7 @@ class ChatSession:
         self.messages.clear()
         self.last_reply = None
         self._pending_images = 0
+        self._prefix.clear()
 
     def add_image(
         self,
@@ -211,6 +217,12 @@ class ChatSession:
         def decode(ids: list[int]) -> str:
             return str(tokenizer.decode(ids, skip_special_tokens=True))
 
+        # The conversation so far as a KV cache (a follow-up feeds only its new tokens).
+        image_positions = self.model.model.get_placeholder_mask(inputs["input_ids"])
+        taken = self._prefix.take(inputs["input_ids"], image_positions)
+        reused = taken is not None
+        cache = taken if taken is not None else DynamicCache()
+
         criteria = StoppingCriteriaList([StopWhenSet(abandoned)])
         if cancel is not None:
             criteria.append(StopWhenSet(cancel))
@@ -225,8 +237,11 @@ class ChatSession:
                         **inputs,
                         streamer=streamer,
                         stopping_criteria=criteria,
+                        cache=cache,
                         **self.settings.generate_kwargs(),
                     )
+                if reused and not states.vision_calls and self._prefix.vision is not None:
+                    states.vision_calls.append(self._prefix.vision)  # the tower did not run
                 result["states"] = states
             except BaseException as err:  # surfaced in the caller's thread below
                 result["error"] = err
@@ -269,6 +284,12 @@ class ChatSession:
             self.messages.pop()
             raise result["error"]
         new_ids = result["ids"]
+        states = result.get("states")
+        self._prefix.keep(
+            torch.cat([inputs["input_ids"], new_ids.to(inputs["input_ids"].device)], dim=1),
+            cache,
+            None if states is None else states.vision,
+        )
         joined = "".join(pieces)
         if cut >= 0:
             # The stop string and what followed it go, with their tokens (and their [SEG]s).
@@ -276,8 +297,9 @@ class ChatSession:
             joined = joined[:cut]
         text = joined.strip()
         self._pending_images = 0
-        reply = self._reply(text, inputs, new_ids, result.get("states"))
+        reply = self._reply(text, inputs, new_ids, states)
         reply.finish_reason = "stop" if cut >= 0 else self._finish_reason(result["ids"])
+        reply.prompt_tokens, reply.completion_tokens = inputs["input_ids"].shape[1], new_ids.shape[1]
         text, note = state_measured(reply.text, reply.mask_areas, reply.mask_phrases)
         if note:
             text = f"{text} {note}"
@@ -306,7 +328,10 @@ class ChatSession:
             return None
         self._pending_images = 0
         self.messages.append({"role": "assistant", "content": text})
-        self.last_reply = ChatReply(text=text)
+        written = len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+        self.last_reply = ChatReply(
+            text=text, prompt_tokens=inputs["input_ids"].shape[1], completion_tokens=written
+        )
         return text
 
     def _finish_reason(self, new_ids: torch.Tensor) -> str:

@@ -14,7 +14,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,6 +33,7 @@ from skyeye.serve.config import ServeConfig
 from skyeye.serve.conversation import build_session
 from skyeye.serve.gate import Gate, Slot
 from skyeye.serve.params import chat_request, parse_body
+from skyeye.serve.processes import register_processes
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +95,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def create_app(config: ServeConfig, chat: ChatSession | None = None) -> FastAPI:
+def create_app(
+    config: ServeConfig,
+    chat: ChatSession | None = None,
+    job_model: Callable[[], ChatSession] | None = None,
+) -> FastAPI:
     """The API over ``chat``'s model (loaded from ``config.model`` when not given).
 
     Each request builds its own session from its messages, so requests never share state.
+    ``job_model`` loads the jobs' own copy of the model (`skyeye.serve.processes`; default:
+    ``config.model`` as `skyeye.scene` loads it), at the first job.
     """
     if chat is None:
         from skyeye.chat.session import load_chat
@@ -108,6 +116,7 @@ def create_app(config: ServeConfig, chat: ChatSession | None = None) -> FastAPI:
     app = FastAPI(title="SkyEye", version="1", docs_url=None, redoc_url=None)
     app.state.config, app.state.chat, app.state.gate = config, chat, gate
     app.add_middleware(KeyCheck, key=config.api_key)
+    register_processes(app, config, job_model or partial(_load_job_model, config))
 
     @app.exception_handler(ServeRequestError)
     async def _serve_error(_: Request, err: ServeRequestError) -> JSONResponse:
@@ -172,7 +181,9 @@ def create_app(config: ServeConfig, chat: ChatSession | None = None) -> FastAPI:
             first = await client.unless_gone(answer.next())
             if params.stream:
                 streaming = True
-                events = _events(answer, first, session, client, config.model_id)
+                events = _events(
+                    answer, first, session, client, config.model_id, params.include_usage
+                )
                 return ClosingStream(events, on_close=_closer(answer, slot, client))
             while first is not END:
                 first = await client.unless_gone(answer.next())
@@ -186,6 +197,12 @@ def create_app(config: ServeConfig, chat: ChatSession | None = None) -> FastAPI:
                 _closer(answer, slot, client)()
 
     return app
+
+
+def _load_job_model(config: ServeConfig) -> ChatSession:
+    from skyeye.scene.infer import open_session
+
+    return open_session(config.model, device=config.device)
 
 
 def _closer(answer: Answer | None, slot: Slot | None, client: Client) -> Any:
@@ -231,14 +248,29 @@ def _completion(reply: ChatReply, session: ChatSession, model_id: str) -> dict[s
                 "finish_reason": reply.finish_reason,
             }
         ],
-        "usage": None,
+        "usage": usage(reply),
+    }
+
+
+def usage(reply: ChatReply) -> dict[str, int]:
+    """OpenAI's token counts of one answer (the prompt's image tokens included)."""
+    return {
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
     }
 
 
 async def _events(
-    answer: Answer, first: str | object, session: ChatSession, client: Client, model_id: str
+    answer: Answer,
+    first: str | object,
+    session: ChatSession,
+    client: Client,
+    model_id: str,
+    include_usage: bool = False,
 ) -> AsyncIterator[str]:
-    """The SSE chunks of a streamed answer; stops quietly when the client goes away."""
+    """The SSE chunks of a streamed answer (with ``include_usage``, a last chunk with no choices
+    and the token counts, as OpenAI's); stops quietly when the client goes away."""
     ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
@@ -262,6 +294,10 @@ async def _events(
         assert reply is not None
         extension = await run_in_threadpool(reply_extension, reply, session.images)
         yield chunk({"skyeye": extension}, reply.finish_reason)
+        if include_usage:
+            last = {"id": ident, "object": "chat.completion.chunk", "created": created}
+            last |= {"model": model_id, "choices": [], "usage": usage(reply)}
+            yield f"data: {json.dumps(last)}\n\n"
         yield "data: [DONE]\n\n"
     except GenerationCancelled:
         logger.info("the client went away mid-stream: its answer was stopped")

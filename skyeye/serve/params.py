@@ -71,6 +71,7 @@ class ChatRequest:
     messages: list[Any]
     stream: bool
     settings: GenerationSettings
+    include_usage: bool = False
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
@@ -137,11 +138,7 @@ def chat_request(
     if not isinstance(messages, list):
         raise ServeRequestError("'messages' must be a list of messages", param="messages")
     _integer(body, "n", 1, 1, "one answer per request")
-    if _boolean(body, "stream_options", "include_usage"):
-        raise ServeRequestError(
-            "'stream_options.include_usage' is not supported: token counts are not reported",
-            param="stream_options",
-        )
+    include_usage = bool(_boolean(body, "stream_options", "include_usage"))
     if body.get("user") is not None and not isinstance(body["user"], str):
         raise ServeRequestError("'user' must be a string", param="user")
     changes: dict[str, Any] = {"stop": _stop(body), "seed": _integer(body, "seed", *SEED_RANGE)}
@@ -159,7 +156,9 @@ def chat_request(
     else:
         changes["do_sample"] = False
     stream = _boolean(body, "stream")
-    return ChatRequest(messages, bool(stream), dataclasses.replace(base, **changes))
+    return ChatRequest(
+        messages, bool(stream), dataclasses.replace(base, **changes), include_usage
+    )
 
 
 def short_repr(value: Any, limit: int = 60) -> str:

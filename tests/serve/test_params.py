@@ -88,7 +88,7 @@ def test_bodies_that_are_not_a_json_object_are_a_400(api, text):
         ("user", 5),
         ("model", 5),
         ("stream_options", 5),
-        ("stream_options", {"include_usage": True}),
+        ("stream_options", {"include_usage": "yes"}),
         ("tools", [{"type": "function", "function": {"name": "f"}}]),
         ("tool_choice", "auto"),
         ("functions", [{"name": "f"}]),

@@ -128,7 +128,7 @@ VALID: dict[str, list[Any]] = {
     "response_format": [{"type": "text"}],
     "logprobs": [False],
     "user": ["fuzz"],
-    "stream_options": [{"include_usage": False}, None],
+    "stream_options": [{"include_usage": False}, {"include_usage": True}, None],
 }
 #: What a broken request may also carry: other OpenAI parameters and non-OpenAI keys.
 OTHER_KEYS = ["presence_penalty", "frequency_penalty", "logit_bias", "functions", "top_k", "skyeye"]

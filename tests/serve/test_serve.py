@@ -221,3 +221,24 @@ def test_cli_refuses_bad_settings_with_one_line(tmp_path, capsys):
         f"error: --allow-files {tmp_path / 'missing'}: not a folder",
         "error: concurrency must be at least 1, got 0",
     ]
+
+
+def test_usage_counts_the_prompt_and_the_answer(client):
+    reply = client.chat.completions.create(
+        model="skyeye-tiny", max_tokens=5, messages=question("is there water ?", data_url(S2))
+    )
+    usage = reply.usage
+    assert usage is not None and usage.prompt_tokens > 16  # the image's tokens are counted
+    assert 1 <= usage.completion_tokens <= 5 + 2  # the scripted model appends [SEG] and an end
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    chunks = list(
+        client.chat.completions.create(
+            model="skyeye-tiny",
+            max_tokens=5,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=question("is there water ?", data_url(S2)),
+        )
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage == usage
+    assert all(c.usage is None for c in chunks[:-1])
