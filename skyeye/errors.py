@@ -205,3 +205,18 @@ class GenerationCancelled(SkyEyeError):
 class OptionsError(SkyEyeError, ValueError):
     """A multiple-choice question whose options cannot be answered (a single option, an option
     without text, more than 26); the message is a plain sentence saying what to fix."""
+
+
+class JobError(SkyEyeError, ValueError):
+    """A server job cannot go on: its state on disk is unreadable or no longer the job that was
+    submitted, or it passed the jobs' disk limit; the message says what to do (submit again)."""
+
+
+class AlignmentError(RasterReadError):
+    """Images of one question cannot be put on one grid (no georeference and different sizes);
+    the message names both images and the fix."""
+
+
+class NoOverlapError(AlignmentError):
+    """Two images of one question cover no common valid pixel on the first image's grid; the
+    message names both images."""

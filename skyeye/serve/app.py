@@ -116,7 +116,7 @@ def create_app(
     app = FastAPI(title="SkyEye", version="1", docs_url=None, redoc_url=None)
     app.state.config, app.state.chat, app.state.gate = config, chat, gate
     app.add_middleware(KeyCheck, key=config.api_key)
-    register_processes(app, config, job_model or partial(_load_job_model, config))
+    register_processes(app, config, job_model or partial(_load_job_model, config), _read_body)
 
     @app.exception_handler(ServeRequestError)
     async def _serve_error(_: Request, err: ServeRequestError) -> JSONResponse:

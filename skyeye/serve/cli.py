@@ -1,7 +1,9 @@
 """`python -m skyeye.serve [--model M] [--host 127.0.0.1] [--port 8000] [--api-key KEY]
-[--allow-files DIR] [--concurrency N] [--queue N] [--max-request-mb MB] [--max-pixels N]`.
+[--allow-files DIR] [--concurrency N] [--queue N] [--max-request-mb MB] [--max-pixels N]
+[--jobs-dir DIR] [--max-jobs N] [--jobs-queue N] [--jobs-max-mb MB] [--jobs-retention-hours H]`.
 
-An OpenAI-compatible chat API over a SkyEye model; see docs/serve.md.
+An OpenAI-compatible chat API over a SkyEye model, and whole-scene jobs (OGC API - Processes:
+/processes, /jobs); see docs/serve.md.
 """
 
 from __future__ import annotations
@@ -38,6 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
         f"default {DEFAULT_REQUEST_MAX_PIXELS}); raise it to serve whole tiles through file://",
     )
     p.add_argument("--max-tokens", type=int, default=256, help="longest answer, in tokens")
+    p.add_argument(
+        "--jobs-dir",
+        type=Path,
+        default=None,
+        help="folder of the /jobs API's jobs, kept across restarts (default ./skyeye-jobs)",
+    )
+    p.add_argument("--max-jobs", type=int, default=32, help="jobs kept at once; 429 beyond")
+    p.add_argument("--jobs-queue", type=int, default=8, help="jobs that may wait; 429 beyond")
+    p.add_argument(
+        "--jobs-max-mb", type=float, default=4096.0, help="disk the jobs may take (507 beyond)"
+    )
+    p.add_argument(
+        "--jobs-retention-hours",
+        type=float,
+        default=24.0,
+        help="finished jobs are removed after this many hours",
+    )
+    p.add_argument(
+        "--scene-max-pixels",
+        type=int,
+        default=200_000_000,
+        help="largest width x height of a scene an analyze-scene job may read (413 beyond)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--verbose", action="store_true")
     return p
@@ -63,6 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             queue_size=args.queue,
             max_new_tokens=args.max_tokens,
             device=args.device,
+            jobs_dir=args.jobs_dir,
+            max_jobs=args.max_jobs,
+            jobs_queue=args.jobs_queue,
+            jobs_max_mb=args.jobs_max_mb,
+            jobs_retention_hours=args.jobs_retention_hours,
+            scene_max_pixels=args.scene_max_pixels,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

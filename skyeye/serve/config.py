@@ -26,6 +26,16 @@ class ServeConfig:
             at once get 429 (the OpenAI client retries those after a short wait).
         max_new_tokens: default and upper bound of ``max_tokens``.
         device: torch device of the model.
+        jobs_dir: folder of the jobs (`skyeye.serve.jobs`; one sub-folder each, kept across
+            restarts); None: ``skyeye-jobs`` in the server's working folder.
+        max_jobs: jobs kept at once (any status); a new one beyond is refused (429).
+        jobs_queue: jobs waiting for the worker; a new one beyond is refused (429).
+        jobs_max_mb: disk the jobs' folders may take together (507 for a new job beyond; a
+            running job past it fails).
+        jobs_retention_hours: finished jobs older than this are removed.
+        scene_max_pixels: largest width x height of a scene a job may analyse (checked from
+            the header at submission; the scene is read window by window, so this bounds time,
+            not memory).
     """
 
     model: str = "skyeye-tiny"
@@ -37,6 +47,12 @@ class ServeConfig:
     queue_size: int = 16
     max_new_tokens: int = 256
     device: str = "cpu"
+    jobs_dir: Path | None = None
+    max_jobs: int = 32
+    jobs_queue: int = 8
+    jobs_max_mb: float = 4096.0
+    jobs_retention_hours: float = 24.0
+    scene_max_pixels: int = 200_000_000
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -51,6 +67,19 @@ class ServeConfig:
             raise ValueError(f"max_pixels must be at least 1, got {self.max_pixels}")
         if self.allow_files is not None:
             self.allow_files = Path(self.allow_files).resolve()
+        if self.max_jobs < 1 or self.jobs_queue < 1:
+            raise ValueError(
+                f"max_jobs and jobs_queue must be at least 1, got {self.max_jobs}, "
+                f"{self.jobs_queue}"
+            )
+        if self.jobs_max_mb <= 0 or self.jobs_retention_hours <= 0:
+            raise ValueError(
+                f"jobs_max_mb and jobs_retention_hours must be positive, got "
+                f"{self.jobs_max_mb}, {self.jobs_retention_hours}"
+            )
+        if self.scene_max_pixels < 1:
+            raise ValueError(f"scene_max_pixels must be at least 1, got {self.scene_max_pixels}")
+        self.jobs_dir = Path(self.jobs_dir or "skyeye-jobs").resolve()
 
     @property
     def model_id(self) -> str:
