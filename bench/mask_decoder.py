@@ -38,7 +38,7 @@ from types import SimpleNamespace
 sys.path.insert(0, {repo!r})
 import torch
 torch.set_num_threads({threads})
-from skyeye.modeling.mask_head import get_mask_decoder
+from skyeye.modeling.mask_decoders import get_mask_decoder
 
 def peak_rss_mib():
     for line in open("/proc/self/status"):

@@ -125,7 +125,7 @@ def _augment_hires(
 
 def _hires_losses(head, cache: dict[str, Any], idx: list[int], side: int, rng: random.Random):
     """Mask losses of a batch of hires records; masks of one grid size are decoded together."""
-    from skyeye.modeling.mask_head import mask_losses
+    from skyeye.modeling.mask_decoders import mask_losses
 
     views = [
         _augment_hires(cache["vision"][i], cache["pixels"][i], cache["masks"][i], side, rng)
@@ -178,7 +178,7 @@ def train_mask_head(
 
     weights: per cached mask, how often it is drawn relative to the others (None: uniformly).
     """
-    from skyeye.modeling.mask_head import mask_losses
+    from skyeye.modeling.mask_decoders import mask_losses
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -225,7 +225,7 @@ def to_hires(
     """Replace the model's light mask head by a "hires" one that starts from its weights
     (with ``ratios`` band-ratio features, see ``WavelengthNormDiff``, and with ``indices`` the
     spectral-index features, see ``SpectralIndexFeatures``)."""
-    from skyeye.modeling.mask_head import get_mask_decoder
+    from skyeye.modeling.mask_decoders import get_mask_decoder
 
     if hires_size < 1:
         raise ValueError(f"--hires-size must be positive, got {hires_size}")

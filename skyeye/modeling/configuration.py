@@ -40,14 +40,15 @@ class SkyEyeConfig(PretrainedConfig):
         use_mask_head: build the `[SEG]` mask head.
         mask_head_hidden_size: width of the mask decoder.
         mask_head_layers: number of two-way attention layers in the mask decoder.
-        mask_decoder: registered mask decoder name (see `skyeye.modeling.mask_head.get_mask_decoder`):
+        mask_decoder: registered mask decoder name (`skyeye.modeling.mask_decoders.MASK_DECODERS`):
             "light" (masks on the patch grid x4) or "hires" (refined on the image's pixels; the
             processor then also makes `pixel_values_hires`, see `SkyEyeImageProcessor.hires_size`).
         mask_hires_dim: width of the "hires" decoder's full-resolution features.
         mask_hires_ratios: number of band-ratio features (normalised differences of
             wavelength-picked band mixes, like NDWI) in the "hires" decoder; 0 = none.
         mask_hires_indices: give the "hires" decoder NDWI, MNDWI, NDVI, NDBI, their soft signs
-            and the visible brightness, bands picked by role (`skyeye.modeling.spectral_indices`).
+            and the visible brightness, bands picked by role
+            (`skyeye.modeling.mask_decoders.spectral_indices`).
         text_base_vocab_size: vocabulary size of the referenced LLM before SkyEye added tokens to
             it (`[SEG]`, `<p>`, `</p>`); the added rows are stored in `model.safetensors`. None
             when the vocabulary is the LLM's own.

@@ -5,7 +5,7 @@ have the same length: they batch without padding, and a window's answer does not
 other windows share its batch beyond floating-point reduction order.
 
 The masks of the answers' `[SEG]` tokens come from the generation itself
-(`skyeye.modeling.generated_masks`): no second forward over prompt + answer, no second tower pass.
+(`skyeye.modeling.generation_hooks`): no second forward over prompt + answer, no second tower pass.
 
 The prompt's text before the first image (system prompt and the user turn's header) is the same
 for every window: its key/value cache is computed once per runner and every batch's prefill
@@ -33,7 +33,7 @@ from skyeye.chat.session import (
 )
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage
-from skyeye.modeling.generated_masks import (
+from skyeye.modeling.generation_hooks import (
     GenerationStates,
     capture_generation,
     masks_from_generation,

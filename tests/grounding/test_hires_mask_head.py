@@ -7,14 +7,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from skyeye.modeling.hires_mask_head import HiResMaskHead, WavelengthNormDiff
-from skyeye.modeling.mask_head import (
-    SkyEyeMaskHead,
-    get_mask_decoder,
-    list_mask_decoders,
-    mask_losses,
-)
-from skyeye.modeling.spectral_indices import INDICES, SpectralIndexFeatures
+from skyeye.modeling.mask_decoders import get_mask_decoder, list_mask_decoders, mask_losses
+from skyeye.modeling.mask_decoders.hires import HiResMaskHead, WavelengthNormDiff
+from skyeye.modeling.mask_decoders.light import SkyEyeMaskHead
+from skyeye.modeling.mask_decoders.spectral_indices import INDICES, SpectralIndexFeatures
 
 D = 32
 S2 = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]

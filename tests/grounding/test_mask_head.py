@@ -8,14 +8,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from skyeye.modeling.mask_head import (
+from skyeye.modeling.mask_decoders import (
     MaskDecoder,
-    SkyEyeMaskHead,
     get_mask_decoder,
     list_mask_decoders,
     mask_losses,
-    seg_token_positions,
 )
+from skyeye.modeling.mask_decoders.light import SkyEyeMaskHead
 
 D = 32
 
@@ -92,14 +91,6 @@ def test_mask_losses_values():
         mask_losses(torch.zeros(2, 4, 4), torch.zeros(2, 4, 5))
     empty = mask_losses(torch.zeros(0, 4, 4, requires_grad=True), torch.zeros(0, 4, 4))
     assert empty["bce"].item() == 0.0 and empty["bce"].requires_grad
-
-
-def test_seg_token_positions():
-    ids = torch.tensor([[1, 7, 2, 7], [7, 3, 3, 3]])
-    assert seg_token_positions(ids, 7) == [(0, 1), (0, 3), (1, 0)]
-    assert seg_token_positions(ids, 9) == []
-    with pytest.raises(ValueError):
-        seg_token_positions(ids[0], 7)
 
 
 def _toy_batch(gen: torch.Generator, n: int, signals: torch.Tensor, queries: torch.Tensor):

@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from skyeye.modeling.light_mask_head import SkyEyeMaskHead
-from skyeye.modeling.spectral_indices import SpectralIndexFeatures
+from skyeye.modeling.mask_decoders.light import SkyEyeMaskHead
+from skyeye.modeling.mask_decoders.spectral_indices import SpectralIndexFeatures
 from skyeye.modeling.vision.patch_embed import wavelength_code
 
 logger = logging.getLogger(__name__)

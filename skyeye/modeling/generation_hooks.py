@@ -1,4 +1,4 @@
-"""`[SEG]` masks from a generation's own hidden states: no second forward pass.
+"""Generation hooks: `[SEG]` masks from a generation's own hidden states, no second forward pass.
 
 `generate` already computes, for every token it feeds the LLM, the last hidden state (the input of
 the output embedding) and, once, the tower's patch tokens (the projector's input). Kept with
