@@ -20,9 +20,9 @@ logger = logging.getLogger(__name__)
 
 def merge_model(model_path: str | Path, out: str | Path, *, dtype: str | None = None) -> Path:
     """Load `model_path` with its adapter, merge, and write a standalone folder to `out`."""
+    from skyeye.bundled import resolve_model_folder
     from skyeye.modeling.folder_check import check_model_folder
     from skyeye.modeling.model import SkyEyeForConditionalGeneration
-    from skyeye.bundled import resolve_model_folder
     from skyeye.processing.processor import SkyEyeProcessor
 
     out = Path(out)

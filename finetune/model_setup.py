@@ -107,8 +107,8 @@ def load_or_build(recipe: Recipe) -> tuple[nn.Module, SkyEyeProcessor]:
     if m.model is not None:
         from peft import PeftModel
 
-        from skyeye.modeling.checkpoint import ADAPTER_FOLDER
         from skyeye.bundled import resolve_model_folder
+        from skyeye.modeling.checkpoint import ADAPTER_FOLDER
 
         folder = resolve_model_folder(m.model)
         # QLoRA: transformers quantises the LLM while loading it (the rest stays float32).

@@ -276,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("skyeye.io").setLevel(logging.WARNING)
-    from skyeye.modeling.model import SkyEyeForConditionalGeneration
     from skyeye.bundled import resolve_model_folder
+    from skyeye.modeling.model import SkyEyeForConditionalGeneration
     from skyeye.processing.processor import SkyEyeProcessor
 
     if not args.data.is_file():

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, StoppingCriteriaList, TextIteratorStreamer
 
+from skyeye.bundled import resolve_model_folder
 from skyeye.chat.choices import choice_answer
 from skyeye.chat.decoding import DEFAULT_SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT
 from skyeye.chat.decoding import GenerationSettings as GenerationSettings
@@ -42,7 +43,6 @@ from skyeye.modeling.generation_hooks import (
     masks_from_generation,
 )
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
-from skyeye.bundled import resolve_model_folder
 from skyeye.processing.chat_encoding import content_text
 from skyeye.processing.image_processor import SkyEyeImageProcessor
 from skyeye.processing.processor import SkyEyeProcessor

@@ -185,9 +185,9 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
     """
     configure_logging(args.verbose)
     # Imported after the logging set-up: importing them already logs (bitsandbytes' kernels).
+    from skyeye.bundled import resolve_model_folder
     from skyeye.chat.session import GenerationSettings, chat_dtype, check_images, load_chat
     from skyeye.modeling.folder_check import check_model_folder
-    from skyeye.bundled import resolve_model_folder
     from skyeye.processing.image_processor import SkyEyeImageProcessor
 
     if args.wavelengths and len(args.wavelengths) not in (1, len(args.image)):

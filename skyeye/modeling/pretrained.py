@@ -23,10 +23,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from skyeye.bundled import resolve_model_folder
 from skyeye.modeling import checkpoint
 from skyeye.modeling.configuration import SkyEyeConfig
 from skyeye.modeling.folder_check import check_model_folder
-from skyeye.bundled import resolve_model_folder
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from skyeye.io.raster import BAND_FILE_EXTENSIONS
 from skyeye.bundled import list_bundled_models, resolve_model_folder
+from skyeye.io.raster import BAND_FILE_EXTENSIONS
 
 #: Files up to this size are identified by their content's hash, larger ones by mtime_ns.
 HASH_BYTES = 8 * 1024 * 1024

@@ -14,8 +14,8 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from skyeye.chat.terminal import main as chat_main
 from skyeye.bundled import resolve_model_folder
+from skyeye.chat.terminal import main as chat_main
 
 
 @pytest.fixture
