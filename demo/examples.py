@@ -56,10 +56,6 @@ EXAMPLES: dict[str, Example] = {
 }
 
 
-def list_examples() -> list[str]:
-    return list(EXAMPLES)
-
-
 def available_examples(folder: Path) -> list[tuple[str, Path]]:
     """(name, path) of the registered examples whose files exist in `folder`."""
     return [(n, folder / e.file) for n, e in EXAMPLES.items() if (folder / e.file).is_file()]

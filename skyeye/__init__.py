@@ -10,7 +10,7 @@ ones (tests/layout/test_import_graph.py checks it):
     modeling    config, vision towers, projector, mask decoders, LLM loading, the model
     grounding   boxes and [SEG] phrases parsed from answers; GeoJSON / GeoTIFF export
     render      display composites and overlays
-    data        the training dataset and collator
+    data        a record's image as read (one reader); the training dataset and collator
     chat        ChatSession (conversation state, streaming), the terminal chat, mask export
     scene       whole scenes window by window: mask COG, polygons, preview, answer.json
     scenechat   the chat's whole-scene follow-up (python -m skyeye.chat)
@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "SkyEyeConfig": "skyeye.modeling.configuration",
     "SkyEyeForConditionalGeneration": "skyeye.modeling.model",
+    "SkyEyeModel": "skyeye.modeling.backbone",
     "SkyEyeProcessor": "skyeye.processing.processor",
     "SkyEyeImageProcessor": "skyeye.processing.image_processor",
     "ChatSession": "skyeye.chat.session",

@@ -9,6 +9,11 @@ With ``--train TRAIN.jsonl`` the data is a ``from_rasters`` held-out split and t
 presence, amount, refseg, mcq, count, grounding: the held-out driver (`skyeye.evaluation.heldout`,
 the skyeye-tiny card's code) asks it on up to ``--limit`` tiles (default 400) beside its
 baselines (majority answers counted in TRAIN, the blind model, median box, index thresholds).
+Without ``--train``, ``--baselines`` names the baselines scored beside the model through the same
+driver loop (``report["baselines"]``): ``majority`` (the most frequent reference answer of the
+evaluated records; mcq, vqa), ``random-letter`` (a seeded uniform option letter; mcq), ``blind``
+(the same model without the image; mcq, vqa, caption, grounding). Default: the ones that ask the
+model nothing (mcq: majority, random-letter; vqa: majority); ``none`` turns them off.
 Exit status: 0 report written, 1 report written but no record could be evaluated, 2 bad usage.
 """
 
@@ -52,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="from_rasters train.jsonl: --data is its held-out split, scored beside the baselines "
         "(majority answers counted here)",
+    )
+    p.add_argument(
+        "--baselines",
+        default=None,
+        help="comma-separated baselines scored beside the model (majority, blind, random-letter);"
+        " 'none' = none; default: the task's that ask the model nothing (not with --train: the "
+        "held-out driver runs the card's)",
     )
     p.add_argument(
         "--ndwi-threshold", type=float, default=0.0, help="with --train: the NDWI baseline's t"
@@ -128,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _baselines(value: str | None) -> tuple[str, ...] | None:
+    """``--baselines``: None (the task's defaults), () for 'none', else registry names."""
+    if value is None:
+        return None
+    names = [v.strip().replace("-", "_") for v in value.split(",") if v.strip()]
+    return () if names == ["none"] else tuple(names)
+
+
 def _record_tasks(values: list[str] | None) -> frozenset[str] | None:
     if values is None:
         return None
@@ -143,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --max-new-tokens and --read-size must be positive", file=sys.stderr)
         return 2
     if args.train is not None:
+        if args.baselines is not None:
+            print("error: --baselines is for records; with --train the card's run", file=sys.stderr)
+            return 2
         return run_heldout(args, argv)
     if args.task not in EVAL_TASKS:
         print(
@@ -164,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scene_overlap=args.scene_overlap,
             scene_batch=args.scene_batch,
             scene_gsd=args.scene_gsd,
+            baselines=_baselines(args.baselines),
         )
         settings = _settings(args)
         report = evaluate(
@@ -195,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _short(report["metrics"]),
         path,
     )
+    for name, metrics in report["baselines"].items():
+        logger.info("baseline %s: %s", name, _short(metrics))
     return 0 if report["metrics"] is not None else 1
 
 

@@ -5,7 +5,7 @@ Its own module so that the runner and the report both import it, in one directio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from skyeye.evaluation.samples import (
@@ -15,6 +15,7 @@ from skyeye.evaluation.samples import (
     EVAL_TASKS,
     check_template,
 )
+from skyeye.evaluation.tasks import get_task
 from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
 
 
@@ -38,6 +39,9 @@ class EvalConfig:
             the label's full resolution (`skyeye.evaluation.scene_eval`); False: always the chat.
         scene_window / scene_overlap / scene_batch / scene_gsd: the scene pipeline's window,
             overlap (px), windows per call and output pixel size (None: native).
+        baselines: the baselines scored beside the model (names of
+            `skyeye.evaluation.tasks.BASELINES` the task runs on records); None = the task's
+            defaults (`Task.default_record_baselines`), empty = none.
     """
 
     task: str
@@ -53,10 +57,23 @@ class EvalConfig:
     scene_overlap: int = DEFAULT_OVERLAP
     scene_batch: int = DEFAULT_BATCH
     scene_gsd: float | None = None
+    baselines: tuple[str, ...] | None = field(
+        default=None,
+        metadata={"help": "baselines scored beside the model; None = the task's defaults"},
+    )
 
     def __post_init__(self) -> None:
         if self.task not in EVAL_TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(EVAL_TASKS)}")
+        if self.baselines is not None:
+            self.baselines = tuple(self.baselines)
+            offered = get_task(self.task).record_baselines
+            unknown = [b for b in self.baselines if b not in offered]
+            if unknown:
+                raise ValueError(
+                    f"baseline(s) {', '.join(unknown)} do not run on {self.task} records; "
+                    f"choose from: {', '.join(offered) or 'none'}"
+                )
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be a positive number of records, got {self.limit}")
         check_template(self.template, self.task)
@@ -79,6 +96,13 @@ class EvalConfig:
             "gsd": self.scene_gsd,
             "batch": self.scene_batch,
         }
+
+    @property
+    def record_baselines(self) -> tuple[str, ...]:
+        """The baselines this run scores (the task's defaults when `baselines` is None)."""
+        if self.baselines is None:
+            return get_task(self.task).default_record_baselines
+        return self.baselines
 
     @property
     def template(self) -> str:

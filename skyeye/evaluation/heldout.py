@@ -5,8 +5,10 @@ conversation per question, each task's baselines computed beside the model in th
 the tasks and splits) and what ``python -m skyeye.evaluate --train TRAIN.jsonl`` runs for one
 task: the same code, so the same rows. Per tile: the image is read once; every record whose
 ``meta.gen_task`` a task asks gives that task's questions (`Task.questions`), the model's reply is
-read by the task (`Task.read`) and each of `Task.baselines` adds its columns; the blocks are
-`Task.summarise` of the rows plus the share of answers in the asked shape.
+read by the task (`Task.read`) and each of `Task.baselines` adds its columns (one loop,
+`skyeye.evaluation.driver.ask_question`, shared with the record runner); the blocks are
+`Task.summarise` of the rows plus the share of answers in the asked shape. Tiles are read by
+`skyeye.data.record_image.read_record_image`, as training reads them.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from skyeye.data.record_image import read_record_image
+from skyeye.evaluation.driver import Asker, ask_question
 from skyeye.evaluation.priors import training_priors
-from skyeye.evaluation.tasks import Question, Task, TileContext, get_baseline, get_task
+from skyeye.evaluation.tasks import TileContext, get_task
 from skyeye.evaluation.tasks.base import Row, Rows
 from skyeye.evaluation.tasks.refseg import RefsegTask, hand_drawn
 
@@ -37,30 +41,6 @@ SHAPES = ("letter", "yes_no", "number", "box", "mask")
 
 def _stable(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()
-
-
-class Asker:
-    """One fresh conversation per question on a `ChatSession`; the blind model's answers (no
-    image) are asked once per question: the greedy answer then depends on the question alone."""
-
-    def __init__(self, session: Any) -> None:
-        self.session = session
-        # The blind baseline asks without an image on purpose: a session must not refuse it.
-        self.session.require_image = False
-        self._blind: dict[str, Any] = {}
-
-    def ask(self, image: Any, question: str) -> Any:
-        self.session.reset()
-        self.session.add_image(image)
-        return self.session.ask(question)
-
-    def ask_blind(self, question: str) -> Any:
-        """The same model (LLM + adapter) asked without the image: the blind baseline, i.e. how
-        much of a score comes from the question alone."""
-        if question not in self._blind:
-            self.session.reset()
-            self._blind[question] = self.session.ask(question)
-        return self._blind[question]
 
 
 def open_asker(
@@ -80,18 +60,8 @@ def open_asker(
 
 
 def read_tile(image: dict[str, Any], root: Path, sar_wavelength: float | None) -> Any:
-    """A record's tile at full size (band names, wavelengths, the SAR placeholder)."""
-    from skyeye.io.raster import read_raster
-
-    kwargs: dict[str, Any] = {}
-    if image.get("band_names"):
-        kwargs["band_names"] = image["band_names"]
-    waves = image.get("wavelengths")
-    if waves is not None and all(w is not None for w in waves):
-        kwargs["wavelengths"] = waves
-    if image.get("modality") == "sar":
-        kwargs.update(sensor="sentinel-1", sar_wavelength=sar_wavelength)
-    return read_raster(str(root / image["path"]), **kwargs)
+    """A record's tile at full size, read as training reads it (`read_record_image`)."""
+    return read_record_image(image, root, sar_wavelength=sar_wavelength)
 
 
 def select_tiles(
@@ -125,20 +95,6 @@ def _common(rec: dict[str, Any]) -> Row:
         "band_subset": meta.get("band_subset"),
         "label_source": meta.get("label_source"),
     }
-
-
-def ask_question(task: Task, question: Question, ctx: TileContext, common: Row) -> Row:
-    """One row: the model's reply read by ``task`` and every baseline of ``task``."""
-    reply = ctx.asker.ask(ctx.image, question.prompt)
-    row: Row = {**common, **question.fields, "question": question.prompt}
-    if question.write_gold:
-        row["gold"] = question.gold
-    row["answer"] = reply.text
-    row.update(task.read(reply, question, ctx))
-    for name in task.baselines:
-        row.update(get_baseline(name)(task, question, ctx))
-    row.update(question.after)
-    return row
 
 
 def held_out_tiles(val: Path, max_tiles: int) -> tuple[dict[str, list[dict]], list[str]]:
@@ -186,13 +142,24 @@ def validate_tiles(
     refseg = next((t for t in chosen_tasks if isinstance(t, RefsegTask)), None)
     if refseg is not None:
         rows["water_hand"] = []
-    thresholds = {"ndwi_threshold": ndwi_threshold, "vv_db_threshold": vv_db_threshold}
     asked: set[str] = set()
+
+    def context(image: Any, rec: dict[str, Any]) -> TileContext:
+        return TileContext(
+            asker,
+            image,
+            rec,
+            priors,
+            ndwi_threshold=ndwi_threshold,
+            vv_db_threshold=vv_db_threshold,
+            asked=asked,
+        )
+
     for path in tqdm(tiles, desc="held-out tiles", unit="tile"):
         recs = by_tile[path]
         image = read_tile(recs[0]["images"][0], root, sar_wl)
         for rec in recs:
-            ctx = TileContext(asker, image, rec, priors, asked=asked, **thresholds)
+            ctx = context(image, rec)
             for task in chosen_tasks:
                 if rec["meta"]["gen_task"] in task.gen_tasks:
                     for question in task.questions(rec, ctx):
@@ -208,7 +175,7 @@ def validate_tiles(
                 ):
                     continue
                 image = read_tile(rec["images"][0], root, sar_wl)
-                ctx = TileContext(asker, image, rec, priors, asked=asked, **thresholds)
+                ctx = context(image, rec)
                 questions = refseg.questions(rec, ctx)
                 if questions:
                     rows["water_hand"].append(ask_question(refseg, questions[0], ctx, common))

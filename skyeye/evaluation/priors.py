@@ -1,22 +1,46 @@
-"""Training priors: the answers the trivial baselines give, counted in a ``from_rasters``
-``train.jsonl`` with the same parsers the model's answers are read with."""
+"""Priors: the answers the majority baselines give, counted with the same parsers the model's
+answers are read with: in a ``from_rasters`` ``train.jsonl`` (`training_priors`, the held-out
+driver) or in the evaluated records themselves (`record_priors`, the record runner)."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from skyeye.constants import MCQ_LETTERS
+from skyeye.evaluation.metrics import normalize_vqa_answer
+from skyeye.evaluation.samples import EvalSample
 from skyeye.evaluation.tasks.base import qa_pairs
-from skyeye.grounding.parse import parse_percent, parse_yes_no
+from skyeye.grounding.parse import parse_percent, parse_yes_no, strip_grounding
 
 
 def _most_common(counter: Counter, default: Any) -> Any:
     return counter.most_common(1)[0][0] if counter else default
+
+
+def record_priors(samples: Sequence[EvalSample]) -> dict[str, Any]:
+    """The majority answers of the evaluated records (a file without a training split): the
+    most frequent correct letter, yes/no and other answer (as `score_vqa` reads the
+    references). Counted on the records scored, so an optimistic baseline; ties go to the
+    answer first seen."""
+    letters: Counter = Counter(s.answer_letter for s in samples if s.answer_letter)
+    yes_no: Counter = Counter()
+    answers: Counter = Counter()
+    for sample in samples:
+        if (yn := parse_yes_no(sample.reference)) is not None:
+            yes_no[yn] += 1
+        else:
+            answers[normalize_vqa_answer(strip_grounding(sample.reference))] += 1
+    return {
+        "mcq_letter": _most_common(letters, MCQ_LETTERS[0]),
+        "vqa_yes_no": _most_common(yes_no, "yes"),
+        "vqa_answer": _most_common(answers, ""),
+    }
 
 
 def training_priors(train: str | Path) -> dict[str, Any]:

@@ -81,6 +81,7 @@ def describe_settings(
         "image_root": str(Path(config.image_root or Path.cwd()).resolve()),
         "record_tasks": sorted(config.accepted_tasks) or "all",
         "limit": config.limit,
+        "baselines": list(config.record_baselines),
         "prompt_template": config.template,
         "system_prompt": settings.system_prompt,
         "image_size": processor.image_processor.image_size,

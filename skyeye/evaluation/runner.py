@@ -1,15 +1,19 @@
 """Run a model over an instruction JSONL file and write a reproducible evaluation report.
 
 `evaluate` takes a model name/folder, a loaded model (+ processor) or a `ChatSession`; it reads
-the records (:mod:`skyeye.evaluation.samples`), asks each question through `ChatSession` (so the numbers
-are those of the chat users get), scores with :mod:`skyeye.evaluation` and returns a report
-dict: metrics, counts, per-sample predictions, skipped/failed records and the exact settings.
+the records (:mod:`skyeye.evaluation.samples`), reads their images as training does
+(`skyeye.data.record_image`), asks each question through `ChatSession` (so the numbers are those
+of the chat users get) in the driver loop the held-out driver uses
+(`skyeye.evaluation.driver.ask_question`, with the task's baselines beside the model), scores
+with the task (`Task.score`, the model's answers and each baseline's) and returns a report dict:
+metrics, baselines, counts, per-sample predictions, skipped/failed records and the settings.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,10 @@ import torch
 from tqdm.auto import tqdm
 
 from skyeye.chat.session import ChatSession, GenerationSettings, load_chat
+from skyeye.data.record_image import read_record_image
 from skyeye.evaluation.config import EvalConfig
+from skyeye.evaluation.driver import Asker, ask_question
+from skyeye.evaluation.priors import record_priors
 from skyeye.evaluation.report import REPORT_VERSION, describe_settings, weights_sha256
 from skyeye.evaluation.samples import (
     EvalImage,
@@ -30,40 +37,24 @@ from skyeye.evaluation.samples import (
 )
 from skyeye.evaluation.scene_eval import predict_scene, takes_scene_path
 from skyeye.evaluation.scoring import Prediction
-from skyeye.evaluation.tasks import get_task
+from skyeye.evaluation.tasks import Question, Task, TileContext, get_task
+from skyeye.evaluation.tasks.base import Row
 from skyeye.io.raster import RasterImage
+from skyeye.io.sensors import resolve_wavelengths
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
 from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
 
 
-def _image_kwargs(image: EvalImage, sar_wavelength: float | None) -> dict[str, Any]:
-    """Read arguments for one record image: its band names, wavelengths and the SAR placeholder.
+@dataclass
+class RecordImages:
+    """What the record runner's `RecordAsker` asks about: a sample, its images as read and its
+    index in the run (the sampling seed)."""
 
-    A ``null`` wavelength (a SAR band) becomes ``sar_wavelength`` when one is known; without
-    one, the wavelengths are left to the band names (SAR bands then fail with a clear message).
-    """
-    kwargs: dict[str, Any] = {}
-    if image.band_names:
-        kwargs["band_names"] = list(image.band_names)
-    waves = image.wavelengths
-    if waves is not None:
-        if all(w is not None for w in waves):
-            kwargs["wavelengths"] = [float(w) for w in waves if w is not None]
-        elif sar_wavelength is not None:
-            kwargs["wavelengths"] = [sar_wavelength if w is None else float(w) for w in waves]
-    if sar_wavelength is not None:
-        kwargs["sar_wavelength"] = sar_wavelength
-    return kwargs
-
-
-def _load_image(session: ChatSession, image: EvalImage, sar: float | None) -> RasterImage:
-    # read_raster stacks a list of multi-band files (ChatEarthNet's PNG triplets) itself.
-    try:
-        return session.add_image(image.source, **_image_kwargs(image, sar))
-    except (ValueError, OSError) as err:
-        raise RecordError("unreadable image", str(err)) from None
+    sample: EvalSample
+    rasters: list[RasterImage]
+    index: int = 0
 
 
 def _sar_wavelength(session: ChatSession, config: EvalConfig) -> float | None:
@@ -72,46 +63,165 @@ def _sar_wavelength(session: ChatSession, config: EvalConfig) -> float | None:
     return session.processor.image_processor.sar_wavelength
 
 
+def _entry(image: EvalImage) -> dict[str, Any]:
+    """The record's image entry, with the paths `parse_sample` checked and resolved."""
+    return {
+        "path": image.source,
+        "band_names": image.band_names,
+        "wavelengths": image.wavelengths,
+        "modality": image.modality,
+    }
+
+
+def read_image(session: ChatSession, image: EvalImage, config: EvalConfig) -> RasterImage:
+    """One image of a record at the chat's read size, read as training reads it
+    (`skyeye.data.record_image.read_record_image`); raises `RecordError` ("unreadable image").
+
+    SAR bands keep the checkpoint's placeholder wavelength (the image processor's); only a
+    checkpoint without one takes ``config.sar_wavelength`` for them.
+    """
+    sar = _sar_wavelength(session, config)
+    try:
+        # The paths were checked against the image root (and --allow-absolute-paths) by
+        # parse_sample; they are resolved now, relative to the current directory or absolute.
+        raster = read_record_image(
+            _entry(image),
+            Path.cwd(),
+            max_size=session.settings.read_size,
+            sar_wavelength=sar,
+            allow_absolute=True,
+        )
+        unset = session.processor.image_processor.sar_wavelength is None
+        if raster.wavelengths is None and raster.sensor and sar is not None and unset:
+            raster.wavelengths = resolve_wavelengths(
+                raster.band_names, sensor=raster.sensor, sar_wavelength=sar
+            )
+    except (ValueError, OSError) as err:
+        raise RecordError("unreadable image", str(err)) from None
+    return raster
+
+
+class RecordAsker(Asker):
+    """Asks a record's question as the chat would: a fresh conversation with the record's
+    images, its earlier turns replayed as text (teacher forcing) and, for a refseg sample larger
+    than the scene window, the whole-scene pipeline; the blind model without images or history.
+    Failures are `RecordError`s ("generation error", "scene error")."""
+
+    def __init__(self, session: ChatSession, config: EvalConfig) -> None:
+        self.session = session
+        self.config = config
+        self._blind: dict[str, Any] = {}
+
+    def ask(self, image: RecordImages, question: str) -> Prediction:
+        session, sample, config = self.session, image.sample, self.config
+        session.reset()
+        try:
+            for raster in image.rasters:
+                session.add_image(raster)  # checks that the bands map to wavelengths
+        except ValueError as err:
+            raise RecordError("unreadable image", str(err)) from None
+        session.messages.extend(dict(turn) for turn in sample.history)
+        if session.settings.do_sample:
+            torch.manual_seed(config.seed + image.index)
+        if takes_scene_path(sample, config, image.rasters):
+            try:
+                return predict_scene(session, sample, image.rasters[0], question, config)
+            except (ValueError, OSError, RuntimeError) as err:
+                raise RecordError("scene error", str(err)) from None
+        started = time.perf_counter()
+        try:
+            reply = session.ask(question)
+        except (ValueError, RuntimeError) as err:
+            raise RecordError("generation error", str(err)) from None
+        shapes = [(int(r.data.shape[1]), int(r.data.shape[2])) for r in image.rasters]
+        return Prediction(
+            sample,
+            question,
+            reply.text,
+            list(reply.boxes),
+            list(reply.masks),
+            shapes,
+            time.perf_counter() - started,
+        )
+
+    def ask_blind(self, question: str) -> Any:
+        if question not in self._blind:
+            self.session.reset()
+            required, self.session.require_image = self.session.require_image, False
+            try:
+                self._blind[question] = self.session.ask(question)
+            except (ValueError, RuntimeError) as err:
+                raise RecordError("generation error", f"blind baseline: {err}") from None
+            finally:
+                self.session.require_image = required
+        return self._blind[question]
+
+
+def _keep_prediction(reply: Prediction, question: Question, ctx: TileContext) -> Row:
+    return {"prediction": reply}
+
+
+def ask_record(
+    asker: RecordAsker,
+    task: Task,
+    sample: EvalSample,
+    priors: dict[str, Any],
+    index: int = 0,
+) -> Row:
+    """The driver's row of one sample (`ask_question`): ``prediction`` (the model's answer)
+    and ``baselines`` (each baseline's columns, by name)."""
+    config = asker.config
+    rasters = [read_image(asker.session, image, config) for image in sample.images]
+    question = task.record_question(
+        sample, build_prompt(sample.question, config.template, sample.candidates)
+    )
+    record = {"id": sample.id, "images": [_entry(image) for image in sample.images]}
+    ctx = TileContext(asker, RecordImages(sample, rasters, index), record, priors, seed=config.seed)
+    return ask_question(
+        task,
+        question,
+        ctx,
+        {},
+        read=_keep_prediction,
+        baselines=config.record_baselines,
+        by_name=True,
+    )
+
+
 def predict(
     session: ChatSession, sample: EvalSample, config: EvalConfig, index: int = 0
 ) -> Prediction:
-    """Ask one sample: reset, attach images, replay the history, ask the question.
-
-    A refseg sample whose image is larger than the scene window is asked of the whole scene
-    instead (`skyeye.evaluation.scene_eval`). Raises `RecordError` ("unreadable image", "generation error") instead of stopping the run.
-    """
-    session.reset()
-    sar = _sar_wavelength(session, config)
-    shapes: list[tuple[int, int]] = []
-    rasters: list[RasterImage] = []
-    for image in sample.images:
-        raster = _load_image(session, image, sar)
-        rasters.append(raster)
-        shapes.append((int(raster.data.shape[1]), int(raster.data.shape[2])))
-    # Teacher forcing: earlier turns are the record's own, as text (placeholders removed).
-    session.messages.extend(dict(turn) for turn in sample.history)
+    """Ask one sample: reset, attach images, replay the history, ask the question (no
+    baselines). Raises `RecordError` instead of stopping the run."""
+    rasters = [read_image(session, image, config) for image in sample.images]
     prompt = build_prompt(sample.question, config.template, sample.candidates)
-    if session.settings.do_sample:
-        torch.manual_seed(config.seed + index)
-    if takes_scene_path(sample, config, rasters):
-        try:
-            return predict_scene(session, sample, rasters[0], prompt, config)
-        except (ValueError, OSError, RuntimeError) as err:
-            raise RecordError("scene error", str(err)) from None
-    started = time.perf_counter()
-    try:
-        reply = session.ask(prompt)
-    except (ValueError, RuntimeError) as err:
-        raise RecordError("generation error", str(err)) from None
-    return Prediction(
-        sample,
-        prompt,
-        reply.text,
-        list(reply.boxes),
-        list(reply.masks),
-        shapes,
-        time.perf_counter() - started,
-    )
+    return RecordAsker(session, config).ask(RecordImages(sample, rasters, index), prompt)
+
+
+def _baseline_prediction(pred: Prediction, columns: Row) -> Prediction:
+    """A baseline's answer (its one column) as a prediction the task scores as the model's."""
+    (value,) = columns.values()
+    if isinstance(value, list):
+        return Prediction(pred.sample, pred.prompt, "", boxes=value, image_shapes=pred.image_shapes)
+    return Prediction(pred.sample, pred.prompt, "" if value is None else str(value))
+
+
+def score_baselines(task: Task, rows: list[Row]) -> dict[str, Any]:
+    """Each baseline's metrics: its answers scored by `Task.score`, as the model's are."""
+    out: dict[str, Any] = {}
+    for name in rows[0]["baselines"] if rows else ():
+        preds = [_baseline_prediction(r["prediction"], r["baselines"][name]) for r in rows]
+        out[name] = task.score(preds)[0]
+    return out
+
+
+def _baseline_answers(row: Row) -> dict[str, Any]:
+    """Each baseline's answer to the row's question, as JSON (boxes as [x1, y1, x2, y2])."""
+    out: dict[str, Any] = {}
+    for name, columns in row["baselines"].items():
+        (value,) = columns.values()
+        out[name] = [[b.x1, b.y1, b.x2, b.y2] for b in value] if isinstance(value, list) else value
+    return out
 
 
 def _select(data: Path, config: EvalConfig) -> tuple[list[EvalSample], list[dict], dict[str, int]]:
@@ -183,17 +293,21 @@ def run_evaluation(
             entry["reason"],
             entry["detail"],
         )
-    preds: list[Prediction] = []
+    task = get_task(config.task)
+    asker = RecordAsker(session, config)
+    priors = record_priors(samples)
+    rows: list[Row] = []
     started = time.perf_counter()
     for index, sample in enumerate(tqdm(samples, desc=f"evaluate {config.task}", unit="rec")):
         try:
-            preds.append(predict(session, sample, config, index))
+            rows.append(ask_record(asker, task, sample, priors, index))
         except RecordError as err:
             logger.warning("failed %s: %s", sample.id, err)
             skipped.append(
                 {"id": sample.id, "line": sample.line, "reason": err.reason, "detail": err.detail}
             )
-    metrics, per, unparseable = get_task(config.task).score(preds) if preds else (None, [], [])
+    preds: list[Prediction] = [r["prediction"] for r in rows]
+    metrics, per, unparseable = task.score(preds) if preds else (None, [], [])
     if not preds:
         logger.warning("no record of %s was evaluated; the report has no metrics", data)
     reasons: dict[str, int] = {}
@@ -211,6 +325,8 @@ def run_evaluation(
             "unparseable": len(unparseable),
         },
         "unparseable": unparseable,
+        # Each baseline's metrics, scored as the model's answers are (docs/evaluation.md).
+        "baselines": score_baselines(task, rows),
         "skipped": skipped,
         "samples": [
             {
@@ -225,8 +341,9 @@ def run_evaluation(
                 "seconds": round(p.seconds, 3),
                 **({"scene": p.scene} if config.scene_settings is not None else {}),
                 **extra,
+                **({"baselines": _baseline_answers(row)} if row["baselines"] else {}),
             }
-            for p, extra in zip(preds, per, strict=True)
+            for p, extra, row in zip(preds, per, rows, strict=True)
         ],
         "seconds": round(time.perf_counter() - started, 3),
         "settings": settings,

@@ -140,6 +140,13 @@ def build_prompt(question: str, template: str, candidates: Sequence[str] = ()) -
     return template.replace("{question}", question).replace("{options}", options)
 
 
+def option_letters(question: str) -> tuple[str, ...]:
+    """The option letters a multiple-choice question lists on lines of their own ("A. water"),
+    in order; "Reply with A, B, C or D." lists none."""
+    found = (_OPTION_LINE.match(line) for line in question.splitlines())
+    return tuple(m.group(1) for m in found if m and m.group(2))
+
+
 def check_template(template: str, task: str) -> None:
     """Raise ValueError when ``template`` lacks the placeholders ``task`` needs."""
     if "{question}" not in template:

@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
+from skyeye.grounding.parse import parse_boxes
+
 SIZE = 8  # every test image is SIZE x SIZE RGB
+
+
+class ScriptedSession(ChatSession):
+    """A real ChatSession (images, history, prompts) whose answers come from a script.
+
+    Each answer is text, or (text, mask_fn) where mask_fn(session) gives the masks; the prompt
+    and the messages seen at each question are recorded.
+    """
+
+    def __init__(self, model, processor, answers, settings=None):
+        super().__init__(model, processor, settings or GenerationSettings())
+        self.answers = deque(answers)
+        self.seen: list[tuple[str, list[dict]]] = []
+
+    def ask(self, prompt: str) -> ChatReply:
+        self.seen.append((prompt, self.history))
+        answer = self.answers.popleft()
+        text, mask_fn = answer if isinstance(answer, tuple) else (answer, None)
+        return ChatReply(text=text, boxes=parse_boxes(text), masks=mask_fn(self) if mask_fn else [])
 
 
 def rle(mask: np.ndarray) -> dict:

@@ -4,14 +4,13 @@ with skyeye.evaluation, bad records reported, model given as object/name/session
 from __future__ import annotations
 
 import json
-from collections import deque
 
 import numpy as np
 import pytest
-from records import block, write_data
+from records import ScriptedSession, block, write_data
 from skyeye_testing import make_tiny_model
 
-from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
+from skyeye.chat.session import ChatSession, GenerationSettings
 from skyeye.evaluation.cli import main
 from skyeye.evaluation.metrics import (
     caption_metrics,
@@ -39,25 +38,6 @@ def data(tmp_path):
 
 def _config(task: str, data, **kw) -> EvalConfig:
     return EvalConfig(task=task, image_root=data.parent, **kw)
-
-
-class ScriptedSession(ChatSession):
-    """A real ChatSession (images, history, prompts) whose answers come from a script.
-
-    Each answer is text, or (text, mask_fn) where mask_fn(session) gives the masks; the prompt
-    and the messages seen at each question are recorded.
-    """
-
-    def __init__(self, model, processor, answers, settings=None):
-        super().__init__(model, processor, settings or GenerationSettings())
-        self.answers = deque(answers)
-        self.seen: list[tuple[str, list[dict]]] = []
-
-    def ask(self, prompt: str) -> ChatReply:
-        self.seen.append((prompt, self.history))
-        answer = self.answers.popleft()
-        text, mask_fn = answer if isinstance(answer, tuple) else (answer, None)
-        return ChatReply(text=text, boxes=parse_boxes(text), masks=mask_fn(self) if mask_fn else [])
 
 
 # ------------------------------------------------------------ hand-computed numbers

@@ -165,6 +165,14 @@ def test_summary_blocks_baselines_shapes_and_hand_labelled_rows(tmp_path):
     assert hand["n"] == 2 and hand["model_giou"] == pytest.approx(1.0)
     assert "drawn by people" in hand["dataset"]
     assert out["mcq"]["accuracy"] == 0.0 and out["mcq"]["unparseable"] == out["mcq"]["n"]
+    # the random-letter baseline: one of the options the question lists (A-C here), seeded
+    assert {r["random_letter"] for r in rows["mcq"]} <= {"A", "B", "C"}
+    assert out["mcq"]["random_letter_accuracy"] == np.mean(
+        [r["random_letter"] == r["gold"] for r in rows["mcq"]]
+    )
+    assert [r["random_letter"] for r in validate_tiles(FakeAsker(), val, PRIORS, 3)["mcq"]] == [
+        r["random_letter"] for r in rows["mcq"]
+    ]
     assert out["refer"]["acc_at_0_5"] == 0.0 and out["answer_shape"]["mask_in_shape"] == 1.0
     assert out["answer_shape"]["box_in_shape"] == 0.0
 

@@ -20,8 +20,8 @@ import pytest
 import rasterio
 from skyeye_testing import run_chat_cli
 
-from finetune.validation_questions import strip_leading_mask
 from instruct_data.from_rasters.spectral import index_masks, sar_water_mask
+from skyeye.grounding.parse import strip_grounding
 from skyeye.io.raster import read_raster
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def test_readme_chat_says_there_is_water(image, tmp_path) -> None:
     answer = chat(image, WATER_QUESTION, tmp_path).stdout.strip()
     # skyeye-tiny looks first ("<p>water</p> [SEG] Yes, ..."): the yes/no is its mask's verdict
-    assert strip_leading_mask(answer).lower().startswith("yes"), answer
+    assert strip_grounding(answer).lower().startswith("yes"), answer
 
 
 @pytest.mark.parametrize(

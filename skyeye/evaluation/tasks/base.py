@@ -1,11 +1,14 @@
 """A `Task` knows how to ask, parse and score one question kind (nanochat's ``tasks/common.py``),
 and names the baselines it is measured beside; the registries are plain dicts.
 
-Two drivers use the tasks: the record runner (`skyeye.evaluation.runner`, any unified JSONL, one
-question per record) calls `Task.score`; the held-out driver (`skyeye.evaluation.heldout`,
-``from_rasters`` tiles, the skyeye-tiny card) calls `Task.questions`, `Task.read`, each baseline
-of `Task.baselines` and `Task.summarise`. A new kind (e.g. change) is a `Task` subclass passed to
-`register_task`, with its baselines in `BASELINES`.
+One loop asks every question, `skyeye.evaluation.driver.ask_question`: the model's reply, then
+each baseline's columns (a function of the task, the `Question` and its `TileContext`). Two
+drivers feed it: the record runner (`skyeye.evaluation.runner`, any unified JSONL, one question
+per record: `Task.record_question`, the baselines of `Task.record_baselines`, `Task.score` of
+the model's and of each baseline's answers) and the held-out driver (`skyeye.evaluation.heldout`,
+``from_rasters`` tiles, the skyeye-tiny card: `Task.questions`, `Task.read`, `Task.baselines`,
+`Task.summarise`). A new kind (e.g. change) is a `Task` subclass passed to `register_task`, with
+its baselines in `BASELINES`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from skyeye.evaluation.samples import EvalSample
 from skyeye.evaluation.scoring import Prediction, Scored
 from skyeye.grounding.parse import ANSWER_PARSERS
 
@@ -32,6 +36,7 @@ class Question:
         reference: what the answer is measured against but not written (a box, a mask).
         after: row fields written after the model's and the baselines' columns.
         write_gold: whether the row has a ``gold`` column.
+        options: the option letters the question offers (multiple choice), in order.
     """
 
     prompt: str
@@ -40,12 +45,14 @@ class Question:
     reference: Any = None
     after: Row = field(default_factory=dict)
     write_gold: bool = True
+    options: tuple[str, ...] = ()
 
 
 @dataclass
 class TileContext:
     """What a question's model answer and baselines are computed with: the asker, the tile's
-    image, its record, the training priors and the index-baseline thresholds."""
+    image, its record, the priors (majority answers), the index-baseline thresholds and the
+    seed of the random baselines."""
 
     asker: Any
     image: Any
@@ -54,6 +61,7 @@ class TileContext:
     ndwi_threshold: float = 0.0
     vv_db_threshold: float = -15.0
     asked: set[str] = field(default_factory=set)
+    seed: int = 0
 
 
 class Task:
@@ -63,7 +71,10 @@ class Task:
     `skyeye.grounding.parse.ANSWER_PARSERS` (the one parser of the kind). gen_tasks: the
     ``meta.gen_task`` values of the held-out records it asks. row_key: the rows list its rows go
     to. baselines: names in `BASELINES`, run for every question by the held-out driver.
-    shape: (answer-shape name, row column that is truthy when the answer has the asked shape).
+    record_baselines: the baselines the record runner can run (each gives one column: an
+    answer scored by `Task.score` as the model's is); default_record_baselines: those it runs
+    unless told otherwise (no extra model call). shape: (answer-shape name, row column that is
+    truthy when the answer has the asked shape).
     """
 
     name: ClassVar[str]
@@ -72,6 +83,8 @@ class Task:
     row_key: ClassVar[str] = ""
     baselines: ClassVar[tuple[str, ...]] = ()
     shape: ClassVar[tuple[str, str] | None] = None
+    record_baselines: ClassVar[tuple[str, ...]] = ()
+    default_record_baselines: ClassVar[tuple[str, ...]] = ()
 
     def parse(self, text: str) -> Any:
         """The answer as its kind reads it (None when it has nothing of that kind)."""
@@ -83,6 +96,11 @@ class Task:
         raise ValueError(
             f"task {self.name!r} is measured on held-out from_rasters data: pass --train"
         )
+
+    def record_question(self, sample: EvalSample, prompt: str) -> Question:
+        """The record runner's question of ``sample``: ``prompt``, the reference answer as gold,
+        the sample as reference."""
+        return Question(prompt, gold=sample.reference, reference=sample, write_gold=False)
 
     # -- the held-out driver --------------------------------------------------------------------
     def questions(self, record: dict[str, Any], ctx: TileContext) -> list[Question]:

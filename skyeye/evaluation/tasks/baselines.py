@@ -4,10 +4,14 @@
 - ``majority``: the most frequent training answer (per class where a class is asked about);
 - ``median_box``: the class's median training box;
 - ``index_thresholds``: NDWI > t and MNDWI > t on optical tiles, VV < t dB on SAR tiles
-  (`skyeye.evaluation.label_rules`).
+  (`skyeye.evaluation.label_rules`);
+- ``random_letter``: a letter drawn uniformly from the question's options (multiple choice),
+  seeded by the run's seed, the record and the question: the same draw in every run.
 """
 
 from __future__ import annotations
+
+import random
 
 from skyeye.evaluation.label_rules import (
     index_threshold_mask,
@@ -51,10 +55,19 @@ def index_thresholds(task: Task, question: Question, ctx: TileContext) -> Row:
     }
 
 
+def random_letter(task: Task, question: Question, ctx: TileContext) -> Row:
+    """One of the question's option letters, uniformly at random (seeded, see the module)."""
+    if not question.options:
+        raise ValueError(f"a {task.name} question lists no options: no random letter to draw")
+    rng = random.Random(f"{ctx.seed}:{ctx.record.get('id')}:{question.prompt}")
+    return {"random_letter": rng.choice(question.options)}
+
+
 for _name, _fn in (
     ("blind", blind),
     ("majority", majority),
     ("median_box", median_box),
     ("index_thresholds", index_thresholds),
+    ("random_letter", random_letter),
 ):
     register_baseline(_name, _fn)

@@ -29,6 +29,7 @@ class BoxesTask(Task):
     row_key = "refer"
     baselines = ("median_box",)
     shape = ("box", "has_box")
+    record_baselines = ("blind",)
 
     def score(self, preds: Sequence[Prediction]) -> Scored:
         return score_grounding(preds)

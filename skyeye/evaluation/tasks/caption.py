@@ -20,6 +20,7 @@ _GROUNDING = re.compile(r"<p>|</p>|\[SEG\]|\{<\d+>")
 class CaptionTask(Task):
     name = "caption"
     answer_kind = "text"
+    record_baselines = ("blind",)
 
     def score(self, preds: Sequence[Prediction]) -> Scored:
         return score_caption(preds)
