@@ -354,7 +354,7 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         Any `transformers` generation argument passes through (`max_new_tokens`, `do_sample`,
         `streamer`, ...). `pixel_values_hires` is accepted so the processor's output can be
         passed whole; only `predict_masks` uses it. A non-empty `cache` (a transformers KV
-        cache) holding the prompt's first tokens, every image among them, is extended: the
+        cache) of the prompt's first tokens is extended; when every image lies inside it, the
         tower does not run and only the remaining tokens are fed.
         """
         if attention_mask is None:
@@ -365,18 +365,15 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         safe_ids = input_ids.masked_fill(image_positions, 0)
         cache = generate_kwargs.get("cache")
         cached = cache.get_seq_length() if cache is not None else 0
-        if cached:
-            # A kept conversation prefix (skyeye.chat.prefix_cache): only the text after it is
-            # fed, looked up in the embedding table, so it must hold every image.
-            if bool(image_positions[:, cached:].any()):
-                raise ValueError(
-                    f"the cache covers {cached} tokens but an image follows them: pass a "
-                    "cache that ends after the last image, or none"
-                )
+        if cached and not bool(image_positions[:, cached:].any()):
+            # A kept conversation prefix (skyeye.chat.prefix_cache) holding every image: only the
+            # text after it is fed, looked up in the embedding table; the tower does not run.
             sequences = self.language_model.generate(
                 input_ids=safe_ids, attention_mask=attention_mask, **generate_kwargs
             )
             return sequences[:, input_ids.shape[1] :]
+        # Otherwise the images are embedded; a cache of the text before the first image (the
+        # scene's windows share one) is extended from the embeddings past it.
         embeds, _, _ = self.embed_inputs(input_ids, pixel_values, wavelengths)
         sequences = self.language_model.generate(
             input_ids=safe_ids,
