@@ -17,6 +17,9 @@ from rasterio.transform import from_origin
 from skyeye.bundled import resolve_model_folder
 from skyeye.chat.terminal import main as chat_main
 
+# A question needs an image (the chat refuses one without); the folder's damage is what fails.
+IMAGE = str(Path(__file__).resolve().parents[2] / "examples" / "sentinel2_berlin_l1c.tif")
+
 
 @pytest.fixture
 def tiny_copy(tmp_path) -> Path:
@@ -43,7 +46,7 @@ def _one_error_line(capsys, *needles: str) -> str:
 
 def test_truncated_weights_are_named_by_the_chat(tiny_copy, capsys):
     _truncate(tiny_copy / "model.safetensors")
-    assert chat_main(["--model", str(tiny_copy), "--prompt", "hi"]) == 2
+    assert chat_main(["--model", str(tiny_copy), "--image", IMAGE, "--prompt", "hi"]) == 2
     _one_error_line(capsys, "model.safetensors", "truncated", "save it again")
 
 
@@ -57,7 +60,7 @@ def test_truncated_weights_are_named_by_merge(tiny_copy, tmp_path, capsys):
 
 def test_truncated_adapter_is_named(tiny_copy, capsys):
     _truncate(tiny_copy / "adapter" / "adapter_model.safetensors")
-    assert chat_main(["--model", str(tiny_copy), "--prompt", "hi"]) == 2
+    assert chat_main(["--model", str(tiny_copy), "--image", IMAGE, "--prompt", "hi"]) == 2
     _one_error_line(capsys, "adapter_model.safetensors", "truncated")
 
 
@@ -68,14 +71,14 @@ def test_pickled_adapter_is_refused(tiny_copy, capsys):
     torch.save(
         {"weights": torch.zeros(2), "extra": argparse.Namespace(x=1)}, adapter / "adapter_model.bin"
     )
-    assert chat_main(["--model", str(tiny_copy), "--prompt", "hi"]) == 2
+    assert chat_main(["--model", str(tiny_copy), "--image", IMAGE, "--prompt", "hi"]) == 2
     _one_error_line(capsys, "adapter_model.bin", "cannot be loaded safely", "safetensors")
 
 
 def test_empty_model_folder_says_there_is_no_config(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert chat_main(["--model", str(empty), "--prompt", "hi"]) == 2
+    assert chat_main(["--model", str(empty), "--image", IMAGE, "--prompt", "hi"]) == 2
     line = _one_error_line(capsys, "no config.json", "empty")
     assert "llm_source" not in line
 
