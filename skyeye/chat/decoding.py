@@ -51,6 +51,9 @@ class GenerationSettings:
             generating an answer like any other question ("generate").
         choice_scoring: with "likelihood", score each option by its letter alone ("letter",
             lmms-eval's acc) or by the whole stated option per character ("text", acc_norm).
+        mask_classes: the classes the model's mask decoder outlines: a count or a description
+            is measured on masks of these; a count of anything else gets a plain sentence
+            (None: skyeye-tiny's, `skyeye.chat.counting.DEFAULT_MASK_CLASSES`).
     """
 
     max_new_tokens: int = 200
@@ -64,6 +67,7 @@ class GenerationSettings:
     seed: int | None = None
     mcq_scoring: Literal["likelihood", "generate"] = "likelihood"
     choice_scoring: Literal["letter", "text"] = "text"
+    mask_classes: tuple[str, ...] | None = None
 
     def generate_kwargs(self) -> dict[str, Any]:
         """`generate` arguments (a fresh seeded sampler each call: it holds the RNG state)."""

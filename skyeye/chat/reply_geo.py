@@ -48,11 +48,15 @@ def _mask_entry(
 
 
 def reply_extension(reply: ChatReply, images: list[RasterImage]) -> dict[str, Any]:
-    """``{"boxes": [...], "boxes_geojson": FC|None, "masks": [...], "masks_geojson": FC|None}``.
+    """``{"raw": str, "boxes": [...], "boxes_geojson": FC|None, "masks": [...],
+    "masks_geojson": FC|None}``.
 
-    Boxes refer to the latest image (the one the question was about); masks name their image.
+    raw: the answer in the model's grammar (``<p>water</p> [SEG] Yes. (measured ...)``), as the
+    conversation keeps it; the message text is its readable sentence. Boxes refer to the latest
+    image (the one the question was about); masks name their image.
     """
     out: dict[str, Any] = {
+        "raw": reply.text,
         "boxes": [
             {"box": [b.x1, b.y1, b.x2, b.y2], "angle": b.angle, "phrase": b.phrase}
             for b in reply.boxes

@@ -29,7 +29,7 @@ from skyeye.chat.decoding import (
     held_back,
     tokens_before,
 )
-from skyeye.chat.measured import state_measured
+from skyeye.chat.grounded import direct_answer, measure_answer
 from skyeye.chat.prefix_cache import PrefixCache
 from skyeye.constants import SEG_TOKEN, torch_dtype
 from skyeye.errors import GenerationCancelled, NoImageError
@@ -44,6 +44,7 @@ from skyeye.modeling.generation_hooks import (
 )
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
 from skyeye.processing.chat_encoding import content_text
+from skyeye.processing.dated_images import dated_image_parts
 from skyeye.processing.image_processor import SkyEyeImageProcessor
 from skyeye.processing.processor import SkyEyeProcessor
 
@@ -193,8 +194,9 @@ class ChatSession:
             )
         # The images attach as image parts; the prompt is text, so a typed `<image>`, `[SEG]` or
         # `<|im_end|>` stays characters (the processor never turns user text into structure).
-        content: list[dict[str, Any]] = [{"type": "image"}, {"type": "text", "text": "\n"}] * (
-            self._pending_images
+        # Several dated images are named with their dates, as the change records are written.
+        content: list[dict[str, Any]] = dated_image_parts(
+            [image.datetime for image in self.pending_images]
         ) + [{"type": "text", "text": prompt}]
         self.messages.append({"role": "user", "content": content})
         try:
@@ -204,11 +206,10 @@ class ChatSession:
             raise
         inputs = inputs.to(self.model.device) if hasattr(inputs, "to") else inputs
         tokenizer = self.processor.tokenizer
-        if self.settings.mcq_scoring == "likelihood":
-            chosen = self._choose(prompt, inputs)
-            if chosen is not None:
-                yield chosen
-                return
+        chosen = self._choose(prompt, inputs)
+        if chosen is not None:
+            yield chosen
+            return
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         result: dict[str, Any] = {}
         abandoned = threading.Event()
@@ -300,7 +301,7 @@ class ChatSession:
         reply = self._reply(text, inputs, new_ids, states)
         reply.finish_reason = "stop" if cut >= 0 else self._finish_reason(result["ids"])
         reply.prompt_tokens, reply.completion_tokens = inputs["input_ids"].shape[1], new_ids.shape[1]
-        text, note = state_measured(reply.text, reply.mask_areas, reply.mask_phrases)
+        text, note = measure_answer(self, prompt, reply, inputs)  # counts, boxes, shares
         if note:
             text = f"{text} {note}"
         streamed = joined[:shown].lstrip()
@@ -315,12 +316,14 @@ class ChatSession:
         self.last_reply = reply
 
     def _choose(self, prompt: str, inputs: Any) -> str | None:
-        """Answer a multiple-choice question by option likelihood (`skyeye.chat.choices`): the
-        answer is recorded as the turn's reply; None when the prompt lists no options."""
+        """Answer what the reader knows (sensor, bands: `skyeye.chat.grounded.direct_answer`) or
+        a multiple-choice question by option likelihood (`skyeye.chat.choices`, with
+        mcq_scoring "likelihood"): recorded as the turn's reply; None when neither applies."""
         try:
-            text = choice_answer(
-                self.model, self.processor.tokenizer, inputs, prompt, self.settings.choice_scoring
-            )
+            text = direct_answer(prompt, self)
+            if text is None and self.settings.mcq_scoring == "likelihood":
+                tokenizer, scoring = self.processor.tokenizer, self.settings.choice_scoring
+                text = choice_answer(self.model, tokenizer, inputs, prompt, scoring)
         except Exception:
             self.messages.pop()
             raise

@@ -1,5 +1,8 @@
 """Terminal chat: `python -m skyeye.chat --image scene.tif [--prompt "..."]`.
 
+Several `--image`s of one place (before/after) take `--date` per image (else the files' own
+dates) and are put on the first image's grid before the model sees them (`skyeye.chat.multi_date`).
+
 Interactive by default (streamed answers; `/image PATH`, `/reset`, `/quit`); with `--prompt` it
 answers once, prints the answer and exits 0, so scripts can use it. The masks of an answer
 (`[SEG]`) are saved under `--save-masks` (a PNG over the image, and a GeoTIFF for georeferenced
@@ -15,7 +18,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from skyeye.constants import DTYPE_NAMES
@@ -58,6 +61,16 @@ def parse_wavelengths(text: str | None) -> list[float] | None:
     return values
 
 
+def parse_date(text: str) -> str:
+    """'2018-05-01' -> the ISO date (argparse type of ``--date``)."""
+    from skyeye.io.dates import parse_user_date
+
+    try:
+        return parse_user_date(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m skyeye.chat", description=__doc__)
     parser.add_argument(
@@ -72,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=parse_wavelengths,
         help="band wavelengths in µm, comma-separated; once for all images or once per --image",
+    )
+    parser.add_argument(
+        "--date",
+        action="append",
+        default=[],
+        type=parse_date,
+        help="acquisition date of each --image (ISO, e.g. 2018-05-01), one per image in order; "
+        "default: the file's metadata, STAC item or product name. Several images of one place "
+        "are put on the first image's grid and named with their dates",
     )
     parser.add_argument(
         "--sensor", default=None, help="sensor of the images (e.g. sentinel-2, sentinel-1)"
@@ -96,8 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the masks of an answer (PNG over the image, GeoTIFF when georeferenced); "
         "'' to not save them",
     )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="print answers in the model's own grammar (<p>water</p> [SEG] Yes. ...) instead of "
+        "sentences",
+    )
     parser.add_argument("--verbose", action="store_true", help="log progress to stderr")
     return parser
+
+
+def _answer(session: ChatSession, prompt: str, raw: bool) -> Iterator[str]:
+    """The answer's pieces: readable sentences (`skyeye.chat.readable`), or with ``raw`` the
+    answer the conversation keeps, in the model's grammar, printed once measured."""
+    from skyeye.chat.readable import readable_stream
+
+    if not raw:
+        yield from readable_stream(session, prompt)
+        return
+    for _ in session.stream(prompt):
+        pass
+    assert session.last_reply is not None
+    yield session.last_reply.text
 
 
 def _save_masks(session: ChatSession, out_dir: str, turn: int) -> None:
@@ -129,7 +171,9 @@ def _after_answer(
     _save_masks(session, mask_dir, turn)
 
 
-def _interactive(session: ChatSession, mask_dir: str, follow_up: FollowUp | None = None) -> int:
+def _interactive(
+    session: ChatSession, mask_dir: str, follow_up: FollowUp | None = None, raw: bool = False
+) -> int:
     print(HELP)
     turn = 0
     while True:
@@ -159,7 +203,7 @@ def _interactive(session: ChatSession, mask_dir: str, follow_up: FollowUp | None
                 image = session.add_image(parts[1], **({"wavelengths": waves} if waves else {}))
                 print(f"(image added: {len(image.band_names)} bands {image.band_names})")
                 continue
-            pieces = session.stream(line)
+            pieces = _answer(session, line, raw)
             # Refusals (no image yet, prompt too long) come before the first piece: they print
             # as one error line, not after a dangling "skyeye> ".
             print("skyeye> " + next(pieces, ""), end="", flush=True)
@@ -186,6 +230,7 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
     configure_logging(args.verbose)
     # Imported after the logging set-up: importing them already logs (bitsandbytes' kernels).
     from skyeye.bundled import resolve_model_folder
+    from skyeye.chat.multi_date import prepare_dated_images
     from skyeye.chat.session import GenerationSettings, chat_dtype, check_images, load_chat
     from skyeye.modeling.folder_check import check_model_folder
     from skyeye.processing.image_processor import SkyEyeImageProcessor
@@ -194,6 +239,13 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
         print(
             f"error: {len(args.wavelengths)} --wavelengths for {len(args.image)} --image; give one "
             "for all images or one per image",
+            file=sys.stderr,
+        )
+        return 2
+    if args.date and len(args.date) != len(args.image):
+        print(
+            f"error: {len(args.date)} --date for {len(args.image)} --image; give one date per "
+            "image, in the order of the images",
             file=sys.stderr,
         )
         return 2
@@ -217,6 +269,12 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
             read_size=settings.read_size,
             read_kwargs=[_image_kwargs(args, index) for index in range(len(args.image))],
         )
+        # Several images of one place: dated, in order, on the first image's grid (exit 2 when
+        # they do not overlap); said when only part of them is compared.
+        prepared = prepare_dated_images(images, args.date or None)
+        if prepared.note:
+            print(f"({prepared.note})", file=sys.stderr)
+        images = prepared.images
         session = load_chat(
             folder, device=args.device, dtype=dtype, cache_dir=args.cache_dir, settings=settings
         )
@@ -228,9 +286,9 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
     logger.info("model and images ready in %.1f s", time.perf_counter() - started)
     silence_library_warnings(args.verbose)  # libraries imported while loading add their filters
     if args.prompt is None:
-        return _interactive(session, args.save_masks, follow_up)
+        return _interactive(session, args.save_masks, follow_up, raw=args.raw)
     try:
-        for piece in session.stream(args.prompt):
+        for piece in _answer(session, args.prompt, args.raw):
             print(piece, end="", flush=True)
         print()
         _after_answer(session, args.prompt, 1, args.save_masks, follow_up)

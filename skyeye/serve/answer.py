@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from skyeye.chat.readable import readable_stream
 from skyeye.chat.session import ChatSession
 from skyeye.errors import GenerationCancelled, ServeRequestError
 
@@ -44,7 +45,8 @@ class Answer:
 
     def _run(self, session: ChatSession, question: str) -> None:
         try:
-            for piece in session.stream(question, self.cancel):
+            # Sentences, not the model's grammar (that is the extension's `raw`).
+            for piece in readable_stream(session, question, self.cancel):
                 self._put(piece)
             self._put(END)
         except BaseException as err:  # handed to the reader, which turns it into a response

@@ -1,0 +1,190 @@
+"""Every figure of an answer measured: counts, boxes and description shares from masks.
+
+`ChatSession` calls `direct_answer` before generating (questions the reader answers: sensor,
+SAR or optical, bands) and `measure_answer` after (what the answer's words must say):
+
+- a count ("how many water bodies larger than 1 ha?") is the number of instances
+  (`skyeye.grounding.instances`) of the class's mask, one box each; without a mask in the
+  answer the mask is asked for with the looks-first opening ``<p>water</p> [SEG]`` the model was
+  trained on (`mask_for`: one forward pass). A class the decoder has no mask for, or a model
+  without a decoder: a plain sentence, never a number;
+- a box asked of an answer that draws a mask is the mask's instance box (the largest / smallest
+  when asked, else all), rotated when asked; the LLM's own box stays only without a mask;
+- a description's shares and areas are the measured ones of the classes it names, or dropped
+  (`skyeye.chat.describe`);
+- otherwise shares, areas and yes/no after a mask as `skyeye.chat.measured.state_measured`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from skyeye.chat.counting import (
+    DEFAULT_MASK_CLASSES,
+    BoxQuestion,
+    CountQuestion,
+    read_box_question,
+    read_count_question,
+)
+from skyeye.chat.describe import asks_description, classes_named, state_description
+from skyeye.chat.measured import state_measured, states_amount
+from skyeye.chat.modality import modality_answer
+from skyeye.errors import OptionsError
+from skyeye.grounding.instances import DEFAULT_MIN_PIXELS, Instance, mask_instances
+from skyeye.grounding.options import parse_options
+from skyeye.grounding.parse import format_boxes, parse_boxes
+
+if TYPE_CHECKING:
+    from skyeye.chat.session import ChatReply, ChatSession
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["direct_answer", "mask_for", "measure_answer", "rewrites_words"]
+
+
+def _classes(session: ChatSession) -> tuple[str, ...]:
+    return session.settings.mask_classes or DEFAULT_MASK_CLASSES
+
+
+def rewrites_words(prompt: str) -> bool:
+    """True when the chat may replace the answer's words once measured (a count, a box, a
+    description): a readable stream then holds them back until the end."""
+    return (
+        read_count_question(prompt) is not None
+        or read_box_question(prompt) is not None
+        or asks_description(prompt)
+    )
+
+
+def direct_answer(prompt: str, session: ChatSession) -> str | None:
+    """The answer the reader knows (`skyeye.chat.modality`), or None: the model answers."""
+    try:
+        choice = parse_options(prompt)
+    except OptionsError:
+        choice = None
+    return modality_answer(prompt, session.images, choice)
+
+
+@torch.no_grad()
+def mask_for(session: ChatSession, inputs: Any, phrases: list[str]) -> ChatReply:
+    """Masks of ``phrases`` on the question's image: the answer ``<p>X</p> [SEG] ...`` is
+    forced (the looks-first opening skyeye-tiny was trained on) and its masks decoded, one
+    forward pass over prompt + opening. Returns a `ChatReply` holding those masks."""
+    text = " ".join(f"<p>{p}</p> [SEG]" for p in phrases)
+    ids = session.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    new_ids = torch.tensor([ids], dtype=torch.long, device=inputs["input_ids"].device)
+    return session._reply(text, inputs, new_ids, None)
+
+
+def _take_mask(reply: ChatReply, source: ChatReply, k: int) -> None:
+    reply.masks = [source.masks[k]]
+    reply.mask_phrases = [source.mask_phrases[k]]
+    reply.mask_images = [source.mask_images[k]]
+    reply.mask_areas = [source.mask_areas[k]]
+
+
+def _find_mask(reply: ChatReply, phrase: str, classes: tuple[str, ...]) -> int | None:
+    from skyeye.chat.counting import mask_class
+
+    for k, said in enumerate(reply.mask_phrases):
+        if said is not None and mask_class(said, classes) == phrase:
+            return k
+    return None
+
+
+def _count(session: ChatSession, q: CountQuestion, reply: ChatReply, inputs: Any) -> str:
+    classes = _classes(session)
+    if q.phrase is None:
+        return (
+            f"I cannot count {q.words}: this model's mask decoder was not trained to outline "
+            f"them (it outlines {', '.join(classes[:6])}, ...), and I will not guess a number."
+        )
+    if session.model.mask_head is None or not session.images:
+        return f"I cannot count {q.words}: this model draws no masks to count on."
+    k = _find_mask(reply, q.phrase, classes)
+    if k is None:
+        forced = mask_for(session, inputs, [q.phrase])
+        if not forced.masks:
+            return f"I cannot count {q.words}: no mask could be drawn for {q.phrase}."
+        _take_mask(reply, forced, 0)
+    else:
+        _take_mask(reply, reply, k)
+    mask, area = reply.masks[0], reply.mask_areas[0]
+    min_pixels, caveat = q.min_pixels or DEFAULT_MIN_PIXELS, ""
+    if q.min_m2 is not None:
+        pixels = int(mask.sum())
+        if area.m2 is not None and pixels > 0:
+            min_pixels = max(1, int(-(-q.min_m2 // (area.m2 / pixels))))
+        else:
+            caveat = (
+                f" (the image has no georeference, so '{q.size_words}' could not be applied: "
+                f"every region of at least {min_pixels} pixels is counted)"
+            )
+    instances = mask_instances(mask, min_pixels=min_pixels, phrase=q.phrase)
+    reply.boxes = [i.box for i in instances]
+    n = len(instances)
+    size = f" larger than {q.size_words}" if q.size_words and not caveat else ""
+    verb = "is" if n == 1 else "are"
+    return f"<p>{q.phrase}</p> [SEG] There {verb} {n} {q.words}{size}{caveat}."
+
+
+def _pick(instances: list[Instance], which: str) -> list[Instance]:
+    if not instances or which == "all":
+        return instances
+    key = (lambda i: i.pixels) if which == "largest" else (lambda i: -i.pixels)
+    return [max(instances, key=key)]
+
+
+def _boxes(q: BoxQuestion, reply: ChatReply, classes: tuple[str, ...]) -> str:
+    from skyeye.chat.counting import mask_class
+
+    named = [
+        k for k, p in enumerate(reply.mask_phrases) if p and mask_class(p, classes) == q.phrase
+    ]
+    chosen: list[Instance] = []
+    for k in named or range(len(reply.masks)):  # the masks of the phrase asked, else all
+        said = reply.mask_phrases[k]
+        chosen += mask_instances(reply.masks[k], rotated=q.rotated, phrase=said or q.phrase)
+    chosen = _pick(chosen, q.which)
+    reply.boxes = [i.box for i in chosen]
+    text = reply.text
+    for box in reversed(parse_boxes(text)):  # the LLM's boxes give way to the measured ones
+        text = text[: box.span[0]] + text[box.span[1] :]
+    if not chosen:
+        return f"{text.strip()} (the mask holds no region to box)"
+    return f"{text.strip()} {format_boxes(reply.boxes)}"
+
+
+def measure_answer(
+    session: ChatSession, prompt: str, reply: ChatReply, inputs: Any
+) -> tuple[str, str]:
+    """The answer's text with every figure measured, and a note to append (may be '')."""
+    classes = _classes(session)
+    count = read_count_question(prompt, classes)
+    if count is not None:
+        return _count(session, count, reply, inputs), ""
+    box = read_box_question(prompt, classes)
+    if box is not None and reply.masks:
+        reply.text = _boxes(box, reply, classes)
+    if asks_description(prompt) and states_amount(reply.text) and len(reply.masks) <= 1:
+        return _describe(session, reply, inputs, classes), ""
+    return state_measured(reply.text, reply.mask_areas, reply.mask_phrases)
+
+
+def _describe(session: ChatSession, reply: ChatReply, inputs: Any, classes: tuple[str, ...]) -> str:
+    named = classes_named(reply.text, classes)
+    areas = {}
+    if named and session.model.mask_head is not None and session.images:
+        forced = mask_for(session, inputs, named)
+        for k, phrase in enumerate(forced.mask_phrases):
+            if phrase is None:
+                continue
+            areas[phrase] = forced.mask_areas[k]
+            reply.masks.append(forced.masks[k])
+            reply.mask_phrases.append(phrase)
+            reply.mask_images.append(forced.mask_images[k])
+            reply.mask_areas.append(forced.mask_areas[k])
+    return state_description(reply.text, areas, classes)

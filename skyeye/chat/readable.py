@@ -1,0 +1,185 @@
+"""An answer in the model's grammar -> the sentence people read.
+
+The saved conversation keeps the model's own grammar (later turns must see what it wrote):
+``<p>water</p> [SEG] Yes. (measured on the mask: water 275 ha, 10.5% of the valid pixels)``.
+The terminal, the demo's chat text and the server's message ``content`` show the same answer as
+a sentence: ``Yes — water covers 275 ha (10.5 % of the valid pixels), mask 1.``
+
+Rules (`render_readable`, a pure function of the text):
+- a leading mask (the looks-first opening ``<p>X</p> [SEG]``) becomes "mask 1" at the end of the
+  words; with the chat's measured note, the note's figures are said in words;
+- in the middle, ``<p>X</p> [SEG]`` -> "X (mask k)", ``<p>X</p> {box}`` -> "X [x1, y1, x2, y2]"
+  (0-100 grid, "rotated θ°" for an angle), a bare ``[SEG]`` -> "(mask k)";
+- a grounding token cut off by a stop string or the token limit (``<p>wat``, ``{<12><3``) goes.
+
+`readable_stream` streams an answer as readable pieces that add up to `render_readable` of the
+final text: plain words go out as they come; from the first character that may open grounding or
+a figure the chat may still rewrite (``<``, ``[``, ``{``, ``(``, a digit) the rest waits for the
+measured answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import closing
+from typing import TYPE_CHECKING
+
+from skyeye.grounding.parse import MEASURED_NOTE_OPEN, GroundedBox, parse_boxes
+
+if TYPE_CHECKING:
+    from skyeye.chat.session import ChatSession
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["readable_box", "readable_stream", "render_readable"]
+
+_NOTE = re.compile(
+    r"\s*" + re.escape(MEASURED_NOTE_OPEN) + r"\s*(?P<phrase>[^()]*?)\s*"
+    r"(?:(?P<area>[\d.,]+\s*(?:m²|ha|km²)),\s*)?(?P<share>[\d.]+)%\s*of the valid pixels\)"
+)
+_LEAD = re.compile(r"^\s*(?:<p>(?P<phrase>[^<]*)</p>\s*)?\[SEG\][\s.:,;-]*")
+_BOX = r"(?:\{[^{}]*\}|\[\s*[-+\d.]+\s*,\s*[-+\d.]+\s*,\s*[-+\d.]+\s*,\s*[-+\d.]+\s*\])"
+_TOKEN = re.compile(
+    r"<p>(?P<phrase>[^<]*)</p>\s*(?:(?P<pseg>\[SEG\])|(?P<pboxes>(?:" + _BOX + r"\s*)+))?"
+    r"|(?P<seg>\[SEG\])|(?P<boxes>(?:" + _BOX + r"\s*)+)"
+)
+# A grounding token cut off at the end of the text (stop string, token limit).
+_CUT = re.compile(r"(?:<p>[^<]*(?:</?p?)?|<p?|\{[^}]*|\[(?:S(?:E(?:G)?)?)?)$")
+_STRAY = re.compile(r"</?p>|\[SEG\]")
+_VERDICT_ONLY = re.compile(r"^(yes|no)\W*$", re.IGNORECASE)
+#: Characters from which a streamed answer is held back (grounding, figures the chat rewrites).
+_HOLD = re.compile(r"[<\[{(\d]")
+
+
+def readable_box(box: GroundedBox) -> str:
+    """'[12, 30, 50, 90]' on the 0-100 grid (x1, y1, x2, y2), with ' rotated 15°' for an angle."""
+    values = ", ".join(str(int(round(100 * v))) for v in (box.x1, box.y1, box.x2, box.y2))
+    turn = f" rotated {box.angle:g}°" if box.angle else ""
+    return f"[{values}]{turn}"
+
+
+def _boxes_words(text: str) -> str:
+    return ", ".join(readable_box(b) for b in parse_boxes(text))
+
+
+def _note_words(found: re.Match[str], fallback: str | None) -> str:
+    """'water covers 275 ha (10.5 % of the valid pixels)'."""
+    what = found.group("phrase") or fallback or "it"
+    share = f"{found.group('share')} % of the valid pixels"
+    if found.group("area"):
+        return f"{what} covers {found.group('area')} ({share})"
+    return f"{what} covers {share}"
+
+
+def _tidy(text: str) -> str:
+    text = re.sub(r"[ \t]+", " ", text)
+    text = re.sub(r"\s+([.,;:!?])", r"\1", text)
+    text = re.sub(r"([.,;:])\1+", r"\1", text)
+    return text.strip()
+
+
+def _end(words: str, tail: str) -> str:
+    """``words`` with ``tail`` before its final full stop: 'There are 3 lakes (mask 1).'"""
+    body = words.rstrip()
+    stop = ""
+    while body and body[-1] in ".!?":
+        stop = body[-1] + stop
+        body = body[:-1]
+    return f"{body}{tail}{stop or '.'}"
+
+
+def render_readable(text: str) -> str:
+    """The answer ``text`` (the model's grammar plus the chat's notes) as a sentence."""
+    if not isinstance(text, str):
+        return ""
+    text = _CUT.sub("", text.rstrip())
+    note = _NOTE.search(text)
+    if note is not None:
+        text = text[: note.start()] + text[note.end() :]
+    lead = _LEAD.match(text)
+    if lead is not None and re.match(r"\s*(?:$|[A-Z0-9])", text[lead.end() :]) is None:
+        lead = None  # "<p>water</p> [SEG] and <p>cloud</p> [SEG]": masks named inline
+    lead_phrase = None
+    count = 0
+    if lead is not None:
+        lead_phrase = (lead.group("phrase") or "").strip() or None
+        text = text[lead.end() :]
+        count = 1
+
+    def token(m: re.Match[str]) -> str:
+        nonlocal count
+        phrase = (m.group("phrase") or "").strip()
+        if m.group("pseg") or m.group("seg"):
+            count += 1
+            return f"{phrase} (mask {count})".strip() + " "
+        if m.group("pboxes"):
+            return f"{phrase} {_boxes_words(m.group('pboxes'))} "
+        if m.group("boxes"):
+            return f"{_boxes_words(m.group('boxes'))} "
+        return f"{phrase} "
+
+    words = _tidy(_STRAY.sub("", _TOKEN.sub(token, text)))
+    if lead is None:
+        if note is not None and words:
+            return _end(words, f" ({_note_words(note, None)})")
+        return words
+    if note is not None:
+        measured = _note_words(note, lead_phrase)
+        if not words:
+            return f"{measured[0].upper()}{measured[1:]}, mask 1."
+        verdict = _VERDICT_ONLY.match(words)
+        opening = verdict.group(1).capitalize() if verdict else words.rstrip(".!? ")
+        return f"{opening} — {measured}, mask 1."
+    if not words:
+        return f"{lead_phrase} (mask 1)." if lead_phrase else "(mask 1)"
+    return _end(words, " (mask 1)")
+
+
+def _plain_prefix(raw: str) -> str:
+    """The start of a raw answer that renders as itself: up to the first character that may
+    open grounding or a rewritten figure, and back to the last space (a word may still grow)."""
+    held = _HOLD.search(raw)
+    head = raw if held is None else raw[: held.start()]
+    space = max(head.rfind(" "), head.rfind("\n"))
+    return head[: space + 1].lstrip() if space >= 0 else ""
+
+
+def readable_stream(
+    session: ChatSession,
+    prompt: str,
+    cancel: threading.Event | None = None,
+    *,
+    hold: bool = False,
+) -> Iterator[str]:
+    """Ask ``prompt`` through ``session.stream`` and yield readable pieces; together they are
+    `render_readable` of the answer the session keeps (``session.last_reply.text``).
+
+    hold: stream nothing until the answer is measured (e.g. a count, whose number the chat
+    replaces). Errors and cancellation of `ChatSession.stream` pass through.
+    """
+    from skyeye.chat.grounded import rewrites_words
+
+    hold = hold or rewrites_words(prompt)
+    raw, shown = "", ""
+    # closing(): a reader that stops early stops the generation now (the session then forgets
+    # the question), not whenever the garbage collector gets to the inner generator.
+    with closing(session.stream(prompt, cancel)) as pieces:
+        for piece in pieces:
+            raw += piece
+            if hold:
+                continue
+            safe = _plain_prefix(raw)
+            if len(safe) > len(shown) and safe.startswith(shown):
+                yield safe[len(shown) :]
+                shown = safe
+    assert session.last_reply is not None
+    final = render_readable(session.last_reply.text)
+    if final.startswith(shown):
+        if len(final) > len(shown):
+            yield final[len(shown) :]
+    else:  # cannot happen by construction; say so rather than send a garbled answer
+        logger.warning("the streamed words are not a prefix of the readable answer")
+        yield "\n" + final

@@ -1,0 +1,207 @@
+"""Counts, boxes and description figures measured on masks (skyeye.chat.grounded), and questions
+about the image's sensor answered from the reader (skyeye.chat.modality).
+
+A scripted session stands in for the model: its masks are drawn by the test, so every count and
+box is known."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from affine import Affine
+from rasterio.crs import CRS
+
+from skyeye.chat.counting import read_box_question, read_count_question
+from skyeye.chat.decoding import GenerationSettings
+from skyeye.chat.describe import state_description
+from skyeye.chat.grounded import measure_answer
+from skyeye.chat.modality import modality_answer
+from skyeye.chat.session import ChatReply
+from skyeye.grounding.geo import mask_area
+from skyeye.grounding.options import parse_options
+from skyeye.grounding.parse import parse_count
+from skyeye.io.image import RasterImage
+
+
+def five_blobs() -> np.ndarray:
+    """3 separated squares and 2 touching discs: 5 objects."""
+    mask = np.zeros((64, 64), bool)
+    mask[2:8, 2:8] = mask[2:8, 20:26] = mask[50:60, 2:12] = True
+    yy, xx = np.mgrid[:64, :64]
+    mask |= (yy - 40) ** 2 + (xx - 35) ** 2 <= 36
+    mask |= (yy - 40) ** 2 + (xx - 47) ** 2 <= 36
+    return mask
+
+
+class ScriptedSession:
+    """What `skyeye.chat.grounded` uses of a `ChatSession`; `_reply` decodes the scripted
+    masks for a forced ``<p>X</p> [SEG]`` answer (and counts how often it was asked)."""
+
+    def __init__(self, masks: dict[str, np.ndarray], image: RasterImage, mask_head=True):
+        self.masks, self.images, self.forced = masks, [image], []
+        self.settings = GenerationSettings()
+        self.model = SimpleNamespace(mask_head=object() if mask_head else None)
+        self.processor = SimpleNamespace(tokenizer=lambda text, **_: {"input_ids": [1, 2, 3]})
+
+    def _reply(self, text, inputs, new_ids, states):
+        from skyeye.grounding.parse import parse_seg_phrases
+
+        self.forced.append(text)
+        reply = ChatReply(text=text)
+        for phrase in parse_seg_phrases(text):
+            add_mask(reply, self.masks[phrase], phrase, self.images[0])
+        return reply
+
+
+def add_mask(reply: ChatReply, mask: np.ndarray, phrase: str, image: RasterImage) -> None:
+    reply.masks.append(mask)
+    reply.mask_phrases.append(phrase)
+    reply.mask_images.append(0)
+    reply.mask_areas.append(mask_area(mask, transform=image.transform, crs=image.crs))
+
+
+def image(georeferenced: bool = True, pixel_m: float = 20.0) -> RasterImage:
+    return RasterImage(
+        data=np.zeros((3, 64, 64), np.float32),
+        band_names=["R", "G", "B"],
+        wavelengths=[0.665, 0.56, 0.49],
+        crs=CRS.from_epsg(32633) if georeferenced else None,
+        transform=Affine(pixel_m, 0, 400000, 0, -pixel_m, 5000000) if georeferenced else None,
+    )
+
+
+INPUTS = {"input_ids": torch.zeros((1, 4), dtype=torch.long)}
+
+
+def test_count_with_a_mask_is_the_number_of_instances_with_one_box_each():
+    session = ScriptedSession({}, image())
+    reply = ChatReply(text="<p>water</p> [SEG] 2.")
+    add_mask(reply, five_blobs(), "water", session.images[0])
+    text, note = measure_answer(session, "How many lakes are there?", reply, INPUTS)
+    assert parse_count(text) == 5 and note == ""
+    assert len(reply.boxes) == 5 and all(b.phrase == "water" for b in reply.boxes)
+    assert session.forced == []  # the answer's own mask was counted
+
+
+def test_count_without_a_mask_asks_for_the_mask_first():
+    session = ScriptedSession({"water": five_blobs()}, image())
+    reply = ChatReply(text="There are 12 lakes.")  # the LLM's guess
+    text, _ = measure_answer(session, "How many water bodies are in this image?", reply, INPUTS)
+    assert session.forced == ["<p>water</p> [SEG]"]
+    assert text == "<p>water</p> [SEG] There are 5 water bodies."
+    assert len(reply.masks) == 1 and len(reply.boxes) == 5
+
+
+def test_count_larger_than_an_area_drops_the_smaller_instances():
+    # 20 m pixels: 1 ha = 25 pixels. The 6x6 squares (36 px) stay, the 10x10 one (100 px) stays,
+    # the discs (~113 px each) stay; at 0.5 ha... use 50 px: only the 10x10 square and the discs.
+    session = ScriptedSession({"water": five_blobs()}, image(pixel_m=20.0))
+    reply = ChatReply(text="3")
+    text, _ = measure_answer(session, "How many water bodies larger than 2 ha?", reply, INPUTS)
+    assert parse_count(text) == 3 and "larger than 2 ha" in text
+    no_geo = ScriptedSession({"water": five_blobs()}, image(georeferenced=False))
+    text, _ = measure_answer(
+        no_geo, "How many water bodies larger than 2 ha?", ChatReply("3"), INPUTS
+    )
+    assert parse_count(text) == 5 and "no georeference" in text
+
+
+@pytest.mark.parametrize(
+    ("question", "why"),
+    [("How many aircraft are parked here?", "not trained"), ("How many lakes?", "no masks")],
+)
+def test_a_count_that_cannot_be_measured_is_a_plain_sentence(question, why):
+    session = ScriptedSession({}, image(), mask_head=why != "no masks")
+    text, _ = measure_answer(session, question, ChatReply(text="7"), INPUTS)
+    assert why in text and parse_count(text) is None and session.forced == []
+
+
+def test_box_asked_of_an_answer_with_a_mask_is_the_mask_instance_box():
+    session = ScriptedSession({}, image())
+    reply = ChatReply(text="<p>water</p> [SEG] <p>water</p> {<0><0><100><100>}")
+    add_mask(reply, five_blobs(), "water", session.images[0])
+    text, _ = measure_answer(session, "[refer] Give the box of the largest lake.", reply, INPUTS)
+    (box,) = reply.boxes
+    # the largest instance: one of the two touching discs (split apart), x 29..41, y 34..46
+    assert (box.x1, box.x2, box.y1, box.y2) == pytest.approx((29 / 64, 42 / 64, 34 / 64, 47 / 64))
+    assert "{<0><0><100><100>}" not in text and "{<45><53><66><73>}" in text
+    reply = ChatReply(text="<p>water</p> [SEG]")
+    add_mask(reply, five_blobs(), "water", session.images[0])
+    measure_answer(session, "Draw a rotated box around every water body.", reply, INPUTS)
+    assert len(reply.boxes) == 5
+
+
+def test_llm_box_is_kept_without_a_mask():
+    session = ScriptedSession({}, image())
+    reply = ChatReply(text="<p>water</p> {<10><20><30><40>}")
+    text, _ = measure_answer(session, "[refer] Where is the lake?", reply, INPUTS)
+    assert text == reply.text and session.forced == []
+
+
+def test_description_states_measured_shares_or_none():
+    vegetation = np.zeros((64, 64), bool)
+    vegetation[:16] = True  # 25 %
+    masks = {"water": five_blobs(), "vegetation": vegetation}
+    session = ScriptedSession(masks, image())
+    said = (
+        "Water covers about 40% of the image, in the north. Vegetation covers 12% in the south. "
+        "The remaining area (about 90%) is other surface (none of: water, vegetation)."
+    )
+    reply = ChatReply(text=said)
+    text, _ = measure_answer(session, "Describe this image.", reply, INPUTS)
+    water = 100 * five_blobs().mean()
+    assert f"Water covers {water:.1f}% of the image" in text
+    assert "Vegetation covers 25.0% in the south" in text
+    assert "The remaining area is other surface (none of: water, vegetation)." in text
+    assert "90" not in text and "40%" not in text
+    assert sorted(reply.mask_phrases) == ["vegetation", "water"]
+
+
+def test_description_without_a_mask_decoder_drops_every_figure():
+    out = state_description("Water covers about 30% of the image (12 ha).", {}, ("water",))
+    assert out == "Water covers part of the image."
+
+
+def test_questions_are_read():
+    q = read_count_question("How many water bodies larger than 1 ha are there?")
+    assert (q.phrase, q.min_m2, q.words) == ("water", 1e4, "water bodies")
+    assert read_count_question("How many aircraft?").phrase is None
+    assert read_count_question("Is there water?") is None
+    b = read_box_question("Give the oriented box of the biggest field.")
+    assert (b.phrase, b.which, b.rotated) == ("cultivated land", "largest", True)
+    assert read_box_question("Is there water?") is None
+
+
+def sar() -> RasterImage:
+    return RasterImage(
+        data=np.zeros((2, 8, 8), np.float32), band_names=["VV", "VH"], sensor="sentinel-1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("What sensor took this image?", "sentinel-1"),
+        ("Is this SAR or optical?", "SAR (radar)"),
+        ("How many bands does this image have?", "2 bands: VV, VH"),
+        ("What polarisation is this?", "VV and VH"),
+    ],
+)
+def test_modality_questions_are_answered_from_the_reader(question, expected):
+    assert expected in modality_answer(question, [sar()])
+
+
+def test_modality_with_options_picks_the_matching_option_and_ignores_other_questions():
+    q = "Which sensor acquired this image?\nA. Sentinel-2\nB. Landsat 8\nC. Sentinel-1\nD. NAIP"
+    assert modality_answer(q, [sar()], parse_options(q)) == "C. Sentinel-1"
+    q = "Is this image SAR or optical? (A) optical (B) SAR"
+    assert modality_answer(q, [sar()], parse_options(q)) == "B. SAR"
+    q = "How many bands? A. 3 B. 13 C. 4"
+    assert modality_answer(q, [image()], parse_options(q)) == "A. 3"
+    unknown = RasterImage(data=np.zeros((3, 4, 4), np.float32), band_names=["R", "G", "B"])
+    assert "will not guess" in modality_answer("What satellite took this?", [unknown])
+    assert modality_answer("Is there water?", [sar()]) is None
+    assert modality_answer("How many lakes are there?", [sar()]) is None
