@@ -220,3 +220,13 @@ class AlignmentError(RasterReadError):
 class NoOverlapError(AlignmentError):
     """Two images of one question cover no common valid pixel on the first image's grid; the
     message names both images."""
+
+
+class AlignmentError(RasterReadError):
+    """Images of one question cannot be put on one grid (no georeference and different sizes);
+    the message names both images and the fix."""
+
+
+class NoOverlapError(AlignmentError):
+    """Two images of one question cover no common valid pixel on the first image's grid; the
+    message names both images."""

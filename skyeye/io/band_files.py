@@ -14,6 +14,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
 from skyeye.errors import RasterReadError
+from skyeye.io.dates import acquisition_tag_date
 from skyeye.io.gdal import ReadOptions
 from skyeye.io.image import (
     RasterImage,
@@ -91,6 +92,7 @@ def read_band_files(
             transform=None if ref.transform.is_identity else transform,
             nodata=nodatas.pop() if len(nodatas) == 1 else None,
             source_shape=(h, w),
+            datetime=acquisition_tag_date(ref),
             extra={"files": [str(f) for f in files], "dtype": ref.dtypes[0]},
         )
 

@@ -22,6 +22,7 @@ from rasterio.errors import RasterioError
 
 from skyeye.errors import RasterReadError
 from skyeye.io.band_files import read_band_files
+from skyeye.io.dates import acquisition_tag_date, date_from_paths
 from skyeye.io.gdal import ReadOptions, read_decimated
 from skyeye.io.image import (
     RasterImage,
@@ -131,6 +132,8 @@ def read_raster(
     except OSError as err:
         raise RasterReadError(f"{label}: cannot read the file: {err}") from err
     image.path = label
+    if image.datetime is None:  # no acquisition tag: a Sentinel/Landsat product name may say it
+        image.datetime = date_from_paths([label, *image.extra.get("files", [])])
     if not np.isfinite(image.data).any():
         raise RasterReadError(
             f"{label}: every pixel is nodata/NaN (nodata={image.nodata}); nothing to look at. "
@@ -167,7 +170,8 @@ def _read_stac(path: Path, **kwargs) -> RasterImage:
     known = scene.wavelengths_of(image.band_names)
     if kwargs["wavelengths"] is None and known is not None:
         image.wavelengths = known
-    image.path, image.scene_id, image.datetime = str(path), scene.scene_id, scene.datetime
+    image.path, image.scene_id = str(path), scene.scene_id
+    image.datetime = scene.datetime or image.datetime
     return image
 
 
@@ -229,6 +233,7 @@ def _read_stacked(
         crs=first.crs,
         transform=first.transform,
         source_shape=first.source_shape,
+        datetime=first.datetime,
         extra={"files": [str(f) for f in files]},
     )
 
@@ -315,6 +320,7 @@ def _read_gdal(
             transform=transform,
             nodata=src.nodata,
             source_shape=(h, w),
+            datetime=acquisition_tag_date(src),
             extra={"dtype": src.dtypes[indexes[0] - 1], "driver": src.driver},
         )
 
