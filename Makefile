@@ -3,7 +3,7 @@ PY := .venv/bin/python
 IMAGE ?= examples/sentinel2_berlin_l1c.tif
 PROMPT ?=
 
-.PHONY: setup chat demo finetune-tiny test test-slow test-browser lint
+.PHONY: setup chat demo finetune-tiny test test-slow test-browser test-qgis qgis-plugin lint
 
 setup:
 	@bash scripts/setup.sh
@@ -33,6 +33,16 @@ test-slow: setup
 test-browser: setup
 	bash scripts/setup_browser.sh
 	$(PY) -m pytest -q -m browser tests/demo
+
+# The QGIS plugin in Debian's real QGIS (offscreen) against a live skyeye.serve with skyeye-tiny
+# (installs python3-qgis, python3-pytest and xvfb if missing; see docs/qgis.md).
+test-qgis: setup
+	bash scripts/setup_qgis.sh
+	QT_QPA_PLATFORM=offscreen /usr/bin/python3 -m pytest -q -c tests/qgis/pytest.ini tests/qgis
+
+# The QGIS plugin as the zip QGIS's "Install from ZIP" takes: dist/skyeye-qgis-plugin.zip.
+qgis-plugin:
+	$(PY) scripts/build_qgis_plugin.py
 
 # ruff on everything; mypy on the library (settings in pyproject.toml [tool.mypy]).
 lint: setup

@@ -1,0 +1,220 @@
+"""Processing algorithms (toolbox, graphical modeler, batch mode): "Ask SkyEye" and "Analyze whole
+scene", each a job on the SkyEye server (`/processes`): progress from the job, cancel deletes it,
+a failure is a `QgsProcessingException` with the server's one-line message (the Processing log
+shows it; no traceback). Output layers are written only once the job has succeeded."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeatureSink,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingProvider,
+    QgsWkbTypes,
+)
+
+from .client import SkyEyeClientError
+from .layers import MASK_STYLE, features_layer
+from .rasters import image_input
+from .settings import Settings
+
+ASK_DEFAULT = "Show me where the water is with a mask."
+
+
+class _JobAlgorithm(QgsProcessingAlgorithm):
+    """Shared parts: the client from the settings, the job run with progress and cancel, the
+    polygons written to the OUTPUT sink."""
+
+    def group(self) -> str:
+        return "SkyEye"
+
+    def groupId(self) -> str:
+        return "skyeye"
+
+    def _run(self, process: str, inputs: dict[str, Any], feedback: Any) -> dict[str, Any]:
+        client = Settings.load().client()
+
+        def progress(percent: float, message: str) -> None:
+            feedback.setProgress(percent)
+            if message:
+                feedback.setProgressText(message)
+
+        results = client.run_job(process, inputs, progress, feedback.isCanceled)
+        feedback.pushInfo(f"SkyEye: {results.get('answer')}")
+        return results
+
+    def _sink(self, parameters, context, collection: dict[str, Any] | None) -> str:
+        polygons = features_layer(collection, "SkyEye mask", MASK_STYLE)
+        sink, dest = self.parameterAsSink(
+            parameters,
+            "OUTPUT",
+            context,
+            polygons.fields(),
+            QgsWkbTypes.MultiPolygon,
+            QgsCoordinateReferenceSystem("EPSG:4326"),
+        )
+        if sink is None:
+            raise QgsProcessingException("cannot create the output layer")
+        for feature in polygons.getFeatures():
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return dest
+
+    def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:
+        try:
+            return self._process(parameters, context, feedback)
+        except SkyEyeClientError as err:
+            feedback.reportError(str(err), fatalError=True)
+            raise QgsProcessingException(str(err)) from None
+
+    def _process(self, parameters, context, feedback) -> dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class AskAlgorithm(_JobAlgorithm):
+    """One question about a raster layer (or an extent of it); the mask as polygons."""
+
+    def name(self) -> str:
+        return "ask"
+
+    def displayName(self) -> str:
+        return "Ask SkyEye"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Asks the SkyEye server one question about the raster layer (or the extent given), "
+            "sent at its native resolution. The answer's masks become polygons with the phrase "
+            "and area_ha; the answer is in the log and the ANSWER output."
+        )
+
+    def createInstance(self) -> AskAlgorithm:
+        return AskAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Raster layer"))
+        self.addParameter(QgsProcessingParameterString("QUESTION", "Question", ASK_DEFAULT))
+        self.addParameter(
+            QgsProcessingParameterExtent("EXTENT", "Area (default: the whole layer)", optional=True)
+        )
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Mask polygons"))
+        self.addOutput(QgsProcessingOutputString("ANSWER", "Answer"))
+        self.addOutput(QgsProcessingOutputNumber("AREA_HA", "Mask area (ha)"))
+        self.addOutput(QgsProcessingOutputString("JOB_ID", "Job id"))
+
+    def _process(self, parameters, context, feedback) -> dict[str, Any]:
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        extent = None
+        if parameters.get("EXTENT"):
+            extent = self.parameterAsExtent(parameters, "EXTENT", context, layer.crs())
+            extent = None if extent.isEmpty() else extent
+        settings = Settings.load()
+        image = image_input(layer, extent, layer.crs() if layer else None, settings.shared_folder)
+        question = self.parameterAsString(parameters, "QUESTION", context)
+        results = self._run("ask", {"image": image, "question": question}, feedback)
+        extension = results["result"]["skyeye"]
+        dest = self._sink(parameters, context, extension.get("masks_geojson"))
+        return {
+            "OUTPUT": dest,
+            "ANSWER": results.get("answer"),
+            "AREA_HA": results.get("area_ha"),
+            "JOB_ID": results["jobID"],
+        }
+
+
+class AnalyzeSceneAlgorithm(_JobAlgorithm):
+    """A whole scene window by window on the server (`skyeye.scene`): polygons and the mask."""
+
+    def name(self) -> str:
+        return "analyze_scene"
+
+    def displayName(self) -> str:
+        return "Analyze whole scene"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Runs the whole raster layer through SkyEye on the server, window by window at its "
+            "native resolution, as a job (progress here; cancel deletes it). A file under the "
+            "folder the server reads (settings) is sent as a path, others are uploaded."
+        )
+
+    def createInstance(self) -> AnalyzeSceneAlgorithm:
+        return AnalyzeSceneAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Scene"))
+        self.addParameter(QgsProcessingParameterString("PROMPT", "What to find", ASK_DEFAULT))
+        integer = QgsProcessingParameterNumber.Integer
+        self.addParameter(
+            QgsProcessingParameterNumber("WINDOW", "Window (px)", integer, 512, False, 16)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber("OVERLAP", "Overlap (px)", integer, 64, False, 0)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber("BATCH", "Windows per batch", integer, 8, False, 1)
+        )
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Mask polygons"))
+        self.addParameter(
+            QgsProcessingParameterRasterDestination("MASK", "Mask (GeoTIFF)", optional=True)
+        )
+        self.addOutput(QgsProcessingOutputString("ANSWER", "Answer"))
+        self.addOutput(QgsProcessingOutputNumber("AREA_HA", "Mask area (ha)"))
+        self.addOutput(QgsProcessingOutputString("JOB_ID", "Job id"))
+
+    def _process(self, parameters, context, feedback) -> dict[str, Any]:
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        settings = Settings.load()
+        inputs = {
+            "image": image_input(layer, None, None, settings.shared_folder),
+            "prompt": self.parameterAsString(parameters, "PROMPT", context),
+            "window": self.parameterAsInt(parameters, "WINDOW", context),
+            "overlap": self.parameterAsInt(parameters, "OVERLAP", context),
+            "batch": self.parameterAsInt(parameters, "BATCH", context),
+        }
+        results = self._run("analyze-scene", inputs, feedback)
+        client = settings.client()
+        hrefs = {link["title"]: link["href"] for link in results.get("links", [])}
+        collection = None
+        if "mask.geojson" in hrefs:
+            with tempfile.TemporaryDirectory(prefix="skyeye-qgis-") as tmp:
+                client.download(hrefs["mask.geojson"], os.path.join(tmp, "mask.geojson"))
+                with open(os.path.join(tmp, "mask.geojson"), encoding="utf-8") as f:
+                    collection = json.load(f)
+        out = {
+            "OUTPUT": self._sink(parameters, context, collection),
+            "ANSWER": results.get("answer"),
+            "AREA_HA": results.get("area_ha"),
+            "JOB_ID": results["jobID"],
+        }
+        mask = self.parameterAsOutputLayer(parameters, "MASK", context)
+        if mask and "mask.tif" in hrefs:
+            client.download(hrefs["mask.tif"], mask)
+            out["MASK"] = mask
+        return out
+
+
+class SkyEyeProvider(QgsProcessingProvider):
+    """The "SkyEye" group of the Processing toolbox."""
+
+    def id(self) -> str:
+        return "skyeye"
+
+    def name(self) -> str:
+        return "SkyEye"
+
+    def loadAlgorithms(self) -> None:
+        self.addAlgorithm(AskAlgorithm())
+        self.addAlgorithm(AnalyzeSceneAlgorithm())
