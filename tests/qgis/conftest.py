@@ -5,7 +5,6 @@ bundled skyeye-tiny. Under a Python without `qgis` (the .venv's pytest) nothing 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 import subprocess
@@ -16,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-if importlib.util.find_spec("qgis") is None:
+try:  # `qgis` alone may be this folder as a namespace package (tests/ is on sys.path)
+    import qgis.core  # noqa: F401
+except ImportError:
     collect_ignore_glob = ["*"]
 
 REPO = Path(__file__).resolve().parents[2]
