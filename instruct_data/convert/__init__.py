@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from instruct_data.convert.cdvqa import CDVQAConverter
 from instruct_data.convert.chatearthnet import ChatEarthNetConverter
 from instruct_data.convert.core import Converter, ConvertReport, SkipRecord, run_conversion
 from instruct_data.convert.earthmind import EarthMindBenchConverter, EarthMindConverter
+from instruct_data.convert.levir import LevirCCConverter, LevirMCIConverter
 from instruct_data.convert.llava import LlavaConverter
 from instruct_data.convert.skyeyegpt import SkyEyeGPTConverter
 from instruct_data.convert.terrascope import TerraScopeBenchConverter, TerraScopeConverter
@@ -17,6 +19,10 @@ CONVERTERS: dict[str, type] = {
     "terrascope": TerraScopeConverter,
     "terrascope-bench": TerraScopeBenchConverter,
     "llava": LlavaConverter,
+    # change over time (issue 28): captions, captions + masks, change questions
+    "levir-cc": LevirCCConverter,
+    "levir-mci": LevirMCIConverter,
+    "cdvqa": CDVQAConverter,
 }
 
 

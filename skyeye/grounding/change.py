@@ -112,7 +112,7 @@ def change_magnitude(a: RasterImage, b: RasterImage) -> tuple[np.ndarray, np.nda
     pairs = shared_bands(a, b)
     da = a.data[[i for i, _ in pairs]].astype(np.float32)
     db = b.data[[j for _, j in pairs]].astype(np.float32)
-    valid: np.ndarray = np.isfinite(da).all(axis=0) & np.isfinite(db).all(axis=0)
+    valid = np.asarray(np.isfinite(da).all(axis=0) & np.isfinite(db).all(axis=0))
     magnitude: np.ndarray = np.full(valid.shape, np.nan, dtype=np.float32)
     if not valid.any():
         return magnitude, valid

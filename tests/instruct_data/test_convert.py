@@ -55,6 +55,9 @@ def test_registry_lists_all_sources() -> None:
             "terrascope",
             "terrascope-bench",
             "llava",
+            "levir-cc",
+            "levir-mci",
+            "cdvqa",
         ]
     )
     with pytest.raises(KeyError, match="choose one of"):

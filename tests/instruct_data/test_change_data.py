@@ -1,0 +1,177 @@
+"""Change data: LEVIR-CC / LEVIR-MCI / CDVQA converters and the OSCD / AirChange / STAR builder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instruct_data.change import build as change_build
+from instruct_data.change.build import build_change_data, load_splits
+from instruct_data.change.licences import is_permissive
+from instruct_data.convert import get_converter, run_conversion
+from instruct_data.schema import validate_record
+from skyeye.errors import SpecError
+from skyeye.io.rle import decode_rle
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+sys.path.insert(0, str(FIXTURES))
+from make_change_fixtures import make_airchange, make_oscd  # noqa: E402
+
+CHANGE = FIXTURES / "change"
+
+
+def _convert(source: str, input_path: Path, images: Path, out: Path):
+    report = run_conversion(get_converter(source), input_path, images, out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(validate_record(r) == [] for r in records)
+    assert report.converted + sum(report.skipped.values()) == report.read
+    return report, records
+
+
+def test_levir_cc_captions_become_two_image_change_records(tmp_path):
+    root = CHANGE / "levir"
+    report, records = _convert(
+        "levir-cc", root / "LevirCCcaptions.json", root, tmp_path / "o.jsonl"
+    )
+    assert report.read == 4 and report.converted == 2
+    assert report.skipped == {"missing image": 1, "malformed record": 1}
+    first = records[0]
+    assert [im["time"] for im in first["images"]] == ["pre", "post"]
+    assert first["images"][0]["path"].endswith("train/A/train_000001.png")
+    assert first["turns"][1]["text"] == "A house is built in the top left corner."
+    assert len(first["meta"]["references"]) == 2 and first["meta"]["commercial_use"] is False
+
+
+def test_levir_mci_masks_per_changed_class_and_an_empty_mask_without_change(tmp_path):
+    root = CHANGE / "levir"
+    _, records = _convert("levir-mci", root / "LevirCCcaptions.json", root, tmp_path / "o.jsonl")
+    changed, same = records
+    assert changed["turns"][1]["text"].startswith(
+        "<p>changed buildings</p> [SEG] <p>changed roads</p> [SEG] A house"
+    )
+    building = decode_rle(changed["turns"][1]["masks"][0]["rle"])
+    road = decode_rle(changed["turns"][1]["masks"][1]["rle"])
+    assert building.sum() == 36 and road.sum() == 32 and not (building & road).any()
+    assert all(m["image_index"] == 1 for m in changed["turns"][1]["masks"])
+    assert same["turns"][1]["text"].startswith("<p>changes</p> [SEG] The scene is the same")
+    assert decode_rle(same["turns"][1]["masks"][0]["rle"]).sum() == 0
+
+
+def test_cdvqa_questions_answers_and_images_are_joined(tmp_path):
+    root = CHANGE / "cdvqa"
+    report, records = _convert("cdvqa", root / "Test_questions.json", root, tmp_path / "o.jsonl")
+    assert report.converted == 3 and report.skipped == {"missing image": 1, "no answer": 1}
+    answers = [r["turns"][1]["text"] for r in records]
+    assert answers == ["Yes.", "30% to 40%.", "Non-vegetated ground surface."]
+    assert records[1]["meta"]["answer"] == "30_to_40" and records[1]["task"] == "change"
+    assert records[0]["images"][1]["path"].endswith("im2/00001.png")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    make_oscd(data / "oscd-s2-change")
+    make_airchange(data / "sztaki-airchange")
+    out = tmp_path_factory.mktemp("out")
+    splits = {"oscd-s2-change": ["beta"], "sztaki-airchange": ["Szada/2"]}
+    summary = build_change_data(data, out, ["oscd-s2-change", "sztaki-airchange"], splits=splits)
+    return out, summary
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_held_out_cities_and_pairs_never_reach_training(built):
+    out, summary = built
+    train, val = _read(out / "train.jsonl"), _read(out / "val.jsonl")
+    assert {r["meta"]["pair_id"] for r in val} == {"beta", "Szada/2"}
+    assert not {r["meta"]["pair_id"] for r in train} & {"beta", "Szada/2"}
+    assert (
+        summary.records["oscd-s2-change/val"] > 0 and summary.records["sztaki-airchange/train"] > 0
+    )
+    assert all(validate_record(r) == [] for r in train + val)
+    assert all(not is_permissive(r) for r in train + val)  # both sets are research-only
+
+
+def test_oscd_records_name_the_dates_and_carry_the_change_mask(built):
+    out, _ = built
+    records = [r for r in _read(out / "conversations.jsonl") if r["source"] == "oscd-s2-change"]
+    what = next(r for r in records if r["id"] == "oscd-s2-change:alpha:r00000c00000:what")
+    # dates from dates.txt (the first date's file name holds the processing time, not this)
+    assert what["turns"][0]["text"].startswith(
+        "Image 1 (2015-07-04): <image>\nImage 2 (2018-02-11): <image>\n"
+    )
+    mask = decode_rle(what["turns"][1]["masks"][0]["rle"])
+    assert mask.shape == (40, 40) and mask[5:15, 5:25].all() and mask.sum() == 200
+    assert "About 12%" in what["turns"][1]["text"] and " ha)" in what["turns"][1]["text"]
+    kinds = {r["id"].rsplit(":", 1)[1] for r in records if ":alpha:" in r["id"]}
+    assert {"what", "any", "much", "appeared-buildings", "much-buildings"} <= kinds
+    # beta's second date is 2 px smaller: cropped to the common 38 px, nothing warped
+    beta = next(
+        r
+        for r in records
+        if r["id"].startswith("oscd-s2-change:beta:") and r["id"].endswith(":what")
+    )
+    assert beta["images"][0]["size"] == [38, 38]
+
+
+def test_airchange_has_no_dates_and_measures_hectares_at_1_5_m(built):
+    out, _ = built
+    what = next(
+        r
+        for r in _read(out / "conversations.jsonl")
+        if r["id"] == "sztaki-airchange:Szada/1:r00000c00000:what"
+    )
+    assert what["turns"][0]["text"].startswith("<image>\n<image>\n")
+    n = decode_rle(what["turns"][1]["masks"][0]["rle"]).sum()
+    assert n == 36 + 64
+    assert f"({n * 1.5**2 / 1e4:.2f} ha)" in what["turns"][1]["text"]
+
+
+def test_permissive_only_leaves_research_sets_out(tmp_path):
+    make_airchange(tmp_path / "data" / "sztaki-airchange")
+    summary = build_change_data(
+        tmp_path / "data", tmp_path / "out", ["sztaki-airchange"], splits={}, permissive_only=True
+    )
+    assert sum(summary.records.values()) == 0
+    assert (tmp_path / "out" / "train.jsonl").read_text() == ""
+
+
+def test_the_committed_split_file_names_held_out_pairs_and_a_bad_one_is_one_line(tmp_path):
+    splits = load_splits()
+    assert splits["oscd-s2-change"] and splits["sztaki-airchange"] and splits["star-pairs"]
+    bad = tmp_path / "splits.yaml"
+    bad.write_text("oscd-s2-change: {val: rennes}\n")
+    with pytest.raises(SpecError, match="list of pair ids"):
+        load_splits(bad)
+    assert set(change_build.list_change_sources()) == {
+        "oscd-s2-change",
+        "sztaki-airchange",
+        "star-pairs",
+    }
+
+
+def test_star_pairs_change_where_class_masks_differ(tmp_path):
+    from instruct_data.change.pairs import PairRecords
+    from instruct_data.change.star import StarPairs
+
+    spec = FIXTURES / "from_rasters" / "spec.yaml"  # the from-rasters tests' own fixture scenes
+    pairs = [p for p in StarPairs(spec, None, val=[]).pairs() if not hasattr(p, "reason")]
+    assert pairs, "the fixture spec gives STAR pairs"
+    kinds = {p.extra_meta["star_kind"] for p in pairs}
+    assert "crop" in kinds
+    for p in pairs:
+        assert p.change.shape == p.valid.shape and not (p.change & ~p.valid).any()
+        gained = np.zeros_like(p.change)
+        for t in p.transitions:
+            gained |= t.mask
+        assert (gained == p.change).all()  # every changed pixel is some class's transition
+    writer = PairRecords(tmp_path, 4096, 4096)
+    records = [r.to_dict() for p in pairs[:2] for r in writer.records(p)]
+    assert records and all(validate_record(r) == [] for r in records)
+    assert all(r["meta"]["commercial_use"] is True for r in records)
