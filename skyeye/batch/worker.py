@@ -105,8 +105,9 @@ def failed_row(
 class SceneWorker:
     """Loads the model once (``model``: name, folder or hub id) and analyses scenes with it.
 
-    options: keyword arguments of `skyeye.scene.analyze_scene` (window, overlap, batch, gsd, crs,
-    max_new_tokens...). threads: torch threads of this worker (None leaves torch's default).
+    options: `skyeye.scene.SceneConfig` fields (window, overlap, batch, gsd, crs,
+    max_new_tokens...; plain data: they travel to Ray actors and make the batch's run identity).
+    threads: torch threads of this worker (None leaves torch's default).
     """
 
     def __init__(
@@ -133,7 +134,7 @@ class SceneWorker:
     ) -> dict[str, Any]:
         """Analyse one scene into ``out/scenes/<key>`` and record `identity` (its
         `scene_identity`) beside its answer; returns its summary row."""
-        from skyeye.scene import analyze_scene
+        from skyeye.scene import SceneConfig, analyze_scene
 
         scene = Scene(**scene_dict)
         if scene.skip:
@@ -146,12 +147,10 @@ class SceneWorker:
             # An earlier run's record goes first: killed halfway, the old answer.json must not
             # pass for this run's.
             (folder / RUN_FILE).unlink(missing_ok=True)
-            kwargs = dict(self.options)
+            config = SceneConfig(**self.options, progress=False)
             if scene.band_names and scene.wavelengths:
-                kwargs.update(band_names=scene.band_names, wavelengths=scene.wavelengths)
-            result = analyze_scene(
-                scene.source, prompt, folder, model=self.chat, progress=False, **kwargs
-            )
+                config = config.replace(band_names=scene.band_names, wavelengths=scene.wavelengths)
+            result = analyze_scene(scene.source, prompt, folder, config, model=self.chat)
             answer = result.answer
             write_text(folder / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
         except BAD_INPUT as err:

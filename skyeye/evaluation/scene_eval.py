@@ -26,6 +26,7 @@ from skyeye.evaluation.config import EvalConfig
 from skyeye.evaluation.samples import EvalSample
 from skyeye.evaluation.scoring import Prediction
 from skyeye.io.image import RasterImage
+from skyeye.scene.config import SceneConfig
 from skyeye.scene.pipeline import analyze_scene
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,22 @@ def takes_scene_path(sample: EvalSample, config: EvalConfig, images: list[Raster
         return False
     height, width = images[0].source_shape or images[0].data.shape[1:]
     return max(height, width) > config.scene_window
+
+
+def scene_config(config: EvalConfig, session: ChatSession, image: RasterImage) -> SceneConfig:
+    """The scene run of an evaluation: its `--scene-*` settings, the session's longest answer,
+    the band names, wavelengths and sensor the sample's image was read with."""
+    return SceneConfig(
+        window=config.scene_window,
+        overlap=config.scene_overlap,
+        batch=config.scene_batch,
+        gsd=config.scene_gsd,
+        max_new_tokens=session.settings.max_new_tokens,
+        progress=False,
+        sensor=image.sensor,
+        band_names=list(image.band_names),
+        wavelengths=None if image.wavelengths is None else list(image.wavelengths),
+    )
 
 
 def predict_scene(
@@ -54,21 +71,8 @@ def predict_scene(
     started = time.perf_counter()
     source = sample.images[0].source
     with tempfile.TemporaryDirectory(prefix="skyeye-eval-scene-") as out:
-        result = analyze_scene(
-            source,
-            prompt,
-            out,
-            model=session,
-            window=config.scene_window,
-            overlap=config.scene_overlap,
-            batch=config.scene_batch,
-            gsd=config.scene_gsd,
-            max_new_tokens=session.settings.max_new_tokens,
-            progress=False,
-            sensor=image.sensor,
-            band_names=list(image.band_names),
-            wavelengths=None if image.wavelengths is None else list(image.wavelengths),
-        )
+        scene_run = scene_config(config, session, image)
+        result = analyze_scene(source, prompt, out, scene_run, model=session)
         with rasterio.open(result.paths["mask"]) as src:
             mask = src.read(1) == 1
     segmented = any("mask_pixels" in w for w in result.answer["windows"])

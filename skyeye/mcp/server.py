@@ -111,7 +111,7 @@ class SkyEyeTools:
         return out
 
     def analyze_scene(self, path: str, prompt: str, out_dir: str) -> dict[str, Any]:
-        from skyeye.scene import analyze_scene
+        from skyeye.scene import SceneConfig, analyze_scene
 
         # The scene reads its windows itself: every file it will open is checked first, and the
         # outputs stay inside the allowed folder too.
@@ -121,7 +121,8 @@ class SkyEyeTools:
         with self._lock:
             if self._chat is None:
                 self._session()
-            result = analyze_scene(path, prompt, out_dir, model=self._chat, progress=False)
+            config = SceneConfig(progress=False)
+            result = analyze_scene(path, prompt, out_dir, config, model=self._chat)
         return scene_summary(result, out_dir)
 
 

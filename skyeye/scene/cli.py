@@ -35,7 +35,7 @@ def _bbox(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
+    from skyeye.scene.config import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
 
     p = argparse.ArgumentParser(prog="python -m skyeye.scene", description=__doc__)
     p.add_argument("--model", default="skyeye-tiny", help="bundled model, model folder or hub id")
@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from skyeye.errors import SkyEyeError
     from skyeye.io.gdal import ReadOptions
+    from skyeye.scene.config import SceneConfig
     from skyeye.scene.pipeline import analyze_scene
 
     try:
@@ -105,12 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--read-threads must be at least 1, got {args.read_threads}")
         dtype = "auto" if args.dtype == "auto" else torch_dtype(args.dtype)
         silence_library_warnings(args.verbose)
-        result = analyze_scene(
-            args.image,
-            args.prompt,
-            args.out,
-            model=args.model,
-            dtype=dtype,
+        config = SceneConfig(
             gsd=args.gsd,
             window=args.window,
             overlap=args.overlap,
@@ -123,9 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_new_tokens=args.max_new_tokens,
             force_answer=args.force_answer,
             device=args.device,
+            dtype=dtype,
             sensor=args.sensor,
             read_options=ReadOptions(threads=args.read_threads, cache_mib=args.gdal_cache_mib),
         )
+        result = analyze_scene(args.image, args.prompt, args.out, config, model=args.model)
     except (SkyEyeError, ValueError, OSError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -8,12 +8,16 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from skyeye.atomic import write_bytes, write_text
 from skyeye.scene.identity import identity_differences
+from skyeye.scene.windows import SceneWindow
+
+if TYPE_CHECKING:  # imports torch
+    from skyeye.scene.infer import WindowAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,30 @@ class WindowStore:
         np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
         write_bytes(self.folder / f"w{index:06d}.npz", buffer.getvalue())
         write_text(self._json(index), json.dumps(record, sort_keys=True))
+
+    def save_window(
+        self, win: SceneWindow, thumb: np.ndarray, valid: np.ndarray, answer: WindowAnswer | None
+    ) -> None:
+        """Window `win` done: its thumbnail (C, th, tw), valid pixels (h, w) bool and the model's
+        answer (None: all nodata, recorded as skipped); its mask probability as float16."""
+        arrays: dict[str, np.ndarray] = {"valid": np.packbits(valid.ravel()), "thumb": thumb}
+        record: dict[str, Any] = {
+            "row": win.row,
+            "col": win.col,
+            "height": win.height,
+            "width": win.width,
+            "valid_pixels": int(valid.sum()),
+        }
+        if answer is None:
+            record["skipped"] = True
+        else:
+            keys = ("x1", "y1", "x2", "y2", "angle", "phrase")
+            boxes = [{k: getattr(b, k) for k in keys} for b in answer.boxes]
+            record.update(answer=answer.text, phrase=answer.phrase, boxes=boxes)
+            if answer.prob is not None:
+                arrays["prob"] = answer.prob.astype(np.float16)
+                record["mask_pixels"] = int(((answer.prob >= 0.5) & valid).sum())
+        self.save(win.index, record, arrays)
 
     def record(self, index: int) -> dict[str, Any]:
         return json.loads(self._json(index).read_text())

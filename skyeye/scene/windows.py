@@ -1,7 +1,8 @@
-"""The window layout of a scene and the blending weight of each window."""
+"""The window layout of a scene, its batches, and the blending weight of each window."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,3 +52,14 @@ def blend_weight(height: int, width: int, overlap: int) -> np.ndarray:
         return np.minimum(1.0, np.minimum(i + 0.5, n - i - 0.5) / overlap).astype(np.float32)
 
     return np.outer(ramp(height), ramp(width))
+
+
+def pending_batches(
+    windows: list[SceneWindow], batch: int, done: Callable[[int], bool]
+) -> list[list[SceneWindow]]:
+    """The layout's windows in fixed batches of `batch`, less the windows `done(index)` says are
+    finished (empty batches dropped). Batches of the layout, not of the windows left: a resumed
+    run batches each window with the same neighbours as an uninterrupted one."""
+    batches = [windows[i : i + batch] for i in range(0, len(windows), batch)]
+    left = [[w for w in b if not done(w.index)] for b in batches]
+    return [b for b in left if b]

@@ -20,13 +20,8 @@ from pathlib import Path
 from skyeye.chat.measured import states_amount
 from skyeye.chat.session import ChatReply, ChatSession
 from skyeye.io.image import RasterImage
-from skyeye.scene.pipeline import (
-    DEFAULT_BATCH,
-    DEFAULT_OVERLAP,
-    DEFAULT_WINDOW,
-    SceneResult,
-    analyze_scene,
-)
+from skyeye.scene.config import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW, SceneConfig
+from skyeye.scene.pipeline import SceneResult, analyze_scene
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +31,12 @@ SCENE_FILES = ("mask", "geojson", "gpkg", "preview", "answer")
 
 @dataclass(frozen=True)
 class SceneOptions:
-    """How a chat's scene analysis runs (see `skyeye.analyze_scene`).
+    """What the chat's `--scene-*` flags set of a scene analysis (see `scene_config`).
 
     window / overlap: window side and overlap in pixels; an image larger than `window` on its
     longer side is analysed as a scene. batch: windows per model call. gsd: output pixel size
-    (None: native). max_new_tokens: longest answer per window.
+    (None: native). max_new_tokens: longest answer per window. These fields also name the
+    chat's scene folder (`scene_folder`), so the same question finds its finished run.
     """
 
     window: int = DEFAULT_WINDOW
@@ -48,6 +44,21 @@ class SceneOptions:
     batch: int = DEFAULT_BATCH
     gsd: float | None = None
     max_new_tokens: int = 64
+
+    def scene_config(self, image: RasterImage, progress: bool = True) -> SceneConfig:
+        """The `SceneConfig` of a run on the scene `image` was read from: these options with
+        the band names, wavelengths and sensor the chat used."""
+        return SceneConfig(
+            window=self.window,
+            overlap=self.overlap,
+            batch=self.batch,
+            gsd=self.gsd,
+            max_new_tokens=self.max_new_tokens,
+            progress=progress,
+            sensor=image.sensor,
+            band_names=list(image.band_names),
+            wavelengths=None if image.wavelengths is None else list(image.wavelengths),
+        )
 
 
 def wants_scene(reply: ChatReply) -> bool:
@@ -95,21 +106,9 @@ def run_scene(
     """Ask `prompt` of the whole scene `source` (the file `image` was read from) with the
     session's model, with the band names, wavelengths and sensor the chat used."""
     logger.info("scene analysis of %s (%s) into %s", source, options, out_dir)
+    config = options.scene_config(image, progress=progress)
     return analyze_scene(
-        source,
-        prompt,
-        out_dir,
-        model=session,
-        window=options.window,
-        overlap=options.overlap,
-        batch=options.batch,
-        gsd=options.gsd,
-        max_new_tokens=options.max_new_tokens,
-        progress=progress,
-        progress_callback=progress_callback,
-        sensor=image.sensor,
-        band_names=list(image.band_names),
-        wavelengths=None if image.wavelengths is None else list(image.wavelengths),
+        source, prompt, out_dir, config, model=session, progress_callback=progress_callback
     )
 
 
