@@ -22,6 +22,7 @@ import numpy as np
 from demo.bands import BandTableError, apply_preset, apply_rows, band_rows
 from demo.scene import stream_scene
 from demo.workspace import keep_upload
+from skyeye.chat.readable import readable_stream
 from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
 from skyeye.errors import DemoError
 from skyeye.grounding.geo import boxes_to_geojson, masks_to_geojson, write_mask_geotiff
@@ -251,7 +252,8 @@ class DemoSession:
             text = ""
             # closing(): when our reader goes away (closed tab), the session's stream is closed
             # now, which stops generation and drops the unanswered question.
-            with closing(self.chat.stream(prompt.strip())) as pieces:
+            # Sentences, not the model's grammar (the conversation keeps that).
+            with closing(readable_stream(self.chat, prompt.strip())) as pieces:
                 for piece in pieces:
                     text += piece
                     yield text

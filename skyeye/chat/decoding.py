@@ -54,6 +54,8 @@ class GenerationSettings:
         mask_classes: the classes the model's mask decoder outlines: a count or a description
             is measured on masks of these; a count of anything else gets a plain sentence
             (None: skyeye-tiny's, `skyeye.chat.counting.DEFAULT_MASK_CLASSES`).
+        measure: state what the masks measure and what the reader knows (`skyeye.chat.grounded`);
+            False gives the raw LLM's words (evaluation's "raw" system, to see what measuring adds).
     """
 
     max_new_tokens: int = 200
@@ -68,6 +70,7 @@ class GenerationSettings:
     mcq_scoring: Literal["likelihood", "generate"] = "likelihood"
     choice_scoring: Literal["letter", "text"] = "text"
     mask_classes: tuple[str, ...] | None = None
+    measure: bool = True
 
     def generate_kwargs(self) -> dict[str, Any]:
         """`generate` arguments (a fresh seeded sampler each call: it holds the RNG state)."""

@@ -301,7 +301,8 @@ class ChatSession:
         reply = self._reply(text, inputs, new_ids, states)
         reply.finish_reason = "stop" if cut >= 0 else self._finish_reason(result["ids"])
         reply.prompt_tokens, reply.completion_tokens = inputs["input_ids"].shape[1], new_ids.shape[1]
-        text, note = measure_answer(self, prompt, reply, inputs)  # counts, boxes, shares
+        measured = self.settings.measure  # counts, boxes, shares; off: the raw LLM's words
+        text, note = measure_answer(self, prompt, reply, inputs) if measured else (reply.text, "")
         if note:
             text = f"{text} {note}"
         streamed = joined[:shown].lstrip()
@@ -320,7 +321,7 @@ class ChatSession:
         a multiple-choice question by option likelihood (`skyeye.chat.choices`, with
         mcq_scoring "likelihood"): recorded as the turn's reply; None when neither applies."""
         try:
-            text = direct_answer(prompt, self)
+            text = direct_answer(prompt, self) if self.settings.measure else None
             if text is None and self.settings.mcq_scoring == "likelihood":
                 tokenizer, scoring = self.processor.tokenizer, self.settings.choice_scoring
                 text = choice_answer(self.model, tokenizer, inputs, prompt, scoring)

@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SYSTEM_PROMPT,
         help="system message; 'none' = the LLM template's default (default: the chat's)",
     )
+    p.add_argument(
+        "--mcq-scoring",
+        choices=["likelihood", "generate"],
+        default="likelihood",
+        help="multiple choice: the option of the highest likelihood given the image (default), "
+        "or a generated answer's letter",
+    )
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=0.7)
@@ -233,6 +240,7 @@ def _settings(args: argparse.Namespace) -> GenerationSettings:
         repetition_penalty=args.repetition_penalty,
         system_prompt=None if args.system_prompt.lower() == "none" else args.system_prompt,
         read_size=args.read_size,
+        mcq_scoring=args.mcq_scoring,
     )
 
 

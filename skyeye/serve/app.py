@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from skyeye.chat.readable import render_readable
 from skyeye.chat.reply_geo import reply_extension
 from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
 from skyeye.errors import GenerationCancelled, ServeRequestError
@@ -242,7 +243,7 @@ def _completion(reply: ChatReply, session: ChatSession, model_id: str) -> dict[s
                 "index": 0,
                 "message": {
                     "role": "assistant",
-                    "content": reply.text,
+                    "content": render_readable(reply.text),  # the grammar: skyeye.raw
                     "skyeye": reply_extension(reply, session.images),
                 },
                 "finish_reason": reply.finish_reason,

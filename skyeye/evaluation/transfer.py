@@ -1,0 +1,202 @@
+"""Transfer validation on held-out *sources*: the raw LLM, the measured system and baselines in
+one run (issue 29).
+
+    python -m skyeye.evaluation.transfer --data OUT/heldout.jsonl --shared-data ../shared/data \
+        [--model skyeye-tiny] [--limit 40] [--mcq-scoring likelihood|generate] --out REPORT.json
+
+The records are those of `instruct_data.objects` (``meta.gen_task``: scene_mcq, presence, count,
+refer). Per record the question is asked of three systems: ``measured`` (the chat as shipped:
+multiple choice by option likelihood, counts and boxes on masks), ``raw`` (the LLM's own words:
+``GenerationSettings(measure=False, mcq_scoring="generate")``) and ``blind`` (raw, without the
+image); beside them the baselines that ask nothing: the most frequent reference answer of the
+evaluated records, a seeded random letter (mcq) and a centred box (refer). Every answer is read
+with the one parser of its kind (`skyeye.grounding.parse`); an answer it cannot read counts as
+wrong and as unparseable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from skyeye.atomic import atomic_open
+from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_count, parse_letter, parse_yes_no
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("scene_mcq", "presence", "count", "refer")
+SYSTEMS = ("measured", "raw", "blind")
+
+
+def _iou(a: GroundedBox, b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a.x2, b[2]) - max(a.x1, b[0]))
+    iy = max(0.0, min(a.y2, b[3]) - max(a.y1, b[1]))
+    inter = ix * iy
+    union = a.width * a.height + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def reference(record: dict[str, Any]) -> Any:
+    """The answer a record expects: a letter, 'yes'/'no', a count or a box (x1, y1, x2, y2)."""
+    kind, meta = record["meta"]["gen_task"], record["meta"]
+    if kind == "scene_mcq":
+        return meta["answer"]
+    if kind == "presence":
+        return meta["answer"]
+    if kind == "count":
+        return int(meta["count"])
+    return tuple(record["turns"][1]["boxes"][0]["xyxy"])
+
+
+def read_answer(kind: str, text: str, boxes: list[GroundedBox]) -> Any:
+    """The answer of ``kind`` in ``text`` (None when it cannot be read)."""
+    if kind == "scene_mcq":
+        return parse_letter(text)
+    if kind == "presence":
+        return parse_yes_no(text)
+    if kind == "count":
+        return parse_count(text)
+    found = boxes or parse_boxes(text)
+    return found[0] if found else None
+
+
+def correct(kind: str, said: Any, ref: Any) -> dict[str, float]:
+    """Per-record scores: ``acc`` (exact / IoU >= 0.5 for boxes) and ``within1`` for counts."""
+    if said is None:
+        return {"acc": 0.0, "within1": 0.0} if kind == "count" else {"acc": 0.0}
+    if kind == "count":
+        return {"acc": float(said == ref), "within1": float(abs(said - ref) <= 1)}
+    if kind == "refer":
+        return {"acc": float(_iou(said, ref) >= 0.5)}
+    return {"acc": float(said == ref)}
+
+
+def _prompt(record: dict[str, Any]) -> str:
+    return record["turns"][0]["text"].replace("<image>\n", "").replace("<image>", "").strip()
+
+
+def _image_path(record: dict[str, Any], shared: Path, out: Path) -> Path:
+    root = out if record["meta"].get("image_root") == "out" else shared
+    path = (root / record["images"][0]["path"]).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ValueError(f"{record['id']}: image path leaves its root {root}")
+    return path
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from skyeye.chat.session import GenerationSettings, load_chat
+
+    data, shared = Path(args.data), Path(args.shared_data)
+    records = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
+    by_kind: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    for rec in records:
+        kind = rec.get("meta", {}).get("gen_task")
+        if kind in by_kind and (not args.dataset or rec["meta"].get("dataset") in args.dataset):
+            by_kind[kind].append(rec)
+    rng = random.Random(args.seed)
+    for kind in by_kind:  # a seeded sample, the same for every system
+        rng.shuffle(by_kind[kind])
+        by_kind[kind] = by_kind[kind][: args.limit]
+    base = GenerationSettings(max_new_tokens=args.max_new_tokens, mcq_scoring=args.mcq_scoring)
+    settings = {
+        "measured": base,
+        "raw": replace(base, measure=False, mcq_scoring="generate"),
+        "blind": replace(base, measure=False, mcq_scoring="generate"),
+    }
+    chat = load_chat(args.model, device=args.device)
+    report: dict[str, Any] = {"settings": vars(args), "kinds": {}}
+    for kind, recs in by_kind.items():
+        if not recs:
+            continue
+        refs = [reference(r) for r in recs]
+        scores: dict[str, list[dict[str, float]]] = {s: [] for s in SYSTEMS}
+        unparsed: Counter[str] = Counter()
+        rows = []
+        for rec, ref in zip(recs, refs, strict=True):
+            row = {"id": rec["id"], "reference": ref if kind != "refer" else list(ref)}
+            for system in SYSTEMS:
+                chat.reset()
+                chat.settings = settings[system]
+                chat.require_image = system != "blind"
+                if system != "blind":
+                    chat.add_image(
+                        str(_image_path(rec, shared, data.parent)),
+                        **({"wavelengths": rec["images"][0]["wavelengths"]}
+                           if rec["images"][0].get("wavelengths") else {}),
+                    )  # fmt: skip
+                reply = chat.ask(_prompt(rec))
+                said = read_answer(kind, reply.text, reply.boxes if system == "measured" else [])
+                unparsed[system] += said is None
+                scores[system].append(correct(kind, said, ref))
+                row[system] = reply.text
+            rows.append(row)
+        block: dict[str, Any] = {"n": len(recs)}
+        for system in SYSTEMS:
+            block[system] = _mean(scores[system])
+            block[system]["parsed"] = 1 - unparsed[system] / len(recs)
+        majority = Counter(refs if kind != "refer" else []).most_common(1)
+        if majority:
+            block["majority"] = _mean([correct(kind, majority[0][0], r) for r in refs])
+            block["majority"]["answer"] = majority[0][0]
+        if kind == "scene_mcq":
+            letters = random.Random(args.seed)
+            block["random_letter"] = _mean([correct(kind, letters.choice("ABCD"), r) for r in refs])
+        if kind == "refer":
+            centre = GroundedBox(0.25, 0.25, 0.75, 0.75)
+            block["centred_box"] = _mean([correct(kind, centre, r) for r in refs])
+        block["rows"] = rows
+        report["kinds"][kind] = block
+        logger.info("%s: %s", kind, {k: v for k, v in block.items() if k != "rows"})
+    return report
+
+
+def _mean(items: list[dict[str, float]]) -> dict[str, Any]:
+    keys = items[0].keys() if items else []
+    return {k: round(sum(i[k] for i in items) / len(items), 4) for k in keys}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m skyeye.evaluation.transfer", description=__doc__)
+    p.add_argument("--data", required=True, help="heldout.jsonl of instruct_data.objects")
+    p.add_argument("--shared-data", required=True, help="root of the scene sets' image paths")
+    p.add_argument("--model", default="skyeye-tiny")
+    p.add_argument("--out", required=True, help="report JSON")
+    p.add_argument("--limit", type=int, default=40, help="records per question kind")
+    p.add_argument("--dataset", action="append", default=[], help="only these datasets")
+    p.add_argument("--mcq-scoring", choices=["likelihood", "generate"], default="likelihood")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if not Path(args.data).is_file():
+        print(
+            f"error: --data {args.data}: no such file (run instruct_data.objects)", file=sys.stderr
+        )
+        return 2
+    started = time.perf_counter()
+    try:
+        report = run(args)
+    except (OSError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["command"] = ["python", "-m", "skyeye.evaluation.transfer", *(argv or sys.argv[1:])]
+    with atomic_open(Path(args.out), "w") as f:
+        json.dump(report, f, indent=1)
+    for kind, block in report["kinds"].items():
+        print(kind, json.dumps({k: v for k, v in block.items() if k != "rows"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
