@@ -44,7 +44,8 @@ def classes_named(text: str, classes: tuple[str, ...]) -> list[str]:
     found: list[str] = []
     spans: list[tuple[int, int]] = []
     for name in sorted(classes, key=len, reverse=True):
-        for m in re.finditer(rf"\b{re.escape(name)}\b", text, re.IGNORECASE):
+        # "cloud-free" names no cloud
+        for m in re.finditer(rf"\b{re.escape(name)}\b(?!-)", text, re.IGNORECASE):
             if any(a <= m.start() < b for a, b in spans):
                 continue
             spans.append(m.span())

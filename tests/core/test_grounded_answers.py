@@ -160,6 +160,12 @@ def test_description_states_measured_shares_or_none():
     assert sorted(reply.mask_phrases) == ["vegetation", "water"]
 
 
+def test_classes_named_skip_negated_compounds():
+    from skyeye.chat.describe import classes_named
+
+    assert classes_named("A cloud-free scene with water.", ("water", "cloud")) == ["water"]
+
+
 def test_description_without_a_mask_decoder_drops_every_figure():
     out = state_description("Water covers about 30% of the image (12 ha).", {}, ("water",))
     assert out == "Water covers part of the image."
