@@ -1,8 +1,10 @@
 """Boxes and masks of a `ChatReply` as JSON: the `skyeye` extension of the API server and MCP.
 
 Masks (and boxes) of a georeferenced image are GeoJSON in EPSG:4326 with the area the session
-measured on the raster's grid (`skyeye.grounding.geo.mask_area`);
-on a photo without georeference they come back in pixels only.
+measured on the raster's grid (`skyeye.grounding.geo.mask_area`); a mask's polygons come from
+the one polygoniser (`skyeye.grounding.polygons`, via `masks_to_geojson`), so they are the
+scene's polygons of the same mask, with each polygon's area and its `area_method`.
+On a photo without georeference they come back in pixels only.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ A normalised box coordinate ``u`` (0..1) lies at ``u * W`` pixels on an image of
 whatever size the model saw the image at: pass the transform and (H, W) of the grid the box
 should be drawn on (usually the source raster's).
 
-GeoJSON output is a FeatureCollection in the raster CRS. RFC 7946 only knows WGS84 lon/lat,
+Masks become polygons in `skyeye.grounding.polygons` (the one polygoniser, shared with the
+scene's outputs). GeoJSON output is a FeatureCollection in the raster CRS. RFC 7946 only knows WGS84 lon/lat,
 so for other CRSs the legacy ``"crs"`` member (``urn:ogc:def:crs:EPSG::NNNN`` or the WKT) is
 written too: GDAL/QGIS read it and put the features where they belong. With
 ``to_epsg4326=True`` coordinates are reprojected to lon/lat and no ``"crs"`` member is written.
@@ -18,7 +19,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from affine import Affine
@@ -26,6 +27,7 @@ from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 
 from skyeye.grounding.parse import GroundedBox, box_corners
+from skyeye.grounding.polygons import AREA_METHOD, CONNECTIVITY, SIEVE, AreaMethod, polygonize
 
 logger = logging.getLogger(__name__)
 
@@ -228,15 +230,20 @@ def masks_to_geojson(
     transform: Affine,
     crs: Any,
     to_epsg4326: bool = False,
+    connectivity: Literal[4, 8] = CONNECTIVITY,
+    sieve: int = SIEVE,
+    area: AreaMethod = AREA_METHOD,
 ) -> dict[str, Any]:
-    """One Feature per mask: a MultiPolygon of its pixels (``rasterio.features.shapes``).
+    """One Feature per mask: a MultiPolygon of its regions, from the one polygoniser
+    (`skyeye.grounding.polygons.polygonize`, whose defaults the scene's polygons use too).
 
-    masks: (K, H, W) bool (numpy or torch) on the grid of ``transform``. An empty mask gives a
-    Feature with ``"geometry": null`` so that feature ``i`` is always mask ``i``.
-    Properties: ``index``, ``phrase``, ``pixel_count``.
+    masks: (K, H, W) bool (numpy or torch) on the grid of ``transform``. A mask with no region
+    left (empty, or only regions under ``sieve`` pixels) gives a Feature with
+    ``"geometry": null`` so that feature ``i`` is always mask ``i``.
+    Properties: ``index``, ``phrase``, ``pixel_count`` (the mask's pixels, before the sieve),
+    ``polygon_areas_m2`` (each polygon's area, in the geometry's order), ``polygon_area_m2``
+    (their sum) and ``area_method`` (how they were measured).
     """
-    from rasterio.features import shapes
-
     transform, crs = _check_transform_crs(transform, crs)
     arr = np.asarray(masks.detach().cpu() if hasattr(masks, "detach") else masks)
     if arr.ndim == 2:
@@ -252,23 +259,30 @@ def masks_to_geojson(
         raise ValueError(f"got {len(phrases)} phrases for {arr.shape[0]} masks")
     features = []
     for i, (mask, phrase) in enumerate(zip(arr, phrases, strict=True)):
-        polys = [
-            geom["coordinates"]
-            for geom, value in shapes(
-                mask.astype(np.uint8), mask=mask, connectivity=4, transform=transform
-            )
-            if value == 1
-        ]
+        polys = polygonize(
+            mask,
+            transform,
+            crs,
+            connectivity=connectivity,
+            sieve=sieve,
+            area=area,
+            to_4326=to_epsg4326,
+        )
         geom_out: dict[str, Any] | None = None
-        if polys:
-            geom_out = {"type": "MultiPolygon", "coordinates": polys}
-            if to_epsg4326:
-                geom_out = _reproject(geom_out, crs)
+        if len(polys):
+            geom_out = {"type": "MultiPolygon", "coordinates": polys.geojson_coordinates()}
         features.append(
             {
                 "type": "Feature",
                 "geometry": geom_out,
-                "properties": {"index": i, "phrase": phrase, "pixel_count": int(mask.sum())},
+                "properties": {
+                    "index": i,
+                    "phrase": phrase,
+                    "pixel_count": int(mask.sum()),
+                    "polygon_areas_m2": [float(a) for a in polys.areas_m2],
+                    "polygon_area_m2": polys.area_m2,
+                    "area_method": polys.area_method,
+                },
             }
         )
     return _collection(features, crs, to_epsg4326)

@@ -1,5 +1,6 @@
-"""What a scene run writes besides the mask: polygons (GeoJSON + GeoPackage with areas), the
-preview PNG, the merged boxes and the scene-level summary."""
+"""What a scene run writes besides the mask: polygons (GeoJSON + GeoPackage with areas, from
+the one polygoniser `skyeye.grounding.polygons`), the preview PNG, the merged boxes and the
+scene-level summary's pieces."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from skyeye.atomic import atomic_path
 from skyeye.grounding.parse import GroundedBox
+from skyeye.grounding.polygons import SIEVE, polygonize, to_epsg4326
 from skyeye.io.gdal import ReadOptions
 from skyeye.io.image import RasterImage
 from skyeye.render.overlay import draw_overlay
@@ -35,11 +37,13 @@ def write_polygons(
     gpkg: Path,
     *,
     native_crs: bool = False,
-    min_pixels: int = 4,
+    min_pixels: int = SIEVE,
 ) -> dict[str, Any]:
-    """Polygonise the mask COG (regions smaller than `min_pixels` sieved away) into GeoJSON
-    (EPSG:4326, or the scene's CRS with `native_crs`) and GeoPackage (the scene's CRS), with
-    `area_m2` and `area_ha` per polygon. Returns {"count", "area_m2"}.
+    """Polygonise the mask COG with the one polygoniser (`skyeye.grounding.polygons`: its
+    default 8-connectivity, regions smaller than `min_pixels` sieved away, areas geodesic on the
+    CRS's ellipsoid) into GeoJSON (EPSG:4326, or the scene's CRS with `native_crs`) and
+    GeoPackage (the scene's CRS), with `area_m2`, `area_ha` and `area_method` per polygon.
+    Returns {"count", "area_m2", "area_method"}.
 
     Without a CRS (a photo) there is no GeoJSON (RFC 7946 GeoJSON is lon/lat: pixel coordinates
     there would be drawn near 0°N 0°E; an earlier run's file is removed): the GeoPackage holds
@@ -47,42 +51,29 @@ def write_polygons(
     (NaN; "area_m2": None)."""
     import shapely
     from pyogrio.raw import write as ogr_write
-    from rasterio.features import shapes, sieve
 
     with rasterio.Env(**ReadOptions().gdal_env()), rasterio.open(mask_tif) as src:
         mask = src.read(1).astype(np.uint8, copy=False)
-    # 0/1, sieved and its bool mask all in the one array: a whole tile's mask is 120 MB, and
-    # its copies here were a scene's peak RSS. GDAL sieves in place (the same result).
+    # 0/1 and sieved in the one array: a whole tile's mask is 120 MB, and its copies here were
+    # a scene's peak RSS.
     np.equal(mask, INSIDE, out=mask.view(bool))
-    if min_pixels > 1 and mask.any():
-        mask = sieve(mask, size=min_pixels, out=mask, connectivity=8)
-    transform = grid.transform
-    geoms = [
-        shapely.geometry.shape(g)
-        for g, v in shapes(mask, mask=mask.view(bool), transform=transform, connectivity=8)
-        if v == 1
-    ]
-    del mask
-    geoms_arr = np.array(geoms, dtype=object)
     crs = grid.crs
-    if crs is not None and crs.is_projected:
-        factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
-        areas = shapely.area(geoms_arr) * factor * factor if len(geoms) else np.zeros(0)
-    elif crs is not None:
-        areas = _geodesic_areas(_to_4326(geoms_arr, crs))
-    else:
-        areas = np.full(len(geoms), np.nan)
-    fields = ["id", "area_m2", "area_ha"]
+    polys = polygonize(mask, grid.transform, crs, sieve=min_pixels, inplace=True)
+    del mask
+    geoms_arr, areas = polys.geoms, polys.areas_m2
+    n = len(geoms_arr)
+    fields = ["id", "area_m2", "area_ha", "area_method"]
     data = [
-        np.arange(1, len(geoms) + 1, dtype=np.int64),
+        np.arange(1, n + 1, dtype=np.int64),
         np.asarray(areas, np.float64),
         np.asarray(areas, np.float64) / 1e4,
+        np.array([polys.area_method] * n, dtype=object),
     ]
     crs_wkt = crs.to_wkt() if crs is not None else None
     out_geoms = geoms_arr
     out_crs = crs_wkt
     if crs is not None and not native_crs:
-        out_geoms = _to_4326(geoms_arr, crs)
+        out_geoms = to_epsg4326(geoms_arr, crs)
         out_crs = "EPSG:4326"
     targets = [(gpkg, geoms_arr, crs_wkt, "GPKG")]
     if crs is not None:
@@ -102,26 +93,7 @@ def write_polygons(
                 geometry_type="Polygon",
                 layer="mask",
             )
-    if crs is None:
-        return {"count": len(geoms), "area_m2": None}
-    return {"count": len(geoms), "area_m2": float(np.nansum(areas)) if len(geoms) else 0.0}
-
-
-def _to_4326(geoms: np.ndarray, crs: rasterio.crs.CRS) -> np.ndarray:
-    import shapely
-    from pyproj import Transformer
-
-    if not len(geoms):
-        return geoms
-    t = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
-    return shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
-
-
-def _geodesic_areas(geoms: np.ndarray) -> np.ndarray:
-    from pyproj import Geod
-
-    geod = Geod(ellps="WGS84")
-    return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in geoms], np.float64)
+    return {"count": n, "area_m2": polys.area_m2, "area_method": polys.area_method}
 
 
 def write_preview(

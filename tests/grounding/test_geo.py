@@ -24,6 +24,7 @@ from skyeye.grounding.geo import (
     write_mask_geotiff,
 )
 from skyeye.grounding.parse import GroundedBox, parse_boxes
+from skyeye.grounding.polygons import polygonize
 
 TIF = Path(__file__).parents[1] / "fixtures" / "grounding" / "naip_lake_crop.tif"
 # The lake in the fixture, as a model would write it.
@@ -138,11 +139,19 @@ def test_masks_to_geojson_round_trip(naip):
     masks = np.zeros((3, 96, 112), dtype=bool)
     masks[0, 10:20, 5:15] = True
     masks[0, 50:60, 70:90] = True
-    masks[1, 40:41, 40:42] = True
+    masks[1, 40:42, 40:43] = True
     fc = masks_to_geojson(masks, ["fields", "pond", "nothing"], transform=transform, crs=crs)
     f0, f1, f2 = fc["features"]
     assert f0["geometry"]["type"] == "MultiPolygon" and len(f0["geometry"]["coordinates"]) == 2
-    assert f0["properties"] == {"index": 0, "phrase": "fields", "pixel_count": 300}
+    props = dict(f0["properties"])
+    areas = props.pop("polygon_areas_m2")
+    assert props.pop("area_method") == "geodesic on the CRS's ellipsoid (GRS 1980)"
+    # Geodesic areas of 100 and 200 one-metre pixels: UTM's scale error is well under 0.2 %.
+    assert areas == pytest.approx(
+        [100 * abs(transform.a * transform.e), 200 * abs(transform.a * transform.e)], rel=2e-3
+    )
+    assert props.pop("polygon_area_m2") == pytest.approx(sum(areas))
+    assert props == {"index": 0, "phrase": "fields", "pixel_count": 300}
     assert f2["geometry"] is None and f2["properties"]["pixel_count"] == 0
     for feat, mask in zip((f0, f1), masks[:2], strict=True):
         burned = rasterize([feat["geometry"]], out_shape=(96, 112), transform=transform).astype(
@@ -157,6 +166,38 @@ def test_masks_to_geojson_round_trip(naip):
     wgs = masks_to_geojson(masks[:1], None, transform=transform, crs=crs, to_epsg4326=True)
     lon, lat = wgs["features"][0]["geometry"]["coordinates"][0][0][0]
     assert -99.19 < lon < -99.12 and 47.0 < lat < 47.04
+    # Reprojecting changes the coordinates, never the areas (measured on the grid's CRS).
+    assert wgs["features"][0]["properties"]["polygon_areas_m2"] == areas
+
+
+def test_the_polygoniser_s_options_change_what_they_say(naip):
+    _, transform, crs = naip
+    mask = np.zeros((12, 12), bool)
+    mask[1, 1] = mask[2, 2] = mask[3, 3] = True  # a diagonal line, 3 px
+    mask[6:9, 6:9] = True  # a 9-px block
+    assert len(polygonize(mask, transform, crs, connectivity=4, sieve=0)) == 4
+    assert len(polygonize(mask, transform, crs, connectivity=8, sieve=0)) == 2
+    # The default (8-connectivity, 4-px sieve) drops the 3-px line and keeps the block.
+    default = polygonize(mask, transform, crs)
+    assert (len(default), default.connectivity, default.sieve) == (1, 8, 4)
+    assert mask.sum() == 12  # the caller's mask is not sieved
+    wgs = polygonize(mask, transform, crs, area="epsg4326")
+    assert wgs.area_method == "geodesic in EPSG:4326 (WGS 84)"
+    # NAD83's GRS 1980 and WGS 84 differ by 0.1 mm in their minor axis: the same area.
+    assert wgs.areas_m2 == pytest.approx(default.areas_m2, rel=1e-6)
+    pixels = polygonize(mask, Affine.identity(), None)
+    assert pixels.area_method is None and pixels.area_m2 is None and np.isnan(pixels.areas_m2).all()
+    with pytest.raises(ValueError, match="connectivity"):
+        polygonize(mask, transform, crs, connectivity=6)  # type: ignore[arg-type]
+
+
+def test_areas_on_a_geographic_grid_are_geodesic():
+    # 0.001° pixels at the equator: 111.32 m x 110.57 m on WGS 84.
+    transform = Affine(0.001, 0, 10.0, 0, -0.001, 0.0005)
+    mask = np.ones((2, 3), bool)
+    polys = polygonize(mask, transform, "EPSG:4326")
+    assert polys.area_m2 == pytest.approx(6 * 111.32 * 110.57, rel=2e-3)
+    assert polys.area_method == "geodesic on the CRS's ellipsoid (WGS 84)"
 
 
 def test_masks_bad_input(naip):

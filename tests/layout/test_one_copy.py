@@ -99,6 +99,8 @@ RULE_HOMES: dict[str, str] = {
     # scoring rules
     **dict.fromkeys(("mask_iou", "iou_summary", "box_iou"), "skyeye.evaluation.metrics"),
     "training_priors": "skyeye.evaluation.priors",
+    # mask -> polygons with their areas (see also test_masks_become_polygons_in_one_place)
+    "polygonize": "skyeye.grounding.polygons",
 }
 #: Names of copies that were merged into the homes above: defining one again is a second copy.
 RETIRED_COPIES = {
@@ -109,18 +111,25 @@ RETIRED_COPIES = {
     "mndwi_water",
     "vv_threshold_water",  # skyeye.evaluation.label_rules.vv_threshold_mask
     "summarise_refer",  # the tasks' summarise
+    "_geodesic_areas",  # the scene's areas: skyeye.grounding.polygons.polygonize
+    "_to_4326",  # skyeye.grounding.polygons.to_epsg4326
 }
-#: Known second copies of a rule, each to be merged (module.name -> why it is still here).
+#: Known second copies of a rule (module.name -> why it is not merged). Each is checked against
+#: its home where both read (`test_known_copies_agree_with_their_home`).
 KNOWN_RULE_COPIES = {
-    # TODO(issue 27): one box grammar; the data side needs a strict mode (converters skip a
-    # record with a malformed box) where the model-output parser is tolerant.
-    "instruct_data.boxes.parse_boxes": "strict reader of converted records' boxes",
+    # Not the same rule as skyeye.grounding.parse.parse_boxes (checked for issue 27): the data
+    # side validates converted records and raises BoxParseError on any malformed, out-of-grid,
+    # inverted, float or `<delim>`-joined box so the converter skips the record, and does not
+    # read LHRS [x1, y1, x2, y2]; the model-output parser never raises and repairs all of those.
+    # Merging either way would change which training records exist or make the chat drop
+    # boxes. Where the strict one accepts a text, both give the same boxes (test below).
+    "instruct_data.boxes.parse_boxes": "strict validator of converted records' boxes",
 }
-#: The polygonising primitive (mask -> polygons): one module should call it.
-POLYGONISER_CALLS = {"shapes"}
-#: Known second copies, each to be merged. TODO(issue 27): one polygoniser for the chat and the
-#: scene (connectivity, sieve, area said in the output); then this entry goes.
-KNOWN_POLYGONISERS = {"skyeye.grounding.geo", "skyeye.scene.outputs"}
+#: The polygonising primitives (mask -> polygons, and the sieve that decides which regions
+#: count): only the one polygoniser imports them; the chat, the server, the demo and the scene
+#: call `skyeye.grounding.polygons.polygonize`, so one mask gives the same polygons everywhere.
+POLYGONISER_CALLS = {"shapes", "sieve"}
+POLYGONISER = "skyeye.grounding.polygons"
 
 
 def _definitions(module: str) -> set[str]:
@@ -155,6 +164,29 @@ def test_every_rule_home_defines_its_rules():
     assert merged == [], f"merged: remove from KNOWN_RULE_COPIES: {merged}"
 
 
+def test_known_copies_agree_with_their_home():
+    """Every text the strict record parser accepts, the model-output parser reads as the same
+    boxes (coordinates and angles): the strict grammar is a subset of the one home's."""
+    import random
+
+    from instruct_data.boxes import format_box
+    from instruct_data.boxes import parse_boxes as strict_boxes
+    from skyeye.grounding.parse import parse_boxes
+
+    rng = random.Random(27)
+    for _ in range(300):
+        texts = []
+        for _ in range(rng.randint(1, 3)):
+            x1, x2 = sorted(rng.randint(0, 100) for _ in range(2))
+            y1, y2 = sorted(rng.randint(0, 100) for _ in range(2))
+            angle = rng.choice([None, rng.randint(-90, 90), round(rng.uniform(-90, 90), 1)])
+            texts.append(format_box((x1 / 100, y1 / 100, x2 / 100, y2 / 100), angle))
+        text = "<p>a field</p> " + "".join(texts) + " and more."
+        strict = [(b.xyxy, b.angle) for b in strict_boxes(text)]
+        home = [((b.x1, b.y1, b.x2, b.y2), b.angle) for b in parse_boxes(text)]
+        assert strict == home, text
+
+
 def _imports_polygoniser(module: str) -> bool:
     tree = ast.parse(MODULES[module].read_text())
     return any(
@@ -167,6 +199,7 @@ def _imports_polygoniser(module: str) -> bool:
 
 def test_masks_become_polygons_in_one_place():
     found = {m for m in MODULES if _imports_polygoniser(m)}
-    assert found <= KNOWN_POLYGONISERS, f"a new mask->polygon copy: {found - KNOWN_POLYGONISERS}"
-    assert found, "the walker must see the polygoniser that exists"
-    assert found == KNOWN_POLYGONISERS or len(found) == 1, "merged: shrink KNOWN_POLYGONISERS"
+    assert found == {POLYGONISER}, (
+        f"mask -> polygons lives in {POLYGONISER} only (call its polygonize); "
+        f"copies: {sorted(found - {POLYGONISER})}"
+    )
