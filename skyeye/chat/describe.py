@@ -30,7 +30,7 @@ _DESCRIBE = re.compile(
 _HEDGE = r"(?:(?:about|around|roughly|approximately|nearly|almost|some|~)\s*)?"
 _FIGURE = re.compile(_HEDGE + r"(?:" + SHARE.pattern + r"|" + AREA.pattern + r")", re.IGNORECASE)
 _BRACKETED = re.compile(r"\s*\(\s*" + _FIGURE.pattern + r"\s*\)", re.IGNORECASE)
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?])(\s+)")
 
 
 def asks_description(question: str) -> bool:
@@ -81,18 +81,22 @@ def _drop(sentence: str) -> str:
 def state_description(text: str, areas: Mapping[str, MaskArea], classes: tuple[str, ...]) -> str:
     """``text`` with every share / area either the measured one of the one class its sentence
     names (``areas``: class -> its mask's measurement) or dropped."""
-    out = []
-    for sentence in _SENTENCE.split(text.strip()):
-        if _FIGURE.search(sentence) is None:
-            out.append(sentence)
-            continue
-        named = classes_named(sentence, classes)
-        if (
-            len(named) == 1
-            and named[0] in areas
-            and not re.search(r"\b(remaining|rest|other)\b", sentence, re.IGNORECASE)
-        ):
-            out.append(_state(sentence, areas[named[0]]))
-        else:
-            out.append(_drop(sentence))
-    return " ".join(s for s in out if s)
+    # The separators between sentences are kept as written, so the sentences before the first
+    # figure are the answer's own text (the readable stream shows them while it is generated).
+    parts = _SENTENCE.split(text.strip())
+    out: list[str] = []
+    for k in range(0, len(parts), 2):
+        sentence, sep = parts[k], parts[k + 1] if k + 1 < len(parts) else ""
+        if _FIGURE.search(sentence) is not None:
+            named = classes_named(sentence, classes)
+            if (
+                len(named) == 1
+                and named[0] in areas
+                and not re.search(r"\b(remaining|rest|other)\b", sentence, re.IGNORECASE)
+            ):
+                sentence = _state(sentence, areas[named[0]])
+            else:
+                sentence = _drop(sentence)
+        if sentence:
+            out.append(sentence + sep)
+    return "".join(out).strip()

@@ -50,13 +50,10 @@ def _classes(session: ChatSession) -> tuple[str, ...]:
 
 
 def rewrites_words(prompt: str) -> bool:
-    """True when the chat may replace the answer's words once measured (a count, a box, a
-    description): a readable stream then holds them back until the end."""
-    return (
-        read_count_question(prompt) is not None
-        or read_box_question(prompt) is not None
-        or asks_description(prompt)
-    )
+    """True when the chat may replace the answer's words once measured (a count, a box): a
+    readable stream then holds them back until the end. (A description's figures are restated
+    sentence by sentence: its stream holds back only the sentence in progress.)"""
+    return read_count_question(prompt) is not None or read_box_question(prompt) is not None
 
 
 def direct_answer(prompt: str, session: ChatSession) -> str | None:

@@ -138,11 +138,16 @@ def render_readable(text: str) -> str:
     return _end(words, " (mask 1)")
 
 
-def _plain_prefix(raw: str) -> str:
+def _plain_prefix(raw: str, whole_sentences: bool = False) -> str:
     """The start of a raw answer that renders as itself: up to the first character that may
-    open grounding or a rewritten figure, and back to the last space (a word may still grow)."""
+    open grounding or a rewritten figure, and back to the last space (a word may still grow),
+    or with ``whole_sentences`` back to the last finished sentence (a description's sentence
+    with a figure is restated whole: "covers about 20%" may become "covers part")."""
     held = _HOLD.search(raw)
     head = raw if held is None else raw[: held.start()]
+    if whole_sentences:
+        ends = [m.end() for m in re.finditer(r"[.!?]\s+", head)]
+        return head[: ends[-1]].lstrip() if ends else ""
     space = max(head.rfind(" "), head.rfind("\n"))
     return head[: space + 1].lstrip() if space >= 0 else ""
 
@@ -160,18 +165,26 @@ def readable_stream(
     hold: stream nothing until the answer is measured (e.g. a count, whose number the chat
     replaces). Errors and cancellation of `ChatSession.stream` pass through.
     """
+    from skyeye.chat.describe import asks_description
     from skyeye.chat.grounded import rewrites_words
 
     hold = hold or rewrites_words(prompt)
+    whole_sentences = asks_description(prompt)
     raw, shown = "", ""
     # closing(): a reader that stops early stops the generation now (the session then forgets
     # the question), not whenever the garbage collector gets to the inner generator.
     with closing(session.stream(prompt, cancel)) as pieces:
         for piece in pieces:
+            started = not raw
             raw += piece
+            if started:
+                # The answer has begun: an empty piece tells a caller (the server, which answers
+                # errors found before the first token as plain 4xx) that generation runs, even
+                # while the words are held back.
+                yield ""
             if hold:
                 continue
-            safe = _plain_prefix(raw)
+            safe = _plain_prefix(raw, whole_sentences)
             if len(safe) > len(shown) and safe.startswith(shown):
                 yield safe[len(shown) :]
                 shown = safe
