@@ -1,18 +1,18 @@
 """Processing algorithms (toolbox, graphical modeler, batch mode): "Ask SkyEye" and "Analyze whole
 scene", each a job on the SkyEye server (`/processes`): progress from the job, cancel deletes it,
 a failure is a `QgsProcessingException` with the server's one-line message (the Processing log
-shows it; no traceback). Output layers are written only once the job has succeeded."""
+shows it; no traceback). Output layers are written only once the job has succeeded. The job is
+remembered (`jobs`) until then, so that a QGIS closed meanwhile can load its results later with
+"Load SkyEye job results"."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from typing import Any
 
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsFeatureSink,
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -27,7 +27,8 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from .client import SkyEyeClientError
+from .client import JobCancelled, JobFailed, SkyEyeClientError
+from .jobs import forget, job_collections, remember, remembered, status_or_none
 from .layers import MASK_STYLE, features_layer
 from .rasters import image_input
 from .settings import Settings
@@ -45,23 +46,41 @@ class _JobAlgorithm(QgsProcessingAlgorithm):
     def groupId(self) -> str:
         return "skyeye"
 
-    def _run(self, process: str, inputs: dict[str, Any], feedback: Any) -> dict[str, Any]:
-        client = Settings.load().client()
+    _job: tuple[str, str] | None = None  # (server URL, job id) while it is remembered
+
+    def _run(
+        self, process: str, inputs: dict[str, Any], feedback: Any, name: str = ""
+    ) -> dict[str, Any]:
+        settings = Settings.load()
+        client, url = settings.client(), settings.server_url()
 
         def progress(percent: float, message: str) -> None:
             feedback.setProgress(percent)
             if message:
                 feedback.setProgressText(message)
 
-        results = client.run_job(process, inputs, progress, feedback.isCanceled)
+        def submitted(job_id: str) -> None:
+            remember(url, job_id, process, name or process)
+            self._job = (url, job_id)
+
+        try:
+            results = client.run_job(process, inputs, progress, feedback.isCanceled, 0.5, submitted)
+        except (JobCancelled, JobFailed):
+            self._forget()  # gone from the server, or nothing to load
+            raise
         feedback.pushInfo(f"SkyEye: {results.get('answer')}")
         return results
 
-    def _sink(self, parameters, context, collection: dict[str, Any] | None) -> str:
+    def _forget(self) -> None:
+        if self._job is not None:
+            forget(*self._job)
+            self._job = None
+
+    def _sink(self, parameters, context, collection: dict[str, Any] | None, key="OUTPUT") -> str:
         polygons = features_layer(collection, "SkyEye mask", MASK_STYLE)
         sink, dest = self.parameterAsSink(
             parameters,
-            "OUTPUT",
+            key,
             context,
             polygons.fields(),
             QgsWkbTypes.MultiPolygon,
@@ -75,7 +94,9 @@ class _JobAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback) -> dict[str, Any]:
         try:
-            return self._process(parameters, context, feedback)
+            outputs = self._process(parameters, context, feedback)
+            self._forget()  # its results are written: nothing left to offer back
+            return outputs
         except SkyEyeClientError as err:
             feedback.reportError(str(err), fatalError=True)
             raise QgsProcessingException(str(err)) from None
@@ -123,7 +144,7 @@ class AskAlgorithm(_JobAlgorithm):
         settings = Settings.load()
         image = image_input(layer, extent, layer.crs() if layer else None, settings.shared_folder)
         question = self.parameterAsString(parameters, "QUESTION", context)
-        results = self._run("ask", {"image": image, "question": question}, feedback)
+        results = self._run("ask", {"image": image, "question": question}, feedback, layer.name())
         extension = results["result"]["skyeye"]
         dest = self._sink(parameters, context, extension.get("masks_geojson"))
         return {
@@ -184,15 +205,10 @@ class AnalyzeSceneAlgorithm(_JobAlgorithm):
             "overlap": self.parameterAsInt(parameters, "OVERLAP", context),
             "batch": self.parameterAsInt(parameters, "BATCH", context),
         }
-        results = self._run("analyze-scene", inputs, feedback)
+        results = self._run("analyze-scene", inputs, feedback, layer.name())
         client = settings.client()
         hrefs = {link["title"]: link["href"] for link in results.get("links", [])}
-        collection = None
-        if "mask.geojson" in hrefs:
-            with tempfile.TemporaryDirectory(prefix="skyeye-qgis-") as tmp:
-                client.download(hrefs["mask.geojson"], os.path.join(tmp, "mask.geojson"))
-                with open(os.path.join(tmp, "mask.geojson"), encoding="utf-8") as f:
-                    collection = json.load(f)
+        collection = job_collections(client, results)[0]
         out = {
             "OUTPUT": self._sink(parameters, context, collection),
             "ANSWER": results.get("answer"),
@@ -203,6 +219,68 @@ class AnalyzeSceneAlgorithm(_JobAlgorithm):
         if mask and "mask.tif" in hrefs:
             client.download(hrefs["mask.tif"], mask)
             out["MASK"] = mask
+        return out
+
+
+class LoadJobAlgorithm(_JobAlgorithm):
+    """The results of a job started earlier (e.g. before QGIS was closed) as layers."""
+
+    def name(self) -> str:
+        return "load_job"
+
+    def displayName(self) -> str:
+        return "Load SkyEye job results"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Loads the mask polygons of a SkyEye job that finished on the server, e.g. one "
+            "started before QGIS was closed (the SkyEye panel lists them). Empty job id: the "
+            "oldest remembered job of the server in the settings."
+        )
+
+    def createInstance(self) -> LoadJobAlgorithm:
+        return LoadJobAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:
+        self.addParameter(QgsProcessingParameterString("JOB_ID", "Job id", "", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Mask polygons"))
+        polygons = QgsProcessing.TypeVectorPolygon
+        self.addParameter(
+            QgsProcessingParameterFeatureSink("BOXES", "Boxes", polygons, None, True, False)
+        )
+        self.addOutput(QgsProcessingOutputString("ANSWER", "Answer"))
+        self.addOutput(QgsProcessingOutputNumber("AREA_HA", "Mask area (ha)"))
+
+    def _process(self, parameters, context, feedback) -> dict[str, Any]:
+        settings = Settings.load()
+        client, url = settings.client(), settings.server_url()
+        job_id = self.parameterAsString(parameters, "JOB_ID", context).strip()
+        if not job_id:
+            jobs = remembered(url)
+            if not jobs:
+                raise SkyEyeClientError(f"no remembered SkyEye job for {url}: give a job id")
+            job_id = jobs[0]["id"]
+        status = status_or_none(client, job_id)
+        if status is None:
+            forget(url, job_id)
+            raise SkyEyeClientError(f"job {job_id} is no longer on the server; it was forgotten")
+        if status["status"] != "successful":
+            if status["status"] in ("failed", "dismissed"):
+                forget(url, job_id)
+            raise SkyEyeClientError(
+                f"job {job_id} is {status['status']} ({status.get('progress') or 0:.0f} %): "
+                f"{status.get('message') or 'its results are not ready yet'}"
+            )
+        self._job = (url, job_id)
+        results = client.results(job_id)
+        masks, boxes = job_collections(client, results)
+        out = {
+            "OUTPUT": self._sink(parameters, context, masks),
+            "ANSWER": results.get("answer"),
+            "AREA_HA": results.get("area_ha"),
+        }
+        if parameters.get("BOXES") and boxes:
+            out["BOXES"] = self._sink(parameters, context, boxes, "BOXES")
         return out
 
 
@@ -218,3 +296,4 @@ class SkyEyeProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:
         self.addAlgorithm(AskAlgorithm())
         self.addAlgorithm(AnalyzeSceneAlgorithm())
+        self.addAlgorithm(LoadJobAlgorithm())

@@ -27,6 +27,10 @@ class JobCancelled(SkyEyeClientError):
     """The user cancelled a job (it was deleted on the server)."""
 
 
+class JobFailed(SkyEyeClientError):
+    """The job failed on the server (its message says why)."""
+
+
 class SkyEyeClient:
     """A SkyEye server at ``url`` (e.g. http://127.0.0.1:8000), with its API key and a timeout
     in seconds for each request (a streamed answer may take longer as a whole)."""
@@ -129,12 +133,16 @@ class SkyEyeClient:
         progress: Callable[[float, str], None],
         cancelled: Callable[[], bool],
         poll_s: float = 0.5,
+        submitted: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
-        """Submit a job and wait for it: progress(percent, message) as it runs; when
-        ``cancelled()`` turns true the job is deleted on the server and `JobCancelled` raised; a
-        failed job raises `SkyEyeClientError` with the server's message. Returns its results."""
+        """Submit a job and wait for it: ``submitted(job_id)`` once the server took it;
+        progress(percent, message) as it runs; when ``cancelled()`` turns true the job is
+        deleted on the server and `JobCancelled` raised; a failed job raises `JobFailed` with
+        the server's message. Returns its results."""
         self.check()  # the key first (see chat_stream)
         job_id = self.submit(process, inputs)["jobID"]
+        if submitted is not None:
+            submitted(job_id)
         while True:
             if cancelled():
                 self.delete(job_id)
@@ -146,9 +154,7 @@ class SkyEyeClient:
                 results["jobID"] = job_id
                 return results
             if status["status"] in ("failed", "dismissed"):
-                raise SkyEyeClientError(
-                    f"the SkyEye job failed: {status.get('message')}", status=None
-                )
+                raise JobFailed(f"the SkyEye job failed: {status.get('message')}")
             time.sleep(poll_s)
 
 

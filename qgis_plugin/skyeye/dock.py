@@ -1,6 +1,7 @@
 """The SkyEye panel: chat about the active raster layer (the whole layer, the map canvas extent or
 a drawn rectangle). The answer streams in; its masks and boxes become layers; the answer text
-is kept per layer. Every error goes to the message bar as one line."""
+is kept per layer; jobs started earlier and not loaded yet are listed below (`jobs_panel`).
+Every error goes to the message bar as one line."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .client import SkyEyeClient, SkyEyeClientError
+from .jobs_panel import JobsPanel
 from .layers import add_answer_layers
 from .rasters import image_input
 from .settings import Settings
@@ -93,6 +95,8 @@ class SkyEyeDock(QDockWidget):
         row.addWidget(self.question)
         row.addWidget(self.ask_button)
         box.addLayout(row)
+        self.jobs = JobsPanel(iface)  # hidden while no job waits to be loaded
+        box.addWidget(self.jobs)
         self.setWidget(body)
 
     # ------------------------------------------------------------------ helpers

@@ -1,6 +1,7 @@
 """A raster layer -> the image a SkyEye request carries: the whole layer, the map canvas extent or
 a drawn rectangle, at the layer's native resolution, as a GeoTIFF that keeps its band
-descriptions (GDAL's translate), or as a path when the server reads the file itself."""
+descriptions (GDAL's translate), or as a path when the server reads the file itself. A layer
+whose CRS cannot become longitude/latitude is refused before anything is sent."""
 
 from __future__ import annotations
 
@@ -40,6 +41,24 @@ def layer_file(layer: QgsMapLayer | None) -> Path:
             "first (right click > Export > Save As...) and ask about that layer"
         )
     return Path(path)
+
+
+def check_crs(layer: QgsRasterLayer) -> None:
+    """An error unless the layer's CRS can be turned into longitude/latitude: the server
+    answers with masks and boxes in EPSG:4326, which a local engineering grid or a raster
+    without a CRS cannot become."""
+    crs = layer.crs()
+    wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+    if not crs.isValid():
+        problem = "has no CRS"
+    elif not QgsCoordinateTransform(crs, wgs84, QgsProject.instance()).isValid():
+        problem = f"is in a CRS SkyEye cannot place on the Earth ({crs.description() or 'unknown'})"
+    else:
+        return
+    raise SkyEyeClientError(
+        f"layer '{layer.name()}' {problem}: SkyEye answers in longitude/latitude; set the "
+        "layer's real CRS (Layer Properties > Source) or warp it (Raster > Projections > Warp)"
+    )
 
 
 def layer_extent(
@@ -96,6 +115,7 @@ def image_input(
     data URL of the area."""
     source = layer_file(layer)
     assert isinstance(layer, QgsRasterLayer)
+    check_crs(layer)
     area = layer_extent(layer, extent, crs)
     if area is None and shared_folder:
         root = Path(shared_folder).resolve()

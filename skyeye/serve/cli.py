@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="skyeye-tiny", help="bundled model, model folder or hub id")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("SKYEYE_API_KEY") or None,
+        help="require 'Authorization: Bearer KEY' (default: $SKYEYE_API_KEY, which keeps the key "
+        "out of the process list)",
+    )
     p.add_argument(
         "--allow-files", type=Path, default=None, help="serve file:// images from under this folder"
     )

@@ -32,14 +32,38 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until(app, done, timeout: float = 120.0) -> bool:
+    """Process Qt events until ``done()`` is true (True) or ``timeout`` seconds passed (False)."""
+    deadline = time.time() + timeout
+    while not done():
+        if time.time() > deadline:
+            return False
+        app.processEvents()
+        time.sleep(0.05)
+    return True
+
+
+def bar_texts(iface) -> list[str]:
+    """The messages in the message bar (the one shown last)."""
+    bar = iface.messageBar()
+    texts = [item.text() for item in bar.items() if item is not bar.currentItem()]
+    return texts + ([bar.currentItem().text()] if bar.currentItem() is not None else [])
+
+
 @pytest.fixture(scope="session")
-def qgis_app(tmp_path_factory):
+def qgis_profile(tmp_path_factory) -> Path:
+    """The QGIS profile folder of the tests' QgsApplication (settings, auth database)."""
+    return tmp_path_factory.mktemp("qgis-profile")
+
+
+@pytest.fixture(scope="session")
+def qgis_app(qgis_profile):
     """The QgsApplication (GUI classes, offscreen), Processing and an auth manager unlocked."""
     sys.path.insert(0, "/usr/share/qgis/python/plugins")
     sys.path.insert(0, str(REPO / "qgis_plugin"))
     from qgis.core import QgsApplication
 
-    profile = tmp_path_factory.mktemp("qgis-profile")
+    profile = qgis_profile
     QgsApplication.setPrefixPath("/usr", True)
     app = QgsApplication([], True, str(profile))
     app.initQgis()
@@ -87,7 +111,15 @@ class FakeIface:
 
 @pytest.fixture
 def iface(qgis_app):
-    return FakeIface()
+    fake = FakeIface()
+    yield fake
+    # Delete the widgets now, under the running QgsApplication: left to the interpreter's exit,
+    # a message bar that showed a message crashes it (segmentation fault) after the tests.
+    from qgis.PyQt import sip
+
+    for widget in (fake.bar, fake.canvas, fake.window):
+        if not sip.isdeleted(widget):
+            sip.delete(widget)
 
 
 @pytest.fixture(scope="session")

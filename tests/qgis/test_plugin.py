@@ -65,7 +65,11 @@ def test_the_plugin_loads_and_unloads(iface):
     plugin = skyeye.classFactory(iface)
     plugin.initGui()
     provider = QgsApplication.processingRegistry().providerById("skyeye")
-    assert {a.id() for a in provider.algorithms()} == {"skyeye:ask", "skyeye:analyze_scene"}
+    assert {a.id() for a in provider.algorithms()} == {
+        "skyeye:ask",
+        "skyeye:analyze_scene",
+        "skyeye:load_job",
+    }
     assert plugin.dock is not None and len(iface.menu) == 2
     plugin.unload()
     assert QgsApplication.processingRegistry().providerById("skyeye") is None
