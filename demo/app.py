@@ -109,7 +109,7 @@ def build_app(
                 )
                 with gr.Accordion("Bands: names and wavelengths", open=True):
                     sensor = gr.Dropdown(
-                        SENSOR_CHOICES, value=None, label="Sensor preset", elem_id="sensor"
+                        SENSOR_CHOICES, value=None, label="Sensor", elem_id="sensor"
                     )
                     table = gr.Dataframe(
                         headers=HEADERS,

@@ -2,7 +2,7 @@
 
 A row is `[number, name, wavelength µm or ""]`. The wavelength column is what the model's
 DOFA patch embedding is conditioned on, so the demo lets the user fix it (a GeoTIFF without band
-descriptions, a custom sensor) or fill it from a sensor preset.
+descriptions, a custom sensor) or fill it from a sensor's band table.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _fill_sar(
     if not_sar:
         raise BandTableError(
             f"band(s) {not_sar} have no wavelength: type each centre wavelength in µm, or pick the "
-            "sensor preset the bands belong to"
+            "sensor the bands belong to"
         )
     if sar_wavelength is not None:
         return [float(sar_wavelength) if w is None else float(w) for w in wavelengths]
@@ -134,7 +134,7 @@ def apply_rows(
     )
 
 
-def apply_preset(
+def apply_sensor(
     image: RasterImage, sensor: str, *, sar_wavelength: float | None = None
 ) -> RasterImage:
     """A copy of `image` labelled as `sensor`'s bands, with that sensor's wavelengths.

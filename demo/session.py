@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from demo.bands import BandTableError, apply_preset, apply_rows, band_rows
+from demo.bands import BandTableError, apply_sensor, apply_rows, band_rows
 from demo.scene import stream_scene
 from demo.workspace import keep_upload
 from skyeye.chat.readable import readable_stream
@@ -212,9 +212,9 @@ class DemoSession:
         self._replace_image(index, new)
 
     def set_sensor(self, index: int, sensor: str) -> None:
-        """Label image `index` with a sensor preset's band names and wavelengths."""
+        """Label image `index` with a sensor's band names and wavelengths."""
         try:
-            new = apply_preset(self.entry(index).image, sensor, sar_wavelength=self.sar_wavelength)
+            new = apply_sensor(self.entry(index).image, sensor, sar_wavelength=self.sar_wavelength)
         except BandTableError as err:
             raise DemoError(str(err)) from None
         self._replace_image(index, new)
@@ -300,13 +300,13 @@ class DemoSession:
             if entry.image.wavelengths is None and not entry.image.sensor:
                 raise DemoError(
                     f"{entry.name}: the model needs each band's wavelength, and the bands "
-                    f"{entry.image.band_names} have none. Pick a sensor preset (e.g. sentinel-2) "
+                    f"{entry.image.band_names} have none. Pick a sensor (e.g. sentinel-2) "
                     "under 'Bands', or type each band's wavelength in µm in the band table and "
                     "press 'Apply table'; then ask again."
                 ) from None
             reason = str(err).removeprefix(f"{entry.name}: ")
             raise DemoError(
-                f"{entry.name}: {reason}. Fix the bands under 'Bands' (a sensor preset or the "
+                f"{entry.name}: {reason}. Fix the bands under 'Bands' (a sensor or the "
                 "wavelengths in the table), then ask again."
             ) from None
 

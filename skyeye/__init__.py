@@ -47,6 +47,8 @@ _EXPORTS = {
     "list_bundled_models": "skyeye.bundled",
     "analyze_scene": "skyeye.scene.pipeline",
     "SceneResult": "skyeye.scene.pipeline",
+    "SceneConfig": "skyeye.scene.config",
+    "ReadPolicy": "skyeye.io.policy",
 }
 
 __all__ = sorted(_EXPORTS)

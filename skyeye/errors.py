@@ -78,7 +78,7 @@ class CheckpointError(SkyEyeError, ValueError):
 
 
 class BandTableError(SkyEyeError, ValueError):
-    """A band table or sensor preset does not fit the image; the message says what to change."""
+    """A band table or sensor choice does not fit the image; the message says what to change."""
 
 
 class DemoError(SkyEyeError, ValueError):
@@ -210,16 +210,6 @@ class OptionsError(SkyEyeError, ValueError):
 class JobError(SkyEyeError, ValueError):
     """A server job cannot go on: its state on disk is unreadable or no longer the job that was
     submitted, or it passed the jobs' disk limit; the message says what to do (submit again)."""
-
-
-class AlignmentError(RasterReadError):
-    """Images of one question cannot be put on one grid (no georeference and different sizes);
-    the message names both images and the fix."""
-
-
-class NoOverlapError(AlignmentError):
-    """Two images of one question cover no common valid pixel on the first image's grid; the
-    message names both images."""
 
 
 class AlignmentError(RasterReadError):

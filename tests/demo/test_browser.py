@@ -222,7 +222,7 @@ def test_failed_turn_is_one_message_in_the_chat(demo_server, browser, tmp_path: 
 
     def failure() -> str:
         text = browser.find_element(By.CSS_SELECTOR, "#chatbot").text
-        return text if "sensor preset" in text else ""
+        return text if "Pick a sensor" in text else ""
 
     chat = _wait(failure, 60, "the failure message in the chat")
     assert "two_bands.tif" in chat and "wavelength" in chat

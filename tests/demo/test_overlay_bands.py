@@ -1,4 +1,4 @@
-"""Overlays land where boxes and masks are; the band table edits and presets what the model sees."""
+"""Overlays land where boxes and masks are; the band table and the sensor choice edit what the model sees."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demo.bands import NO_SENSOR, BandTableError, apply_preset, apply_rows, band_rows
+from demo.bands import NO_SENSOR, BandTableError, apply_sensor, apply_rows, band_rows
 from skyeye.grounding.parse import parse_boxes
 from skyeye.io.raster import RasterImage, read_raster
 from skyeye.render.overlay import MASK_ALPHA, PALETTE, display_scale, draw_overlay
@@ -80,8 +80,8 @@ def test_apply_rows_rejects_bad_tables_with_the_fix(rows, message) -> None:
         apply_rows(_generic(3), rows, NO_SENSOR)
 
 
-def test_presets_relabel_by_order_or_by_name() -> None:
-    naip = apply_preset(_generic(4), "naip")
+def test_sensors_relabel_by_order_or_by_name() -> None:
+    naip = apply_sensor(_generic(4), "naip")
     assert naip.band_names == ["R", "G", "B", "NIR"] and naip.wavelengths == [
         0.64,
         0.56,
@@ -90,16 +90,16 @@ def test_presets_relabel_by_order_or_by_name() -> None:
     ]
     assert naip.sensor == "naip"
     renamed = RasterImage(data=np.ones((2, 4, 4), np.float32), band_names=["b8", "B4"])
-    s2 = apply_preset(renamed, "sentinel-2")
+    s2 = apply_sensor(renamed, "sentinel-2")
     assert s2.band_names == ["B08", "B04"] and s2.wavelengths == [0.842, 0.665]
     with pytest.raises(BandTableError, match="sentinel-2 has 13 bands"):
-        apply_preset(_generic(4), "sentinel-2")
+        apply_sensor(_generic(4), "sentinel-2")
 
 
 def test_sar_bands_take_the_models_placeholder() -> None:
     image = read_raster(EXAMPLES / "sentinel1_vv_vh.tif")
     assert band_rows(image) == [[1, "VV", ""], [2, "VH", ""]]
-    assert apply_preset(image, "sentinel-1", sar_wavelength=5.405).wavelengths == [5.405, 5.405]
+    assert apply_sensor(image, "sentinel-1", sar_wavelength=5.405).wavelengths == [5.405, 5.405]
     # Without a placeholder the wavelengths stay unset (the processor then asks for one).
     assert apply_rows(image, band_rows(image), "sentinel-1").wavelengths is None
     with pytest.raises(BandTableError, match="placeholder"):

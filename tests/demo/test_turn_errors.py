@@ -34,11 +34,11 @@ def test_image_without_wavelengths_fails_in_the_chat_with_the_fix(
     history, question, overlay, files, note, summary, state = updates[-1]
     message = history[-1]["content"]
     assert history[-1]["role"] == "assistant" and message.startswith(ERROR_MARK)
-    assert "scene.tif" in message and "sensor preset" in message and "wavelength" in message
+    assert "scene.tif" in message and "Pick a sensor" in message and "wavelength" in message
     assert "--wavelengths" not in message  # the demo's fix, not the command line's
     assert [question, overlay, files, note, summary] == [UNCHANGED] * 5
     assert any("scene.tif" in r.getMessage() for r in caplog.records)
-    # Once fixed with a preset-free wavelength table, the same question is answered.
+    # Once fixed with a wavelength table (no sensor), the same question is answered.
     handlers.apply_table(0, [[1, "a", 0.665], [2, "b", 0.56]], None, state)
     history, *_ = list(handlers.chat("is there water ?", history, state))[-1]
     assert not history[-1]["content"].startswith(ERROR_MARK)
