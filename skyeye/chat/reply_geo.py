@@ -20,6 +20,7 @@ from skyeye.grounding.geo import (
     masks_to_geojson,
     transform_for_shape,
 )
+from skyeye.grounding.polygons import on_earth
 from skyeye.io.raster import RasterImage
 
 
@@ -37,7 +38,7 @@ def _mask_entry(
         "area_m2": area.m2,
         "geojson": None,
     }
-    if image.transform is not None and image.crs is not None:
+    if image.transform is not None and on_earth(image.crs):  # a local grid has no lon/lat
         h, w = image.data.shape[1:]
         transform = transform_for_shape(image.transform, (h, w), mask.shape)
         fc = masks_to_geojson(
@@ -68,7 +69,7 @@ def reply_extension(reply: ChatReply, images: list[RasterImage]) -> dict[str, An
         "masks_geojson": None,
     }
     image = images[-1] if images else None
-    if reply.boxes and image is not None and image.transform is not None and image.crs is not None:
+    if reply.boxes and image is not None and image.transform is not None and on_earth(image.crs):
         out["boxes_geojson"] = boxes_to_geojson(
             reply.boxes,
             transform=image.transform,

@@ -154,6 +154,12 @@ def to_epsg4326(geoms: np.ndarray, crs: CRS) -> np.ndarray:
     return shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
 
 
+def on_earth(crs: CRS | None) -> bool:
+    """Whether ``crs`` places its coordinates on the Earth (it has a geodetic CRS), so they can be
+    given in EPSG:4326; a local engineering grid cannot."""
+    return crs is not None and ProjCRS.from_wkt(crs.to_wkt()).geodetic_crs is not None
+
+
 def _areas(geoms: np.ndarray, crs: CRS | None, area: AreaMethod) -> tuple[np.ndarray, str | None]:
     """(N,) geodesic areas in m² and the method's name (NaN and None without a CRS)."""
     import shapely
@@ -168,7 +174,11 @@ def _areas(geoms: np.ndarray, crs: CRS | None, area: AreaMethod) -> tuple[np.nda
         proj = ProjCRS.from_wkt(crs.to_wkt())
         own, geodetic = proj.get_geod(), proj.geodetic_crs
         if own is None or geodetic is None:
-            raise ValueError(f"the CRS {crs} has no ellipsoid to measure areas on")
+            # A local (engineering) grid, e.g. a site survey: not on any ellipsoid, so its areas
+            # are planar in its own linear unit, as `mask_area` measures them.
+            unit = proj.axis_info[0].unit_conversion_factor if proj.axis_info else 1.0
+            planar = np.array([g.area * unit**2 for g in geoms], np.float64)
+            return planar, "planar in the CRS's unit (a local grid without an ellipsoid)"
         geod = own
         lonlat = geoms
         if not proj.is_geographic and len(geoms):

@@ -238,3 +238,32 @@ def test_transform_for_shape(naip):
     assert small @ (28, 24) == pytest.approx(transform @ (112, 96))
     with pytest.raises(ValueError):
         transform_for_shape(transform, (96, 112), (0, 28))
+
+
+def test_a_local_site_grid_is_measured_planar_and_never_placed_on_earth():
+    # A site survey's engineering CRS (no datum, no ellipsoid): areas in its metres, no lon/lat.
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from skyeye.chat.reply_geo import reply_extension
+    from skyeye.chat.session import ChatReply
+    from skyeye.grounding.geo import mask_area, masks_to_geojson
+    from skyeye.io.image import RasterImage
+
+    crs = CRS.from_wkt(
+        'LOCAL_CS["site grid",LOCAL_DATUM["x",0],UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'
+    )
+    mask = np.zeros((20, 20), bool)
+    mask[5:10, 5:10] = True
+    grid = Affine(2, 0, 100, 0, -2, 200)
+    fc = masks_to_geojson([mask], transform=grid, crs=crs)
+    props = fc["features"][0]["properties"]
+    assert props["polygon_area_m2"] == pytest.approx(100.0) and "planar" in props["area_method"]
+    area = mask_area(mask, transform=grid, crs=crs)
+    assert area.m2 == pytest.approx(100.0)
+    image = RasterImage(np.ones((1, 20, 20), np.float32), ["b"], crs=crs, transform=grid)
+    reply = ChatReply(text="<p>pond</p> [SEG]", masks=[mask], mask_phrases=["pond"])
+    reply.mask_images, reply.mask_areas = [0], [area]
+    ext = reply_extension(reply, [image])
+    assert ext["masks"][0]["area_m2"] == pytest.approx(100.0)
+    assert ext["masks"][0]["geojson"] is None and ext["masks_geojson"] is None
