@@ -22,6 +22,7 @@ from rasterio.errors import RasterioError
 
 from skyeye.errors import RasterReadError
 from skyeye.io.band_files import read_band_files
+from skyeye.io.band_metadata import apply_band_metadata
 from skyeye.io.dates import acquisition_tag_date, date_from_paths
 from skyeye.io.gdal import ReadOptions, read_decimated
 from skyeye.io.image import (
@@ -34,9 +35,6 @@ from skyeye.io.photo import read_photo
 from skyeye.io.policy import ReadPolicy, open_target
 from skyeye.io.sensors import (
     get_sensor,
-    resolve_wavelengths,
-    sensors_matching_bands,
-    wavelengths_from_band_names,
 )
 from skyeye.io.stac import is_stac_file, read_stac_item
 
@@ -139,7 +137,7 @@ def read_raster(
             f"{label}: every pixel is nodata/NaN (nodata={image.nodata}); nothing to look at. "
             "Check the nodata value or pick another file/window"
         )
-    _apply_band_metadata(image, band_names, wavelengths, sensor, sar_wavelength, names_from_files)
+    apply_band_metadata(image, band_names, wavelengths, sensor, sar_wavelength, names_from_files)
     return image
 
 
@@ -333,101 +331,3 @@ def _names_from_metadata(src: rasterio.DatasetReader, indexes: list[int]) -> lis
     if ci == [ColorInterp.red, ColorInterp.green, ColorInterp.blue]:
         return ["R", "G", "B"]
     return [f"band_{i}" for i in indexes]
-
-
-def complete_band_metadata(
-    image: RasterImage,
-    *,
-    band_names: Sequence[str] | None = None,
-    wavelengths: Sequence[float] | None = None,
-    sensor: str | None = None,
-    sar_wavelength: float | None = None,
-    names_from_files: bool = False,
-) -> RasterImage:
-    """Fill band names, sensor and wavelengths of an image read by another reader (e.g. the
-    windows of `skyeye.scene`) by the rules of `read_raster`; returns the same image."""
-    if sensor is not None:
-        try:
-            get_sensor(sensor)
-        except ValueError as err:
-            raise RasterReadError(str(err)) from None
-    _apply_band_metadata(image, band_names, wavelengths, sensor, sar_wavelength, names_from_files)
-    return image
-
-
-def _apply_band_metadata(
-    image: RasterImage,
-    band_names: Sequence[str] | None,
-    wavelengths: Sequence[float] | None,
-    sensor: str | None,
-    sar_wavelength: float | None,
-    names_from_files: bool,
-) -> None:
-    """Fill band names, sensor and wavelengths from the arguments and the file's metadata."""
-    count = image.data.shape[0]
-    label = image.path
-    if band_names is not None and not names_from_files:
-        if len(band_names) != count:
-            raise RasterReadError(
-                f"{label}: got {len(band_names)} band names for {count} bands: pass one name per band"
-            )
-        image.band_names = [str(n) for n in band_names]
-    if sensor is not None:
-        sensor_obj = get_sensor(sensor)
-        generic = all(n.startswith("band_") for n in image.band_names) or image.sensor == "rgb"
-        if generic and band_names is None:
-            if count != len(sensor_obj.bands):
-                if wavelengths is None:
-                    raise RasterReadError(
-                        f"{label}: {count} bands without band names, but {sensor} has "
-                        f"{len(sensor_obj.bands)} bands ({sensor_obj.band_names}): pass band_names "
-                        "(which bands these are) or wavelengths"
-                    )
-            else:
-                image.band_names = sensor_obj.band_names  # the sensor's own product band order
-        image.sensor = sensor
-    elif image.sensor is None:
-        matches = sensors_matching_bands(image.band_names)
-        if len(matches) == 1:
-            image.sensor = matches[0]
-            logger.info("%s: band names %s are %s bands", label, image.band_names, matches[0])
-        elif len(matches) > 1:
-            # Ambiguous (landsat-8 vs landsat-9, or R/G/B in rgb and naip): keep the wavelengths
-            # only if every candidate agrees on them.
-            resolved = {
-                tuple(_try_resolve(image.band_names, m, sar_wavelength) or ()) for m in matches
-            }
-            if len(resolved) == 1 and () not in resolved:
-                image.wavelengths = list(resolved.pop())
-        else:
-            # Other spellings: Earth Engine's B1..B12/B8A, Landsat SR_B4, STAC common names.
-            found, agreed = wavelengths_from_band_names(image.band_names)
-            if found is not None:
-                image.sensor = found
-                logger.info("%s: band names %s are %s bands", label, image.band_names, found)
-            elif agreed is not None and wavelengths is None:
-                image.wavelengths = agreed
-    if wavelengths is not None or image.sensor is not None:
-        try:
-            if image.sensor is not None and wavelengths is None and sar_wavelength is None:
-                has_sar = any(
-                    (b := get_sensor(image.sensor).find_band(n)) is not None and b.kind == "sar"
-                    for n in image.band_names
-                )
-                if has_sar:
-                    return  # the processor fills SAR bands with its checkpoint's placeholder
-            image.wavelengths = resolve_wavelengths(
-                image.band_names,
-                sensor=image.sensor,
-                wavelengths=wavelengths,
-                sar_wavelength=sar_wavelength,
-            )
-        except ValueError as err:
-            raise RasterReadError(f"{label}: {err}") from None
-
-
-def _try_resolve(names: list[str], sensor: str, sar_wavelength: float | None) -> list[float] | None:
-    try:
-        return resolve_wavelengths(names, sensor=sensor, sar_wavelength=sar_wavelength)
-    except ValueError:
-        return None

@@ -25,15 +25,11 @@ from rasterio.windows import Window, from_bounds
 
 from skyeye.errors import RasterReadError, SceneError
 from skyeye.io.band_files import band_file_order, read_band_window
+from skyeye.io.band_metadata import complete_band_metadata
 from skyeye.io.gdal import ReadOptions
 from skyeye.io.image import RasterImage, check_dtype, check_file
 from skyeye.io.photo import read_photo
-from skyeye.io.raster import (
-    BAND_FILE_EXTENSIONS,
-    PHOTO_EXTENSIONS,
-    complete_band_metadata,
-    read_raster,
-)
+from skyeye.io.raster import BAND_FILE_EXTENSIONS, PHOTO_EXTENSIONS, read_raster
 
 logger = logging.getLogger(__name__)
 
