@@ -82,12 +82,13 @@ class SkyEyeModel(SkyEyePreTrainedModel):
         language_model: an already loaded (or built) causal LM, kept as it is; built from
             `config.text_config` with random weights if None.
 
-    `SkyEyeModel.from_pretrained(folder)` reads a full model folder; the mask decoder's weights
-    (`mask_head.*`) belong to the class on top and are skipped (every other key is checked).
+    `SkyEyeModel.from_pretrained(folder)` reads a full model folder; the mask and change decoders'
+    weights (`mask_head.*`, `change_head.*`) belong to the class on top and are skipped (every
+    other key is checked).
     """
 
     #: weights of a model folder that belong to the conditional-generation class on top
-    _head_key_prefixes: tuple[str, ...] = ("mask_head.",)
+    _head_key_prefixes: tuple[str, ...] = ("mask_head.", "change_head.")
 
     def __init__(self, config: SkyEyeConfig, language_model: PreTrainedModel | None = None) -> None:
         super().__init__(config)

@@ -49,6 +49,12 @@ class SkyEyeConfig(PretrainedConfig):
         mask_hires_indices: give the "hires" decoder NDWI, MNDWI, NDVI, NDBI, their soft signs
             and the visible brightness, bands picked by role
             (`skyeye.modeling.mask_decoders.spectral_indices`).
+        mask_change: build the change decoder (`change_head`, "change" in
+            `skyeye.modeling.mask_decoders.CHANGE_DECODERS`): a `[SEG]` whose `seg_image_index`
+            entry is a pair (before, after) is decoded by it into a change mask between the two
+            dates (Siamese tokens and their difference, refined on the dates' pixel difference).
+            Default False: no change head, and `config.json` is written without this key, so
+            folders saved before it existed load, mask and save as before.
         text_base_vocab_size: vocabulary size of the referenced LLM before SkyEye added tokens to
             it (`[SEG]`, `<p>`, `</p>`); the added rows are stored in `model.safetensors`. None
             when the vocabulary is the LLM's own.
@@ -77,6 +83,7 @@ class SkyEyeConfig(PretrainedConfig):
         mask_hires_dim: int = 8,
         mask_hires_ratios: int = 0,
         mask_hires_indices: bool = False,
+        mask_change: bool = False,
         text_base_vocab_size: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -112,6 +119,7 @@ class SkyEyeConfig(PretrainedConfig):
         self.mask_hires_dim = mask_hires_dim
         self.mask_hires_ratios = mask_hires_ratios
         self.mask_hires_indices = mask_hires_indices
+        self.mask_change = bool(mask_change)
         self.text_base_vocab_size = text_base_vocab_size
         # PretrainedConfig.__init__ pushes its own (unset) attention implementation down to the
         # sub-configs; keep the one the loaded LLM was built with (e.g. "sdpa").
@@ -123,8 +131,11 @@ class SkyEyeConfig(PretrainedConfig):
     def to_dict(self) -> dict[str, Any]:
         """The config as saved; the LLM sub-config's ``_name_or_path`` (the folder the LLM was
         loaded from on this machine, e.g. a cache path) is replaced by ``llm_source``, so a
-        shipped config names where the LLM comes from, not a machine path."""
+        shipped config names where the LLM comes from, not a machine path. ``mask_change`` is
+        written only when set."""
         out = super().to_dict()
+        if not out.get("mask_change", False):
+            out.pop("mask_change", None)  # folders without a change head keep their old bytes
         text = out.get("text_config")
         if isinstance(text, dict) and text.get("_name_or_path"):
             text["_name_or_path"] = self.llm_source or ""

@@ -13,7 +13,7 @@ The chat (`skyeye.chat.session`) and the scene windows (`skyeye.scene.infer`) bo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,21 +74,28 @@ def capture_generation(model: Any) -> Iterator[GenerationStates]:
 
 
 def masks_from_generation(
-    model: Any, inputs: dict[str, Any], new_ids: torch.Tensor, states: GenerationStates | None
+    model: Any,
+    inputs: dict[str, Any],
+    new_ids: torch.Tensor,
+    states: GenerationStates | None,
+    seg_image_index: Sequence[Any] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask logits (K, H, W) and image index (K,) of the `[SEG]`s in the answer `new_ids` (B, T).
 
     `inputs` is the prompt as built by the processor (input_ids (B, L), pixel_values, ...); the
     prompt's own `[SEG]`s (earlier turns, typed text) make no mask, as in `predict_masks`. Falls
     back to `predict_masks` without `states` (e.g. a forced answer), when the tower did not run
-    exactly once, or when a `[SEG]` is the last generated token.
+    exactly once, or when a `[SEG]` is the last generated token. `seg_image_index`: per answer
+    `[SEG]`, its image or a (before, after) pair (a change mask), as in the model's `forward`.
     """
     batch, new = new_ids.shape
     seg_id = model.config.seg_token_id
     vision = None if states is None else states.vision
     steps = [] if states is None else states.steps
     if vision is None or len(steps) < new or bool((new_ids[:, -1] == seg_id).any()):
-        return model.predict_masks(inputs, new_ids)
+        if seg_image_index is None:  # the call as it always was (scripted test models)
+            return model.predict_masks(inputs, new_ids)
+        return model.predict_masks(inputs, new_ids, seg_image_index)
     prompt = inputs["input_ids"]
     length = prompt.shape[1]
     hidden = steps[0].new_zeros((batch, length + new, steps[0].shape[-1]))
@@ -100,6 +107,7 @@ def masks_from_generation(
         ids,
         vision,
         None,
+        seg_image_index,
         pixels=inputs.get("pixel_values_hires"),
         wavelengths=inputs.get("wavelengths"),
     )

@@ -34,8 +34,9 @@ from skyeye.modeling.backbone import (
     as_image_list,
     as_wavelength_list,
 )
+from skyeye.modeling.change_masks import SegImage, decode_with_pairs
 from skyeye.modeling.configuration import SkyEyeConfig
-from skyeye.modeling.mask_decoders import get_mask_decoder, mask_losses
+from skyeye.modeling.mask_decoders import get_change_decoder, get_mask_decoder, mask_losses
 from skyeye.modeling.pretrained import SkyEyePreTrainedModel
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,10 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         self.mask_head: nn.Module | None = None
         if config.use_mask_head:
             self.mask_head = get_mask_decoder(config.mask_decoder)(config)
+        # Built after the mask head, so models without it draw the same weights as before.
+        self.change_head: nn.Module | None = None
+        if config.mask_change:
+            self.change_head = get_change_decoder("change")(config)
         self.post_init()
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -150,7 +155,7 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         wavelengths: ImageList | None = None,
         labels: torch.Tensor | None = None,
         masks: torch.Tensor | Sequence[torch.Tensor] | None = None,
-        seg_image_index: Sequence[int] | None = None,
+        seg_image_index: Sequence[SegImage] | None = None,
         pixel_values_hires: ImageList | None = None,
         output_hidden_states: bool = False,
         ce_weight: float = 1.0,
@@ -169,7 +174,9 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
                 (or a (K, H, W) tensor). The mask head then decodes every `[SEG]`; an empty list
                 with no `[SEG]` adds no mask loss.
             seg_image_index: the image each `[SEG]` lies on (global image index); default: the last
-                image before that `[SEG]` in its sample.
+                image before that `[SEG]` in its sample. A pair (before, after) of global image
+                indices makes that `[SEG]` a change `[SEG]`, decoded by `change_head` (needs
+                `config.mask_change`) into a change mask on the after image's grid.
             pixel_values_hires: per image, the full-resolution pixels a "hires" mask decoder
                 refines on (the processor's `pixel_values_hires`); masks then share their grid.
             ce_weight / bce_weight / dice_weight: loss weights (DESIGN.md defaults 1.0 / 2.0 / 0.5).
@@ -228,14 +235,15 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         input_ids: torch.Tensor,
         vision: torch.Tensor | None,
         output_size: tuple[int, int] | None,
-        seg_image_index: Sequence[int] | None = None,
+        seg_image_index: Sequence[SegImage] | None = None,
         *,
         pixels: ImageList | None = None,
         wavelengths: ImageList | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode each `[SEG]` in `input_ids` (B, L) into mask logits (K, H, W).
 
-        Returns the logits and, per mask, the global index of the image it lies on.
+        Returns the logits and, per mask, the global index of the image it lies on (a change
+        mask: the after image of its pair).
 
         `last_hidden` (B, L, D_text) is the LLM's last hidden state; `vision` (n_images, N, D_vis)
         the tower's patch tokens (before pooling), on whose grid the mask is decoded. A decoder
@@ -268,8 +276,29 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
                 )
             index = (before_row[rows] + within_row[rows, cols]) // per_image - 1
         else:
-            index = torch.as_tensor(list(seg_image_index), device=vision.device)
+            entries = list(seg_image_index)
+            if any(isinstance(e, (tuple, list)) for e in entries):
+                # Change [SEG]s name a pair (before, after): the change decoder takes them.
+                seg_hidden = last_hidden[positions[:, 0], positions[:, 1]]
+                return decode_with_pairs(
+                    self, seg_hidden, entries, vision, output_size, pixels, wavelengths
+                )
+            index = torch.as_tensor(entries, device=vision.device)
         seg_hidden = last_hidden[positions[:, 0], positions[:, 1]]
+        return self.decode_on_images(seg_hidden, index, vision, output_size, pixels, wavelengths)
+
+    def decode_on_images(
+        self,
+        seg_hidden: torch.Tensor,
+        index: torch.Tensor,
+        vision: torch.Tensor,
+        output_size: tuple[int, int] | None,
+        pixels: ImageList | None = None,
+        wavelengths: ImageList | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask decoder on `[SEG]` states (K, D_text), each on image `index[k]` of `vision`
+        (n_images, N, D_vis): logits (K, H, W) and `index` (as `decode_masks`)."""
+        assert self.mask_head is not None
         side = self.config.vision_config.grid_size
         grid = (side, side)
         if not getattr(self.mask_head, "needs_pixels", False):
@@ -299,13 +328,18 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
 
     @torch.no_grad()
     def predict_masks(
-        self, inputs: dict[str, Any], new_ids: torch.Tensor
+        self,
+        inputs: dict[str, Any],
+        new_ids: torch.Tensor,
+        seg_image_index: Sequence[SegImage] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Masks for the `[SEG]` tokens of a generated answer (never those of the prompt).
 
         Args:
             inputs: the prompt as built by the processor (input_ids (1, L), pixel_values, ...).
             new_ids: (1, T) the generated tokens.
+            seg_image_index: per answer `[SEG]`, its image or (before, after) pair (a change
+                mask), as in `forward`; default: the last image before it.
 
         Returns:
             mask logits (K, H, W) and the image index of each: at the model's input size (S, S),
@@ -335,6 +369,7 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
             answer_only,
             out.vision_features,
             None,
+            seg_image_index,
             pixels=hires,
             wavelengths=inputs.get("wavelengths"),
         )

@@ -135,11 +135,20 @@ class SkyEyeMaskHead(nn.Module):
         """The two-way transformer and x4 upscaling: the decoded query (K, C), the per-mask
         classifier (K, C/8) and the upscaled token features (K, C/8, 4h, 4w) it is dotted with."""
         self._check_inputs(seg_hidden, vision_features, grid)
+        dtype = cast(Tensor, self.vision_proj[1].weight).dtype
+        img = self.vision_proj(vision_features.to(dtype))  # (K, N, C)
+        return self.decode_tokens(seg_hidden, img, grid)
+
+    def decode_tokens(
+        self, seg_hidden: Tensor, img: Tensor, grid: tuple[int, int]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """`decode_coarse` after the image tokens' projection: ``img`` (K, N, C) are image tokens
+        in the decoder's width (one image's projected patch tokens, or a change decoder's fused
+        pair); returns the decoded query (K, C), the classifier (K, C/8) and the upscaled token
+        features (K, C/8, 4h, 4w)."""
         k = seg_hidden.shape[0]
         h, w = grid
-        dtype = cast(Tensor, self.vision_proj[1].weight).dtype
-        seg = self.text_hidden_fcs(seg_hidden.to(dtype))  # (K, C)
-        img = self.vision_proj(vision_features.to(dtype))  # (K, N, C)
+        seg = self.text_hidden_fcs(seg_hidden.to(img.dtype))  # (K, C)
         img_pe = _sincos_2d(h, w, self.dim, img.device, img.dtype)[None]
         q = torch.cat([self.mask_token.expand(k, -1, -1), seg[:, None, :]], dim=1)  # (K, 2, C)
         q_pe = self.query_pe.expand(k, -1, -1) + torch.cat(
