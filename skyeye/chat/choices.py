@@ -79,7 +79,7 @@ def score_choices(
     rest = backbone(
         batch,
         attention_mask=torch.cat([prompt_mask, keep], dim=1),
-        past_key_values=cache,
+        cache=cache,  # transformers 5: the KV cache argument (past_key_values is deprecated)
         use_cache=True,
     )
     logp = torch.log_softmax(rest.logits.float(), dim=-1)  # (K, T, V): token t+1 given t

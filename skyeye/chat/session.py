@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache, StoppingCriteriaList, TextIteratorStreamer
 
 from skyeye.bundled import resolve_model_folder
+from skyeye.chat.change_seg import change_entries
 from skyeye.chat.choices import choice_answer
 from skyeye.chat.decoding import DEFAULT_SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT
 from skyeye.chat.decoding import GenerationSettings as GenerationSettings
@@ -29,6 +30,7 @@ from skyeye.chat.decoding import (
     held_back,
     tokens_before,
 )
+from skyeye.chat.generation import AnswerGenerator, generate_with_hooks
 from skyeye.chat.grounded import direct_answer, measure_answer
 from skyeye.chat.prefix_cache import PrefixCache
 from skyeye.constants import SEG_TOKEN, torch_dtype
@@ -37,11 +39,7 @@ from skyeye.grounding.geo import MaskArea, mask_area
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage, read_raster
 from skyeye.modeling.folder_check import check_model_folder
-from skyeye.modeling.generation_hooks import (
-    GenerationStates,
-    capture_generation,
-    masks_from_generation,
-)
+from skyeye.modeling.generation_hooks import GenerationStates, masks_from_generation
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
 from skyeye.processing.chat_encoding import content_text
 from skyeye.processing.dated_images import dated_image_parts
@@ -63,6 +61,9 @@ class ChatReply:
     any share or area the text states is that measured figure. prompt_tokens / completion_tokens:
     tokens read (image tokens included) and written for this answer. finish_reason: "length" when
     the answer ran into `max_new_tokens`, else "stop" (an end token or a stop string).
+    mask_pairs: per mask, the (before, after) images of a change mask (`skyeye.chat.change_seg`;
+    it lies on the after image), else None. transitions: the measured class transitions of a
+    change answer (`skyeye.chat.transitions`), else None.
     """
 
     text: str
@@ -74,6 +75,8 @@ class ChatReply:
     finish_reason: str = "stop"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    mask_pairs: list[tuple[int, int] | None] = field(default_factory=list)
+    transitions: Any = None
 
 
 class ChatSession:
@@ -106,6 +109,10 @@ class ChatSession:
         self.last_reply: ChatReply | None = None
         self._pending_images = 0
         self._prefix = PrefixCache()
+        # What runs the model for an answer (the API server puts its batcher here).
+        self.generator: AnswerGenerator = generate_with_hooks
+        # The processor's tensors of `images` (the same objects), reused by later turns.
+        self._features: tuple[list[RasterImage], dict[str, Any]] | None = None
 
     # -------------------------------------------------------------- state
     def reset(self) -> None:
@@ -115,6 +122,7 @@ class ChatSession:
         self.last_reply = None
         self._pending_images = 0
         self._prefix.clear()
+        self._features = None
 
     def add_image(
         self,
@@ -200,7 +208,12 @@ class ChatSession:
         ) + [{"type": "text", "text": prompt}]
         self.messages.append({"role": "user", "content": content})
         try:
-            inputs = self.processor(self._conversation(), self.images, add_generation_prompt=True)
+            inputs = self.processor(
+                self._conversation(),
+                self.images,
+                add_generation_prompt=True,
+                image_features=self._image_features(),
+            )
         except Exception:
             self.messages.pop()
             raise
@@ -233,14 +246,14 @@ class ChatSession:
         def run() -> None:
             try:
                 # The answer's [SEG] masks are decoded from the generation's own hidden states.
-                with capture_generation(self.model) as states:
-                    result["ids"] = self.model.generate(
-                        **inputs,
-                        streamer=streamer,
-                        stopping_criteria=criteria,
-                        cache=cache,
-                        **self.settings.generate_kwargs(),
-                    )
+                result["ids"], states = self.generator(
+                    self.model,
+                    inputs,
+                    streamer=streamer,
+                    stopping_criteria=criteria,
+                    cache=cache,
+                    generate_kwargs=self.settings.generate_kwargs(),
+                )
                 if reused and not states.vision_calls and self._prefix.vision is not None:
                     states.vision_calls.append(self._prefix.vision)  # the tower did not run
                 result["states"] = states
@@ -316,6 +329,19 @@ class ChatSession:
         self.messages.append({"role": "assistant", "content": text})
         self.last_reply = reply
 
+    def _image_features(self) -> dict[str, Any] | None:
+        """The processor's tensors of the conversation's images, computed once per image list
+        (compared by identity: a replaced image is a new object)."""
+        if not self.images:
+            return None
+        cached = self._features
+        if cached is None or len(cached[0]) != len(self.images) or any(
+            a is not b for a, b in zip(cached[0], self.images, strict=True)
+        ):
+            cached = (list(self.images), self.processor.image_features(self.images))
+            self._features = cached
+        return cached[1]
+
     def _choose(self, prompt: str, inputs: Any) -> str | None:
         """Answer what the reader knows (sensor, bands: `skyeye.chat.grounded.direct_answer`) or
         a multiple-choice question by option likelihood (`skyeye.chat.choices`, with
@@ -377,9 +403,12 @@ class ChatSession:
             # A text-only conversation: a [SEG] has nothing to segment (the answer keeps it).
             logger.info("the answer has a [SEG] but the conversation has no image: no mask")
             return reply
-        logits, image_index = masks_from_generation(self.model, inputs, new_ids, states)
+        entries = change_entries(self, text, new_ids)  # None: no change [SEG]
+        logits, image_index = masks_from_generation(self.model, inputs, new_ids, states, entries)
         phrases = parse_seg_phrases(text)
         for k in range(logits.shape[0]):
+            entry = entries[k] if entries is not None else None
+            reply.mask_pairs.append(entry if isinstance(entry, tuple) else None)
             reply.mask_images.append(int(image_index[k]))
             image = self.images[reply.mask_images[-1]]
             grid = image.data.shape[1:]

@@ -122,8 +122,21 @@ class SkyEyeProcessor:
                 f"use fewer images (each takes {self.num_image_tokens} tokens)"
             )
 
+    def image_features(self, images: Sequence[RasterImage]) -> dict[str, list[torch.Tensor]]:
+        """The image processor's tensors of ``images`` (pixel_values, wavelengths and, with a
+        hires_size, pixel_values_hires: one entry per image), to pass back to `__call__` as
+        ``image_features`` while the images stay the same (a chat's later turns)."""
+        if not images:
+            return {}
+        features = self.image_processor(list(images), return_tensors="pt")
+        # pixel_values_hires too, when the image processor makes them (hires mask decoders).
+        return {name: list(values) for name, values in features.items()}
+
     def _images(
-        self, images: Sequence[RasterImage] | None, placeholders: int
+        self,
+        images: Sequence[RasterImage] | None,
+        placeholders: int,
+        features: dict[str, list[torch.Tensor]] | None = None,
     ) -> dict[str, list[torch.Tensor]]:
         images = list(images or [])
         if placeholders != len(images):
@@ -132,11 +145,11 @@ class SkyEyeProcessor:
                 f"part(s) but {len(images)} image(s) were given; place each image with one "
                 f"{self.image_token} or one {{'type': 'image'}} part"
             )
-        if not images:
-            return {}
-        features = self.image_processor(images, return_tensors="pt")
-        # pixel_values_hires too, when the image processor makes them (hires mask decoders).
-        return {name: list(values) for name, values in features.items()}
+        if features is not None:
+            if any(len(v) != len(images) for v in features.values()):
+                raise ValueError("image_features were computed for other images: recompute them")
+            return {name: list(values) for name, values in features.items()}
+        return self.image_features(images)
 
     def _encode(
         self, messages: Sequence[Message], *, add_generation_prompt: bool
@@ -159,6 +172,7 @@ class SkyEyeProcessor:
         images: Sequence[RasterImage] | None = None,
         *,
         add_generation_prompt: bool = True,
+        image_features: dict[str, list[torch.Tensor]] | None = None,
     ) -> BatchFeature:
         """Encode one prompt for generation.
 
@@ -170,6 +184,8 @@ class SkyEyeProcessor:
                 user or system text stay characters; assistant text keeps its grounding tokens.
                 A plain string instead of a list is an already rendered, trusted prompt.
             images: one raster per image placed, in order.
+            image_features: `image_features(images)` computed earlier for these same images
+                (skips the image processor; a chat's later turns).
 
         Returns:
             BatchFeature with `input_ids` (1, L), `attention_mask` (1, L) and, when images are
@@ -184,7 +200,9 @@ class SkyEyeProcessor:
             ]
             self._check_length(len(ids))
         else:
-            data = self._images(images, count_images(messages, self.image_token))
+            data = self._images(
+                images, count_images(messages, self.image_token), image_features
+            )
             ids = self._encode(messages, add_generation_prompt=add_generation_prompt).input_ids
         data["input_ids"] = torch.tensor([ids], dtype=torch.long)
         data["attention_mask"] = torch.ones_like(data["input_ids"])
