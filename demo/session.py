@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from demo.bands import BandTableError, apply_sensor, apply_rows, band_rows
+from demo.bands import BandTableError, apply_rows, apply_sensor, band_rows
 from demo.scene import stream_scene
 from demo.workspace import keep_upload
 from skyeye.chat.readable import readable_stream

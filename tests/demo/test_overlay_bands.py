@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demo.bands import NO_SENSOR, BandTableError, apply_sensor, apply_rows, band_rows
+from demo.bands import NO_SENSOR, BandTableError, apply_rows, apply_sensor, band_rows
 from skyeye.grounding.parse import parse_boxes
 from skyeye.io.raster import RasterImage, read_raster
 from skyeye.render.overlay import MASK_ALPHA, PALETTE, display_scale, draw_overlay
