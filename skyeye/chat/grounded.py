@@ -12,7 +12,8 @@ SAR or optical, bands) and `measure_answer` after (what the answer's words must 
   when asked, else all), rotated when asked; the LLM's own box stays only without a mask;
 - a description's shares and areas are the measured ones of the classes it names, or dropped
   (`skyeye.chat.describe`);
-- otherwise shares, areas and yes/no after a mask as `skyeye.chat.measured.state_measured`.
+- otherwise shares, areas and yes/no after a mask as `skyeye.chat.measured.state_measured`;
+  a change mask's class transitions follow (`skyeye.chat.transitions`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from skyeye.chat.counting import (
 from skyeye.chat.describe import asks_description, classes_named, state_description
 from skyeye.chat.measured import state_measured, states_amount
 from skyeye.chat.modality import modality_answer
+from skyeye.chat.transitions import transitions_note
 from skyeye.errors import OptionsError
 from skyeye.grounding.instances import DEFAULT_MIN_PIXELS, Instance, mask_instances
 from skyeye.grounding.options import parse_options
@@ -168,7 +170,10 @@ def measure_answer(
         reply.text = _boxes(box, reply, classes)
     if asks_description(prompt) and states_amount(reply.text) and len(reply.masks) <= 1:
         return _describe(session, reply, inputs, classes), ""
-    return state_measured(reply.text, reply.mask_areas, reply.mask_phrases)
+    text, note = state_measured(reply.text, reply.mask_areas, reply.mask_phrases)
+    # A change mask's class transitions, measured on each date's class masks.
+    change = transitions_note(session, prompt, reply) if any(reply.mask_pairs) else ""
+    return text, " ".join(part for part in (note, change) if part)
 
 
 def _describe(session: ChatSession, reply: ChatReply, inputs: Any, classes: tuple[str, ...]) -> str:

@@ -74,7 +74,8 @@ def decode_with_pairs(
         if p is not None and not (0 <= p[0] < len(images) and 0 <= p[1] < len(images)):
             raise ValueError(f"change [SEG] pair {p} names an image the input does not have")
     if output_size is None:
-        output_size = max((tuple(images[i].shape[-2:]) for i in after), key=lambda g: g[0] * g[1])
+        grids = [(int(images[i].shape[-2]), int(images[i].shape[-1])) for i in after]
+        output_size = max(grids, key=lambda g: g[0] * g[1])
     size = (int(output_size[0]), int(output_size[1]))
     device = vision.device
     index = torch.as_tensor(after, device=device)

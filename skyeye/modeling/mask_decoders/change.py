@@ -140,9 +140,11 @@ class ChangeMaskHead(HiResMaskHead):
             )
             groups.setdefault(key, []).append(i)
         if output_size is None:
-            grids = {tuple(p.shape[-2:]) for p in p2}
+            grids = {(int(p.shape[-2]), int(p.shape[-1])) for p in p2}
             if len(grids) > 1:
-                raise ValueError(f"the pairs have different grids {sorted(grids)}; pass output_size")
+                raise ValueError(
+                    f"the pairs have different grids {sorted(grids)}; pass output_size"
+                )
             output_size = grids.pop() if grids else (1, 1)
         size = (int(output_size[0]), int(output_size[1]))
         fused = self.fuse_tokens(vision_before, vision_after)
@@ -155,7 +157,7 @@ class ChangeMaskHead(HiResMaskHead):
         out = coarse.new_empty((k, *size), dtype=torch.float32)
         chunk = k if torch.is_grad_enabled() else 1
         for members in groups.values():
-            grid_hw = tuple(p2[members[0]].shape[-2:])
+            grid_hw = (int(p2[members[0]].shape[-2]), int(p2[members[0]].shape[-1]))
             for start in range(0, len(members), chunk):
                 index = members[start : start + chunk]
                 idx = torch.as_tensor(index, device=coarse.device)

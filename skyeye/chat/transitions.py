@@ -1,0 +1,226 @@
+"""Class transitions of a change answer, measured on the masks: "water gained 312 ha, water lost 4 ha".
+
+A change answer's mask (`skyeye.chat.change_seg`) says *where* the place changed; what it changed
+from and to is measured, never written by the LLM: the model's own mask decoder draws each class
+the decoder knows on each date alone (one forward pass per date, the looks-first answer
+``<p>water</p> [SEG] <p>cloud</p> [SEG] ...`` forced on a one-image question), and inside the
+change mask
+
+* gained = not the class before, the class after; lost = the class before, not after,
+
+measured as every mask area is measured (`skyeye.grounding.geo.mask_area`: share of the valid
+pixels, ground area on the grid's CRS). Pixels with a cloud (or cloud shadow) or no data in
+*either* date are left out of every figure, and the sentence says how much was left out.
+
+Which classes: those the question or the change phrase names (water, vegetation, built-up, bare;
+by the words people use, `CLASS_WORDS`); for a general "what changed?" every one of them whose
+gain or loss covers at least `PRESENT_MIN_SHARE` of the valid pixels. A class this model's
+decoder was not trained to outline (`GenerationSettings.mask_classes`) is never measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from skyeye.chat.counting import DEFAULT_MASK_CLASSES
+from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
+from skyeye.grounding.geo import MaskArea, mask_area
+from skyeye.grounding.parse import parse_seg_phrases
+
+if TYPE_CHECKING:
+    from skyeye.chat.session import ChatReply, ChatSession
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CLASS_WORDS",
+    "TRANSITION_CLASSES",
+    "ClassTransition",
+    "Transitions",
+    "class_masks",
+    "measure_transitions",
+    "transitions_note",
+    "transitions_of",
+]
+
+#: The classes transitions are given for: the name said -> the mask decoder's phrase.
+TRANSITION_CLASSES: dict[str, str] = {
+    "water": "water",
+    "vegetation": "vegetation",
+    "built-up": "artificial surface",
+    "bare": "bare land",
+}
+#: Words that name each class in a question or a change phrase (whole words, any case).
+CLASS_WORDS: dict[str, tuple[str, ...]] = {
+    "water": ("water", "lake", "lakes", "river", "rivers", "flood", "flooded", "reservoir"),
+    "vegetation": ("vegetation", "forest", "forests", "trees", "tree", "grass", "green"),
+    "built-up": ("built-up", "built up", "buildings", "building", "urban", "houses", "city"),
+    "bare": ("bare", "bare land", "bare soil", "soil", "sand"),
+}
+#: Decoder phrases whose pixels are left out of every transition (either date).
+CLOUD_PHRASES = ("cloud", "cloud shadow")
+
+
+@dataclass
+class ClassTransition:
+    """One class inside the change mask: ``gained`` / ``lost`` areas (share of the valid pixels,
+    ground area)."""
+
+    name: str
+    gained: MaskArea
+    lost: MaskArea
+
+
+@dataclass
+class Transitions:
+    """A change mask's transitions. excluded_share: share of the grid left out (cloud or no data
+    in either date); cloud_masked: clouds were drawn (the decoder knows cloud)."""
+
+    classes: list[ClassTransition] = field(default_factory=list)
+    excluded_share: float = 0.0
+    cloud_masked: bool = True
+    general: bool = False
+
+
+def measure_transitions(
+    change: np.ndarray,
+    before: dict[str, np.ndarray],
+    after: dict[str, np.ndarray],
+    valid: np.ndarray,
+    *,
+    transform: Any = None,
+    crs: Any = None,
+) -> list[ClassTransition]:
+    """Gained / lost of each class inside ``change`` (all (H, W) bool on one grid).
+
+    before / after: class name -> its mask on each date; valid: pixels counted (both dates have
+    data and no cloud). Areas as `mask_area` measures them on the grid (``transform``, ``crs``).
+    """
+    out = []
+    inside = change.astype(bool) & valid.astype(bool)
+    for name in before:
+        b, a = before[name].astype(bool), after[name].astype(bool)
+        gained, lost = inside & ~b & a, inside & b & ~a
+        out.append(
+            ClassTransition(
+                name,
+                mask_area(gained, transform=transform, crs=crs, valid=valid),
+                mask_area(lost, transform=transform, crs=crs, valid=valid),
+            )
+        )
+    return out
+
+
+@torch.no_grad()
+def class_masks(session: ChatSession, index: int, phrases: list[str]) -> dict[str, np.ndarray]:
+    """Masks of ``phrases`` on image ``index`` of the session, asked of that image alone (the
+    conversation is not changed): phrase -> (H, W) bool on the image's grid."""
+    if not phrases:
+        return {}
+    image = session.images[index]
+    named = ", ".join(phrases[:-1]) + (" and " if len(phrases) > 1 else "") + phrases[-1]
+    system = session.settings.system_prompt
+    conversation: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    conversation.append(
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": f"\nSegment all {named}."}],
+        }
+    )
+    inputs = session.processor(conversation, [image], add_generation_prompt=True)
+    inputs = inputs.to(session.model.device) if hasattr(inputs, "to") else inputs
+    answer = " ".join(f"<p>{p}</p> [SEG]" for p in phrases)
+    ids = session.processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
+    new_ids = torch.tensor([ids], dtype=torch.long, device=inputs["input_ids"].device)
+    logits, _ = session.model.predict_masks(dict(inputs), new_ids)
+    grid = image.data.shape[1:]
+    out = {}
+    for k, phrase in enumerate(phrases[: logits.shape[0]]):
+        mask = F.interpolate(logits[k][None, None].float(), size=grid, mode="bilinear")[0, 0]
+        out[phrase] = (mask > 0).cpu().numpy()
+    return out
+
+
+def _named(text: str) -> list[str]:
+    return [
+        name
+        for name, words in CLASS_WORDS.items()
+        if any(re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE) for w in words)
+    ]
+
+
+def transitions_of(session: ChatSession, prompt: str, reply: ChatReply) -> Transitions | None:
+    """The transitions inside the reply's first change mask, or None (no change mask, or no
+    class the decoder knows to measure). Stored in ``reply.transitions``."""
+    k = next((i for i, p in enumerate(reply.mask_pairs) if p is not None), None)
+    if k is None or session.model.mask_head is None:
+        return None
+    b, a = reply.mask_pairs[k]  # type: ignore[misc]
+    known = set(session.settings.mask_classes or DEFAULT_MASK_CLASSES)
+    phrases = " ".join(p for p in parse_seg_phrases(reply.text) if p)
+    names = _named(f"{prompt} {phrases}")
+    general = not names
+    names = [n for n in (names or TRANSITION_CLASSES) if TRANSITION_CLASSES[n] in known]
+    if not names:
+        return None
+    clouds = [c for c in CLOUD_PHRASES if c in known]
+    decoded = [TRANSITION_CLASSES[n] for n in names]
+    before = class_masks(session, b, decoded + clouds)
+    after = class_masks(session, a, decoded + clouds)
+    img_b, img_a = session.images[b], session.images[a]
+    valid = img_b.valid_mask & img_a.valid_mask
+    for c in clouds:
+        valid &= ~before[c] & ~after[c]
+    change = reply.masks[k]
+    if change.shape != valid.shape:
+        logger.info("the change mask is not on the images' grid: no transitions measured")
+        return None
+    georeferenced = img_a.crs is not None and img_a.transform is not None
+    measured = measure_transitions(
+        change,
+        {n: before[TRANSITION_CLASSES[n]] for n in names},
+        {n: after[TRANSITION_CLASSES[n]] for n in names},
+        valid,
+        transform=img_a.transform if georeferenced else None,
+        crs=img_a.crs if georeferenced else None,
+    )
+    if general:
+        measured = [t for t in measured if max(t.gained.share, t.lost.share) >= PRESENT_MIN_SHARE]
+    excluded = 1.0 - float(valid.mean()) if valid.size else 0.0
+    transitions = Transitions(measured, excluded, bool(clouds), general)
+    reply.transitions = transitions
+    return transitions
+
+
+def _amount(area: MaskArea) -> str:
+    return format_area(area.m2) if area.m2 is not None else f"{100 * area.share:.1f}%"
+
+
+def transitions_note(session: ChatSession, prompt: str, reply: ChatReply) -> str:
+    """The sentence of a change answer's measured transitions ('' when there is none):
+    "Measured on the masks: water gained 312 ha, water lost 4.0 ha; 3.1% of the area (clouds or
+    no data in either date) left out." Shares stand in for areas without a georeference."""
+    t = transitions_of(session, prompt, reply)
+    if t is None:
+        return ""
+    if t.classes:
+        parts = [
+            f"{c.name} gained {_amount(c.gained)}, {c.name} lost {_amount(c.lost)}"
+            for c in t.classes
+        ]
+        text = "Measured on the masks: " + "; ".join(parts)
+    else:
+        text = "Measured on the masks: no water, vegetation, built-up or bare land changed"
+    left = "clouds or no data" if t.cloud_masked else "no data"
+    if t.excluded_share > 0:
+        text += f"; {100 * t.excluded_share:.1f}% of the area ({left} in either date) left out"
+    if not t.cloud_masked:
+        text += "; clouds could not be masked (this model's decoder outlines none)"
+    return text + "."
