@@ -220,3 +220,8 @@ class AlignmentError(RasterReadError):
 class NoOverlapError(AlignmentError):
     """Two images of one question cover no common valid pixel on the first image's grid; the
     message names both images."""
+
+
+class ServerClosedError(SkyEyeError, RuntimeError):
+    """The API server's batcher stopped (the server is shutting down) while an answer was
+    waiting for it or being generated; the answer is lost, the client may retry elsewhere."""

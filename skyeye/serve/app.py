@@ -9,6 +9,7 @@ generated) stops its generation at the next token and gives its slot back at onc
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -30,6 +31,7 @@ from skyeye.chat.reply_geo import reply_extension
 from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
 from skyeye.errors import GenerationCancelled, ServeRequestError
 from skyeye.serve.answer import END, Answer, Client, ClosingStream
+from skyeye.serve.batcher import BatchedGenerator, Batcher
 from skyeye.serve.config import ServeConfig
 from skyeye.serve.conversation import build_session
 from skyeye.serve.gate import Gate, Slot
@@ -75,7 +77,8 @@ class KeyCheck:
         return hmac.compare_digest(token, self.key.encode())
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int) -> bytearray:
+    """The body, in one buffer (the JSON parser reads it as it is: no copy as `bytes`)."""
     declared = request.headers.get("content-length")
     too_big = ServeRequestError(
         f"the request body is larger than this server's limit of {limit} bytes "
@@ -93,7 +96,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
                 raise too_big
     except ClientDisconnect:  # closed before (or right after) sending its body
         raise GenerationCancelled("the client disconnected while sending") from None
-    return bytes(body)
+    return body
 
 
 def create_app(
@@ -103,7 +106,9 @@ def create_app(
 ) -> FastAPI:
     """The API over ``chat``'s model (loaded from ``config.model`` when not given).
 
-    Each request builds its own session from its messages, so requests never share state.
+    Each request builds its own session from its messages, so requests never share state; their
+    answers are decoded together by one `Batcher` (``config.concurrency`` at once), which keeps
+    recent image prefixes (``config.prefix_cache_mb``).
     ``job_model`` loads the jobs' own copy of the model (`skyeye.serve.processes`; default:
     ``config.model`` as `skyeye.scene` loads it), at the first job.
     """
@@ -113,9 +118,12 @@ def create_app(
         chat = load_chat(config.model, device=config.device)
     chat.model.eval()
     gate = Gate(config.concurrency, config.queue_size)
+    batcher = Batcher(chat.model, config.concurrency, int(config.prefix_cache_mb * 2**20))
     created = int(time.time())
     app = FastAPI(title="SkyEye", version="1", docs_url=None, redoc_url=None)
     app.state.config, app.state.chat, app.state.gate = config, chat, gate
+    app.state.batcher = batcher
+    _close_with_app(app, batcher)
     app.add_middleware(KeyCheck, key=config.api_key)
     register_processes(app, config, job_model or partial(_load_job_model, config), _read_body)
 
@@ -175,7 +183,9 @@ def create_app(
         try:  # a disconnect raises GenerationCancelled here (-> _client_gone)
             slot = await client.unless_gone(gate.enter())
             session, question = await client.unless_gone(
-                run_in_threadpool(_session_or_400, chat, params.messages, params.settings, config)
+                run_in_threadpool(
+                    _session_or_400, chat, params.messages, params.settings, config, batcher
+                )
             )
             answer = Answer(session, question)
             # Errors found before the first token (prompt too long) are still plain 4xx answers.
@@ -219,17 +229,38 @@ def _closer(answer: Answer | None, slot: Slot | None, client: Client) -> Any:
     return close
 
 
+def _close_with_app(app: FastAPI, batcher: Batcher) -> None:
+    """Stop ``batcher`` when the app shuts down (its answers still running fail)."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(a) as value:
+                yield value
+        finally:
+            await run_in_threadpool(batcher.close)
+
+    app.router.lifespan_context = lifespan
+
+
 def _session_or_400(
-    chat: ChatSession, messages: list, settings: GenerationSettings, config: ServeConfig
+    chat: ChatSession,
+    messages: list,
+    settings: GenerationSettings,
+    config: ServeConfig,
+    batcher: Batcher,
 ) -> tuple[ChatSession, str]:
     try:
-        return build_session(
+        session, question, digests = build_session(
             chat, messages, settings, allow_files=config.allow_files, max_pixels=config.max_pixels
         )
     except ServeRequestError:
         raise
     except ValueError as err:  # band/wavelength mismatch, bad raster, prompt too long
         raise ServeRequestError(str(err), param="messages") from None
+    session.generator = BatchedGenerator(batcher, config.model_id, digests)
+    return session, question
 
 
 def _completion(reply: ChatReply, session: ChatSession, model_id: str) -> dict[str, Any]:

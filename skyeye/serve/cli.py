@@ -1,5 +1,6 @@
 """`python -m skyeye.serve [--model M] [--host 127.0.0.1] [--port 8000] [--api-key KEY]
-[--allow-files DIR] [--concurrency N] [--queue N] [--max-request-mb MB] [--max-pixels N]
+[--allow-files DIR] [--concurrency N] [--queue N] [--prefix-cache-mb MB] [--max-request-mb MB]
+[--max-pixels N]
 [--jobs-dir DIR] [--max-jobs N] [--jobs-queue N] [--jobs-max-mb MB] [--jobs-retention-hours H]`.
 
 An OpenAI-compatible chat API over a SkyEye model, and whole-scene jobs (OGC API - Processes:
@@ -35,8 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-files", type=Path, default=None, help="serve file:// images from under this folder"
     )
-    p.add_argument("--concurrency", type=int, default=1, help="answers generated at once")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="answers generated at once, decoded together as one batch (default 4)",
+    )
     p.add_argument("--queue", type=int, default=16, help="requests that may wait; 429 beyond")
+    p.add_argument(
+        "--prefix-cache-mb",
+        type=float,
+        default=256.0,
+        help="memory for the KV caches of recent image prefixes (0: off; default 256)",
+    )
     p.add_argument("--max-request-mb", type=float, default=64.0, help="largest request body")
     p.add_argument(
         "--max-pixels",
@@ -92,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_pixels=args.max_pixels,
             concurrency=args.concurrency,
             queue_size=args.queue,
+            prefix_cache_mb=args.prefix_cache_mb,
             max_new_tokens=args.max_tokens,
             device=args.device,
             jobs_dir=args.jobs_dir,

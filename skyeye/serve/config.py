@@ -21,9 +21,14 @@ class ServeConfig:
         max_pixels: largest width x height an image may declare, checked from its header before
             anything is decoded (413 beyond); decoded bytes are bounded with it
             (`skyeye.io.policy.ReadPolicy`).
-        concurrency: answers generated at the same time (each holds one model forward at a time).
+        concurrency: answers generated at the same time: the batch size of the continuous
+            batcher (`skyeye.serve.batcher`), which decodes them together, one token each per
+            forward.
         queue_size: requests that may wait for a free slot; more than concurrency + queue_size
             at once get 429 (the OpenAI client retries those after a short wait).
+        prefix_cache_mb: memory for the image-prefix cache (`skyeye.serve.prefix_lru`: the KV
+            cache and patch tokens of recent system prompt + image prefixes, least recently used
+            dropped first); 0 turns it off.
         max_new_tokens: default and upper bound of ``max_tokens``.
         device: torch device of the model.
         jobs_dir: folder of the jobs (`skyeye.serve.jobs`; one sub-folder each, kept across
@@ -43,8 +48,9 @@ class ServeConfig:
     allow_files: Path | None = None
     max_request_bytes: int = 64 * 1024 * 1024
     max_pixels: int = DEFAULT_REQUEST_MAX_PIXELS
-    concurrency: int = 1
+    concurrency: int = 4
     queue_size: int = 16
+    prefix_cache_mb: float = 256.0
     max_new_tokens: int = 256
     device: str = "cpu"
     jobs_dir: Path | None = None
@@ -57,6 +63,8 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.prefix_cache_mb < 0:
+            raise ValueError(f"prefix_cache_mb must be 0 or more, got {self.prefix_cache_mb}")
         if self.queue_size < 0:
             raise ValueError(f"queue_size must be 0 or more, got {self.queue_size}")
         if self.max_request_bytes < 1024:

@@ -39,6 +39,7 @@ def _parts(message: dict[str, Any], index: int) -> list[dict[str, Any]]:
 def _text_and_images(
     message: dict[str, Any], index: int, read: Any, images_allowed: bool
 ) -> tuple[str, list]:
+    """(text, [(image, digest), ...]) of one message."""
     texts, images = [], []
     for j, part in enumerate(_parts(message, index)):
         kind = part.get("type")
@@ -70,10 +71,12 @@ def build_session(
     *,
     allow_files: Path | None,
     max_pixels: int | None = DEFAULT_REQUEST_MAX_PIXELS,
-) -> tuple[ChatSession, str]:
+) -> tuple[ChatSession, str, list[str]]:
     """A new session over ``chat``'s model and processor with every turn but the last replayed.
 
-    Returns (session, question): ask ``question`` on the session to answer the request.
+    Returns (session, question, digests): ask ``question`` on the session to answer the request;
+    ``digests`` identify ``session.images`` (`skyeye.serve.images.image_digest`, in order) for the
+    server's image-prefix cache.
     """
     if not messages:
         raise ServeRequestError(
@@ -120,13 +123,15 @@ def build_session(
     if system:
         settings = dataclasses.replace(settings, system_prompt="\n".join(system))
     session = ChatSession(chat.model, chat.processor, settings)
-    for role, text, images in turns[:-1]:
+    digests = [digest for _, _, images in turns for _, digest in images]
+    for role, text, read_images in turns[:-1]:
+        images = [image for image, _ in read_images]
         for image in images:
             processor.image_processor([image])  # the wavelength check add_image makes
         session.images.extend(images)
         # Images as image parts, text as text (the processor never reads user text as structure).
         parts = [{"type": "image"}, {"type": "text", "text": "\n"}] * len(images)
         session.messages.append({"role": role, "content": parts + [{"type": "text", "text": text}]})
-    for image in turns[-1][2]:
+    for image, _ in turns[-1][2]:
         session.add_image(image)
-    return session, turns[-1][1]
+    return session, turns[-1][1], digests

@@ -13,8 +13,9 @@ opened inside the root after symbolic links, and the size the header declares ch
 
 from __future__ import annotations
 
-import base64
 import binascii
+import hashlib
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -41,9 +42,11 @@ MIME_SUFFIX = {
     "image/geotiff": ".tif",
     "image/webp": ".webp",
 }
-_DATA_URL = re.compile(
-    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?),(?P<data>.*)$", re.S
-)
+# The header of a data URL (what precedes its first comma; the payload is never matched by a
+# regular expression, nor copied more than once: it is megabytes of base64).
+_DATA_HEADER = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*)$")
+#: Longest data URL header read before its comma.
+_MAX_HEADER = 256
 _BAND_KEYS = ("wavelengths", "band_names", "sensor")
 
 
@@ -86,7 +89,8 @@ def band_options(part: dict[str, Any], label: str) -> dict[str, Any]:
 
 
 def _decode_data_url(url: str, label: str) -> tuple[bytes, str]:
-    match = _DATA_URL.match(url)
+    comma = url.find(",", 0, _MAX_HEADER)
+    match = _DATA_HEADER.match(url, 0, comma) if comma >= 0 else None
     if match is None or ";base64" not in (match.group("params") or ""):
         raise ServeRequestError(
             f"{label}: the data URL is malformed; send data:<mime>;base64,<bytes>", param="messages"
@@ -99,7 +103,9 @@ def _decode_data_url(url: str, label: str) -> tuple[bytes, str]:
             param="messages",
         )
     try:
-        data = base64.b64decode(match.group("data"), validate=True)
+        # Strict: only the base64 alphabet and correct padding (what b64decode(validate=True)
+        # accepts), decoded straight from the str, without its ASCII copy or a regex pass.
+        data = binascii.a2b_base64(url[comma + 1 :], strict_mode=True)
     except (binascii.Error, ValueError):
         raise ServeRequestError(
             f"{label}: the image data is not valid base64", param="messages"
@@ -107,6 +113,19 @@ def _decode_data_url(url: str, label: str) -> tuple[bytes, str]:
     if not data:
         raise ServeRequestError(f"{label}: the image is empty (0 bytes)", param="messages")
     return data, MIME_SUFFIX[mime]
+
+
+def image_digest(content: bytes | str, options: dict[str, Any], max_size: int) -> str:
+    """The identity of a request image for the server's image-prefix cache: its bytes (or, for a
+    file, its resolved path, size and modification time), band options and read size."""
+    h = hashlib.blake2b(content if isinstance(content, bytes) else content.encode(), digest_size=20)
+    h.update(json.dumps([options, max_size], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _file_identity(path: Path) -> str:
+    stat = path.stat()
+    return f"file:{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _allowed_file(url: str, policy: ReadPolicy, label: str) -> Path:
@@ -156,9 +175,9 @@ def read_image_part(
     max_size: int,
     sar_wavelength: float | None,
     max_pixels: int | None = DEFAULT_REQUEST_MAX_PIXELS,
-) -> RasterImage:
-    """One ``image_url`` part -> `RasterImage` read at ``max_size``; bad input -> 4xx error
-    (403 outside ``allow_files``, 413 over ``max_pixels``)."""
+) -> tuple[RasterImage, str]:
+    """One ``image_url`` part -> (`RasterImage` read at ``max_size``, its `image_digest`); bad
+    input -> 4xx error (403 outside ``allow_files``, 413 over ``max_pixels``)."""
     image_url = part.get("image_url")
     url = image_url.get("url") if isinstance(image_url, dict) else image_url
     if not isinstance(url, str) or not url:
@@ -167,12 +186,14 @@ def read_image_part(
     kwargs = {"max_size": max_size, "sar_wavelength": sar_wavelength, **options}
     if url.startswith("data:"):
         data, suffix = _decode_data_url(url, label)
+        digest = image_digest(data, options, max_size)
         with tempfile.TemporaryDirectory(prefix="skyeye-serve-") as tmp:
             path = Path(tmp) / f"image{suffix}"
             path.write_bytes(data)
+            del data  # the decoded bytes are on disk now; the reader opens them there
             image = _read(path, label, ReadPolicy(root=Path(tmp), max_pixels=max_pixels), kwargs)
         image.path = label
-        return image
+        return image, digest
     if url.startswith("file://"):
         policy = ReadPolicy(root=allow_files, max_pixels=max_pixels)
         try:
@@ -181,7 +202,8 @@ def read_image_part(
             raise ServeRequestError(
                 str(err), status=403, kind="permission_error", param="messages"
             ) from None
-        return _read(path, label, policy, kwargs)
+        image = _read(path, label, policy, kwargs)
+        return image, image_digest(_file_identity(path), options, max_size)
     scheme = urlparse(url).scheme or "(none)"
     raise ServeRequestError(
         f"{label}: {scheme} image URLs are not fetched by this server; send the image as a "

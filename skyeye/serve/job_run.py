@@ -137,7 +137,7 @@ def _ask(state: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     messages = [{"role": "user", "content": [part, {"type": "text", "text": inputs["text"]}]}]
     settings = dataclasses.replace(ctx.session.settings, max_new_tokens=ctx.config.max_new_tokens)
     ctx.progress(5, "reading the image")
-    session, question = build_session(
+    session, question, _ = build_session(
         ctx.session, messages, settings, allow_files=root, max_pixels=ctx.config.max_pixels
     )
     ctx.progress(10, "answering")

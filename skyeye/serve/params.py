@@ -74,7 +74,7 @@ class ChatRequest:
     include_usage: bool = False
 
 
-def parse_body(body: bytes) -> dict[str, Any]:
+def parse_body(body: bytes | bytearray) -> dict[str, Any]:
     """The JSON object of a request body; 400 when it is not one (bad JSON, NaN/Infinity, too deep)."""
     try:
         payload = json.loads(body, parse_constant=_no_constant)
@@ -156,9 +156,7 @@ def chat_request(
     else:
         changes["do_sample"] = False
     stream = _boolean(body, "stream")
-    return ChatRequest(
-        messages, bool(stream), dataclasses.replace(base, **changes), include_usage
-    )
+    return ChatRequest(messages, bool(stream), dataclasses.replace(base, **changes), include_usage)
 
 
 def short_repr(value: Any, limit: int = 60) -> str:

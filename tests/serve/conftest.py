@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from serve_testing import API_KEY, live_server
-from skyeye_testing import segmenting_chat
+from serve_testing import API_KEY, live_server, segmenting_server_chat
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +16,7 @@ def served(tmp_path_factory, tiny_llm_dir):
     config = ServeConfig(
         model="skyeye-tiny", api_key=API_KEY, allow_files=root, max_request_bytes=4 * 1024 * 1024
     )
-    with live_server(create_app(config, segmenting_chat(tiny_llm_dir))) as url:
+    with live_server(create_app(config, segmenting_server_chat(tiny_llm_dir))) as url:
         yield url, root
 
 
@@ -30,7 +29,7 @@ def api(tiny_llm_dir):
     from skyeye.serve import ServeConfig, create_app
 
     config = ServeConfig(model="skyeye-tiny", api_key=API_KEY, max_new_tokens=8)
-    app = create_app(config, segmenting_chat(tiny_llm_dir))
+    app = create_app(config, segmenting_server_chat(tiny_llm_dir))
     with TestClient(
         app, headers={"Authorization": f"Bearer {API_KEY}"}, raise_server_exceptions=False
     ) as client:

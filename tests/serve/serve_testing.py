@@ -45,6 +45,67 @@ class Steps:
         self.count = 0
 
 
+def scripted_settings(script, **settings):
+    """`GenerationSettings` whose every answer also gets the logits processors ``script(self)``
+    makes: a test model scripted this way answers alike through `generate` (the chat) and the
+    server's batcher, which applies each answer's processors to its own row of logits."""
+    import dataclasses
+
+    from transformers import LogitsProcessorList
+
+    from skyeye.chat.session import GenerationSettings
+
+    @dataclasses.dataclass
+    class Scripted(GenerationSettings):
+        def generate_kwargs(self):
+            kwargs = super().generate_kwargs()
+            given = list(kwargs.get("logits_processor") or [])
+            kwargs["logits_processor"] = LogitsProcessorList([*script(self), *given])
+            return kwargs
+
+    return Scripted(**settings)
+
+
+class _Forced:
+    """Logits processor: token ``forced(n)`` at the answer's n-th token (None: the model's
+    choice, with ``banned`` tokens excluded); the prompt length is read at the first call."""
+
+    def __init__(self, forced, banned=()) -> None:
+        self.forced, self.banned, self.prompt = forced, list(banned), None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.prompt is None:
+            self.prompt = input_ids.shape[1]
+        token = self.forced(input_ids.shape[1] - self.prompt)
+        if token is None:
+            return scores.index_fill(1, torch.tensor(self.banned), -float("inf"))
+        only = torch.full_like(scores, -float("inf"))
+        only[:, token] = 0.0
+        return only
+
+
+def segmenting_server_chat(llm_dir, max_new_tokens: int = 6):
+    """The tiny random SkyEye scripted to end every answer with [SEG] and its end token (the
+    [SEG] second to last within ``max_tokens``), under `generate` and the server's batcher alike
+    (`skyeye_testing.segmenting_chat` scripts `generate` only)."""
+    from skyeye_testing import make_tiny_model
+
+    from skyeye.chat.session import ChatSession
+
+    model, processor = make_tiny_model(llm_dir, use_mask_head=True, mask_head_hidden_size=32)
+    model.eval()
+    seg, eos = model.config.seg_token_id, processor.tokenizer.eos_token_id
+
+    def script(settings):
+        last = max(settings.max_new_tokens - 1, 1)
+        return [_Forced(lambda n: seg if n == last - 1 else eos if n == last else None, [eos])]
+
+    settings = scripted_settings(script, max_new_tokens=max_new_tokens)
+    return ChatSession(model, processor, settings)
+
+
 def slow_chat(llm_dir, seconds_per_token: float, max_new_tokens: int = 6):
     """(session, steps): the tiny random SkyEye made slow and endless: each token takes
     ``seconds_per_token`` and end-of-turn is never chosen, so an answer runs to ``max_tokens``
@@ -52,33 +113,24 @@ def slow_chat(llm_dir, seconds_per_token: float, max_new_tokens: int = 6):
     test sees whether a dropped client's answer really stopped."""
     import time
 
-    import torch
     from skyeye_testing import make_tiny_model
-    from transformers import LogitsProcessor, LogitsProcessorList
 
-    from skyeye.chat.session import ChatSession, GenerationSettings
+    from skyeye.chat.session import ChatSession
 
     model, processor = make_tiny_model(llm_dir)
     model.eval()
     eos = processor.tokenizer.eos_token_id
     steps = Steps()
 
-    class SlowNoEnd(LogitsProcessor):
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-            steps.count += 1
-            time.sleep(seconds_per_token)
-            return scores.index_fill(1, torch.tensor([eos]), -float("inf"))
+    def slow(n: int) -> None:
+        steps.count += 1
+        time.sleep(seconds_per_token)
 
-    original = model.language_model.generate
+    def script(settings):
+        return [_Forced(lambda n: slow(n), [eos])]
 
-    def slow_generate(*args, **kwargs):
-        given = list(kwargs.pop("logits_processor", None) or [])
-        return original(
-            *args, logits_processor=LogitsProcessorList([SlowNoEnd(), *given]), **kwargs
-        )
-
-    model.language_model.generate = slow_generate
-    return ChatSession(model, processor, GenerationSettings(max_new_tokens=max_new_tokens)), steps
+    settings = scripted_settings(script, max_new_tokens=max_new_tokens)
+    return ChatSession(model, processor, settings), steps
 
 
 def raw_post(url: str, body: bytes, headers: dict[str, str] | None = None) -> socket.socket:
