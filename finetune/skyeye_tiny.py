@@ -7,7 +7,8 @@ Runs, in order, each stage skipped when its output already exists in --work (so 
 run continues; delete --work to start over): prepare (stack band-per-file scenes),
 data (instruct_data.from_rasters, then finetune.replay: the base LLM's answers to ordinary
 instructions, mixed into stage 2), vision (finetune.vision_stage), stage1 and stage2
-(finetune.train with bf16 autocast), mask (finetune.mask_stage), validate
+(finetune.train with bf16 autocast), mask (finetune.mask_stage), change (instruct_data.change,
+then finetune.change_stage; ``--permissive-only``: STAR-style pairs only), validate
 (finetune.validate_skyeye_tiny), install (copy the final model folder and write its card with
 skyeye.hub).
 """
@@ -33,7 +34,7 @@ S2_EXAMPLE = "examples/sentinel2_berlin_l1c.tif"
 S1_EXAMPLE = "examples/sentinel1_vv_vh.tif"
 CARD_INFO = "finetune/recipes/skyeye-tiny-card.yaml"
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
-STAGES = ("prepare", "data", "vision", "stage1", "stage2", "mask", "validate", "install")
+STAGES = ("prepare", "data", "vision", "stage1", "stage2", "mask", "change", "validate", "install")
 
 
 def cli_options(section: dict[str, Any]) -> list[str]:
@@ -47,6 +48,18 @@ def cli_options(section: dict[str, Any]) -> list[str]:
         else:
             opts.append(f"--{flag}={value}")
     return opts
+
+
+def change_data_args(
+    recipe: dict[str, Any], shared: Path, out: Path, *, permissive: bool
+) -> list[str]:
+    """``python -m instruct_data.change`` arguments of the recipe's ``change_data`` section
+    (``permissive``: research / non-commercial sources left out, STAR-style pairs only)."""
+    section = recipe.get("change_data", {})
+    args = ["--data", str(shared), "--out", str(out), "--seed", str(recipe.get("seed", 0))]
+    if section.get("sources"):
+        args += ["--sources", *[str(s) for s in section["sources"]]]
+    return args + (["--permissive-only"] if permissive else [])
 
 
 def harmonise_units(data: Path, factors: dict[str, float]) -> int:
@@ -147,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         "2 OpenMP threads thrashed: 25 s/step instead of 2.5 s)",
     )
     p.add_argument("--until", choices=STAGES, default="install", help="stop after this stage")
+    p.add_argument(
+        "--permissive-only",
+        action="store_true",
+        help="leave research / non-commercial data out (the change stage then trains on the "
+        "STAR-style pairs of the permissive rasters alone, without OSCD and AirChange)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -298,9 +317,17 @@ def main(argv: list[str] | None = None) -> int:
             if subprocess.run(cmd, env=env).returncode:
                 return 2
         previous = mask
+    if done("change"):
+        return 0
+    # 7. the change decoder on cached change [SEG] states (LLM, tower and mask head frozen)
+    if "change_stage" in recipe:
+        rc = _change(recipe, args, work, previous)
+        if rc:
+            return rc
+        previous = work / "change" / "model"
     if done("validate"):
         return 0
-    # 7. validate
+    # 8. validate
     report = work / "validation.json"
     if not report.is_file():
         from finetune.validate_skyeye_tiny import main as validate
@@ -336,9 +363,31 @@ def main(argv: list[str] | None = None) -> int:
             return rc
     if done("install") or args.install is None:
         return 0
-    # 8. install
+    # 9. install
     install(previous, args.install, report, args.recipe)
     return 0
+
+
+def _change(recipe: dict[str, Any], args: argparse.Namespace, work: Path, previous: Path) -> int:
+    """Change data (instruct_data.change) and the change stage, each skipped when done."""
+    data = work / "change_data"
+    if not (data / "train.jsonl").is_file():
+        from instruct_data.change.__main__ import main as build_change
+
+        shared = args.shared_data.resolve()
+        rc = build_change(change_data_args(recipe, shared, data, permissive=args.permissive_only))
+        if rc:
+            return rc
+    out = work / "change" / "model"
+    if (out / "config.json").is_file():
+        return 0
+    # A fresh process, as the mask stage: the decoder's new layers come from a seeded generator.
+    cmd = [sys.executable, "-m", "finetune.change_stage", "--model", str(previous)]
+    cmd += ["--data", str(data / "train.jsonl"), "--val", str(data / "val.jsonl")]
+    cmd += ["--out", str(out), "--seed", str(recipe.get("seed", 0))]
+    cmd += cli_options(recipe["change_stage"])
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    return 2 if subprocess.run(cmd, env=env).returncode else 0
 
 
 def torch_threads(n: int) -> None:

@@ -1,0 +1,128 @@
+"""`python -m finetune.change_stage` on the tiny model: the change decoder alone learns a square
+that appears between dates from cached states, resumes to the same weights, and the skyeye-tiny
+recipe runs it on permissive data only when asked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from change_pairs import write_square_pairs
+from safetensors.torch import load_file
+from skyeye_testing import make_tiny_model
+
+import finetune.change_train as change_train
+from finetune.change_stage import main as change_stage
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def start(tmp_path, tiny_llm_dir) -> Path:
+    model, processor = make_tiny_model(
+        tiny_llm_dir,
+        use_mask_head=True,
+        mask_head_hidden_size=32,
+        mask_decoder="hires",
+        mask_hires_dim=8,
+        mask_hires_indices=True,
+        image_processor_kwargs={"hires_size": 24},
+    )
+    model.save_pretrained(tmp_path / "start", processor=processor)
+    return tmp_path / "start"
+
+
+def _args(start: Path, data: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    return [
+        "--model", str(start), "--data", str(data), "--out", str(out), "--steps", str(steps),
+        "--batch-size", "8", "--lr", "1e-2", "--save-dtype", "float32", *extra,
+    ]  # fmt: skip
+
+
+def test_change_iou_rises_on_a_square_that_appears(tmp_path, start):
+    data = tmp_path / "data"
+    train = write_square_pairs(data, "train", 24, seed=0)
+    val = write_square_pairs(data, "val", 8, seed=1)
+    # Before training (one step at a vanishing rate): the fresh decoder finds no square.
+    first = tmp_path / "untrained" / "model"
+    assert change_stage(_args(start, train, first, 1, "--val", str(val), "--lr", "1e-12")) == 0
+    untrained = json.loads((first.parent / "change_stage_log.json").read_text())
+    out = tmp_path / "change" / "model"
+    assert change_stage(_args(start, train, out, 20, "--val", str(val), "--save-every", "0")) == 0
+    report = json.loads((out.parent / "change_stage_log.json").read_text())
+    before = untrained["val"]["change_decoder"]["synthetic-change"]
+    after = report["val"]["change_decoder"]["synthetic-change"]
+    assert report["masks"] == 24 and after["n"] == 8
+    assert before["giou"] < 0.3 and after["giou"] >= 0.8 and after["ciou"] >= 0.8
+    otsu = report["val"]["baselines"]["synthetic-change"]["otsu-difference"]
+    assert after["ciou"] > otsu["ciou"]  # the baselines scored on the same held-out records
+    # Only the change decoder is new; every other weight is the start model's, bit for bit.
+    config = json.loads((out / "config.json").read_text())
+    assert config["mask_change"] is True
+    old, new = (
+        load_file(str(start / "model.safetensors")),
+        load_file(str(out / "model.safetensors")),
+    )
+    assert {k.split(".")[0] for k in set(new) - set(old)} == {"change_head"}
+    assert all(torch.equal(old[k], new[k]) for k in old)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_change_stage_resumes_to_the_same_weights(tmp_path, start, monkeypatch):
+    train = write_square_pairs(tmp_path / "data", "train", 8, seed=0)
+    whole = tmp_path / "whole" / "model"
+    assert change_stage(_args(start, train, whole, 8, "--save-every", "3")) == 0
+    expected = load_file(str(whole / "model.safetensors"))
+
+    def kill(step: int) -> None:
+        if step == 7:  # after the checkpoint of step 6, before the end
+            raise _Killed
+
+    monkeypatch.setattr(change_train, "_after_step", kill)
+    resumed = tmp_path / "resumed" / "model"
+    with pytest.raises(_Killed):
+        change_stage(_args(start, train, resumed, 8, "--save-every", "3"))
+    assert (resumed.parent / "checkpoints" / "checkpoint-6").is_dir()
+    ran: list[int] = []
+    monkeypatch.setattr(change_train, "_after_step", ran.append)
+    torch.rand(5)  # another history of the global generator before the resumed run
+    assert change_stage(_args(start, train, resumed, 8, "--save-every", "3")) == 0
+    assert ran == [7, 8]  # resumed after step 6, not started over
+    got = load_file(str(resumed / "model.safetensors"))
+    assert set(got) == set(expected)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_no_change_records_is_a_one_line_error(tmp_path, start, capsys):
+    data = tmp_path / "plain.jsonl"
+    data.write_text(json.dumps({"id": "a", "images": [{"path": "x.tif"}], "turns": []}) + "\n")
+    assert change_stage(_args(start, data, tmp_path / "out" / "model", 2)) == 2
+    assert "holds no change record" in capsys.readouterr().err
+
+
+def test_the_recipe_runs_the_change_stage_and_permissive_builds_use_star_pairs_only():
+    from finetune import skyeye_tiny
+    from finetune.change_stage import _parser
+
+    recipe = yaml.safe_load((REPO / "finetune/recipes/skyeye-tiny.yaml").read_text())
+    assert "change" in skyeye_tiny.STAGES
+    assert skyeye_tiny.STAGES.index("mask") < skyeye_tiny.STAGES.index("change")
+    assert skyeye_tiny.STAGES.index("change") < skyeye_tiny.STAGES.index("validate")
+    options = skyeye_tiny.cli_options(recipe["change_stage"])
+    parsed = _parser().parse_args(["--model", "m", "--data", "d", "--out", "o", *options])
+    assert parsed.steps > 0 and parsed.max_records >= 0
+    full = skyeye_tiny.change_data_args(recipe, Path("shared"), Path("out"), permissive=False)
+    only = skyeye_tiny.change_data_args(recipe, Path("shared"), Path("out"), permissive=True)
+    assert "--permissive-only" not in full and "--permissive-only" in only
+    # The change builder leaves the research-only sources out of a permissive build.
+    from instruct_data.change.licences import get_licence
+
+    sources = recipe["change_data"]["sources"]
+    assert {s for s in sources if get_licence(s).commercial} == {"star-pairs"}
+    assert "oscd-s2-change" in sources and "sztaki-airchange" in sources
