@@ -113,9 +113,11 @@ def create_app(
     ``config.model`` as `skyeye.scene` loads it), at the first job.
     """
     if chat is None:
-        from skyeye.chat.session import load_chat
+        from skyeye.constants import torch_dtype
+        from skyeye.scene.infer import open_session
 
-        chat = load_chat(config.model, device=config.device)
+        dtype = "auto" if config.dtype == "auto" else torch_dtype(config.dtype)
+        chat = open_session(config.model, device=config.device, dtype=dtype)
     chat.model.eval()
     gate = Gate(config.concurrency, config.queue_size)
     batcher = Batcher(chat.model, config.concurrency, int(config.prefix_cache_mb * 2**20))

@@ -166,11 +166,16 @@ class Batcher:
             lane.finish(err)
 
     def _prefill(self, lane: Lane) -> tuple[torch.Tensor, DynamicCache]:
-        """Run the prompt: (first logits (1, V) float32, the lane's one-row cache)."""
+        """Run the prompt: (first logits (1, V) float32, the lane's one-row cache).
+
+        From the longest cached prefix: the prompt up to its last image (neither the tower nor
+        those tokens run), else the text before its first image, else nothing.
+        """
         model, lm, inputs = self.model, self.model.language_model, lane.inputs
         assert lane.ids is not None
         length = lane.ids.shape[1]
         entry = self.prefixes.get(lane.prefix_key) if lane.prefix_key else None
+        text = None
         if entry is not None and entry.length < length:
             lane.prefix_hit, lane.vision, cache = True, entry.vision, entry.cache()
             start = entry.length
@@ -179,15 +184,28 @@ class Batcher:
             embeds, lane.vision, _ = model.embed_inputs(
                 inputs["input_ids"], inputs.get("pixel_values"), inputs.get("wavelengths")
             )
-            cache, start, fed = DynamicCache(config=lm.config), 0, {"inputs_embeds": embeds}
+            text = self.prefixes.get(lane.text_key) if lane.text_key else None
+            if text is not None and text.length == lane.text_length:
+                cache, start = text.cache(), text.length
+            else:
+                cache, start = DynamicCache(config=lm.config), 0
+            fed = {"inputs_embeds": embeds[:, start:]}
         positions = torch.arange(start, length, device=lane.ids.device)[None]
         out = lm(**fed, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
         self._keep_step(lane, 0)
-        if entry is None and lane.prefix_key and lane.vision is not None and lane.prefix_length:
-            self.prefixes.put(
-                lane.prefix_key, PrefixEntry.cut(cache, lane.prefix_length, lane.vision)
-            )
+        if entry is None:
+            self._remember(lane, cache, text is None)
         return out.logits[:, -1].to(dtype=torch.float32, copy=True), cache
+
+    def _remember(self, lane: Lane, cache: DynamicCache, text_too: bool) -> None:
+        """Keep the prompt's image prefix (and its text prefix when that was not cached)."""
+        if not self.prefixes.max_bytes:
+            return
+        if text_too and lane.text_key and lane.text_length:
+            self.prefixes.put(lane.text_key, PrefixEntry.cut(cache, lane.text_length, None))
+        if lane.prefix_key and lane.prefix_length and lane.vision is not None:
+            entry = PrefixEntry.cut(cache, lane.prefix_length, lane.vision)
+            self.prefixes.put(lane.prefix_key, entry)
 
     def _keep_step(self, lane: Lane, row: int) -> None:
         assert self._hidden is not None
@@ -277,13 +295,17 @@ class BatchedGenerator:
         return lane.new_ids(), GenerationStates(vision, lane.steps)
 
     def _set_prefix(self, model: Any, lane: Lane) -> None:
-        """The image prefix of the prompt: up to and with its last image token."""
+        """The prompt's cacheable prefixes: the text before its first image, and the prompt up
+        to and with its last image (that one with the images' digests in its key)."""
         if self.image_digests is None or not self.batcher.prefixes.max_bytes:
             return
         ids = lane.inputs["input_ids"]
         where = model.model.get_placeholder_mask(ids)[0].nonzero()
-        if not len(where) or len(self.image_digests) == 0:
+        if not len(where) or not self.image_digests:
             return
+        lane.text_length = int(where[0, 0])
+        if lane.text_length:
+            lane.text_key = prefix_key(self.model_id, ids[:, : lane.text_length], [])
         lane.prefix_length = int(where[-1, 0]) + 1
         lane.prefix_key = prefix_key(
             self.model_id, ids[:, : lane.prefix_length], self.image_digests

@@ -1,6 +1,6 @@
 """`python -m skyeye.serve [--model M] [--host 127.0.0.1] [--port 8000] [--api-key KEY]
 [--allow-files DIR] [--concurrency N] [--queue N] [--prefix-cache-mb MB] [--max-request-mb MB]
-[--max-pixels N]
+[--max-pixels N] [--dtype auto|float32|bfloat16] [--threads N]
 [--jobs-dir DIR] [--max-jobs N] [--jobs-queue N] [--jobs-max-mb MB] [--jobs-retention-hours H]`.
 
 An OpenAI-compatible chat API over a SkyEye model, and whole-scene jobs (OGC API - Processes:
@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from skyeye.constants import DTYPE_NAMES
 from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS
 from skyeye.logs import configure_logging
 
@@ -82,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest width x height of a scene an analyze-scene job may read (413 beyond)",
     )
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", *DTYPE_NAMES],
+        help="weights dtype; auto = the LLM in bfloat16 where that is fast (GPUs, CPUs with "
+        "AVX512-BF16/AMX), the tower and mask decoder in float32",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's, one per core); 1 leaves the other cores to the "
+        "requests' image reading and mask decoding, which run beside the batch",
+    )
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -107,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prefix_cache_mb=args.prefix_cache_mb,
             max_new_tokens=args.max_tokens,
             device=args.device,
+            dtype=args.dtype,
             jobs_dir=args.jobs_dir,
             max_jobs=args.max_jobs,
             jobs_queue=args.jobs_queue,
@@ -120,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from skyeye.serve.app import create_app
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
 
     try:
         app = create_app(config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from skyeye.constants import DTYPE_NAMES
 from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS
 
 
@@ -31,6 +32,9 @@ class ServeConfig:
             dropped first); 0 turns it off.
         max_new_tokens: default and upper bound of ``max_tokens``.
         device: torch device of the model.
+        dtype: weights dtype of the chat's model: "auto" (the LLM in bfloat16 where its matrix
+            products are fast, the tower and mask decoder in float32, as `skyeye.scene` loads
+            it: the prefill is compute-bound), or a dtype name for all of it.
         jobs_dir: folder of the jobs (`skyeye.serve.jobs`; one sub-folder each, kept across
             restarts); None: ``skyeye-jobs`` in the server's working folder.
         max_jobs: jobs kept at once (any status); a new one beyond is refused (429).
@@ -53,6 +57,7 @@ class ServeConfig:
     prefix_cache_mb: float = 256.0
     max_new_tokens: int = 256
     device: str = "cpu"
+    dtype: str = "auto"
     jobs_dir: Path | None = None
     max_jobs: int = 32
     jobs_queue: int = 8
@@ -63,6 +68,8 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.dtype not in ("auto", *DTYPE_NAMES):
+            raise ValueError(f"dtype must be auto or one of {DTYPE_NAMES}, got {self.dtype!r}")
         if self.prefix_cache_mb < 0:
             raise ValueError(f"prefix_cache_mb must be 0 or more, got {self.prefix_cache_mb}")
         if self.queue_size < 0:

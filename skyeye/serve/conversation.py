@@ -126,12 +126,16 @@ def build_session(
     digests = [digest for _, _, images in turns for _, digest in images]
     for role, text, read_images in turns[:-1]:
         images = [image for image, _ in read_images]
-        for image in images:
-            processor.image_processor([image])  # the wavelength check add_image makes
         session.images.extend(images)
         # Images as image parts, text as text (the processor never reads user text as structure).
         parts = [{"type": "image"}, {"type": "text", "text": "\n"}] * len(images)
         session.messages.append({"role": role, "content": parts + [{"type": "text", "text": text}]})
-    for image, _ in turns[-1][2]:
-        session.add_image(image)
+    pending = [image for image, _ in turns[-1][2]]
+    session.images.extend(pending)
+    # The image processor runs once per request: its tensors (computing them is also the band /
+    # wavelength check add_image makes: ValueError -> 400) go to the session as the ones its
+    # turns reuse, and the pending images are attached without add_image's second processing.
+    features = processor.image_features(session.images)
+    session._pending_images = len(pending)
+    session._features = (list(session.images), features)
     return session, turns[-1][1], digests

@@ -29,8 +29,9 @@ class Lane:
     ids: the prompt's ids (image positions as 0, as `generate` sees them) and the answer so far,
     (1, L + T); new: the answer's token ids; steps: the last hidden state (1, D) of every token
     fed (the prompt's last, then each answer token but the last); vision: the prompt's image patch
-    tokens (n_images, N, D_vision). prefix_key / prefix_length: the server's image-prefix cache
-    entry this prompt may start with (`skyeye.serve.prefix_lru`), or None.
+    tokens (n_images, N, D_vision). prefix_key / prefix_length: the server's prefix-cache entry of
+    the prompt up to its last image (`skyeye.serve.prefix_lru`), or None; text_key / text_length:
+    the entry of the text before its first image.
     """
 
     inputs: Any
@@ -41,6 +42,8 @@ class Lane:
     callers: StoppingCriteriaList = field(default_factory=StoppingCriteriaList)
     prefix_key: str | None = None
     prefix_length: int = 0
+    text_key: str | None = None
+    text_length: int = 0
     ids: torch.Tensor | None = None
     new: list[int] = field(default_factory=list)
     steps: list[torch.Tensor] = field(default_factory=list)

@@ -1,6 +1,8 @@
-"""The server's cache of recent image prefixes: their KV cache and patch tokens, LRU, bounded.
+"""The server's cache of recent prompt prefixes: their KV cache and patch tokens, LRU, bounded.
 
-A stateless client sends the whole conversation again with every follow-up, and many clients ask
+Two kinds of entry: the text before the first image (the system prompt and the chat template,
+the same for every request with the same system prompt: about a third of a one-image prompt), and
+the prompt up to its last image. A stateless client sends the whole conversation again with every follow-up, and many clients ask
 several questions about one image. The prompt's start up to its last image token (system prompt,
 the template, the images) is then the same tokens over the same pixels: its KV cache and the
 tower's patch tokens are kept here, keyed by a digest of those token ids, the images' bytes and
@@ -43,10 +45,10 @@ def prefix_key(model_id: str, prefix_ids: torch.Tensor, image_digests: Sequence[
 @dataclass
 class PrefixEntry:
     """Keys and values (1, H, P, D) per layer of a prefix of P tokens, and the tower's patch
-    tokens (n_images, N, D_vision) of its images."""
+    tokens (n_images, N, D_vision) of its images (None: a text prefix)."""
 
     layers: list[tuple[torch.Tensor, torch.Tensor]]
-    vision: torch.Tensor
+    vision: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -55,7 +57,7 @@ class PrefixEntry:
     @property
     def nbytes(self) -> int:
         kv = sum(k.nbytes + v.nbytes for k, v in self.layers)
-        return kv + self.vision.nbytes
+        return kv + (0 if self.vision is None else self.vision.nbytes)
 
     def cache(self) -> DynamicCache:
         """A fresh `DynamicCache` holding the prefix. Extending it never changes the entry: a
@@ -63,7 +65,7 @@ class PrefixEntry:
         return DynamicCache(ddp_cache_data=self.layers)
 
     @classmethod
-    def cut(cls, cache: DynamicCache, length: int, vision: torch.Tensor) -> PrefixEntry:
+    def cut(cls, cache: DynamicCache, length: int, vision: torch.Tensor | None) -> PrefixEntry:
         """The first ``length`` tokens of a one-row ``cache`` (copied: the entry must not keep
         the whole prompt's tensors alive)."""
         layers = [

@@ -166,29 +166,39 @@ def test_an_answer_that_fails_leaves_the_batch_running(chat):
         bad.add_image(image(2))
         results = in_threads(
             3,
-            lambda i: ask(chat, i, BatchedGenerator(batcher, "tiny"))
-            if i
-            else pytest.raises(RuntimeError, bad.ask, "is there water ?"),
+            lambda i: (
+                ask(chat, i, BatchedGenerator(batcher, "tiny"))
+                if i
+                else pytest.raises(RuntimeError, bad.ask, "is there water ?")
+            ),
         )
     finally:
         batcher.close()
     assert [r[0] for r in results[1:]] == [ask(chat, 1)[0], ask(chat, 2)[0]]
 
 
-def test_a_follow_up_reuses_the_image_prefix_and_answers_alike(chat):
+def test_cached_prefixes_skip_the_tower_and_answer_alike(chat):
+    alone = [ask(chat, i) for i in range(2)]
     calls = []
     hook = chat.model.projector.register_forward_hook(lambda *a: calls.append(1))
     batcher = Batcher(chat.model, max_batch=2, prefix_cache_bytes=8 << 20)
     try:
         first = ask(chat, 0, BatchedGenerator(batcher, "tiny", ["image-0"]))
+        assert (batcher.prefixes.hits, batcher.prefixes.misses) == (0, 2)  # image, text
+        # Another image after the same system prompt: the text before it comes from the cache.
+        other = ask(chat, 1, BatchedGenerator(batcher, "tiny", ["image-1"]))
+        assert (batcher.prefixes.hits, batcher.prefixes.misses) == (1, 3)
+        # The first image again (a stateless client's next request): the tower does not run.
         again = ask(chat, 0, BatchedGenerator(batcher, "tiny", ["image-0"]))
-        other_model = ask(chat, 0, BatchedGenerator(batcher, "another", ["image-0"]))
+        assert (batcher.prefixes.hits, batcher.prefixes.misses) == (2, 3)
+        # Another served model never reads these entries.
+        ask(chat, 0, BatchedGenerator(batcher, "another", ["image-0"]))
+        assert (batcher.prefixes.hits, batcher.prefixes.misses) == (2, 5)
     finally:
         hook.remove()
         batcher.close()
-    assert (batcher.prefixes.hits, batcher.prefixes.misses) == (1, 2)
-    assert len(calls) == 2, "the tower ran for the cached prefix"
-    assert again[0] == first[0] == other_model[0]
+    assert len(calls) == 3, "the tower ran for a cached image prefix"
+    assert [first[0], other[0], again[0]] == [alone[0][0], alone[1][0], alone[0][0]]
 
 
 def test_the_prefix_cache_keeps_to_its_bytes():

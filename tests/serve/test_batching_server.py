@@ -139,3 +139,18 @@ def test_an_image_that_cannot_be_read_leaves_the_batch_running(busy_server):
         good = running.result()
     assert good.status_code == 200
     assert good.json()["choices"][0]["message"]["content"] == alone
+
+
+def test_each_image_is_processed_once_per_request(api, png_url, monkeypatch):
+    processor = api.app.state.chat.processor.image_processor
+    calls = []
+    original = processor._process
+    monkeypatch.setattr(processor, "_process", lambda *a, **k: calls.append(1) or original(*a, **k))
+    content = [{"type": "image_url", "image_url": {"url": png_url}}]
+    content.append({"type": "text", "text": "is there water ?"})
+    reply = api.post(
+        "/v1/chat/completions",
+        json={"model": "skyeye-tiny", "messages": [{"role": "user", "content": content}]},
+    )
+    assert reply.status_code == 200, reply.text
+    assert len(calls) == 1
