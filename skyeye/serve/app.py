@@ -116,8 +116,8 @@ def create_app(
         from skyeye.constants import torch_dtype
         from skyeye.scene.infer import open_session
 
-        dtype = "auto" if config.dtype == "auto" else torch_dtype(config.dtype)
-        chat = open_session(config.model, device=config.device, dtype=dtype)
+        dtype = None if config.dtype == "auto" else torch_dtype(config.dtype)
+        chat = open_session(config.model, device=config.device, dtype=dtype or "auto")
     chat.model.eval()
     gate = Gate(config.concurrency, config.queue_size)
     batcher = Batcher(chat.model, config.concurrency, int(config.prefix_cache_mb * 2**20))

@@ -34,7 +34,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from skyeye.errors import ServerClosedError
 from skyeye.modeling.generation_hooks import GenerationStates
-from skyeye.serve.kv_rows import BatchRows, stackable
+from skyeye.serve.kv_rows import BatchRows, cache_device, stackable
 from skyeye.serve.lane import Lane, make_lane
 from skyeye.serve.prefix_lru import PrefixEntry, PrefixLRU, prefix_key
 
@@ -117,7 +117,7 @@ class Batcher:
                 lane.finish(ServerClosedError("the server is shutting down"))
 
     def _drain(self) -> list[Lane]:
-        lanes = []
+        lanes: list[Lane] = []
         while True:
             try:
                 item = self._inbox.get_nowait()
@@ -215,7 +215,7 @@ class Batcher:
         """One token for every answer in the batch; finished ones leave."""
         lanes, rows = self._lanes, self._rows
         assert rows.cache is not None
-        device = rows.cache.layers[0].keys.device
+        device = cache_device(rows.cache)
         fed = torch.tensor([[int(lane.new[-1])] for lane in lanes], device=device)
         positions = torch.tensor(
             [[rows.length - pad] for pad in rows.pads], dtype=torch.long, device=device

@@ -105,7 +105,7 @@ def _decode_data_url(url: str, label: str) -> tuple[bytes, str]:
     try:
         # Strict: only the base64 alphabet and correct padding (what b64decode(validate=True)
         # accepts), decoded straight from the str, without its ASCII copy or a regex pass.
-        data = binascii.a2b_base64(url[comma + 1 :], strict_mode=True)
+        data = binascii.a2b_base64(url[comma + 1 :], strict_mode=True)  # type: ignore[call-arg]
     except (binascii.Error, ValueError):
         raise ServeRequestError(
             f"{label}: the image data is not valid base64", param="messages"

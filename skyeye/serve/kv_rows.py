@@ -16,12 +16,30 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-__all__ = ["BatchRows", "stackable"]
+__all__ = ["BatchRows", "cache_device", "kv", "set_kv", "stackable"]
 
 
-def stackable(cache: DynamicCache) -> bool:
+def stackable(cache: DynamicCache | None) -> bool:
     """Whether ``cache``'s rows can be padded and stacked (every layer a plain `DynamicLayer`)."""
-    return all(type(layer) is DynamicLayer for layer in cache.layers)
+    return cache is not None and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def kv(cache: DynamicCache, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values (B, H, L, D) of layer ``index`` of a filled cache."""
+    layer = cache.layers[index]
+    keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+    if not isinstance(keys, torch.Tensor) or not isinstance(values, torch.Tensor):
+        raise ValueError(f"layer {index} of the KV cache holds no keys and values")
+    return keys, values
+
+
+def set_kv(cache: DynamicCache, index: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+    layer = cache.layers[index]
+    layer.keys, layer.values = keys, values  # type: ignore[union-attr]
+
+
+def cache_device(cache: DynamicCache) -> torch.device:
+    return kv(cache, 0)[0].device
 
 
 def _pad_left(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -57,7 +75,7 @@ class BatchRows:
         mask = torch.ones((self.size, self.length + 1), dtype=torch.long)
         for row, pad in enumerate(self.pads):
             mask[row, :pad] = 0
-        return mask.to(self.cache.layers[0].keys.device)
+        return mask.to(cache_device(self.cache))
 
     def join(self, cache: DynamicCache) -> None:
         """Add a one-row ``cache`` (a prefilled answer) as the last row."""
@@ -66,12 +84,13 @@ class BatchRows:
             return
         mine, theirs = self.length, cache.get_seq_length()
         grow = max(0, theirs - mine)
-        for layer, new in zip(self.cache.layers, cache.layers, strict=True):
-            layer.keys = torch.cat(
-                [_pad_left(layer.keys, grow), _pad_left(new.keys, mine + grow - theirs)]
-            )
-            layer.values = torch.cat(
-                [_pad_left(layer.values, grow), _pad_left(new.values, mine + grow - theirs)]
+        for index in range(len(self.cache.layers)):
+            (keys, values), (new_keys, new_values) = kv(self.cache, index), kv(cache, index)
+            set_kv(
+                self.cache,
+                index,
+                torch.cat([_pad_left(keys, grow), _pad_left(new_keys, mine + grow - theirs)]),
+                torch.cat([_pad_left(values, grow), _pad_left(new_values, mine + grow - theirs)]),
             )
         self.pads = [pad + grow for pad in self.pads] + [mine + grow - theirs]
 
@@ -83,8 +102,13 @@ class BatchRows:
             return
         assert self.cache is not None
         trim = min(self.pads[b] for b in keep)
-        index = torch.tensor(keep, device=self.cache.layers[0].keys.device)
-        for layer in self.cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, trim:]
-            layer.values = layer.values.index_select(0, index)[:, :, trim:]
+        kept = torch.tensor(keep, device=cache_device(self.cache))
+        for index in range(len(self.cache.layers)):
+            keys, values = kv(self.cache, index)
+            set_kv(
+                self.cache,
+                index,
+                keys.index_select(0, kept)[:, :, trim:],
+                values.index_select(0, kept)[:, :, trim:],
+            )
         self.pads = [self.pads[b] - trim for b in keep]

@@ -62,7 +62,7 @@ class Lane:
         """Pick the next token from this answer's row of ``logits`` (1, V) float32, stream it;
         True when the answer is finished (as `generate`: criteria first, then the streamer)."""
         assert self.ids is not None
-        scores = self.processors(self.ids, logits)
+        scores = self.processors(self.ids, logits)  # type: ignore[arg-type]  # a LongTensor
         if self.do_sample:
             token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)[:, 0]
         else:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from skyeye.serve.kv_rows import kv
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["PrefixEntry", "PrefixLRU", "prefix_key"]
@@ -68,10 +70,10 @@ class PrefixEntry:
     def cut(cls, cache: DynamicCache, length: int, vision: torch.Tensor | None) -> PrefixEntry:
         """The first ``length`` tokens of a one-row ``cache`` (copied: the entry must not keep
         the whole prompt's tensors alive)."""
-        layers = [
-            (layer.keys[:, :, :length].clone(), layer.values[:, :, :length].clone())
-            for layer in cache.layers
-        ]
+        layers = []
+        for index in range(len(cache.layers)):
+            keys, values = kv(cache, index)
+            layers.append((keys[:, :, :length].clone(), values[:, :, :length].clone()))
         return cls(layers, vision)
 
 

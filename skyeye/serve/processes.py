@@ -79,7 +79,7 @@ def register_processes(
     app: FastAPI,
     config: ServeConfig,
     model_factory: Callable[[], Any],
-    read_body: Callable[[Request, int], Awaitable[bytes]],
+    read_body: Callable[[Request, int], Awaitable[bytes | bytearray]],
 ) -> JobManager:
     """Add the processes and jobs routes to ``app``; the worker starts and stops with the app.
     ``read_body``: the chat's body reader (its size limit, 413, and disconnect rule)."""

@@ -18,8 +18,11 @@ def test_embedded_model_segments_the_river_streamed_and_not():
         plain = client.chat.completions.create(
             model="skyeye-tiny", messages=messages, max_tokens=20
         )
-        assert "[SEG]" in plain.choices[0].message.content
-        _check_mask_geojson(plain.choices[0].message.model_extra["skyeye"])
+        # content reads as a sentence naming the mask; the model's grammar is the extension's raw
+        extension = plain.choices[0].message.model_extra["skyeye"]
+        assert "mask 1" in plain.choices[0].message.content
+        assert "[SEG]" in extension["raw"]
+        _check_mask_geojson(extension)
         chunks = list(
             client.chat.completions.create(
                 model="skyeye-tiny", messages=messages, max_tokens=20, stream=True
