@@ -27,7 +27,9 @@ _DESCRIBE = re.compile(
     r"(image|scene|tile)\s+show|what\s+(is|can\s+you\s+see)\s+in\s+(this|the)\s+(image|scene))\b",
     re.IGNORECASE,
 )
-_HEDGE = r"(?:(?:about|around|roughly|approximately|nearly|almost|some|~)\s*)?"
+#: Words that may stand before a stated figure and go with it when it is restated or dropped.
+HEDGES = ("about", "around", "roughly", "approximately", "nearly", "almost", "some", "~")
+_HEDGE = r"(?:(?:" + "|".join(re.escape(h) for h in HEDGES) + r")\s*)?"
 _FIGURE = re.compile(_HEDGE + r"(?:" + SHARE.pattern + r"|" + AREA.pattern + r")", re.IGNORECASE)
 _BRACKETED = re.compile(r"\s*\(\s*" + _FIGURE.pattern + r"\s*\)", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])(\s+)")

@@ -140,16 +140,22 @@ def render_readable(text: str) -> str:
 
 def _plain_prefix(raw: str, whole_sentences: bool = False) -> str:
     """The start of a raw answer that renders as itself: up to the first character that may
-    open grounding or a rewritten figure, and back to the last space (a word may still grow),
-    or with ``whole_sentences`` back to the last finished sentence (a description's sentence
-    with a figure is restated whole: "covers about 20%" may become "covers part")."""
+    open grounding or a rewritten figure, and back to the last space (a word may still grow).
+    With ``whole_sentences`` (a description, whose figures are restated or dropped with the
+    hedge before them: "covers about 20%" may become "covers part"), also back past any hedge
+    word that ends it."""
+    from skyeye.chat.describe import HEDGES
+
     held = _HOLD.search(raw)
     head = raw if held is None else raw[: held.start()]
-    if whole_sentences:
-        ends = [m.end() for m in re.finditer(r"[.!?]\s+", head)]
-        return head[: ends[-1]].lstrip() if ends else ""
     space = max(head.rfind(" "), head.rfind("\n"))
-    return head[: space + 1].lstrip() if space >= 0 else ""
+    head = head[: space + 1] if space >= 0 else ""
+    if whole_sentences:
+        words = head.split(" ")
+        while len(words) > 1 and words[-2].lower() in HEDGES:  # words[-1] is "" after a space
+            words = words[:-2] + [""]
+        head = " ".join(words)
+    return head.lstrip()
 
 
 def readable_stream(

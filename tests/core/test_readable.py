@@ -96,3 +96,24 @@ def test_streamed_pieces_add_up_to_the_readable_answer(tiny_llm_dir, prompt):
     if prompt.startswith("How many"):
         assert raw.startswith("<p>water</p> [SEG]")
         assert "[SEG]" not in "".join(pieces)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Water covers about 20% of the image. The rest is fields.",
+        "The remaining area (about 90%) is other surface.",
+        "It is a lake.\nWater covers roughly 3 ha near the shore.",
+        "The image is about water.",
+    ],
+)
+def test_every_streamed_prefix_of_a_description_stays_a_prefix_of_its_restated_text(raw):
+    from skyeye.chat.describe import state_description
+    from skyeye.grounding.geo import MaskArea
+
+    final = render_readable(
+        state_description(raw, {"water": MaskArea(share=0.267, pixels=10, m2=None)}, ("water",))
+    )
+    for end in range(1, len(raw) + 1):
+        shown = _plain_prefix(raw[:end], whole_sentences=True)
+        assert final.startswith(shown), (raw[:end], shown, final)

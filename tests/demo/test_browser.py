@@ -165,12 +165,33 @@ def test_upload_ask_stream_and_overlay(demo_url: str, browser) -> None:
     final = bot_text()
     assert final, "the assistant's answer is empty"
     assert "Is there water in this image?" in browser.find_element(By.CSS_SELECTOR, "#chatbot").text
-    # Streamed: the answer was seen growing, not only complete.
-    assert any(len(t) < len(final) and final.startswith(t[:10]) for t in seen), seen
+    # A measured answer reads as a sentence naming its mask (its figures wait for the mask).
+    assert "mask 1" in final and "[SEG]" not in final, final
     overlay = browser.find_element(By.CSS_SELECTOR, "#overlay img")
     assert browser.execute_script("return arguments[0].naturalWidth", overlay) >= 512
     note = browser.find_element(By.CSS_SELECTOR, "#result-note").text
     assert "sentinel2_berlin_l1c.tif" in note
+
+    # Streamed: an answer of plain words is seen growing, not only complete.
+    question.send_keys("Write a short caption for this image.")
+    question.send_keys(Keys.ENTER)
+    seen.clear()
+    before = len(
+        browser.find_elements(By.CSS_SELECTOR, "#chatbot .message.bot, #chatbot [data-testid=bot]")
+    )
+
+    def captioned() -> bool:
+        text = bot_text()
+        if text and text != final:
+            seen.add(text)
+        bots = browser.find_elements(
+            By.CSS_SELECTOR, "#chatbot .message.bot, #chatbot [data-testid=bot]"
+        )
+        return len(bots) > before and text.endswith(".") and not question.get_attribute("value")
+
+    _wait(captioned, 180, "the caption", poll=0.02)
+    caption = bot_text()
+    assert any(len(t) < len(caption) and caption.startswith(t) for t in seen), (seen, caption)
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "demo_screenshot.png"
