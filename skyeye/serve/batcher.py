@@ -58,6 +58,8 @@ class Batcher:
         self.widest = 0  # the most answers one forward decoded
         self._inbox: queue.Queue[Lane | None] = queue.Queue()
         self._waiting: list[Lane] = []
+        # Prefilled answers whose cache cannot join a non-empty batch (sliding-window layers).
+        self._parked: list[tuple[Lane, DynamicCache]] = []
         self._lanes: list[Lane] = []
         self._rows = BatchRows()
         self._hidden: torch.Tensor | None = None
@@ -109,11 +111,14 @@ class Batcher:
                     for lane in self._waiting:
                         self._start(lane)
                     self._waiting = []
+                    if not self._lanes and self._parked:
+                        self._join(*self._parked.pop(0))
                     if self._lanes:
                         self._step()
         finally:
             self._hook.remove()
-            for lane in [*self._waiting, *self._lanes, *self._drain()]:
+            parked = [lane for lane, _ in self._parked]
+            for lane in [*self._waiting, *self._lanes, *parked, *self._drain()]:
                 lane.finish(ServerClosedError("the server is shutting down"))
 
     def _drain(self) -> list[Lane]:
@@ -129,8 +134,8 @@ class Batcher:
     def _next_newcomers(self) -> bool:
         """Move queued lanes to `_waiting`, as many as there are free rows; block while the
         batch is empty. False once closed."""
-        free = self.max_batch - len(self._lanes) - len(self._waiting)
-        block = not self._lanes and not self._waiting
+        free = self.max_batch - len(self._lanes) - len(self._waiting) - len(self._parked)
+        block = not self._lanes and not self._waiting and not self._parked
         while free > 0:
             try:
                 item = self._inbox.get(block=block)
@@ -157,13 +162,21 @@ class Batcher:
                 lane.finish()
                 return
             if self._lanes and not (stackable(cache) and stackable(self._rows.cache)):
-                # Rows that cannot be stacked (sliding-window layers) wait for a lone batch.
-                raise RuntimeError("this model's KV cache cannot be batched")
-            self._rows.join(cache)
-            self._lanes.append(lane)
+                # Rows that cannot be stacked (sliding-window layers) wait for a lone batch, and
+                # no more answers than that are taken in.
+                if self.max_batch > 1:
+                    logger.warning("this model's KV cache cannot be batched: one answer at a time")
+                    self.max_batch = 1
+                self._parked.append((lane, cache))
+                return
+            self._join(lane, cache)
         except Exception as err:  # this request's fault or not, the others go on
             logger.exception("an answer failed before joining the batch")
             lane.finish(err)
+
+    def _join(self, lane: Lane, cache: DynamicCache) -> None:
+        self._rows.join(cache)
+        self._lanes.append(lane)
 
     def _prefill(self, lane: Lane) -> tuple[torch.Tensor, DynamicCache]:
         """Run the prompt: (first logits (1, V) float32, the lane's one-row cache).

@@ -218,3 +218,17 @@ def test_the_prefix_cache_keeps_to_its_bytes():
     lru.put("huge", entry(100))  # larger than the whole budget: not kept, nothing evicted
     assert lru.get("huge") is None and len(lru) == 3
     assert PrefixLRU(0).put("k", entry(1)) is None and len(PrefixLRU(0)) == 0
+
+
+def test_a_cache_that_cannot_be_stacked_decodes_one_answer_at_a_time(chat, monkeypatch):
+    import skyeye.serve.batcher as batching
+
+    alone = [ask(chat, i)[0] for i in range(3)]
+    monkeypatch.setattr(batching, "stackable", lambda cache: False)  # as sliding-window layers
+    batcher = Batcher(chat.model, max_batch=4)
+    try:
+        together = in_threads(3, lambda i: ask(chat, i, BatchedGenerator(batcher, "tiny"))[0])
+    finally:
+        batcher.close()
+    assert together == alone
+    assert batcher.widest == 1 and batcher.max_batch == 1
