@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from finetune.seg_states import record_seg_states
 from skyeye.chat.change_seg import is_change_phrase
 from skyeye.constants import SEG_TOKEN
 from skyeye.grounding.parse import parse_seg_phrases
@@ -98,24 +99,12 @@ def cache_change_states(model: Any, dataset: Any, *, bf16: bool = True) -> dict[
     keys = ("hidden", "vision_before", "vision_after", "pixels_before", "pixels_after")
     keys += ("waves_before", "waves_after", "masks", "records")
     cache: dict[str, list[Any]] = {k: [] for k in keys}
-    seg_id = model.config.seg_token_id
     for index in tqdm(range(len(dataset)), desc="caching change [SEG] states", unit="record"):
         example = dataset[index]
         if example is None or not example["masks"] or "pixel_values_hires" not in example:
             continue
         is_change = _change_phrases(dataset.raw_record(index)[1])
-        ids = example["input_ids"][None]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            embeds, vis, _ = model.embed_inputs(
-                ids, example["pixel_values"], example["wavelengths"]
-            )
-            out = model.language_model(
-                inputs_embeds=embeds,
-                attention_mask=example["attention_mask"][None],
-                output_hidden_states=True,
-            )
-        last = out.hidden_states[-1][0]
-        positions = (ids[0] == seg_id).nonzero()[:, 0].tolist()
+        last, vis, positions = record_seg_states(model, example, bf16=bf16)
         for k, pos in enumerate(positions):
             if k >= len(is_change) or not is_change[k]:
                 continue

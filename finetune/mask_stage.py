@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from finetune.schedule import make_scheduler
+from finetune.seg_states import record_seg_states
 from skyeye.atomic import write_text
 from skyeye.constants import SEG_TOKEN
 
@@ -51,19 +52,8 @@ def cache_seg_states(model, dataset, *, bf16: bool = True) -> dict[str, Any]:
         example = dataset[index]
         if example is None or not example["masks"]:
             continue
-        ids = example["input_ids"][None]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            embeds, vis, _ = model.embed_inputs(
-                ids, example["pixel_values"], example["wavelengths"]
-            )
-            out = model.language_model(
-                inputs_embeds=embeds,
-                attention_mask=example["attention_mask"][None],
-                output_hidden_states=True,
-            )
-        last = out.hidden_states[-1][0]
-        positions = (ids[0] == model.config.seg_token_id).nonzero()[:, 0]
-        for k, pos in enumerate(positions.tolist()):
+        last, vis, positions = record_seg_states(model, example, bf16=bf16)
+        for k, pos in enumerate(positions):
             image = example["mask_image_index"][k]
             hidden.append(last[pos].float())
             records.append(index)
