@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from skyeye.chat.session import ChatSession, chat_dtype, load_chat
+    from skyeye.chat.loading import chat_dtype
+    from skyeye.chat.session import ChatSession, load_chat
 
     loaded = load_chat("skyeye-tiny", dtype=chat_dtype(args.dtype, "cpu"))
     names = [f"{t}{k}" for t in ("t1", "t2", "t2_full") for k in ("", "_text", "_total")]

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from skyeye.chat.session import ChatSession, chat_dtype, load_chat
+    from skyeye.chat.loading import chat_dtype
+    from skyeye.chat.session import ChatSession, load_chat
 
     loaded = load_chat("skyeye-tiny", dtype=chat_dtype(args.dtype, "cpu"))
     image = ChatSession(loaded.model, loaded.processor).add_image(EXAMPLE)

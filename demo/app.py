@@ -321,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "the model (see docs/demo.md)",
             args.host,
         )
-    from skyeye.chat.session import chat_dtype
+    from skyeye.chat.loading import chat_dtype
 
     dtype = chat_dtype(args.dtype, args.device)
     started = time.perf_counter()

@@ -9,13 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import DynamicCache, StoppingCriteriaList, TextIteratorStreamer
 
 from skyeye.bundled import resolve_model_folder
@@ -33,50 +30,20 @@ from skyeye.chat.decoding import (
 from skyeye.chat.generation import AnswerGenerator, generate_with_hooks
 from skyeye.chat.grounded import direct_answer, measure_answer
 from skyeye.chat.prefix_cache import PrefixCache
-from skyeye.constants import SEG_TOKEN, torch_dtype
+from skyeye.chat.reply import ChatReply as ChatReply
+from skyeye.chat.reply import add_masks
+from skyeye.constants import SEG_TOKEN
 from skyeye.errors import GenerationCancelled, NoImageError
-from skyeye.grounding.geo import MaskArea, mask_area
-from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
+from skyeye.grounding.parse import parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage, read_raster
 from skyeye.modeling.folder_check import check_model_folder
 from skyeye.modeling.generation_hooks import GenerationStates, masks_from_generation
 from skyeye.modeling.model import SkyEyeForConditionalGeneration
 from skyeye.processing.chat_encoding import content_text
 from skyeye.processing.dated_images import dated_image_parts
-from skyeye.processing.image_processor import SkyEyeImageProcessor
 from skyeye.processing.processor import SkyEyeProcessor
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ChatReply:
-    """One assistant answer with what it points at.
-
-    text: the answer. boxes: boxes parsed from it (normalised to the image). masks: one (H, W)
-    bool array per `[SEG]` on the grid of the image it refers to. mask_phrases: the phrase of
-    each mask (or None). mask_images: for each mask, the index in `ChatSession.images` of the
-    image it lies on. mask_areas: per mask, the measured share of the image's valid pixels and,
-    on a georeferenced image, its ground area (`skyeye.grounding.geo.mask_area`); with one mask,
-    any share or area the text states is that measured figure. prompt_tokens / completion_tokens:
-    tokens read (image tokens included) and written for this answer. finish_reason: "length" when
-    the answer ran into `max_new_tokens`, else "stop" (an end token or a stop string).
-    mask_pairs: per mask, the (before, after) images of a change mask (`skyeye.chat.change_seg`;
-    it lies on the after image), else None. transitions: the measured class transitions of a
-    change answer (`skyeye.chat.transitions`), else None.
-    """
-
-    text: str
-    boxes: list[GroundedBox] = field(default_factory=list)
-    masks: list[np.ndarray] = field(default_factory=list)
-    mask_phrases: list[str | None] = field(default_factory=list)
-    mask_images: list[int] = field(default_factory=list)
-    mask_areas: list[MaskArea] = field(default_factory=list)
-    finish_reason: str = "stop"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    mask_pairs: list[tuple[int, int] | None] = field(default_factory=list)
-    transitions: Any = None
 
 
 class ChatSession:
@@ -405,25 +372,7 @@ class ChatSession:
             return reply
         entries = change_entries(self, text, new_ids)  # None: no change [SEG]
         logits, image_index = masks_from_generation(self.model, inputs, new_ids, states, entries)
-        phrases = parse_seg_phrases(text)
-        for k in range(logits.shape[0]):
-            entry = entries[k] if entries is not None else None
-            reply.mask_pairs.append(entry if isinstance(entry, tuple) else None)
-            reply.mask_images.append(int(image_index[k]))
-            image = self.images[reply.mask_images[-1]]
-            grid = image.data.shape[1:]
-            mask = F.interpolate(logits[k][None, None].float(), size=grid, mode="bilinear")[0, 0]
-            reply.masks.append((mask > 0).cpu().numpy())
-            georeferenced = image.crs is not None and image.transform is not None
-            reply.mask_areas.append(
-                mask_area(
-                    reply.masks[-1],
-                    transform=image.transform if georeferenced else None,
-                    crs=image.crs if georeferenced else None,
-                    valid=image.valid_mask,
-                )
-            )
-            reply.mask_phrases.append(phrases[k] if k < len(phrases) else None)
+        add_masks(reply, self.images, logits, image_index, parse_seg_phrases(text), entries)
         return reply
 
 
@@ -432,55 +381,6 @@ def _join(worker: threading.Thread) -> None:
     collector runs its cleanup in whichever thread collects it)."""
     if worker is not threading.current_thread():
         worker.join()
-
-
-def check_images(
-    sources: Sequence[str | Path | Sequence[str | Path]],
-    image_processor: SkyEyeImageProcessor,
-    *,
-    read_size: int = GenerationSettings.read_size,
-    read_kwargs: Sequence[dict[str, Any]] | None = None,
-) -> list[RasterImage]:
-    """Read every image and check that the model can take it, without the model.
-
-    The wavelength rules (SAR placeholder, one wavelength per band) come from the image
-    processor (`preprocessor_config.json`), so a bad image fails before a slow model load.
-
-    Raises:
-        ValueError / RasterReadError: one line naming the file, the problem and the fix.
-    """
-    images = []
-    for index, source in enumerate(sources):
-        kwargs = dict(read_kwargs[index]) if read_kwargs else {}
-        kwargs.setdefault("max_size", read_size)
-        kwargs.setdefault("sar_wavelength", image_processor.sar_wavelength)
-        image = read_raster(source, **kwargs)
-        try:
-            image_processor([image])
-        except ValueError as err:
-            message = str(err)
-            raise ValueError(
-                message if str(source) in message else f"{source}: {message}"
-            ) from None
-        images.append(image)
-    return images
-
-
-def bf16_matmul_is_fast(device: str) -> bool:
-    """Whether bfloat16 matrix products are faster than float32 ones on ``device``: on GPUs,
-    and on CPUs with AVX512-BF16 or AMX instructions (elsewhere bfloat16 is emulated)."""
-    if not device.startswith("cpu"):
-        return True
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch >= 2.3
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
-def chat_dtype(name: str, device: str) -> torch.dtype:
-    """The weights dtype of a ``--dtype`` choice: "auto" is bfloat16 where its matrix products
-    are fast (`bf16_matmul_is_fast`), float32 elsewhere; other names as they say."""
-    if name == "auto":
-        return torch.bfloat16 if bf16_matmul_is_fast(device) else torch.float32
-    return torch_dtype(name)
 
 
 def load_chat(

@@ -230,8 +230,9 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
     configure_logging(args.verbose)
     # Imported after the logging set-up: importing them already logs (bitsandbytes' kernels).
     from skyeye.bundled import resolve_model_folder
+    from skyeye.chat.loading import chat_dtype, check_images
     from skyeye.chat.multi_date import prepare_dated_images
-    from skyeye.chat.session import GenerationSettings, chat_dtype, check_images, load_chat
+    from skyeye.chat.session import GenerationSettings, load_chat
     from skyeye.modeling.folder_check import check_model_folder
     from skyeye.processing.image_processor import SkyEyeImageProcessor
 

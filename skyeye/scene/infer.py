@@ -25,12 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skyeye.chat.session import (
-    ChatSession,
-    GenerationSettings,
-    chat_dtype,
-    load_chat,
-)
+from skyeye.chat.loading import chat_dtype
+from skyeye.chat.session import ChatSession, GenerationSettings, load_chat
 from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_seg_phrases
 from skyeye.io.raster import RasterImage
 from skyeye.modeling.generation_hooks import (

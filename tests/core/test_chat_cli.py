@@ -83,7 +83,7 @@ def test_embedded_model_answers_about_the_example_scene():
 def test_auto_dtype_is_bfloat16_only_where_its_matrix_products_are_fast(monkeypatch):
     import torch
 
-    from skyeye.chat.session import chat_dtype
+    from skyeye.chat.loading import chat_dtype
 
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, name, lambda: False)

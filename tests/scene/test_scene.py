@@ -145,7 +145,7 @@ def test_cli_says_how_many_windows_it_ran_and_how_many_an_earlier_run_did(
 def test_auto_dtype_puts_only_the_llm_in_bfloat16_where_that_is_fast(scene, session, tmp_path):
     import torch
 
-    from skyeye.chat.session import bf16_matmul_is_fast
+    from skyeye.chat.loading import bf16_matmul_is_fast
     from skyeye.scene.infer import open_session
 
     folder = tmp_path / "model"
