@@ -95,7 +95,11 @@ def test_eight_concurrent_clients_each_get_their_own_answer(client):
         together = list(pool.map(ask, requests))
     alone = [ask(req) for req in requests]
     assert [t for t, _ in together] == [t for t, _ in alone]
-    assert [m[0]["pixel_count"] for _, m in together] == [m[0]["pixel_count"] for _, m in alone]
+    # Masks come from hidden states computed in a padded batch: equal up to float noise at the
+    # threshold (a pixel or two of a mask), not bit for bit.
+    for (_, m_together), (_, m_alone) in zip(together, alone, strict=True):
+        a, b = m_together[0]["pixel_count"], m_alone[0]["pixel_count"]
+        assert abs(a - b) <= max(2, 0.005 * b), (a, b)
     assert len({t for t, _ in together}) > 1  # the answers really differ between requests
 
 
