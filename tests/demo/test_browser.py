@@ -49,6 +49,7 @@ if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
     )
 
 from selenium import webdriver  # noqa: E402  (after the skip: only needed with a browser)
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -172,22 +173,25 @@ def test_upload_ask_stream_and_overlay(demo_url: str, browser) -> None:
     note = browser.find_element(By.CSS_SELECTOR, "#result-note").text
     assert "sentinel2_berlin_l1c.tif" in note
 
-    # Streamed: an answer of plain words is seen growing, not only complete.
+    # Streamed: an answer of plain words is seen growing, not only complete. (Gradio re-renders
+    # the chat while it streams: elements are looked up afresh at every poll.)
+    question = browser.find_element(By.CSS_SELECTOR, "#question textarea")
     question.send_keys("Write a short caption for this image.")
     question.send_keys(Keys.ENTER)
     seen.clear()
-    before = len(
-        browser.find_elements(By.CSS_SELECTOR, "#chatbot .message.bot, #chatbot [data-testid=bot]")
-    )
+    bots_css = "#chatbot .message.bot, #chatbot [data-testid=bot]"
+    before = len(browser.find_elements(By.CSS_SELECTOR, bots_css))
 
     def captioned() -> bool:
-        text = bot_text()
-        if text and text != final:
-            seen.add(text)
-        bots = browser.find_elements(
-            By.CSS_SELECTOR, "#chatbot .message.bot, #chatbot [data-testid=bot]"
-        )
-        return len(bots) > before and text.endswith(".") and not question.get_attribute("value")
+        try:
+            text = bot_text()
+            if text and text != final:
+                seen.add(text)
+            bots = browser.find_elements(By.CSS_SELECTOR, bots_css)
+            box = browser.find_element(By.CSS_SELECTOR, "#question textarea")
+            return len(bots) > before and text.endswith(".") and not box.get_attribute("value")
+        except StaleElementReferenceException:
+            return False
 
     _wait(captioned, 180, "the caption", poll=0.02)
     caption = bot_text()
