@@ -11,21 +11,18 @@ image. Every record carries its licence (``meta.licence``, ``meta.commercial_use
 from __future__ import annotations
 
 import logging
-import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from affine import Affine
 
 from instruct_data.change import templates as T
 from instruct_data.change.licences import Licence
-from instruct_data.from_rasters.tiling import tile_windows
+from instruct_data.from_rasters.tiling import tile_windows, write_tile
 from instruct_data.schema import Conversation, ImageRef, Mask, Turn
-from skyeye.atomic import atomic_path
 from skyeye.grounding.geo import mask_area
 from skyeye.io.image import RasterImage
 from skyeye.io.rle import encode_mask
@@ -79,29 +76,6 @@ def modality(img: RasterImage) -> str:
     return "optical" if img.data.shape[0] <= 3 else "multispectral"
 
 
-def write_tile(path: Path, data: np.ndarray, img: RasterImage, transform: Affine | None) -> None:
-    """(C, H, W) float32 as a deflate GeoTIFF, NaN nodata, band descriptions = names; atomic."""
-    c, h, w = data.shape
-    profile = dict(
-        driver="GTiff",
-        height=h,
-        width=w,
-        count=c,
-        dtype="float32",
-        nodata=float("nan"),
-        compress="deflate",
-        predictor=3,
-    )
-    if img.crs is not None and transform is not None:
-        profile.update(crs=img.crs, transform=transform)
-    with warnings.catch_warnings(), atomic_path(path) as tmp:
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data.astype(np.float32))
-            for i, name in enumerate(img.band_names, 1):
-                dst.set_band_description(i, name)
-
-
 class PairRecords:
     """Tiles and conversations of change pairs.
 
@@ -143,7 +117,15 @@ class PairRecords:
         for k, (img, time) in enumerate(((pair.before, "pre"), (pair.after, "post")), 1):
             data = img.data[(slice(None), *window)]
             rel = Path("images") / pair.source / safe_pair / f"{tile_id}_t{k}.tif"
-            write_tile(self.out / rel, data, img, transform)
+            # Georeferenced only when both the CRS and the tile's transform are known.
+            georef = img.crs is not None and transform is not None
+            write_tile(
+                self.out / rel,
+                data,
+                img.band_names,
+                img.crs if georef else None,
+                transform if georef else None,
+            )
             refs.append(
                 ImageRef(
                     path=rel.as_posix(),

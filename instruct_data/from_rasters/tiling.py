@@ -146,8 +146,12 @@ def write_tile(
     crs,
     transform: Affine | None,
 ) -> None:
-    """Write (C, H, W) float32 as a deflate GeoTIFF, NaN nodata, band descriptions = names."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write (C, H, W) float32 as a deflate GeoTIFF, NaN nodata, band descriptions = names;
+    under a temporary name, renamed when complete."""
+    import warnings
+
+    from skyeye.atomic import atomic_path
+
     c, h, w = data.shape
     profile = dict(
         driver="GTiff",
@@ -163,11 +167,9 @@ def write_tile(
         profile["crs"] = crs
     if transform is not None:
         profile["transform"] = transform
-    import warnings
-
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as dst:
+        with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(data.astype(np.float32))
             for i, n in enumerate(band_names, 1):
                 dst.set_band_description(i, n)
