@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from skyeye.atomic import atomic_path
 from skyeye.errors import MissingBandError
 from skyeye.evaluation.label_rules import (
     index_threshold_mask,
@@ -122,8 +123,8 @@ def _save_overlay(
     canvas = Image.new("RGB", (img.width, img.height + 20), "white")
     canvas.paste(img, (0, 20))
     ImageDraw.Draw(canvas).text((4, 4), title, fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    with atomic_path(path) as tmp:  # the overlay appears only when complete
+        canvas.save(tmp)
 
 
 def s1_overlay_path(overlay: Path) -> Path:
