@@ -9,7 +9,6 @@ generated) stops its generation at the next token and gives its slot back at onc
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
@@ -35,6 +34,7 @@ from skyeye.serve.batcher import BatchedGenerator, Batcher
 from skyeye.serve.config import ServeConfig
 from skyeye.serve.conversation import build_session
 from skyeye.serve.gate import Gate, Slot
+from skyeye.serve.lifespan import run_with_app
 from skyeye.serve.params import chat_request, parse_body
 from skyeye.serve.processes import register_processes
 
@@ -125,7 +125,7 @@ def create_app(
     app = FastAPI(title="SkyEye", version="1", docs_url=None, redoc_url=None)
     app.state.config, app.state.chat, app.state.gate = config, chat, gate
     app.state.batcher = batcher
-    _close_with_app(app, batcher)
+    run_with_app(app, stop=batcher.close)  # its answers still running fail
     app.add_middleware(KeyCheck, key=config.api_key)
     register_processes(app, config, job_model or partial(_load_job_model, config), _read_body)
 
@@ -229,21 +229,6 @@ def _closer(answer: Answer | None, slot: Slot | None, client: Client) -> Any:
         client.close()
 
     return close
-
-
-def _close_with_app(app: FastAPI, batcher: Batcher) -> None:
-    """Stop ``batcher`` when the app shuts down (its answers still running fail)."""
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        try:
-            async with inner(a) as value:
-                yield value
-        finally:
-            await run_in_threadpool(batcher.close)
-
-    app.router.lifespan_context = lifespan
 
 
 def _session_or_400(

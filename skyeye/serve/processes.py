@@ -9,9 +9,8 @@ are the server's OpenAI-shaped JSON; the API key check covers these routes as ev
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,6 +21,7 @@ from skyeye.errors import ServeRequestError
 from skyeye.serve.config import ServeConfig
 from skyeye.serve.job_inputs import PROCESSES, process_or_404
 from skyeye.serve.jobs import JobManager
+from skyeye.serve.lifespan import run_with_app
 from skyeye.serve.params import parse_body
 
 #: Result files -> media type (nothing else under a job's ``out/`` is served).
@@ -85,18 +85,7 @@ def register_processes(
     ``read_body``: the chat's body reader (its size limit, 413, and disconnect rule)."""
     jobs = JobManager(config, model_factory)
     app.state.jobs = jobs
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        await run_in_threadpool(jobs.start)
-        try:
-            async with inner(a) as value:
-                yield value
-        finally:
-            await run_in_threadpool(jobs.stop)
-
-    app.router.lifespan_context = lifespan
+    run_with_app(app, stop=jobs.stop, start=jobs.start)
 
     @app.get("/processes")
     async def list_processes() -> dict[str, Any]:
