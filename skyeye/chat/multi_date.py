@@ -19,7 +19,7 @@ from skyeye.io.image import RasterImage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DatedImages", "is_multi_date", "prepare_dated_images"]
+__all__ = ["DatedImages", "check_date_order", "is_multi_date", "prepare_dated_images"]
 
 
 @dataclass
@@ -43,16 +43,22 @@ def is_multi_date(images: Sequence[RasterImage]) -> bool:
     return any(im.datetime is not None for im in images) or all(map(is_georeferenced, images))
 
 
-def _check_order(images: Sequence[RasterImage]) -> None:
-    days = [date_label(im.datetime) for im in images]
+def check_date_order(dated: Sequence[tuple[str | None, str | None]]) -> None:
+    """Refuse dates that run backwards: ``dated`` is (name, ISO date or None) per image, in the
+    order given; undated images are not compared. Raises ValueError naming both images."""
+    days = [date_label(d) for _, d in dated]
     for k in range(1, len(days)):
         before, after = days[k - 1], days[k]
         if before is not None and after is not None and after < before:
             raise ValueError(
-                f"the images' dates run backwards: image {k} ({images[k - 1].path}) is from "
-                f"{before}, image {k + 1} ({images[k].path}) from {after}: give the earlier "
+                f"the images' dates run backwards: image {k} ({dated[k - 1][0]}) is from "
+                f"{before}, image {k + 1} ({dated[k][0]}) from {after}: give the earlier "
                 "image first"
             )
+
+
+def _check_order(images: Sequence[RasterImage]) -> None:
+    check_date_order([(im.path, im.datetime) for im in images])
 
 
 def prepare_dated_images(
