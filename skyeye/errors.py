@@ -222,6 +222,11 @@ class NoOverlapError(AlignmentError):
     message names both images."""
 
 
+class NoComparableAreaError(SkyEyeError, ValueError):
+    """A change question whose images share no pixel with data and without cloud on both dates
+    (one date all cloud or no data over the overlap); the message says which and the fix."""
+
+
 class ServerClosedError(SkyEyeError, RuntimeError):
     """The API server's batcher stopped (the server is shutting down) while an answer was
     waiting for it or being generated; the answer is lost, the client may retry elsewhere."""

@@ -147,3 +147,126 @@ def write_big_scene(path: Path) -> Path:
         dst.write(big)
         dst.descriptions = descriptions
     return path
+
+
+# ------------------------------------------------------------ change over time (issue 28)
+#: Bands and grid of `two_dates`: 10 m pixels in UTM 33N.
+CHANGE_WAVES = [0.49, 0.56, 0.665, 0.842]
+
+
+def change_grid():
+    """(transform, crs) of `two_dates`: 10 m pixels, UTM zone 33N."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    return Affine(10.0, 0, 500000.0, 0, -10.0, 5800000.0), CRS.from_epsg(32633)
+
+
+def disc_mask(radius_px: float, centre=(32.0, 30.0), shape=(64, 64)):
+    """A disc rasterised on `change_grid` and its true area in m²: ((H, W) bool, float)."""
+    from rasterio.features import rasterize
+    from shapely.geometry import Point
+
+    transform, _ = change_grid()
+    x, y = transform @ (centre[1], centre[0])
+    disc = Point(x, y).buffer(radius_px * abs(transform.a), 256)
+    mask = rasterize([(disc, 1)], out_shape=shape, transform=transform).astype(bool)
+    return mask, float(disc.area)
+
+
+def two_dates(nodata_rows: int = 4, seed: int = 0):
+    """(before, after, disc area m²): land on 2018-05-01; on 2020-05-01 a lake (`disc_mask(12)`)
+    has appeared and the top ``nodata_rows`` rows have no data. Four bands (B, G, R, NIR)."""
+    import numpy as np
+
+    from skyeye.io.raster import RasterImage
+
+    rng = np.random.default_rng(seed)
+    land = np.array([40.0, 60.0, 50.0, 160.0])[:, None, None]  # NDWI < 0
+    water = np.array([50.0, 90.0, 40.0, 20.0])[:, None, None]  # NDWI > 0
+    before = land + rng.uniform(-5, 5, size=(4, 64, 64))
+    disc, area = disc_mask(12)
+    after = np.where(disc, water, land) + rng.uniform(-5, 5, size=(4, 64, 64))
+    after[:, :nodata_rows, :] = np.nan
+    transform, crs = change_grid()
+    images = [
+        RasterImage(
+            data=d.astype(np.float32),
+            band_names=["B", "G", "R", "NIR"],
+            wavelengths=CHANGE_WAVES,
+            crs=crs,
+            transform=transform,
+            datetime=day,
+        )
+        for d, day in ((before, "2018-05-01"), (after, "2020-05-01"))
+    ]
+    return images[0], images[1], area
+
+
+def _ndwi(pixels: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) normalised pixels (uint8 scaling, mean = std = 0.5) -> (B, H, W) NDWI."""
+    u = pixels.float() + 1.0
+    g, n = u[:, 1], u[:, 3]
+    return (g - n) / (g + n).clamp_min(1e-3)
+
+
+class WaterHead(torch.nn.Module):
+    """A scripted mask decoder: water wherever NDWI > 0, whatever the [SEG]."""
+
+    needs_pixels = True
+
+    def forward(self, seg_hidden, vision, grid, output_size=None, pixels=None, wavelengths=None):
+        return torch.stack([20.0 * _ndwi(p[None])[0] for p in pixels])
+
+
+class NdwiChangeHead(torch.nn.Module):
+    """A scripted change decoder: changed wherever NDWI moved by more than 0.3."""
+
+    needs_pixels = True
+    decodes_pairs = True
+
+    def forward(self, seg, vb, va, grid, size, pb, pa, wb, wa):
+        return torch.stack(
+            [
+                20.0 * ((_ndwi(a[None]) - _ndwi(b[None])).abs()[0] - 0.3)
+                for a, b in zip(pa, pb, strict=True)
+            ]
+        )
+
+
+def change_chat(llm_dir: Path, *, change: bool = True, answer: str = "<p>water</p> [SEG]"):
+    """A `ChatSession` over the tiny SkyEye with scripted decoders (`WaterHead`, and
+    `NdwiChangeHead` as ``change_head`` when ``change``), whose LLM always answers ``answer``;
+    the decoder "knows" water only (no cloud to mask)."""
+    from skyeye.chat.session import ChatSession, GenerationSettings
+
+    model, processor = make_tiny_model(
+        llm_dir,
+        use_mask_head=True,
+        mask_head_hidden_size=32,
+        mask_decoder="hires",
+        mask_change=change,
+        image_processor_kwargs={"hires_size": 64, "value_scaling": "uint8"},
+    )
+    model.mask_head = WaterHead()
+    if change:
+        model.change_head = NdwiChangeHead()
+    model.eval()
+    tokenizer = processor.tokenizer
+    tokenizer.add_tokens(["gained"])  # the tiny word-level vocabulary has no change word
+    model.language_model.resize_token_embeddings(
+        max(len(tokenizer), model.config.text_config.vocab_size)
+    )
+    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    scripted = torch.tensor([ids + [tokenizer.eos_token_id]])
+
+    def generate(*args, input_ids=None, streamer=None, **kwargs):
+        if streamer is not None:
+            streamer.put(input_ids.cpu())
+            streamer.put(scripted[0])
+            streamer.end()
+        return torch.cat([input_ids, scripted.expand(input_ids.shape[0], -1)], dim=1)
+
+    model.language_model.generate = generate
+    settings = GenerationSettings(max_new_tokens=20, mask_classes=("water",))
+    return ChatSession(model, processor, settings)

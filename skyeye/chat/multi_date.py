@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from skyeye.io.align import align_to_first, is_georeferenced
+from skyeye.io.align import align_to_first, is_georeferenced, overlap_note
 from skyeye.io.dates import date_label
 from skyeye.io.image import RasterImage
 
@@ -88,10 +88,5 @@ def prepare_dated_images(
         return DatedImages(images=list(dated))
     _check_order(dated)
     alignment = align_to_first(dated)
-    note = None
-    if alignment.partial:
-        note = (
-            f"the images overlap on {100 * alignment.overlap:.0f}% of the first image: only the "
-            "overlap is compared (the rest is masked as no data)"
-        )
+    note = overlap_note(alignment.overlap)
     return DatedImages(images=alignment.images, overlap=alignment.overlap, note=note)

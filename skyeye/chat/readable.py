@@ -7,7 +7,9 @@ a sentence: ``Yes — water covers 275 ha (10.5 % of the valid pixels), mask 1.`
 
 Rules (`render_readable`, a pure function of the text):
 - a leading mask (the looks-first opening ``<p>X</p> [SEG]``) becomes "mask 1" at the end of the
-  words; with the chat's measured note, the note's figures are said in words;
+  words; with the chat's measured note, the note's figures are said in words; after a change
+  phrase (``<p>changed land cover</p> [SEG] Yes — 38 ha changed (...): water gained ...``) at the
+  end of the headline: "Yes — 38 ha changed (...), mask 1: water gained ...";
 - in the middle, ``<p>X</p> [SEG]`` -> "X (mask k)", ``<p>X</p> {box}`` -> "X [x1, y1, x2, y2]"
   (0-100 grid, "rotated θ°" for an angle), a bare ``[SEG]`` -> "(mask k)";
 - a grounding token cut off by a stop string or the token limit (``<p>wat``, ``{<12><3``) goes.
@@ -27,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import TYPE_CHECKING
 
+from skyeye.chat.change_seg import is_change_phrase
 from skyeye.grounding.parse import MEASURED_NOTE_OPEN, GroundedBox, parse_boxes
 
 if TYPE_CHECKING:
@@ -135,6 +138,12 @@ def render_readable(text: str) -> str:
         return f"{opening} — {measured}, mask 1."
     if not words:
         return f"{lead_phrase} (mask 1)." if lead_phrase else "(mask 1)"
+    if is_change_phrase(lead_phrase):
+        # A measured change answer (skyeye.chat.change_answer): "Yes — 38 ha changed (4.1 % of
+        # the compared area), mask 1: water gained 12 ha, ..." (the mask after the headline).
+        head = re.search(r"[:;]|\.(?:\s|$)", words)
+        if head is not None:
+            return f"{words[: head.start()]}, mask 1{words[head.start() :]}"
     return _end(words, " (mask 1)")
 
 

@@ -29,7 +29,8 @@ class ChatReply:
     the answer ran into `max_new_tokens`, else "stop" (an end token or a stop string).
     mask_pairs: per mask, the (before, after) images of a change mask (`skyeye.chat.change_seg`;
     it lies on the after image), else None. transitions: the measured class transitions of a
-    change answer (`skyeye.chat.transitions`), else None.
+    change answer (`skyeye.chat.transitions`), else None. change: what a change answer measured
+    (`skyeye.chat.change_answer.ChangeMeasure`), else None.
     """
 
     text: str
@@ -43,6 +44,7 @@ class ChatReply:
     completion_tokens: int = 0
     mask_pairs: list[tuple[int, int] | None] = field(default_factory=list)
     transitions: Any = None
+    change: Any = None
 
 
 def add_masks(

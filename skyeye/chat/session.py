@@ -16,6 +16,7 @@ import torch
 from transformers import DynamicCache, StoppingCriteriaList, TextIteratorStreamer
 
 from skyeye.bundled import resolve_model_folder
+from skyeye.chat.change_answer import change_reply
 from skyeye.chat.change_seg import change_entries
 from skyeye.chat.choices import choice_answer
 from skyeye.chat.decoding import DEFAULT_SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT
@@ -310,26 +311,30 @@ class ChatSession:
         return cached[1]
 
     def _choose(self, prompt: str, inputs: Any) -> str | None:
-        """Answer what the reader knows (sensor, bands: `skyeye.chat.grounded.direct_answer`) or
-        a multiple-choice question by option likelihood (`skyeye.chat.choices`, with
-        mcq_scoring "likelihood"): recorded as the turn's reply; None when neither applies."""
+        """Answer what the reader knows (sensor, bands: `skyeye.chat.grounded.direct_answer`), a
+        change question by measurement (`skyeye.chat.change_answer`) or a multiple-choice
+        question by option likelihood (`skyeye.chat.choices`, with mcq_scoring "likelihood"):
+        recorded as the turn's reply; None when none applies."""
+        measure, reply = self.settings.measure, None
         try:
-            text = direct_answer(prompt, self) if self.settings.measure else None
-            if text is None and self.settings.mcq_scoring == "likelihood":
+            text = direct_answer(prompt, self) if measure else None
+            if text is None and measure:
+                reply = change_reply(self, prompt, inputs)
+            if text is None and reply is None and self.settings.mcq_scoring == "likelihood":
                 tokenizer, scoring = self.processor.tokenizer, self.settings.choice_scoring
                 text = choice_answer(self.model, tokenizer, inputs, prompt, scoring)
         except Exception:
             self.messages.pop()
             raise
-        if text is None:
+        if reply is None and text is None:
             return None
+        reply = reply or ChatReply(text=str(text))
         self._pending_images = 0
-        self.messages.append({"role": "assistant", "content": text})
-        written = len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-        self.last_reply = ChatReply(
-            text=text, prompt_tokens=inputs["input_ids"].shape[1], completion_tokens=written
-        )
-        return text
+        self.messages.append({"role": "assistant", "content": reply.text})
+        written = self.processor.tokenizer(reply.text, add_special_tokens=False)["input_ids"]
+        reply.prompt_tokens, reply.completion_tokens = inputs["input_ids"].shape[1], len(written)
+        self.last_reply = reply
+        return reply.text
 
     def _finish_reason(self, new_ids: torch.Tensor) -> str:
         """Finish reason: "length" when the answer filled `max_new_tokens` without an end token."""

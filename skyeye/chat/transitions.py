@@ -46,6 +46,7 @@ __all__ = [
     "Transitions",
     "class_masks",
     "measure_transitions",
+    "named_classes",
     "transitions_note",
     "transitions_of",
 ]
@@ -81,12 +82,14 @@ class ClassTransition:
 @dataclass
 class Transitions:
     """A change mask's transitions. excluded_share: share of the grid left out (cloud or no data
-    in either date); cloud_masked: clouds were drawn (the decoder knows cloud)."""
+    in either date); cloud_masked: clouds were drawn (the decoder knows cloud); compared: (H, W)
+    bool, the pixels counted (data and no cloud on both dates), None when not measured."""
 
     classes: list[ClassTransition] = field(default_factory=list)
     excluded_share: float = 0.0
     cloud_masked: bool = True
     general: bool = False
+    compared: np.ndarray | None = None
 
 
 def measure_transitions(
@@ -148,7 +151,8 @@ def class_masks(session: ChatSession, index: int, phrases: list[str]) -> dict[st
     return out
 
 
-def _named(text: str) -> list[str]:
+def named_classes(text: str) -> list[str]:
+    """The transition classes ``text`` names by `CLASS_WORDS` ("forest lost" -> ["vegetation"])."""
     return [
         name
         for name, words in CLASS_WORDS.items()
@@ -165,7 +169,7 @@ def transitions_of(session: ChatSession, prompt: str, reply: ChatReply) -> Trans
     b, a = reply.mask_pairs[k]  # type: ignore[misc]
     known = set(session.settings.mask_classes or DEFAULT_MASK_CLASSES)
     phrases = " ".join(p for p in parse_seg_phrases(reply.text) if p)
-    names = _named(f"{prompt} {phrases}")
+    names = named_classes(f"{prompt} {phrases}")
     general = not names
     names = [n for n in (names or TRANSITION_CLASSES) if TRANSITION_CLASSES[n] in known]
     if not names:
@@ -194,7 +198,7 @@ def transitions_of(session: ChatSession, prompt: str, reply: ChatReply) -> Trans
     if general:
         measured = [t for t in measured if max(t.gained.share, t.lost.share) >= PRESENT_MIN_SHARE]
     excluded = 1.0 - float(valid.mean()) if valid.size else 0.0
-    transitions = Transitions(measured, excluded, bool(clouds), general)
+    transitions = Transitions(measured, excluded, bool(clouds), general, valid)
     reply.transitions = transitions
     return transitions
 

@@ -24,7 +24,7 @@ from skyeye.io.image import RasterImage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Alignment", "align_to_first", "is_georeferenced", "same_grid"]
+__all__ = ["Alignment", "align_to_first", "is_georeferenced", "overlap_note", "same_grid"]
 
 #: Overlap shares at or above this are "full" (warping loses a pixel row at the edges).
 FULL_OVERLAP = 0.999
@@ -36,7 +36,8 @@ class Alignment:
 
     images: the inputs in order, each with data (C_i, H, W) on the first image's grid (CRS and
         transform of the first), NaN outside the common valid area; band names, wavelengths,
-        path, date and ``source_shape`` are each image's own.
+        path, date and ``source_shape`` are each image's own; ``extra`` adds ``aligned_to`` (the
+        first image's name) and ``overlap`` (below), so a later step can say the overlap.
     valid: (H, W) bool, the pixels valid in every image.
     overlap: share of the first image's valid pixels that are valid in every image (0..1].
     warped: per image, whether it was reprojected (False: already on the grid, or taken as
@@ -57,6 +58,18 @@ class Alignment:
 def is_georeferenced(image: RasterImage) -> bool:
     """True when the image has both a CRS and a transform."""
     return image.crs is not None and image.transform is not None
+
+
+def overlap_note(overlap: float | None) -> str | None:
+    """The sentence saying that only part of the first image is compared, or None for a full
+    (or unknown) overlap; ``overlap`` as `Alignment.overlap` (aligned images keep it in
+    ``extra["overlap"]``)."""
+    if overlap is None or overlap >= FULL_OVERLAP:
+        return None
+    return (
+        f"the images overlap on {100 * overlap:.0f}% of the first image: only the overlap is "
+        "compared (the rest is masked as no data)"
+    )
 
 
 def same_grid(a: RasterImage, b: RasterImage) -> bool:
@@ -165,7 +178,7 @@ def align_to_first(images: Sequence[RasterImage]) -> Alignment:
                 crs=first.crs if georeferenced else image.crs,
                 transform=first.transform if georeferenced else image.transform,
                 source_shape=image.source_shape,
-                extra={**image.extra, "aligned_to": _name(first, 0)},
+                extra={**image.extra, "aligned_to": _name(first, 0), "overlap": overlap},
             )
         )
     result = Alignment(images=aligned, valid=valid, overlap=overlap, warped=warped)

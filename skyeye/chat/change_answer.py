@@ -1,0 +1,319 @@
+"""Change questions answered by measurement: "what changed between these dates?".
+
+The embedded LLM was not trained to write a change answer, so the chat does not ask it to: when
+
+1. the question's images (the latest user turn that carried images, `latest_image_group`) are
+   two or more images on one grid (dated images of one place are put there by
+   `skyeye.chat.multi_date.prepare_dated_images`), and
+2. the question asks about change (`read_change_question`: "what changed", "did anything
+   change", "where did water appear", "show where forest was lost", "how much water was gained,
+   in hectares", ...),
+
+the answer's opening is forced, as `skyeye.chat.grounded.mask_for` forces ``<p>water</p> [SEG]``:
+``<p>changed land cover</p> [SEG]``, or a class's own change phrase (``<p>new water</p> [SEG]``,
+``<p>lost vegetation</p> [SEG]``: the phrases the change records write, `instruct_data.change`).
+By the chat's one change rule (`skyeye.chat.change_seg`) that `[SEG]` goes to the model's change
+decoder (`change_head`) with the pair (first, last). The change mask is then measured: pixels with
+no data or a cloud on either date are left out of it (`skyeye.chat.transitions`), its area is
+measured on what is left (the "compared area"), and the class transitions inside it are measured
+on each date's class masks. The words say only what was measured::
+
+    <p>changed land cover</p> [SEG] Yes — 38 ha changed (4.1 % of the compared area): water
+    gained 12 ha, vegetation lost 20 ha; 3.0 % left out for cloud or no data.
+
+which reads (`skyeye.chat.readable`) "Yes — 38 ha changed (4.1 % of the compared area), mask 1:
+water gained 12 ha, ...". A partial overlap is said (`skyeye.io.align.overlap_note`). A model
+without a change decoder says so in one sentence and gives no number. One date all cloud over the
+overlap is `NoComparableAreaError` (a ValueError: exit 2 in the terminal, a 400 in the server).
+
+`ChatSession.stream` calls `change_reply` before generating (with `GenerationSettings.measure`;
+off, the raw LLM answers). `ask_change` and `change_summary` are for callers that want the
+change answer and its figures as data (the server's and MCP's JSON, the demo's before/after view).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from skyeye.chat.change_seg import CHANGE_WORDS, latest_image_group
+from skyeye.chat.grounded import mask_for
+from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
+from skyeye.chat.reply import ChatReply
+from skyeye.chat.transitions import (
+    TRANSITION_CLASSES,
+    Transitions,
+    named_classes,
+    transitions_of,
+)
+from skyeye.errors import NoComparableAreaError
+from skyeye.grounding.geo import MaskArea, mask_area
+from skyeye.io.align import overlap_note
+from skyeye.io.dates import date_label
+
+if TYPE_CHECKING:
+    from skyeye.chat.session import ChatSession
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_CHANGE_QUESTION",
+    "GENERAL_PHRASE",
+    "NO_CHANGE_DECODER",
+    "ChangeMeasure",
+    "ChangeQuestion",
+    "ask_change",
+    "change_pair",
+    "change_reply",
+    "change_summary",
+    "read_change_question",
+]
+
+DEFAULT_CHANGE_QUESTION = "What changed between these dates?"
+#: The change phrase of a question about change in general (the STAR records' phrase).
+GENERAL_PHRASE = "changed land cover"
+#: The answer of a model without a change decoder to a change question (never a number).
+NO_CHANGE_DECODER = (
+    "This model has no change decoder, so it cannot measure what changed between these images "
+    "(load a model folder whose config has mask_change, or ask about one image at a time)."
+)
+#: The class named in a change phrase as the change records write it ("new buildings", OSCD).
+RECORD_NAMES = {"water": "water", "vegetation": "vegetation", "built-up": "buildings",
+                "bare": "bare land"}  # fmt: skip
+#: Words of a change question beyond the change phrases' own (`CHANGE_WORDS`): verbs people ask
+#: with ("where did water appear?").
+QUESTION_WORDS = CHANGE_WORDS + (
+    "appear", "appears", "disappear", "disappears", "different", "gains", "lose", "losses",
+    "grew", "shrank", "vanished", "emerged",
+)  # fmt: skip
+_QUESTION_RE = re.compile(r"\b(" + "|".join(QUESTION_WORDS) + r")\b", re.IGNORECASE)
+_GAINED = ("new", "gained", "gain", "gains", "appeared", "appear", "appears", "added", "built",
+           "grown", "grew", "expanded", "flooded", "emerged")  # fmt: skip
+_LOST = ("lost", "loss", "losses", "lose", "disappeared", "disappear", "disappears", "removed",
+         "cleared", "demolished", "gone", "shrunk", "shrank", "deforested", "burned",
+         "vanished")  # fmt: skip
+
+
+def _said(words: tuple[str, ...], text: str) -> bool:
+    return re.search(r"\b(" + "|".join(words) + r")\b", text, re.IGNORECASE) is not None
+
+
+@dataclass(frozen=True)
+class ChangeQuestion:
+    """A change question as read: the change ``phrase`` to force, the transition class it names
+    (``cls``, a `TRANSITION_CLASSES` key, or None) and its ``direction`` ("gained" / "lost" /
+    None)."""
+
+    phrase: str
+    cls: str | None = None
+    direction: str | None = None
+
+
+def read_change_question(prompt: str) -> ChangeQuestion | None:
+    """The change question ``prompt`` asks, or None when it does not ask about change.
+
+    One class and one direction named ("where did water appear?", "how much forest was lost?")
+    give that class's change phrase ("new water", "lost vegetation"); anything else the general
+    ``changed land cover``.
+    """
+    if _QUESTION_RE.search(prompt) is None:
+        return None
+    names = named_classes(prompt)
+    gained, lost = _said(_GAINED, prompt), _said(_LOST, prompt)
+    direction = "gained" if gained and not lost else "lost" if lost and not gained else None
+    if len(names) == 1 and direction is not None:
+        name = RECORD_NAMES[names[0]]
+        phrase = f"new {name}" if direction == "gained" else f"lost {name}"
+        return ChangeQuestion(phrase, names[0], direction)
+    return ChangeQuestion(GENERAL_PHRASE, names[0] if len(names) == 1 else None, None)
+
+
+@dataclass
+class ChangeMeasure:
+    """What a change answer measured (``ChatReply.change``).
+
+    mask: index of the change mask in the reply's masks; pair: its (before, after) images in
+    ``ChatSession.images``; dates: their ISO dates (or None); area: the change mask inside the
+    compared area (share of it, ground area); compared_share: share of the grid compared (data
+    and no cloud on both dates); transitions: the classes gained / lost inside the mask (None
+    when the decoder outlines none of them); overlap: share of the first image both dates cover
+    (None when the images were not aligned); note: the partial-overlap sentence or None.
+    """
+
+    question: ChangeQuestion
+    mask: int
+    pair: tuple[int, int]
+    dates: tuple[str | None, str | None]
+    area: MaskArea
+    compared_share: float
+    transitions: Transitions | None
+    overlap: float | None
+    note: str | None
+
+    @property
+    def changed(self) -> bool:
+        """The verdict: the mask covers at least `PRESENT_MIN_SHARE` of the compared area."""
+        return self.area.share >= PRESENT_MIN_SHARE
+
+
+def change_pair(session: ChatSession) -> tuple[int, int] | None:
+    """(first, last) of the question's images when they are two or more on one grid, else None."""
+    group = latest_image_group(session.messages, len(session.images))
+    if len(group) < 2:
+        return None
+    grids = {tuple(session.images[i].data.shape[1:]) for i in group}
+    return (group[0], group[-1]) if len(grids) == 1 else None
+
+
+def _amount(area: MaskArea) -> str:
+    return format_area(area.m2) if area.m2 is not None else f"{100 * area.share:.1f} % of it"
+
+
+def _details(t: Transitions | None, question: ChangeQuestion) -> str:
+    """'water gained 12 ha, vegetation lost 20 ha; 3.0 % left out for cloud or no data'."""
+    if t is None:
+        parts = "no class transitions (this model's decoder outlines none of the classes)"
+    else:
+        said = [
+            f"{c.name} {verb} {_amount(area)}"
+            for c in t.classes
+            for verb, area in (("gained", c.gained), ("lost", c.lost))
+            if area.pixels > 0 or question.cls is not None
+        ]
+        parts = ", ".join(said) or "no water, vegetation, built-up or bare land gained or lost"
+    excluded = 0.0 if t is None else t.excluded_share
+    if excluded > 0:
+        left = "cloud or no data" if t is None or t.cloud_masked else "no data"
+        parts += f"; {100 * excluded:.1f} % left out for {left}"
+    if t is not None and not t.cloud_masked:
+        parts += "; clouds could not be masked (this model's decoder outlines none)"
+    return parts
+
+
+def _sentence(m: ChangeMeasure) -> str:
+    share = f"{100 * m.area.share:.1f} % of the compared area"
+    if not m.changed:
+        share += f", under the {100 * PRESENT_MIN_SHARE:.1f} % that counts as a change"
+    if m.area.m2 is not None:
+        size = format_area(m.area.m2)
+        what = "changed" if m.question.phrase == GENERAL_PHRASE else f"of {m.question.phrase}"
+        head = f"{size} {what} ({share})"
+    else:
+        head = f"{m.question.phrase} on {share}"
+    text = f"{'Yes' if m.changed else 'No'} — {head}: {_details(m.transitions, m.question)}."
+    if m.note:
+        text += f" {m.note[:1].upper()}{m.note[1:]}."
+    return text
+
+
+def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | None:
+    """The change answer to ``prompt`` (module docstring), or None when the question is not a
+    change question about two or more images on one grid (the model then answers).
+
+    inputs: the processor's inputs of the conversation with the question (as `mask_for` takes).
+    Raises `NoComparableAreaError` when no pixel has data and no cloud on both dates.
+    """
+    question = read_change_question(prompt)
+    pair = change_pair(session) if question is not None else None
+    if question is None or pair is None:
+        return None
+    if getattr(session.model, "change_head", None) is None:
+        return ChatReply(text=NO_CHANGE_DECODER)
+    reply = mask_for(session, inputs, [question.phrase])
+    k = next((i for i, p in enumerate(reply.mask_pairs) if p is not None), None)
+    if k is None:  # change_seg did not pair it: say so rather than answer about one date
+        logger.warning("the forced change [SEG] was not decoded as a change mask")
+        return ChatReply(text=NO_CHANGE_DECODER)
+    b, a = pair
+    before, after = session.images[b], session.images[a]
+    transitions = transitions_of(session, prompt, reply)
+    compared = before.valid_mask & after.valid_mask
+    if transitions is not None and transitions.compared is not None:
+        compared = transitions.compared
+    if not compared.any():
+        raise NoComparableAreaError(
+            f"{before.path or 'image 1'} and {after.path or 'the last image'} share no pixel "
+            "with data and without cloud on both dates: give clearer images of the same place"
+        )
+    change = reply.masks[k] & compared  # the mask says only what was compared
+    georeferenced = after.crs is not None and after.transform is not None
+    area = mask_area(
+        change,
+        transform=after.transform if georeferenced else None,
+        crs=after.crs if georeferenced else None,
+        valid=compared,
+    )
+    reply.masks[k], reply.mask_areas[k] = change, area
+    overlap = after.extra.get("overlap")
+    reply.change = ChangeMeasure(
+        question=question,
+        mask=k,
+        pair=(b, a),
+        dates=(date_label(before.datetime), date_label(after.datetime)),
+        area=area,
+        compared_share=float(compared.mean()),
+        transitions=transitions,
+        overlap=None if overlap is None else float(overlap),
+        note=overlap_note(overlap),
+    )
+    reply.text = f"<p>{question.phrase}</p> [SEG] {_sentence(reply.change)}"
+    return reply
+
+
+def ask_change(session: ChatSession, question: str = DEFAULT_CHANGE_QUESTION) -> ChatReply:
+    """Ask a change question about the session's latest images (e.g. a before/after pair added
+    with `ChatSession.add_image` after `prepare_dated_images`) and return the reply: its text in
+    the model's grammar (`skyeye.chat.readable.render_readable` for the sentence), the change
+    mask among ``reply.masks`` (``reply.change.mask``), the figures in ``reply.change`` (None
+    for a model without a change decoder, whose text says so).
+
+    Raises ValueError when ``question`` is not a change question (`read_change_question`), and
+    whatever `ChatSession.ask` raises (`NoComparableAreaError`, `PromptTooLongError`, ...).
+    """
+    if read_change_question(question) is None:
+        raise ValueError(
+            f"{question!r} does not ask about change: ask e.g. {DEFAULT_CHANGE_QUESTION!r}"
+        )
+    return session.ask(question)
+
+
+def change_summary(reply: ChatReply) -> dict[str, Any] | None:
+    """A change answer's figures as JSON, or None for a reply without a change measurement:
+    ``{"phrase", "mask", "images": [b, a], "dates", "changed", "area_m2",
+    "fraction_of_compared_area", "compared_fraction", "excluded_fraction", "overlap", "note",
+    "transitions": [{"class", "gained_m2", "lost_m2", "gained_fraction", "lost_fraction"}]}``.
+
+    The change mask's polygons are those of the reply's mask ``mask`` (`skyeye.chat.reply_geo`
+    adds them as ``geojson``).
+    """
+    m: ChangeMeasure | None = reply.change
+    if m is None:
+        return None
+    t = m.transitions
+    return {
+        "phrase": m.question.phrase,
+        "mask": m.mask,
+        "images": list(m.pair),
+        "dates": list(m.dates),
+        "changed": m.changed,
+        "area_m2": m.area.m2,
+        "fraction_of_compared_area": m.area.share,
+        "compared_fraction": m.compared_share,
+        "excluded_fraction": 1.0 - m.compared_share,
+        "overlap": m.overlap,
+        "note": m.note,
+        "clouds_masked": None if t is None else t.cloud_masked,
+        "transitions": [
+            {
+                "class": c.name,
+                "decoder_phrase": TRANSITION_CLASSES[c.name],
+                "gained_m2": c.gained.m2,
+                "lost_m2": c.lost.m2,
+                "gained_fraction": c.gained.share,
+                "lost_fraction": c.lost.share,
+            }
+            for c in (t.classes if t is not None else [])
+        ],
+    }

@@ -1,0 +1,143 @@
+"""Change questions answered by measurement (`skyeye.chat.change_answer`): the forced change
+phrase, the change mask from the change decoder, its area on the compared pixels, the transitions,
+the readable sentence; a model without a change decoder says so; one date without a clear pixel
+is a one-line error."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from skyeye_testing import change_chat, disc_mask, two_dates
+
+from skyeye.chat.change_answer import (
+    GENERAL_PHRASE,
+    NO_CHANGE_DECODER,
+    ask_change,
+    change_summary,
+    read_change_question,
+)
+from skyeye.chat.measured import format_area
+from skyeye.chat.multi_date import prepare_dated_images
+from skyeye.chat.readable import render_readable
+from skyeye.errors import NoComparableAreaError
+
+
+def test_change_questions_are_read_by_one_rule():
+    general = ("What changed between these dates?", "Did anything change?",
+               "Compare the two images: what is different?", "Describe the changes.")  # fmt: skip
+    for q in general:
+        assert read_change_question(q).phrase == GENERAL_PHRASE, q
+    assert read_change_question("Where did water appear?").phrase == "new water"
+    assert read_change_question("Show where the lake disappeared.").phrase == "lost water"
+    lost = read_change_question("How much forest was lost, in hectares?")
+    assert (lost.phrase, lost.cls, lost.direction) == ("lost vegetation", "vegetation", "lost")
+    assert read_change_question("Where were new buildings built?").phrase == "new buildings"
+    # Both directions, or two classes: the general phrase (the transitions say which is which).
+    assert read_change_question("Was water gained or lost?").phrase == GENERAL_PHRASE
+    for plain in ("Is there water?", "Show the water in the second image.", "Describe the image."):
+        assert read_change_question(plain) is None, plain
+
+
+def _area_m2(mask: np.ndarray) -> float:
+    return float(mask.sum()) * 100.0  # 10 m pixels
+
+
+def test_what_changed_is_the_change_decoders_mask_measured(tiny_llm_dir):
+    session = change_chat(tiny_llm_dir)
+    before, after, area = two_dates()
+    for image in prepare_dated_images([before, after]).images:
+        session.add_image(image)
+    reply = ask_change(session)
+    # The opening was forced (the scripted LLM would have written "<p>water</p> [SEG]").
+    assert reply.text.startswith(f"<p>{GENERAL_PHRASE}</p> [SEG] Yes — ")
+    assert reply.mask_pairs == [(0, 1)] and reply.change.pair == (0, 1)
+    disc = disc_mask(12)[0]
+    seen = disc.copy()
+    seen[:4] = False  # the after date has no data in its top rows
+    mask = reply.masks[reply.change.mask]
+    assert not mask[:4].any()  # no change is claimed where a date has no data
+    iou = (mask & seen).sum() / (mask | seen).sum()
+    assert iou > 0.9
+    assert reply.change.area.m2 == pytest.approx(_area_m2(mask))
+    assert reply.change.area.share == pytest.approx(mask.sum() / (60 * 64))
+    assert reply.change.compared_share == pytest.approx(60 / 64)
+    water = reply.change.transitions.classes[0]
+    assert water.name == "water" and water.lost.pixels == 0
+    assert abs(water.gained.m2 - area * seen.sum() / disc.sum()) / area < 0.05
+    readable = render_readable(reply.text)
+    ha = format_area(reply.change.area.m2)
+    share = f"{100 * reply.change.area.share:.1f} % of the compared area"
+    assert readable.startswith(f"Yes — {ha} changed ({share}), mask 1: water gained ")
+    assert "6.2 % left out for no data" in readable
+    assert "clouds could not be masked" in readable
+    summary = change_summary(reply)
+    assert summary["images"] == [0, 1] and summary["dates"] == ["2018-05-01", "2020-05-01"]
+    assert summary["transitions"][0]["class"] == "water"
+    assert summary["excluded_fraction"] == pytest.approx(4 / 64)
+    # The conversation keeps the grammar; a plain follow-up is the model's own answer.
+    assert session.messages[-1]["content"] == reply.text
+    plain = session.ask("Show the water in the second image.")
+    assert plain.change is None and plain.mask_pairs == [None]
+
+
+def test_a_class_question_forces_the_class_change_phrase(tiny_llm_dir):
+    session = change_chat(tiny_llm_dir)
+    before, after, _ = two_dates()
+    session.add_image(before)
+    session.add_image(after)
+    reply = session.ask("How much water was gained, in hectares?")
+    assert reply.text.startswith("<p>new water</p> [SEG] Yes — ")
+    assert " of new water (" in reply.text and reply.change.question.cls == "water"
+
+
+def test_no_change_is_no_and_partial_overlap_is_said(tiny_llm_dir):
+    session = change_chat(tiny_llm_dir)
+    before, _, _ = two_dates(nodata_rows=0)
+    later = dataclasses.replace(before, data=before.data.copy(), datetime="2021-01-01")
+    # The later image covers only the left half of the first one: shifted by 32 columns.
+    transform = before.transform * before.transform.translation(-32, 0)
+    later = dataclasses.replace(later, transform=transform)
+    prepared = prepare_dated_images([before, later])
+    assert prepared.note is not None
+    for image in prepared.images:
+        session.add_image(image)
+    reply = session.ask("Did anything change?")
+    assert reply.text.startswith(f"<p>{GENERAL_PHRASE}</p> [SEG] No — ")
+    assert "under the 0.5 % that counts as a change" in reply.text
+    assert "The images overlap on 50% of the first image" in render_readable(reply.text)
+    assert reply.change.overlap == pytest.approx(0.5, abs=0.02)
+
+
+def test_a_model_without_a_change_decoder_says_so(tiny_llm_dir):
+    session = change_chat(tiny_llm_dir, change=False)
+    before, after, _ = two_dates()
+    session.add_image(before)
+    session.add_image(after)
+    reply = session.ask("What changed between these dates?")
+    assert reply.text == NO_CHANGE_DECODER and not reply.masks and reply.change is None
+    assert not any(ch.isdigit() for ch in reply.text)
+
+
+def test_one_image_or_a_plain_question_is_not_a_change_answer(tiny_llm_dir):
+    session = change_chat(tiny_llm_dir)
+    before, _, _ = two_dates()
+    session.add_image(before)
+    reply = session.ask("What changed between these dates?")
+    assert reply.change is None and reply.mask_pairs == [None]  # the model's own answer
+    with pytest.raises(ValueError, match="does not ask about change"):
+        ask_change(session, "Is there water?")
+
+
+def test_no_comparable_pixel_is_one_line_and_leaves_no_half_turn(tiny_llm_dir):
+    session = change_chat(tiny_llm_dir)
+    before, after, _ = two_dates(nodata_rows=0)
+    session.add_image(before)
+    # Only the top rows of the after date have data where the before date has none.
+    after.data[:, 4:, :] = np.nan
+    before.data[:, :4, :] = np.nan
+    session.add_image(after)
+    with pytest.raises(NoComparableAreaError, match="share no pixel with data"):
+        session.ask("What changed?")
+    assert session.messages == [] and len(session.pending_images) == 2
