@@ -4,7 +4,9 @@ Masks (and boxes) of a georeferenced image are GeoJSON in EPSG:4326 with the are
 measured on the raster's grid (`skyeye.grounding.geo.mask_area`); a mask's polygons come from
 the one polygoniser (`skyeye.grounding.polygons`, via `masks_to_geojson`), so they are the
 scene's polygons of the same mask, with each polygon's area and its `area_method`.
-On a photo without georeference they come back in pixels only.
+On a photo without georeference they come back in pixels only. A change answer
+(`skyeye.chat.change_answer`) adds ``change``: its measured figures (`change_summary`) and the
+change mask's GeoJSON feature.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from skyeye.chat.change_answer import change_summary
 from skyeye.chat.session import ChatReply
 from skyeye.grounding.geo import (
     MaskArea,
@@ -52,11 +55,12 @@ def _mask_entry(
 
 def reply_extension(reply: ChatReply, images: list[RasterImage]) -> dict[str, Any]:
     """``{"raw": str, "boxes": [...], "boxes_geojson": FC|None, "masks": [...],
-    "masks_geojson": FC|None}``.
+    "masks_geojson": FC|None, "change": {...}|None}``.
 
     raw: the answer in the model's grammar (``<p>water</p> [SEG] Yes. (measured ...)``), as the
     conversation keeps it; the message text is its readable sentence. Boxes refer to the latest
-    image (the one the question was about); masks name their image.
+    image (the one the question was about); masks name their image. change: a change answer's
+    `change_summary` plus ``geojson``, the change mask's feature (None off the Earth), else None.
     """
     out: dict[str, Any] = {
         "raw": reply.text,
@@ -86,4 +90,8 @@ def reply_extension(reply: ChatReply, images: list[RasterImage]) -> dict[str, An
     features = [m["geojson"] for m in out["masks"] if m["geojson"] is not None]
     if features:
         out["masks_geojson"] = {"type": "FeatureCollection", "features": features}
+    change = change_summary(reply)
+    if change is not None:
+        change["geojson"] = out["masks"][change["mask"]]["geojson"]
+    out["change"] = change
     return out

@@ -1,7 +1,11 @@
 """OpenAI chat messages -> a fresh `ChatSession` holding that conversation (the server is stateless).
 
 Earlier turns are replayed as they were written (their images attached to their user turns);
-the last message must be the user's question, which the caller then asks.
+the last message must be the user's question, which the caller then asks. A user message with
+several images is a multi-date question: its images are dated (the file's own date, or the part's
+``skyeye.date``), checked and put on the first image's grid as the chat does
+(`skyeye.chat.multi_date.prepare_dated_images`; no overlap or dates out of order -> ValueError,
+which the server answers with a 400).
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from skyeye.chat.multi_date import prepare_dated_images
 from skyeye.chat.session import ChatSession, GenerationSettings
 from skyeye.errors import ServeRequestError
 from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS
-from skyeye.serve.images import read_image_part
+from skyeye.io.raster import RasterImage
+from skyeye.processing.dated_images import dated_image_parts
+from skyeye.serve.images import image_digest, part_date, read_image_part
 from skyeye.serve.params import short_repr
 
 ROLES = ("system", "developer", "user", "assistant")
@@ -64,6 +71,19 @@ def _text_and_images(
     return "\n".join(texts), images
 
 
+def _dated(images: list[tuple[RasterImage, str]]) -> list[tuple[RasterImage, str]]:
+    """One user turn's (image, digest)s, several images of one place put on the first one's grid
+    (`prepare_dated_images`). An aligned image's pixels depend on the whole group (NaN outside
+    the common area), so its digest (the image-prefix cache's key) names the group too."""
+    if len(images) < 2:
+        return images
+    prepared = prepare_dated_images([image for image, _ in images])
+    if all(a is b for a, b in zip(prepared.images, (image for image, _ in images), strict=True)):
+        return images  # undated photos without a georeference: left as they are
+    group = ":".join(digest for _, digest in images)
+    return [(image, image_digest(f"{group}:{k}", {}, 0)) for k, image in enumerate(prepared.images)]
+
+
 def build_session(
     chat: ChatSession,
     messages: list[dict[str, Any]],
@@ -84,8 +104,8 @@ def build_session(
         )
     processor = chat.processor
 
-    def read(part: dict[str, Any], label: str):
-        return read_image_part(
+    def read(part: dict[str, Any], label: str) -> tuple[RasterImage, str]:
+        image, digest = read_image_part(
             part,
             label,
             allow_files=allow_files,
@@ -93,6 +113,8 @@ def build_session(
             sar_wavelength=processor.image_processor.sar_wavelength,
             max_pixels=max_pixels,
         )
+        date = part_date(part, label)
+        return (image if date is None else dataclasses.replace(image, datetime=date)), digest
 
     system: list[str] = []
     turns: list[tuple[str, str, list]] = []
@@ -108,6 +130,7 @@ def build_session(
                 param="messages",
             )
         text, images = _text_and_images(message, i, read, role == "user")
+        images = _dated(images)  # ValueError (no overlap, dates backwards): a 400
         if role in ("system", "developer"):
             system.append(text)
         else:
@@ -127,8 +150,9 @@ def build_session(
     for role, text, read_images in turns[:-1]:
         images = [image for image, _ in read_images]
         session.images.extend(images)
-        # Images as image parts, text as text (the processor never reads user text as structure).
-        parts = [{"type": "image"}, {"type": "text", "text": "\n"}] * len(images)
+        # Images as image parts, text as text (the processor never reads user text as structure);
+        # several dated images named with their dates, as the session names a question's.
+        parts = dated_image_parts([image.datetime for image in images])
         session.messages.append({"role": role, "content": parts + [{"type": "text", "text": text}]})
     pending = [image for image, _ in turns[-1][2]]
     session.images.extend(pending)

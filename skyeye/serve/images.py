@@ -1,8 +1,8 @@
 """Image parts of a chat request -> `RasterImage`: data URLs (PNG, JPEG, GeoTIFF) and `file://`.
 
 An ``image_url`` part may carry an extension object ``"skyeye": {"wavelengths": [...],
-"band_names": [...], "sensor": "..."}`` describing its bands; without it the file's own band
-names are used, as in the chat. ``file://`` URLs are read only under the server's
+"band_names": [...], "sensor": "...", "date": "2020-08-31"}`` describing its bands and its
+acquisition date; without it the file's own band names and date are used, as in the chat. ``file://`` URLs are read only under the server's
 ``--allow-files`` root (a STAC item JSON there works too).
 
 Everything a request names is read under a `skyeye.io.policy.ReadPolicy`: plain rasters only
@@ -29,8 +29,10 @@ from skyeye.errors import (
     ServeRequestError,
     UntrustedFormatError,
 )
+from skyeye.io.dates import parse_user_date
 from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS, ReadPolicy
 from skyeye.io.raster import RasterImage, read_raster
+from skyeye.serve.params import short_repr
 
 #: MIME type of a data URL -> file suffix the raster reader dispatches on.
 MIME_SUFFIX = {
@@ -48,6 +50,8 @@ _DATA_HEADER = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]
 #: Longest data URL header read before its comma.
 _MAX_HEADER = 256
 _BAND_KEYS = ("wavelengths", "band_names", "sensor")
+#: The extension's keys: the band keys and the image's acquisition date (ISO, `part_date`).
+_KEYS = (*_BAND_KEYS, "date")
 
 
 def band_options(part: dict[str, Any], label: str) -> dict[str, Any]:
@@ -55,10 +59,10 @@ def band_options(part: dict[str, Any], label: str) -> dict[str, Any]:
     ext = part.get("skyeye") or {}
     if not isinstance(ext, dict):
         raise ServeRequestError(f"{label}: 'skyeye' must be an object", param="messages")
-    unknown = sorted(set(ext) - set(_BAND_KEYS))
+    unknown = sorted(set(ext) - set(_KEYS))
     if unknown:
         raise ServeRequestError(
-            f"{label}: unknown 'skyeye' field(s) {unknown}; allowed: {list(_BAND_KEYS)}",
+            f"{label}: unknown 'skyeye' field(s) {unknown}; allowed: {list(_KEYS)}",
             param="messages",
         )
     wavelengths = ext.get("wavelengths")
@@ -86,6 +90,25 @@ def band_options(part: dict[str, Any], label: str) -> dict[str, Any]:
             param="messages",
         )
     return {k: ext[k] for k in _BAND_KEYS if ext.get(k) is not None}
+
+
+def part_date(part: dict[str, Any], label: str) -> str | None:
+    """The ``skyeye.date`` of an image part as ISO text (it overrides the file's own date), or
+    None; not a date -> 400."""
+    ext = part.get("skyeye")
+    value = ext.get("date") if isinstance(ext, dict) else None
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return parse_user_date(value)
+    except ValueError:
+        raise ServeRequestError(
+            f"{label}: 'skyeye.date' {short_repr(value)} is not an ISO date: write it as "
+            "YYYY-MM-DD, e.g. 2020-08-31",
+            param="messages",
+        ) from None
 
 
 def _decode_data_url(url: str, label: str) -> tuple[bytes, str]:

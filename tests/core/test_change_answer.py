@@ -97,7 +97,7 @@ def test_no_change_is_no_and_partial_overlap_is_said(tiny_llm_dir):
     before, _, _ = two_dates(nodata_rows=0)
     later = dataclasses.replace(before, data=before.data.copy(), datetime="2021-01-01")
     # The later image covers only the left half of the first one: shifted by 32 columns.
-    transform = before.transform * before.transform.translation(-32, 0)
+    transform = before.transform @ before.transform.translation(-32, 0)
     later = dataclasses.replace(later, transform=transform)
     prepared = prepare_dated_images([before, later])
     assert prepared.note is not None
