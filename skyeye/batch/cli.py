@@ -3,8 +3,9 @@
 
 Every scene goes through the whole-scene pipeline (`skyeye.scene`) on a Ray worker that loaded
 the model once; outputs land in DIR/scenes/<scene>/ and one table DIR/summary.parquet
-(GeoParquet; ``--format gpkg`` for GeoPackage) has a row per input entry: id, datetime, answer,
-area, footprint, status (done, failed, skipped: not a scene) and the reason. Run it again to
+(GeoParquet; ``--format gpkg`` for GeoPackage, rewritten as each scene finishes) has a row per
+input entry: id, datetime, answer, area, footprint, status (done, failed, skipped: not a scene)
+and the reason. Run it again to
 finish an interrupted batch: scenes done by a run of the same prompt, model, settings and files
 are skipped, the rest analysed. One batch at a time per DIR: a second exits 2 naming the first.
 ``--workers 0`` runs a plain loop in this process (no Ray). See docs/batch.md.
@@ -31,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="skyeye-tiny", help="bundled model, model folder or hub id")
     p.add_argument("--workers", type=int, default=2, help="Ray workers (0: plain loop, no Ray)")
     p.add_argument("--address", default=None, help="existing Ray cluster (ray://HOST:10001, auto)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    p.add_argument(
+        "--threads", type=int, default=None,
+        help="torch threads per worker (default: Ray workers share this machine's cores, "
+        "1 each on a cluster; the plain loop uses torch's default)",
+    )  # fmt: skip
     p.add_argument("--format", choices=("parquet", "gpkg"), default="parquet")
     p.add_argument("--window", type=int, default=None, help="window side in pixels (scene default)")
     p.add_argument("--overlap", type=int, default=None)
@@ -53,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from skyeye.batch.inputs import collect_scenes
     from skyeye.batch.runner import run_local, run_ray
-    from skyeye.batch.summary import write_summary
+    from skyeye.batch.summary import SummaryFile
     from skyeye.errors import RunLockedError
     from skyeye.scene.lock import RunLock
 
@@ -73,16 +78,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RunLockedError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    try:  # held until the summary is written
+    summary = SummaryFile(out / f"summary.{args.format}", scenes)
+    try:  # held until the summary is written; it is rewritten as each scene finishes
         if args.workers == 0:
-            result = run_local(scenes, out, args.prompt, args.model, options, threads=args.threads)
+            result = run_local(
+                scenes, out, args.prompt, args.model, options,
+                threads=args.threads, on_rows=summary.add,
+            )  # fmt: skip
         else:
             result = run_ray(
                 scenes, out, args.prompt, args.model, options,
                 workers=args.workers, address=args.address, threads=args.threads,
+                on_rows=summary.add,
             )  # fmt: skip
-        rows, by_key = result.rows, {s.key: s for s in scenes}
-        summary = write_summary(rows, by_key, out / f"summary.{args.format}")
+        rows = result.rows
     finally:
         lock.release()
     failed = result.failed
@@ -90,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     not_scenes = sum(r["status"] == "skipped" for r in rows)
     print(
         f"{len(rows)} entries: {done} done ({result.skipped} from an earlier run), "
-        f"{len(failed)} failed, {not_scenes} not scenes; summary: {summary}",
+        f"{len(failed)} failed, {not_scenes} not scenes; summary: {summary.path}",
         file=sys.stderr,
     )
     for row in failed:

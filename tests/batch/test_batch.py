@@ -137,10 +137,15 @@ def test_ray_batch_killed_halfway_then_restarted_does_only_the_rest(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 240
-    while len(list(out.glob("scenes/*/answer.json"))) < 2 and time.time() < deadline:
+    summary = out / "summary.parquet"  # rewritten (atomically) as each scene finishes
+    while time.time() < deadline:
+        if summary.exists() and (gpd.read_parquet(summary).status == "done").sum() >= 2:
+            break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
     proc.wait()
+    partial = gpd.read_parquet(summary)  # what the kill left: the scenes finished until then
+    assert (partial.status == "done").sum() >= 2
     # Ray's workers notice their driver is gone within seconds; a scene they were finishing may
     # still land meanwhile: count the done scenes once nothing changes any more.
     done_before: dict[str, int] = {}
@@ -151,7 +156,7 @@ def test_ray_batch_killed_halfway_then_restarted_does_only_the_rest(
             done_before, stable_since = now, time.time()
         time.sleep(0.2)
     assert 2 <= len(done_before) < 7, "the batch was not killed halfway"
-    assert not (out / "summary.parquet").exists()
+    assert set(partial.key[partial.status == "done"]) <= set(done_before)
 
     rerun = subprocess.run(
         _batch_cmd(scenes_folder, out, tiny_folder), cwd=REPO, env=env, capture_output=True,
@@ -171,6 +176,44 @@ def test_ray_batch_killed_halfway_then_restarted_does_only_the_rest(
     assert list(stac.datetime) == ["2017-02-16T10:21:01Z"]
     for key in done.key:
         assert (out / "scenes" / key / "mask.tif").is_file()
+
+
+@pytest.mark.slow
+def test_ray_workers_write_the_plain_loop_s_outputs_byte_for_byte(
+    scenes_folder, tiny_folder, tmp_path
+):
+    """Ray's 2 workers (1 torch thread each, the model loaded once per worker) against the plain
+    loop (torch's default threads): every scene's files equal, answer.json up to its timings."""
+    from skyeye.batch.runner import run_local, run_ray
+
+    scenes = collect_scenes(str(scenes_folder))
+    options = {"max_new_tokens": 4, "window": 48, "overlap": 8}
+    args = (PROMPT_LAKE, str(tiny_folder), options)
+    loop = run_local(scenes, tmp_path / "loop", *args, progress=False)
+    ray_run = run_ray(scenes, tmp_path / "ray", *args, workers=2, threads=1, progress=False)
+    assert ray_run.ran == loop.ran == 8 and len(ray_run.load_seconds) == 2
+    assert [r["key"] for r in loop.failed] == [r["key"] for r in ray_run.failed]
+    assert len(loop.failed) == 1  # the corrupt GeoTIFF
+    compared = 0
+    for folder in sorted((tmp_path / "loop" / "scenes").iterdir()):
+        twin = tmp_path / "ray" / "scenes" / folder.name
+        files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name[0] != ".")
+        assert files == sorted(p.name for p in twin.iterdir() if p.is_file() and p.name[0] != ".")
+        for name in files:
+            mine, theirs = (folder / name).read_bytes(), (twin / name).read_bytes()
+            if name == "answer.json":
+                mine, theirs = (json.loads(t) for t in (mine, theirs))
+                assert mine.pop("timings_s") and theirs.pop("timings_s")
+            elif name.endswith(".gpkg"):  # GeoPackage stamps its tables with the time written
+                mine, theirs = (re.sub(GPKG_TIME, b"<time>", t) for t in (mine, theirs))
+            assert mine == theirs, f"{folder.name}/{name} differs"
+            compared += 1
+    assert compared >= 7 * 6  # 7 scenes done, their mask, polygons, preview, answer, run
+
+
+PROMPT_LAKE = "segment the lake"
+#: gpkg_contents.last_change and the like, e.g. 2026-12-06T06:10:17.123Z
+GPKG_TIME = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
 
 
 def _loop(inputs: Path, out: Path, model: Path, prompt: str = "segment the lake") -> int:
@@ -207,6 +250,33 @@ def test_a_rerun_with_another_prompt_or_a_rewritten_file_recomputes(
         assert _loop(folder, out, tiny_folder, prompt="segment the forest") == 0
     assert "2 done (1 from an earlier run)" in _summary_line(capsys.readouterr().err)
     assert "fields.tif" in caplog.text and "changed: the source files" in caplog.text
+
+
+def test_the_summary_is_rewritten_in_input_order_as_each_scene_finishes(tiny_folder, tmp_path):
+    from skyeye.batch.runner import run_local
+    from skyeye.batch.summary import SummaryFile
+
+    folder, out = tmp_path / "scenes", tmp_path / "out"
+    folder.mkdir()
+    _crop(EXAMPLES / "sentinel2_berlin_l1c.tif", folder / "lake.tif", 160, 160)
+    _crop(EXAMPLES / "sentinel2_berlin_l1c.tif", folder / "fields.tif", 400, 400)
+    (folder / "notes.txt").write_text("field notes")
+    scenes = collect_scenes(str(folder))
+    summary = SummaryFile(out / "summary.parquet", scenes)
+    seen = []
+
+    def on_rows(rows):
+        summary.add(rows)  # what a kill right after this call would leave on disk
+        table = gpd.read_parquet(out / "summary.parquet")
+        seen.append([(_name(k), status) for k, status in zip(table.key, table.status, strict=True)])
+
+    options = {"max_new_tokens": 4, "window": 48, "overlap": 0}
+    run_local(scenes, out, PROMPT_LAKE, str(tiny_folder), options, progress=False, on_rows=on_rows)
+    assert seen == [
+        [("notes", "skipped")],
+        [("fields", "done"), ("notes", "skipped")],
+        [("fields", "done"), ("lake", "done"), ("notes", "skipped")],
+    ]
 
 
 def test_adding_a_file_keeps_every_other_scene_s_folder_and_answer(tiny_folder, tmp_path, capsys):
