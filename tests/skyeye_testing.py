@@ -270,3 +270,18 @@ def change_chat(llm_dir: Path, *, change: bool = True, answer: str = "<p>water</
     model.language_model.generate = generate
     settings = GenerationSettings(max_new_tokens=20, mask_classes=("water",))
     return ChatSession(model, processor, settings)
+
+
+def write_tiff(image, path: Path) -> Path:
+    """``image`` (a `RasterImage`) as a float32 GeoTIFF at ``path``: NaN nodata, its CRS,
+    transform and band names (as descriptions)."""
+    import numpy as np
+    import rasterio
+
+    count, height, width = image.data.shape
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count}
+    profile |= {"dtype": "float32", "crs": image.crs, "transform": image.transform}
+    with rasterio.open(path, "w", nodata=float("nan"), **profile) as dst:
+        dst.write(image.data.astype(np.float32))
+        dst.descriptions = tuple(image.band_names)
+    return path

@@ -2,8 +2,9 @@
 
 Tools, all on local raster files (GeoTIFF, JP2, PNG/JPEG, band folders, STAC item JSON):
 ``describe`` (what the image shows), ``ask`` (any question), ``segment`` (masks as GeoJSON in
-EPSG:4326 with their areas) and ``analyze_scene`` (the whole-scene pipeline over a large
-scene, writing its outputs to a folder). The model is loaded once, at the first tool call, so an
+EPSG:4326 with their areas), ``change`` (what changed between two dates of one place: the change
+mask as GeoJSON, its area and the class transitions, measured) and ``analyze_scene`` (the
+whole-scene pipeline over a large scene, writing its outputs to a folder). The model is loaded once, at the first tool call, so an
 agent's handshake is immediate. Configure an agent with e.g.
 ``{"command": "python", "args": ["-m", "skyeye.mcp", "--model", "skyeye-tiny"]}``.
 """
@@ -89,6 +90,58 @@ class SkyEyeTools:
             **extension,
         }
 
+    def change(
+        self,
+        before: str,
+        after: str,
+        question: str | None = None,
+        dates: list[str | None] | None = None,
+        wavelengths: list[float] | None = None,
+    ) -> dict[str, Any]:
+        """What changed from ``before`` to ``after`` (local paths, read as the other tools read):
+        dated (``dates``: ISO per image, else the files' own), put on ``before``'s grid and
+        answered by measurement (`skyeye.chat.change_answer`). Returns ``answer`` (the
+        sentence), ``images``, ``change`` (areas, transitions, the change mask's GeoJSON) and
+        the extension fields. Bad input (no overlap, dates backwards, ...) raises ValueError."""
+        from skyeye.chat.change_answer import DEFAULT_CHANGE_QUESTION, ask_change
+        from skyeye.chat.multi_date import prepare_dated_images
+        from skyeye.chat.readable import render_readable
+        from skyeye.io.dates import parse_user_date
+        from skyeye.io.raster import read_raster
+
+        if dates is not None and len(dates) != 2:
+            raise ValueError(f"{len(dates)} dates for 2 images: give [before, after] (or none)")
+        try:
+            days = [parse_user_date(d) if d else None for d in dates or [None, None]]
+        except ValueError:
+            raise ValueError(f"dates {dates!r}: write each as YYYY-MM-DD, e.g. 2020-08-31") from None
+        sources = [Path(p).expanduser() for p in (before, after)]
+        for source in sources:
+            if not source.exists():
+                raise ValueError(f"{source}: no such file or folder (give a local path)")
+        with self._lock:
+            session = self._session()
+            kwargs: dict[str, Any] = {
+                "max_size": session.settings.read_size,
+                "sar_wavelength": session.processor.image_processor.sar_wavelength,
+                "policy": self.config.policy,
+            }
+            if wavelengths:
+                kwargs["wavelengths"] = wavelengths
+            read = [read_raster(source, **kwargs) for source in sources]
+            for image in prepare_dated_images(read, days).images:
+                session.add_image(image)
+            reply = ask_change(session, question or DEFAULT_CHANGE_QUESTION)
+        images = [
+            {"path": str(source), "datetime": image.datetime, "bands": image.band_names}
+            for source, image in zip(sources, session.images, strict=True)
+        ]
+        return {
+            "answer": render_readable(reply.text),
+            "images": images,
+            **reply_extension(reply, session.images),
+        }
+
     def describe(self, path: str, wavelengths: list[float] | None = None) -> dict[str, Any]:
         return self._ask(path, "Describe this image.", wavelengths)
 
@@ -138,7 +191,7 @@ def scene_summary(result: Any, out_dir: str | Path) -> dict[str, Any]:
 
 
 def build_server(tools: SkyEyeTools):
-    """The `MCPServer` exposing ``tools`` (describe, ask, segment, analyze_scene)."""
+    """The `MCPServer` exposing ``tools`` (describe, ask, segment, change, analyze_scene)."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 
@@ -152,7 +205,8 @@ def build_server(tools: SkyEyeTools):
     server = MCPServer(
         "skyeye",
         instructions="Ask about, describe and segment local satellite/aerial images (GeoTIFF, "
-        "JP2, PNG/JPEG, STAC item JSON); masks come back as GeoJSON in EPSG:4326 with areas.",
+        "JP2, PNG/JPEG, STAC item JSON), and measure what changed between two dates of one "
+        "place; masks come back as GeoJSON in EPSG:4326 with areas.",
     )
 
     @server.tool()
@@ -169,6 +223,20 @@ def build_server(tools: SkyEyeTools):
     def segment(path: str, target: str, wavelengths: list[float] | None = None) -> dict[str, Any]:
         """Segment `target` (e.g. 'water') in a local image: GeoJSON (EPSG:4326) and areas in m²."""
         return checked(tools.segment, path, target, wavelengths)
+
+    @server.tool()
+    def change(
+        before: str,
+        after: str,
+        question: str | None = None,
+        dates: list[str | None] | None = None,
+        wavelengths: list[float] | None = None,
+    ) -> dict[str, Any]:
+        """What changed between two local images of one place (before, after): the change mask
+        as GeoJSON (EPSG:4326), its area and the classes gained / lost, measured. question: e.g.
+        'Where did water appear?' (default: what changed); dates: [before, after] ISO dates when
+        the files carry none."""
+        return checked(tools.change, before, after, question, dates, wavelengths)
 
     @server.tool()
     def analyze_scene(path: str, prompt: str, out_dir: str) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def test_sdk_client_calls_segment_over_stdio(tiny_folder):
             ("segment", {"path": str(S2.with_name("nope.tif")), "target": "lake"}),
         ],
     )
-    assert names == ["describe", "ask", "segment", "analyze_scene"]
+    assert names == ["describe", "ask", "segment", "change", "analyze_scene"]
     assert not ok.is_error
     result = ok.structured_content
     assert result["answer"] and result["image"]["crs"] == "EPSG:32633"

@@ -6,35 +6,22 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import io
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from serve_testing import API_KEY
-from skyeye_testing import change_chat, two_dates
+from skyeye_testing import change_chat, two_dates, write_tiff
 
 from skyeye.io.raster import RasterImage
 
 
 def tiff_url(image: RasterImage) -> str:
-    """``image`` as a GeoTIFF data URL (float32, NaN nodata, its CRS and transform)."""
-    buffer = io.BytesIO()
-    count, height, width = image.data.shape
-    with rasterio.MemoryFile() as memory:
-        with memory.open(
-            driver="GTiff",
-            width=width,
-            height=height,
-            count=count,
-            dtype="float32",
-            crs=image.crs,
-            transform=image.transform,
-            nodata=float("nan"),
-        ) as dst:
-            dst.write(image.data.astype(np.float32))
-        buffer.write(memory.read())
-    return "data:image/tiff;base64," + base64.b64encode(buffer.getvalue()).decode()
+    """``image`` as a GeoTIFF data URL (`write_tiff`: float32, NaN nodata, CRS, transform)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_tiff(image, Path(tmp) / "image.tif").read_bytes()
+    return "data:image/tiff;base64," + base64.b64encode(data).decode()
 
 
 def part(image: RasterImage, date: str | None) -> dict:
@@ -144,3 +131,21 @@ def test_more_images_than_the_context_holds_are_a_400(change_api):
     )
     assert _error(response).startswith("the conversation is ")
     assert response.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_a_date_all_cloud_over_the_overlap_is_a_400(change_api):
+    """The scripted decoder draws every class where NDWI > 0: an after date that is all "water"
+    is all cloud once the decoder is said to know cloud, so nothing can be compared."""
+    before, after, _ = two_dates(nodata_rows=0)
+    after.data[:] = np.array([50.0, 90.0, 40.0, 20.0], np.float32)[:, None, None]
+    chat = change_api.chat
+    settings = chat.settings
+    chat.settings = dataclasses.replace(settings, mask_classes=("water", "cloud"))
+    try:
+        response = change_api.post(
+            "/v1/chat/completions", json=pair_request([before, after], [None, None])
+        )
+    finally:
+        chat.settings = settings
+    message = _error(response)
+    assert "share no pixel with data and without cloud on both dates" in message
