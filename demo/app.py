@@ -7,7 +7,6 @@ Gradio's queue with a concurrency limit, and uploads are capped in size.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import signal
@@ -24,12 +23,11 @@ import torch
 from demo.bands import HEADERS
 from demo.examples import DEFAULT_EXAMPLES_DIR, render_thumbnails
 from demo.handlers import SENSOR_CHOICES, DemoHandlers
+from demo.options import build_parser as build_parser
+from demo.options import parse_auth as parse_auth
 from demo.session import UPLOAD_EXTENSIONS, DemoConfig, DemoSession
 from demo.workspace import create_work_root, remove_work_root
-from skyeye.constants import DTYPE_NAMES
-from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS
 from skyeye.logs import configure_logging
-from skyeye.scene.pipeline import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
 from skyeye.scenechat.follow import SceneOptions
 
 logger = logging.getLogger(__name__)
@@ -47,7 +45,9 @@ table (the model is conditioned on each band's wavelength), then ask. Boxes and 
 answer are drawn on the image and, for georeferenced images, offered as GeoJSON / GeoTIFF. For a
 georeferenced image larger than the scene window, a mask or amount answer is also asked of the
 whole scene at its own resolution (switch below the chat): its full-resolution mask (COG GeoTIFF)
-and polygons (GeoJSON) are then the downloads."""
+and polygons (GeoJSON) are then the downloads. Under "Before / after", two images of one place
+(each with its date, else the file's own) are aligned and compared: "What changed?" draws the
+change mask on the after image and gives the areas gained and lost per class."""
 
 
 def _close_session(state: DemoSession | None) -> None:
@@ -100,6 +100,34 @@ def build_app(
                     visible=bool(thumbs),
                     elem_id="examples",
                 )
+                with gr.Accordion("Before / after: what changed?", open=True, elem_id="pair"):
+                    pair_inputs = {}
+                    with gr.Row():
+                        for slot in ("before", "after"):
+                            with gr.Column(min_width=200):
+                                pair_inputs[slot] = (
+                                    gr.File(
+                                        label=f"{slot.capitalize()} image",
+                                        file_count="single",
+                                        file_types=list(UPLOAD_EXTENSIONS),
+                                        height=120,
+                                        elem_id=f"{slot}-upload",
+                                    ),
+                                    gr.Textbox(
+                                        label=f"{slot.capitalize()} date",
+                                        placeholder="YYYY-MM-DD (empty: the file's own date)",
+                                        elem_id=f"{slot}-date",
+                                    ),
+                                )
+                    pair_view = gr.ImageSlider(
+                        label="Before | after (drag to swipe; after a change answer, the change "
+                        "mask is drawn on the after image)",
+                        type="numpy",
+                        interactive=False,
+                        height=360,
+                        elem_id="pair-slider",
+                    )
+                    compare = gr.Button("What changed?", elem_id="compare")
                 with gr.Row():
                     image_choice = gr.Dropdown(label="Image", choices=[], elem_id="image-choice")
                     preview_mode = gr.Dropdown(label="Preview", choices=[], elem_id="preview-mode")
@@ -161,112 +189,34 @@ def build_app(
         preview_mode.input(
             handlers.set_preview, [image_choice, preview_mode, state], [state, preview]
         )
+        (before_file, before_date), (after_file, after_date) = pair_inputs.values()
+        for slot_file, upload_slot in (
+            (before_file, handlers.upload_before),
+            (after_file, handlers.upload_after),
+        ):
+            slot_file.upload(upload_slot, [slot_file, state], [state, *view, pair_view, slot_file])
         chat_outputs = [chatbot, question, overlay, downloads, note, summary, state]
         for trigger in (question.submit, send.click):
             trigger(
                 handlers.chat,
-                [question, chatbot, state, scene_switch],
+                [question, chatbot, state, scene_switch, before_date, after_date],
                 chat_outputs,
                 concurrency_limit=concurrency,
                 concurrency_id="generate",
-            )
-        new_chat.click(handlers.reset, [state], [state, chatbot, overlay, downloads, note, *view])
+            ).then(handlers.pair_view, [state], [pair_view])
+        compare.click(
+            handlers.compare,
+            [chatbot, state, scene_switch, before_date, after_date],
+            chat_outputs,
+            concurrency_limit=concurrency,
+            concurrency_id="generate",
+        ).then(handlers.pair_view, [state], [pair_view])
+        new_chat.click(
+            handlers.reset, [state], [state, chatbot, overlay, downloads, note, *view]
+        ).then(lambda: None, None, [pair_view])
     app.queue(default_concurrency_limit=max(concurrency, 4), max_size=queue_size)
     app.skyeye_work_root = config.work_root  # removed by main() when the server stops
     return app
-
-
-def parse_auth(values: Sequence[str], files: Sequence[Path] = ()) -> list[tuple[str, str]]:
-    """`USER:PASS` strings (and lines of `--auth-file` files) -> [(user, password)].
-
-    Raises:
-        ValueError: a value without a user or a password, naming it (never the password).
-    """
-    pairs = []
-    lines = [(v, "--auth") for v in values]
-    for path in files:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
-            raise ValueError(f"--auth-file {path}: cannot read it ({err.strerror})") from None
-        lines += [(line.strip(), f"--auth-file {path}") for line in text.splitlines()]
-    for value, origin in lines:
-        if not value or value.startswith("#"):
-            continue
-        user, sep, password = value.partition(":")
-        if not sep or not user or not password:
-            raise ValueError(
-                f"{origin}: expected USER:PASSWORD, got {user or '(empty)'!r} without a "
-                "user or a password"
-            )
-        pairs.append((user, password))
-    return pairs
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
-    parser.add_argument(
-        "--model", default="skyeye-tiny", help="bundled model, model folder or hub id"
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 = all)")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted file")
-    parser.add_argument(
-        "--max-total-upload-mb",
-        type=float,
-        default=1000.0,
-        help="all the files of one conversation together",
-    )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_REQUEST_MAX_PIXELS,
-        help="largest width x height an upload may declare (checked before decoding)",
-    )
-    parser.add_argument(
-        "--auth",
-        action="append",
-        default=[],
-        metavar="USER:PASS",
-        help="require a login (repeatable); prefer --auth-file: arguments show in `ps`",
-    )
-    parser.add_argument(
-        "--auth-file",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="FILE",
-        help="file of USER:PASS lines, one login each",
-    )
-    parser.add_argument(
-        "--concurrency", type=int, default=1, help="answers generated at the same time (queue)"
-    )
-    parser.add_argument("--queue-size", type=int, default=32, help="waiting requests before 'busy'")
-    parser.add_argument("--max-images", type=int, default=8, help="images per conversation")
-    parser.add_argument(
-        "--read-size", type=int, default=512, help="longest side images are read at"
-    )
-    parser.add_argument("--max-new-tokens", type=int, default=200)
-    parser.add_argument(
-        "--no-scene",
-        action="store_true",
-        help="the whole-scene switch starts off (large images answered as read)",
-    )
-    parser.add_argument(
-        "--scene-window", type=int, default=DEFAULT_WINDOW, help="scene window side in pixels"
-    )
-    parser.add_argument(
-        "--scene-overlap", type=int, default=DEFAULT_OVERLAP, help="scene window overlap, px"
-    )
-    parser.add_argument(
-        "--scene-batch", type=int, default=DEFAULT_BATCH, help="scene windows per model call"
-    )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPE_NAMES])
-    parser.add_argument("--examples-dir", type=Path, default=DEFAULT_EXAMPLES_DIR)
-    parser.add_argument("--cache-dir", default=None, help="where the embedded LLM is cached")
-    parser.add_argument("--verbose", action="store_true")
-    return parser
 
 
 def load_model(

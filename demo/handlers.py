@@ -19,6 +19,7 @@ import gradio as gr
 
 from demo.bands import NO_SENSOR
 from demo.examples import EXAMPLES
+from demo.pair import CHANGE_QUESTION, pair_images, upload_to_slot
 from demo.session import DemoConfig, DemoError, DemoSession
 from demo.workspace import discard_upload
 from skyeye.io.sensors import list_sensors
@@ -192,11 +193,16 @@ class DemoHandlers:
         history: list[dict[str, Any]] | None,
         state: DemoSession | None,
         scene: bool | None = None,
+        before_date: str | None = None,
+        after_date: str | None = None,
+        change: bool = False,
     ) -> Iterator[tuple[Any, ...]]:
         """Stream an answer: yields (history, textbox, overlay, files, note, summary, state).
 
         scene: the UI's whole-scene switch (None: the server's default); while a scene runs,
-        its progress is streamed at the end of the answer.
+        its progress is streamed at the end of the answer. before_date / after_date: the
+        before/after pair's date fields (empty: the files' own dates); change: the question
+        compares the pair (the "What changed?" button), so the pair must be complete.
 
         A failed turn never raises: its reason (which file, what is wrong, the fix) becomes one
         message in the chat and the log, and the other panels keep what they showed (the question
@@ -209,7 +215,7 @@ class DemoHandlers:
             history.append({"role": "assistant", "content": f"{ERROR_MARK} Type a question first."})
             yield history, keep, keep, keep, keep, keep, session
             return
-        if not session.entries:
+        if not session.entries and not change:
             # Without pixels the model would invent an image; say so and keep the question.
             history.append({"role": "user", "content": message})
             history.append(
@@ -224,7 +230,8 @@ class DemoHandlers:
         history.append({"role": "user", "content": message})
         history.append({"role": "assistant", "content": ""})
         try:
-            for text in session.stream(message, scene=scene):
+            dates = [before_date, after_date]
+            for text in session.stream(message, scene=scene, dates=dates, change=change):
                 history[-1] = {"role": "assistant", "content": text}
                 yield history, "", keep, keep, keep, keep, session
             result = session.result
@@ -246,6 +253,47 @@ class DemoHandlers:
         files = [str(f) for f in result.files] or None
         summary = session.summary(result.image_index) if result.image_index is not None else keep
         yield history, "", result.overlay, files, result.note, summary, session
+
+    def compare(
+        self,
+        history: list[dict[str, Any]] | None,
+        state: DemoSession | None,
+        scene: bool | None,
+        before_date: str | None,
+        after_date: str | None,
+    ) -> Iterator[tuple[Any, ...]]:
+        """The "What changed?" button: `chat` with `CHANGE_QUESTION` about the before/after pair
+        (the question box keeps what the user typed)."""
+        for history_, _, *rest in self.chat(
+            CHANGE_QUESTION, history, state, scene, before_date, after_date, change=True
+        ):
+            yield history_, gr.update(), *rest
+
+    @user_errors
+    def upload_pair(self, slot: str, file: str | None, state: DemoSession | None):
+        """Read an upload into the pair's ``slot`` ("before" / "after").
+
+        Returns (state, *view, pair view, None): the last clears the upload field."""
+        session = self.session(state)
+        if not file:
+            raise DemoError(f"no file received for the {slot} image: choose a GeoTIFF or photo")
+        try:
+            index = upload_to_slot(session, slot, file)
+        finally:
+            discard_upload(file)  # read into memory (or refused): Gradio's copy can go
+        return (session, *self.view(session, index), self.pair_view(session), None)
+
+    def upload_before(self, file: str | None, state: DemoSession | None):
+        return self.upload_pair("before", file, state)
+
+    def upload_after(self, file: str | None, state: DemoSession | None):
+        return self.upload_pair("after", file, state)
+
+    def pair_view(self, state: DemoSession | None) -> Any:
+        """The swipe view's (before, after) images, the after one with the last change mask
+        drawn on it; unchanged (gr.update()) until both images are uploaded."""
+        images = pair_images(state) if state is not None else None
+        return images if images is not None else gr.update()
 
     @user_errors
     def reset(self, state: DemoSession | None):

@@ -20,23 +20,24 @@ from typing import Any
 import numpy as np
 
 from demo.bands import BandTableError, apply_rows, apply_sensor, band_rows
+from demo.pair import PairSlots, prepare_pair
 from demo.scene import stream_scene
+from demo.uploads import UPLOAD_EXTENSIONS as UPLOAD_EXTENSIONS
+from demo.uploads import read_upload
 from demo.workspace import keep_upload
 from skyeye.chat.readable import readable_stream
 from skyeye.chat.session import ChatReply, ChatSession, GenerationSettings
 from skyeye.errors import DemoError
 from skyeye.grounding.geo import boxes_to_geojson, masks_to_geojson, write_mask_geotiff
-from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS, ReadPolicy
-from skyeye.io.raster import RasterImage, RasterReadError, read_raster
+from skyeye.io.dates import date_label
+from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS
+from skyeye.io.raster import RasterImage
 from skyeye.render.overlay import draw_overlay
 from skyeye.render.previews import preview_modes, render_preview
 from skyeye.scene.pipeline import SceneResult
 from skyeye.scenechat.follow import SceneOptions, scene_folder, scene_image_index
 
 logger = logging.getLogger(__name__)
-
-#: What the upload accepts (GDAL reads GeoTIFF and JPEG 2000, PIL the photos).
-UPLOAD_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".jp2")
 
 
 @dataclass
@@ -89,11 +90,6 @@ class TurnResult:
     scene: SceneResult | None = None
 
 
-def _display_message(err: Exception, path: Path, name: str) -> str:
-    # Uploads live under a random temporary folder: show the user's file name instead.
-    return str(err).replace(str(path), name)
-
-
 class DemoSession:
     """State and actions of one user's conversation."""
 
@@ -108,6 +104,7 @@ class DemoSession:
             ),
         )
         self.entries: list[ImageEntry] = []
+        self.pair = PairSlots()  # the before/after slots (demo.pair)
         self.result: TurnResult | None = None
         self.workdir = self._new_workdir()
         self.upload_bytes = 0  # accepted files of this conversation, against max_total_upload_mb
@@ -128,42 +125,14 @@ class DemoSession:
         """Read an uploaded file; returns its index. Raises `DemoError` with a readable reason."""
         path = Path(path)
         name = name or path.name
-        if len(self.entries) >= self.config.max_images:
-            raise DemoError(
-                f"{name}: this conversation already has {self.config.max_images} images; press "
-                "'New conversation' to start again"
-            )
-        if path.suffix.lower() not in UPLOAD_EXTENSIONS:
-            raise DemoError(
-                f"{name}: {path.suffix or 'no extension'} files are not supported; upload PNG, JPG, "
-                "GeoTIFF (.tif) or JPEG 2000 (.jp2)"
-            )
-        if not path.is_file():
-            raise DemoError(f"{name}: the upload did not arrive; try again")
-        size = path.stat().st_size
-        size_mb = size / 2**20
-        if size_mb > self.config.max_upload_mb:
-            raise DemoError(
-                f"{name} is {size_mb:.0f} MB, over this demo's {self.config.max_upload_mb:g} MB "
-                "limit: crop or downsample it (e.g. gdal_translate -outsize 25% 25%)"
-            )
-        total_mb = (self.upload_bytes + size) / 2**20
-        if total_mb > self.config.max_total_upload_mb:
-            raise DemoError(
-                f"{name}: this conversation's files would total {total_mb:.0f} MB, over this "
-                f"demo's {self.config.max_total_upload_mb:g} MB limit; press 'New conversation' "
-                "to start again with fewer or smaller files"
-            )
-        try:
-            image = read_raster(
-                path,
-                max_size=self.config.read_size,
-                sar_wavelength=self.sar_wavelength,
-                policy=ReadPolicy(max_pixels=self.config.max_pixels),
-            )
-        except RasterReadError as err:
-            raise DemoError(_display_message(err, path, name)) from None
-        image.path = name
+        image, size = read_upload(
+            self.config,
+            path,
+            name,
+            n_images=len(self.entries),
+            upload_bytes=self.upload_bytes,
+            sar_wavelength=self.sar_wavelength,
+        )
         self.upload_bytes += size
         source = None
         if image.crs is not None and max(image.source_shape or (0, 0)) > self.scene_window:
@@ -233,18 +202,27 @@ class DemoSession:
             raise DemoError(f"{entry.name}: {err}") from None
 
     # -------------------------------------------------------------------- chat
-    def stream(self, prompt: str, scene: bool | None = None) -> Iterator[str]:
+    def stream(
+        self,
+        prompt: str,
+        scene: bool | None = None,
+        dates: Sequence[str | None] | None = None,
+        change: bool = False,
+    ) -> Iterator[str]:
         """Ask `prompt` about the images; yields the answer as it grows (accumulated text).
 
         scene (None: the config's): when the answer draws a mask or states an amount about a
         georeferenced image larger than the scene window, ask the whole scene too, streaming its
         progress; its answer follows the chat's and its files are the downloads.
+        dates: the before/after date fields; a pending pair is dated and aligned first
+        (`demo.pair.prepare_pair`). change: the question compares the pair ("What changed?").
         """
         if not prompt or not prompt.strip():
             raise DemoError("type a question first")
         for entry in self.entries:
             if not entry.sent:
                 self._check_readable(entry)
+        pair_note = prepare_pair(self, dates, required=change)
         try:
             for entry in self.entries:
                 if not entry.sent and not any(img is entry.image for img in self.chat.images):
@@ -264,6 +242,8 @@ class DemoSession:
         self._turn += 1
         assert self.chat.last_reply is not None
         self.result = self._finish(self.chat.last_reply)
+        if pair_note:
+            self.result.note = f"{pair_note} {self.result.note}"
         if self.config.scene if scene is None else scene:
             yield from self._scene(prompt.strip(), text)
 
@@ -376,6 +356,7 @@ class DemoSession:
         """Forget images, history and result files."""
         self.chat.reset()
         self.entries.clear()
+        self.pair = PairSlots()
         self.result = None
         self.upload_bytes = 0
         self.close()
@@ -393,6 +374,8 @@ class DemoSession:
         sh, sw = img.source_shape or (h, w)
         grid = f"{w}×{h} px" + (f" (read from {sw}×{sh})" if (sh, sw) != (h, w) else "")
         geo = f"CRS {img.crs.to_string()}" if img.crs is not None else "not georeferenced"
+        if img.datetime is not None:
+            geo += f", dated {date_label(img.datetime)}"
         ip = self.processor.image_processor
         scaling = ip.scaling_for(img.sensor, img.data)
         state = "sent to the model" if entry.sent else "sent with your next question"

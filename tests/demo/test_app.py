@@ -22,8 +22,10 @@ def test_build_app_wires_queue_state_and_examples(tiny_model, examples_dir) -> N
     assert len(gallery.value) == 3  # the three bundled real rasters
     ids = {getattr(b, "elem_id", None) for b in blocks}
     assert {"upload", "band-table", "preview", "chatbot", "question", "overlay", "downloads"} <= ids
+    assert {"before-upload", "before-date", "after-upload", "after-date", "pair-slider"} <= ids
+    # Send, Enter and the before/after "What changed?" button share the generation queue.
     generate = [fn for fn in app.fns.values() if fn.concurrency_id == "generate"]
-    assert len(generate) == 2 and all(fn.concurrency_limit == 2 for fn in generate)
+    assert len(generate) == 3 and all(fn.concurrency_limit == 2 for fn in generate)
     assert app._queue.max_size == 32
 
 
