@@ -91,15 +91,34 @@ def score_choices(
 
 
 def choice_answer(
-    model: Any, tokenizer: Any, inputs: dict[str, Any], question: str, scoring: ChoiceScoring
+    model: Any,
+    tokenizer: Any,
+    inputs: dict[str, Any],
+    question: str,
+    scoring: ChoiceScoring,
+    max_length: int | None = None,
 ) -> str | None:
     """The answer to a multiple-choice ``question`` ('C. a lake', the best-scoring option), a
-    plain sentence when its options cannot be answered, or None when it lists no options."""
+    plain sentence when its options cannot be answered (a single option, more than 26, an empty
+    one, or a question whose longest option would run past the model's context ``max_length``),
+    or None when it lists no options."""
     try:
         choice = parse_options(question)
     except OptionsError as err:
         return f"I cannot answer this as a multiple-choice question: {err}."
     if choice is None:
         return None
+    if max_length is not None:
+        prompt = int(inputs["input_ids"].shape[1])
+        longest = max(
+            len(tokenizer(format_choice(o), add_special_tokens=False)["input_ids"])
+            for o in choice.options
+        )
+        if prompt + longest > max_length:
+            return (
+                "I cannot answer this as a multiple-choice question: the question takes "
+                f"{prompt} tokens and its longest option {longest} more, past the model's "
+                f"context of {max_length}; shorten the options or the question."
+            )
     scores = score_choices(model, tokenizer, inputs, choice)
     return format_choice(choice.options[scores.best(scoring)])

@@ -322,7 +322,9 @@ class ChatSession:
                 reply = change_reply(self, prompt, inputs)
             if text is None and reply is None and self.settings.mcq_scoring == "likelihood":
                 tokenizer, scoring = self.processor.tokenizer, self.settings.choice_scoring
-                text = choice_answer(self.model, tokenizer, inputs, prompt, scoring)
+                text = choice_answer(
+                    self.model, tokenizer, inputs, prompt, scoring, self.processor.max_length
+                )
         except Exception:
             self.messages.pop()
             raise

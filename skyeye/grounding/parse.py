@@ -28,9 +28,11 @@ truncated answer) are skipped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
+import string
 from dataclasses import dataclass, replace
 
 from skyeye.constants import MCQ_LETTERS, SEG_TOKEN
@@ -298,13 +300,21 @@ AREA = re.compile(
 )
 _COUNT = re.compile(r"^\D*?(\d+)\b")
 
-_ONLY_LETTER = re.compile(r"^\W*\(?([A-D])\)?\W*$")
-_LEADING_LETTER = re.compile(r"^\s*\(?([A-D])(?:[.):]|\s*$)")
-_PAREN_LETTER = re.compile(r"\(([A-D])\)")
-_ANSWER_IS = re.compile(
-    r"(?:answer|option|choice)\s*(?:is|:)?\s*[:\-]?\s*\(?([A-D])\b", re.IGNORECASE
-)
-_STANDALONE_LETTER = re.compile(r"(?<![\w'])([A-D])(?![\w'])")
+
+@functools.lru_cache(maxsize=64)
+def _letter_rules(letters: str) -> tuple[re.Pattern[str], ...]:
+    """The letter rules of `parse_letter` for the option letters ``letters`` ("ABCD", up to the
+    26 of "A".."Z"): only a letter, a leading letter, "answer is X", "(X)", a standalone X."""
+    if not letters or not set(letters) <= set(string.ascii_uppercase):
+        raise ValueError(f"option letters must be capitals A-Z, got {letters!r}")
+    one = "[" + "".join(sorted(set(letters))) + "]"
+    return (
+        re.compile(rf"^\W*\(?({one})\)?\W*$"),
+        re.compile(rf"^\s*\(?({one})(?:[.):]|\s*$)"),
+        re.compile(rf"(?:answer|option|choice)\s*(?:is|:)?\s*[:\-]?\s*\(?({one})\b", re.IGNORECASE),
+        re.compile(rf"\(({one})\)"),
+        re.compile(rf"(?<![\w'])({one})(?![\w'])"),
+    )
 
 
 def strip_grounding(text: object) -> str:
@@ -345,33 +355,36 @@ def parse_count(text: object) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def parse_letter(text: object) -> str | None:
-    """The option letter (A-D) an answer picks, or None if it cannot be told.
+def parse_letter(text: object, letters: str = MCQ_LETTERS) -> str | None:
+    """The option letter an answer picks, or None if it cannot be told.
 
-    Read after a leading mask. Rules, first that applies: (1) the answer is just a letter ("B",
-    "(B)", "B."); (2) it starts with one followed by ".", ")" or ":" ("B. harbour", "C) 3");
-    (3) "answer/option/choice is B", "Answer: (C)"; (4) one letter in parentheses "(D)";
-    (5) exactly one distinct standalone capital A-D in the text, not counting "A" used as an
-    article before a lower-case word ("A large harbour with boats." picks nothing). Anything
-    else, e.g. "B or C" (two letters: ambiguous), is None.
+    ``letters`` are the letters the question lists (default A-D; up to A-Z: pass
+    `skyeye.grounding.options.MultipleChoice.letters` joined). Read after a leading mask. Rules,
+    first that applies: (1) the answer is just a letter ("B", "(B)", "B."); (2) it starts with
+    one followed by ".", ")" or ":" ("B. harbour", "C) 3"); (3) "answer/option/choice is B",
+    "Answer: (C)"; (4) one letter in parentheses "(D)"; (5) exactly one distinct standalone
+    listed capital in the text, not counting "A" used as an article (or "I" as a pronoun) before
+    a lower-case word ("A large harbour with boats." picks nothing). Anything else, e.g. "B or
+    C" (two letters: ambiguous) or a letter the question does not list, is None.
     """
     if not isinstance(text, str):
         return None
+    only, leading, answer_is, paren, standalone = _letter_rules(letters)
     text = strip_grounding(text)
-    for rx in (_ONLY_LETTER, _LEADING_LETTER):
+    for rx in (only, leading):
         m = rx.match(text)
         if m:
             return m.group(1)
-    m = _ANSWER_IS.search(text)
-    if m and m.group(1) in MCQ_LETTERS:
+    m = answer_is.search(text)
+    if m and m.group(1) in letters:
         return m.group(1)
-    parens = set(_PAREN_LETTER.findall(text))
+    parens = set(paren.findall(text))
     if len(parens) == 1:
         return parens.pop()
     found = set()
-    for m in _STANDALONE_LETTER.finditer(text):
-        if m.group(1) == "A" and re.match(r"\s+[a-z]", text[m.end() :]):
-            continue  # "A large harbour": the article
+    for m in standalone.finditer(text):
+        if m.group(1) in "AI" and re.match(r"\s+[a-z]", text[m.end() :]):
+            continue  # "A large harbour", "I think": the article, the pronoun
         found.add(m.group(1))
     return found.pop() if len(found) == 1 else None
 

@@ -30,12 +30,16 @@ def test_batched_scores_equal_each_option_scored_alone(tiny_model, rgb_image):
         ids = tok(text, add_special_tokens=False)["input_ids"]
         full = torch.cat([inputs["input_ids"], torch.tensor([ids])], dim=1)
         with torch.no_grad():
-            logits = model.model(
-                full,
-                attention_mask=torch.ones_like(full),
-                pixel_values=inputs["pixel_values"],
-                wavelengths=inputs["wavelengths"],
-            ).logits[0].float()
+            logits = (
+                model.model(
+                    full,
+                    attention_mask=torch.ones_like(full),
+                    pixel_values=inputs["pixel_values"],
+                    wavelengths=inputs["wavelengths"],
+                )
+                .logits[0]
+                .float()
+            )
         logp = torch.log_softmax(logits, dim=-1)
         start = inputs["input_ids"].shape[1]
         total = sum(float(logp[start - 1 + t, i]) for t, i in enumerate(ids))
@@ -91,3 +95,29 @@ def test_the_chat_answers_multiple_choice_with_an_option_and_plain_questions_as_
     )
     generated.add_image(rgb_image)
     assert generated.ask(QUESTION).text not in options  # the tiny random LLM's own words
+
+
+def test_options_past_the_context_get_a_plain_sentence(tiny_model, rgb_image):
+    from skyeye.chat.session import ChatSession, GenerationSettings
+
+    model, processor = tiny_model
+    model.eval()
+    long_options = "Which is it?\n" + "\n".join(
+        f"{letter}. " + " ".join(["a very long option text"] * 40) for letter in "ABC"
+    )
+    session = ChatSession(model, processor, GenerationSettings(max_new_tokens=4))
+    session.add_image(rgb_image)
+    original = processor.max_length
+    processor.max_length = 4096
+    try:
+        fits = session.ask(long_options)  # scored: the question and every option fit
+        session.reset()
+        session.add_image(rgb_image)
+        processor.max_length = fits.prompt_tokens + 5  # the question fits, its options do not
+        reply = session.ask(long_options)
+    finally:
+        processor.max_length = original
+    assert fits.text in {format_choice(o) for o in parse_options(long_options).options}
+    assert reply.text.startswith("I cannot answer this as a multiple-choice question")
+    assert "context" in reply.text
+    assert reply.text not in {format_choice(o) for o in parse_options(long_options).options}

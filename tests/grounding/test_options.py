@@ -47,10 +47,29 @@ def test_questions_without_options_are_not_multiple_choice():
     [
         ("Which one?\nA. forest", "single option"),
         ("Which one? (A) forest (B) (C) water", "option B has no text"),
-        ("Pick:\n" + "\n".join(f"{chr(65 + i)}. class {i}" for i in range(26)) + "\nA. again",
-         "more than 26"),
+        (
+            "Pick:\n" + "\n".join(f"{chr(65 + i)}. class {i}" for i in range(26)) + "\nA. again",
+            "more than 26",
+        ),
     ],
 )
 def test_unanswerable_option_lists_say_what_to_fix(question, reason):
     with pytest.raises(OptionsError, match=reason):
         parse_options(question)
+
+
+def test_letters_past_d_are_read_when_the_question_lists_them():
+    from skyeye.grounding.parse import parse_letter
+
+    question = "Which class?\n" + "\n".join(f"{chr(65 + i)}. class {i}" for i in range(26))
+    choice = parse_options(question)
+    assert choice is not None and len(choice.letters) == 26
+    letters = "".join(choice.letters)
+    assert parse_letter("Z", letters) == "Z"
+    assert parse_letter("The answer is (K).", letters) == "K"
+    assert parse_letter("E. class 4", "ABCDE") == "E"
+    assert parse_letter("E") is None  # a four-option question lists no E
+    assert parse_letter("I think it is Q.", letters) == "Q"  # "I" before a word is the pronoun
+    assert parse_letter("B or C", letters) is None
+    with pytest.raises(ValueError, match="capitals"):
+        parse_letter("a", "abc")
