@@ -9,7 +9,9 @@ SAR or optical, bands) and `measure_answer` after (what the answer's words must 
   trained on (`mask_for`: one forward pass). A class the decoder has no mask for, or a model
   without a decoder: a plain sentence, never a number;
 - a box asked of an answer that draws a mask is the mask's instance box (the largest / smallest
-  when asked, else all), rotated when asked; the LLM's own box stays only without a mask;
+  when asked, else all), rotated when asked; a box asked of a class the decoder outlines
+  ("the largest lake") draws that class's mask when the answer drew none (`mask_for`); the
+  LLM's own box stays only when no mask can be drawn;
 - a description's shares and areas are the measured ones of the classes it names, or dropped
   (`skyeye.chat.describe`);
 - otherwise shares, areas and yes/no after a mask as `skyeye.chat.measured.state_measured`;
@@ -19,6 +21,7 @@ SAR or optical, bands) and `measure_answer` after (what the answer's words must 
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,6 +37,7 @@ from skyeye.chat.describe import asks_description, classes_named, state_descript
 from skyeye.chat.measured import state_measured, states_amount
 from skyeye.chat.modality import modality_answer
 from skyeye.chat.transitions import transitions_note
+from skyeye.constants import PHRASE_CLOSE, PHRASE_OPEN, SEG_TOKEN
 from skyeye.errors import OptionsError
 from skyeye.grounding.instances import DEFAULT_MIN_PIXELS, Instance, mask_instances
 from skyeye.grounding.options import parse_options
@@ -94,6 +98,23 @@ def _find_mask(reply: ChatReply, phrase: str, classes: tuple[str, ...]) -> int |
     return None
 
 
+def _add_masks(session: ChatSession, reply: ChatReply, inputs: Any, phrases: list[str]) -> int:
+    """Append the masks of ``phrases`` (forced looks-first openings, `mask_for`) to ``reply``;
+    nothing when the model draws no masks or there is no image. Returns how many were added."""
+    if not phrases or session.model.mask_head is None or not session.images:
+        return 0
+    before = len(reply.masks)
+    forced = mask_for(session, inputs, phrases)
+    for k, phrase in enumerate(forced.mask_phrases):
+        if phrase is None:
+            continue
+        reply.masks.append(forced.masks[k])
+        reply.mask_phrases.append(phrase)
+        reply.mask_images.append(forced.mask_images[k])
+        reply.mask_areas.append(forced.mask_areas[k])
+    return len(reply.masks) - before
+
+
 def _count(session: ChatSession, q: CountQuestion, reply: ChatReply, inputs: Any) -> str:
     classes = _classes(session)
     if q.phrase is None:
@@ -130,6 +151,10 @@ def _count(session: ChatSession, q: CountQuestion, reply: ChatReply, inputs: Any
     return f"<p>{q.phrase}</p> [SEG] There {verb} {n} {q.words}{size}{caveat}."
 
 
+#: Phrase tags left at the end of an answer once their boxes are removed.
+_DANGLING_PHRASES = re.compile(rf"(?:\s*{re.escape(PHRASE_OPEN)}[^<]*{re.escape(PHRASE_CLOSE)})+$")
+
+
 def _pick(instances: list[Instance], which: str) -> list[Instance]:
     if not instances or which == "all":
         return instances
@@ -152,9 +177,10 @@ def _boxes(q: BoxQuestion, reply: ChatReply, classes: tuple[str, ...]) -> str:
     text = reply.text
     for box in reversed(parse_boxes(text)):  # the LLM's boxes give way to the measured ones
         text = text[: box.span[0]] + text[box.span[1] :]
+    text = _DANGLING_PHRASES.sub("", text.strip())  # "<p>lake</p>" whose box was taken away
     if not chosen:
-        return f"{text.strip()} (the mask holds no region to box)"
-    return f"{text.strip()} {format_boxes(reply.boxes)}"
+        return f"{text} (the mask holds no region to box)".strip()
+    return f"{text} {format_boxes(reply.boxes)}".strip()
 
 
 def measure_answer(
@@ -166,6 +192,13 @@ def measure_answer(
     if count is not None:
         return _count(session, count, reply, inputs), ""
     box = read_box_question(prompt, classes)
+    if (
+        box is not None
+        and box.phrase is not None
+        and _find_mask(reply, box.phrase, classes) is None
+        and _add_masks(session, reply, inputs, [box.phrase])  # the box measured, not guessed
+    ):
+        reply.text = f"{PHRASE_OPEN}{box.phrase}{PHRASE_CLOSE} {SEG_TOKEN} {reply.text}"
     if box is not None and reply.masks:
         reply.text = _boxes(box, reply, classes)
     if asks_description(prompt) and states_amount(reply.text) and len(reply.masks) <= 1:
@@ -178,15 +211,11 @@ def measure_answer(
 
 def _describe(session: ChatSession, reply: ChatReply, inputs: Any, classes: tuple[str, ...]) -> str:
     named = classes_named(reply.text, classes)
-    areas = {}
-    if named and session.model.mask_head is not None and session.images:
-        forced = mask_for(session, inputs, named)
-        for k, phrase in enumerate(forced.mask_phrases):
-            if phrase is None:
-                continue
-            areas[phrase] = forced.mask_areas[k]
-            reply.masks.append(forced.masks[k])
-            reply.mask_phrases.append(phrase)
-            reply.mask_images.append(forced.mask_images[k])
-            reply.mask_areas.append(forced.mask_areas[k])
+    first = len(reply.masks)
+    _add_masks(session, reply, inputs, named)
+    areas = {
+        phrase: reply.mask_areas[first + k]
+        for k, phrase in enumerate(reply.mask_phrases[first:])
+        if phrase is not None
+    }
     return state_description(reply.text, areas, classes)

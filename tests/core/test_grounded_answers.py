@@ -135,10 +135,26 @@ def test_box_asked_of_an_answer_with_a_mask_is_the_mask_instance_box():
 
 
 def test_llm_box_is_kept_without_a_mask():
-    session = ScriptedSession({}, image())
+    session = ScriptedSession({}, image(), mask_head=False)
     reply = ChatReply(text="<p>water</p> {<10><20><30><40>}")
     text, _ = measure_answer(session, "[refer] Where is the lake?", reply, INPUTS)
     assert text == reply.text and session.forced == []
+    session = ScriptedSession({}, image())  # a class the decoder has no mask for
+    reply = ChatReply(text="<p>aircraft</p> {<10><20><30><40>}")
+    text, _ = measure_answer(session, "[refer] Where is the largest aircraft?", reply, INPUTS)
+    assert text == reply.text and session.forced == []
+
+
+def test_box_of_a_known_class_without_a_mask_asks_for_the_mask_first():
+    session = ScriptedSession({"water": five_blobs()}, image())
+    reply = ChatReply(text="<p>water</p> {<0><0><100><100>}")  # the LLM's guess
+    text, _ = measure_answer(
+        session, "[refer] Give the bounding box of the largest water body.", reply, INPUTS
+    )
+    assert session.forced == ["<p>water</p> [SEG]"]
+    (box,) = reply.boxes
+    assert (box.x1, box.y1) == pytest.approx((29 / 64, 34 / 64))
+    assert text == "<p>water</p> [SEG] <p>water</p> {<45><53><66><73>}"
 
 
 def test_description_states_measured_shares_or_none():
