@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from skyeye.atomic import atomic_open
-from skyeye.grounding.parse import GroundedBox, parse_boxes, parse_count, parse_letter, parse_yes_no
+from skyeye.errors import OptionsError, SkyEyeError
+from skyeye.grounding.options import parse_options
+from skyeye.grounding.parse import (
+    GroundedBox,
+    parse_boxes,
+    parse_count,
+    parse_letter,
+    parse_yes_no,
+    strip_grounding,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +66,11 @@ def reference(record: dict[str, Any]) -> Any:
     return tuple(record["turns"][1]["boxes"][0]["xyxy"])
 
 
-def read_answer(kind: str, text: str, boxes: list[GroundedBox]) -> Any:
-    """The answer of ``kind`` in ``text`` (None when it cannot be read)."""
+def read_answer(kind: str, text: str, boxes: list[GroundedBox], letters: str = "ABCD") -> Any:
+    """The answer of ``kind`` in ``text`` (None when it cannot be read); ``letters``: those the
+    multiple-choice question lists."""
     if kind == "scene_mcq":
-        return parse_letter(text)
+        return parse_letter(text, letters)
     if kind == "presence":
         return parse_yes_no(text)
     if kind == "count":
@@ -105,7 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     for kind in by_kind:  # a seeded sample, the same for every system
         rng.shuffle(by_kind[kind])
-        by_kind[kind] = by_kind[kind][: args.limit]
+        by_kind[kind] = by_kind[kind][: args.limit] if kind in (args.kind or KINDS) else []
     base = GenerationSettings(max_new_tokens=args.max_new_tokens, mcq_scoring=args.mcq_scoring)
     settings = {
         "measured": base,
@@ -119,44 +129,107 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         refs = [reference(r) for r in recs]
         scores: dict[str, list[dict[str, float]]] = {s: [] for s in SYSTEMS}
-        unparsed: Counter[str] = Counter()
+        unparsed: dict[str, Counter[str]] = {s: Counter() for s in SYSTEMS}
         rows = []
         for rec, ref in zip(recs, refs, strict=True):
-            row = {"id": rec["id"], "reference": ref if kind != "refer" else list(ref)}
+            row = {"id": rec["id"], "dataset": rec["meta"].get("dataset"),
+                   "reference": ref if kind != "refer" else list(ref)}  # fmt: skip
+            letters = "".join(_letters(rec))
             for system in SYSTEMS:
-                chat.reset()
-                chat.settings = settings[system]
-                chat.require_image = system != "blind"
-                if system != "blind":
-                    chat.add_image(
-                        str(_image_path(rec, shared, data.parent)),
-                        **({"wavelengths": rec["images"][0]["wavelengths"]}
-                           if rec["images"][0].get("wavelengths") else {}),
-                    )  # fmt: skip
-                reply = chat.ask(_prompt(rec))
-                said = read_answer(kind, reply.text, reply.boxes if system == "measured" else [])
-                unparsed[system] += said is None
+                text, boxes = _ask(chat, rec, settings[system], system, shared, data.parent)
+                said = read_answer(kind, text, boxes if system == "measured" else [], letters)
+                if said is None:
+                    unparsed[system][unparsed_reason(text)] += 1
                 scores[system].append(correct(kind, said, ref))
-                row[system] = reply.text
+                row[system] = text
             rows.append(row)
-        block: dict[str, Any] = {"n": len(recs)}
-        for system in SYSTEMS:
-            block[system] = _mean(scores[system])
-            block[system]["parsed"] = 1 - unparsed[system] / len(recs)
-        majority = Counter(refs if kind != "refer" else []).most_common(1)
-        if majority:
-            block["majority"] = _mean([correct(kind, majority[0][0], r) for r in refs])
-            block["majority"]["answer"] = majority[0][0]
-        if kind == "scene_mcq":
-            letters = random.Random(args.seed)
-            block["random_letter"] = _mean([correct(kind, letters.choice("ABCD"), r) for r in refs])
-        if kind == "refer":
-            centre = GroundedBox(0.25, 0.25, 0.75, 0.75)
-            block["centred_box"] = _mean([correct(kind, centre, r) for r in refs])
+        block = _summarise(kind, recs, refs, scores, unparsed, args.seed)
         block["rows"] = rows
         report["kinds"][kind] = block
         logger.info("%s: %s", kind, {k: v for k, v in block.items() if k != "rows"})
     return report
+
+
+def _ask(
+    chat: Any, rec: dict[str, Any], settings: Any, system: str, shared: Path, out: Path
+) -> tuple[str, list[GroundedBox]]:
+    """One fresh conversation: the record's question asked of ``system``; (text, measured boxes).
+    A question the chat refuses (too long, an unreadable image) answers with its error line."""
+    chat.reset()
+    chat.settings = settings
+    chat.require_image = system != "blind"
+    try:
+        if system != "blind":
+            image = rec["images"][0]
+            extra = {"wavelengths": image["wavelengths"]} if image.get("wavelengths") else {}
+            chat.add_image(str(_image_path(rec, shared, out)), **extra)
+        reply = chat.ask(_prompt(rec))
+    except (SkyEyeError, ValueError) as err:
+        return f"error: {err}", []
+    return reply.text, list(reply.boxes)
+
+
+def unparsed_reason(text: str) -> str:
+    """Why an answer could not be read, in its own words: the chat's refusal sentence (up to its
+    colon: "I cannot count aircraft"), an error line, or the first words of free text."""
+    head = strip_grounding(text).strip()
+    if head.startswith("error:"):
+        return head[:160]
+    if head.lower().startswith("i cannot"):
+        return head.split(":", 1)[0][:160]
+    return "no answer of the asked kind in: " + (head[:60] or "(empty)")
+
+
+def _summarise(
+    kind: str,
+    recs: list[dict[str, Any]],
+    refs: list[Any],
+    scores: dict[str, list[dict[str, float]]],
+    unparsed: dict[str, Counter[str]],
+    seed: int,
+) -> dict[str, Any]:
+    """One kind's block: every system and baseline on the same records, and per dataset."""
+    block: dict[str, Any] = {"n": len(recs)}
+    for system in SYSTEMS:
+        block[system] = _mean(scores[system])
+        block[system]["parsed"] = round(1 - sum(unparsed[system].values()) / len(recs), 4)
+        block[system]["unparsed_reasons"] = dict(unparsed[system].most_common())
+    baselines: dict[str, list[dict[str, float]]] = {}
+    majority = Counter(refs if kind != "refer" else []).most_common(1)
+    if majority:
+        baselines["majority"] = [correct(kind, majority[0][0], r) for r in refs]
+    if kind == "scene_mcq":  # one of the letters each question lists, seeded
+        letters = random.Random(seed)
+        baselines["random_letter"] = [
+            correct(kind, letters.choice(_letters(rec)), r)
+            for rec, r in zip(recs, refs, strict=True)
+        ]
+    if kind == "refer":
+        centre = GroundedBox(0.25, 0.25, 0.75, 0.75)
+        baselines["centred_box"] = [correct(kind, centre, r) for r in refs]
+    for name, items in baselines.items():
+        block[name] = _mean(items)
+    if majority:
+        block["majority"]["answer"] = majority[0][0]
+    datasets = sorted({str(r["meta"].get("dataset")) for r in recs})
+    if len(datasets) > 1:
+        block["by_dataset"] = {}
+        for ds in datasets:
+            keep = [i for i, r in enumerate(recs) if str(r["meta"].get("dataset")) == ds]
+            columns = {**{s: scores[s] for s in SYSTEMS}, **baselines}
+            block["by_dataset"][ds] = {"n": len(keep)} | {
+                name: _mean([items[i] for i in keep]) for name, items in columns.items()
+            }
+    return block
+
+
+def _letters(rec: dict[str, Any]) -> list[str]:
+    """The letters the record's question lists (A-D when it lists none readable)."""
+    try:
+        choice = parse_options(_prompt(rec))
+    except OptionsError:
+        choice = None
+    return choice.letters if choice is not None else list("ABCD")
 
 
 def _mean(items: list[dict[str, float]]) -> dict[str, Any]:
@@ -172,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="report JSON")
     p.add_argument("--limit", type=int, default=40, help="records per question kind")
     p.add_argument("--dataset", action="append", default=[], help="only these datasets")
+    p.add_argument("--kind", action="append", choices=KINDS, default=[], help="only these kinds")
     p.add_argument("--mcq-scoring", choices=["likelihood", "generate"], default="likelihood")
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--device", default="cpu")

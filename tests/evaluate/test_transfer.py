@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from skyeye.evaluation.cli import _settings, build_parser
-from skyeye.evaluation.transfer import correct, read_answer, reference
+from skyeye.evaluation.transfer import _summarise, correct, read_answer, reference, unparsed_reason
 from skyeye.grounding.parse import GroundedBox
 
 
@@ -29,3 +31,35 @@ def test_evaluate_takes_the_mcq_scoring():
     assert _settings(build_parser().parse_args(base)).mcq_scoring == "likelihood"
     args = build_parser().parse_args([*base, "--mcq-scoring", "generate"])
     assert _settings(args).mcq_scoring == "generate"
+
+
+def test_unreadable_answers_are_counted_with_their_reason():
+    refusal = "I cannot count aircraft: this model's mask decoder was not trained to outline them."
+    assert read_answer("count", refusal, []) is None
+    assert unparsed_reason(refusal) == "I cannot count aircraft"
+    assert unparsed_reason("error: the conversation is 9000 tokens").startswith("error:")
+    assert unparsed_reason("<p>water</p> [SEG] lots") == "no answer of the asked kind in: lots"
+    assert read_answer("scene_mcq", "E", [], "ABCDE") == "E"
+    assert read_answer("scene_mcq", "E", []) is None  # four options list no E
+
+
+def test_blocks_hold_every_system_and_baseline_per_dataset():
+    def rec(ds, answer):
+        q = "Which class?\nA. x\nB. y\nC. z\nD. w\nE. v"
+        return {"meta": {"dataset": ds, "gen_task": "scene_mcq", "answer": answer},
+                "turns": [{"text": f"<image>\n{q}"}]}  # fmt: skip
+
+    recs = [rec("one", "A"), rec("one", "A"), rec("two", "E")]
+    refs = [r["meta"]["answer"] for r in recs]
+    scores = {
+        s: [correct("scene_mcq", said, r) for said, r in zip(answers, refs, strict=True)]
+        for s, answers in {"measured": "AAE", "raw": "ABB", "blind": [None, "A", "A"]}.items()
+    }
+    unparsed = {"measured": Counter(), "raw": Counter(), "blind": Counter({"no letter": 1})}
+    block = _summarise("scene_mcq", recs, refs, scores, unparsed, seed=0)
+    assert block["measured"]["acc"] == 1.0 and block["raw"]["acc"] == round(1 / 3, 4)
+    assert block["blind"]["parsed"] == round(2 / 3, 4)
+    assert block["blind"]["unparsed_reasons"] == {"no letter": 1}
+    assert block["majority"] == {"acc": round(2 / 3, 4), "answer": "A"}
+    assert block["by_dataset"]["two"]["measured"] == {"acc": 1.0}
+    assert block["by_dataset"]["one"]["n"] == 2 and "random_letter" in block["by_dataset"]["one"]
