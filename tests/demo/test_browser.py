@@ -1,4 +1,5 @@
-"""The demo in a real headless Chromium: upload a Sentinel-2 GeoTIFF, ask, see the streamed answer.
+"""The demo in a real headless Chromium: upload a Sentinel-2 GeoTIFF, ask, see the streamed answer;
+upload a before/after pair, press "What changed?", see the change overlay and the areas.
 
 Starts `python -m demo` with the embedded model on a free localhost port and drives Debian's
 `chromium` through `chromium-driver` with selenium. Install both with `scripts/setup_browser.sh`.
@@ -7,6 +8,7 @@ The screenshot goes to `artifacts/demo_screenshot.png` (and a copy to /tmp).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,6 +29,10 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "sentinel2_berlin_l1c.tif"
+#: The model the demo serves (the bundled one, as `python -m demo` starts by default).
+MODEL = "skyeye-tiny"
+#: The NAIP 2009/2020 before/after pair (tests/fixtures/change_pair/SOURCE.txt).
+CHANGE_PAIR = REPO / "tests" / "fixtures" / "change_pair"
 ARTIFACTS = REPO / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -79,6 +85,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     env.pop("HF_HUB_OFFLINE", None)  # the app must work offline by itself
     cmd = [sys.executable, "-m", "demo", "--port", str(port), "--max-new-tokens", "64"]
+    cmd += ["--model", MODEL]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
@@ -255,3 +262,110 @@ def test_failed_turn_is_one_message_in_the_chat(demo_server, browser, tmp_path: 
         assert "Error" not in browser.find_element(By.CSS_SELECTOR, panel).text, panel
     assert question.get_attribute("value") == "Is there water in this image?"
     assert "two_bands.tif" in Path(demo_server["log"]).read_text()
+
+
+def _has_change_decoder(model: str) -> bool:
+    from skyeye.bundled import resolve_model_folder
+
+    config = json.loads((resolve_model_folder(model) / "config.json").read_text())
+    return bool(config.get("mask_change"))
+
+
+def _upload_pair(driver) -> list:
+    """Upload the NAIP pair into the before / after slots; returns the swipe view's images."""
+    for slot, name in (("before", "naip_2009.tif"), ("after", "naip_2020.tif")):
+        field = _wait(
+            lambda slot=slot: driver.find_elements(
+                By.CSS_SELECTOR, f"#{slot}-upload input[type=file]"
+            ),
+            60,
+            f"the {slot} upload field",
+        )
+        field[0].send_keys(str(CHANGE_PAIR / name))
+        _wait(lambda name=name: name in driver.page_source, 60, f"{name} in the image list")
+    return _wait(
+        lambda: (
+            len(driver.find_elements(By.CSS_SELECTOR, "#pair-slider img")) >= 2
+            and driver.find_elements(By.CSS_SELECTOR, "#pair-slider img")
+        ),
+        60,
+        "the before/after swipe view",
+    )
+
+
+def test_a_bad_pair_is_one_message_in_the_chat(demo_server, browser) -> None:
+    """Issue 28, bad input: a before date later than the after image's is one chat message
+    naming both images and their dates; no panel turns into an error, nothing is drawn."""
+    browser.get(str(demo_server["url"]))
+    _upload_pair(browser)
+    browser.find_element(By.CSS_SELECTOR, "#before-date textarea, #before-date input").send_keys(
+        "2021-05-01"
+    )
+    browser.find_element(By.CSS_SELECTOR, "#compare").click()
+
+    def failure() -> str:
+        text = browser.find_element(By.CSS_SELECTOR, "#chatbot").text
+        return text if "run backwards" in text else ""
+
+    chat = _wait(failure, 60, "the failure message in the chat")
+    assert "naip_2009.tif" in chat and "2021-05-01" in chat and "2020-08-31" in chat, chat
+    assert "Traceback" not in browser.page_source
+    for panel in ("#overlay", "#downloads", "#result-note"):
+        assert "Error" not in browser.find_element(By.CSS_SELECTOR, panel).text, panel
+    assert not browser.find_elements(By.CSS_SELECTOR, "#overlay img")
+
+
+@pytest.mark.skipif(
+    not _has_change_decoder(MODEL),
+    reason=f"the demo's model {MODEL} has no change decoder yet (config.mask_change is false): its "
+    "change answer would only say so; this test runs once the bundled model has one",
+)
+def test_before_after_pair_shows_the_change_overlay_and_areas(demo_server, browser) -> None:
+    """Issue 28: two dates of one place uploaded into the pair's slots (dates from the files),
+    "What changed?" pressed: the answer states the changed area measured on the change mask, the
+    mask is drawn on the after image (the overlay and the swipe view's after side)."""
+    browser.get(str(demo_server["url"]))
+    slider = _upload_pair(browser)
+    shown = [img.get_attribute("src") for img in slider]
+    # The dates came from the files' metadata (no date typed).
+    assert "dated 2020-08-31" in browser.page_source
+    browser.find_element(By.CSS_SELECTOR, "#compare").click()
+
+    def answered() -> str:
+        try:
+            bots = browser.find_elements(
+                By.CSS_SELECTOR, "#chatbot .message.bot, #chatbot [data-testid=bot]"
+            )
+            text = bots[-1].text.strip() if bots else ""
+            done = browser.find_elements(By.CSS_SELECTOR, "#overlay img")
+            return text if done and "compared area" in text else ""
+        except StaleElementReferenceException:
+            return ""
+
+    answer = _wait(answered, 300, "the change answer and its overlay", poll=0.2)
+    chat = browser.find_element(By.CSS_SELECTOR, "#chatbot").text
+    assert "What changed between these two dates?" in chat
+    assert "⚠️" not in chat and "[SEG]" not in answer, answer
+    # The changed area as measured on the mask (hectares or m²), and the mask it is measured on.
+    assert re.search(r"\b\d[\d.,]* (ha|m²|km²) (changed|of)", answer), answer
+    assert "mask 1" in answer, answer
+    note = browser.find_element(By.CSS_SELECTOR, "#result-note").text
+    assert "1 mask(s) on naip_2020.tif" in note, note  # drawn on the after image
+    overlay = browser.find_element(By.CSS_SELECTOR, "#overlay img")
+    assert browser.execute_script("return arguments[0].naturalWidth", overlay) >= 128
+    # The swipe view's after side now shows the overlay.
+    _wait(
+        lambda: (
+            [
+                i.get_attribute("src")
+                for i in browser.find_elements(By.CSS_SELECTOR, "#pair-slider img")
+            ]
+            != shown
+        ),
+        60,
+        "the swipe view with the change overlay",
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "demo_pair_screenshot.png"
+    browser.save_screenshot(str(shot))
+    shutil.copy(shot, "/tmp/demo_pair_screenshot.png")
