@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from skyeye.chat.change_answer import DEFAULT_CHANGE_QUESTION
 from skyeye.chat.multi_date import prepare_dated_images
 from skyeye.errors import DemoError
 from skyeye.grounding.change import shared_bands
@@ -37,8 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SLOTS = ("before", "after")
-#: What the "What changed?" button asks.
-CHANGE_QUESTION = "What changed between these two dates?"
+#: What the "What changed?" button asks (the library's change question, answered by measurement:
+#: `skyeye.chat.change_answer`).
+CHANGE_QUESTION = DEFAULT_CHANGE_QUESTION
 
 
 @dataclass

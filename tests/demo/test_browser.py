@@ -60,6 +60,8 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
+from demo.pair import CHANGE_QUESTION  # noqa: E402
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -344,7 +346,7 @@ def test_before_after_pair_shows_the_change_overlay_and_areas(demo_server, brows
 
     answer = _wait(answered, 300, "the change answer and its overlay", poll=0.2)
     chat = browser.find_element(By.CSS_SELECTOR, "#chatbot").text
-    assert "What changed between these two dates?" in chat
+    assert CHANGE_QUESTION in chat
     assert "⚠️" not in chat and "[SEG]" not in answer, answer
     # The changed area as measured on the mask (hectares or m²), and the mask it is measured on.
     assert re.search(r"\b\d[\d.,]* (ha|m²|km²) (changed|of)", answer), answer
