@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skyeye.chat.readable import render_readable
 from skyeye.chat.reply_geo import reply_extension
 from skyeye.chat.session import ChatSession, GenerationSettings
 from skyeye.io.policy import DEFAULT_REQUEST_MAX_PIXELS, ReadPolicy
@@ -78,7 +79,9 @@ class SkyEyeTools:
             reply = session.ask(question)
         extension = reply_extension(reply, session.images)
         return {
-            "answer": reply.text,
+            # The sentence people read, as the terminal and the server's content; the model's
+            # grammar stays in the extension's ``raw``.
+            "answer": render_readable(reply.text),
             "image": {
                 "path": str(source),
                 "bands": image.band_names,
@@ -105,7 +108,6 @@ class SkyEyeTools:
         the extension fields. Bad input (no overlap, dates backwards, ...) raises ValueError."""
         from skyeye.chat.change_answer import DEFAULT_CHANGE_QUESTION, ask_change
         from skyeye.chat.multi_date import prepare_dated_images
-        from skyeye.chat.readable import render_readable
         from skyeye.io.dates import parse_user_date
         from skyeye.io.raster import read_raster
 

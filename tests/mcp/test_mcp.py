@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from skyeye_testing import make_tiny_model, segmenting_chat
 
+from skyeye.chat.readable import render_readable
 from skyeye.mcp.server import McpConfig, SkyEyeTools
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +70,9 @@ def test_segment_returns_geojson_in_epsg4326_and_areas(tiny_llm_dir):
     assert 12.6 < lon < 12.8 and 52.4 < lat < 52.6
     assert feature["properties"]["area_m2"] > 0
     assert result["total_area_m2"] == pytest.approx(feature["properties"]["area_m2"])
+    # the answer reads as a sentence naming its mask; the model's grammar stays in raw
+    assert "measured on the mask" in result["raw"] and "of the valid pixels" in result["answer"]
+    assert result["answer"] == render_readable(result["raw"]) != result["raw"]
     with pytest.raises(ValueError, match="say what to segment"):
         tools.segment(str(S2), " ")
 
