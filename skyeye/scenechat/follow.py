@@ -62,7 +62,13 @@ class SceneOptions:
 
 
 def wants_scene(reply: ChatReply) -> bool:
-    """True when the answer points at pixels: it has a mask, or states a share or an area."""
+    """True when the answer points at pixels: it has a mask, or states a share or an area.
+
+    A change answer (a mask over a pair of dates, ``reply.mask_pairs``) is not: one date's scene
+    cannot answer it (each window would be asked about one image); two whole scenes are compared
+    by ``python -m skyeye.scene --image A --image B``."""
+    if any(pair is not None for pair in reply.mask_pairs):
+        return False
     return bool(reply.masks) or states_amount(reply.text)
 
 

@@ -31,6 +31,11 @@ def test_masks_and_stated_amounts_ask_for_the_scene_plain_answers_do_not():
     assert wants_scene(ChatReply("roughly 3 km² of fields"))
     assert not wants_scene(ChatReply("Yes, there is water in the north."))
     assert not wants_scene(ChatReply("There are 3 lakes."))
+    # A change answer compares two dates: no single date's scene can answer it.
+    change = ChatReply("<p>changed land cover</p> [SEG] Yes — 12 ha changed.", masks=mask)
+    change.mask_images, change.mask_pairs = [1], [(0, 1)]
+    assert not wants_scene(change)
+    assert scene_image_index(change, [_image(), _image()], 512) is None
 
 
 def test_the_image_must_be_larger_than_the_window_and_georeferenced():
