@@ -292,7 +292,11 @@ class DemoHandlers:
     def pair_view(self, state: DemoSession | None) -> Any:
         """The swipe view's (before, after) images, the after one with the last change mask
         drawn on it; unchanged (gr.update()) until both images are uploaded."""
-        images = pair_images(state) if state is not None else None
+        try:
+            images = pair_images(state) if state is not None else None
+        except DemoError as err:  # a preview that cannot be drawn (the band table says why)
+            logger.info("no swipe view: %s", err)
+            images = None
         return images if images is not None else gr.update()
 
     @user_errors

@@ -212,7 +212,10 @@ def prepare_pair(
         date_label(both[1].datetime),
         prepared.overlap,
     )
-    return "; ".join(notes).capitalize() + "." if notes else None
+    if not notes:
+        return None
+    text = "; ".join(notes)
+    return f"{text[:1].upper()}{text[1:]}."  # file names keep their case
 
 
 def pair_images(session: DemoSession) -> tuple[np.ndarray, np.ndarray] | None:

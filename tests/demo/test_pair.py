@@ -93,3 +93,21 @@ def test_a_pair_is_compared_on_its_own(session, uploads, examples_dir) -> None:
     state, *_ = handlers.upload_after(uploads("naip_2020.tif"), state)
     history, *_ = list(handlers.compare([], state, False, "", ""))[-1]
     assert "naip_rgbn.tif would go with this question too" in history[-1]["content"]
+
+
+def test_an_undated_pair_is_compared_and_the_note_says_so(session, tmp_path, uploads) -> None:
+    """A date missing on one side is said in the note (file name as given); a model without a
+    change decoder says so in the chat, with no number."""
+    undated = tmp_path / "NAIP_Undated.tif"
+    with rasterio.open(PAIR / "naip_2020.tif") as src:
+        profile, data = {**src.profile, "photometric": "minisblack"}, src.read()
+    with rasterio.open(undated, "w", **profile) as dst:  # the pixels without the date tag
+        dst.write(data)
+        dst.descriptions = ("R", "G", "B", "NIR")
+    handlers = DemoHandlers(session.chat.model, session.processor, session.config, None)
+    state, *_ = handlers.upload_before(uploads("naip_2009.tif"), session)
+    state, *_ = handlers.upload_after(str(undated), state)
+    history, _, _, _, note, _, state = list(handlers.compare([], state, False, "", ""))[-1]
+    assert "NAIP_Undated.tif: no date (type one in its date field)" in note, note
+    assert "no change decoder" in history[-1]["content"], history
+    assert [im.datetime for im in state.chat.images] == ["2009-08-18", None]
