@@ -175,7 +175,10 @@ def transitions_of(session: ChatSession, prompt: str, reply: ChatReply) -> Trans
     if not names:
         return None
     clouds = [c for c in CLOUD_PHRASES if c in known]
-    decoded = [TRANSITION_CLASSES[n] for n in names]
+    # Every known class is asked each time, whatever the question names: a [SEG]'s state reads
+    # the phrases asked before it, so asking fewer classes drew other cloud masks (on Landsat
+    # 2000/2020, 92.6 % of the pair left out as cloud for one class against 31.7 % for all).
+    decoded = [c for c in TRANSITION_CLASSES.values() if c in known]
     before = class_masks(session, b, decoded + clouds)
     after = class_masks(session, a, decoded + clouds)
     img_b, img_a = session.images[b], session.images[a]
