@@ -120,8 +120,7 @@ def build_app(
                                     ),
                                 )
                     pair_view = gr.ImageSlider(
-                        label="Before | after (drag to swipe; after a change answer, the change "
-                        "mask is drawn on the after image)",
+                        label="Before | after: drag to swipe (the change mask on the after side)",
                         type="numpy",
                         interactive=False,
                         height=360,
