@@ -38,7 +38,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from skyeye.chat.change_seg import CHANGE_WORDS, latest_image_group
+from skyeye.chat.change_seg import CHANGE_WORDS, question_images
 from skyeye.chat.grounded import mask_for
 from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
 from skyeye.chat.reply import ChatReply
@@ -160,11 +160,8 @@ class ChangeMeasure:
 
 def change_pair(session: ChatSession) -> tuple[int, int] | None:
     """(first, last) of the question's images when they are two or more on one grid, else None."""
-    group = latest_image_group(session.messages, len(session.images))
-    if len(group) < 2:
-        return None
-    grids = {tuple(session.images[i].data.shape[1:]) for i in group}
-    return (group[0], group[-1]) if len(grids) == 1 else None
+    group, grids = question_images(session)  # the images change_seg pairs, by the same rule
+    return (group[0], group[-1]) if len(group) >= 2 and len(set(grids)) == 1 else None
 
 
 def _amount(area: MaskArea) -> str:

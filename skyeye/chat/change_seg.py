@@ -35,6 +35,7 @@ __all__ = [
     "change_seg_index",
     "is_change_phrase",
     "latest_image_group",
+    "question_images",
 ]
 
 #: Words that make a `<p>phrase</p>` a change phrase (whole words, any case).
@@ -81,14 +82,19 @@ def change_seg_index(
     return [pair if is_change_phrase(p) else int(group[-1]) for p in phrases]
 
 
+def question_images(session: ChatSession) -> tuple[list[int], list[tuple[int, ...]]]:
+    """The question's images in ``session`` (`latest_image_group`) and their (H, W) grids."""
+    group = latest_image_group(session.messages, len(session.images))
+    return group, [tuple(session.images[i].data.shape[1:]) for i in group]
+
+
 def change_entries(
     session: ChatSession, text: str, new_ids: torch.Tensor
 ) -> list[int | tuple[int, int]] | None:
     """`change_seg_index` for an answer of ``session`` (its ``text`` and generated ids (1, T)),
     or None when no `[SEG]` of it is a change `[SEG]` (or the text's `[SEG]`s are not the ids')."""
     model = session.model
-    group = latest_image_group(session.messages, len(session.images))
-    grids = [tuple(session.images[i].data.shape[1:]) for i in group]
+    group, grids = question_images(session)
     entries = change_seg_index(text, group, grids, getattr(model, "change_head", None) is not None)
     if entries is None:
         return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from serve_testing import API_KEY
 from skyeye_testing import change_chat, two_dates, write_tiff
 
+from skyeye.chat.readable import render_readable
 from skyeye.io.raster import RasterImage
 
 
@@ -149,3 +151,19 @@ def test_a_date_all_cloud_over_the_overlap_is_a_400(change_api):
         chat.settings = settings
     message = _error(response)
     assert "share no pixel with data and without cloud on both dates" in message
+
+
+def test_a_streamed_change_answer_ends_with_the_change_extension(change_api):
+    before, after, _ = two_dates(nodata_rows=0)
+    body = pair_request([before, after], ["2018-05-01", "2020-05-01"], "Where did water appear?")
+    with change_api.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+        assert r.status_code == 200
+        events = [
+            json.loads(line[6:])
+            for line in r.iter_lines()
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+    last = events[-1]["choices"][0]["delta"]["skyeye"]
+    assert text == render_readable(last["raw"]) and text.startswith("Yes — ")
+    assert last["change"]["phrase"] == "new water" and last["change"]["geojson"] is not None
