@@ -30,7 +30,15 @@ from contextlib import closing
 from typing import TYPE_CHECKING
 
 from skyeye.chat.change_seg import is_change_phrase
-from skyeye.grounding.parse import MEASURED_NOTE_OPEN, GroundedBox, parse_boxes
+from skyeye.grounding.grammar import (
+    CUT_TOKEN,
+    GRAMMAR_TOKEN,
+    LEADING_SEG,
+    GroundedBox,
+    GroundingToken,
+    grounding_tokens,
+)
+from skyeye.grounding.parse import MEASURED_NOTE_FIGURES
 
 if TYPE_CHECKING:
     from skyeye.chat.session import ChatSession
@@ -39,19 +47,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["readable_box", "readable_stream", "render_readable"]
 
-_NOTE = re.compile(
-    r"\s*" + re.escape(MEASURED_NOTE_OPEN) + r"\s*(?P<phrase>[^()]*?)\s*"
-    r"(?:(?P<area>[\d.,]+\s*(?:m²|ha|km²)),\s*)?(?P<share>[\d.]+)%\s*of the valid pixels\)"
-)
-_LEAD = re.compile(r"^\s*(?:<p>(?P<phrase>[^<]*)</p>\s*)?\[SEG\][\s.:,;-]*")
-_BOX = r"(?:\{[^{}]*\}|\[\s*[-+\d.]+\s*,\s*[-+\d.]+\s*,\s*[-+\d.]+\s*,\s*[-+\d.]+\s*\])"
-_TOKEN = re.compile(
-    r"<p>(?P<phrase>[^<]*)</p>\s*(?:(?P<pseg>\[SEG\])|(?P<pboxes>(?:" + _BOX + r"\s*)+))?"
-    r"|(?P<seg>\[SEG\])|(?P<boxes>(?:" + _BOX + r"\s*)+)"
-)
-# A grounding token cut off at the end of the text (stop string, token limit).
-_CUT = re.compile(r"(?:<p>[^<]*(?:</?p?)?|<p?|\{[^}]*|\[(?:S(?:E(?:G)?)?)?)$")
-_STRAY = re.compile(r"</?p>|\[SEG\]")
 _VERDICT_ONLY = re.compile(r"^(yes|no)\W*$", re.IGNORECASE)
 #: Characters from which a streamed answer is held back (grounding, figures the chat rewrites).
 _HOLD = re.compile(r"[<\[{(\d]")
@@ -64,8 +59,59 @@ def readable_box(box: GroundedBox) -> str:
     return f"[{values}]{turn}"
 
 
-def _boxes_words(text: str) -> str:
-    return ", ".join(readable_box(b) for b in parse_boxes(text))
+def _boxes_run(text: str, tokens: list[GroundingToken], i: int) -> tuple[str, int, int]:
+    """The box tokens from ``tokens[i]`` on that follow each other with only spaces between:
+    (their boxes in words, the index after the run, the end of the run and its spaces)."""
+    boxes: list[GroundedBox] = []
+    end = tokens[i].span[0]
+    while (
+        i < len(tokens) and tokens[i].kind == "boxes" and not text[end : tokens[i].span[0]].strip()
+    ):
+        boxes.extend(tokens[i].boxes)
+        end = tokens[i].span[1]
+        i += 1
+    return ", ".join(readable_box(b) for b in boxes), i, _skip_spaces(text, end)
+
+
+def _skip_spaces(text: str, at: int) -> int:
+    while at < len(text) and text[at].isspace():
+        at += 1
+    return at
+
+
+def _tokens_in_words(text: str, count: int) -> str:
+    """``text`` with its grounding in words: ``<p>X</p> [SEG]`` -> "X (mask k)", ``<p>X</p>
+    {box}`` -> "X [x1, y1, x2, y2]", a bare ``[SEG]`` -> "(mask k)" (k from ``count`` + 1)."""
+    tokens = list(grounding_tokens(text))
+    out: list[str] = []
+    pos = i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        out.append(text[pos : token.span[0]])
+        pos = token.span[1]
+        i += 1
+        if token.kind == "phrase":
+            phrase = token.phrase or ""
+            after = _skip_spaces(text, pos)
+            follows = tokens[i] if i < len(tokens) and tokens[i].span[0] == after else None
+            if follows is not None and follows.kind == "seg":
+                count += 1
+                out.append(f"{phrase} (mask {count})".strip() + " ")
+                pos, i = follows.span[1], i + 1
+            elif follows is not None and follows.kind == "boxes":
+                words, i, pos = _boxes_run(text, tokens, i)
+                out.append(f"{phrase} {words} ")
+            else:
+                out.append(f"{phrase} ")
+                pos = after
+        elif token.kind == "seg":
+            count += 1
+            out.append(f"(mask {count}) ")
+        else:
+            words, i, pos = _boxes_run(text, tokens, i - 1)
+            out.append(f"{words} ")
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _note_words(found: re.Match[str], fallback: str | None) -> str:
@@ -98,11 +144,11 @@ def render_readable(text: str) -> str:
     """The answer ``text`` (the model's grammar plus the chat's notes) as a sentence."""
     if not isinstance(text, str):
         return ""
-    text = _CUT.sub("", text.rstrip())
-    note = _NOTE.search(text)
+    text = CUT_TOKEN.sub("", text.rstrip())
+    note = MEASURED_NOTE_FIGURES.search(text)
     if note is not None:
         text = text[: note.start()] + text[note.end() :]
-    lead = _LEAD.match(text)
+    lead = LEADING_SEG.match(text)
     if lead is not None and re.match(r"\s*(?:$|[A-Z0-9])", text[lead.end() :]) is None:
         lead = None  # "<p>water</p> [SEG] and <p>cloud</p> [SEG]": masks named inline
     lead_phrase = None
@@ -112,19 +158,7 @@ def render_readable(text: str) -> str:
         text = text[lead.end() :]
         count = 1
 
-    def token(m: re.Match[str]) -> str:
-        nonlocal count
-        phrase = (m.group("phrase") or "").strip()
-        if m.group("pseg") or m.group("seg"):
-            count += 1
-            return f"{phrase} (mask {count})".strip() + " "
-        if m.group("pboxes"):
-            return f"{phrase} {_boxes_words(m.group('pboxes'))} "
-        if m.group("boxes"):
-            return f"{_boxes_words(m.group('boxes'))} "
-        return f"{phrase} "
-
-    words = _tidy(_STRAY.sub("", _TOKEN.sub(token, text)))
+    words = _tidy(GRAMMAR_TOKEN.sub("", _tokens_in_words(text, count)))
     if lead is None:
         if note is not None and words:
             return _end(words, f" ({_note_words(note, None)})")

@@ -1,43 +1,31 @@
-"""Boxes, phrases, ``[SEG]`` markers and answers in model text: parse and format.
+"""Answers in model text: boxes, ``[SEG]`` phrases and the words of an answer, parsed.
 
 This module holds the one parser of each answer kind (the one-copy test checks it): boxes,
 ``[SEG]`` phrases, and the words of an answer (yes/no, option letter, count, share, area); the
-chat (`skyeye.chat.measured`) and evaluation (`skyeye.evaluation`) import them.
-
-Text conventions (GeoChat / MiniGPT-v2 / SkyEyeGPT compatible, see DESIGN.md):
-
-* ``{<x1><y1><x2><y2>}``: integers (floats are accepted) on a 0-100 grid of the image,
-  x to the right, y down. Optional angle ``{<x1><y1><x2><y2>|<θ>}`` in degrees.
-* Several boxes: ``{...}{...}``, or ``<delim>`` between boxes, inside one pair of braces
-  (``{<a><b><c><d><delim><e><f><g><h>}``) or between braces.
-* ``<p>phrase</p>`` names the boxes that follow it, up to the next ``<p>``.
-* LHRS-style ``[x1, y1, x2, y2]``. Rule: if every value is <= 1 and at least one is written
-  with a decimal point (``[0.12, 0.3, 0.5, 0.9]``) the values are already normalised 0..1;
-  otherwise they are on the 0-100 grid (``[12, 30, 50, 90]``, ``[0, 0, 1, 1]`` is a tiny
-  box in the top-left corner). A list with any value > 100 is not read as a box (it is most
-  likely in pixels of an unknown image size).
-
-Angle convention: the unrotated box is rotated about its centre by θ degrees, positive θ
-counter-clockwise as seen on the image (north-up imagery: from east towards north). The
-rotation happens in pixel space, so it needs the image size (see :func:`box_corners`).
-
-The parser never raises: model output is untrusted. Out-of-range coordinates are clamped
-to the image, swapped corners are reordered, and incomplete or non-numeric boxes (e.g. a
-truncated answer) are skipped.
+chat (`skyeye.chat.measured`) and evaluation (`skyeye.evaluation`) import them. Boxes and phrases
+are read with the grammar's one token scanner (`skyeye.grounding.grammar`, which also writes
+boxes; its names are re-exported here). The parsers never raise: model output is untrusted.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import re
 import string
-from dataclasses import dataclass, replace
 
-from skyeye.constants import MCQ_LETTERS, SEG_TOKEN
-from skyeye.constants import PHRASE_CLOSE as PHRASE_END
-from skyeye.constants import PHRASE_OPEN as PHRASE_START
+from skyeye.constants import MCQ_LETTERS
+from skyeye.grounding.grammar import (
+    AFTER_MASK,
+    PHRASE_END,
+    PHRASE_START,
+    SEG_TOKEN,
+    GroundedBox,
+    box_corners,
+    format_box,
+    format_boxes,
+    grounding_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +33,7 @@ __all__ = [
     "ANSWER_PARSERS",
     "AREA",
     "AREA_UNITS",
+    "MEASURED_NOTE_FIGURES",
     "MEASURED_NOTE_OPEN",
     "PHRASE_END",
     "PHRASE_START",
@@ -66,97 +55,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class GroundedBox:
-    """One box in normalised image coordinates (0..1, x right, y down).
-
-    ``angle`` is in degrees (None for an axis-aligned box), ``phrase`` the ``<p>`` text
-    that named it, ``span`` its (start, end) character offsets in the parsed text.
-    """
-
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    angle: float | None = None
-    phrase: str | None = None
-    span: tuple[int, int] = (0, 0)
-
-    @property
-    def width(self) -> float:
-        return self.x2 - self.x1
-
-    @property
-    def height(self) -> float:
-        return self.y2 - self.y1
-
-    @property
-    def center(self) -> tuple[float, float]:
-        return ((self.x1 + self.x2) / 2.0, (self.y1 + self.y2) / 2.0)
-
-
-_NUM = r"[-+]?\s*(?:\d+(?:\.\d*)?|\.\d+)"
-# One token of interest; the scanner walks them in text order.
-_TOKEN_RE = re.compile(
-    r"(?P<phrase><p>(?P<phrase_text>[^<]*)</p>)"
-    r"|(?P<seg>\[SEG\])"
-    r"|(?P<brace>\{(?P<brace_body>[^{}]*)(?:\}|$))"
-    r"|(?P<lhrs>\[\s*(?P<l1>" + _NUM + r")\s*,\s*(?P<l2>" + _NUM + r")\s*,\s*(?P<l3>" + _NUM + r")"
-    r"\s*,\s*(?P<l4>" + _NUM + r")\s*\])",
-    re.DOTALL,
-)
-# Inside braces: <n> values, an optional |<angle>, <delim> separators.
-_ANGLE_BOX_RE = re.compile(
-    r"<\s*(?P<a>" + _NUM + r")\s*>\s*<\s*(?P<b>" + _NUM + r")\s*>\s*"
-    r"<\s*(?P<c>" + _NUM + r")\s*>\s*<\s*(?P<d>" + _NUM + r")\s*>"
-    r"(?:\s*\|\s*<\s*(?P<t>" + _NUM + r")\s*>)?"
-)
-
-
-def _to_float(s: str) -> float | None:
-    try:
-        v = float(s.replace(" ", ""))
-    except (ValueError, OverflowError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def _make_box(
-    vals: list[float], scale: float, angle: float | None, phrase: str | None, span: tuple[int, int]
-) -> GroundedBox:
-    x1, y1, x2, y2 = (min(max(v / scale, 0.0), 1.0) for v in vals)
-    x1, x2 = min(x1, x2), max(x1, x2)
-    y1, y2 = min(y1, y2), max(y1, y2)
-    return GroundedBox(x1, y1, x2, y2, angle=angle, phrase=phrase, span=span)
-
-
-def _boxes_in_brace(body: str, offset: int, phrase: str | None) -> list[GroundedBox]:
-    """Boxes written inside one pair of braces; ``offset`` is where ``body`` starts.
-
-    ``<delim>`` needs no handling of its own: it is not a ``<number>`` so the scan skips it.
-    """
-    out: list[GroundedBox] = []
-    for m in _ANGLE_BOX_RE.finditer(body):
-        vals = [_to_float(m.group(k)) for k in "abcd"]
-        if any(v is None for v in vals):
-            continue
-        angle = _to_float(m.group("t")) if m.group("t") is not None else None
-        span = (offset + m.start(), offset + m.end())
-        out.append(_make_box(vals, 100.0, angle, phrase, span))  # type: ignore[arg-type]
-    return out
-
-
-def _lhrs_box(m: re.Match[str], phrase: str | None) -> GroundedBox | None:
-    raw = [m.group(k) for k in ("l1", "l2", "l3", "l4")]
-    vals = [_to_float(r) for r in raw]
-    if any(v is None for v in vals):
-        return None
-    if any(v > 100.0 for v in vals):  # type: ignore[operator]
-        return None
-    normalised = all(v <= 1.0 for v in vals) and any("." in r for r in raw)  # type: ignore[operator]
-    return _make_box(vals, 1.0 if normalised else 100.0, None, phrase, m.span("lhrs"))  # type: ignore[arg-type]
-
-
 def _safe_text(text: object) -> str:
     return text if isinstance(text, str) else ""
 
@@ -164,25 +62,11 @@ def _safe_text(text: object) -> str:
 def parse_boxes(text: str) -> list[GroundedBox]:
     """All boxes in ``text`` in reading order, with the phrase that names each.
 
-    Never raises; a non-string gives ``[]``. See the module docstring for the formats.
+    Never raises; a non-string gives ``[]``. See `skyeye.grounding.grammar` for the formats.
     """
     try:
         text = _safe_text(text)
-        boxes: list[GroundedBox] = []
-        phrase: str | None = None
-        for m in _TOKEN_RE.finditer(text):
-            if m.group("phrase") is not None:
-                phrase = m.group("phrase_text").strip() or None
-            elif m.group("brace") is not None:
-                found = _boxes_in_brace(m.group("brace_body"), m.start("brace_body"), phrase)
-                if len(found) == 1:  # the usual case: the span covers the braces too
-                    found = [replace(found[0], span=m.span("brace"))]
-                boxes.extend(found)
-            elif m.group("lhrs") is not None:
-                box = _lhrs_box(m, phrase)
-                if box is not None:
-                    boxes.append(box)
-        return boxes
+        return [box for token in grounding_tokens(text) for box in token.boxes]
     except Exception:  # pragma: no cover - the contract is "never raise on model output"
         logger.exception("parse_boxes failed on a %d-character text; returning no boxes", len(text))
         return []
@@ -198,10 +82,10 @@ def parse_seg_phrases(text: str) -> list[str | None]:
         text = _safe_text(text)
         out: list[str | None] = []
         pending: str | None = None
-        for m in _TOKEN_RE.finditer(text):
-            if m.group("phrase") is not None:
-                pending = m.group("phrase_text").strip() or None
-            elif m.group("seg") is not None:
+        for token in grounding_tokens(text):
+            if token.kind == "phrase":
+                pending = token.phrase
+            elif token.kind == "seg":
                 out.append(pending)
                 pending = None
         return out
@@ -210,67 +94,20 @@ def parse_seg_phrases(text: str) -> list[str | None]:
         return []
 
 
-def _grid(v: float) -> int:
-    return int(round(min(max(v, 0.0), 1.0) * 100))
-
-
-def format_box(box: GroundedBox) -> str:
-    """``{<x1><y1><x2><y2>}`` (or with ``|<θ>``) on the 0-100 grid; the phrase is not written."""
-    s = f"{{<{_grid(box.x1)}><{_grid(box.y1)}><{_grid(box.x2)}><{_grid(box.y2)}>"
-    if box.angle is not None:
-        s += f"|<{int(round(box.angle))}>"
-    return s + "}"
-
-
-def format_boxes(boxes: list[GroundedBox]) -> str:
-    """Boxes as text; a ``<p>phrase</p>`` is written before each run of boxes sharing a phrase.
-
-    ``parse_boxes(format_boxes(b))`` gives back ``b`` up to the 0-100 grid (and integer angles).
-    """
-    parts: list[str] = []
-    current: str | None = None
-    for box in boxes:
-        if box.phrase is not None and box.phrase != current:
-            if parts:
-                parts.append(" ")
-            parts.append(f"{PHRASE_START}{box.phrase}{PHRASE_END} ")
-            current = box.phrase
-        parts.append(format_box(box))
-    return "".join(parts)
-
-
-def box_corners(
-    box: GroundedBox, width: float = 1.0, height: float = 1.0
-) -> list[tuple[float, float]]:
-    """The four corners (x, y) of ``box`` in a ``width`` x ``height`` pixel frame.
-
-    Order: top-left, top-right, bottom-right, bottom-left of the unrotated box (clockwise on
-    screen), then rotated about the centre by ``box.angle`` (positive = counter-clockwise on
-    screen, i.e. with y pointing down). Pass the image's (W, H) so that rotation happens in
-    square pixels; the default 1 x 1 treats the image as square.
-    """
-    x1, x2 = box.x1 * width, box.x2 * width
-    y1, y2 = box.y1 * height, box.y2 * height
-    pts = [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
-    if not box.angle:
-        return pts
-    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
-    t = math.radians(box.angle)
-    c, s = math.cos(t), math.sin(t)
-    # Counter-clockwise on screen with y down: (1, 0) -> (cos t, -sin t).
-    return [(cx + (x - cx) * c + (y - cy) * s, cy - (x - cx) * s + (y - cy) * c) for x, y in pts]
-
-
 # ---------------------------------------------------------------- answers
 #: How the chat's note of measured figures opens (`skyeye.chat.measured.measured_note` writes it).
 MEASURED_NOTE_OPEN = "(measured on the mask:"
 _MEASURED_NOTE = re.compile(r"\s*" + re.escape(MEASURED_NOTE_OPEN) + r"[^)]*\)?")
-# What may follow a mask before the words: spaces and light punctuation ("[SEG]. No.").
-_AFTER_MASK = r"[\s.:,;-]*"
+#: The note with its figures named: ``phrase``, ``area`` (optional: "275 ha") and ``share``
+#: ("10.5") in "(measured on the mask: water 275 ha, 10.5% of the valid pixels)".
+MEASURED_NOTE_FIGURES = re.compile(
+    r"\s*" + re.escape(MEASURED_NOTE_OPEN) + r"\s*(?P<phrase>[^()]*?)\s*"
+    r"(?:(?P<area>[\d.,]+\s*(?:m²|ha|km²)),\s*)?(?P<share>[\d.]+)%\s*of the valid pixels\)"
+)
 # The looks-first opening of an answer: "<p>water</p> [SEG] " (skyeye-tiny: mask, then words).
-_LEADING_MASK = re.compile(r"^\s*(?:<p>[^<]*</p>\s*)?(?:\[SEG\])?" + _AFTER_MASK)
+_LEADING_MASK = re.compile(r"^\s*(?:<p>[^<]*</p>\s*)?(?:\[SEG\])?" + AFTER_MASK)
 #: A yes/no sentence right after a ``[SEG]``: the mask's verdict ("<p>water</p> [SEG] Yes.").
-VERDICT = re.compile(r"(\[SEG\]" + _AFTER_MASK + r")(yes|no)\b([^.!?]*[.!?]?)", re.IGNORECASE)
+VERDICT = re.compile(r"(\[SEG\]" + AFTER_MASK + r")(yes|no)\b([^.!?]*[.!?]?)", re.IGNORECASE)
 _YES_NO = re.compile(r"\W*(yes|no)\b", re.IGNORECASE)
 
 _NUMBER = r"(\d[\d,]*(?:\.\d+)?)"
