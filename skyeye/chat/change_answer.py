@@ -121,7 +121,8 @@ def read_change_question(prompt: str) -> ChangeQuestion | None:
     if _QUESTION_RE.search(prompt) is None:
         return None
     names = named_classes(prompt)
-    gained, lost = _said(_GAINED, prompt), _said(_LOST, prompt)
+    verbs = re.sub(r"built[- ]up", " ", prompt, flags=re.IGNORECASE)  # a class, not "built"
+    gained, lost = _said(_GAINED, verbs), _said(_LOST, verbs)
     direction = "gained" if gained and not lost else "lost" if lost and not gained else None
     if len(names) == 1 and direction is not None:
         name = RECORD_NAMES[names[0]]

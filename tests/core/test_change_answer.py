@@ -34,6 +34,7 @@ def test_change_questions_are_read_by_one_rule():
     lost = read_change_question("How much forest was lost, in hectares?")
     assert (lost.phrase, lost.cls, lost.direction) == ("lost vegetation", "vegetation", "lost")
     assert read_change_question("Where were new buildings built?").phrase == "new buildings"
+    assert read_change_question("How much built-up area was lost?").phrase == "lost buildings"
     # Both directions, or two classes: the general phrase (the transitions say which is which).
     assert read_change_question("Was water gained or lost?").phrase == GENERAL_PHRASE
     for plain in ("Is there water?", "Show the water in the second image.", "Describe the image."):
