@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from finetune.schedule import make_scheduler
 from finetune.state import CheckpointManager, trainable_state
+from skyeye.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +103,14 @@ def train_change_head(
     cache: dict[str, Any],
     cfg: ChangeTrainConfig,
     checkpoints: CheckpointManager | None = None,
+    run_key: str = "",
 ) -> list[dict[str, float]]:
     """Train ``model.change_head`` in place on ``cache`` (`finetune.change_cache`); returns the
     log. With ``checkpoints``, resumes from the newest intact checkpoint there and saves every
-    ``cfg.save_every`` steps."""
+    ``cfg.save_every`` steps. A checkpoint is reused only when it was written by the same run
+    (``run_key``, e.g. the cache's fingerprint, and every field of ``cfg``); another run's
+    raises `CheckpointError`."""
+    run = {"key": run_key, **{k: str(v) for k, v in asdict(cfg).items() if k != "save_every"}}
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model.requires_grad_(False)
@@ -120,6 +125,12 @@ def train_change_head(
         found = checkpoints.load_newest_valid(model, opt, sched, rank=0)
         if found is not None:
             folder, state = found
+            if state.get("run") != run:
+                raise CheckpointError(
+                    f"{folder} was written by another change run (settings or records differ: "
+                    f"{state.get('run')} vs {run}); use a new --out folder or delete "
+                    f"{checkpoints.root}"
+                )
             start, log = int(state["step"]), list(state["log"])
             logger.info("resumed the change stage from %s (step %d)", folder, start)
     began = time.time()
@@ -141,7 +152,7 @@ def train_change_head(
             if done < cfg.steps:
                 tmp = checkpoints.begin(done)
                 checkpoints.write_rank(tmp, 0)
-                state = {"step": done, "log": log}
+                state = {"step": done, "log": log, "run": run}
                 checkpoints.write_main(tmp, trainable_state(model), opt, sched, state)
                 checkpoints.commit(done)
         _after_step(done)

@@ -124,8 +124,9 @@ def _adapter_to_bf16(path: Path) -> None:
         )
 
 
-def install(model: Path, target: Path, report: Path, recipe_path: Path) -> None:
-    """Replace the model folder `target` by `model` and write its card."""
+def install(model: Path, target: Path, reports: list[Path], recipe_path: Path) -> None:
+    """Replace the model folder `target` by `model` and write its card from ``reports``
+    (evaluation JSONs: the validation, the change stage's held-out pairs)."""
     from skyeye.hub import card as hub
 
     if target.exists():
@@ -136,7 +137,11 @@ def install(model: Path, target: Path, report: Path, recipe_path: Path) -> None:
     info = hub.read_info(Path(CARD_INFO)) if Path(CARD_INFO).is_file() else {}
     hub.write_card(
         target,
-        hub.CardInputs(evaluations=hub.read_evaluation(report), recipe_path=recipe_path, info=info),
+        hub.CardInputs(
+            evaluations=[ev for report in reports for ev in hub.read_evaluation(report)],
+            recipe_path=recipe_path,
+            info=info,
+        ),
     )
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     logger.info("installed %s (%.1f MB)", target, size / 1e6)
@@ -364,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     if done("install") or args.install is None:
         return 0
     # 9. install
-    install(previous, args.install, report, args.recipe)
+    change_report = work / "change" / "change_evaluation.json"
+    reports = [report, *([change_report] if change_report.is_file() else [])]
+    install(previous, args.install, reports, args.recipe)
     return 0
 
 

@@ -16,6 +16,7 @@ from skyeye_testing import make_tiny_model
 
 import finetune.change_train as change_train
 from finetune.change_stage import main as change_stage
+from skyeye.hub.card import read_evaluation
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,6 +60,11 @@ def test_change_iou_rises_on_a_square_that_appears(tmp_path, start):
     assert before["giou"] < 0.3 and after["giou"] >= 0.8 and after["ciou"] >= 0.8
     otsu = report["val"]["baselines"]["synthetic-change"]["otsu-difference"]
     assert after["ciou"] > otsu["ciou"]  # the baselines scored on the same held-out records
+    # The model card reads the same numbers, each beside the baselines of the same pairs.
+    (card,) = read_evaluation(out.parent / "change_evaluation.json")
+    got = dict(card.metrics)
+    assert card.task == "change (synthetic-change)" and card.n == 8
+    assert got["giou"] == after["giou"] and got["baseline_otsu-difference_ciou"] == otsu["ciou"]
     # Only the change decoder is new; every other weight is the start model's, bit for bit.
     config = json.loads((out / "config.json").read_text())
     assert config["mask_change"] is True
@@ -74,7 +80,7 @@ class _Killed(Exception):
     pass
 
 
-def test_change_stage_resumes_to_the_same_weights(tmp_path, start, monkeypatch):
+def test_change_stage_resumes_to_the_same_weights(tmp_path, start, monkeypatch, capsys):
     train = write_square_pairs(tmp_path / "data", "train", 8, seed=0)
     whole = tmp_path / "whole" / "model"
     assert change_stage(_args(start, train, whole, 8, "--save-every", "3")) == 0
@@ -89,6 +95,13 @@ def test_change_stage_resumes_to_the_same_weights(tmp_path, start, monkeypatch):
     with pytest.raises(_Killed):
         change_stage(_args(start, train, resumed, 8, "--save-every", "3"))
     assert (resumed.parent / "checkpoints" / "checkpoint-6").is_dir()
+    # Another run's settings never resume from these checkpoints: one line, exit 2.
+    monkeypatch.setattr(change_train, "_after_step", lambda step: None)
+    assert (
+        change_stage(_args(start, train, resumed, 8, "--save-every", "3", "--dice-weight", "2"))
+        == 2
+    )
+    assert "written by another change run" in capsys.readouterr().err
     ran: list[int] = []
     monkeypatch.setattr(change_train, "_after_step", ran.append)
     torch.rand(5)  # another history of the global generator before the resumed run
