@@ -1,5 +1,8 @@
 """`python -m skyeye.scene --image SCENE --prompt "..." --out DIR`: a whole scene, window by window,
 into one georeferenced answer (mask COG, polygons GeoJSON/GeoPackage, preview PNG, answer.json).
+With `--image BEFORE --image AFTER [--date D1 --date D2]`: what changed between two dates, on
+the first image's grid (change COG, polygons with areas, transitions per class; a model with a
+change decoder).
 
 Prints the scene-level answer on stdout and the files written on stderr; exit 2 with one line
 for bad input (unreadable scene, bbox outside it, window smaller than the tower's patch, an
@@ -39,7 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="python -m skyeye.scene", description=__doc__)
     p.add_argument("--model", default="skyeye-tiny", help="bundled model, model folder or hub id")
-    p.add_argument("--image", required=True, help="scene: raster file or band-per-file folder")
+    p.add_argument(
+        "--image",
+        required=True,
+        action="append",
+        help="scene: raster file or band-per-file folder; twice (before, after) for what "
+        "changed between two dates, on the first image's grid",
+    )
+    p.add_argument(
+        "--date",
+        action="append",
+        default=None,
+        help="with two --image: the acquisition date (YYYY-MM-DD) of each, in order (default: "
+        "the files' own)",
+    )
     p.add_argument("--prompt", required=True, help="what to find, asked about every window")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--gsd", type=float, default=None, help="output pixel size (default: native)")
@@ -123,7 +139,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             sensor=args.sensor,
             read_options=ReadOptions(threads=args.read_threads, cache_mib=args.gdal_cache_mib),
         )
-        result = analyze_scene(args.image, args.prompt, args.out, config, model=args.model)
+        if len(args.image) > 2:
+            raise ValueError(
+                f"{len(args.image)} --image given: give one scene, or two dates (before, after)"
+            )
+        if args.date and len(args.image) != 2:
+            raise ValueError("--date is for two --image (before, after): drop it or add an image")
+        if len(args.image) == 2:
+            from skyeye.io.dates import parse_user_date
+            from skyeye.scene.change_pipeline import analyze_scene_pair
+
+            dates = [parse_user_date(d) for d in args.date] if args.date else None
+            before, after = args.image
+            result = analyze_scene_pair(
+                before, after, args.prompt, args.out, config, dates=dates, model=args.model
+            )
+        else:
+            result = analyze_scene(args.image[0], args.prompt, args.out, config, model=args.model)
     except (SkyEyeError, ValueError, OSError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -44,13 +44,15 @@ class WindowAnswer:
     """The model's answer about one window.
 
     prob: (h, w) float32 mask probability on the window's grid (None when the answer has no
-    [SEG]); boxes: normalised to the window.
+    [SEG]); boxes: normalised to the window; arrays: further per-window arrays the store keeps
+    as they are (a change run's per-date class masks).
     """
 
     text: str
     boxes: list[GroundedBox] = field(default_factory=list)
     phrase: str | None = None
     prob: np.ndarray | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def window_dtypes(
@@ -216,33 +218,43 @@ class WindowRunner:
 
     def _prefix_cache(self, batch: int) -> Any:
         """A fresh key/value cache of the shared prompt prefix for `batch` rows (None when the
-        prompt starts with the image). `generate` extends the cache it is given, so each call
-        gets a copy of the one computed at the first call. An LLM whose cache cannot be
-        repeated over the batch (no `batch_repeat_interleave`) prefills the whole prompt."""
+        prompt starts with the image, or the LLM's cache cannot be shared: full prefills)."""
         if self.prefix_length == 0:
             return None
         if self._prefix is None:
-            ids = self._ids[:, : self.prefix_length].to(self.model.device)
-            embeds, _, _ = self.model.embed_inputs(ids)
-            out = self.model.language_model(
-                inputs_embeds=embeds,
-                attention_mask=torch.ones_like(ids),
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            prefix = getattr(out, "cache", None)
-            if not hasattr(prefix, "batch_repeat_interleave"):
-                logger.info("the LLM's cache cannot be shared across windows; full prefills")
+            self._prefix = prompt_prefix_cache(self.model, self._ids[:, : self.prefix_length])
+            if self._prefix is None:
                 self.prefix_length = 0
                 return None
-            self._prefix = prefix
-        cache = copy.deepcopy(self._prefix)
-        if batch > 1:
-            cache.batch_repeat_interleave(batch)
-        return cache
+        return repeat_cache(self._prefix, batch)
 
     def _seg_masks(
         self, inputs: dict[str, Any], new_ids: torch.Tensor, states: GenerationStates | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits (K, H, W) and image index (K,) of the `[SEG]`s in `new_ids` (B, T)."""
         return masks_from_generation(self.model, inputs, new_ids, states)
+
+
+def prompt_prefix_cache(model: Any, ids: torch.Tensor) -> Any:
+    """The LLM's key/value cache of prompt tokens `ids` (1, P) holding no image (the system
+    prompt and the user turn's header, the same for every window), or None when the LLM's
+    cache cannot be repeated over a batch (no `batch_repeat_interleave`)."""
+    ids = ids.to(model.device)
+    embeds, _, _ = model.embed_inputs(ids)
+    out = model.language_model(
+        inputs_embeds=embeds, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1
+    )
+    prefix = getattr(out, "cache", None)
+    if not hasattr(prefix, "batch_repeat_interleave"):
+        logger.info("the LLM's cache cannot be shared across windows; full prefills")
+        return None
+    return prefix
+
+
+def repeat_cache(prefix: Any, batch: int) -> Any:
+    """A copy of `prompt_prefix_cache`'s cache for `batch` rows (a forward extends the cache it
+    is given, so each call gets its own)."""
+    cache = copy.deepcopy(prefix)
+    if batch > 1:
+        cache.batch_repeat_interleave(batch)
+    return cache

@@ -94,7 +94,7 @@ class SceneRunner:
                     f"--window {c.window} is smaller than the tower's patch "
                     f"({runner.patch_size} px): use --window {runner.image_size} or more"
                 )
-            self._scaling = _scene_scaling(runner, self.scene)
+            self._scaling = scene_scaling(runner.processor.image_processor, self.scene)
             self._runner = runner
         return self._runner
 
@@ -103,7 +103,7 @@ class SceneRunner:
         nothing refers to `data` afterwards, so the caller can free it before the model runs."""
         valid = [np.isfinite(d).all(axis=0) for d in data]
         live = [i for i, v in enumerate(valid) if v.any()]
-        thumbs = [_thumb(d, w, self.thumb_step) for d, w in zip(data, windows, strict=True)]
+        thumbs = [window_thumb(d, w, self.thumb_step) for d, w in zip(data, windows, strict=True)]
         prepared = PreparedWindows(windows, valid, thumbs, live)
         if live:
             runner = self._open()
@@ -154,11 +154,11 @@ class SceneRunner:
         release_freed_memory()
 
 
-def _scene_scaling(runner: WindowRunner, scene: SceneSource) -> FixedScaling | None:
-    """One value scaling for every window, from the whole scene: a per-band stretch of each
-    window on its own would map a window of open water onto the full range, and differ across
-    a window border. Reads the scene decimated only when the scaling depends on the values."""
-    processor = runner.processor.image_processor
+def scene_scaling(processor: Any, scene: SceneSource) -> FixedScaling | None:
+    """One value scaling for every window, from the whole scene (`processor`: the model's
+    `SkyEyeImageProcessor`): a per-band stretch of each window on its own would map a window
+    of open water onto the full range, and differ across a window border. Reads the scene
+    decimated only when the scaling depends on the values."""
     overview = None
     if processor.scaling_depends_on_values(scene.sensor):
         overview = scene.overview()
@@ -177,7 +177,7 @@ def release_freed_memory() -> None:
         pass
 
 
-def _thumb(data: np.ndarray, win: SceneWindow, thumb_step: int) -> np.ndarray:
+def window_thumb(data: np.ndarray, win: SceneWindow, thumb_step: int) -> np.ndarray:
     """The window's pixels on the preview's grid (a copy: `data` may be freed)."""
     oy, ox = thumb_offsets(win.row, thumb_step), thumb_offsets(win.col, thumb_step)
     return data[:, oy::thumb_step, ox::thumb_step].astype(np.float32)

@@ -92,6 +92,7 @@ class WindowStore:
             keys = ("x1", "y1", "x2", "y2", "angle", "phrase")
             boxes = [{k: getattr(b, k) for k in keys} for b in answer.boxes]
             record.update(answer=answer.text, phrase=answer.phrase, boxes=boxes)
+            arrays.update(getattr(answer, "arrays", None) or {})  # a change run's class masks
             if answer.prob is not None:
                 arrays["prob"] = answer.prob.astype(np.float16)
                 record["mask_pixels"] = int(((answer.prob >= 0.5) & valid).sum())
