@@ -217,7 +217,8 @@ def analyze_scene_pair(
             # One array per window (before bands, then after bands) for the prefetching reader.
             return np.concatenate(pair.read(w.row, w.col, w.height, w.width))
 
-        batches = pending_batches(windows, config.batch, store.done)
+        # A pair is two images: `batch` images per model call, as a single-date run's memory.
+        batches = pending_batches(windows, max(1, config.batch // 2), store.done)
         with PrefetchReader(read_pair, batches) as r:
             runner.run(r, on_batch)
         bar.close()
