@@ -1,13 +1,15 @@
-"""Benchmark: `skyeye.batch` on Ray (2 workers) against a plain Python loop over the same scenes,
-and `skyeye.serve`'s requests/s and latency at 1 and 4 concurrent clients; one run, one machine.
+"""Benchmark: `python -m skyeye.batch` on Ray (2 workers) against the plain loop (``--workers
+0``) over the same 20+ scenes, wall time including start-up; and `skyeye.serve`'s requests/s
+and latency at 1 and 4 concurrent clients; one run, one machine.
 
-    python bench/batch.py [--model skyeye-tiny] [--requests 8] [--max-new-tokens 16]
-                          [--loop-threads 1] [--only batch|server]
+    python bench/batch.py [--model skyeye-tiny] [--scenes 24] [--runs loop,loop_1_thread,
+                          ray_2_workers] [--rounds 1] [--max-new-tokens 16] [--only batch|server]
 
-Scenes: the 4 BigEarthNet Sentinel-2 patches of tests/fixtures/batch and 2 crops (128 px) of
-examples/sentinel2_berlin_l1c.tif; prompt "Show me where the water is with a mask.". Model-load
-time is measured apart from the scenes (each Ray worker loads the model once, in parallel with
-the other). Server: the model loaded once in-process, uvicorn on 127.0.0.1, the official openai
+Batch: each run is the CLI in a fresh process, timed from its start to its exit (Python start,
+imports, Ray's start, the model loads, every scene, the summary), in one invocation, the order
+alternating between rounds; the load average is noted around each. Scenes: see `make_scenes`
+(the OSCD band folders of the shared data, the BigEarthNet fixtures, crops of the bundled
+example); prompt "Show me where the water is with a mask.". Server: the model loaded once in-process, uvicorn on 127.0.0.1, the official openai
 client in threads, a 96 px crop of the Sentinel-2 example as a GeoTIFF data URL per request.
 """
 
@@ -16,9 +18,11 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -46,53 +50,103 @@ def crop(src_path: Path, out: Path, col: int, row: int, size: int) -> Path:
     return out
 
 
-def make_scenes(folder: Path) -> Path:
+OSCD = REPO.parent / "shared" / "data" / "oscd-s2-change" / "images"
+
+
+def make_scenes(folder: Path, count: int, oscd: Path) -> Path:
+    """``count`` real scenes in ``folder/scenes``: the 20 OSCD Sentinel-2 L1C band folders (10
+    cities x 2 dates, 339-858 px at 10 m, linked) when ``oscd`` exists, the 4 BigEarthNet
+    patches of tests/fixtures/batch (copied), then 128-px crops of the bundled Sentinel-2
+    example on a 96-px grid until there are ``count``."""
     scenes = folder / "scenes"
     scenes.mkdir(parents=True)
+    made = 0
+    if oscd.is_dir():
+        for city in sorted(p for p in oscd.iterdir() if p.is_dir()):
+            for dates in sorted(city.glob("imgs_*")):
+                if made < count:
+                    (scenes / f"{city.name}_{dates.name}").symlink_to(dates, True)
+                    made += 1
     for patch in sorted((REPO / "tests/fixtures/batch/bigearthnet_s2").iterdir()):
-        if patch.is_dir():
+        if patch.is_dir() and made < count:
             shutil.copytree(patch, scenes / patch.name)
+            made += 1
     s2 = REPO / "examples/sentinel2_berlin_l1c.tif"
-    crop(s2, scenes / "berlin_lake.tif", 160, 160, 128)
-    crop(s2, scenes / "berlin_fields.tif", 380, 380, 128)
+    offsets = [(c, r) for r in range(0, 385, 96) for c in range(0, 385, 96)]
+    for col, row in offsets[: max(0, count - made)]:
+        crop(s2, scenes / f"berlin_{col}_{row}.tif", col, row, 128)
+        made += 1
+    if made < count:
+        raise SystemExit(f"only {made} scenes available: ask for --scenes {made} or fewer")
     return scenes
 
 
-def bench_batch(model: str, folder: Path, max_new_tokens: int, loop_threads: int) -> dict:
-    from skyeye.batch.inputs import collect_scenes
-    from skyeye.batch.runner import run_local, run_ray
+#: The runs compared, each `python -m skyeye.batch` in a fresh process (start-up included).
+RUNS = {
+    "loop": ["--workers", "0"],  # the plain loop, torch's default threads (all cores)
+    "loop_1_thread": ["--workers", "0", "--threads", "1"],
+    "ray_2_workers": ["--workers", "2"],  # threads per worker: cores / 2
+}
 
-    scenes = collect_scenes(str(make_scenes(folder)))
-    options = {"max_new_tokens": max_new_tokens}
+
+def run_batch(name: str, scenes: Path, out: Path, model: str, max_new_tokens: int) -> dict:
+    """One `python -m skyeye.batch` run: wall time from process start to exit, the load
+    average around it, and the per-scene seconds the summary reports."""
+    import geopandas as gpd
+
+    cmd = [sys.executable, "-m", "skyeye.batch", "--inputs", str(scenes), "--prompt", PROMPT,
+           "--out", str(out), "--model", model, "--max-new-tokens", str(max_new_tokens),
+           *RUNS[name]]  # fmt: skip
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    local = run_local(
-        scenes, folder / "out-loop", PROMPT, model, options, threads=loop_threads, progress=False
-    )
-    loop_wall = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ray_run = run_ray(
-        scenes, folder / "out-ray", PROMPT, model, options, workers=2, threads=1, progress=False
-    )
-    ray_wall = time.perf_counter() - t0
-    for run in (local, ray_run):
-        assert not run.failed, run.failed
-    n = len(scenes)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    table = gpd.read_parquet(out / "summary.parquet")
+    done = table[table.status == "done"]
+    if len(done) != len(table):
+        raise SystemExit(f"{name}: not every scene done:\n{table[['key', 'reason']]}")
     return {
-        "scenes": n,
-        f"loop_{loop_threads}_threads": {
-            "model_load_s": round(local.load_seconds[0], 1),
-            "scenes_s": round(local.seconds, 1),
-            "scenes_per_s": round(n / local.seconds, 3),
-            "wall_s": round(loop_wall, 1),
-        },
-        "ray_2_workers": {
-            "model_load_s_per_worker": [round(s, 1) for s in ray_run.load_seconds],
-            "scenes_s": round(ray_run.seconds, 1),
-            "scenes_per_s": round(n / ray_run.seconds, 3),
-            "wall_s_incl_ray_start_and_loads": round(ray_wall, 1),
-        },
-        "speedup_scenes_per_s": round(local.seconds / ray_run.seconds, 2),
+        "wall_s": round(wall, 1),
+        "scenes": len(done),
+        "scene_seconds_sum": round(float(done.seconds.sum()), 1),
+        "load_avg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
+
+
+def outputs_equal(a: Path, b: Path) -> bool:
+    """Every scene's mask, polygons and preview byte-equal in two runs' outputs (answer.json
+    and mask.gpkg carry times; tests/batch compares those up to their times)."""
+    names = ("mask.tif", "mask.geojson", "preview.png")
+    folders = sorted((a / "scenes").iterdir())
+    return all(
+        (f / n).read_bytes() == (b / "scenes" / f.name / n).read_bytes()
+        for f in folders
+        for n in names
+        if (f / n).exists()
+    )
+
+
+def bench_batch(
+    model: str, folder: Path, max_new_tokens: int, count: int, runs: list[str], rounds: int
+) -> dict:
+    scenes = make_scenes(folder, count, OSCD)
+    out: dict = {"scenes": count, "cores": os.cpu_count(), "runs": {n: [] for n in runs}}
+    for i in range(rounds):
+        order = runs if i % 2 == 0 else runs[::-1]  # alternate: drift in the load hits both
+        for name in order:
+            target = folder / f"out-{name}-{i}"
+            out["runs"][name].append(run_batch(name, scenes, target, model, max_new_tokens))
+            print(name, out["runs"][name][-1], file=sys.stderr, flush=True)
+    walls = {n: statistics.median(r["wall_s"] for r in out["runs"][n]) for n in runs}
+    base = "loop" if "loop" in walls else runs[0]
+    out["wall_ratio_to_" + base] = {n: round(w / walls[base], 3) for n, w in walls.items()}
+    if {"loop", "ray_2_workers"} <= set(runs):
+        out["outputs_equal_loop_ray"] = outputs_equal(
+            folder / "out-loop-0", folder / "out-ray_2_workers-0"
+        )
+    return out
 
 
 def bench_server(model: str, folder: Path, requests: int, max_new_tokens: int) -> dict:
@@ -145,15 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="skyeye-tiny")
     p.add_argument("--requests", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--loop-threads", type=int, default=1, help="torch threads of the plain loop")
+    p.add_argument("--scenes", type=int, default=24, help="scenes in the batch (20 or more)")
+    p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated of {', '.join(RUNS)}")
+    p.add_argument("--rounds", type=int, default=1, help="rounds of the runs (order alternating)")
     p.add_argument("--only", choices=("batch", "server"), default=None)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="skyeye-bench-batch-") as tmp:
         result = {}
         if args.only in (None, "batch"):
             result["batch"] = bench_batch(
-                args.model, Path(tmp) / "b", args.max_new_tokens, args.loop_threads
-            )
+                args.model, Path(tmp) / "b", args.max_new_tokens, args.scenes,
+                args.runs.split(","), args.rounds,
+            )  # fmt: skip
         if args.only in (None, "server"):
             result["server"] = bench_server(
                 args.model, Path(tmp), args.requests, args.max_new_tokens
