@@ -252,8 +252,10 @@ def test_a_rerun_with_another_prompt_or_a_rewritten_file_recomputes(
     assert "fields.tif" in caplog.text and "changed: the source files" in caplog.text
 
 
-def test_the_summary_is_rewritten_in_input_order_as_each_scene_finishes(tiny_folder, tmp_path):
-    from skyeye.batch.runner import run_local
+def test_the_summary_is_rewritten_in_input_order_as_each_scene_finishes(
+    tiny_folder, tmp_path, monkeypatch
+):
+    from skyeye.batch.runner import run_local, run_ray
     from skyeye.batch.summary import SummaryFile
 
     folder, out = tmp_path / "scenes", tmp_path / "out"
@@ -277,6 +279,13 @@ def test_the_summary_is_rewritten_in_input_order_as_each_scene_finishes(tiny_fol
         [("fields", "done"), ("notes", "skipped")],
         [("fields", "done"), ("lake", "done"), ("notes", "skipped")],
     ]
+    # Run again on Ray: every answer is there with this run's identity, so no Ray starts.
+    import ray
+
+    monkeypatch.setattr(ray, "init", lambda **_: pytest.fail("Ray started for a finished batch"))
+    again = run_ray(scenes, out, PROMPT_LAKE, str(tiny_folder), options, on_rows=on_rows)
+    assert (again.ran, again.skipped, len(again.rows)) == (0, 2, 3)
+    assert seen[-1] == seen[-2]
 
 
 def test_adding_a_file_keeps_every_other_scene_s_folder_and_answer(tiny_folder, tmp_path, capsys):
