@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from finetune.band_stack import stack_band_files
+from finetune.card_sets import training_sets
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,14 @@ def _adapter_to_bf16(path: Path) -> None:
         )
 
 
-def install(model: Path, target: Path, reports: list[Path], recipe_path: Path) -> None:
+def install(
+    model: Path,
+    target: Path,
+    reports: list[Path],
+    recipe_path: Path,
+    *,
+    permissive_only: bool = False,
+) -> None:
     """Replace the model folder `target` by `model` and write its card from ``reports``
     (evaluation JSONs: the validation, the change stage's held-out pairs)."""
     from skyeye.hub import card as hub
@@ -135,6 +143,10 @@ def install(model: Path, target: Path, reports: list[Path], recipe_path: Path) -
     shutil.copytree(model, target, dirs_exist_ok=True)
     _adapter_to_bf16(target / "adapter" / "adapter_model.safetensors")
     info = hub.read_info(Path(CARD_INFO)) if Path(CARD_INFO).is_file() else {}
+    # Every change / object set trained on, with its licence (research / non-commercial ones
+    # named as such); a --permissive-only build trained on none of those.
+    recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
+    info["training_sets"] = training_sets(recipe, permissive_only)
     hub.write_card(
         target,
         hub.CardInputs(
@@ -371,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     # 9. install
     change_report = work / "change" / "change_evaluation.json"
     reports = [report, *([change_report] if change_report.is_file() else [])]
-    install(previous, args.install, reports, args.recipe)
+    install(previous, args.install, reports, args.recipe, permissive_only=args.permissive_only)
     return 0
 
 

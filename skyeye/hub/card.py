@@ -8,7 +8,9 @@ base_model, datasets, tags, pipeline_tag, library_name and, from evaluation repo
 model-index), then the architecture read from `config.json`, a usage snippet, the sensors and
 wavelengths, the training data and recipe, the evaluation numbers, intended use and limitations.
 `--info` is a YAML file with any of `title`, `summary`, `license`, `base_model`, `datasets`,
-`tags`, `language`, `training_data`, `intended_use`, `limitations`, `model_id`, `example_image`.
+`tags`, `language`, `training_data`, `training_sets` (``[{name, licence, permissive}]``: the
+card's table of training sets and licences), `intended_use`, `limitations`, `model_id`,
+`example_image`.
 
 `push` is a dry run by default: it lists what would be uploaded. With `--no-dry-run` it creates
 the repo (if needed) and uploads the folder with `HfApi.upload_folder`.
@@ -30,6 +32,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from skyeye.errors import HubError
 from skyeye.hub.files import read_config, read_json
+from skyeye.hub.licences import licence_section, training_sets
 from skyeye.hub.push import PushPlan, plan_push, push  # noqa: F401  (public API)
 from skyeye.io.sensors import get_sensor, list_sensors
 
@@ -52,7 +55,7 @@ TASK_TYPES = {
 #: Files never uploaded.
 INFO_KEYS = {
     "title", "summary", "license", "base_model", "datasets", "tags", "language",
-    "training_data", "intended_use", "limitations", "model_id", "example_image",
+    "training_data", "training_sets", "intended_use", "limitations", "model_id", "example_image",
 }  # fmt: skip
 
 DEFAULT_INTENDED_USE = (
@@ -313,6 +316,7 @@ def build_card(folder: str | Path, inputs: CardInputs | None = None) -> ModelCar
         training_data=str(
             info.get("training_data") or "Not stated when this card was written."
         ).strip(),
+        licences=licence_section(training_sets(info)),
         recipe_name=inputs.recipe_path.name if inputs.recipe_path else "",
         recipe_text=recipe_text,
         recipe_summary=recipe_summary,

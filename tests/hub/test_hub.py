@@ -121,7 +121,11 @@ def test_model_index_has_one_entry_per_task_and_each_metric_once(model_folder, t
             {
                 "tasks": {
                     "presence": {"accuracy": 0.84, "n": 76, "dataset": "held-out scenes"},
-                    "proportion": {"agreement_within_10pts": 0.79, "n": 68, "dataset": "held-out scenes"},
+                    "proportion": {
+                        "agreement_within_10pts": 0.79,
+                        "n": 68,
+                        "dataset": "held-out scenes",
+                    },
                 }
             }
         )
@@ -216,3 +220,35 @@ def test_cli_card_writes_readme(model_folder, tmp_path, capsys) -> None:
     assert card.data.license == "mit" and "# from-cli" in card.text
     assert hub.main(["card", "--model", str(tmp_path / "nowhere")]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_card_lists_every_training_set_with_its_licence(model_folder, tmp_path) -> None:
+    from finetune.card_sets import training_sets
+
+    recipe = {
+        "change_data": {"sources": ["star-pairs", "oscd-s2-change", "sztaki-airchange"]},
+        "objects_data": {"datasets": ["aid-scenes", "eolearn-slovenia", "eurosat-ms"]},
+    }
+    sets = training_sets(recipe)
+    names = [s["name"] for s in sets]
+    # eurosat-ms is held out for transfer validation: never trained on, not listed
+    assert names == [
+        "star-pairs",
+        "oscd-s2-change",
+        "sztaki-airchange",
+        "aid-scenes",
+        "eolearn-slovenia",
+    ]
+    path = hub.write_card(model_folder, _inputs(tmp_path, training_sets=sets))
+    text = ModelCard.load(path).text
+    assert "### Training sets and licences" in text
+    assert "| oscd-s2-change | change maps CC BY-NC-SA" in text
+    assert "| aid-scenes | research use only" in text and "| eolearn-slovenia | MIT" in text
+    assert "(oscd-s2-change, sztaki-airchange, aid-scenes)" in text
+    permissive = training_sets(recipe, permissive_only=True)
+    assert [s["name"] for s in permissive] == ["star-pairs", "eolearn-slovenia"]
+    path = hub.write_card(model_folder, _inputs(tmp_path, training_sets=permissive))
+    assert "Every listed training set allows commercial use." in ModelCard.load(path).text
+    assert "Training sets and licences" not in hub.build_card(model_folder, _inputs(tmp_path)).text
+    with pytest.raises(hub.HubError, match="training_sets\\[0\\]"):
+        hub.build_card(model_folder, _inputs(tmp_path, training_sets=[{"name": "x"}]))
