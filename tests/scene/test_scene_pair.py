@@ -228,3 +228,12 @@ def test_forced_masks_with_the_prompt_cache_equal_predict_masks(llm):
     assert runner._prefix["pair"][0] > 0  # the system prompt came from the cache
     torch.testing.assert_close(cached, whole, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(cached[0], cached[1])
+
+
+def test_one_run_per_output_folder_for_pairs_too(llm, pair_files, tmp_path):
+    from skyeye.errors import RunLockedError
+    from skyeye.scene.lock import RunLock
+
+    with RunLock(tmp_path / "out", "another"), pytest.raises(RunLockedError, match="in use"):
+        _run(llm, pair_files, tmp_path / "out")
+    assert not (tmp_path / "out" / "answer.json").exists()
