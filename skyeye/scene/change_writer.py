@@ -121,9 +121,10 @@ class TransitionTally:
                 tally[key][1] = None if part.m2 is None else (tally[key][1] or 0.0) + part.m2
 
     def figures(self, general: bool) -> list[dict[str, Any]]:
-        """Per class {"name", "gained", "lost"} each {"pixels", "share_of_compared", "area_m2",
-        "area_ha"}; for a general question only the classes that changed by at least
-        PRESENT_MIN_SHARE of the compared pixels."""
+        """Per class measured {"name", "gained", "lost", "said"}, gained / lost each {"pixels",
+        "share_of_compared", "area_m2", "area_ha"}; "said": in the answer's sentence (for a
+        general question only the classes that changed by at least PRESENT_MIN_SHARE of the
+        compared pixels, as the chat says them)."""
         out = []
         for name in self.names:
             entry: dict[str, Any] = {"name": name}
@@ -136,8 +137,8 @@ class TransitionTally:
                     "area_ha": None if m2 is None else round(float(m2) / 1e4, 4),
                 }
             shares = [entry[k]["share_of_compared"] for k in ("gained", "lost")]
-            if not general or max(shares) >= PRESENT_MIN_SHARE:
-                out.append(entry)
+            entry["said"] = not general or max(shares) >= PRESENT_MIN_SHARE
+            out.append(entry)
         return out
 
 
@@ -163,10 +164,11 @@ def change_sentence(
         )
     else:
         text = f"No {phrase} found{between}."
-    if classes:
+    said = [c for c in classes if c["said"]]
+    if said:
         parts = [
             f"{c['name']} gained {_amount(c['gained'])}, {c['name']} lost {_amount(c['lost'])}"
-            for c in classes
+            for c in said
         ]
         text += " Measured on the masks: " + "; ".join(parts) + "."
     elif tally.change_px:

@@ -103,6 +103,7 @@ def test_pair_scene_finds_the_lake_and_its_transitions_add_up(llm, pair_files, t
     # Each change pixel counted at most once per class: gained + lost within the change mask.
     assert int((mask == 1).sum()) == change["pixels"]
     assert water["gained"]["pixels"] + water["lost"]["pixels"] <= change["pixels"]
+    assert water["said"] and "water gained" in answer["answer"]
     assert "no data" in answer["answer"] and "water gained" in answer["answer"]
     assert "Clouds could not be masked" in answer["answer"]  # the decoder knows no cloud
     # The polygons: the lake and the river, their areas those of the mask.
