@@ -1,14 +1,15 @@
 """Continuous batching: answers join and leave one running batch at every decoding step.
 
-One scheduler thread owns the model's generation. A request's thread (inside
-`ChatSession.stream`, through `BatchedGenerator`) hands it a `Lane` and waits. At each step the
-scheduler first prefills the newcomers, each alone (its images through the tower, its own
-`DynamicCache`, or an image prefix from `skyeye.serve.prefix_lru`), picks their first token and
-adds their rows to the batch (`skyeye.serve.kv_rows`); then one forward decodes the next token of
-every answer in the batch. An answer leaves at the step its criteria say so (end token,
-``max_tokens``, a stop string, or its client's cancel event: a client that went away frees its
-row at the next step). On a CPU decoding is bound by reading the weights, so four answers
-decoded together cost little more than one.
+One scheduler thread owns the batch's decoding. A request's thread (inside `ChatSession.stream`,
+through `BatchedGenerator`) hands it a `Lane` and waits. The scheduler admits as many lanes as
+there are free rows and hands them to the prefill worker (`skyeye.serve.prefill.Prefiller`: its
+images through the tower, its prompt into its own `DynamicCache`, or from an image prefix of
+`skyeye.serve.prefix_lru`, and its first token), which runs beside the decoding steps on the
+other core; a prefilled lane's row joins the batch at the next step (`skyeye.serve.kv_rows`).
+Each step, one forward decodes the next token of every answer in the batch. An answer leaves at
+the step its criteria say so (end token, ``max_tokens``, a stop string, or its client's cancel
+event: a client that went away frees its row at the next step). On a CPU decoding is bound by
+reading the weights, so four answers decoded together cost little more than one.
 
 Why not transformers' continuous batching (`generate_batch` / `init_continuous_batching`): its
 requests are token ids only (SkyEye's prompts carry image embeddings, `inputs_embeds`), its
@@ -36,11 +37,15 @@ from skyeye.errors import ServerClosedError
 from skyeye.modeling.generation_hooks import GenerationStates
 from skyeye.serve.kv_rows import BatchRows, cache_device, stackable
 from skyeye.serve.lane import Lane, make_lane
-from skyeye.serve.prefix_lru import PrefixEntry, PrefixLRU, prefix_key
+from skyeye.serve.prefill import LastHidden, Prefiller
+from skyeye.serve.prefix_lru import PrefixLRU, prefix_key
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["BatchedGenerator", "Batcher"]
+
+#: A prefilled lane handed back by the prefill worker (cache None: the lane already finished).
+_Prefilled = tuple[Lane, DynamicCache | None]
 
 
 class Batcher:
@@ -56,23 +61,31 @@ class Batcher:
         self.prefixes = PrefixLRU(prefix_cache_bytes)
         self.steps = 0  # decoding forwards run (all answers together)
         self.widest = 0  # the most answers one forward decoded
-        self._inbox: queue.Queue[Lane | None] = queue.Queue()
-        self._waiting: list[Lane] = []
+        # New lanes (from requests) and prefilled ones (from the prefill worker); None: stop.
+        self._inbox: queue.Queue[Lane | _Prefilled | None] = queue.Queue()
+        self._waiting: list[Lane] = []  # arrived, not yet admitted (no free row)
+        self._prefilling = 0  # admitted, with the prefill worker
         # Prefilled answers whose cache cannot join a non-empty batch (sliding-window layers).
         self._parked: list[tuple[Lane, DynamicCache]] = []
         self._lanes: list[Lane] = []
         self._rows = BatchRows()
-        self._hidden: torch.Tensor | None = None
         self._thread: threading.Thread | None = None
-        self._hook: Any = None
+        self._hidden: LastHidden | None = None
+        self._prefiller: Prefiller | None = None
+        self._start_lock = threading.Lock()
         self._closed = False
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="skyeye-batcher", daemon=True)
-        self._thread.start()
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            self._hidden = LastHidden(self.model)
+            self._prefiller = Prefiller(
+                self.model, self.prefixes, self._hidden, lambda *done: self._inbox.put(done)
+            )
+            self._thread = threading.Thread(target=self._run, name="skyeye-batcher", daemon=True)
+            self._thread.start()
 
     def close(self) -> None:
         """Stop the scheduler; answers still running fail with `ServerClosedError`."""
@@ -90,144 +103,95 @@ class Batcher:
 
     @property
     def running(self) -> int:
-        """Answers in the batch now."""
-        return len(self._lanes)
+        """Answers admitted: in the batch now, or being prefilled to join it."""
+        return len(self._lanes) + len(self._parked) + self._prefilling
 
     # ------------------------------------------------------------ scheduler
     def _run(self) -> None:
-        head = self.model.language_model.get_output_embeddings()
-        me = threading.get_ident()
-
-        def keep_hidden(_module: Any, args: tuple[Any, ...], _output: Any) -> None:
-            # The LM head's input is the last hidden state the [SEG] masks are decoded from;
-            # only this thread's forwards are ours (requests may run the model meanwhile).
-            if threading.get_ident() == me:
-                self._hidden = args[0][:, -1].detach()
-
-        self._hook = head.register_forward_hook(keep_hidden)
+        assert self._hidden is not None and self._prefiller is not None
+        self._hidden.attach()
         try:
             with torch.no_grad():
-                while self._next_newcomers():
-                    for lane in self._waiting:
-                        self._start(lane)
-                    self._waiting = []
+                while self._collect():
+                    self._admit()
                     if not self._lanes and self._parked:
                         self._join(*self._parked.pop(0))
                     if self._lanes:
                         self._step()
         finally:
-            self._hook.remove()
+            # The worker first (it may be running a prompt): then nothing more arrives.
+            self._prefiller.close()
+            self._hidden.remove()
+            closed = ServerClosedError("the server is shutting down")
             parked = [lane for lane, _ in self._parked]
-            for lane in [*self._waiting, *self._lanes, *parked, *self._drain()]:
-                lane.finish(ServerClosedError("the server is shutting down"))
+            for item in [*self._waiting, *self._lanes, *parked, *self._drain()]:
+                (item if isinstance(item, Lane) else item[0]).finish(closed)
 
-    def _drain(self) -> list[Lane]:
-        lanes: list[Lane] = []
+    def _drain(self) -> list[Lane | _Prefilled]:
+        items: list[Lane | _Prefilled] = []
         while True:
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
-                return lanes
+                return items
             if item is not None:
-                lanes.append(item)
+                items.append(item)
 
-    def _next_newcomers(self) -> bool:
-        """Move queued lanes to `_waiting`, as many as there are free rows; block while the
-        batch is empty. False once closed."""
-        free = self.max_batch - len(self._lanes) - len(self._waiting) - len(self._parked)
-        block = not self._lanes and not self._waiting and not self._parked
-        while free > 0:
+    def _collect(self) -> bool:
+        """Take what arrived: new lanes wait for a row, prefilled ones take theirs. Blocks
+        while nothing decodes. False once closed."""
+        block = not self._lanes and not self._parked
+        while True:
             try:
                 item = self._inbox.get(block=block)
             except queue.Empty:
-                break
+                return not self._closed
             if item is None:
                 return False
-            self._waiting.append(item)
-            free -= 1
+            if isinstance(item, Lane):
+                self._waiting.append(item)
+            else:
+                self._prefilling -= 1
+                self._place(*item)
             block = False
-        return not self._closed
 
-    def _start(self, lane: Lane) -> None:
-        """Prefill ``lane`` alone, pick its first token, add its row (or finish it)."""
+    def _admit(self) -> None:
+        """Hand waiting lanes to the prefill worker, as many as there are free rows."""
+        while self._waiting and self.running < self.max_batch:
+            self._prefilling += 1
+            assert self._prefiller is not None
+            self._prefiller.submit(self._waiting.pop(0))
+
+    def _place(self, lane: Lane, cache: DynamicCache | None) -> None:
+        """Add a prefilled lane's row to the batch (or park it, or drop it if it is done)."""
+        if cache is None:  # finished while prefilled (the prefill worker finished the lane)
+            return
         try:
-            if lane.stopped():
+            if lane.stopped():  # its client went away while it was prefilled
                 lane.finish()
                 return
-            if lane.streamer is not None:
-                assert lane.ids is not None
-                lane.streamer.put(lane.ids.cpu())  # as generate: the prompt first
-            logits, cache = self._prefill(lane)
-            if lane.advance(logits):
-                lane.finish()
-                return
-            if self._lanes and not (stackable(cache) and stackable(self._rows.cache)):
-                # Rows that cannot be stacked (sliding-window layers) wait for a lone batch, and
-                # no more answers than that are taken in.
-                if self.max_batch > 1:
-                    logger.warning("this model's KV cache cannot be batched: one answer at a time")
-                    self.max_batch = 1
-                self._parked.append((lane, cache))
-                return
-            self._join(lane, cache)
-        except Exception as err:  # this request's fault or not, the others go on
+        except Exception as err:  # a caller's criterion failing: this answer only
             logger.exception("an answer failed before joining the batch")
             lane.finish(err)
+            return
+        if self._lanes and not (stackable(cache) and stackable(self._rows.cache)):
+            # Rows that cannot be stacked (sliding-window layers) wait for a lone batch, and
+            # no more answers than that are taken in.
+            if self.max_batch > 1:
+                logger.warning("this model's KV cache cannot be batched: one answer at a time")
+                self.max_batch = 1
+            self._parked.append((lane, cache))
+            return
+        self._join(lane, cache)
 
     def _join(self, lane: Lane, cache: DynamicCache) -> None:
         self._rows.join(cache)
         self._lanes.append(lane)
 
-    def _prefill(self, lane: Lane) -> tuple[torch.Tensor, DynamicCache]:
-        """Run the prompt: (first logits (1, V) float32, the lane's one-row cache).
-
-        From the longest cached prefix: the prompt up to its last image (neither the tower nor
-        those tokens run), else the text before its first image, else nothing.
-        """
-        model, lm, inputs = self.model, self.model.language_model, lane.inputs
-        assert lane.ids is not None
-        length = lane.ids.shape[1]
-        entry = self.prefixes.get(lane.prefix_key) if lane.prefix_key else None
-        text = None
-        if entry is not None and entry.length < length:
-            lane.prefix_hit, lane.vision, cache = True, entry.vision, entry.cache()
-            start = entry.length
-            fed: dict[str, Any] = {"input_ids": lane.ids[:, start:]}
-        else:
-            embeds, lane.vision, _ = model.embed_inputs(
-                inputs["input_ids"], inputs.get("pixel_values"), inputs.get("wavelengths")
-            )
-            text = self.prefixes.get(lane.text_key) if lane.text_key else None
-            if text is not None and text.length == lane.text_length:
-                cache, start = text.cache(), text.length
-            else:
-                cache, start = DynamicCache(config=lm.config), 0
-            fed = {"inputs_embeds": embeds[:, start:]}
-        positions = torch.arange(start, length, device=lane.ids.device)[None]
-        out = lm(**fed, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
-        self._keep_step(lane, 0)
-        if entry is None:
-            self._remember(lane, cache, text is None)
-        return out.logits[:, -1].to(dtype=torch.float32, copy=True), cache
-
-    def _remember(self, lane: Lane, cache: DynamicCache, text_too: bool) -> None:
-        """Keep the prompt's image prefix (and its text prefix when that was not cached)."""
-        if not self.prefixes.max_bytes:
-            return
-        if text_too and lane.text_key and lane.text_length:
-            self.prefixes.put(lane.text_key, PrefixEntry.cut(cache, lane.text_length, None))
-        if lane.prefix_key and lane.prefix_length and lane.vision is not None:
-            entry = PrefixEntry.cut(cache, lane.prefix_length, lane.vision)
-            self.prefixes.put(lane.prefix_key, entry)
-
-    def _keep_step(self, lane: Lane, row: int) -> None:
-        assert self._hidden is not None
-        lane.steps.append(self._hidden[row : row + 1])
-
     def _step(self) -> None:
         """One token for every answer in the batch; finished ones leave."""
-        lanes, rows = self._lanes, self._rows
-        assert rows.cache is not None
+        lanes, rows, hidden = self._lanes, self._rows, self._hidden
+        assert rows.cache is not None and hidden is not None
         device = cache_device(rows.cache)
         fed = torch.tensor([[int(lane.new[-1])] for lane in lanes], device=device)
         positions = torch.tensor(
@@ -253,7 +217,7 @@ class Batcher:
         logits = out.logits[:, -1].to(dtype=torch.float32, copy=True)
         leaving = []
         for row, lane in enumerate(lanes):
-            self._keep_step(lane, row)
+            lane.steps.append(hidden.row(row))
             try:
                 finished = lane.advance(logits[row : row + 1])
             except Exception as err:  # e.g. a stop-string criterion failing: this answer only
@@ -261,11 +225,12 @@ class Batcher:
                 lane.finish(err)
                 finished = True
             if finished:
-                lane.finish()
                 leaving.append(row)
         if leaving:
             rows.leave(leaving)
             self._lanes = [lane for row, lane in enumerate(lanes) if row not in leaving]
+            for row in leaving:  # out of the batch first: a waiting caller sees it gone
+                lanes[row].finish()
 
 
 class BatchedGenerator:
