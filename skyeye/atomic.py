@@ -83,10 +83,15 @@ def atomic_path(target: str | os.PathLike[str], *, suffix: str | None = None) ->
     target.parent.mkdir(parents=True, exist_ok=True)
     ext = target.suffix if suffix is None else suffix
     tmp = _new_temp_file(target.parent, target.stem, ext)
+    mode = tmp.stat().st_mode & 0o777
     try:
         yield tmp
         if tmp.is_dir():
             raise IsADirectoryError(f"{tmp}: atomic_path is for files; use atomic_dir for folders")
+        if tmp.stat().st_mode & 0o777 != mode:
+            # Some writers replace the file instead of writing into it (safetensors' save_file
+            # leaves a private 0600 file): give it back the mode the umask gave the empty one.
+            os.chmod(tmp, mode)
         os.replace(tmp, target)
     except OSError as err:
         tmp.unlink(missing_ok=True)

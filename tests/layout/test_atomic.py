@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,18 @@ def test_atomic_dir_swaps_whole_folders(tmp_path: Path) -> None:
         (tmp / "b.txt").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_weights_file_gets_the_umask_mode_like_every_output(tmp_path: Path) -> None:
+    # safetensors' save_file writes a new private (0600) file in place of the empty temporary
+    # one: a saved model.safetensors must still be readable as the umask says (0644 here).
+    import torch
+    from safetensors.torch import save_file
+
+    old = os.umask(0o022)
+    try:
+        with atomic.atomic_path(tmp_path / "model.safetensors") as tmp:
+            save_file({"w": torch.zeros(2)}, str(tmp))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644
