@@ -17,6 +17,7 @@ import torch
 from serve_testing import scripted_settings
 
 from skyeye.chat.session import ChatSession, GenerationSettings
+from skyeye.errors import GenerationCancelled
 from skyeye.io.raster import RasterImage
 from skyeye.serve.batcher import BatchedGenerator, Batcher
 from skyeye.serve.prefix_lru import PrefixEntry, PrefixLRU
@@ -232,3 +233,63 @@ def test_a_cache_that_cannot_be_stacked_decodes_one_answer_at_a_time(chat, monke
         batcher.close()
     assert together == alone
     assert batcher.widest == 1 and batcher.max_batch == 1
+
+
+def test_a_newcomers_prefill_runs_beside_the_batchs_decoding(chat, monkeypatch):
+    """While a newcomer's prompt is prefilled (held here until released), the answer already in
+    the batch keeps decoding: the prefill runs on its own thread, not between the steps."""
+    import skyeye.serve.prefill as prefill
+
+    alone = ask(chat, 1)[0]
+    batcher = Batcher(chat.model, max_batch=4)
+    release, held = threading.Event(), threading.Event()
+    original = prefill.Prefiller._prefill
+
+    def held_prefill(self, lane):
+        if batcher.running > 1:  # the newcomer, not the first answer
+            held.set()
+            assert release.wait(30)
+        return original(self, lane)
+
+    monkeypatch.setattr(prefill.Prefiller, "_prefill", held_prefill)
+    cancel = threading.Event()
+    eos = chat.processor.tokenizer.eos_token_id
+
+    def no_end(input_ids, scores):
+        return scores.index_fill(1, torch.tensor([eos]), -float("inf"))
+
+    long = ChatSession(
+        chat.model,
+        chat.processor,
+        scripted_settings(lambda _: [no_end], max_new_tokens=400, measure=False),
+    )
+    long.generator = BatchedGenerator(batcher, "tiny")
+    long.add_image(image(3))
+    endless = threading.Thread(
+        target=lambda: pytest.raises(
+            GenerationCancelled, long.ask, "describe this image .", cancel=cancel
+        )
+    )
+    try:
+        endless.start()
+        deadline = time.perf_counter() + 30
+        while batcher.running < 1 or not batcher.steps:
+            assert time.perf_counter() < deadline
+            time.sleep(0.005)
+        newcomer: list = [None]
+        worker = threading.Thread(
+            target=lambda: newcomer.__setitem__(0, ask(chat, 1, BatchedGenerator(batcher, "tiny")))
+        )
+        worker.start()
+        assert held.wait(30), "the newcomer's prefill never started"
+        steps = batcher.steps
+        time.sleep(0.3)
+        assert batcher.steps - steps >= 3, "the batch stopped decoding while a prompt prefilled"
+        release.set()
+        worker.join(timeout=60)
+    finally:
+        release.set()
+        cancel.set()
+        endless.join(timeout=30)
+        batcher.close()
+    assert newcomer[0][0] == alone
