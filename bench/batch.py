@@ -140,8 +140,9 @@ def bench_batch(
             out["runs"][name].append(run_batch(name, scenes, target, model, max_new_tokens))
             print(name, out["runs"][name][-1], file=sys.stderr, flush=True)
     walls = {n: statistics.median(r["wall_s"] for r in out["runs"][n]) for n in runs}
-    base = "loop" if "loop" in walls else runs[0]
-    out["wall_ratio_to_" + base] = {n: round(w / walls[base], 3) for n, w in walls.items()}
+    for base in ("loop", "loop_1_thread"):  # each plain loop is a baseline of the others
+        if base in walls:
+            out[f"wall_ratio_to_{base}"] = {n: round(w / walls[base], 3) for n, w in walls.items()}
     if {"loop", "ray_2_workers"} <= set(runs):
         out["outputs_equal_loop_ray"] = outputs_equal(
             folder / "out-loop-0", folder / "out-ray_2_workers-0"
