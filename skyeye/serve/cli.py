@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="torch threads (default: torch's, one per core); 1 leaves the other cores to the "
-        "requests' image reading and mask decoding, which run beside the batch",
+        help="torch threads of each thread that runs the model (default: half the usable "
+        "cores, at least 1: the batch's decoding steps and the newcomers' prefill run side by "
+        "side, each with this many)",
     )
     p.add_argument("--verbose", action="store_true")
     return p
@@ -133,14 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    import torch
     import uvicorn
 
     from skyeye.serve.app import create_app
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
+    threads = args.threads if args.threads is not None else _usable_cores() // 2
+    torch.set_num_threads(max(1, threads))
 
     try:
         app = create_app(config)
@@ -152,3 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning"
     )
     return 0
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform says)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
