@@ -10,7 +10,7 @@ band options (`skyeye.serve.images.image_digest`) and the served model, so the n
 request runs neither the tower nor that prefix. Bounded by bytes (``--prefix-cache-mb``): the
 least recently used entries go first, and an entry larger than the whole budget is not kept.
 
-Used only by the batcher's scheduler thread (not thread-safe).
+Used only by the batcher's prefill thread (`skyeye.serve.prefill`; not thread-safe).
 """
 
 from __future__ import annotations
