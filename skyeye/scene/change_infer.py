@@ -42,10 +42,12 @@ def change_answer(phrase: str) -> str:
 
 def class_request(phrases: Sequence[str]) -> tuple[str, str]:
     """The one-image question and forced answer that draw ``phrases`` on one date, as
-    `skyeye.chat.transitions.class_masks` asks it: ("Segment all water and cloud.",
+    `skyeye.chat.transitions.class_masks` asks it: ("\\nSegment all water and cloud.",
     "<p>water</p> [SEG] <p>cloud</p> [SEG]")."""
     named = ", ".join(phrases[:-1]) + (" and " if len(phrases) > 1 else "") + phrases[-1]
-    return f"Segment all {named}.", " ".join(f"<p>{p}</p> [SEG]" for p in phrases)
+    # Word for word the chat's text part, its newline after the image included: the [SEG]
+    # states, hence the cloud masks, read every token (without it: 14.0 % cloud, not 18.2 %).
+    return f"\nSegment all {named}.", " ".join(f"<p>{p}</p> [SEG]" for p in phrases)
 
 
 class ChangeWindowRunner:

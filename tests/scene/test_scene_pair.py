@@ -238,3 +238,49 @@ def test_one_run_per_output_folder_for_pairs_too(llm, pair_files, tmp_path):
     with RunLock(tmp_path / "out", "another"), pytest.raises(RunLockedError, match="in use"):
         _run(llm, pair_files, tmp_path / "out")
     assert not (tmp_path / "out" / "answer.json").exists()
+
+
+def test_class_masks_are_asked_word_for_word_as_the_chat_asks_them(llm):
+    """Each date's class masks equal the chat's (`transitions.class_masks`) on the same image:
+    a [SEG] state reads every token of the question (a missing newline moved the cloud masks
+    of a real window from 18.2 % to 14.0 %)."""
+    from skyeye.chat.session import ChatSession, GenerationSettings
+    from skyeye.chat.transitions import class_masks
+
+    torch.manual_seed(0)
+    model, processor = make_tiny_model(
+        llm, use_mask_head=True, mask_head_hidden_size=32, mask_decoder="hires",
+        mask_change=True, image_processor_kwargs={"hires_size": 32, "value_scaling": "uint8"},
+    )  # fmt: skip
+    model.eval()
+    session = ChatSession(model, processor, GenerationSettings(system_prompt="You look at maps."))
+    t0, _ = change_grid()
+    rng = np.random.default_rng(2)
+    pair = tuple(
+        _image(rng.uniform(0, 255, (4, 32, 32)), t0, d) for d in ("2018-05-01", "2020-05-01")
+    )
+    phrases = ["water", "cloud"]
+    runner = ChangeWindowRunner(session, "What changed?", ["2018-05-01", "2020-05-01"],
+                                phrases, always=phrases)  # fmt: skip
+    batch = runner.prepare([pair])  # type: ignore[list-item]
+    with torch.no_grad():
+        scene = runner._class_masks(batch.inputs, 1, batch.grids, [True])[0]
+    session.add_image(pair[1])
+    asked = []
+
+    class Recorder:  # the chat's processor, keeping the conversations it encodes
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __call__(self, messages, *args, **kwargs):
+            asked.append(messages)
+            return self.inner(messages, *args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    session.processor = Recorder(processor)  # type: ignore[assignment]
+    chat = class_masks(session, 0, phrases)
+    assert asked == [runner._class_messages]  # the same question, part for part
+    for k, phrase in enumerate(phrases):
+        assert (scene[k] == chat[phrase]).mean() > 0.995, phrase
