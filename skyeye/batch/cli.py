@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 0:
         print("error: --workers must be 0 (plain loop) or more", file=sys.stderr)
         return 2
+    if args.threads is not None and args.threads < 1:
+        print("error: --threads must be 1 or more (leave it out for the default)", file=sys.stderr)
+        return 2
     if not args.prompt.strip():
         print("error: --prompt is empty: ask a question about the scenes", file=sys.stderr)
         return 2

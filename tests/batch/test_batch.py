@@ -373,3 +373,12 @@ def test_a_second_batch_on_one_out_exits_2_naming_the_first(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and f"{out} is in use by another run (skyeye.batch" in err
     assert f"pid {os.getpid()} on {socket.gethostname()}, started " in err
     assert not (out / "scenes").exists()
+
+
+def test_threads_below_one_exit_2_with_one_line(tmp_path, capsys):
+    args = ["--inputs", str(EXAMPLES), "--prompt", "water?", "--out", str(tmp_path / "out"),
+            "--threads", "0"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --threads must be 1 or more (leave it out for the default)"
+    assert not (tmp_path / "out").exists()
