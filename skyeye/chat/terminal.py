@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's, one per core); 1 on a machine other jobs keep "
+        "busy: there a forward of two threads ran ~10x slower (bench/RESULTS.md)",
+    )
+    parser.add_argument(
         "--cache-dir", default=None, help="where the converted embedded LLM is cached"
     )
     parser.add_argument(
@@ -254,6 +261,10 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
         # Refused before the slow model load: the session would refuse it (NoImageError).
         print("error: --prompt needs an image to ask about: add --image PATH", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     dtype = chat_dtype(args.dtype, args.device)
     started = time.perf_counter()
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens)

@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from skyeye_testing import change_chat, make_tiny_model, two_dates, write_tiff
 
 import skyeye.chat.session as session_module
@@ -38,7 +39,12 @@ def test_terminal_prints_the_measured_change(folder, monkeypatch, tiny_llm_dir, 
     assert _ask(folder, monkeypatch, tiny_llm_dir, a, b) == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith("Yes — ") and " changed (" in out and ", mask 1: water gained " in out
-    assert _ask(folder, monkeypatch, tiny_llm_dir, a, b, "--raw") == 0
+    threads = torch.get_num_threads()
+    try:
+        assert _ask(folder, monkeypatch, tiny_llm_dir, a, b, "--raw", "--threads", "1") == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert capsys.readouterr().out.startswith("<p>changed land cover</p> [SEG] Yes — ")
 
 
