@@ -99,6 +99,18 @@ class BoxQuestion:
     rotated: bool = False
 
 
+def singular(words: str) -> str:
+    """``words`` as asked, its last word made singular for a count of one ('water bodies' ->
+    'water body', 'lakes' -> 'lake'); words that are not plain English plurals stay as they are
+    ('aircraft', 'grass')."""
+    head, _, last = words.rpartition(" ")
+    if last.endswith("ies") and len(last) > 4:
+        last = last[:-3] + "y"
+    elif last.endswith("s") and not last.endswith(("ss", "us", "is")) and len(last) > 3:
+        last = last[:-1]
+    return f"{head} {last}" if head else last
+
+
 def mask_class(words: str, classes: tuple[str, ...] = DEFAULT_MASK_CLASSES) -> str | None:
     """The mask class ``words`` names ('water bodies' -> 'water'), None when none of ``classes``
     (a name outside them, e.g. 'aircraft' for skyeye-tiny)."""

@@ -32,6 +32,7 @@ from skyeye.chat.counting import (
     CountQuestion,
     read_box_question,
     read_count_question,
+    singular,
 )
 from skyeye.chat.describe import asks_description, classes_named, state_description
 from skyeye.chat.measured import state_measured, states_amount
@@ -147,8 +148,8 @@ def _count(session: ChatSession, q: CountQuestion, reply: ChatReply, inputs: Any
     reply.boxes = [i.box for i in instances]
     n = len(instances)
     size = f" larger than {q.size_words}" if q.size_words and not caveat else ""
-    verb = "is" if n == 1 else "are"
-    return f"<p>{q.phrase}</p> [SEG] There {verb} {n} {q.words}{size}{caveat}."
+    verb, words = ("is", singular(q.words)) if n == 1 else ("are", q.words)
+    return f"<p>{q.phrase}</p> [SEG] There {verb} {n} {words}{size}{caveat}."
 
 
 #: Phrase tags left at the end of an answer once their boxes are removed.

@@ -227,3 +227,13 @@ def test_modality_with_options_picks_the_matching_option_and_ignores_other_quest
     assert "will not guess" in modality_answer("What satellite took this?", [unknown])
     assert modality_answer("Is there water?", [sar()]) is None
     assert modality_answer("How many lakes are there?", [sar()]) is None
+
+
+def test_a_count_of_one_reads_in_the_singular():
+    one = np.zeros((64, 64), bool)
+    one[10:20, 10:20] = True
+    session = ScriptedSession({"water": one}, image())
+    text, _ = measure_answer(session, "How many water bodies are there?", ChatReply("4"), INPUTS)
+    assert text == "<p>water</p> [SEG] There is 1 water body."
+    text, _ = measure_answer(session, "How many lakes are there?", ChatReply("4"), INPUTS)
+    assert text.endswith("There is 1 lake.")
