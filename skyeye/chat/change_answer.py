@@ -180,7 +180,10 @@ def _details(t: Transitions | None, question: ChangeQuestion) -> str:
             for verb, area in (("gained", c.gained), ("lost", c.lost))
             if area.pixels > 0 or question.cls is not None
         ]
-        parts = ", ".join(said) or "no water, vegetation, built-up or bare land gained or lost"
+        # A general question lists the classes that moved by PRESENT_MIN_SHARE or more.
+        least = f" {100 * PRESENT_MIN_SHARE:.1f} % or more" if t.general else ""
+        none = f"no water, vegetation, built-up or bare land gained or lost{least}"
+        parts = ", ".join(said) or none
     excluded = 0.0 if t is None else t.excluded_share
     if excluded > 0:
         left = "cloud or no data" if t is None or t.cloud_masked else "no data"

@@ -107,6 +107,7 @@ def test_no_change_is_no_and_partial_overlap_is_said(tiny_llm_dir):
     reply = session.ask("Did anything change?")
     assert reply.text.startswith(f"<p>{GENERAL_PHRASE}</p> [SEG] No — ")
     assert "under the 0.5 % that counts as a change" in reply.text
+    assert "no water, vegetation, built-up or bare land gained or lost 0.5 % or more" in reply.text
     assert "The images overlap on 50% of the first image" in render_readable(reply.text)
     assert reply.change.overlap == pytest.approx(0.5, abs=0.02)
 
