@@ -348,11 +348,17 @@ def test_before_after_pair_shows_the_change_overlay_and_areas(demo_server, brows
     chat = browser.find_element(By.CSS_SELECTOR, "#chatbot").text
     assert CHANGE_QUESTION in chat
     assert "⚠️" not in chat and "[SEG]" not in answer, answer
-    # The changed area as measured on the mask (hectares or m²), and the mask it is measured on.
-    assert re.search(r"\b\d[\d.,]* (ha|m²|km²) (changed|of)", answer), answer
-    assert "mask 1" in answer, answer
+    # The changed area as measured on the mask (hectares or m²), and the mask it is measured on:
+    # the lake's shore moved between 2009 and 2020, and the bundled model's change decoder marks
+    # part of it (1.64 ha at the demo's 512 px read size when this test was written).
+    area = re.search(r"\b(\d[\d.,]*) (ha|m²|km²) (changed|of)", answer)
+    assert area and float(area.group(1).replace(",", "")) > 0, answer
+    assert "mask 1" in answer and "compared area" in answer, answer
     note = browser.find_element(By.CSS_SELECTOR, "#result-note").text
     assert "1 mask(s) on naip_2020.tif" in note, note  # drawn on the after image
+    # (Gradio shows a file's stem and extension on two lines.)
+    downloads = browser.find_element(By.CSS_SELECTOR, "#downloads").text.replace("\n", "")
+    assert "masks.geojson" in downloads and "mask_1.tif" in downloads, downloads
     overlay = browser.find_element(By.CSS_SELECTOR, "#overlay img")
     assert browser.execute_script("return arguments[0].naturalWidth", overlay) >= 128
     # The swipe view's after side now shows the overlay.
