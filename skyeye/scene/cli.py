@@ -37,6 +37,15 @@ def _bbox(text: str) -> list[float]:
     return values
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--wavelengths {text!r}: give numbers in µm, comma-separated (0.49,0.56,0.665)"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from skyeye.scene.config import DEFAULT_BATCH, DEFAULT_OVERLAP, DEFAULT_WINDOW
 
@@ -66,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bbox-crs", default=None, help="EPSG code of --bbox (default: the scene's)")
     p.add_argument("--crs", choices=["4326", "native"], default="4326", help="GeoJSON CRS")
     p.add_argument("--sensor", default=None, help="sensor of the scene (e.g. sentinel-2)")
+    p.add_argument(
+        "--wavelengths",
+        type=_floats,
+        default=None,
+        help="band centre wavelengths in µm, comma-separated, one per band (e.g. Landsat "
+        "SWIR1,NIR,red,green: 1.65,0.835,0.66,0.56) for files whose bands are not named",
+    )
     p.add_argument("--max-new-tokens", type=int, default=64, help="longest answer per window")
     p.add_argument(
         "--force-answer",
@@ -137,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             dtype=dtype,
             sensor=args.sensor,
+            wavelengths=args.wavelengths,
             read_options=ReadOptions(threads=args.read_threads, cache_mib=args.gdal_cache_mib),
         )
         if len(args.image) > 2:
