@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,11 +42,7 @@ from skyeye.serve.prefix_lru import PrefixLRU, prefix_key
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PREFILL_WAIT_S", "BatchedGenerator", "Batcher"]
-
-#: How long the answers decoding wait, at most, for newcomers' prompts to join them (about one
-#: prefill of a one-image prompt of skyeye-tiny on one CPU thread).
-PREFILL_WAIT_S = 0.3
+__all__ = ["BatchedGenerator", "Batcher"]
 
 #: A prefilled lane handed back by the prefill worker (cache None: the lane already finished).
 _Prefilled = tuple[Lane, DynamicCache | None]
@@ -58,21 +53,11 @@ class Batcher:
     ``max_batch`` answers decoded together; ``prefix_cache_bytes`` of image prefixes kept
     (0: none). Start it with `start`, stop it with `close`."""
 
-    def __init__(
-        self,
-        model: Any,
-        max_batch: int,
-        prefix_cache_bytes: int = 0,
-        prefill_wait: float = PREFILL_WAIT_S,
-    ) -> None:
+    def __init__(self, model: Any, max_batch: int, prefix_cache_bytes: int = 0) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        if prefill_wait < 0:
-            raise ValueError(f"prefill_wait must be at least 0, got {prefill_wait}")
         self.model = model
         self.max_batch = max_batch
-        self.prefill_wait = prefill_wait
-        self._hold_until = 0.0  # the batch waits for newcomers' prefills until then (monotonic)
         self.prefixes = PrefixLRU(prefix_cache_bytes)
         self.steps = 0  # decoding forwards run (all answers together)
         self.widest = 0  # the most answers one forward decoded
@@ -131,7 +116,7 @@ class Batcher:
                     self._admit()
                     if not self._lanes and self._parked:
                         self._join(*self._parked.pop(0))
-                    if self._lanes and not self._holding():
+                    if self._lanes:
                         self._step()
         finally:
             # The worker first (it may be running a prompt): then nothing more arrives.
@@ -154,16 +139,11 @@ class Batcher:
 
     def _collect(self) -> bool:
         """Take what arrived: new lanes wait for a row, prefilled ones take theirs. Blocks
-        while nothing decodes, and for a while (`_holding`) while newcomers are prefilled.
-        False once closed."""
-        idle = not self._lanes and not self._parked
-        hold = 0.0 if idle else self._holding()
+        while nothing decodes. False once closed."""
+        block = not self._lanes and not self._parked
         while True:
-            try:  # the first item waited for (or not), the rest taken as they are
-                if idle:
-                    item = self._inbox.get()
-                else:
-                    item = self._inbox.get(block=hold > 0, timeout=hold or None)
+            try:
+                item = self._inbox.get(block=block)
             except queue.Empty:
                 return not self._closed
             if item is None:
@@ -173,25 +153,11 @@ class Batcher:
             else:
                 self._prefilling -= 1
                 self._place(*item)
-            idle, hold = False, 0.0
-
-    def _holding(self) -> float:
-        """Seconds the batch still waits for the prompts being prefilled (0: step now).
-
-        While newcomers at least as many as the answers decoding are prefilled, their rows
-        would double the batch a few steps later: the answers decoding wait for them (at most
-        ``prefill_wait`` after the last one was admitted) instead of taking those steps alone.
-        On a CPU a step of one row costs most of a step of four, so on a busy server the narrow
-        steps took CPU from the prefills and masks themselves; the lone answer never waits.
-        """
-        if not self._prefilling or self._prefilling < len(self._lanes):
-            return 0.0
-        return max(0.0, self._hold_until - time.monotonic())
+            block = False
 
     def _admit(self) -> None:
         """Hand waiting lanes to the prefill worker, as many as there are free rows."""
         while self._waiting and self.running < self.max_batch:
-            self._hold_until = time.monotonic() + self.prefill_wait
             self._prefilling += 1
             assert self._prefiller is not None
             self._prefiller.submit(self._waiting.pop(0))

@@ -237,12 +237,11 @@ def test_a_cache_that_cannot_be_stacked_decodes_one_answer_at_a_time(chat, monke
 
 def test_a_newcomers_prefill_runs_beside_the_batchs_decoding(chat, monkeypatch):
     """While a newcomer's prompt is prefilled (held here until released), the answer already in
-    the batch waits for it at most ``prefill_wait``, then goes on decoding: the prefill runs on
-    its own thread, not between the steps."""
+    the batch keeps decoding: the prefill runs on its own thread, not between the steps."""
     import skyeye.serve.prefill as prefill
 
     alone = ask(chat, 1)[0]
-    batcher = Batcher(chat.model, max_batch=4, prefill_wait=0.4)
+    batcher = Batcher(chat.model, max_batch=4)
     release, held = threading.Event(), threading.Event()
     original = prefill.Prefiller._prefill
 
@@ -283,10 +282,8 @@ def test_a_newcomers_prefill_runs_beside_the_batchs_decoding(chat, monkeypatch):
         )
         worker.start()
         assert held.wait(30), "the newcomer's prefill never started"
-        held_at, steps = time.perf_counter(), batcher.steps
-        time.sleep(0.15)
-        assert batcher.steps == steps, "the lone answer did not wait for the newcomer"
-        time.sleep(max(0.0, held_at + 0.4 - time.perf_counter()) + 0.3)
+        steps = batcher.steps
+        time.sleep(0.3)
         assert batcher.steps - steps >= 3, "the batch stopped decoding while a prompt prefilled"
         release.set()
         worker.join(timeout=60)
@@ -296,4 +293,3 @@ def test_a_newcomers_prefill_runs_beside_the_batchs_decoding(chat, monkeypatch):
         endless.join(timeout=30)
         batcher.close()
     assert newcomer[0][0] == alone
-    assert batcher.widest == 2
