@@ -19,7 +19,9 @@ over one client's (target >= 2.5x), their p50 over one client's (<= 1.6x), one c
 over the in-process answer (<= 1.1x). Last, a follow-up (the same image and conversation sent
 again with a second question, as a stateless client does): time to the first streamed chunk
 (sent once the first token is generated) of the first and the second turn; the second starts
-from the server's cached image prefix.
+from the server's cached image prefix. Beside each level: the server process's CPU seconds per
+answer and the cores it used (CPU time over wall time; on a shared machine, what it was given),
+and the load average at the start and the end.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import rasterio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,8 +100,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_clients(url: str, bodies: list[bytes], clients: int) -> dict:
-    """Every body posted by ``clients`` threads; answers/s and latency percentiles."""
+def run_clients(url: str, bodies: list[bytes], clients: int, server_pid: int) -> dict:
+    """Every body posted by ``clients`` threads; answers/s, latency percentiles, and the
+    server process's CPU seconds per answer and cores used (CPU time over wall time: on a
+    shared machine, what it got)."""
+    server = psutil.Process(server_pid)
     http = httpx.Client(timeout=600)
 
     def one(data: bytes) -> float:
@@ -107,15 +113,19 @@ def run_clients(url: str, bodies: list[bytes], clients: int) -> dict:
         reply.raise_for_status()
         return time.perf_counter() - started
 
+    cpu = sum(server.cpu_times()[:2])
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         latencies = sorted(pool.map(one, bodies))
     wall = time.perf_counter() - started
+    cpu = sum(server.cpu_times()[:2]) - cpu
     http.close()
     return {
         "answers_per_s": len(bodies) / wall,
         "p50_s": statistics.median(latencies),
         "p95_s": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))],
+        "cpu_s_per_answer": cpu / len(bodies),
+        "cores_used": cpu / wall,
     }
 
 
@@ -123,17 +133,21 @@ def in_process(chat, paths: list[Path]) -> dict:
     from skyeye.chat.session import ChatSession
 
     latencies = []
+    cpu = time.process_time()
     for path in paths:
         started = time.perf_counter()
         session = ChatSession(chat.model, chat.processor, chat.settings)
         session.add_image(path)
         session.ask(QUESTION)
         latencies.append(time.perf_counter() - started)
+    cpu = time.process_time() - cpu
     latencies.sort()
     return {
         "answers_per_s": len(paths) / sum(latencies),
         "p50_s": statistics.median(latencies),
         "p95_s": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))],
+        "cpu_s_per_answer": cpu / len(paths),
+        "cores_used": cpu / sum(latencies),
     }
 
 
@@ -177,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from skyeye.scene.infer import open_session
 
     torch.set_num_threads(args.threads)
+    load_at_start = os.getloadavg()
 
     levels = {1: args.requests, 4: 2 * args.requests, 8: 3 * args.requests}
     per_round = args.requests + sum(levels.values())
@@ -190,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             chat = open_session("skyeye-tiny")  # as the server loads it (--dtype auto)
             in_process(chat, paths[-2:-1])  # warm-ups: this process and the server
-            run_clients(url, bodies[-1:], 1)
+            run_clients(url, bodies[-1:], 1, server.pid)
             rows: dict[str, list[dict]] = {k: [] for k in ("in_process", "1", "4", "8")}
             used = 0
             for r in range(args.rounds):
@@ -202,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                     if name == "in_process":
                         rows[name].append(in_process(chat, paths[chosen]))
                     else:
-                        rows[name].append(run_clients(url, bodies[chosen], int(name)))
+                        rows[name].append(run_clients(url, bodies[chosen], int(name), server.pid))
                     print(name, {k: round(v, 3) for k, v in rows[name][-1].items()}, flush=True)
             turns = follow_up(url, paths[-3])
         finally:
@@ -226,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         turns["turn2_first_token_s"] / turns["turn1_first_token_s"], 2
     )
     result["machine"] = {
+        "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg(),
         "cpus": os.cpu_count(),
         "torch_threads": args.threads,
