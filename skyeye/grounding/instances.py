@@ -7,6 +7,11 @@ joined by a narrow neck) are separated by a watershed on the distance transform.
 apart only where the lower peak stands at least ``split_depth`` of its height above the saddle
 between them, so an elongated shape (a river) whose ridge only wavers is kept whole.
 
+Which rule a class gets is decided here, once (`splits_touching`): the watershed split is for
+compact objects (aircraft, buildings, vehicles). Water bodies, clouds, fields, vegetation and
+the other land-cover classes in `REGION_CLASSES` are regions: one connected region is one
+instance however it is shaped (a split turned 15 hand-drawn clouds into 22 instances).
+
 Boxes are `GroundedBox` on the 0..1 grid the parsers use (x right, y down), axis-aligned, or the
 instance's minimum-area rectangle with its angle (`rotated=True`, for ``{<x1><y1><x2><y2>|θ}``).
 """
@@ -26,6 +31,31 @@ DEFAULT_MIN_PIXELS = 4
 #: lower peak, for them to be two objects (0.3: two discs of radius r touching through a neck
 #: narrower than 0.7 r; a river's ridge wavers by ~10 %).
 DEFAULT_SPLIT_DEPTH = 0.3
+
+
+#: Mask classes that are regions, not compact objects: counted as 8-connected regions of at least
+#: the minimum size, never split (two lakes joined by a channel are one water body, as the
+#: held-out references count them, `instruct_data.objects.heldout_regions`). Every other class
+#: (aircraft, building, vehicle, or no class named) is a compact object: touching ones split.
+REGION_CLASSES: frozenset[str] = frozenset({
+    "water", "water body", "lake", "river", "pond", "reservoir", "cloud", "cloud shadow",
+    "cloud-free land", "vegetation", "cultivated land", "field", "forest", "grassland",
+    "shrubland", "wetland", "artificial surface", "bare land", "snow and ice", "farmland",
+    "meadow", "scrubland", "residential area",
+})  # fmt: skip
+
+
+def splits_touching(phrase: str | None) -> bool:
+    """Whether touching blobs of the class ``phrase`` are separate instances: False for a region
+    class (`REGION_CLASSES`, singular or plural, any case), True for compact objects and for an
+    unnamed mask."""
+    if phrase is None:
+        return True
+    name = " ".join(phrase.lower().split())
+    forms = {name, name[:-1] if name.endswith("s") else name}
+    if name.endswith("ies"):
+        forms.add(name[:-3] + "y")
+    return not (forms & REGION_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -201,10 +231,14 @@ def mask_instances(
     mask: np.ndarray,
     *,
     min_pixels: int = DEFAULT_MIN_PIXELS,
-    split_touching: bool = True,
+    split_touching: bool | None = None,
     rotated: bool = False,
     phrase: str | None = None,
 ) -> list[Instance]:
-    """(H, W) bool mask -> its instances with boxes: `label_instances` then `instance_boxes`."""
+    """(H, W) bool mask -> its instances with boxes: `label_instances` then `instance_boxes`.
+
+    ``split_touching`` None: the class rule, `splits_touching(phrase)`."""
+    if split_touching is None:
+        split_touching = splits_touching(phrase)
     labels = label_instances(mask, min_pixels=min_pixels, split_touching=split_touching)
     return instance_boxes(labels, rotated=rotated, phrase=phrase)

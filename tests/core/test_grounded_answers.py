@@ -14,7 +14,7 @@ import torch
 from affine import Affine
 from rasterio.crs import CRS
 
-from skyeye.chat.counting import read_box_question, read_count_question
+from skyeye.chat.counting import DEFAULT_MASK_CLASSES, read_box_question, read_count_question
 from skyeye.chat.decoding import GenerationSettings
 from skyeye.chat.describe import state_description
 from skyeye.chat.grounded import measure_answer
@@ -27,7 +27,8 @@ from skyeye.io.image import RasterImage
 
 
 def five_blobs() -> np.ndarray:
-    """3 separated squares and 2 touching discs: 5 objects."""
+    """3 separated squares and 2 touching discs: 5 compact objects (aircraft), 4 regions (water:
+    the touching discs are one water body)."""
     mask = np.zeros((64, 64), bool)
     mask[2:8, 2:8] = mask[2:8, 20:26] = mask[50:60, 2:12] = True
     yy, xx = np.mgrid[:64, :64]
@@ -77,13 +78,18 @@ INPUTS = {"input_ids": torch.zeros((1, 4), dtype=torch.long)}
 
 
 def test_count_with_a_mask_is_the_number_of_instances_with_one_box_each():
-    session = ScriptedSession({}, image())
+    session = ScriptedSession({}, image())  # a decoder that outlines aircraft (compact objects)
+    session.settings = GenerationSettings(mask_classes=(*DEFAULT_MASK_CLASSES, "aircraft"))
+    reply = ChatReply(text="<p>aircraft</p> [SEG] 2.")
+    add_mask(reply, five_blobs(), "aircraft", session.images[0])
+    text, note = measure_answer(session, "How many aircraft are there?", reply, INPUTS)
+    assert parse_count(text) == 5 and note == ""  # the two touching ones split apart
+    assert len(reply.boxes) == 5 and all(b.phrase == "aircraft" for b in reply.boxes)
+    assert session.forced == []  # the answer's own mask was counted
     reply = ChatReply(text="<p>water</p> [SEG] 2.")
     add_mask(reply, five_blobs(), "water", session.images[0])
-    text, note = measure_answer(session, "How many lakes are there?", reply, INPUTS)
-    assert parse_count(text) == 5 and note == ""
-    assert len(reply.boxes) == 5 and all(b.phrase == "water" for b in reply.boxes)
-    assert session.forced == []  # the answer's own mask was counted
+    text, _ = measure_answer(session, "How many lakes are there?", reply, INPUTS)
+    assert parse_count(text) == 4 and len(reply.boxes) == 4  # water is a region class: no split
 
 
 def test_count_without_a_mask_asks_for_the_mask_first():
@@ -91,22 +97,22 @@ def test_count_without_a_mask_asks_for_the_mask_first():
     reply = ChatReply(text="There are 12 lakes.")  # the LLM's guess
     text, _ = measure_answer(session, "How many water bodies are in this image?", reply, INPUTS)
     assert session.forced == ["<p>water</p> [SEG]"]
-    assert text == "<p>water</p> [SEG] There are 5 water bodies."
-    assert len(reply.masks) == 1 and len(reply.boxes) == 5
+    assert text == "<p>water</p> [SEG] There are 4 water bodies."
+    assert len(reply.masks) == 1 and len(reply.boxes) == 4
 
 
 def test_count_larger_than_an_area_drops_the_smaller_instances():
-    # 20 m pixels: 1 ha = 25 pixels. The 6x6 squares (36 px) stay, the 10x10 one (100 px) stays,
-    # the discs (~113 px each) stay; at 0.5 ha... use 50 px: only the 10x10 square and the discs.
+    # 20 m pixels: 1 ha = 25 pixels; 2 ha = 50 px: the 6x6 squares (36 px) go, the 10x10 one
+    # (100 px) and the two touching discs (one water body, ~226 px) stay.
     session = ScriptedSession({"water": five_blobs()}, image(pixel_m=20.0))
     reply = ChatReply(text="3")
     text, _ = measure_answer(session, "How many water bodies larger than 2 ha?", reply, INPUTS)
-    assert parse_count(text) == 3 and "larger than 2 ha" in text
+    assert parse_count(text) == 2 and "larger than 2 ha" in text
     no_geo = ScriptedSession({"water": five_blobs()}, image(georeferenced=False))
     text, _ = measure_answer(
         no_geo, "How many water bodies larger than 2 ha?", ChatReply("3"), INPUTS
     )
-    assert parse_count(text) == 5 and "no georeference" in text
+    assert parse_count(text) == 4 and "no georeference" in text
 
 
 @pytest.mark.parametrize(
@@ -125,13 +131,14 @@ def test_box_asked_of_an_answer_with_a_mask_is_the_mask_instance_box():
     add_mask(reply, five_blobs(), "water", session.images[0])
     text, _ = measure_answer(session, "[refer] Give the box of the largest lake.", reply, INPUTS)
     (box,) = reply.boxes
-    # the largest instance: one of the two touching discs (split apart), x 29..41, y 34..46
-    assert (box.x1, box.x2, box.y1, box.y2) == pytest.approx((29 / 64, 42 / 64, 34 / 64, 47 / 64))
-    assert "{<0><0><100><100>}" not in text and "{<45><53><66><73>}" in text
+    # the largest water body: the two touching discs, boxed whole (a region class is not
+    # split), x 29..53, y 34..46
+    assert (box.x1, box.x2, box.y1, box.y2) == pytest.approx((29 / 64, 54 / 64, 34 / 64, 47 / 64))
+    assert "{<0><0><100><100>}" not in text and "{<45><53><84><73>}" in text
     reply = ChatReply(text="<p>water</p> [SEG]")
     add_mask(reply, five_blobs(), "water", session.images[0])
     measure_answer(session, "Draw a rotated box around every water body.", reply, INPUTS)
-    assert len(reply.boxes) == 5
+    assert len(reply.boxes) == 4
 
 
 def test_llm_box_is_kept_without_a_mask():
@@ -154,7 +161,7 @@ def test_box_of_a_known_class_without_a_mask_asks_for_the_mask_first():
     assert session.forced == ["<p>water</p> [SEG]"]
     (box,) = reply.boxes
     assert (box.x1, box.y1) == pytest.approx((29 / 64, 34 / 64))
-    assert text == "<p>water</p> [SEG] <p>water</p> {<45><53><66><73>}"
+    assert text == "<p>water</p> [SEG] <p>water</p> {<45><53><84><73>}"
 
 
 def test_description_states_measured_shares_or_none():

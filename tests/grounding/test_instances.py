@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skyeye.grounding.instances import label_instances, mask_instances
+from skyeye.grounding.instances import label_instances, mask_instances, splits_touching
 from skyeye.grounding.parse import box_corners
 
 
@@ -62,3 +62,20 @@ def test_labels_do_not_depend_on_anything_but_the_mask():
     rng = np.random.default_rng(0)
     mask = rng.random((80, 80)) > 0.7
     assert np.array_equal(label_instances(mask), label_instances(mask.copy()))
+
+
+def test_region_classes_are_connected_regions_compact_objects_are_split():
+    """Water, clouds, fields are regions (never split); aircraft and unnamed masks are split."""
+    mask = np.zeros((100, 120), bool)
+    disc(mask, 15, 15, 8)
+    disc(mask, 60, 80, 10)  # two round ponds / clouds touching through a narrow neck
+    disc(mask, 60, 99, 10)
+    for region in ("water", "water bodies", "clouds", "Cloud", "fields", "lake"):
+        assert not splits_touching(region), region
+        found = mask_instances(mask, phrase=region)
+        assert len(found) == 2, region
+        largest = max(found, key=lambda i: i.pixels)  # the two touching discs, boxed whole
+        assert (largest.box.x1 * 120, largest.box.x2 * 120) == (70, 110)
+    for compact in ("aircraft", "buildings", None):
+        assert splits_touching(compact), compact
+        assert len(mask_instances(mask, phrase=compact)) == 3, compact
