@@ -13,10 +13,11 @@ Pipeline per image (C bands, any size, NaN = nodata):
    - "sar_db": backscatter ``sar_db_range`` (default -25..0 dB) -> 0..255, clipped.
    - "minmax": per band, the ``minmax_percentiles`` (2, 98) percentiles of the valid pixels ->
      0..255, clipped (for products of unknown units).
-   "auto" takes the sensor's default; where that is "minmax" (unknown sensor, Landsat) but the
-   values look like 0-1 reflectance (``skyeye.io.sensors.looks_like_reflectance``), it reads them
-   as "reflectance": a per-band stretch would erase the band ratios (water's low NIR against
-   green) that tell water from a cloud shadow.
+   "auto" takes the sensor's default; where that is "minmax" (unknown sensor, Landsat) or
+   "reflectance_10000" (Sentinel-2) but the values look like 0-1 reflectance
+   (``skyeye.io.sensors.looks_like_reflectance``), it reads them as "reflectance": a per-band
+   stretch would erase the band ratios (water's low NIR against green) that tell water from a
+   cloud shadow, and dividing 0-1 values by 10000 again makes a black image.
 2. square resize to ``image_size`` (bilinear, antialiased, computed on valid pixels only).
 3. normalise (value / 255 - image_mean) / image_std (DOFA-CLIP: mean = std = 0.5).
 4. pixels with no valid input are set to 0, i.e. the mean.
@@ -53,6 +54,9 @@ from skyeye.io.sensors import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Sensor default scalings that "auto" replaces by "reflectance" when the values are 0-1.
+_REFLECTANCE_CHECKED = ("minmax", "reflectance_10000")
 
 
 @dataclass(frozen=True)
@@ -264,15 +268,18 @@ class SkyEyeImageProcessor(BaseImageProcessor):
         """The value scaling of an image of ``sensor`` whose raw values are ``data`` (C, H, W)."""
         name = self._configured_scaling(sensor)
         # Unknown units: a per-band stretch is the only safe choice, unless the values are 0-1
-        # reflectance, whose band ratios are worth keeping.
-        if self.value_scaling == "auto" and name == "minmax" and looks_like_reflectance(data):
-            return "reflectance"
+        # reflectance, whose band ratios are worth keeping. A Sentinel-2 file already divided by
+        # 10000 (a float reflectance export) would otherwise be divided again and read black.
+        if self.value_scaling == "auto" and name in _REFLECTANCE_CHECKED:
+            if looks_like_reflectance(data):
+                return "reflectance"
         return name
 
     def scaling_depends_on_values(self, sensor: str | None) -> bool:
         """Whether `scaling_for` an image of ``sensor`` looks at its values (the per-band stretch
         and the 0-1 reflectance test do; the fixed unit conversions do not)."""
-        return self._configured_scaling(sensor) == "minmax"
+        name = self._configured_scaling(sensor)
+        return name == "minmax" or (self.value_scaling == "auto" and name in _REFLECTANCE_CHECKED)
 
     def _configured_scaling(self, sensor: str | None) -> str:
         if self.value_scaling != "auto":

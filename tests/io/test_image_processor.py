@@ -79,6 +79,28 @@ def test_auto_reads_0_1_reflectance_of_an_unknown_sensor_as_reflectance_not_per_
     assert proc.scaling_for(None, np.full((1, 4, 4), np.nan, np.float32)) == "minmax"
 
 
+def test_auto_reads_a_sentinel2_file_already_in_0_1_reflectance_as_reflectance():
+    """A Sentinel-2 export divided by 10000 (float reflectance, e.g. the UKIS scene) is not
+    divided again: the same pixels as the product's x10000 integers, not a black image."""
+    rng = np.random.default_rng(1)
+    refl = rng.uniform(0.02, 0.45, size=(4, 8, 8)).astype(np.float32)
+    names, waves = ["B02", "B03", "B04", "B08"], [0.49, 0.56, 0.665, 0.842]
+    proc = SkyEyeImageProcessor(image_size=8)
+    ints = RasterImage(
+        data=refl * 10000.0, band_names=names, sensor="sentinel-2", wavelengths=waves
+    )
+    floats = RasterImage(data=refl, band_names=names, sensor="sentinel-2", wavelengths=waves)
+    assert proc.scaling_for("sentinel-2", refl * 10000.0) == "reflectance_10000"
+    assert proc.scaling_for("sentinel-2", refl) == "reflectance"
+    assert proc.scaling_depends_on_values("sentinel-2")
+    torch.testing.assert_close(proc(floats)["pixel_values"][0], proc(ints)["pixel_values"][0])
+    assert float(proc(floats)["pixel_values"][0].mean()) > -0.5  # not the black image (-1)
+    # An explicit scaling is kept as given.
+    fixed = SkyEyeImageProcessor(image_size=8, value_scaling="reflectance_10000")
+    assert fixed.scaling_for("sentinel-2", refl) == "reflectance_10000"
+    assert not fixed.scaling_depends_on_values("sentinel-2")
+
+
 def test_sar_db_scaling():
     proc = SkyEyeImageProcessor(image_size=2, sar_wavelength=3.75)
     data = np.stack([np.full((2, 2), -25.0, np.float32), np.full((2, 2), -12.5, np.float32)])
