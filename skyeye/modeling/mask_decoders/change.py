@@ -202,6 +202,7 @@ class ChangeMaskHead(HiResMaskHead):
         if self.hires_ratios:
             ratios = self.band_ratios(p2, w2) - self.band_ratios(p1, w1)
             x = x + _conv(ratios, self.ratio_proj)
+        indices = None
         if self.hires_indices:
             i1, i2 = self.spectral(p1, w1), self.spectral(p2, w2)
             delta = i2[:, :N_INDEX_VALUES] - i1[:, :N_INDEX_VALUES]
@@ -210,12 +211,4 @@ class ChangeMaskHead(HiResMaskHead):
             indices = torch.cat([delta, i1[:, N_INDEX_VALUES:] * i2[:, N_INDEX_VALUES:]], 1)
             assert indices.shape[1] == SpectralIndexFeatures.n_out
             x = x + _conv(indices, self.index_proj) + _conv(delta.abs(), self.index_abs_proj)
-        x = F.relu(x)
-        first, second = self.refine[0], self.refine[2]
-        assert isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d)
-        x = x + _conv(F.relu(_conv(x, first)), second)
-        feat = _conv(F.relu(x), self.pixel_proj)
-        if self.hires_indices:
-            feat = torch.cat([feat, indices], 1)
-        fine = torch.einsum("bf,bfhw->bhw", hyper.float(), feat)
-        return up(coarse)[:, 0] + fine
+        return up(coarse)[:, 0] + self._pick(x, indices, hyper)

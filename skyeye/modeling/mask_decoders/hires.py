@@ -273,24 +273,31 @@ class HiResMaskHead(SkyEyeMaskHead):
     ) -> Tensor:
         """pixels (B, C, H, W) float32 -> logits (B, H, W) float32: coarse logits + query . pixel
         features."""
+
         def up(t: Tensor) -> Tensor:
             return F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False)
 
         x = self.band_conv(pixels, wavelengths) + up(context)
         if self.hires_ratios:
             x = x + _conv(self.band_ratios(pixels, wavelengths), self.ratio_proj)
+        indices = None
         if self.hires_indices:
             indices = self.spectral(pixels, wavelengths)
             x = x + _conv(indices, self.index_proj)
+        return up(coarse)[:, 0] + self._pick(x, indices, hyper)
+
+    def _pick(self, x: Tensor, indices: Tensor | None, hyper: Tensor) -> Tensor:
+        """The refinement and pixel picking shared with the change decoder: features x
+        (B, F, H, W) before activation, the index channels (B, n_indices, H, W) or None, the
+        query's per-pixel classifier hyper (B, F [+ n_indices]) -> fine logits (B, H, W)."""
         x = F.relu(x)
         first, second = self.refine[0], self.refine[2]
         assert isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d)
         x = x + _conv(F.relu(_conv(x, first)), second)
         feat = _conv(F.relu(x), self.pixel_proj)  # (B, F, H, W)
-        if self.hires_indices:
+        if indices is not None:
             feat = torch.cat([feat, indices], 1)  # (B, F + n_indices, H, W)
-        fine = torch.einsum("bf,bfhw->bhw", hyper.float(), feat)
-        return up(coarse)[:, 0] + fine
+        return torch.einsum("bf,bfhw->bhw", hyper.float(), feat)
 
 
 def _conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
