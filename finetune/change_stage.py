@@ -74,6 +74,27 @@ def cached_states(
     return cache
 
 
+def sample_records(
+    lines: list[str], n: int, large_share: float, large_px: int, seed: int
+) -> list[str]:
+    """A seeded sample of ``n`` record lines, ``large_share`` of them (as many as there are)
+    from the records whose first image is at least ``large_px`` a side; file order kept."""
+    rng = random.Random(seed)
+    if large_share <= 0:
+        return [lines[i] for i in sorted(rng.sample(range(len(lines)), n))]
+    large = [i for i, line in enumerate(lines) if min(_size(line)) >= large_px]
+    chosen = set(large)
+    small = [i for i in range(len(lines)) if i not in chosen]
+    k = min(len(large), round(n * large_share))
+    picked = rng.sample(large, k) + rng.sample(small, min(len(small), n - k))
+    return [lines[i] for i in sorted(picked)]
+
+
+def _size(line: str) -> list[int]:
+    size = json.loads(line)["images"][0].get("size") or [0, 0]
+    return [int(v) for v in size]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m finetune.change_stage", description=__doc__.split("\n\n")[0]
@@ -105,6 +126,15 @@ def _parser() -> argparse.ArgumentParser:
         help="cache at most this many change records (a seeded sample; 0 = all): each costs one "
         "LLM forward",
     )
+    p.add_argument(
+        "--large-share",
+        type=float,
+        default=0.0,
+        help="share of --max-records drawn from the records whose images are at least "
+        "--large-px a side (change at the whole-scene window's scale, which small tiles do not "
+        "teach; 0 = one uniform sample)",
+    )
+    p.add_argument("--large-px", type=int, default=320, help="see --large-share")
     p.add_argument(
         "--hires-size",
         type=int,
@@ -140,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if 0 < args.max_records < len(lines):
-        picked = sorted(random.Random(args.seed).sample(range(len(lines)), args.max_records))
-        lines = [lines[i] for i in picked]
+        lines = sample_records(lines, args.max_records, args.large_share, args.large_px, args.seed)
     model = SkyEyeForConditionalGeneration.from_pretrained(args.model)
     processor = SkyEyeProcessor.from_pretrained(args.model)
     if processor.image_processor.hires_size is None:

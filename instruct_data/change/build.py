@@ -31,25 +31,36 @@ STAR_SPEC = Path(__file__).parents[1] / "from_rasters" / "specs" / "shared_data.
 
 @dataclass(frozen=True)
 class SourceInfo:
-    """folder: under the data root. tile_size / stride: px of the tiles cut from each pair."""
+    """folder: under the data root. tile_size / stride: px of the tiles cut from each pair;
+    scene_scale: (size, stride) of a second set of tiles at the whole-scene pipeline's window
+    size (`skyeye.scene` reads 512-px windows), so the decoder also learns change at the scale
+    it is used at (None: the pairs are too small, or they are cut by their own spec)."""
 
     folder: str
     tile_size: int
     stride: int
     pairs: Callable[[Path, list[str]], Iterator[ChangePair | SkipRecord]]
+    scene_scale: tuple[int, int] | None = None
+
+
+#: px: the whole-scene pipeline's default window (`skyeye.scene.config.SceneConfig.window`).
+SCENE_WINDOW = 512
 
 
 def _star(root: Path, val: list[str]) -> Iterator[ChangePair | SkipRecord]:
-    return StarPairs(STAR_SPEC, root, val).pairs()
+    return StarPairs(STAR_SPEC, root, val, scene_size=SCENE_WINDOW).pairs()
 
 
 #: Change sources: name -> where and how (plain-dict registry).
 CHANGE_SOURCES: dict[str, SourceInfo] = {
     # 10 m: 128 px = 1.28 km; cities are 339..858 px a side
-    "oscd-s2-change": SourceInfo("oscd-s2-change", 128, 96, oscd_pairs),
+    "oscd-s2-change": SourceInfo("oscd-s2-change", 128, 96, oscd_pairs, (SCENE_WINDOW, 384)),
     # 1.5 m: 256 px = 384 m; pairs are 952 x 640 px
-    "sztaki-airchange": SourceInfo("sztaki-airchange", 256, 192, airchange_pairs),
-    # tiles cut by the spec's own tile sizes; each pair is one tile
+    "sztaki-airchange": SourceInfo(
+        "sztaki-airchange", 256, 192, airchange_pairs, (SCENE_WINDOW, 384)
+    ),
+    # tiles cut by the spec's own tile sizes (and SCENE_WINDOW where a scene has room); each
+    # pair is one tile
     "star-pairs": SourceInfo(".", 4096, 4096, _star),
 }
 
@@ -130,14 +141,20 @@ def build_change_data(
                 summary.skipped[f"{name}: no folder {root}"] += 1
                 logger.warning("%s: no folder %s: skipped", name, root)
                 continue
-            writer = PairRecords(out_dir, info.tile_size, info.stride, seed=seed)
+            writers = [PairRecords(out_dir, info.tile_size, info.stride, seed=seed)]
+            if info.scene_scale is not None:
+                size, stride = info.scene_scale
+                tag, larger = f"s{size}", info.tile_size + 1  # pairs the first tiling cuts up
+                writers.append(
+                    PairRecords(out_dir, size, stride, seed=seed, tag=tag, min_side=larger)
+                )
             for pair in tqdm(info.pairs(root, splits.get(name, [])), desc=name, unit="pair"):
                 if isinstance(pair, SkipRecord):
                     summary.skipped[f"{name}: {pair.reason}"] += 1
                     logger.warning("%s: skipped %s", name, pair)
                     continue
                 summary.pairs[f"{name}/{pair.split}"] += 1
-                for rec in writer.records(pair):
+                for rec in (r for writer in writers for r in writer.records(pair)):
                     d = rec.to_dict()
                     problems = validate_record(d)
                     if problems:  # a builder bug, not bad input: fail loudly
@@ -146,8 +163,9 @@ def build_change_data(
                     files["conversations"].write(line)
                     files[pair.split].write(line)
                     summary.records[f"{name}/{pair.split}"] += 1
-            summary.tiles[name] = writer.tiles
-            for reason, n in writer.skipped.items():
-                summary.skipped[f"{name}: tile {reason}"] += n
+            summary.tiles[name] = sum(w.tiles for w in writers)
+            for writer in writers:
+                for reason, n in writer.skipped.items():
+                    summary.skipped[f"{name}: tile {reason}"] += n
     write_text(out_dir / "summary.json", json.dumps(summary.as_dict(), indent=2) + "\n")
     return summary

@@ -82,19 +82,31 @@ class PairRecords:
     out_dir: receives ``images/<source>/<pair>/<tile>_t1.tif|_t2.tif``; record paths are
     relative to it. tile_size / stride: px; min_valid: share of a tile's pixels that must be
     valid (labelled, data on both dates). seed: the templates' draws depend only on it and ids.
+    tag: put before the tile ids ("s512r00000c00000") of a second tiling of the same pairs;
+    min_side: px, pairs smaller than this a side are not tiled (a second tiling would repeat
+    the first one's tiles).
     """
 
     def __init__(
-        self, out_dir: Path, tile_size: int, stride: int, min_valid: float = 0.9, seed: int = 0
+        self,
+        out_dir: Path,
+        tile_size: int,
+        stride: int,
+        min_valid: float = 0.9,
+        seed: int = 0,
+        tag: str = "",
+        min_side: int = 0,
     ) -> None:
         self.out, self.size, self.stride = Path(out_dir), tile_size, stride
-        self.min_valid, self.seed = min_valid, seed
+        self.min_valid, self.seed, self.tag, self.min_side = min_valid, seed, tag, min_side
         self.skipped: Counter = Counter()
         self.tiles = 0
 
     def records(self, pair: ChangePair) -> Iterator[Conversation]:
         """Conversations of every tile of ``pair`` (tiles too small or invalid are counted)."""
         h, w = pair.change.shape
+        if min(h, w) < self.min_side:
+            return
         size = min(self.size, h, w)
         for r, c in tile_windows(h, w, size, min(self.stride, size)):
             window = (slice(r, r + size), slice(c, c + size))
@@ -107,7 +119,7 @@ class PairRecords:
     def _tile(self, pair, r, c, size, window, valid) -> Iterator[Conversation]:
         from instruct_data.from_rasters.generate import stable_rng
 
-        tile_id = f"r{r:05d}c{c:05d}"
+        tile_id = f"{self.tag}r{r:05d}c{c:05d}"
         safe_pair = pair.pair_id.replace("/", "-")
         rng = stable_rng(self.seed, pair.source, pair.pair_id, tile_id)
         transform = (

@@ -67,10 +67,19 @@ def _transitions(before: np.ndarray, after: np.ndarray, ok: np.ndarray, layer: L
 class StarPairs:
     """Pairs from the scenes of a from-rasters spec (``spec_path``, paths under ``root``)."""
 
-    def __init__(self, spec_path: Path, root: Path | None, val: list[str], seed: int = 0) -> None:
+    def __init__(
+        self,
+        spec_path: Path,
+        root: Path | None,
+        val: list[str],
+        seed: int = 0,
+        scene_size: int | None = None,
+    ) -> None:
+        """scene_size: also cut ``crop`` / ``paste`` pairs of this size from every scene that
+        has room for two (the whole-scene pipeline's window: change at the scale it is used at)."""
         spec_root, self.opts, self.scenes = load_spec(spec_path)
         self.root = Path(root) if root is not None else spec_root
-        self.val, self.seed = set(val), seed
+        self.val, self.seed, self.scene_size = set(val), seed, scene_size
 
     def pairs(self) -> Iterator[ChangePair | SkipRecord]:
         """Every pair of every usable scene; a scene that cannot be read is one SkipRecord."""
@@ -87,15 +96,28 @@ class StarPairs:
             if is_sar(img) or not layers:
                 continue
             groups[scene.group].append((scene, img, layers[0]))
-            yield from self._scene_pairs(scene, img, layers[0])
+            yield from self._scene_pairs(
+                scene, img, layers[0], scene.tile_size or self.opts.tile_size
+            )
+            if self.scene_size and min(img.data.shape[1:]) >= self.scene_size:
+                yield from self._scene_pairs(
+                    scene, img, layers[0], self.scene_size, f"s{self.scene_size}"
+                )
         for members in groups.values():
             yield from self._date_pairs(members)
 
     def _split(self, scene: SceneSpec) -> str:
         return "val" if scene.group in self.val or scene.id in self.val else "train"
 
-    def _pair(self, scene, pair_id, before, after, b_map, a_map, layer, kind) -> ChangePair:
-        ok = (b_map > 0) & (a_map > 0) & before.valid_mask & after.valid_mask
+    def _pair(
+        self, scene, pair_id, before, after, b_map, a_map, layer, kind, pasted=None
+    ) -> ChangePair:
+        """pasted: (H, W) bool, the pixels a ``paste`` pair changed: everywhere else the two
+        images are the same pixels, so "no change" is known there whether labelled or not."""
+        labelled = (b_map > 0) & (a_map > 0)
+        if pasted is not None:
+            labelled = ~pasted | (b_map > 0)  # a pasted pixel is labelled (a_map); before?
+        ok = labelled & before.valid_mask & after.valid_mask
         after = dataclasses.replace(after, crs=before.crs, transform=before.transform)
         return ChangePair(
             source=SOURCE,
@@ -115,19 +137,18 @@ class StarPairs:
             extra_meta={"scene_source": scene.source, "scene_id": scene.id, "star_kind": kind},
         )
 
-    def _scene_pairs(self, scene, img, layer) -> Iterator[ChangePair]:
-        size = scene.tile_size or self.opts.tile_size
+    def _scene_pairs(self, scene, img, layer, size: int, tag: str = "") -> Iterator[ChangePair]:
         windows = tile_windows(*img.data.shape[1:], size, size)
         if len(windows) < 2:
             return
-        rng = stable_rng(self.seed, SOURCE, scene.id)
+        rng = stable_rng(self.seed, SOURCE, scene.id, *([tag] if tag else []))
         for i, (r, c) in enumerate(windows):
             j = (i + 1 + int(rng.integers(len(windows) - 1))) % len(windows)
             r2, c2 = windows[j]
             before, other = _crop(img, r, c, size), _crop(img, r2, c2, size)
             b_map = layer.class_map[r : r + size, c : c + size]
             o_map = layer.class_map[r2 : r2 + size, c2 : c2 + size]
-            tid = f"{scene.id}/r{r}c{c}"
+            tid = f"{scene.id}/{tag}r{r}c{c}"
             yield self._pair(scene, f"{tid}-crop", before, other, b_map, o_map, layer, "crop")
             present = [
                 k
@@ -140,7 +161,9 @@ class StarPairs:
             paste = (o_map == k) & other.valid_mask
             after = dataclasses.replace(before, data=np.where(paste, other.data, before.data))
             a_map = np.where(paste, o_map, b_map)
-            yield self._pair(scene, f"{tid}-paste", before, after, b_map, a_map, layer, "paste")
+            yield self._pair(
+                scene, f"{tid}-paste", before, after, b_map, a_map, layer, "paste", paste
+            )
 
     def _date_pairs(self, members) -> Iterator[ChangePair]:
         """Consecutive dates of one scene group, the same tiles (the whole grid when small)."""

@@ -139,3 +139,27 @@ def test_the_recipe_runs_the_change_stage_and_permissive_builds_use_star_pairs_o
     sources = recipe["change_data"]["sources"]
     assert {s for s in sources if get_licence(s).commercial} == {"star-pairs"}
     assert "oscd-s2-change" in sources and "sztaki-airchange" in sources
+
+
+def test_max_records_draws_the_large_share_from_scene_sized_records():
+    from finetune.change_stage import sample_records
+
+    def line(k: int, side: int) -> str:
+        return json.dumps({"id": str(k), "images": [{"size": [side, side]}]})
+
+    lines = [line(k, 512 if k % 10 == 0 else 64) for k in range(100)]  # 10 large, 90 small
+    picked = sample_records(lines, 20, 0.4, 320, seed=0)
+    sides = [json.loads(x)["images"][0]["size"][0] for x in picked]
+    assert len(picked) == 20 and sides.count(512) == 8  # 40 % of 20, not the 10 % of the file
+    assert picked == sorted(picked, key=lines.index)  # file order kept
+    assert picked == sample_records(lines, 20, 0.4, 320, seed=0)  # seeded
+    # more asked than there are: every large record, the rest small
+    assert (
+        sum(
+            json.loads(x)["images"][0]["size"][0] == 512
+            for x in sample_records(lines, 50, 0.5, 320, 0)
+        )
+        == 10
+    )
+    uniform = sample_records(lines, 20, 0.0, 320, seed=0)
+    assert len(uniform) == 20

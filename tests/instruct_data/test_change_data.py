@@ -175,3 +175,43 @@ def test_star_pairs_change_where_class_masks_differ(tmp_path):
     records = [r.to_dict() for p in pairs[:2] for r in writer.records(p)]
     assert records and all(validate_record(r) == [] for r in records)
     assert all(r["meta"]["commercial_use"] is True for r in records)
+
+
+def test_a_second_tiling_at_the_scene_window_has_its_own_ids_and_skips_small_pairs(tmp_path):
+    from instruct_data.change.pairs import PairRecords
+    from instruct_data.change.star import StarPairs
+
+    spec = FIXTURES / "from_rasters" / "spec.yaml"
+    pair = next(
+        p
+        for p in StarPairs(spec, None, val=[]).pairs()
+        if not hasattr(p, "reason") and p.valid.mean() >= 0.95
+    )
+    side = min(pair.change.shape)
+    base = PairRecords(tmp_path, side // 2, side // 2)
+    large = PairRecords(tmp_path, side, side, tag=f"s{side}", min_side=side // 2 + 1)
+    small_ids = {r.to_dict()["id"] for r in base.records(pair)}
+    large_recs = [r.to_dict() for r in large.records(pair)]
+    assert large_recs and all(f":s{side}r00000c00000:" in r["id"] for r in large_recs)
+    assert all(r["images"][0]["size"] == [side, side] for r in large_recs)
+    assert not small_ids & {r["id"] for r in large_recs}  # no id written twice
+    # a pair no larger than the first tiling's tiles is not cut again
+    again = PairRecords(tmp_path, side, side, tag="s9", min_side=side + 1)
+    assert list(again.records(pair)) == []
+
+
+def test_a_paste_pair_knows_no_change_outside_the_paste_even_where_unlabelled():
+    from instruct_data.change.star import StarPairs
+
+    spec = FIXTURES / "from_rasters" / "spec.yaml"
+    pastes = [
+        p
+        for p in StarPairs(spec, None, val=[]).pairs()
+        if not hasattr(p, "reason") and p.extra_meta["star_kind"] == "paste"
+    ]
+    assert pastes, "the fixture spec gives paste pairs"
+    for p in pastes:
+        same = (p.before.data == p.after.data).all(axis=0)
+        data = p.before.valid_mask & p.after.valid_mask
+        # wherever the two images are the same pixels, the label is known: no change
+        assert p.valid[same & data].all() and not p.change[same].any()
