@@ -3,8 +3,9 @@
 These are rule-based labels, not ground truth: every conversation built on them says so in
 ``meta.label_source`` (the formula, bands and thresholds used). Bands are found by wavelength, so
 any sensor with the needed bands works (Sentinel-2, Landsat, NAIP for NDVI). The water rules
-(optical and SAR) and the normalised difference live in `skyeye.evaluation.label_rules`, where
-evaluation scores against them: one copy of each label rule.
+(optical and SAR), the cloud rule and the normalised difference live in
+`skyeye.grounding.label_rules`, where evaluation scores against them and the change answers leave
+clouds out by them: one copy of each label rule.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from skyeye.errors import MissingBandError
-from skyeye.evaluation.label_rules import (
+from skyeye.grounding.label_rules import (
     DEFAULT_THRESHOLDS,
     SAR_WINDOW,
     band_index,
     box_mean,
+    cloud_rule_mask,
     normalized_difference,
     reflectance,
     sar_water_mask,
@@ -72,30 +74,5 @@ def index_masks(
             f"NDVI = ({nm('nir')} - {nm('red')}) / ({nm('nir')} + {nm('red')}) > {th['ndvi']}"
         )
     if "cloud" in classes:
-        b = reflectance(img, "blue", scale, "cloud")
-        g = reflectance(img, "green", scale, "cloud")
-        r = reflectance(img, "red", scale, "cloud")
-        vis = (b + g + r) / 3
-        with np.errstate(divide="ignore", invalid="ignore"):
-            white = (np.abs(b - vis) + np.abs(g - vis) + np.abs(r - vis)) / vis
-        hot = b - 0.5 * r - 0.08  # haze-optimised transform (Zhang et al. 2002)
-        cloud = (
-            (b > th["cloud_blue"])
-            & (vis > th["cloud_visible"])
-            & (white < th["cloud_whiteness"])
-            & (hot > 0)
-        )
-        rule = (
-            f"brightness test: blue {nm('blue')} > {th['cloud_blue']}, mean visible > "
-            f"{th['cloud_visible']}, whiteness < {th['cloud_whiteness']}, HOT > 0"
-        )
-        if band_index(img, "swir1") is not None:
-            s1 = reflectance(img, "swir1", scale, "cloud")
-            cloud &= ~(normalized_difference(g, s1) > th["cloud_ndsi"])
-            rule += f", NDSI({nm('green')}, {nm('swir1')}) < {th['cloud_ndsi']}"
-        if band_index(img, "cirrus") is not None:
-            cloud |= reflectance(img, "cirrus", scale, "cloud") > th["cirrus"]
-            rule += f"; or cirrus {nm('cirrus')} > {th['cirrus']}"
-        masks["cloud"] = cloud
-        rules["cloud"] = rule + f" (reflectance = value x {scale:g})"
+        masks["cloud"], rules["cloud"] = cloud_rule_mask(img, scale, th)
     return masks, rules

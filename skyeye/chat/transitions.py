@@ -9,8 +9,16 @@ change mask
 * gained = not the class before, the class after; lost = the class before, not after,
 
 measured as every mask area is measured (`skyeye.grounding.geo.mask_area`: share of the valid
-pixels, ground area on the grid's CRS). Pixels with a cloud (or cloud shadow) or no data in
-*either* date are left out of every figure, and the sentence says how much was left out.
+pixels, ground area on the grid's CRS). Pixels with a cloud or no data in *either* date are left
+out of every figure, and the sentence says how much was left out and how clouds were found:
+
+* by the spectral cloud test (`skyeye.grounding.clouds.pair_clouds`: the label rule's
+  brightness / whiteness / HOT tests, snow and cirrus bands where there are any) when it can read
+  both dates (reflectance by their value scaling, blue, green and red bands); the decoder is then
+  not asked for clouds: on the clear-sky Berlin example it drew cloud over ~19 % and cloud shadow
+  over ~27 % of the image, the rule 0.01 %;
+* none on a radar pair (SAR sees through clouds);
+* else by the decoder's "cloud" and "cloud shadow" masks on each date, as before.
 
 Which classes: those the question or the change phrase names (water, vegetation, built-up, bare;
 by the words people use, `CLASS_WORDS`); for a general "what changed?" every one of them whose
@@ -31,6 +39,7 @@ import torch.nn.functional as F
 
 from skyeye.chat.counting import DEFAULT_MASK_CLASSES
 from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
+from skyeye.grounding.clouds import CLOUDS_BY_DECODER, CLOUDS_BY_RULE, pair_clouds
 from skyeye.grounding.geo import MaskArea, mask_area
 from skyeye.grounding.parse import parse_seg_phrases
 
@@ -41,10 +50,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CLASS_WORDS",
+    "CLOUDS_UNMASKED",
     "TRANSITION_CLASSES",
     "ClassTransition",
     "Transitions",
     "class_masks",
+    "left_out_words",
     "measure_transitions",
     "named_classes",
     "transitions_note",
@@ -65,7 +76,8 @@ CLASS_WORDS: dict[str, tuple[str, ...]] = {
     "built-up": ("built-up", "built up", "buildings", "building", "urban", "houses", "city"),
     "bare": ("bare", "bare land", "bare soil", "soil", "sand"),
 }
-#: Decoder phrases whose pixels are left out of every transition (either date).
+#: Decoder phrases whose pixels are left out of every transition (either date) where the
+#: spectral cloud test cannot read the pair.
 CLOUD_PHRASES = ("cloud", "cloud shadow")
 
 
@@ -82,14 +94,37 @@ class ClassTransition:
 @dataclass
 class Transitions:
     """A change mask's transitions. excluded_share: share of the grid left out (cloud or no data
-    in either date); cloud_masked: clouds were drawn (the decoder knows cloud); compared: (H, W)
-    bool, the pixels counted (data and no cloud on both dates), None when not measured."""
+    in either date); cloud_method: how clouds were found (`CLOUDS_BY_RULE`, `CLOUDS_BY_DECODER`,
+    `CLOUDS_NOT_APPLICABLE` for SAR) or None (they could not be: no rule, the decoder knows no
+    cloud); cloud_masked: cloud_method is not None; compared: (H, W) bool, the pixels counted
+    (data and no cloud on both dates), None when not measured."""
 
     classes: list[ClassTransition] = field(default_factory=list)
     excluded_share: float = 0.0
-    cloud_masked: bool = True
+    cloud_method: str | None = CLOUDS_BY_RULE
     general: bool = False
     compared: np.ndarray | None = None
+
+    @property
+    def cloud_masked(self) -> bool:
+        return self.cloud_method is not None
+
+
+def left_out_words(cloud_method: str | None) -> str:
+    """What a change answer's left-out pixels are, by how clouds were found: "cloud by a spectral
+    test, or no data, in either date" (one wording for the chat's and the scene's sentences)."""
+    if cloud_method == CLOUDS_BY_RULE:
+        return "cloud by a spectral test, or no data, in either date"
+    if cloud_method == CLOUDS_BY_DECODER:
+        return "cloud or cloud shadow by the mask decoder, or no data, in either date"
+    return "no data in either date"
+
+
+#: Said when clouds could not be found (``cloud_method`` None).
+CLOUDS_UNMASKED = (
+    "clouds could not be masked (no spectral test reads these bands or values, and this "
+    "model's decoder outlines none)"
+)
 
 
 def measure_transitions(
@@ -174,15 +209,21 @@ def transitions_of(session: ChatSession, prompt: str, reply: ChatReply) -> Trans
     names = [n for n in (names or TRANSITION_CLASSES) if TRANSITION_CLASSES[n] in known]
     if not names:
         return None
-    clouds = [c for c in CLOUD_PHRASES if c in known]
+    img_b, img_a = session.images[b], session.images[a]
+    by_rule = pair_clouds(session.processor.image_processor, [img_b, img_a])
+    # The rule's clouds when it reads both dates (the decoder is then not asked for clouds: it
+    # drew them over ~45 % of a clear scene); else the decoder's, as far as it knows clouds.
+    clouds = [] if by_rule is not None else [c for c in CLOUD_PHRASES if c in known]
+    method = by_rule[1] if by_rule is not None else (CLOUDS_BY_DECODER if clouds else None)
     # Every known class is asked each time, whatever the question names: a [SEG]'s state reads
     # the phrases asked before it, so asking fewer classes drew other cloud masks (on Landsat
     # 2000/2020, 92.6 % of the pair left out as cloud for one class against 31.7 % for all).
     decoded = [c for c in TRANSITION_CLASSES.values() if c in known]
     before = class_masks(session, b, decoded + clouds)
     after = class_masks(session, a, decoded + clouds)
-    img_b, img_a = session.images[b], session.images[a]
     valid = img_b.valid_mask & img_a.valid_mask
+    if by_rule is not None:
+        valid &= ~by_rule[0][0] & ~by_rule[0][1]
     for c in clouds:
         valid &= ~before[c] & ~after[c]
     change = reply.masks[k]
@@ -201,7 +242,7 @@ def transitions_of(session: ChatSession, prompt: str, reply: ChatReply) -> Trans
     if general:
         measured = [t for t in measured if max(t.gained.share, t.lost.share) >= PRESENT_MIN_SHARE]
     excluded = 1.0 - float(valid.mean()) if valid.size else 0.0
-    transitions = Transitions(measured, excluded, bool(clouds), general, valid)
+    transitions = Transitions(measured, excluded, method, general, valid)
     reply.transitions = transitions
     return transitions
 
@@ -212,8 +253,9 @@ def _amount(area: MaskArea) -> str:
 
 def transitions_note(session: ChatSession, prompt: str, reply: ChatReply) -> str:
     """The sentence of a change answer's measured transitions ('' when there is none):
-    "Measured on the masks: water gained 312 ha, water lost 4.0 ha; 3.1% of the area (clouds or
-    no data in either date) left out." Shares stand in for areas without a georeference."""
+    "Measured on the masks: water gained 312 ha, water lost 4.0 ha; 3.1% of the area (cloud by a
+    spectral test, or no data, in either date) left out." Shares stand in for areas without a
+    georeference."""
     t = transitions_of(session, prompt, reply)
     if t is None:
         return ""
@@ -225,9 +267,9 @@ def transitions_note(session: ChatSession, prompt: str, reply: ChatReply) -> str
         text = "Measured on the masks: " + "; ".join(parts)
     else:
         text = "Measured on the masks: no water, vegetation, built-up or bare land changed"
-    left = "clouds or no data" if t.cloud_masked else "no data"
     if t.excluded_share > 0:
-        text += f"; {100 * t.excluded_share:.1f}% of the area ({left} in either date) left out"
+        left = left_out_words(t.cloud_method)
+        text += f"; {100 * t.excluded_share:.1f}% of the area ({left}) left out"
     if not t.cloud_masked:
-        text += "; clouds could not be masked (this model's decoder outlines none)"
+        text += f"; {CLOUDS_UNMASKED}"
     return text + "."

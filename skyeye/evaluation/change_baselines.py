@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from skyeye.evaluation.label_rules import (
+from skyeye.evaluation.metrics import iou_summary, mask_iou
+from skyeye.grounding.change import class_change, otsu_change, otsu_threshold
+from skyeye.grounding.label_rules import (
     DEFAULT_THRESHOLDS,
     band_index,
     index_threshold_mask,
     normalized_difference,
 )
-from skyeye.evaluation.metrics import iou_summary, mask_iou
-from skyeye.grounding.change import class_change, otsu_change, otsu_threshold
 from skyeye.io.image import RasterImage
 
 __all__ = [

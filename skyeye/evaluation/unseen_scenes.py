@@ -17,14 +17,14 @@ import numpy as np
 
 from skyeye.atomic import atomic_path
 from skyeye.errors import MissingBandError
-from skyeye.evaluation.label_rules import (
+from skyeye.evaluation.metrics import mask_iou
+from skyeye.evaluation.tasks.refseg import WATER_PROMPT
+from skyeye.grounding.label_rules import (
     index_threshold_mask,
     sar_water_mask,
     vv_threshold_mask,
     water_index_mask,
 )
-from skyeye.evaluation.metrics import mask_iou
-from skyeye.evaluation.tasks.refseg import WATER_PROMPT
 from skyeye.grounding.parse import parse_yes_no
 from skyeye.io.resample import resize_mask
 

@@ -1,8 +1,10 @@
-"""The water label rules and the index-threshold baselines: one copy for training data and
-evaluation.
+"""The water and cloud label rules and the index-threshold baselines: one copy for training data,
+evaluation and the chat's change answers.
 
-`instruct_data.from_rasters` labels water with these rules (it imports them: the library may not
-import `instruct_data`), and evaluation scores against them and beside them: the label rule is
+`instruct_data.from_rasters` labels water and clouds with these rules (it imports them: the
+library may not import `instruct_data`); the change answers (`skyeye.chat.transitions`, the scene
+pair) leave out the pixels `cloud_rule_mask` finds on either date (through
+`skyeye.grounding.clouds`); evaluation scores against the water rules and beside them: the label rule is
 the reference of an unseen scene, the plain index thresholds (NDWI > t, MNDWI > t, VV < t dB) are
 the trivial baselines. Both use one normalised difference on the same float32 reflectance, so a
 baseline and the label rule agree wherever their formulas do (a float64 copy of the rule
@@ -25,6 +27,7 @@ __all__ = [
     "SAR_WINDOW",
     "band_index",
     "box_mean",
+    "cloud_rule_mask",
     "index_threshold_mask",
     "normalized_difference",
     "reflectance",
@@ -107,6 +110,51 @@ def water_index_mask(
         water &= vis < th["water_visible"]
         rule += f" and mean visible < {th['water_visible']}"
     return water, rule
+
+
+def cloud_rule_mask(
+    img: RasterImage, scale: float, thresholds: dict[str, float] | None = None
+) -> tuple[np.ndarray, str]:
+    """The cloud label rule (Fmask-style tests on reflectance = ``data x scale``): (mask (H, W)
+    bool, rule text).
+
+    Cloud is bright (blue > ``cloud_blue``, mean visible > ``cloud_visible``), white (the blue,
+    green and red deviations from their mean, over the mean, < ``cloud_whiteness``) and hazy
+    (HOT = blue - 0.5 red - 0.08 > 0, Zhang et al. 2002); with a SWIR1 band, not snow (NDSI of
+    green and SWIR1 < ``cloud_ndsi``); with a cirrus band, also cirrus above ``cirrus``.
+    NaN (no data) is not cloud. `MissingBandError` without blue, green or red.
+    """
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    names = img.band_names
+
+    def nm(role: str) -> str:
+        return names[band_index(img, role)]  # type: ignore[index]
+
+    b = reflectance(img, "blue", scale, "cloud")
+    g = reflectance(img, "green", scale, "cloud")
+    r = reflectance(img, "red", scale, "cloud")
+    vis = (b + g + r) / 3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        white = (np.abs(b - vis) + np.abs(g - vis) + np.abs(r - vis)) / vis
+    hot = b - 0.5 * r - 0.08  # haze-optimised transform (Zhang et al. 2002)
+    cloud = (
+        (b > th["cloud_blue"])
+        & (vis > th["cloud_visible"])
+        & (white < th["cloud_whiteness"])
+        & (hot > 0)
+    )
+    rule = (
+        f"brightness test: blue {nm('blue')} > {th['cloud_blue']}, mean visible > "
+        f"{th['cloud_visible']}, whiteness < {th['cloud_whiteness']}, HOT > 0"
+    )
+    if band_index(img, "swir1") is not None:
+        s1 = reflectance(img, "swir1", scale, "cloud")
+        cloud &= ~(normalized_difference(g, s1) > th["cloud_ndsi"])
+        rule += f", NDSI({nm('green')}, {nm('swir1')}) < {th['cloud_ndsi']}"
+    if band_index(img, "cirrus") is not None:
+        cloud |= reflectance(img, "cirrus", scale, "cloud") > th["cirrus"]
+        rule += f"; or cirrus {nm('cirrus')} > {th['cirrus']}"
+    return cloud, rule + f" (reflectance = value x {scale:g})"
 
 
 def index_threshold_mask(

@@ -7,8 +7,14 @@ Per window, two forced answers decoded in one forward pass each, no generation:
   dated-image rule), its `[SEG]` paired (before, after) so the model's change decoder
   (`change_head`, `config.mask_change`) draws it (`skyeye.modeling.change_masks`);
 * the class masks of each date alone, as `skyeye.chat.transitions` measures a change answer's
-  transitions: "<image> Segment all water, ... and cloud shadow." answered
+  transitions: "<image> Segment all water, ... and bare land." answered
   ``<p>water</p> [SEG] ...``, decoded by the mask decoder on that date.
+
+Clouds, which decide what is compared, come from the spectral cloud rule on each date's window
+pixels (`skyeye.grounding.clouds.pair_clouds`, the scene's value scaling of that date) where it
+reads both dates; only then are the class masks drawn only in windows with change. Where it cannot
+(minmax scaling, no blue band) the decoder's "cloud" and "cloud shadow" are asked too, on every
+window (`always`).
 
 The windows of a batch share one prompt, so their rows stack without padding.
 """
@@ -25,6 +31,7 @@ import torch.nn.functional as F
 
 from skyeye.chat.session import ChatSession
 from skyeye.errors import SceneError
+from skyeye.grounding.clouds import pair_clouds
 from skyeye.io.raster import RasterImage
 from skyeye.processing.dated_images import dated_image_parts
 from skyeye.processing.image_processor import FixedScaling
@@ -57,10 +64,13 @@ class ChangeWindowRunner:
         session: a `ChatSession` whose model has a change decoder.
         prompt: the user's question about both dates ("What changed?").
         dates: the two dates (ISO or None), named in the prompt as the chat names them.
-        classes: the mask decoder's phrases asked on each date (transition classes and clouds).
-        always: those of ``classes`` drawn on every window (clouds); the others are drawn only
-            on windows whose change mask is not empty (they matter only inside it).
+        classes: the mask decoder's phrases asked on each date (transition classes, and the
+            decoder's clouds where the spectral rule cannot read the dates).
+        always: those of ``classes`` drawn on every window (the decoder's clouds); the others
+            are drawn only on windows whose change mask reaches 0.5 (they matter only inside it).
         phrase: the change phrase the forced answer opens.
+        spectral_clouds: each window's clouds by the spectral rule (`prepare` finds them on the
+            pixels, `answer` returns them as ``arrays["clouds"]``).
     """
 
     def __init__(
@@ -71,6 +81,7 @@ class ChangeWindowRunner:
         classes: Sequence[str],
         always: Sequence[str] = (),
         phrase: str = "changed land cover",
+        spectral_clouds: bool = False,
     ) -> None:
         self.model, self.processor = session.model, session.processor
         if getattr(self.model, "change_head", None) is None:
@@ -87,6 +98,7 @@ class ChangeWindowRunner:
             {"role": "user", "content": [*dated_image_parts(list(dates)), text_part]}
         ]
         self.classes, self.always = list(classes), set(always)
+        self.spectral_clouds = spectral_clouds
         question, answer = class_request(self.classes) if classes else ("", "")
         self._class_messages = head + [
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
@@ -121,7 +133,8 @@ class ChangeWindowRunner:
         pairs: Sequence[tuple[RasterImage, RasterImage]],
         scalings: tuple[FixedScaling | None, FixedScaling | None] = (None, None),
     ) -> PreparedBatch:
-        """Model inputs of window pairs, each date value-scaled with its own scene's scaling;
+        """Model inputs of window pairs, each date value-scaled with its own scene's scaling,
+        and with ``spectral_clouds`` each date's clouds by the rule read on the same scaling;
         nothing refers to the windows' pixels afterwards."""
         if not pairs:
             return PreparedBatch({}, [])
@@ -135,7 +148,18 @@ class ChangeWindowRunner:
         }
         self._tokenise(pairs[0], features)
         grids = [(int(p[0].data.shape[1]), int(p[0].data.shape[2])) for p in pairs]
-        return PreparedBatch(features, grids)
+        clouds = None
+        if self.spectral_clouds:
+            clouds = []
+            for pair in pairs:
+                found = pair_clouds(proc, pair, scalings)
+                if found is None:
+                    raise SceneError(
+                        "the spectral cloud test cannot read these windows: decide it per scene "
+                        "with skyeye.grounding.clouds.cloud_rule_for"
+                    )
+                clouds.append(np.stack(found[0]))
+        return PreparedBatch(features, grids, clouds)
 
     def _forced(
         self,
@@ -200,8 +224,9 @@ class ChangeWindowRunner:
 
     @torch.no_grad()
     def answer(self, batch: PreparedBatch) -> list[WindowAnswer]:
-        """Per window: the change probability (h, w) as ``prob`` and its dates' class masks as
-        ``arrays["classes"]``: packed bits of (2, n_classes, h, w) bool (before, after)."""
+        """Per window: the change probability (h, w) as ``prob``, its dates' class masks as
+        ``arrays["classes"]``: packed bits of (2, n_classes, h, w) bool (before, after), and
+        with ``spectral_clouds`` the rule's clouds as ``arrays["clouds"]``: packed (2, h, w)."""
         if not batch.grids:
             return []
         n = len(batch.grids)
@@ -212,12 +237,16 @@ class ChangeWindowRunner:
         for i, (h, w) in enumerate(batch.grids):
             up = F.interpolate(logits[i][None, None].float(), size=(h, w), mode="bilinear")[0, 0]
             prob = torch.sigmoid(up).cpu().numpy().astype(np.float32)
-            answers.append(WindowAnswer(text=self.text, phrase=self.phrase, prob=prob))
+            answer = WindowAnswer(text=self.text, phrase=self.phrase, prob=prob)
+            if batch.clouds is not None:
+                answer.arrays["clouds"] = np.packbits(batch.clouds[i].ravel())
+            answers.append(answer)
         del logits
         if self.classes:
             # A class decides a transition only inside the change mask: its masks are drawn
             # where this window's change reaches 0.5 (the blended mask can reach 0.5 only
-            # where some window's does); clouds everywhere, they decide what is compared.
+            # where some window's does); the decoder's clouds (`always`, where the spectral
+            # rule cannot read the dates) everywhere, they decide what is compared.
             full = [bool(a.prob is not None and a.prob.max() >= 0.5) for a in answers]
             masks = [self._class_masks(features, date, batch.grids, full) for date in (0, 1)]
             for i, answer in enumerate(answers):

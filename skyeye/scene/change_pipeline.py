@@ -4,7 +4,7 @@ The single-date driver's parts with a pair in place of the scene: `PairSource` (
 after date read onto the before date's grid, window by window) -> `window_layout` in fixed
 batches -> `PrefetchReader` (both dates of the next batch read while the model runs) ->
 `PairRunner` (below: all-nodata windows skipped, the others through `ChangeWindowRunner`: the
-change mask from the change decoder and each date's class masks) -> `WindowStore` (resumable
+change mask from the change decoder, each date's class masks and clouds) -> `WindowStore` (resumable
 under the run's identity: both dates' files, the dates, the prompt, model and settings) ->
 `write_change_outputs` (change_writer.py). One run per output folder (`RunLock`), every output
 written under a temporary name and renamed.
@@ -27,11 +27,19 @@ from skyeye.chat.change_answer import read_change_question
 from skyeye.chat.counting import DEFAULT_MASK_CLASSES
 from skyeye.chat.transitions import CLOUD_PHRASES, TRANSITION_CLASSES, named_classes
 from skyeye.errors import SceneError
+from skyeye.grounding.clouds import (
+    CLOUDS_BY_DECODER,
+    CLOUDS_BY_RULE,
+    cloud_rule_for,
+    clouds_method,
+)
 from skyeye.io.image import RasterImage
+from skyeye.processing.image_processor import FixedScaling
 from skyeye.scene.change_infer import ChangeWindowRunner, change_answer
 from skyeye.scene.change_writer import write_change_outputs
 from skyeye.scene.config import SceneConfig
 from skyeye.scene.identity import run_identity, source_files
+from skyeye.scene.infer import image_processor_of
 from skyeye.scene.lock import RunLock
 from skyeye.scene.pair import PairSource
 from skyeye.scene.pipeline import WORK_DIR, SceneResult, Source
@@ -46,19 +54,33 @@ logger = logging.getLogger(__name__)
 
 
 def transition_names(
-    prompt: str, phrase: str, known: Sequence[str]
+    prompt: str, phrase: str, known: Sequence[str], cloud_method: str | None = None
 ) -> tuple[list[str], list[str], list[str], bool]:
     """What a change question is measured on, by the chat's rule
     (`skyeye.chat.transitions.transitions_of`): (the transition classes reported: those the
     question or its change ``phrase`` names, else every one the decoder outlines; the decoder
-    phrases asked on each date: every known class, then the clouds (a [SEG]'s state reads the
-    phrases asked before it, so the chat always asks them all); the cloud phrases; general)."""
+    phrases asked on each date: every known class, then the decoder's clouds (a [SEG]'s state
+    reads the phrases asked before it, so the chat always asks them all); the decoder's cloud
+    phrases: none when ``cloud_method`` (`scene_cloud_method`) finds clouds without it; general)."""
     names = named_classes(f"{prompt} {phrase}")
     general = not names
     names = [n for n in (names or TRANSITION_CLASSES) if TRANSITION_CLASSES[n] in known]
-    clouds = [c for c in CLOUD_PHRASES if c in known]
+    clouds = [] if cloud_method is not None else [c for c in CLOUD_PHRASES if c in known]
     asked = [c for c in TRANSITION_CLASSES.values() if c in known] + clouds
     return names, asked, clouds, general
+
+
+def scene_cloud_method(pair: PairSource, scalings: Sequence[FixedScaling | None]) -> str | None:
+    """How a pair's clouds are found without the decoder, decided once for the scene from each
+    date's value scaling, sensor and bands (`skyeye.grounding.clouds.clouds_method`): the
+    spectral test, "not applicable (SAR)", or None (the decoder's clouds)."""
+    if any(s is None for s in scalings):  # scaled window by window: no one reflectance scale
+        return None
+    rules = [
+        cloud_rule_for(s.name, src.sensor, src.wavelengths)  # type: ignore[union-attr]
+        for s, src in zip(scalings, (pair.before, pair.after), strict=True)
+    ]
+    return clouds_method(rules)
 
 
 class PairRunner(SceneRunner):
@@ -75,12 +97,14 @@ class PairRunner(SceneRunner):
         phrases: list[str],
         clouds: list[str],
         phrase: str,
+        scalings: tuple[FixedScaling | None, FixedScaling | None],
+        spectral_clouds: bool = False,
     ) -> None:
         super().__init__(model, prompt, config, pair.before, store)
         self.pair, self.phrases, self.clouds, self.phrase = pair, phrases, clouds, phrase
         self.n_before = len(pair.before.band_names)
         self._change: ChangeWindowRunner | None = None
-        self._scalings: tuple[Any, Any] = (None, None)
+        self._scalings, self.spectral_clouds = scalings, spectral_clouds
 
     def _open_change(self) -> ChangeWindowRunner:
         if self._change is None:
@@ -89,18 +113,14 @@ class PairRunner(SceneRunner):
             c = self.config
             session = open_session(self.model, device=c.device, dtype=c.dtype)
             runner = ChangeWindowRunner(
-                session, self.prompt, self.pair.dates, self.phrases, self.clouds, self.phrase
-            )
+                session, self.prompt, self.pair.dates, self.phrases, self.clouds, self.phrase,
+                spectral_clouds=self.spectral_clouds,
+            )  # fmt: skip
             if c.window < runner.patch_size:
                 raise SceneError(
                     f"--window {c.window} is smaller than the tower's patch "
                     f"({runner.patch_size} px): use a larger --window"
                 )
-            proc = session.processor.image_processor
-            self._scalings = (
-                scene_scaling(proc, self.pair.before),
-                scene_scaling(proc, self.pair.after),
-            )
             self._change = runner
         return self._change
 
@@ -179,7 +199,6 @@ def analyze_scene_pair(
         raise SceneError(
             f"{prompt!r} does not ask about change: with two --image ask e.g. 'What changed?'"
         )
-    names, phrases, clouds, general = transition_names(prompt, question.phrase, known)
     timings = dict.fromkeys(("read", "model", "write", "stitch", "outputs"), 0.0)
     started = time.perf_counter()
     pair = PairSource(
@@ -189,10 +208,20 @@ def analyze_scene_pair(
     )  # fmt: skip
     with pair, RunLock(out, "skyeye.scene"):
         grid = pair.grid
+        # Each date's scaling from its whole scene, once: the windows' model inputs and the
+        # cloud rule's reflectance read the same values.
+        proc = image_processor_of(model)
+        scalings = (scene_scaling(proc, pair.before), scene_scaling(proc, pair.after))
+        cloud_method = scene_cloud_method(pair, scalings)
+        names, phrases, clouds, general = transition_names(
+            prompt, question.phrase, known, cloud_method
+        )
+        if cloud_method is None and clouds:
+            cloud_method = CLOUDS_BY_DECODER
         windows = window_layout(grid.height, grid.width, config.window, config.overlap)
         settings = config.settings(prompt, model) | {
             "change_answer": change_answer(question.phrase), "dates": list(pair.dates),
-            "classes": phrases,
+            "classes": phrases, "cloud_method": cloud_method,
         }  # fmt: skip
         read = {
             "grid": grid.label(),
@@ -203,7 +232,10 @@ def analyze_scene_pair(
         files = [*source_files(before), *source_files(after)]
         identity = run_identity(prompt, model, settings | read, files)
         store = WindowStore(out / WORK_DIR, identity, resume=config.resume)
-        runner = PairRunner(model, prompt, config, pair, store, phrases, clouds, question.phrase)
+        runner = PairRunner(
+            model, prompt, config, pair, store, phrases, clouds, question.phrase, scalings,
+            spectral_clouds=cloud_method == CLOUDS_BY_RULE,
+        )  # fmt: skip
         done_before = sum(store.done(w.index) for w in windows)
         bar = tqdm(total=len(windows), initial=done_before, unit="win", desc="change",
                    disable=not config.progress, dynamic_ncols=True)  # fmt: skip
@@ -226,7 +258,7 @@ def analyze_scene_pair(
         timings.update(read=r.wait_s, model=runner.model_s, write=runner.write_s)
         paths, answer = write_change_outputs(
             out, pair, store, windows, settings | {"batch": config.batch, "crs": config.crs},
-            names, phrases, clouds, question.phrase, general=general, overlap=config.overlap, thumb_step=runner.thumb_step,
+            names, phrases, clouds, question.phrase, cloud_method, general=general, overlap=config.overlap, thumb_step=runner.thumb_step,
             crs=config.crs, run_id=identity["id"], timings=timings, started=started,
         )  # fmt: skip
     skipped = sum(1 for w in answer["windows"] if w.get("skipped"))

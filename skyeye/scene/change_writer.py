@@ -6,7 +6,8 @@ strip blends the windows' change probability and their per-date class masks (a w
 with the single-date scene's overlap ramp, writes the change mask and hands the strip to a
 `TransitionTally`, which measures gained / lost per class inside the change mask by the chat's
 rule (`skyeye.chat.transitions.measure_transitions`), pixels with cloud or no data on either
-date left out. A pixel is counted once per class in one strip, so the transitions of a class add
+date left out: the clouds of the spectral test (each window's, blended as the other layers) or,
+where it cannot read the dates, the decoder's "cloud" and "cloud shadow". A pixel is counted once per class in one strip, so the transitions of a class add
 up to at most the change pixels compared, and gained and lost never share a pixel.
 """
 
@@ -23,7 +24,13 @@ from affine import Affine
 
 from skyeye.atomic import write_text
 from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
-from skyeye.chat.transitions import TRANSITION_CLASSES, measure_transitions
+from skyeye.chat.transitions import (
+    CLOUDS_UNMASKED,
+    TRANSITION_CLASSES,
+    left_out_words,
+    measure_transitions,
+)
+from skyeye.grounding.clouds import CLOUDS_BY_RULE
 from skyeye.grounding.geo import mask_area
 from skyeye.io.dates import date_label
 from skyeye.scene.outputs import compass, write_polygons, write_preview
@@ -40,24 +47,31 @@ CHANGE_OUTPUTS = {
     "preview": "preview.png",
     "answer": "answer.json",
 }
-#: Rows blended at a time: 1 + 2 x (classes) layers of the scene's width (13 x 128 x 10980
-#: float32 = 73 MB for a full tile's six phrases).
+#: Rows blended at a time: 1 + 2 x (classes) (+ 2 rule clouds) layers of the scene's width
+#: (13 x 128 x 10980 float32 = 73 MB for a full tile's six phrases).
 STRIP_ROWS = 128
 
 
-def pair_layers(n_phrases: int):
+def pair_layers(n_phrases: int, rule_clouds: bool = False):
     """The blend layers of a pair window: change probability, then the before and the after
-    date's class masks as 0/1, NaN for a class the window did not draw (None for a window
-    without them)."""
+    date's class masks as 0/1, NaN for a class the window did not draw, then with
+    ``rule_clouds`` the before and after date's clouds by the spectral test as 0/1 (None for a
+    window without them)."""
 
     def layers(arrays: dict[str, np.ndarray], win: SceneWindow) -> np.ndarray | None:
         if "prob" not in arrays or "classes" not in arrays:
             return None
+        if rule_clouds and "clouds" not in arrays:
+            return None
         size = 2 * n_phrases * win.height * win.width
         bits = np.unpackbits(arrays["classes"])[:size].reshape(-1, win.height, win.width)
-        out = np.concatenate([arrays["prob"][None].astype(np.float32), bits.astype(np.float32)])
+        parts = [arrays["prob"][None].astype(np.float32), bits.astype(np.float32)]
+        if rule_clouds:
+            cloud = np.unpackbits(arrays["clouds"])[: 2 * win.height * win.width]
+            parts.append(cloud.reshape(2, win.height, win.width).astype(np.float32))
+        out = np.concatenate(parts)
         drawn = np.tile(arrays["classes_drawn"], 2)  # before's phrases, then after's
-        out[1:][~drawn] = np.nan  # not drawn (no change in the window): no opinion
+        out[1 : 1 + 2 * n_phrases][~drawn] = np.nan  # not drawn (no change here): no opinion
         return out
 
     return layers
@@ -68,13 +82,16 @@ class TransitionTally:
     """Sums, over the strips, the change mask's area inside the compared pixels (data and no
     cloud on both dates) and each class's gained / lost there (pixels and m²; m² None without
     a CRS). Called by `stitch_mask` with each strip's mask before it is written: pixels not
-    compared become nodata in it."""
+    compared become nodata in it. clouds: the decoder's cloud phrases among ``asked``;
+    cloud_method: how clouds were found (`skyeye.grounding.clouds`: with the spectral test
+    the last two layers are each date's rule clouds)."""
 
     names: list[str]
     asked: list[str]
     clouds: list[str]
     transform: Affine
     crs: Any
+    cloud_method: str | None = None
     change_px: int = 0
     change_m2: float | None = 0.0
     valid_px: int = 0
@@ -90,6 +107,8 @@ class TransitionTally:
         for c in self.clouds:  # clouds on either date are not compared
             k = self.asked.index(c)
             compared &= ~before[k] & ~after[k]
+        if self.cloud_method == CLOUDS_BY_RULE:
+            compared &= ~(blended[1 + 2 * n] >= 0.5) & ~(blended[2 + 2 * n] >= 0.5)
         # As the chat's change answer: the mask says only what was compared; the rest of the
         # valid pixels (a cloud on either date) is written as nodata, not as "no change".
         self.left_out_px += int((mask[valid & ~compared] == INSIDE).sum())
@@ -174,11 +193,10 @@ def change_sentence(
     elif tally.change_px:
         text += " Measured on the masks: no water, vegetation, built-up or bare land changed."
     left = 1.0 - tally.compared_px / tally.total_px if tally.total_px else 0.0
-    what = "clouds or no data" if tally.clouds else "no data"
     if left > 0:
-        text += f" {100 * left:.1f}% of the area ({what} in either date) left out."
-    if not tally.clouds:
-        text += " Clouds could not be masked (this model's decoder outlines none)."
+        text += f" {100 * left:.1f}% of the area ({left_out_words(tally.cloud_method)}) left out."
+    if tally.cloud_method is None:
+        text += f" {CLOUDS_UNMASKED[:1].upper()}{CLOUDS_UNMASKED[1:]}."
     if pair.note:
         text += f" Note: {pair.note}."
     return text
@@ -194,6 +212,7 @@ def write_change_outputs(
     asked: list[str],
     clouds: list[str],
     phrase: str,
+    cloud_method: str | None,
     *,
     general: bool,
     overlap: int,
@@ -207,12 +226,12 @@ def write_change_outputs(
     grid = pair.grid
     paths = {k: out / v for k, v in CHANGE_OUTPUTS.items()}
     t0 = time.perf_counter()
-    tally = TransitionTally(names, asked, clouds, grid.transform, grid.crs)
-    n = len(asked)
+    tally = TransitionTally(names, asked, clouds, grid.transform, grid.crs, cloud_method)
+    n, rule = len(asked), cloud_method == CLOUDS_BY_RULE
     stats = stitch_mask(
         store, windows, grid, overlap, paths["mask"], thumb_step, store.folder,
-        read_options=pair.before.read_options, layers=pair_layers(n), n_layers=1 + 2 * n,
-        strip=STRIP_ROWS, on_strip=tally,
+        read_options=pair.before.read_options, layers=pair_layers(n, rule),
+        n_layers=1 + 2 * n + 2 * rule, strip=STRIP_ROWS, on_strip=tally,
     )  # fmt: skip
     timings["stitch"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -259,7 +278,8 @@ def write_change_outputs(
             "left_out_share": round(1 - tally.compared_px / tally.total_px, 6)
             if tally.total_px
             else 0,
-            "cloud_masked": bool(clouds),
+            "cloud_masked": cloud_method is not None,
+            "cloud_method": cloud_method,
             "general": general,
         },
         "scene": {

@@ -34,7 +34,7 @@ from skyeye.modeling.generation_hooks import (
     capture_generation,
     masks_from_generation,
 )
-from skyeye.processing.image_processor import FixedScaling
+from skyeye.processing.image_processor import FixedScaling, SkyEyeImageProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +85,32 @@ def open_session(
     )
 
 
+def image_processor_of(model: Any) -> SkyEyeImageProcessor:
+    """The image processor `open_session(model)` would use, without loading the weights (a
+    name/folder's own preprocessor config): a run decides what it asks from the scaling it
+    resolves before the model is needed."""
+    if isinstance(model, ChatSession):
+        return model.processor.image_processor
+    if isinstance(model, tuple) and len(model) == 2:
+        return model[1].image_processor
+    if isinstance(model, (str, Path)):
+        from skyeye.bundled import resolve_model_folder
+
+        return SkyEyeImageProcessor.from_pretrained(str(resolve_model_folder(model)))
+    raise TypeError(
+        f"model must be a name/folder, a ChatSession or (model, processor), got {type(model)}"
+    )
+
+
 @dataclass
 class PreparedBatch:
-    """A batch's model inputs and each window's (h, w), without the windows' raw pixels."""
+    """A batch's model inputs and each window's (h, w), without the windows' raw pixels;
+    clouds: per window (2, h, w) bool, each date's clouds by the spectral rule (a change run's,
+    `skyeye.grounding.clouds.pair_clouds`), None when not found that way."""
 
     inputs: dict[str, Any]
     grids: list[tuple[int, int]]
+    clouds: list[np.ndarray] | None = None
 
 
 class WindowRunner:

@@ -18,9 +18,9 @@ from skyeye.evaluation.heldout import (
     summarise,
     validate_tiles,
 )
-from skyeye.evaluation.label_rules import index_threshold_mask, vv_threshold_mask
 from skyeye.evaluation.metrics import iou_summary, mask_iou
 from skyeye.evaluation.unseen_scenes import s1_overlay_path
+from skyeye.grounding.label_rules import index_threshold_mask, vv_threshold_mask
 from skyeye.grounding.parse import parse_count, parse_letter, parse_yes_no
 from skyeye.io.raster import RasterImage
 

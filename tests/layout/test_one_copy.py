@@ -91,9 +91,10 @@ RULE_HOMES: dict[str, str] = {
             "vv_threshold_mask",
             "sar_water_mask",
             "box_mean",
+            "cloud_rule_mask",
             "DEFAULT_THRESHOLDS",
         ),
-        "skyeye.evaluation.label_rules",
+        "skyeye.grounding.label_rules",
     ),
     "index_masks": "instruct_data.from_rasters.spectral",
     # scoring rules
@@ -106,10 +107,10 @@ RULE_HOMES: dict[str, str] = {
 RETIRED_COPIES = {
     "mcq_extract_letter",  # skyeye.grounding.parse.parse_letter
     "strip_leading_mask",  # skyeye.grounding.parse.strip_grounding
-    "index_water",  # skyeye.evaluation.label_rules.water_index_mask
-    "ndwi_water",  # skyeye.evaluation.label_rules.index_threshold_mask
+    "index_water",  # skyeye.grounding.label_rules.water_index_mask
+    "ndwi_water",  # skyeye.grounding.label_rules.index_threshold_mask
     "mndwi_water",
-    "vv_threshold_water",  # skyeye.evaluation.label_rules.vv_threshold_mask
+    "vv_threshold_water",  # skyeye.grounding.label_rules.vv_threshold_mask
     "summarise_refer",  # the tasks' summarise
     "_geodesic_areas",  # the scene's areas: skyeye.grounding.polygons.polygonize
     "_to_4326",  # skyeye.grounding.polygons.to_epsg4326

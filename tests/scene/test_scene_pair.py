@@ -105,7 +105,10 @@ def test_pair_scene_finds_the_lake_and_its_transitions_add_up(llm, pair_files, t
     assert water["gained"]["pixels"] + water["lost"]["pixels"] <= change["pixels"]
     assert water["said"] and "water gained" in answer["answer"]
     assert "no data" in answer["answer"] and "water gained" in answer["answer"]
-    assert "Clouds could not be masked" in answer["answer"]  # the decoder knows no cloud
+    # Blue, green and red on a known scaling: clouds by the spectral test (none here).
+    assert "(cloud by a spectral test, or no data, in either date) left out" in answer["answer"]
+    assert answer["transitions"]["cloud_method"] == "spectral test"
+    assert answer["transitions"]["cloud_masked"]
     # The polygons: the lake and the river, their areas those of the mask.
     geo = json.loads(result.paths["geojson"].read_text())
     total = sum(f["properties"]["area_m2"] for f in geo["features"])

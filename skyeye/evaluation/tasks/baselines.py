@@ -4,7 +4,7 @@
 - ``majority``: the most frequent training answer (per class where a class is asked about);
 - ``median_box``: the class's median training box;
 - ``index_thresholds``: NDWI > t and MNDWI > t on optical tiles, VV < t dB on SAR tiles
-  (`skyeye.evaluation.label_rules`);
+  (`skyeye.grounding.label_rules`);
 - ``random_letter``: a letter drawn uniformly from the question's options (multiple choice),
   seeded by the run's seed, the record and the question: the same draw in every run.
 """
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import random
 
-from skyeye.evaluation.label_rules import (
+from skyeye.evaluation.metrics import box_iou, mask_iou
+from skyeye.evaluation.tasks.base import Question, Row, Task, TileContext, register_baseline
+from skyeye.grounding.label_rules import (
     index_threshold_mask,
     vv_threshold_mask,
 )
-from skyeye.evaluation.metrics import box_iou, mask_iou
-from skyeye.evaluation.tasks.base import Question, Row, Task, TileContext, register_baseline
 from skyeye.grounding.parse import GroundedBox
 
 
