@@ -265,15 +265,21 @@ class ChangeWindowRunner:
         full: list[bool],
     ) -> list[np.ndarray]:
         """(n_classes, h, w) bool per window: the classes drawn on date ``date`` (0, 1) alone;
-        for a window whose ``full`` is False only the `always` classes (the rest stay False)."""
-        one = {k: v[date::2] for k, v in features.items()}
+        for a window whose ``full`` is False only the `always` classes (the rest stay False).
+        Only windows that draw a class go through the forward pass (none: no pass at all)."""
         drawn = [[j for j, p in enumerate(self.classes) if f or p in self.always] for f in full]
-        logits, index = self._forced("class", len(grids), one, self._class_ids, keep=drawn)
         out = [np.zeros((len(self.classes), h, w), bool) for h, w in grids]
-        order = [(row, j) for row, js in enumerate(drawn) for j in js]  # decode_masks' order
+        rows = [row for row, js in enumerate(drawn) if js]
+        if not rows:
+            return out
+        # The rows are separate sequences of one length: a subset's rows are those rows.
+        one = {k: [v[date::2][row] for row in rows] for k, v in features.items()}
+        keep = [drawn[row] for row in rows]
+        logits, index = self._forced("class", len(rows), one, self._class_ids, keep=keep)
+        order = [(row, j) for row in rows for j in drawn[row]]  # decode_masks' order
         for k in range(logits.shape[0]):
             row, j = order[k]
-            assert int(index[k]) == row
+            assert rows[int(index[k])] == row
             h, w = grids[row]
             up = F.interpolate(logits[k][None, None].float(), size=(h, w), mode="bilinear")[0, 0]
             out[row][j] = (up > 0).cpu().numpy()

@@ -134,6 +134,42 @@ def test_class_masks_are_drawn_only_where_a_window_sees_change(llm, pair_files, 
     assert any(drawn) and not all(drawn)
 
 
+def test_a_white_block_is_left_out_by_the_spectral_test_in_every_window(llm, tmp_path):
+    """Clouds by the spectral test on each window's pixels (uint8 / 255 here): a white block
+    across window borders is not compared (nodata in change.tif, though the scripted change
+    decoder calls it changed), the decoder is asked no cloud, and a window without change runs
+    no class pass. A per-band stretch (minmax) gives no reflectance: no test, and it says so."""
+    t0, _ = change_grid()
+    rng = np.random.default_rng(1)
+    before = LAND + rng.uniform(-4, 4, size=(4, SIZE, SIZE))
+    after = LAND + rng.uniform(-4, 4, size=(4, SIZE, SIZE))
+    after[:, 40:90, 40:90] = 240.0  # reflectance 0.94 in every band
+    files = (write_tiff(_image(before, t0, "2018-05-01"), tmp_path / "before.tif"),
+             write_tiff(_image(after, t0, "2020-05-01"), tmp_path / "after.tif"))  # fmt: skip
+    result = _run(llm, files, tmp_path / "out")
+    answer = result.answer
+    with rasterio.open(result.paths["mask"]) as src:
+        mask = src.read(1)
+    assert (mask[40:90, 40:90] == 255).all() and (np.delete(mask, np.s_[40:90], 0) != 255).all()
+    assert answer["change"]["pixels"] == 0 and answer["transitions"]["change_pixels_left_out"] > 0
+    assert answer["transitions"]["cloud_method"] == "spectral test"
+    assert answer["transitions"]["left_out_share"] == pytest.approx(50 * 50 / SIZE**2)
+    assert "(cloud by a spectral test, or no data, in either date) left out" in answer["answer"]
+    assert answer["settings"]["classes"] == ["water"]  # no cloud phrase asked
+    for npz in sorted((tmp_path / "out" / ".scene-work").glob("w*.npz")):
+        with np.load(npz) as data:
+            assert "clouds" in data
+            changed = data["prob"].astype(np.float32).max() >= 0.5
+            assert bool(data["classes_drawn"].any()) == changed
+    session = change_chat(llm)
+    session.processor.image_processor.value_scaling = "minmax"
+    config = dict(window=64, overlap=16, batch=4, progress=False)
+    stretched = analyze_scene_pair(*files, "What changed?", tmp_path / "minmax", model=session,
+                                   **config).answer  # fmt: skip
+    assert stretched["transitions"]["cloud_method"] is None
+    assert "Clouds could not be masked" in stretched["answer"]
+
+
 def test_partial_overlap_is_said_and_only_the_overlap_analysed(llm, pair_files, tmp_path):
     before, _, _ = pair_files
     t0, _ = change_grid()
