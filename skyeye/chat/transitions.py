@@ -19,7 +19,8 @@ out of every figure, and the sentence says how much was left out and how clouds 
   cloud shadow over 46 % of the image (47 % together), the rule 0.007 %. The rule finds clouds,
   not their shadows;
 * none on a radar pair (SAR sees through clouds);
-* else by the decoder's "cloud" and "cloud shadow" masks on each date, as before.
+* else (8-bit photos, a per-band stretch, no blue band) by the decoder's "cloud" and "cloud
+  shadow" masks on each date, as before.
 
 Which classes: those the question or the change phrase names (water, vegetation, built-up, bare;
 by the words people use, `CLASS_WORDS`); for a general "what changed?" every one of them whose

@@ -8,10 +8,13 @@ or a scene's `FixedScaling`):
 
 * "reflectance_10000" (Sentinel-2 digital numbers): x 1e-4;
 * "reflectance" (a float export already in 0-1): x 1;
-* "uint8": x 1/255. An 8-bit photo (NAIP, RGB) is not calibrated reflectance: the thresholds are
-  then read on the brightness the file stores, a rough stand-in;
 * "sar_db", or a sensor whose bands are all radar: SAR sees through clouds, nothing to mask;
-* "minmax" (unknown units: Landsat DN, an unknown sensor): no reflectance, the rule cannot apply.
+* "minmax" (unknown units: Landsat DN, an unknown sensor): no reflectance, the rule cannot apply;
+* "uint8" (8-bit photos: NAIP, RGB): not calibrated reflectance, the rule does not apply either.
+  Read as value / 255 it flagged 56.5 % of the clear NAIP 2009 tile of
+  ``../shared/data/opengeos-naip-landsat`` as cloud and 17.5 % of the 2020 one (on the 2009
+  tile 6,564 of its 7,981 regions are 4 px or fewer): the thresholds are reflectance, and an
+  8-bit photo's brightness is stretched for display.
 
 Without a blue, green or red band (Landsat given as 4 bands without blue) the rule cannot apply
 either. `pair_clouds` gives the clouds of a change answer's dates when the rule reads all of
@@ -50,8 +53,8 @@ CLOUDS_BY_RULE = "spectral test"
 CLOUDS_NOT_APPLICABLE = "not applicable (SAR)"
 CLOUDS_BY_DECODER = "mask decoder"
 
-#: Reflectance per unit of each value scaling the rule can read.
-_REFLECTANCE_SCALE = {"reflectance_10000": 1e-4, "reflectance": 1.0, "uint8": 1.0 / 255.0}
+#: Reflectance per unit of each value scaling the rule can read ("uint8" is not one: see above).
+_REFLECTANCE_SCALE = {"reflectance_10000": 1e-4, "reflectance": 1.0}
 
 
 @dataclass(frozen=True)

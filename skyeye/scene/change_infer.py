@@ -13,8 +13,8 @@ Per window, two forced answers decoded in one forward pass each, no generation:
 Clouds, which decide what is compared, come from the spectral cloud rule on each date's window
 pixels (`skyeye.grounding.clouds.pair_clouds`, the scene's value scaling of that date) where it
 reads both dates; only then are the class masks drawn only in windows with change. Where it cannot
-(minmax scaling, no blue band) the decoder's "cloud" and "cloud shadow" are asked too, on every
-window (`always`).
+(8-bit photos, minmax scaling, no blue band) the decoder's "cloud" and "cloud shadow" are asked
+too, on every window (`always`).
 
 The windows of a batch share one prompt, so their rows stack without padding.
 """

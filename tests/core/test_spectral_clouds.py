@@ -71,7 +71,8 @@ def test_a_white_block_is_cloud_and_a_snow_block_is_not():
 def test_the_rule_reads_the_scaling_the_processor_resolves():
     assert cloud_rule_for("reflectance_10000", "sentinel-2", S2_WAVES).scale == 1e-4
     assert cloud_rule_for("reflectance", None, S2_WAVES).scale == 1.0
-    assert cloud_rule_for("uint8", "naip", [0.64, 0.56, 0.48, 0.86]).scale == 1 / 255
+    photo = cloud_rule_for("uint8", "naip", [0.64, 0.56, 0.48, 0.86])  # 8 bits: no reflectance
+    assert not photo.applies and "uint8" in photo.why
     assert cloud_rule_for("sar_db", "sentinel-1", None).sar
     assert cloud_rule_for("minmax", "sentinel-1", None).sar  # radar, whatever the scaling
     minmax = cloud_rule_for("minmax", "landsat-8", S2_WAVES)
@@ -86,7 +87,7 @@ def test_the_rule_reads_the_scaling_the_processor_resolves():
     assert cloud_rule(proc, _s2(dn.data / 1e4)).scale == 1.0
     assert cloud_rule(proc, dn, FixedScaling("minmax", ((0.0, 1.0),) * 13)).scale is None
     sar, rule, none = (cloud_rule_for(*a) for a in (("sar_db", None, None),
-                       ("uint8", None, CHANGE_RGB), ("minmax", None, CHANGE_RGB)))  # fmt: skip
+                       ("reflectance", None, CHANGE_RGB), ("minmax", None, CHANGE_RGB)))  # fmt: skip
     assert clouds_method([sar, sar]) == CLOUDS_NOT_APPLICABLE
     assert clouds_method([sar, rule]) == CLOUDS_BY_RULE
     assert clouds_method([rule, none]) is None
@@ -101,8 +102,11 @@ def test_tiny_chat_leaves_a_white_block_out_without_asking_the_decoder(tiny_llm_
     session = change_chat(tiny_llm_dir)
     known = ("water", "cloud", "cloud shadow")
     session.settings = dataclasses.replace(session.settings, mask_classes=known)
+    session.processor.image_processor.value_scaling = "reflectance"
     before, after, _ = two_dates(nodata_rows=0)
-    after.data[:, 50:60, 50:60] = 240.0  # uint8 / 255: reflectance 0.94 in every band
+    before.data /= 255  # 0-1 reflectance
+    after.data /= 255
+    after.data[:, 50:60, 50:60] = 0.94  # bright and white in every band
     reply = _pair(session, before, after)
     t = reply.transitions
     assert t.cloud_method == CLOUDS_BY_RULE
@@ -111,9 +115,12 @@ def test_tiny_chat_leaves_a_white_block_out_without_asking_the_decoder(tiny_llm_
     assert asked == [["water"], ["water"]]  # no cloud phrase
     water = t.classes[0]
     assert water.gained.pixels > 300  # the lake (disc of radius 12 px) is measured, not cloud
-    # A per-band stretch gives no reflectance: the decoder's clouds, asked after the classes.
+    # 8-bit values (or a per-band stretch) are no reflectance: the decoder's clouds, asked after
+    # the classes.
     asked.clear()
-    session.processor.image_processor.value_scaling = "minmax"
+    session.processor.image_processor.value_scaling = "uint8"
+    before.data *= 255
+    after.data *= 255
     reply = _pair(session, before, after)
     assert reply.transitions.cloud_method == CLOUDS_BY_DECODER
     assert asked == [["water", "cloud", "cloud shadow"]] * 2

@@ -105,10 +105,9 @@ def test_pair_scene_finds_the_lake_and_its_transitions_add_up(llm, pair_files, t
     assert water["gained"]["pixels"] + water["lost"]["pixels"] <= change["pixels"]
     assert water["said"] and "water gained" in answer["answer"]
     assert "no data" in answer["answer"] and "water gained" in answer["answer"]
-    # Blue, green and red on a known scaling: clouds by the spectral test (none here).
-    assert "(cloud by a spectral test, or no data, in either date) left out" in answer["answer"]
-    assert answer["transitions"]["cloud_method"] == "spectral test"
-    assert answer["transitions"]["cloud_masked"]
+    # uint8 values are no reflectance (no spectral test) and the decoder knows no cloud.
+    assert "Clouds could not be masked" in answer["answer"]
+    assert answer["transitions"]["cloud_method"] is None
     # The polygons: the lake and the river, their areas those of the mask.
     geo = json.loads(result.paths["geojson"].read_text())
     total = sum(f["properties"]["area_m2"] for f in geo["features"])
@@ -135,18 +134,23 @@ def test_class_masks_are_drawn_only_where_a_window_sees_change(llm, pair_files, 
 
 
 def test_a_white_block_is_left_out_by_the_spectral_test_in_every_window(llm, tmp_path):
-    """Clouds by the spectral test on each window's pixels (uint8 / 255 here): a white block
+    """Clouds by the spectral test on each window's pixels (0-1 reflectance here): a white block
     across window borders is not compared (nodata in change.tif, though the scripted change
     decoder calls it changed), the decoder is asked no cloud, and a window without change runs
     no class pass. A per-band stretch (minmax) gives no reflectance: no test, and it says so."""
     t0, _ = change_grid()
     rng = np.random.default_rng(1)
-    before = LAND + rng.uniform(-4, 4, size=(4, SIZE, SIZE))
-    after = LAND + rng.uniform(-4, 4, size=(4, SIZE, SIZE))
-    after[:, 40:90, 40:90] = 240.0  # reflectance 0.94 in every band
+    before = (LAND + rng.uniform(-4, 4, size=(4, SIZE, SIZE))) / 255
+    after = (LAND + rng.uniform(-4, 4, size=(4, SIZE, SIZE))) / 255
+    after[:3, 40:90, 40:90] = 0.5  # bright and white in the visible (a cloud by the test) ...
+    after[3, 40:90, 40:90] = 0.1  # ... dark in the NIR: NDWI jumps, the scripted decoder's change
     files = (write_tiff(_image(before, t0, "2018-05-01"), tmp_path / "before.tif"),
              write_tiff(_image(after, t0, "2020-05-01"), tmp_path / "after.tif"))  # fmt: skip
-    result = _run(llm, files, tmp_path / "out")
+    session = change_chat(llm)
+    session.processor.image_processor.value_scaling = "reflectance"
+    config = dict(window=64, overlap=16, batch=4, progress=False)
+    result = analyze_scene_pair(*files, "What changed?", tmp_path / "out", model=session,
+                                **config)  # fmt: skip
     answer = result.answer
     with rasterio.open(result.paths["mask"]) as src:
         mask = src.read(1)
@@ -161,9 +165,7 @@ def test_a_white_block_is_left_out_by_the_spectral_test_in_every_window(llm, tmp
             assert "clouds" in data
             changed = data["prob"].astype(np.float32).max() >= 0.5
             assert bool(data["classes_drawn"].any()) == changed
-    session = change_chat(llm)
     session.processor.image_processor.value_scaling = "minmax"
-    config = dict(window=64, overlap=16, batch=4, progress=False)
     stretched = analyze_scene_pair(*files, "What changed?", tmp_path / "minmax", model=session,
                                    **config).answer  # fmt: skip
     assert stretched["transitions"]["cloud_method"] is None

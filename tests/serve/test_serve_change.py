@@ -136,13 +136,19 @@ def test_more_images_than_the_context_holds_are_a_400(change_api):
 
 
 def test_a_date_all_cloud_over_the_overlap_is_a_400(change_api):
-    """An after date that is all bright white (reflectance 0.94 in every band, uint8 / 255) is
-    all cloud by the spectral test, so nothing can be compared."""
+    """The scripted decoder draws every class where NDWI > 0: an after date that is all "water"
+    is all cloud once the decoder is said to know cloud, so nothing can be compared."""
     before, after, _ = two_dates(nodata_rows=0)
-    after.data[:] = 240.0
-    response = change_api.post(
-        "/v1/chat/completions", json=pair_request([before, after], [None, None])
-    )
+    after.data[:] = np.array([50.0, 90.0, 40.0, 20.0], np.float32)[:, None, None]
+    chat = change_api.chat
+    settings = chat.settings
+    chat.settings = dataclasses.replace(settings, mask_classes=("water", "cloud"))
+    try:
+        response = change_api.post(
+            "/v1/chat/completions", json=pair_request([before, after], [None, None])
+        )
+    finally:
+        chat.settings = settings
     message = _error(response)
     assert "share no pixel with data and without cloud on both dates" in message
 
