@@ -11,7 +11,11 @@ from; SAR scenes labelled through another image are left out), three kinds of pa
 * ``dates``: the same tile on two dates of one scene group (eo-learn Slovenia's dates share one
   timeless land-cover map: real seasonal differences that are *not* change).
 
-Per-class transitions (``water appeared``, ``forest disappeared``) come with each pair.
+Per-class transitions (``water appeared``, ``forest disappeared``) come with each pair. Tiles are
+cut at each scene's own tile size and, with ``scene_size``, at the whole-scene window's size too
+where a scene has room (the decoder then learns change at the scale `skyeye.scene` reads). A
+paste pair's label is known wherever the two tiles are the same pixels, labelled or not: no
+change there.
 """
 
 from __future__ import annotations
