@@ -49,6 +49,7 @@ from skyeye.chat.transitions import (
     Transitions,
     left_out_words,
     named_classes,
+    no_class_moved,
     transitions_of,
 )
 from skyeye.errors import NoComparableAreaError
@@ -184,10 +185,7 @@ def _details(t: Transitions | None, question: ChangeQuestion) -> str:
             for verb, area in (("gained", c.gained), ("lost", c.lost))
             if area.pixels > 0 or question.cls is not None
         ]
-        # A general question lists the classes that moved by PRESENT_MIN_SHARE or more.
-        least = f" {100 * PRESENT_MIN_SHARE:.1f} % or more" if t.general else ""
-        none = f"no water, vegetation, built-up or bare land gained or lost{least}"
-        parts = ", ".join(said) or none
+        parts = ", ".join(said) or no_class_moved(t.general)
     excluded = 0.0 if t is None else t.excluded_share
     if t is not None and excluded > 0:
         parts += f"; {100 * excluded:.1f} % left out ({left_out_words(t.cloud_method)})"

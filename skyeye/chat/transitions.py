@@ -60,6 +60,7 @@ __all__ = [
     "left_out_words",
     "measure_transitions",
     "named_classes",
+    "no_class_moved",
     "transitions_note",
     "transitions_of",
 ]
@@ -120,6 +121,15 @@ def left_out_words(cloud_method: str | None) -> str:
     if cloud_method == CLOUDS_BY_DECODER:
         return "cloud or cloud shadow by the mask decoder, or no data, in either date"
     return "no data in either date"
+
+
+def no_class_moved(general: bool) -> str:
+    """What a change answer says when no class is listed: "no water, vegetation, built-up or
+    bare land gained or lost" and, for a general question (which lists only the classes that
+    moved by `PRESENT_MIN_SHARE` of the compared area or more), that threshold: a class that
+    moved less did move, so the words must not say nothing did."""
+    least = f" {100 * PRESENT_MIN_SHARE:.1f} % or more" if general else ""
+    return f"no water, vegetation, built-up or bare land gained or lost{least}"
 
 
 #: Said when clouds could not be found (``cloud_method`` None).
@@ -268,7 +278,7 @@ def transitions_note(session: ChatSession, prompt: str, reply: ChatReply) -> str
         ]
         text = "Measured on the masks: " + "; ".join(parts)
     else:
-        text = "Measured on the masks: no water, vegetation, built-up or bare land changed"
+        text = "Measured on the masks: " + no_class_moved(t.general)
     if t.excluded_share > 0:
         left = left_out_words(t.cloud_method)
         text += f"; {100 * t.excluded_share:.1f}% of the area ({left}) left out"

@@ -29,6 +29,7 @@ from skyeye.chat.transitions import (
     TRANSITION_CLASSES,
     left_out_words,
     measure_transitions,
+    no_class_moved,
 )
 from skyeye.grounding.clouds import CLOUDS_BY_RULE
 from skyeye.grounding.geo import mask_area
@@ -168,7 +169,12 @@ def _amount(part: dict[str, Any]) -> str:
 
 
 def change_sentence(
-    pair: PairSource, tally: TransitionTally, classes: list[dict], where: str | None, phrase: str
+    pair: PairSource,
+    tally: TransitionTally,
+    classes: list[dict],
+    where: str | None,
+    phrase: str,
+    general: bool = True,
 ) -> str:
     """The answer: the change's area between the dates, its transitions as the chat words them
     ("water gained 312 ha, water lost 4.0 ha"), what was left out, and a partial overlap."""
@@ -191,7 +197,7 @@ def change_sentence(
         ]
         text += " Measured on the masks: " + "; ".join(parts) + "."
     elif tally.change_px:
-        text += " Measured on the masks: no water, vegetation, built-up or bare land changed."
+        text += f" Measured on the masks: {no_class_moved(general)}."
     left = 1.0 - tally.compared_px / tally.total_px if tally.total_px else 0.0
     if left > 0:
         text += f" {100 * left:.1f}% of the area ({left_out_words(tally.cloud_method)}) left out."
@@ -251,7 +257,7 @@ def write_change_outputs(
     records = [store.record(w.index) | {"index": w.index} for w in windows]
     keys = ("index", "row", "col", "height", "width", "skipped", "valid_pixels", "mask_pixels")
     answer: dict[str, Any] = {
-        "answer": change_sentence(pair, tally, classes, where, phrase),
+        "answer": change_sentence(pair, tally, classes, where, phrase, general),
         "prompt": settings["prompt"],
         "found": phrase,
         "dates": list(pair.dates),
