@@ -53,6 +53,7 @@ from skyeye.chat.transitions import (
     transitions_of,
 )
 from skyeye.errors import NoComparableAreaError
+from skyeye.grounding.change import shared_bands
 from skyeye.grounding.geo import MaskArea, mask_area
 from skyeye.io.align import overlap_note
 from skyeye.io.dates import date_label
@@ -215,7 +216,8 @@ def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | 
     change question about two or more images on one grid (the model then answers).
 
     inputs: the processor's inputs of the conversation with the question (as `mask_for` takes).
-    Raises `NoComparableAreaError` when no pixel has data and no cloud on both dates.
+    Raises `NoComparableAreaError` when no pixel has data and no cloud on both dates,
+    `MissingBandError` when the two dates share no band.
     """
     question = read_change_question(prompt)
     pair = change_pair(session) if question is not None else None
@@ -223,12 +225,15 @@ def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | 
         return None
     if getattr(session.model, "change_head", None) is None:
         return ChatReply(text=NO_CHANGE_DECODER)
+    b, a = pair
+    # Dates with no band in common (radar against optical) have nothing to compare: one line
+    # (a ValueError: exit 2 in the terminal, a 400 in the server), before any model work.
+    shared_bands(session.images[b], session.images[a], (f"image {b + 1}", f"image {a + 1}"))
     reply = mask_for(session, inputs, [question.phrase])
     k = next((i for i, p in enumerate(reply.mask_pairs) if p is not None), None)
     if k is None:  # change_seg did not pair it: say so rather than answer about one date
         logger.warning("the forced change [SEG] was not decoded as a change mask")
         return ChatReply(text=NO_CHANGE_DECODER)
-    b, a = pair
     before, after = session.images[b], session.images[a]
     transitions = transitions_of(session, prompt, reply)
     compared = before.valid_mask & after.valid_mask

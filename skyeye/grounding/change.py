@@ -14,7 +14,9 @@ Both images must already be on one grid (`skyeye.io.align.align_to_first`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -60,10 +62,23 @@ class ClassChange:
         return self.gained | self.lost
 
 
-def shared_bands(a: RasterImage, b: RasterImage) -> list[tuple[int, int]]:
+class HasBands(Protocol):
+    """What `shared_bands` reads: an image as read (`RasterImage`) or a scene's source."""
+
+    @property
+    def band_names(self) -> Sequence[str]: ...
+
+    @property
+    def wavelengths(self) -> Sequence[float | None] | None: ...
+
+
+def shared_bands(
+    a: HasBands, b: HasBands, names: tuple[str, str] | None = None
+) -> list[tuple[int, int]]:
     """(band of a, band of b) pairs that are the same band: by wavelength when both images have
     wavelengths, else by band name (case-insensitive). Each band is used once.
 
+    names: how the error names the two images (default their ``path``).
     Raises MissingBandError when the dates share no band."""
     pairs: list[tuple[int, int]] = []
     used: set[int] = set()
@@ -88,9 +103,15 @@ def shared_bands(a: RasterImage, b: RasterImage) -> list[tuple[int, int]]:
             (i, names_b[n.upper()]) for i, n in enumerate(a.band_names) if n.upper() in names_b
         ]
     if not pairs:
+        na, nb = names or (
+            getattr(a, "path", None) or "image 1",
+            getattr(b, "path", None) or "image 2",
+        )
         raise MissingBandError(
-            f"{a.path} ({a.band_names}) and {b.path} ({b.band_names}) share no band: compare "
-            "images with at least one band in common (same wavelength or name)"
+            f"{na} ({', '.join(a.band_names)}) and {nb} ({', '.join(b.band_names)}) share no "
+            "band, so no change between them can be measured: compare images with at least one "
+            f"band in common (the same wavelength within {WAVELENGTH_TOLERANCE} µm, or the same "
+            "band name)"
         )
     return pairs
 

@@ -31,6 +31,7 @@ from rasterio.windows import Window
 
 from skyeye.chat.multi_date import check_date_order
 from skyeye.errors import AlignmentError, NoOverlapError
+from skyeye.grounding.change import shared_bands
 from skyeye.io.align import FULL_OVERLAP
 from skyeye.io.dates import acquisition_tag_date, date_from_paths
 from skyeye.io.gdal import ReadOptions
@@ -106,6 +107,8 @@ class PairSource:
             )
             self.before = self._stack.enter_context(SceneSource(before, **opts))
             self.dates = self._dates(dates)
+            # No band in common (radar against optical): nothing to compare, one line, exit 2.
+            shared_bands(self.before, self.after, ("the first --image", "the second --image"))
             self.overlap, cut = self._overlap()
             if cut is not None:
                 self.before.close()

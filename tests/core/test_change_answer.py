@@ -143,3 +143,18 @@ def test_no_comparable_pixel_is_one_line_and_leaves_no_half_turn(tiny_llm_dir):
     with pytest.raises(NoComparableAreaError, match="share no pixel with data"):
         session.ask("What changed?")
     assert session.messages == [] and len(session.pending_images) == 2
+
+
+def test_dates_with_no_band_in_common_are_one_line_before_any_model_work(tiny_llm_dir):
+    from skyeye.errors import MissingBandError
+
+    session = change_chat(tiny_llm_dir)
+    before, after, _ = two_dates(nodata_rows=0)
+    radar = dataclasses.replace(
+        after, data=after.data[:2].copy(), band_names=["VV", "VH"], wavelengths=[3.75, 3.75]
+    )  # a placeholder radar wavelength (µm), as checkpoints give SAR bands one
+    for image in prepare_dated_images([before, radar]).images:
+        session.add_image(image)
+    with pytest.raises(MissingBandError, match="image 1 .* and image 2 \\(VV, VH\\) share no band"):
+        session.ask("What changed between these dates?")
+    assert session.messages == [] and len(session.pending_images) == 2

@@ -223,6 +223,12 @@ def test_bad_pairs_exit_2_with_one_line(pair_files, tmp_path, capsys):
             "not an ISO date",
         ),  # fmt: skip
     ]
+    # A radar date against an optical one: no band in common, nothing to compare.
+    radar = RasterImage(data=np.full((2, SIZE, SIZE), -12.0, np.float32), band_names=["VV", "VH"],
+                        crs=change_grid()[1], transform=t0, datetime="2020-05-01",
+                        sensor="sentinel-1")  # fmt: skip
+    sar = write_tiff(radar, tmp_path / "sar.tif")
+    cases.append((["--image", str(sar), "--out", str(tmp_path / "f")], "share no band"))
     for extra, said in cases:
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
