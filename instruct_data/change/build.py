@@ -22,6 +22,7 @@ from instruct_data.change.star import StarPairs
 from instruct_data.schema import dumps_record, validate_record
 from skyeye.atomic import atomic_open, write_text
 from skyeye.errors import SkipRecord, SpecError
+from skyeye.scene.config import DEFAULT_WINDOW
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ class SourceInfo:
     scene_scale: tuple[int, int] | None = None
 
 
-#: px: the whole-scene pipeline's default window (`skyeye.scene.config.SceneConfig.window`).
-SCENE_WINDOW = 512
+#: px: the whole-scene pipeline's default window, the scale the change decoder is used at.
+SCENE_WINDOW = DEFAULT_WINDOW
 
 
 def _star(root: Path, val: list[str]) -> Iterator[ChangePair | SkipRecord]:

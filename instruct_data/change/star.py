@@ -122,7 +122,8 @@ class StarPairs:
         images are the same pixels, so "no change" is known there whether labelled or not."""
         labelled = (b_map > 0) & (a_map > 0)
         if pasted is not None:
-            labelled = ~pasted | (b_map > 0)  # a pasted pixel is labelled (a_map); before?
+            # a pasted pixel's after class is the pasted one; its before class must be known
+            labelled = ~pasted | (b_map > 0)
         ok = labelled & before.valid_mask & after.valid_mask
         after = dataclasses.replace(after, crs=before.crs, transform=before.transform)
         return ChangePair(
