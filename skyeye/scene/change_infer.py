@@ -223,10 +223,11 @@ class ChangeWindowRunner:
         )
 
     @torch.no_grad()
-    def answer(self, batch: PreparedBatch) -> list[WindowAnswer]:
+    def answer(self, batch: PreparedBatch, classes: bool = True) -> list[WindowAnswer]:
         """Per window: the change probability (h, w) as ``prob``, its dates' class masks as
         ``arrays["classes"]``: packed bits of (2, n_classes, h, w) bool (before, after), and
-        with ``spectral_clouds`` the rule's clouds as ``arrays["clouds"]``: packed (2, h, w)."""
+        with ``spectral_clouds`` the rule's clouds as ``arrays["clouds"]``: packed (2, h, w).
+        ``classes=False``: the change probability alone (no class pass)."""
         if not batch.grids:
             return []
         n = len(batch.grids)
@@ -242,7 +243,7 @@ class ChangeWindowRunner:
                 answer.arrays["clouds"] = np.packbits(batch.clouds[i].ravel())
             answers.append(answer)
         del logits
-        if self.classes:
+        if self.classes and classes:
             # A class decides a transition only inside the change mask: its masks are drawn
             # where this window's change reaches 0.5 (the blended mask can reach 0.5 only
             # where some window's does); the decoder's clouds (`always`, where the spectral

@@ -35,6 +35,7 @@ from skyeye.grounding.clouds import (
 )
 from skyeye.io.image import RasterImage
 from skyeye.processing.image_processor import FixedScaling
+from skyeye.scene.change_context import run_context_pass
 from skyeye.scene.change_infer import ChangeWindowRunner, change_answer
 from skyeye.scene.change_writer import write_change_outputs
 from skyeye.scene.config import SceneConfig
@@ -104,9 +105,9 @@ class PairRunner(SceneRunner):
         self.pair, self.phrases, self.clouds, self.phrase = pair, phrases, clouds, phrase
         self.n_before = len(pair.before.band_names)
         self._change: ChangeWindowRunner | None = None
-        self._scalings, self.spectral_clouds = scalings, spectral_clouds
+        self.scalings, self.spectral_clouds = scalings, spectral_clouds
 
-    def _open_change(self) -> ChangeWindowRunner:
+    def open_change(self) -> ChangeWindowRunner:
         if self._change is None:
             from skyeye.scene.infer import open_session
 
@@ -124,7 +125,7 @@ class PairRunner(SceneRunner):
             self._change = runner
         return self._change
 
-    def _dated(self, data: np.ndarray, win: SceneWindow) -> tuple[RasterImage, RasterImage]:
+    def dated(self, data: np.ndarray, win: SceneWindow) -> tuple[RasterImage, RasterImage]:
         before, after = self.pair.before, self.pair.after
         first = before.image(data[: self.n_before], win.row, win.col)
         second = dataclasses.replace(
@@ -146,10 +147,10 @@ class PairRunner(SceneRunner):
         ]
         prepared = PreparedWindows(windows, valid, thumbs, live)
         if live:
-            runner = self._open_change()
+            runner = self.open_change()
             started = time.perf_counter()
-            pairs = [self._dated(data[i], windows[i]) for i in live]
-            prepared.inputs = runner.prepare(pairs, self._scalings)
+            pairs = [self.dated(data[i], windows[i]) for i in live]
+            prepared.inputs = runner.prepare(pairs, self.scalings)
             self.model_s += time.perf_counter() - started
         return prepared
 
@@ -222,6 +223,7 @@ def analyze_scene_pair(
         settings = config.settings(prompt, model) | {
             "change_answer": change_answer(question.phrase), "dates": list(pair.dates),
             "classes": phrases, "cloud_method": cloud_method,
+            "change_context": config.change_context,
         }  # fmt: skip
         read = {
             "grid": grid.label(),
@@ -254,10 +256,16 @@ def analyze_scene_pair(
         with PrefetchReader(read_pair, batches) as r:
             runner.run(r, on_batch)
         bar.close()
+        started_context = time.perf_counter()
+        seen_again = run_context_pass(
+            runner, windows, config.change_context, progress=config.progress
+        )
+        runner.model_s += time.perf_counter() - started_context
         runner.close()  # a model loaded here goes before the outputs allocate theirs
         timings.update(read=r.wait_s, model=runner.model_s, write=runner.write_s)
+        written = {"batch": config.batch, "crs": config.crs, "context_windows": seen_again}
         paths, answer = write_change_outputs(
-            out, pair, store, windows, settings | {"batch": config.batch, "crs": config.crs},
+            out, pair, store, windows, settings | written,
             names, phrases, clouds, question.phrase, cloud_method, general=general, overlap=config.overlap, thumb_step=runner.thumb_step,
             crs=config.crs, run_id=identity["id"], timings=timings, started=started,
         )  # fmt: skip

@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=SCENE_CACHE_MIB,
         help=f"GDAL block cache in MiB (default {SCENE_CACHE_MIB})",
     )
+    p.add_argument(
+        "--change-context",
+        type=float,
+        default=0.25,
+        help="two dates: windows whose change covers at least this share are seen again over "
+        "twice their size at half resolution and the masks merged (default 0.25; 0: off)",
+    )
     p.add_argument("--restart", action="store_true", help="discard a partial run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="log progress to stderr")
@@ -155,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sensor=args.sensor,
             wavelengths=args.wavelengths,
             read_options=ReadOptions(threads=args.read_threads, cache_mib=args.gdal_cache_mib),
+            change_context=args.change_context,
         )
         if len(args.image) > 2:
             raise ValueError(

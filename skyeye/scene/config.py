@@ -92,6 +92,15 @@ class SceneConfig:
     wavelengths: Sequence[float] | None = field(
         default=None, metadata={"help": "band centre wavelengths in µm, as for read_raster"}
     )
+    change_context: float = field(
+        default=0.25,
+        metadata={
+            "help": "two-date runs: a window whose change mask covers at least this share of "
+            "its valid pixels is seen again over twice its size at half resolution, and the "
+            "two change masks merged (the decoder finds less of a change that fills its view; "
+            "skyeye.scene.change_context); 0 turns it off"
+        },
+    )
     read_options: ReadOptions | None = field(
         default=None,
         metadata={
@@ -103,6 +112,10 @@ class SceneConfig:
     def __post_init__(self) -> None:
         if self.crs not in ("4326", "native"):
             raise SceneError(f"crs must be '4326' or 'native', got {self.crs!r}")
+        if not 0 <= self.change_context <= 1:
+            raise SceneError(
+                f"--change-context must be a share in [0, 1] (0: off), got {self.change_context}"
+            )
         if self.batch < 1:
             raise SceneError(f"--batch must be at least 1, got {self.batch}")
         if self.window < 1 or self.overlap < 0 or self.overlap >= self.window:
