@@ -26,13 +26,13 @@ from skyeye.io.rle import decode_rle
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WHOLE_CHANGE_SUFFIX", "score_change_records"]
+__all__ = ["WHOLE_CHANGE_SUFFIX", "read_change_pair", "score_change_records"]
 
 #: Id suffix of the record whose mask is a tile pair's whole change mask.
 WHOLE_CHANGE_SUFFIX = ":what"
 
 
-def _pair(record: dict, root: Path) -> tuple[Any, Any, np.ndarray]:
+def read_change_pair(record: dict, root: Path) -> tuple[Any, Any, np.ndarray]:
     images = []
     for ref in record["images"][:2]:
         path = resolve_image(ref["path"], root)
@@ -65,7 +65,7 @@ def score_change_records(
             continue
         dataset = str((record.get("meta") or {}).get("dataset", record.get("source")))
         try:
-            before, after, target = _pair(record, root)
+            before, after, target = read_change_pair(record, root)
         except (ImagePathError, UnsafePathError):
             skipped["missing image"] += 1
             continue

@@ -14,6 +14,9 @@ driver loop (``report["baselines"]``): ``majority`` (the most frequent reference
 evaluated records; mcq, vqa), ``random-letter`` (a seeded uniform option letter; mcq), ``blind``
 (the same model without the image; mcq, vqa, caption, grounding). Default: the ones that ask the
 model nothing (mcq: majority, random-letter; vqa: majority); ``none`` turns them off.
+``--task change`` reads ``python -m instruct_data.change``'s records (`skyeye.evaluation.change_eval`:
+change masks, yes/no and hectares beside Otsu, the index rules, the most frequent answer and the
+blind model; ``--limit``: records per kind).
 Exit status: 0 report written, 1 report written but no record could be evaluated, 2 bad usage.
 """
 
@@ -44,7 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default="skyeye-tiny", help="bundled model, model folder or hub id")
     p.add_argument("--data", required=True, help="unified instruction JSONL file")
-    p.add_argument("--task", required=True, choices=list_tasks())
+    p.add_argument(
+        "--task",
+        required=True,
+        choices=[*list_tasks(), "change"],
+        help="the question kind; 'change': held-out change records of python -m "
+        "instruct_data.change (val.jsonl), masks, yes/no and areas beside their baselines",
+    )
     p.add_argument("--out", required=True, help="report JSON to write")
     p.add_argument(
         "--limit",
@@ -169,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_new_tokens < 1 or args.read_size < 1:
         print("error: --max-new-tokens and --read-size must be positive", file=sys.stderr)
         return 2
+    if args.task == "change":
+        return run_change(args, argv)
     if args.train is not None:
         if args.baselines is not None:
             print("error: --baselines is for records; with --train the card's run", file=sys.stderr)
@@ -306,6 +317,54 @@ def run_heldout(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     path = write_report(report, args.out)
     logger.info("%s on %d held-out tiles; report %s", args.task, result["rows"]["tiles"], path)
     return 0 if any(v for k, v in result["rows"].items() if k != "tiles") else 1
+
+
+def run_change(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """``--task change``: the chat's change answers on change records beside the baselines."""
+    from pathlib import Path
+
+    from skyeye.chat.session import ChatSession, load_chat
+    from skyeye.evaluation.change_eval import evaluate_change
+
+    data = Path(args.data)
+    if not data.is_file():
+        print(f"error: {data}: no such file (instruct_data.change val.jsonl)", file=sys.stderr)
+        return 2
+    root = Path(args.image_root) if args.image_root else data.parent
+    try:
+        settings = _settings(args)
+        session = load_chat(
+            args.model,
+            device=args.device,
+            dtype=torch_dtype(args.dtype),
+            cache_dir=args.cache_dir,
+            settings=settings,
+        )
+        blind = ChatSession(session.model, session.processor, settings, require_image=False)
+        result = evaluate_change(session, blind, data, root, limit=args.limit)
+    except (ValueError, OSError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    command = ["python", "-m", "skyeye.evaluate", *(sys.argv[1:] if argv is None else argv)]
+    report = {
+        "report_version": REPORT_VERSION,
+        "task": "change",
+        **result,
+        "settings": {
+            "model": args.model,
+            "data": str(data),
+            "image_root": str(root),
+            "limit_per_kind": args.limit,
+            "decoding": settings.generate_kwargs(),
+            "read_size": settings.read_size,
+            "dtype": args.dtype,
+            "device": args.device,
+            "command": command,
+        },
+    }
+    path = write_report(report, args.out)
+    logger.info("change: %s; report %s", {k: len(v) for k, v in result["rows"].items()}, path)
+    return 0 if result["metrics"] else 1
 
 
 def _short(metrics: dict | None) -> str:
