@@ -18,7 +18,9 @@ or a scene's `FixedScaling`):
 
 Without a blue, green or red band (Landsat given as 4 bands without blue) the rule cannot apply
 either. `pair_clouds` gives the clouds of a change answer's dates when the rule reads all of
-them; otherwise the callers ask the mask decoder for clouds on every date, as before.
+them; otherwise no cloud is masked and the answer says so. The mask decoder's own "cloud" and
+"cloud shadow" are not used: they covered ~45 % of a clear Sentinel-2 scene and 20-35 % of clear
+AirChange aerial pairs (the chat's AirChange change gIoU 0.092 with them, 0.281 without).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ if TYPE_CHECKING:  # a processor is passed in: grounding does not import process
     from skyeye.processing.image_processor import FixedScaling, SkyEyeImageProcessor
 
 __all__ = [
-    "CLOUDS_BY_DECODER",
     "CLOUDS_BY_RULE",
     "CLOUDS_NOT_APPLICABLE",
     "CloudRule",
@@ -51,7 +52,6 @@ __all__ = [
 #: How a change answer found its clouds (answer.json's ``cloud_method``).
 CLOUDS_BY_RULE = "spectral test"
 CLOUDS_NOT_APPLICABLE = "not applicable (SAR)"
-CLOUDS_BY_DECODER = "mask decoder"
 
 #: Reflectance per unit of each value scaling the rule can read ("uint8" is not one: see above).
 _REFLECTANCE_SCALE = {"reflectance_10000": 1e-4, "reflectance": 1.0}
@@ -103,7 +103,7 @@ def cloud_rule(
 def clouds_method(rules: Sequence[CloudRule]) -> str | None:
     """How the images of ``rules`` get their clouds without the decoder: `CLOUDS_BY_RULE`,
     `CLOUDS_NOT_APPLICABLE` (every image SAR), or None when the rule cannot read one of them
-    (the caller then asks the mask decoder, for every image alike)."""
+    (no cloud is masked then, for every image alike)."""
     if not all(r.applies for r in rules):
         return None
     return CLOUDS_NOT_APPLICABLE if all(r.sar for r in rules) else CLOUDS_BY_RULE

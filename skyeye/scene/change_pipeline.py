@@ -25,10 +25,9 @@ from tqdm.auto import tqdm
 
 from skyeye.chat.change_answer import read_change_question
 from skyeye.chat.counting import DEFAULT_MASK_CLASSES
-from skyeye.chat.transitions import CLOUD_PHRASES, TRANSITION_CLASSES, named_classes
+from skyeye.chat.transitions import TRANSITION_CLASSES, named_classes
 from skyeye.errors import SceneError
 from skyeye.grounding.clouds import (
-    CLOUDS_BY_DECODER,
     CLOUDS_BY_RULE,
     cloud_rule_for,
     clouds_method,
@@ -55,20 +54,19 @@ logger = logging.getLogger(__name__)
 
 
 def transition_names(
-    prompt: str, phrase: str, known: Sequence[str], cloud_method: str | None = None
-) -> tuple[list[str], list[str], list[str], bool]:
+    prompt: str, phrase: str, known: Sequence[str]
+) -> tuple[list[str], list[str], bool]:
     """What a change question is measured on, by the chat's rule
     (`skyeye.chat.transitions.transitions_of`): (the transition classes reported: those the
     question or its change ``phrase`` names, else every one the decoder outlines; the decoder
-    phrases asked on each date: every known class, then the decoder's clouds (a [SEG]'s state
-    reads the phrases asked before it, so the chat always asks them all); the decoder's cloud
-    phrases: none when ``cloud_method`` (`scene_cloud_method`) finds clouds without it; general)."""
+    phrases asked on each date: every known class, whatever is reported, since a [SEG]'s state
+    reads the phrases asked before it; general). Clouds come from the spectral test or not at
+    all (`scene_cloud_method`), never from the decoder."""
     names = named_classes(f"{prompt} {phrase}")
     general = not names
     names = [n for n in (names or TRANSITION_CLASSES) if TRANSITION_CLASSES[n] in known]
-    clouds = [] if cloud_method is not None else [c for c in CLOUD_PHRASES if c in known]
-    asked = [c for c in TRANSITION_CLASSES.values() if c in known] + clouds
-    return names, asked, clouds, general
+    asked = [c for c in TRANSITION_CLASSES.values() if c in known]
+    return names, asked, general
 
 
 def scene_cloud_method(pair: PairSource, scalings: Sequence[FixedScaling | None]) -> str | None:
@@ -214,11 +212,8 @@ def analyze_scene_pair(
         proc = image_processor_of(model)
         scalings = (scene_scaling(proc, pair.before), scene_scaling(proc, pair.after))
         cloud_method = scene_cloud_method(pair, scalings)
-        names, phrases, clouds, general = transition_names(
-            prompt, question.phrase, known, cloud_method
-        )
-        if cloud_method is None and clouds:
-            cloud_method = CLOUDS_BY_DECODER
+        names, phrases, general = transition_names(prompt, question.phrase, known)
+        clouds: list[str] = []  # the decoder's cloud phrases: never asked (transitions_of)
         windows = window_layout(grid.height, grid.width, config.window, config.overlap)
         settings = config.settings(prompt, model) | {
             "change_answer": change_answer(question.phrase), "dates": list(pair.dates),

@@ -55,7 +55,7 @@ def test_real_pair_transitions_lie_inside_the_change_mask():
         assert t["gained_m2"] <= area * 1.0001 and t["lost_m2"] <= area * 1.0001
     assert change["changed"] == (change["fraction_of_compared_area"] >= PRESENT_MIN_SHARE)
     # The river moved and forest was cleared in 20 years: the installed change decoder measured
-    # 124 km², 8.7 % of the compared area (2026-12-06, the third decoder).
+    # 143 km², 6.8 % of the compared area (2026-12-06, the third decoder; no decoder clouds).
     assert change["changed"]
     geojson = reply_extension(reply, session.images)["change"]["geojson"]
     # The polygons (4-px sieve) hold the mask's area to within a few per cent.

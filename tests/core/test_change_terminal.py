@@ -23,9 +23,11 @@ def folder(tiny_llm_dir, tmp_path_factory):
     return out
 
 
-def _ask(folder, monkeypatch, tiny_llm_dir, before, after, *extra, classes=("water",)):
+def _ask(folder, monkeypatch, tiny_llm_dir, before, after, *extra, scaling=None):
     session = change_chat(tiny_llm_dir)
-    session.settings = dataclasses.replace(session.settings, mask_classes=classes)
+    session.settings = dataclasses.replace(session.settings, mask_classes=("water",))
+    if scaling is not None:
+        session.processor.image_processor.value_scaling = scaling
     monkeypatch.setattr(session_module, "load_chat", lambda *a, **k: session)
     args = ["--model", str(folder), "--image", str(before), "--image", str(after)]
     args += ["--wavelengths", "0.49,0.56,0.665,0.842", "--save-masks", ""]
@@ -52,10 +54,10 @@ def test_terminal_all_cloud_date_exits_2_with_one_line(
     folder, monkeypatch, tiny_llm_dir, tmp_path, capsys
 ):
     before, after, _ = two_dates(nodata_rows=0)
-    after.data[:] = np.array([50.0, 90.0, 40.0, 20.0], np.float32)[:, None, None]
+    before.data /= 255  # 0-1 reflectance
+    after.data[:] = 0.94  # bright and white in every band: all cloud by the spectral test
     a, b = write_tiff(before, tmp_path / "a.tif"), write_tiff(after, tmp_path / "b.tif")
-    # The scripted decoder draws every class where NDWI > 0: the after date is all cloud.
-    code = _ask(folder, monkeypatch, tiny_llm_dir, a, b, classes=("water", "cloud"))
+    code = _ask(folder, monkeypatch, tiny_llm_dir, a, b, scaling="reflectance")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert err[0].startswith("error: ") and "without cloud on both dates" in err[0]

@@ -136,19 +136,20 @@ def test_more_images_than_the_context_holds_are_a_400(change_api):
 
 
 def test_a_date_all_cloud_over_the_overlap_is_a_400(change_api):
-    """The scripted decoder draws every class where NDWI > 0: an after date that is all "water"
-    is all cloud once the decoder is said to know cloud, so nothing can be compared."""
+    """An after date bright and white in every band is all cloud by the spectral test (0-1
+    reflectance), so nothing can be compared."""
     before, after, _ = two_dates(nodata_rows=0)
-    after.data[:] = np.array([50.0, 90.0, 40.0, 20.0], np.float32)[:, None, None]
-    chat = change_api.chat
-    settings = chat.settings
-    chat.settings = dataclasses.replace(settings, mask_classes=("water", "cloud"))
+    before.data /= 255  # 0-1 reflectance
+    after.data[:] = 0.94
+    proc = change_api.chat.processor.image_processor
+    scaling = proc.value_scaling
+    proc.value_scaling = "reflectance"
     try:
         response = change_api.post(
             "/v1/chat/completions", json=pair_request([before, after], [None, None])
         )
     finally:
-        chat.settings = settings
+        proc.value_scaling = scaling
     message = _error(response)
     assert "share no pixel with data and without cloud on both dates" in message
 
