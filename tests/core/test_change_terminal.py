@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 from skyeye_testing import change_chat, make_tiny_model, two_dates, write_tiff
