@@ -79,8 +79,8 @@ CLASS_WORDS: dict[str, tuple[str, ...]] = {
     "built-up": ("built-up", "built up", "buildings", "building", "urban", "houses", "city"),
     "bare": ("bare", "bare land", "bare soil", "soil", "sand"),
 }
-#: Decoder phrases whose pixels are left out of every transition (either date) where the
-#: spectral cloud test cannot read the pair.
+#: The decoder's cloud phrases. A change answer never asks them (its clouds were wrong on clear
+#: scenes: `skyeye.grounding.clouds`); bench/pair_clouds.py's baseline does.
 CLOUD_PHRASES = ("cloud", "cloud shadow")
 
 
@@ -98,8 +98,8 @@ class ClassTransition:
 class Transitions:
     """A change mask's transitions. excluded_share: share of the grid left out (cloud or no data
     in either date); cloud_method: how clouds were found (`CLOUDS_BY_RULE`,
-    `CLOUDS_NOT_APPLICABLE` for SAR) or None (they could not be: no rule, the decoder knows no
-    cloud); cloud_masked: cloud_method is not None; compared: (H, W) bool, the pixels counted
+    `CLOUDS_NOT_APPLICABLE` for SAR) or None (they could not be: no spectral test reads the
+    dates); cloud_masked: cloud_method is not None; compared: (H, W) bool, the pixels counted
     (data and no cloud on both dates), None when not measured."""
 
     classes: list[ClassTransition] = field(default_factory=list)

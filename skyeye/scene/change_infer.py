@@ -12,9 +12,10 @@ Per window, two forced answers decoded in one forward pass each, no generation:
 
 Clouds, which decide what is compared, come from the spectral cloud rule on each date's window
 pixels (`skyeye.grounding.clouds.pair_clouds`, the scene's value scaling of that date) where it
-reads both dates; only then are the class masks drawn only in windows with change. Where it cannot
-(8-bit photos, minmax scaling, no blue band) the decoder's "cloud" and "cloud shadow" are asked
-too, on every window (`always`).
+reads both dates; where it cannot (8-bit photos, minmax scaling, no blue band) no cloud is
+masked (`skyeye.grounding.clouds`). The class masks are drawn only in windows with change, unless
+a caller names some as drawn on every window (`always`: bench/pair_clouds.py's baseline asks the
+decoder's "cloud" and "cloud shadow" so, as the scene did before issue 28).
 
 The windows of a batch share one prompt, so their rows stack without padding.
 """
@@ -64,9 +65,8 @@ class ChangeWindowRunner:
         session: a `ChatSession` whose model has a change decoder.
         prompt: the user's question about both dates ("What changed?").
         dates: the two dates (ISO or None), named in the prompt as the chat names them.
-        classes: the mask decoder's phrases asked on each date (transition classes, and the
-            decoder's clouds where the spectral rule cannot read the dates).
-        always: those of ``classes`` drawn on every window (the decoder's clouds); the others
+        classes: the mask decoder's phrases asked on each date (the transition classes).
+        always: those of ``classes`` drawn on every window (the scene passes none); the others
             are drawn only on windows whose change mask reaches 0.5 (they matter only inside it).
         phrase: the change phrase the forced answer opens.
         spectral_clouds: each window's clouds by the spectral rule (`prepare` finds them on the
@@ -246,8 +246,7 @@ class ChangeWindowRunner:
         if self.classes and classes:
             # A class decides a transition only inside the change mask: its masks are drawn
             # where this window's change reaches 0.5 (the blended mask can reach 0.5 only
-            # where some window's does); the decoder's clouds (`always`, where the spectral
-            # rule cannot read the dates) everywhere, they decide what is compared.
+            # where some window's does); `always` classes everywhere.
             full = [bool(a.prob is not None and a.prob.max() >= 0.5) for a in answers]
             masks = [self._class_masks(features, date, batch.grids, full) for date in (0, 1)]
             for i, answer in enumerate(answers):

@@ -72,7 +72,7 @@ def transition_names(
 def scene_cloud_method(pair: PairSource, scalings: Sequence[FixedScaling | None]) -> str | None:
     """How a pair's clouds are found without the decoder, decided once for the scene from each
     date's value scaling, sensor and bands (`skyeye.grounding.clouds.clouds_method`): the
-    spectral test, "not applicable (SAR)", or None (the decoder's clouds)."""
+    spectral test, "not applicable (SAR)", or None (no cloud is masked)."""
     if any(s is None for s in scalings):  # scaled window by window: no one reflectance scale
         return None
     rules = [
@@ -94,13 +94,12 @@ class PairRunner(SceneRunner):
         pair: PairSource,
         store: WindowStore,
         phrases: list[str],
-        clouds: list[str],
         phrase: str,
         scalings: tuple[FixedScaling | None, FixedScaling | None],
         spectral_clouds: bool = False,
     ) -> None:
         super().__init__(model, prompt, config, pair.before, store)
-        self.pair, self.phrases, self.clouds, self.phrase = pair, phrases, clouds, phrase
+        self.pair, self.phrases, self.phrase = pair, phrases, phrase
         self.n_before = len(pair.before.band_names)
         self._change: ChangeWindowRunner | None = None
         self.scalings, self.spectral_clouds = scalings, spectral_clouds
@@ -112,7 +111,7 @@ class PairRunner(SceneRunner):
             c = self.config
             session = open_session(self.model, device=c.device, dtype=c.dtype)
             runner = ChangeWindowRunner(
-                session, self.prompt, self.pair.dates, self.phrases, self.clouds, self.phrase,
+                session, self.prompt, self.pair.dates, self.phrases, phrase=self.phrase,
                 spectral_clouds=self.spectral_clouds,
             )  # fmt: skip
             if c.window < runner.patch_size:
@@ -213,7 +212,6 @@ def analyze_scene_pair(
         scalings = (scene_scaling(proc, pair.before), scene_scaling(proc, pair.after))
         cloud_method = scene_cloud_method(pair, scalings)
         names, phrases, general = transition_names(prompt, question.phrase, known)
-        clouds: list[str] = []  # the decoder's cloud phrases: never asked (transitions_of)
         windows = window_layout(grid.height, grid.width, config.window, config.overlap)
         settings = config.settings(prompt, model) | {
             "change_answer": change_answer(question.phrase), "dates": list(pair.dates),
@@ -230,7 +228,7 @@ def analyze_scene_pair(
         identity = run_identity(prompt, model, settings | read, files)
         store = WindowStore(out / WORK_DIR, identity, resume=config.resume)
         runner = PairRunner(
-            model, prompt, config, pair, store, phrases, clouds, question.phrase, scalings,
+            model, prompt, config, pair, store, phrases, question.phrase, scalings,
             spectral_clouds=cloud_method == CLOUDS_BY_RULE,
         )  # fmt: skip
         done_before = sum(store.done(w.index) for w in windows)
@@ -261,7 +259,7 @@ def analyze_scene_pair(
         written = {"batch": config.batch, "crs": config.crs, "context_windows": seen_again}
         paths, answer = write_change_outputs(
             out, pair, store, windows, settings | written,
-            names, phrases, clouds, question.phrase, cloud_method, general=general, overlap=config.overlap, thumb_step=runner.thumb_step,
+            names, phrases, question.phrase, cloud_method, general=general, overlap=config.overlap, thumb_step=runner.thumb_step,
             crs=config.crs, run_id=identity["id"], timings=timings, started=started,
         )  # fmt: skip
     skipped = sum(1 for w in answer["windows"] if w.get("skipped"))

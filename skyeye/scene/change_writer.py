@@ -6,8 +6,8 @@ strip blends the windows' change probability and their per-date class masks (a w
 with the single-date scene's overlap ramp, writes the change mask and hands the strip to a
 `TransitionTally`, which measures gained / lost per class inside the change mask by the chat's
 rule (`skyeye.chat.transitions.measure_transitions`), pixels with cloud or no data on either
-date left out: the clouds of the spectral test (each window's, blended as the other layers) or,
-where it cannot read the dates, the decoder's "cloud" and "cloud shadow". A pixel is counted once per class in one strip, so the transitions of a class add
+date left out: the clouds of the spectral test (each window's, blended as the other layers;
+none where it cannot read the dates). A pixel is counted once per class in one strip, so the transitions of a class add
 up to at most the change pixels compared, and gained and lost never share a pixel.
 """
 
@@ -83,13 +83,11 @@ class TransitionTally:
     """Sums, over the strips, the change mask's area inside the compared pixels (data and no
     cloud on both dates) and each class's gained / lost there (pixels and m²; m² None without
     a CRS). Called by `stitch_mask` with each strip's mask before it is written: pixels not
-    compared become nodata in it. clouds: the decoder's cloud phrases among ``asked``;
-    cloud_method: how clouds were found (`skyeye.grounding.clouds`: with the spectral test
+    compared become nodata in it. cloud_method: how clouds were found (`skyeye.grounding.clouds`: with the spectral test
     the last two layers are each date's rule clouds)."""
 
     names: list[str]
     asked: list[str]
-    clouds: list[str]
     transform: Affine
     crs: Any
     cloud_method: str | None = None
@@ -105,9 +103,6 @@ class TransitionTally:
         n = len(self.asked)
         before, after = blended[1 : 1 + n] >= 0.5, blended[1 + n : 1 + 2 * n] >= 0.5
         compared = valid.copy()
-        for c in self.clouds:  # clouds on either date are not compared
-            k = self.asked.index(c)
-            compared &= ~before[k] & ~after[k]
         if self.cloud_method == CLOUDS_BY_RULE:
             compared &= ~(blended[1 + 2 * n] >= 0.5) & ~(blended[2 + 2 * n] >= 0.5)
         # As the chat's change answer: the mask says only what was compared; the rest of the
@@ -216,7 +211,6 @@ def write_change_outputs(
     settings: dict[str, Any],
     names: list[str],
     asked: list[str],
-    clouds: list[str],
     phrase: str,
     cloud_method: str | None,
     *,
@@ -232,7 +226,7 @@ def write_change_outputs(
     grid = pair.grid
     paths = {k: out / v for k, v in CHANGE_OUTPUTS.items()}
     t0 = time.perf_counter()
-    tally = TransitionTally(names, asked, clouds, grid.transform, grid.crs, cloud_method)
+    tally = TransitionTally(names, asked, grid.transform, grid.crs, cloud_method)
     n, rule = len(asked), cloud_method == CLOUDS_BY_RULE
     stats = stitch_mask(
         store, windows, grid, overlap, paths["mask"], thumb_step, store.folder,
