@@ -25,7 +25,6 @@ readable figure counts as wrong and as unparsed, with its reason.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import statistics
@@ -34,14 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from skyeye.chat.multi_date import prepare_dated_images
 from skyeye.chat.readable import render_readable
-from skyeye.errors import ImagePathError, RasterReadError, SkyEyeError, UnsafePathError
+from skyeye.errors import SkyEyeError
 from skyeye.evaluation.caption_metrics import caption_metrics
 from skyeye.evaluation.change_baselines import CHANGE_BASELINES, change_scores
-from skyeye.evaluation.change_heldout import read_change_pair
+from skyeye.evaluation.change_heldout import iter_change_pairs
 from skyeye.grounding.parse import parse_area_m2, parse_yes_no
 from skyeye.io.resample import resize_mask
 
@@ -144,21 +142,19 @@ def evaluate_change(
     captions: dict[str, list[str]] = defaultdict(list)
     skipped: Counter = Counter()
     unparsed: Counter = Counter()
-    with open(jsonl, encoding="utf-8") as handle:
-        lines = [line for line in handle if line.strip()]
-    for line in tqdm(lines, desc="change records", unit="record"):
+
+    def wanted(record: dict) -> bool:
+        kind = change_kind(str(record.get("id", "")))
+        return kind is not None and kind in kinds and not (limit and len(rows[kind]) >= limit)
+
+    pairs = iter_change_pairs(jsonl, root, wanted, skipped, desc="change records")
+    for record, before, after, target in pairs:
+        kind = change_kind(str(record["id"]))
+        assert kind is not None  # `wanted` took only these
         try:
-            record = json.loads(line)
-            kind = change_kind(str(record["id"]))
-            if kind is None or kind not in kinds or (limit and len(rows[kind]) >= limit):
-                continue
-            before, after, target = read_change_pair(record, root)
             question = question_text(record["turns"][0]["text"])
             gold_text = record["turns"][1]["text"]
-        except (ImagePathError, UnsafePathError):
-            skipped["missing image"] += 1
-            continue
-        except (RasterReadError, KeyError, IndexError, ValueError, TypeError):
+        except (KeyError, IndexError, TypeError):
             skipped["unreadable record"] += 1
             continue
         meta = record.get("meta") or {}

@@ -220,12 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report["settings"]["command"] = [
-        "python",
-        "-m",
-        "skyeye.evaluate",
-        *(sys.argv[1:] if argv is None else argv),
-    ]
+    report["settings"]["command"] = _command(argv)
     path = write_report(report, args.out)
     counts = report["counts"]
     logger.info(
@@ -292,7 +287,7 @@ def run_heldout(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     except (ValueError, OSError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    command = ["python", "-m", "skyeye.evaluate", *(sys.argv[1:] if argv is None else argv)]
+    command = _command(argv)
     report = {
         "report_version": REPORT_VERSION,
         "task": args.task,
@@ -345,7 +340,7 @@ def run_change(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     except (ValueError, OSError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    command = ["python", "-m", "skyeye.evaluate", *(sys.argv[1:] if argv is None else argv)]
+    command = _command(argv)
     report = {
         "report_version": REPORT_VERSION,
         "task": "change",
@@ -365,6 +360,11 @@ def run_change(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     path = write_report(report, args.out)
     logger.info("change: %s; report %s", {k: len(v) for k, v in result["rows"].items()}, path)
     return 0 if result["metrics"] else 1
+
+
+def _command(argv: Sequence[str] | None) -> list[str]:
+    """The command line a report records (the arguments given, or the process's own)."""
+    return ["python", "-m", "skyeye.evaluate", *(sys.argv[1:] if argv is None else argv)]
 
 
 def _short(metrics: dict | None) -> str:

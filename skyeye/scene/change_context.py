@@ -107,12 +107,12 @@ def run_context_pass(
             continue
         region = context_region(win, grid.height, grid.width, factor)
         if (region.height, region.width) != (win.height, win.width):
-            todo.append((win, region))
+            todo.append((win, region, record))
     if not todo:
         return earlier
     logger.info("%d window(s) mostly changed: seen again at 1/%d resolution", len(todo), factor)
     change = runner.open_change()
-    for win, region in tqdm(todo, desc="context", unit="win", disable=not progress):
+    for win, region, record in tqdm(todo, desc="context", unit="win", disable=not progress):
         data = np.concatenate(pair.read(region.row, region.col, region.height, region.width))
         coarse = block_mean(data, factor)
         del data
@@ -131,7 +131,6 @@ def run_context_pass(
         own = arrays.get("prob_window", arrays["prob"]).astype(np.float32)
         merged = np.maximum(own, seen)
         valid = np.unpackbits(arrays["valid"])[: win.height * win.width].reshape(own.shape) > 0
-        record = store.record(win.index)
         record["context"] = {
             "factor": factor,
             "region": [region.row, region.col, region.height, region.width],

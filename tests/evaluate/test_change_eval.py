@@ -82,7 +82,7 @@ def test_change_answers_are_measured_beside_their_baselines(llm, records):
     assert set(metrics["what_caption"]) == {"model", "blind"}
     # The blind model is asked the question with no image: it answers in words only.
     assert all(r["blind_answer"] for r in result["rows"]["any"])
-    assert result["skipped"] == {"missing image": 1, "unreadable record": 1}
+    assert result["skipped"] == {"missing image": 1, "malformed record": 1}
     assert len(result["rows"]["what"]) == 2 and "appeared" not in json.dumps(result["rows"])
 
 
