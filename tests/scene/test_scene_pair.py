@@ -229,6 +229,10 @@ def test_bad_pairs_exit_2_with_one_line(pair_files, tmp_path, capsys):
                         sensor="sentinel-1")  # fmt: skip
     sar = write_tiff(radar, tmp_path / "sar.tif")
     cases.append((["--image", str(sar), "--out", str(tmp_path / "f")], "share no band"))
+    cases.append(
+        (["--image", str(after), "--change-context", "1.5", "--out", str(tmp_path / "g")],
+         "--change-context must be a share in [0, 1]")
+    )  # fmt: skip
     for extra, said in cases:
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
