@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from finetune.schedule import make_scheduler
-from finetune.seg_states import record_seg_states
+from finetune.seg_states import record_seg_states, seg_classes
 from skyeye.atomic import write_text
 from skyeye.constants import SEG_TOKEN
 
@@ -209,9 +209,7 @@ def train_mask_head(
     return log
 
 
-def to_hires(
-    model, processor, hires_size: int, ratios: int = 0, indices: bool = False
-) -> None:
+def to_hires(model, processor, hires_size: int, ratios: int = 0, indices: bool = False) -> None:
     """Replace the model's light mask head by a "hires" one that starts from its weights
     (with ``ratios`` band-ratio features, see ``WavelengthNormDiff``, and with ``indices`` the
     spectral-index features, see ``SpectralIndexFeatures``)."""
@@ -244,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data",
         type=Path,
+        nargs="+",
         required=True,
-        help="training JSONL (records with [SEG] masks are used)",
+        help="training JSONL file(s), all in one folder, their image paths relative to it "
+        "(records with [SEG] masks are used)",
     )
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
     p.add_argument("--steps", type=int, default=1500)
@@ -324,8 +324,17 @@ def main(argv: list[str] | None = None) -> int:
     from skyeye.modeling.model import SkyEyeForConditionalGeneration
     from skyeye.processing.processor import SkyEyeProcessor
 
-    if not args.data.is_file():
-        print(f"error: {args.data} does not exist", file=sys.stderr)
+    for path in args.data:
+        if not path.is_file():
+            print(f"error: {path} does not exist", file=sys.stderr)
+            return 2
+    root = args.data[0].parent
+    if any(path.parent.resolve() != root.resolve() for path in args.data):
+        print(
+            "error: --data files must share one folder (their image paths are relative to it); "
+            f"got {', '.join(str(p.parent) for p in args.data)}",
+            file=sys.stderr,
+        )
         return 2
     model = SkyEyeForConditionalGeneration.from_pretrained(args.model)
     if model.mask_head is None:
@@ -350,8 +359,13 @@ def main(argv: list[str] | None = None) -> int:
             return False
         return not wanted or set(json.loads(line)["meta"].get("classes") or []) <= wanted
 
-    with open(args.data, encoding="utf-8") as src:
-        lines = [line for line in src if keep(line)]
+    lines = []
+    for path in args.data:
+        with open(path, encoding="utf-8") as src:
+            lines += [line for line in src if keep(line)]
+    # What the chat may count and measure with this decoder: every class phrase a [SEG] of these
+    # records names (the head is one for all classes; stage 2 trained it on these same records).
+    trained = seg_classes(lines)
     if 0 < args.max_records < len(lines):
         picked = sorted(random.Random(args.seed).sample(range(len(lines)), args.max_records))
         lines = [lines[i] for i in picked]
@@ -360,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = InstructionDataset(
         seg_only,
         processor,
-        image_root=args.data.parent,
+        image_root=root,
         mask_size=model.config.vision_config.image_size,
         system_prompt=DEFAULT_SYSTEM_PROMPT,
     )
@@ -390,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         weights=weights,
     )
+    model.config.mask_classes = trained
     dtype = torch.bfloat16 if args.save_dtype == "bfloat16" else None
     model.save_pretrained(args.out, processor=processor, dtype=dtype)
     write_text(

@@ -7,9 +7,12 @@ kept with the images' patch tokens.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import torch
+
+from skyeye.grounding.parse import parse_seg_phrases
 
 
 @torch.no_grad()
@@ -28,3 +31,16 @@ def record_seg_states(
         )
     positions = (ids[0] == model.config.seg_token_id).nonzero()[:, 0].tolist()
     return out.hidden_states[-1][0], vision, positions
+
+
+def seg_classes(lines: list[str]) -> list[str]:
+    """The class phrases the ``[SEG]`` tokens of these JSONL records' answers name, sorted
+    (``<p>water</p> [SEG]`` -> "water"; phrases are lower-cased; a [SEG] without one is skipped)."""
+    found: set[str] = set()
+    for line in lines:
+        for turn in json.loads(line).get("turns", []):
+            if turn.get("role") == "assistant":
+                found.update(
+                    p.strip().lower() for p in parse_seg_phrases(turn.get("text", "")) if p
+                )
+    return sorted(found)

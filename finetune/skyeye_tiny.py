@@ -6,7 +6,8 @@
 Runs, in order, each stage skipped when its output already exists in --work (so an interrupted
 run continues; delete --work to start over): prepare (stack band-per-file scenes),
 data (instruct_data.from_rasters, then finetune.replay: the base LLM's answers to ordinary
-instructions, mixed into stage 2), vision (finetune.vision_stage), stage1 and stage2
+instructions, mixed into stage 2; the recipe's ``objects_data``: instruct_data.objects' scene and
+aircraft records, finetune.objects_mix, mixed into stage 2 and the mask stage), vision (finetune.vision_stage), stage1 and stage2
 (finetune.train with bf16 autocast), mask (finetune.mask_stage), change (instruct_data.change,
 then finetune.change_stage; ``--permissive-only``: STAR-style pairs only), validate
 (finetune.validate_skyeye_tiny), install (copy the final model folder and write its card with
@@ -28,6 +29,7 @@ import yaml
 
 from finetune.band_stack import stack_band_files
 from finetune.card_sets import training_sets
+from finetune.objects_mix import build_objects_mix
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +251,22 @@ def main(argv: list[str] | None = None) -> int:
         rc = replay_main(["--out", str(replay), *opts])
         if rc:
             return rc
+    # 2c. object and scene records (instruct_data.objects), mixed into stage 2 and the mask stage
+    extra: list[Path] = []
+    if "objects_data" in recipe:
+        try:
+            extra.append(
+                build_objects_mix(
+                    recipe["objects_data"],
+                    args.shared_data.resolve(),
+                    data,
+                    permissive_only=args.permissive_only,
+                    seed=recipe.get("seed", 0),
+                )
+            )
+        except (OSError, ValueError) as err:
+            print(f"error: objects data: {err}", file=sys.stderr)
+            return 2
     if done("vision"):
         return 0
     # 3. vision stage
@@ -299,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         out = work / stage
         if not (out / "model" / "config.json").is_file():
             files = [data / "train.jsonl"]
-            if stage == "stage2" and "replay" in recipe:
-                files.append(replay)
+            if stage == "stage2":
+                files += extra + ([replay] if "replay" in recipe else [])
             r = _train_recipe(recipe[stage], previous, files, out, recipe)
             recipe_file = work / f"{stage}.yaml"
             recipe_file.write_text(yaml.safe_dump(r, sort_keys=False))
@@ -324,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(previous),
                 "--data",
                 str(data / "train.jsonl"),
+                *[str(f) for f in extra],
                 "--out",
                 str(mask),
                 "--seed",

@@ -3,20 +3,22 @@
 "How many water bodies larger than 1 ha?" asks for the instances of the class ``water`` (the
 mask phrase the decoder knows) of at least 1 ha; "Give the rotated box of the largest lake."
 asks for one box, the largest instance of ``water``, as a minimum-area rectangle. The words are
-mapped to the mask classes a model's decoder was trained on (`DEFAULT_MASK_CLASSES` for
-skyeye-tiny, `GenerationSettings.mask_classes` for another model); a class outside them gets a
-plain sentence, never a number.
+mapped to the mask classes a model's decoder was trained on (`decoder_classes`: the settings'
+override, the model config's ``mask_classes``, else `DEFAULT_MASK_CLASSES`); a class outside
+them gets a plain sentence, never a number.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from skyeye.grounding.parse import AREA_UNITS
 
 __all__ = [
     "DEFAULT_MASK_CLASSES",
+    "decoder_classes",
     "BoxQuestion",
     "CountQuestion",
     "mask_class",
@@ -31,6 +33,17 @@ DEFAULT_MASK_CLASSES: tuple[str, ...] = (
     "forest", "grassland", "shrubland", "wetland", "artificial surface", "bare land",
     "snow and ice", "farmland", "meadow", "scrubland", "residential area",
 )  # fmt: skip
+
+
+def decoder_classes(override: tuple[str, ...] | None, config: Any) -> tuple[str, ...]:
+    """The classes a model's mask decoder outlines: ``override`` (`GenerationSettings.mask_classes`)
+    if given, else the model config's ``mask_classes`` (written by the mask stage), else
+    skyeye-tiny's `DEFAULT_MASK_CLASSES`."""
+    if override:
+        return tuple(override)
+    trained = getattr(config, "mask_classes", None)
+    return tuple(trained) if trained else DEFAULT_MASK_CLASSES
+
 
 #: What people call a class -> the mask phrase (singular forms are tried after these).
 SYNONYMS: dict[str, str] = {

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from skyeye.chat.counting import (
-    DEFAULT_MASK_CLASSES,
     BoxQuestion,
     CountQuestion,
+    decoder_classes,
     read_box_question,
     read_count_question,
     singular,
@@ -59,7 +59,7 @@ __all__ = ["direct_answer", "mask_for", "measure_answer", "rewrites_words"]
 
 
 def _classes(session: ChatSession) -> tuple[str, ...]:
-    return session.settings.mask_classes or DEFAULT_MASK_CLASSES
+    return decoder_classes(session.settings.mask_classes, session.model.config)
 
 
 def rewrites_words(prompt: str) -> bool:

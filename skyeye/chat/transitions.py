@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skyeye.chat.counting import DEFAULT_MASK_CLASSES
+from skyeye.chat.counting import decoder_classes
 from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
 from skyeye.grounding.clouds import CLOUDS_BY_RULE, pair_clouds
 from skyeye.grounding.geo import MaskArea, mask_area
@@ -212,7 +212,7 @@ def transitions_of(session: ChatSession, prompt: str, reply: ChatReply) -> Trans
     if k is None or session.model.mask_head is None:
         return None
     b, a = reply.mask_pairs[k]  # type: ignore[misc]
-    known = set(session.settings.mask_classes or DEFAULT_MASK_CLASSES)
+    known = set(decoder_classes(session.settings.mask_classes, session.model.config))
     phrases = " ".join(p for p in parse_seg_phrases(reply.text) if p)
     names = named_classes(f"{prompt} {phrases}")
     general = not names

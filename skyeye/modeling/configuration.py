@@ -55,6 +55,11 @@ class SkyEyeConfig(PretrainedConfig):
             dates (Siamese tokens and their difference, refined on the dates' pixel difference).
             Default False: no change head, and `config.json` is written without this key, so
             folders saved before it existed load, mask and save as before.
+        mask_classes: the classes the mask decoder was trained to outline (the mask stage writes
+            the bare ``<p>class</p> [SEG]`` phrases of its training records); the chat counts and
+            measures only these. None: skyeye-tiny's list
+            (`skyeye.chat.counting.DEFAULT_MASK_CLASSES`), and `config.json` is written without
+            this key.
         text_base_vocab_size: vocabulary size of the referenced LLM before SkyEye added tokens to
             it (`[SEG]`, `<p>`, `</p>`); the added rows are stored in `model.safetensors`. None
             when the vocabulary is the LLM's own.
@@ -84,6 +89,7 @@ class SkyEyeConfig(PretrainedConfig):
         mask_hires_ratios: int = 0,
         mask_hires_indices: bool = False,
         mask_change: bool = False,
+        mask_classes: list[str] | None = None,
         text_base_vocab_size: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -120,6 +126,7 @@ class SkyEyeConfig(PretrainedConfig):
         self.mask_hires_ratios = mask_hires_ratios
         self.mask_hires_indices = mask_hires_indices
         self.mask_change = bool(mask_change)
+        self.mask_classes = None if mask_classes is None else [str(c) for c in mask_classes]
         self.text_base_vocab_size = text_base_vocab_size
         # PretrainedConfig.__init__ pushes its own (unset) attention implementation down to the
         # sub-configs; keep the one the loaded LLM was built with (e.g. "sdpa").
@@ -131,11 +138,13 @@ class SkyEyeConfig(PretrainedConfig):
     def to_dict(self) -> dict[str, Any]:
         """The config as saved; the LLM sub-config's ``_name_or_path`` (the folder the LLM was
         loaded from on this machine, e.g. a cache path) is replaced by ``llm_source``, so a
-        shipped config names where the LLM comes from, not a machine path. ``mask_change`` is
-        written only when set."""
+        shipped config names where the LLM comes from, not a machine path. ``mask_change`` and
+        ``mask_classes`` are written only when set."""
         out = super().to_dict()
         if not out.get("mask_change", False):
             out.pop("mask_change", None)  # folders without a change head keep their old bytes
+        if out.get("mask_classes") is None:
+            out.pop("mask_classes", None)  # likewise folders saved before the field existed
         text = out.get("text_config")
         if isinstance(text, dict) and text.get("_name_or_path"):
             text["_name_or_path"] = self.llm_source or ""

@@ -24,7 +24,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from skyeye.chat.change_answer import read_change_question
-from skyeye.chat.counting import DEFAULT_MASK_CLASSES
 from skyeye.chat.transitions import TRANSITION_CLASSES, named_classes
 from skyeye.errors import SceneError
 from skyeye.grounding.clouds import (
@@ -39,7 +38,7 @@ from skyeye.scene.change_infer import ChangeWindowRunner, change_answer
 from skyeye.scene.change_writer import write_change_outputs
 from skyeye.scene.config import SceneConfig
 from skyeye.scene.identity import run_identity, source_files
-from skyeye.scene.infer import image_processor_of
+from skyeye.scene.infer import image_processor_of, mask_classes_of
 from skyeye.scene.lock import RunLock
 from skyeye.scene.pair import PairSource
 from skyeye.scene.pipeline import WORK_DIR, SceneResult, Source
@@ -191,7 +190,7 @@ def analyze_scene_pair(
     if not prompt or not prompt.strip():
         raise SceneError("the prompt is empty: ask what changed, e.g. 'What changed?'")
     out = Path(out_dir)
-    known = getattr(getattr(model, "settings", None), "mask_classes", None) or DEFAULT_MASK_CLASSES
+    known = mask_classes_of(model)
     question = read_change_question(prompt)
     if question is None:
         raise SceneError(

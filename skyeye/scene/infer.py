@@ -102,6 +102,26 @@ def image_processor_of(model: Any) -> SkyEyeImageProcessor:
     )
 
 
+def mask_classes_of(model: Any) -> tuple[str, ...]:
+    """The classes `model`'s mask decoder outlines (`skyeye.chat.counting.decoder_classes`),
+    without loading the weights for a name/folder (its own config.json)."""
+    from skyeye.chat.counting import decoder_classes
+
+    if isinstance(model, ChatSession):
+        return decoder_classes(model.settings.mask_classes, model.model.config)
+    if isinstance(model, tuple) and len(model) == 2:
+        return decoder_classes(None, model[0].config)
+    if isinstance(model, (str, Path)):
+        from skyeye.bundled import resolve_model_folder
+        from skyeye.modeling.configuration import SkyEyeConfig
+
+        folder = resolve_model_folder(model)
+        return decoder_classes(None, SkyEyeConfig.from_pretrained(str(folder)))
+    raise TypeError(
+        f"model must be a name/folder, a ChatSession or (model, processor), got {type(model)}"
+    )
+
+
 @dataclass
 class PreparedBatch:
     """A batch's model inputs and each window's (h, w), without the windows' raw pixels;

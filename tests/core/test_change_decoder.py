@@ -133,6 +133,12 @@ def test_mask_change_off_writes_the_folder_as_before(tiny_llm_dir, tmp_path):
     model.save_pretrained(tmp_path / "plain", processor=processor)
     config = json.loads((tmp_path / "plain" / "config.json").read_text())
     assert "mask_change" not in config
+    assert "mask_classes" not in config  # likewise the decoder's class list, until one is set
+    model.config.mask_classes = ["aircraft", "water"]
+    model.save_pretrained(tmp_path / "listed", processor=processor)
+    loaded = SkyEyeForConditionalGeneration.from_pretrained(tmp_path / "listed")
+    assert loaded.config.mask_classes == ["aircraft", "water"]
+    model.config.mask_classes = None
     from safetensors.torch import load_file
 
     keys = load_file(str(tmp_path / "plain" / "model.safetensors"))

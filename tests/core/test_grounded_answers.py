@@ -44,7 +44,10 @@ class ScriptedSession:
     def __init__(self, masks: dict[str, np.ndarray], image: RasterImage, mask_head=True):
         self.masks, self.images, self.forced = masks, [image], []
         self.settings = GenerationSettings()
-        self.model = SimpleNamespace(mask_head=object() if mask_head else None)
+        self.model = SimpleNamespace(
+            mask_head=object() if mask_head else None,
+            config=SimpleNamespace(mask_classes=None),  # a config saved before the field
+        )
         self.processor = SimpleNamespace(tokenizer=lambda text, **_: {"input_ids": [1, 2, 3]})
 
     def _reply(self, text, inputs, new_ids, states):
@@ -90,6 +93,25 @@ def test_count_with_a_mask_is_the_number_of_instances_with_one_box_each():
     add_mask(reply, five_blobs(), "water", session.images[0])
     text, _ = measure_answer(session, "How many lakes are there?", reply, INPUTS)
     assert parse_count(text) == 4 and len(reply.boxes) == 4  # water is a region class: no split
+
+
+def test_the_classes_a_model_config_lists_are_counted_without_settings():
+    """A retrained model whose mask stage wrote ``mask_classes`` (aircraft among them) is
+    counted on by its config alone; a config without the list counts skyeye-tiny's classes."""
+    session = ScriptedSession({}, image())
+    reply = ChatReply(text="<p>aircraft</p> [SEG] 2.")
+    add_mask(reply, five_blobs(), "aircraft", session.images[0])
+    text, _ = measure_answer(session, "How many aircraft are there?", reply, INPUTS)
+    assert parse_count(text) is None and "cannot count aircraft" in text
+    session.model.config.mask_classes = ["aircraft", "water"]
+    reply = ChatReply(text="<p>aircraft</p> [SEG] 2.")
+    add_mask(reply, five_blobs(), "aircraft", session.images[0])
+    text, _ = measure_answer(session, "How many aircraft are there?", reply, INPUTS)
+    assert parse_count(text) == 5 and len(reply.boxes) == 5
+    # The settings' list still wins over the config's.
+    session.settings = GenerationSettings(mask_classes=("water",))
+    text, _ = measure_answer(session, "How many aircraft are there?", ChatReply(text="2"), INPUTS)
+    assert parse_count(text) is None
 
 
 def test_count_without_a_mask_asks_for_the_mask_first():

@@ -35,6 +35,8 @@ def test_mask_stage_trains_only_the_head_on_the_chosen_class(tmp_path, tiny_llm_
     assert kept and all(r["meta"]["classes"] == ["water"] for r in kept)
     log = json.loads((out.parent / "mask_stage_log.json").read_text())
     assert log["masks"] == len(kept)
+    # The chat counts and measures only what the decoder trained on: the config says so.
+    assert json.loads((out / "config.json").read_text())["mask_classes"] == ["water"]
 
     from safetensors.torch import load_file
 
@@ -122,3 +124,35 @@ def test_hires_mask_stage_gives_the_same_weights_whatever_came_before(tmp_path, 
         assert mask_stage([*args, "--hires-indices", "--save-dtype", "float32"]) == 0
         outputs.append((out / "model.safetensors").read_bytes())
     assert outputs[0] == outputs[1]
+
+
+def test_mask_stage_reads_several_files_of_one_folder(tmp_path, tiny_llm_dir):
+    """The recipe's objects records (another file beside train.jsonl) join the mask stage; their
+    classes join the config's list; files in different folders are refused in one line."""
+    data = tmp_path / "data"
+    assert from_rasters(["--spec", str(FIX / "spec.yaml"), "--out", str(data)]) == 0
+    lines = (data / "train.jsonl").read_text().splitlines(keepends=True)
+    seg = [line for line in lines if "[SEG]" in line]
+    extra = json.loads(seg[0])
+    extra["id"] = "extra:aircraft"
+    for turn in extra["turns"]:
+        if turn["role"] == "assistant":
+            turn["text"] = "<p>Aircraft</p> [SEG]"
+    (data / "objects.jsonl").write_text(json.dumps(extra) + "\n")
+    model, processor = make_tiny_model(tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32)
+    processor.image_processor.sar_wavelength = 5.405
+    model.save_pretrained(tmp_path / "start", processor=processor)
+    out = tmp_path / "mask" / "model"
+    args = ["--model", str(tmp_path / "start"), "--out", str(out), "--steps", "1"]
+    args += ["--batch-size", "2", "--save-dtype", "float32"]
+    files = [str(data / "train.jsonl"), str(data / "objects.jsonl")]
+    assert mask_stage([*args, "--data", *files]) == 0
+    kept = [json.loads(line)["id"] for line in (out.parent / "seg_records.jsonl").open()]
+    assert len(kept) == len(seg) + 1 and "extra:aircraft" in kept
+    classes = json.loads((out / "config.json").read_text())["mask_classes"]
+    assert "aircraft" in classes and "water" in classes and classes == sorted(classes)
+
+    elsewhere = tmp_path / "other" / "objects.jsonl"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(json.dumps(extra) + "\n")
+    assert mask_stage([*args, "--data", str(data / "train.jsonl"), str(elsewhere)]) == 2
