@@ -11,7 +11,8 @@ aircraft records, finetune.objects_mix, mixed into stage 2 and the mask stage), 
 (finetune.train with bf16 autocast), mask (finetune.mask_stage), change (instruct_data.change,
 then finetune.change_stage; ``--permissive-only``: STAR-style pairs only), validate
 (finetune.validate_skyeye_tiny), install (copy the final model folder and write its card with
-skyeye.hub).
+skyeye.hub; refused when a held-out number of the model installed there gets worse,
+finetune.install_gate, unless --force-install).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,14 +28,13 @@ from typing import Any
 import yaml
 
 from finetune.band_stack import stack_band_files
-from finetune.card_sets import training_sets
+from finetune.install import gate_passes, install
 from finetune.objects_mix import build_objects_mix
 
 logger = logging.getLogger(__name__)
 
 S2_EXAMPLE = "examples/sentinel2_berlin_l1c.tif"
 S1_EXAMPLE = "examples/sentinel1_vv_vh.tif"
-CARD_INFO = "finetune/recipes/skyeye-tiny-card.yaml"
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 STAGES = ("prepare", "data", "vision", "stage1", "stage2", "mask", "change", "validate", "install")
 
@@ -113,54 +112,6 @@ def _run_train(recipe_file: Path, out: Path, threads: int) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
-def _adapter_to_bf16(path: Path) -> None:
-    """Store the LoRA adapter in bfloat16 (halves it; the chat computes in bfloat16 anyway)."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    if path.is_file():
-        state = load_file(str(path))
-        save_file(
-            {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()},
-            str(path),
-            metadata={"format": "pt"},
-        )
-
-
-def install(
-    model: Path,
-    target: Path,
-    reports: list[Path],
-    recipe_path: Path,
-    *,
-    permissive_only: bool = False,
-) -> None:
-    """Replace the model folder `target` by `model` and write its card from ``reports``
-    (evaluation JSONs: the validation, the change stage's held-out pairs)."""
-    from skyeye.hub import card as hub
-
-    if target.exists():
-        for item in target.iterdir():
-            shutil.rmtree(item) if item.is_dir() else item.unlink()
-    shutil.copytree(model, target, dirs_exist_ok=True)
-    _adapter_to_bf16(target / "adapter" / "adapter_model.safetensors")
-    info = hub.read_info(Path(CARD_INFO)) if Path(CARD_INFO).is_file() else {}
-    # Every change / object set trained on, with its licence (research / non-commercial ones
-    # named as such); a --permissive-only build trained on none of those.
-    recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
-    info["training_sets"] = training_sets(recipe, permissive_only)
-    hub.write_card(
-        target,
-        hub.CardInputs(
-            evaluations=[ev for report in reports for ev in hub.read_evaluation(report)],
-            recipe_path=recipe_path,
-            info=info,
-        ),
-    )
-    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-    logger.info("installed %s (%.1f MB)", target, size / 1e6)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m finetune.skyeye_tiny", description=__doc__.split("\n\n")[0]
@@ -184,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave research / non-commercial data out (the change stage then trains on the "
         "STAR-style pairs of the permissive rasters alone, without OSCD and AirChange)",
+    )
+    p.add_argument(
+        "--force-install",
+        action="store_true",
+        help="install even if a held-out number of the installed model gets worse "
+        "(finetune.install_gate; the losses are listed in WORK/install_gate.json)",
     )
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -399,9 +356,17 @@ def main(argv: list[str] | None = None) -> int:
             return rc
     if done("install") or args.install is None:
         return 0
-    # 9. install
+    # 9. install, only if no held-out number of the installed model gets worse
     change_report = work / "change" / "change_evaluation.json"
     reports = [report, *([change_report] if change_report.is_file() else [])]
+    if not gate_passes(args.install, reports, work / "install_gate.json", args.force_install):
+        print(
+            f"error: not installed: the new model ({previous}) does worse than {args.install} on "
+            f"held-out numbers (listed in {work / 'install_gate.json'}); pass --force-install "
+            "to replace it anyway",
+            file=sys.stderr,
+        )
+        return 2
     install(previous, args.install, reports, args.recipe, permissive_only=args.permissive_only)
     return 0
 
