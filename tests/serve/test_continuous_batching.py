@@ -226,6 +226,25 @@ def test_a_cache_that_cannot_be_stacked_decodes_one_answer_at_a_time(chat, monke
 
     alone = [ask(chat, i)[0] for i in range(3)]
     monkeypatch.setattr(batching, "stackable", lambda cache: False)  # as sliding-window layers
+    # The answers must overlap for the rule to act: on a loaded machine the three threads could
+    # otherwise run one after the other. Until a second answer has been prefilled, each decoding
+    # step waits for something to arrive (a newcomer or a prefilled row), so the first answer is
+    # still in the batch when the second one is placed.
+    placed: list[int] = []
+    place, step = Batcher._place, Batcher._step
+
+    def counting_place(self, lane, cache):
+        placed.append(1)
+        return place(self, lane, cache)
+
+    def patient_step(self):
+        deadline = time.monotonic() + 30
+        while len(placed) < 2 and self._inbox.empty() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return step(self)
+
+    monkeypatch.setattr(Batcher, "_place", counting_place)
+    monkeypatch.setattr(Batcher, "_step", patient_step)
     batcher = Batcher(chat.model, max_batch=4)
     try:
         together = in_threads(3, lambda i: ask(chat, i, BatchedGenerator(batcher, "tiny"))[0])
