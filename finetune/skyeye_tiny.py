@@ -7,9 +7,10 @@ Runs, in order, each stage skipped when its output already exists in --work (so 
 run continues; delete --work to start over): prepare (stack band-per-file scenes),
 data (instruct_data.from_rasters, then finetune.replay: the base LLM's answers to ordinary
 instructions, mixed into stage 2; the recipe's ``objects_data``: instruct_data.objects' scene and
-aircraft records, finetune.objects_mix, mixed into stage 2 and the mask stage), vision (finetune.vision_stage), stage1 and stage2
-(finetune.train with bf16 autocast), mask (finetune.mask_stage), change (instruct_data.change,
-then finetune.change_stage; ``--permissive-only``: STAR-style pairs only), validate
+aircraft records, finetune.objects_mix, mixed into stage 2 and the mask stage), vision
+(finetune.vision_stage), stage1 and stage2 (finetune.train with bf16 autocast), mask
+(finetune.mask_stage), change (instruct_data.change, then finetune.change_stage;
+``--permissive-only``: STAR-style pairs only), validate
 (finetune.validate_skyeye_tiny), install (copy the final model folder and write its card with
 skyeye.hub; refused when a held-out number of the model installed there gets worse,
 finetune.install_gate, unless --force-install).

@@ -53,7 +53,8 @@ class GenerationSettings:
             lmms-eval's acc) or by the whole stated option per character ("text", acc_norm).
         mask_classes: the classes the model's mask decoder outlines: a count or a description
             is measured on masks of these; a count of anything else gets a plain sentence
-            (None: skyeye-tiny's, `skyeye.chat.counting.DEFAULT_MASK_CLASSES`).
+            (None: the model config's ``mask_classes``, else skyeye-tiny's
+            `skyeye.chat.counting.DEFAULT_MASK_CLASSES`; `skyeye.chat.counting.decoder_classes`).
         measure: state what the masks measure and what the reader knows (`skyeye.chat.grounded`);
             False gives the raw LLM's words (evaluation's "raw" system, to see what measuring adds).
     """
