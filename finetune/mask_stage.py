@@ -270,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         "--max-records",
         type=int,
         default=0,
-        help="cache at most this many [SEG] records (a seeded sample; 0 = all): each costs one "
-        "LLM forward",
+        help="cache at most this many [SEG] records of each --data file (a seeded sample per "
+        "file; 0 = all): each costs one LLM forward. Per file, so records added in a second file "
+        "(objects, aircraft) join the first file's sample instead of displacing part of it",
     )
     p.add_argument(
         "--hires-size",
@@ -359,16 +360,18 @@ def main(argv: list[str] | None = None) -> int:
             return False
         return not wanted or set(json.loads(line)["meta"].get("classes") or []) <= wanted
 
-    lines = []
+    lines, trained_lines = [], []
     for path in args.data:
         with open(path, encoding="utf-8") as src:
-            lines += [line for line in src if keep(line)]
+            kept = [line for line in src if keep(line)]
+        trained_lines += kept
+        if 0 < args.max_records < len(kept):
+            picked = sorted(random.Random(args.seed).sample(range(len(kept)), args.max_records))
+            kept = [kept[i] for i in picked]
+        lines += kept
     # What the chat may count and measure with this decoder: every class phrase a [SEG] of these
     # records names (the head is one for all classes; stage 2 trained it on these same records).
-    trained = seg_classes(lines)
-    if 0 < args.max_records < len(lines):
-        picked = sorted(random.Random(args.seed).sample(range(len(lines)), args.max_records))
-        lines = [lines[i] for i in picked]
+    trained = seg_classes(trained_lines)
     with open(seg_only, "w", encoding="utf-8") as dst:
         dst.writelines(lines)
     dataset = InstructionDataset(

@@ -152,6 +152,18 @@ def test_mask_stage_reads_several_files_of_one_folder(tmp_path, tiny_llm_dir):
     classes = json.loads((out / "config.json").read_text())["mask_classes"]
     assert "aircraft" in classes and "water" in classes and classes == sorted(classes)
 
+    # The cap is per file: the second file's record joins the first file's sample of one.
+    capped = tmp_path / "capped" / "model"
+    capped_args = [*args[:2], "--out", str(capped), *args[4:], "--max-records", "1"]
+    assert mask_stage([*capped_args, "--data", *files]) == 0
+    kept = [json.loads(line)["id"] for line in (capped.parent / "seg_records.jsonl").open()]
+    assert (
+        len(kept) == 2
+        and kept[1] == "extra:aircraft"
+        and kept[0] in {json.loads(line)["id"] for line in seg}
+    )
+    assert "water" in json.loads((capped / "config.json").read_text())["mask_classes"]
+
     elsewhere = tmp_path / "other" / "objects.jsonl"
     elsewhere.parent.mkdir()
     elsewhere.write_text(json.dumps(extra) + "\n")
