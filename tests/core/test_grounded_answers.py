@@ -226,6 +226,21 @@ def test_questions_are_read():
     assert read_box_question("Is there water?") is None
 
 
+def test_region_words_and_other_legends_map_to_the_decoder_classes():
+    """The held-out scenes' count questions ("separate farmland areas", "cloud areas") name a
+    class the decoder outlines; a class of its own list wins over the synonym."""
+    trained = ("cloud", "cloud shadow", "cultivated land", "artificial surface", "water")
+    ask = "How many separate {} of at least 184 pixels are there in this image?"
+    assert read_count_question(ask.format("farmland areas"), trained).phrase == "cultivated land"
+    assert read_count_question(ask.format("cloud shadow areas"), trained).phrase == "cloud shadow"
+    q = read_count_question(
+        "Count the separate patches of residential area in this image.", trained
+    )
+    assert q.phrase == "artificial surface"
+    assert read_count_question(ask.format("farmland areas")).phrase == "farmland"
+    assert read_count_question(ask.format("aircraft areas"), trained).phrase is None
+
+
 def sar() -> RasterImage:
     return RasterImage(
         data=np.zeros((2, 8, 8), np.float32), band_names=["VV", "VH"], sensor="sentinel-1"
