@@ -32,7 +32,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from skyeye.errors import HubError
 from skyeye.hub.files import read_config, read_json
-from skyeye.hub.licences import licence_section, training_sets
+from skyeye.hub.licences import card_license, licence_section, training_sets
 from skyeye.hub.push import PushPlan, plan_push, push  # noqa: F401  (public API)
 from skyeye.io.sensors import get_sensor, list_sensors
 
@@ -280,8 +280,9 @@ def build_card(folder: str | Path, inputs: CardInputs | None = None) -> ModelCar
         for ev in inputs.evaluations
         for name, value in ev.metrics
     ]
+    sets = training_sets(info)
     data = ModelCardData(
-        license=info.get("license", "apache-2.0"),
+        **card_license(info.get("license"), sets),
         base_model=base_model,
         datasets=info.get("datasets"),
         language=info.get("language", ["en"]),
@@ -316,7 +317,7 @@ def build_card(folder: str | Path, inputs: CardInputs | None = None) -> ModelCar
         training_data=str(
             info.get("training_data") or "Not stated when this card was written."
         ).strip(),
-        licences=licence_section(training_sets(info)),
+        licences=licence_section(sets),
         recipe_name=inputs.recipe_path.name if inputs.recipe_path else "",
         recipe_text=recipe_text,
         recipe_summary=recipe_summary,

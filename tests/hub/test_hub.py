@@ -239,8 +239,14 @@ def test_card_lists_every_training_set_with_its_licence(model_folder, tmp_path) 
         "aid-scenes",
         "eolearn-slovenia",
     ]
-    path = hub.write_card(model_folder, _inputs(tmp_path, training_sets=sets))
-    text = ModelCard.load(path).text
+    info = {"training_sets": sets, "license": None}
+    path = hub.write_card(model_folder, _inputs(tmp_path, **info))
+    card = ModelCard.load(path)
+    text = card.text
+    # The weights inherit the research / non-commercial terms: the metadata says so too.
+    assert (card.data.license, card.data.license_name) == ("other", "research-non-commercial")
+    with pytest.raises(hub.HubError, match="license: mit contradicts .*--permissive-only"):
+        hub.build_card(model_folder, _inputs(tmp_path, training_sets=sets, license="mit"))
     assert "### Training sets and licences" in text
     assert "| oscd-s2-change | change maps CC BY-NC-SA" in text
     assert "| aid-scenes | research use only" in text and "| eolearn-slovenia | MIT" in text
@@ -249,6 +255,7 @@ def test_card_lists_every_training_set_with_its_licence(model_folder, tmp_path) 
     assert [s["name"] for s in permissive] == ["star-pairs", "eolearn-slovenia"]
     path = hub.write_card(model_folder, _inputs(tmp_path, training_sets=permissive))
     assert "Every listed training set allows commercial use." in ModelCard.load(path).text
+    assert ModelCard.load(path).data.license == INFO.get("license", "apache-2.0")
     assert "Training sets and licences" not in hub.build_card(model_folder, _inputs(tmp_path)).text
     with pytest.raises(hub.HubError, match="training_sets\\[0\\]"):
         hub.build_card(model_folder, _inputs(tmp_path, training_sets=[{"name": "x"}]))
