@@ -281,10 +281,10 @@ def build_card(folder: str | Path, inputs: CardInputs | None = None) -> ModelCar
         for name, value in ev.metrics
     ]
     sets = training_sets(info)
-    licence = card_license(info.get("license"), sets)
+    licence_id, licence_name = card_license(info.get("license"), sets)
     data = ModelCardData(
-        license=licence["license"],
-        license_name=licence.get("license_name"),
+        license=licence_id,
+        license_name=licence_name,
         base_model=base_model,
         datasets=info.get("datasets"),
         language=info.get("language", ["en"]),

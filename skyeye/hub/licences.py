@@ -12,13 +12,7 @@ from typing import Any
 
 from skyeye.errors import HubError
 
-__all__ = [
-    "RESTRICTED_LICENSE_NAME",
-    "TrainingSet",
-    "card_license",
-    "licence_section",
-    "training_sets",
-]
+__all__ = ["TrainingSet", "card_license", "licence_section", "training_sets"]
 
 
 @dataclass(frozen=True)
@@ -67,23 +61,18 @@ def licence_section(sets: list[TrainingSet]) -> str:
     return "\n".join(rows)
 
 
-#: The card's ``license_name`` (with ``license: other``) for weights trained on research /
-#: non-commercial sets.
-RESTRICTED_LICENSE_NAME = "research-non-commercial"
-
-
-def card_license(info_license: str | None, sets: list[TrainingSet]) -> dict[str, str]:
-    """The card metadata's licence fields: ``{"license": ...}`` (the info's, default apache-2.0),
-    or ``license: other`` + ``license_name`` when a training set is research / non-commercial:
-    the weights inherit its terms, so a permissive licence in the metadata would misstate them.
-    An info that names a permissive licence anyway is an error (`HubError`)."""
+def card_license(info_license: str | None, sets: list[TrainingSet]) -> tuple[str, str | None]:
+    """The card metadata's ``(license, license_name)``: the info's licence (default apache-2.0)
+    and no name, or ``("other", "research-non-commercial")`` when a training set is research /
+    non-commercial: the weights inherit its terms, so a permissive licence in the metadata would
+    misstate them. An info that names a permissive licence anyway is an error (`HubError`)."""
     restricted = [item.name for item in sets if not item.permissive]
     if not restricted:
-        return {"license": info_license or "apache-2.0"}
+        return info_license or "apache-2.0", None
     if info_license not in (None, "other"):
         raise HubError(
             f"license: {info_license} contradicts the research / non-commercial training sets "
             f"({', '.join(restricted)}); drop the card info's license (the card then says "
             "'other', research / non-commercial) or build with --permissive-only"
         )
-    return {"license": "other", "license_name": RESTRICTED_LICENSE_NAME}
+    return "other", "research-non-commercial"
