@@ -36,10 +36,20 @@ def looks_like_reflectance(data) -> bool:
 
     values = np.asarray(data, dtype=np.float32)
     values = values[np.isfinite(values)]
-    if values.size == 0:
+    n = values.size
+    if n == 0:
+        return False
+    low, high = REFLECTANCE_RANGE
+    # Exact shortcut before sorting (the percentiles cost ~20 ms on a 13-band 512 px read): the
+    # 99.5th percentile interpolates between sorted values at floor(p) and above, p = 0.995 (n - 1),
+    # so when the n - floor(p) largest values all exceed the bound, so does the percentile (DNs,
+    # x10000 integers and 8-bit values stop here); likewise the 0.5th below the low bound.
+    if np.count_nonzero(values > high) >= n - int(np.floor(0.995 * (n - 1))):
+        return False
+    if np.count_nonzero(values < low) >= int(np.ceil(0.005 * (n - 1))) + 1:
         return False
     lo, hi = np.percentile(values, [0.5, 99.5])
-    return bool(REFLECTANCE_RANGE[0] <= lo and hi <= REFLECTANCE_RANGE[1] and hi > 0)
+    return bool(low <= lo and hi <= high and hi > 0)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from skyeye.io.sensors import get_sensor, list_sensors, resolve_wavelengths, sensors_matching_bands
+from skyeye.io.sensors import (
+    REFLECTANCE_RANGE,
+    get_sensor,
+    list_sensors,
+    looks_like_reflectance,
+    resolve_wavelengths,
+    sensors_matching_bands,
+)
 
 
 def test_registry_lists_the_supported_sensors():
@@ -97,3 +105,29 @@ def test_sensor_matching_is_exact_and_never_by_count():
     assert sensors_matching_bands(["VV", "VH"]) == ["sentinel-1"]
     assert sensors_matching_bands(["band_1", "band_2", "band_3"]) == []
     assert sensors_matching_bands(["red", "green", "blue"]) == []  # aliases do not pick a sensor
+
+
+def test_the_reflectance_test_decides_as_its_percentiles_do_at_the_bounds():
+    """The shortcut that skips sorting must never change a verdict: arrays whose share of values
+    beyond a bound sits just below, at and above the percentiles' 0.5 %, and small ones."""
+    rng = np.random.default_rng(0)
+    low, high = REFLECTANCE_RANGE
+
+    def by_percentiles(values: np.ndarray) -> bool:
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return False
+        lo, hi = np.percentile(finite, [0.5, 99.5])
+        return bool(low <= lo and hi <= high and hi > 0)
+
+    cases = [np.array([0.3]), np.array([2.0]), np.array([np.nan, 0.5]), np.array([np.nan])]
+    for n in (1, 2, 3, 7, 200, 201, 1000, 4001):
+        for outside in range(0, 12):
+            for value in (high + 0.01, low - 0.01, 5000.0):
+                data = rng.uniform(0.0, 1.0, n).astype(np.float32)
+                data[: min(outside, n)] = value
+                cases.append(rng.permutation(data))
+    cases.append(rng.uniform(0, 10000, (13, 64, 64)).astype(np.float32))  # digital numbers
+    verdicts = [looks_like_reflectance(c) for c in cases]
+    assert verdicts == [by_percentiles(c.ravel()) for c in cases]
+    assert True in verdicts and False in verdicts
