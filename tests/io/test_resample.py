@@ -1,4 +1,5 @@
-"""skyeye.io.resample.resize_mask: the one rule for resizing label masks (nearest, pixel centres)."""
+"""skyeye.io.resample: the one rule for resizing label masks (nearest, pixel centres) and the
+nodata-aware resize of band data."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from skyeye.evaluation import scoring
-from skyeye.io.resample import resize_mask
+from skyeye.io.resample import resize_mask, resize_with_nodata
 
 
 def test_resize_mask_nearest_at_pixel_centres():
@@ -44,3 +45,23 @@ def test_resize_mask_rejects_bad_shapes(shape):
 
 def test_scoring_uses_the_same_rule():
     assert scoring.resize_mask is resize_mask
+
+
+def test_resize_with_nodata_ignores_nodata_and_is_per_band_whatever_the_masks():
+    """Bands sharing one nodata mask are resized exactly as each band alone is (the shared weight
+    plane is a shortcut, not an approximation); a band with its own hole keeps it to itself."""
+    rng = np.random.default_rng(1)
+    data = rng.uniform(0, 255, (4, 97, 83)).astype(np.float32)
+    data[:, 10:20, 5:9] = np.nan
+    alone = np.stack([resize_with_nodata(data[i : i + 1], 40, 33)[0] for i in range(4)])
+    assert np.array_equal(resize_with_nodata(data, 40, 33), alone, equal_nan=True)
+    own_hole = data.copy()
+    own_hole[2, 40:97, :] = np.nan  # band 2's lower part is nodata: its output there is NaN
+    out = resize_with_nodata(own_hole, 40, 33)
+    assert np.isnan(out[2, 30:]).all() and not np.isnan(out[[0, 1, 3], 30:]).any()
+    assert np.array_equal(out[[0, 1, 3]], alone[[0, 1, 3]], equal_nan=True)
+    # Nodata never bleeds in: a constant band with a hole stays that constant where valid.
+    flat = np.full((2, 50, 50), 7.0, np.float32)
+    flat[:, :25] = np.nan
+    small = resize_with_nodata(flat, 20, 20)
+    assert np.allclose(small[~np.isnan(small)], 7.0)
