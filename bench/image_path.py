@@ -1,0 +1,108 @@
+"""Benchmark: an answer's image path (read the raster, then the processor) of two source trees in
+one run.
+
+    python bench/image_path.py [--tree .] [--tree /tmp/base] [--rounds 5] [--repeats 15]
+
+Every answer about an image pays this before the tower runs: `skyeye.io.read_raster(path,
+max_size=512)` (the chat's read) and `SkyEyeProcessor.image_processor(image)` (the value-scaling
+decision, scaling, the 128 px tower input and the 512 px mask-decoder input, normalised). Each
+``--tree`` (a checkout of this repository, e.g. ``git worktree add /tmp/base HEAD~1``) is timed in
+its own subprocess with one torch thread, on the bundled Sentinel-2 example (13 bands, uint16,
+512 px) and the Sentinel-1 example (VV/VH dB), trees alternating round by round. Reported: the
+median per tree over rounds of each round's median, the ratio of every tree to the first, and
+whether the trees' processed tensors are identical (an MD5 of each output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = {
+    "sentinel-2": REPO / "examples" / "sentinel2_berlin_l1c.tif",
+    "sentinel-1": REPO / "examples" / "sentinel1_vv_vh.tif",
+}
+
+# Run inside each tree (its own imports): times and output digests as one JSON line.
+CHILD = r"""
+import hashlib, json, statistics, sys, time
+import torch
+torch.set_num_threads(1)
+from skyeye import SkyEyeProcessor, read_raster
+model, repeats, examples = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+processor = SkyEyeProcessor.from_pretrained(model).image_processor
+out = {}
+for name, path in examples.items():
+    sensor = "sentinel-1" if name == "sentinel-1" else None
+    def run():
+        image = read_raster(path, max_size=512, sensor=sensor)
+        return processor(image)
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        features = run()
+        times.append(time.perf_counter() - start)
+    digest = hashlib.md5()
+    for key in ("pixel_values", "pixel_values_hires"):
+        digest.update(features[key][0].numpy().tobytes())
+    out[name] = {"ms": 1000 * statistics.median(times), "md5": digest.hexdigest()}
+print(json.dumps(out))
+"""
+
+
+def run_tree(tree: Path, model: Path, repeats: int) -> dict:
+    examples = json.dumps({k: str(v) for k, v in EXAMPLES.items()})
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model), str(repeats), examples],
+        cwd=tree,
+        env={"PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", type=Path, action="append", help="a checkout (default: this one)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    trees = [t.resolve() for t in (args.tree or [REPO])]
+    model = REPO / "skyeye" / "bundled" / "skyeye-tiny"  # one processor config for every tree
+    rounds: dict[str, list[dict]] = {str(t): [] for t in trees}
+    for r in range(args.rounds):
+        for tree in trees if r % 2 == 0 else trees[::-1]:
+            rounds[str(tree)].append(run_tree(tree, model, args.repeats))
+            print(tree, rounds[str(tree)][-1], flush=True)
+    first = str(trees[0])
+    result: dict = {}
+    for tree, runs in rounds.items():
+        result[tree] = {
+            name: {
+                "ms": round(statistics.median(run[name]["ms"] for run in runs), 2),
+                "ratio_to_first_tree": round(
+                    statistics.median(run[name]["ms"] for run in runs)
+                    / statistics.median(run[name]["ms"] for run in rounds[first]),
+                    3,
+                ),
+                "same_output_as_first_tree": runs[0][name]["md5"] == rounds[first][0][name]["md5"],
+            }
+            for name in EXAMPLES
+        }
+    print(json.dumps(result, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
