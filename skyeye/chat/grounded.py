@@ -143,8 +143,10 @@ def _count(session: ChatSession, q: CountQuestion, reply: ChatReply, inputs: Any
     min_pixels, caveat = q.min_pixels or DEFAULT_MIN_PIXELS, ""
     if q.min_m2 is not None:
         pixels = int(mask.sum())
-        if area.m2 is not None and pixels > 0:
-            min_pixels = max(1, int(-(-q.min_m2 // (area.m2 / pixels))))
+        if area.m2 is not None:
+            # An empty mask on a georeferenced image has nothing to size: 0, with no caveat.
+            if pixels > 0:
+                min_pixels = max(1, int(-(-q.min_m2 // (area.m2 / pixels))))
         else:
             caveat = (
                 f" (the image has no georeference, so '{q.size_words}' could not be applied: "

