@@ -143,15 +143,13 @@ def _count(session: ChatSession, q: CountQuestion, reply: ChatReply, inputs: Any
     min_pixels, caveat = q.min_pixels or DEFAULT_MIN_PIXELS, ""
     if q.min_m2 is not None:
         pixels = int(mask.sum())
-        if area.m2 is not None:
-            # An empty mask on a georeferenced image has nothing to size: 0, with no caveat.
-            if pixels > 0:
-                min_pixels = max(1, int(-(-q.min_m2 // (area.m2 / pixels))))
-        else:
+        if area.m2 is None:
             caveat = (
                 f" (the image has no georeference, so '{q.size_words}' could not be applied: "
                 f"every region of at least {min_pixels} pixels is counted)"
             )
+        elif pixels > 0:  # an empty mask on a georeferenced image: 0, with no caveat
+            min_pixels = max(1, int(-(-q.min_m2 // (area.m2 / pixels))))
     instances = mask_instances(mask, min_pixels=min_pixels, phrase=q.phrase)
     reply.boxes = [i.box for i in instances]
     n = len(instances)
