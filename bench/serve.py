@@ -248,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(result, indent=2))
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2))
+        from skyeye.atomic import write_text
+
+        write_text(args.json, json.dumps(result, indent=2))  # never half-written
     return 0
 
 
