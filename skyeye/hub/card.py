@@ -9,7 +9,8 @@ model-index), then the architecture read from `config.json`, a usage snippet, th
 wavelengths, the training data and recipe, the evaluation numbers, intended use and limitations.
 `--info` is a YAML file with any of `title`, `summary`, `license`, `base_model`, `datasets`,
 `tags`, `language`, `training_data`, `training_sets` (``[{name, licence, permissive}]``: the
-card's table of training sets and licences), `intended_use`, `limitations`, `model_id`,
+card's table of training sets and licences; without it, those the folder's existing card
+records are kept), `intended_use`, `limitations`, `model_id`,
 `example_image`.
 
 `push` is a dry run by default: it lists what would be uploaded. With `--no-dry-run` it creates
@@ -23,7 +24,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from skyeye.errors import HubError
 from skyeye.hub.files import read_config, read_json
-from skyeye.hub.licences import card_license, licence_section, training_sets
+from skyeye.hub.licences import card_license, licence_section, previous_card_info, training_sets
 from skyeye.hub.push import PushPlan, plan_push, push  # noqa: F401  (public API)
 from skyeye.io.sensors import get_sensor, list_sensors
 
@@ -280,7 +281,10 @@ def build_card(folder: str | Path, inputs: CardInputs | None = None) -> ModelCar
         for ev in inputs.evaluations
         for name, value in ev.metrics
     ]
-    sets = training_sets(info)
+    # A card rewritten without the training sets (`python -m skyeye.hub card` on an installed
+    # model) keeps those of the card it replaces: dropping them would also drop the licence they
+    # impose (research / non-commercial sets make the weights so).
+    sets = training_sets(info if "training_sets" in info else previous_card_info(folder))
     licence_id, licence_name = card_license(info.get("license"), sets)
     data = ModelCardData(
         license=licence_id,
@@ -293,6 +297,7 @@ def build_card(folder: str | Path, inputs: CardInputs | None = None) -> ModelCar
         tags=list(dict.fromkeys([*DEFAULT_TAGS, *info.get("tags", [])])),
         model_name=title if eval_results else None,
         eval_results=eval_results or None,
+        training_sets=[asdict(item) for item in sets] or None,
     )
     recipe_text, recipe_summary = _recipe(inputs.recipe_path)
     summary = info.get("summary") or (

@@ -2,17 +2,25 @@
 
 The recipe's driver (`finetune.card_sets`) lists what a model was trained on with each set's
 licence; the card shows them as a table and says when research / non-commercial data is among
-them (``../shared/data/README.md``: a model trained on such sets must say so).
+them (``../shared/data/README.md``: a model trained on such sets must say so). The card's metadata
+records them too (``training_sets``), so a card rewritten without them (`python -m skyeye.hub card`
+on an installed model) keeps its table and its licence (`previous_card_info`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from huggingface_hub import ModelCard
 
 from skyeye.errors import HubError
 
-__all__ = ["TrainingSet", "card_license", "licence_section", "training_sets"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainingSet", "card_license", "licence_section", "previous_card_info", "training_sets"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,22 @@ def training_sets(info: dict[str, Any]) -> list[TrainingSet]:
             raise HubError(f"training_sets[{k}]: give name, licence and permissive (true/false)")
         out.append(TrainingSet(str(item["name"]), str(item["licence"]), bool(item["permissive"])))
     return out
+
+
+def previous_card_info(folder: Path) -> dict[str, Any]:
+    """The ``training_sets`` of the card already in ``folder`` (its README.md metadata, where
+    every card written here records them), as a card info; {} without a card or sets."""
+    path = folder / "README.md"
+    if not path.is_file():
+        return {}
+    try:
+        data = ModelCard.load(path).data.to_dict()
+    except (ValueError, OSError) as err:  # not a card with YAML metadata
+        raise HubError(f"{path}: cannot read the existing card ({err}); move it aside") from err
+    if "training_sets" not in data:
+        return {}
+    logger.info("training sets kept from the existing card %s", path)
+    return {"training_sets": data["training_sets"]}
 
 
 def licence_section(sets: list[TrainingSet]) -> str:

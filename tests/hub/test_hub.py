@@ -256,6 +256,36 @@ def test_card_lists_every_training_set_with_its_licence(model_folder, tmp_path) 
     path = hub.write_card(model_folder, _inputs(tmp_path, training_sets=permissive))
     assert "Every listed training set allows commercial use." in ModelCard.load(path).text
     assert ModelCard.load(path).data.license == INFO.get("license", "apache-2.0")
+    (model_folder / "README.md").unlink()
     assert "Training sets and licences" not in hub.build_card(model_folder, _inputs(tmp_path)).text
     with pytest.raises(hub.HubError, match="training_sets\\[0\\]"):
         hub.build_card(model_folder, _inputs(tmp_path, training_sets=[{"name": "x"}]))
+
+
+def test_cli_card_keeps_the_training_sets_and_licence_of_the_card_it_rewrites(
+    model_folder, tmp_path
+) -> None:
+    # An installed model's card (finetune.install) lists research / non-commercial sets; a card
+    # rewritten through the CLI with new reports and no sets must not turn it into apache-2.0.
+    sets = [
+        {"name": "oscd-s2-change", "licence": "CC BY-NC-SA 4.0", "permissive": False},
+        {"name": "star-pairs", "licence": "CC BY 4.0", "permissive": True},
+    ]
+    info = {"training_sets": sets, "license": None}
+    hub.write_card(model_folder, _inputs(tmp_path, **info))
+    (tmp_path / "report2.json").write_text(json.dumps({**REPORT, "metrics": {"acc@0.5": 0.5}}))
+    argv = ["card", "--model", str(model_folder), "--eval", str(tmp_path / "report2.json")]
+    assert hub.main(argv) == 0
+    card = ModelCard.load(model_folder / "README.md")
+    assert (card.data.license, card.data.license_name) == ("other", "research-non-commercial")
+    assert card.data.training_sets == sets
+    assert "| oscd-s2-change | CC BY-NC-SA 4.0 | **research / non-commercial only** |" in card.text
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {"acc@0.5": 0.5}  # the new report, not the old one
+    # Sets given anew replace the recorded ones, an empty list included.
+    (tmp_path / "info.yaml").write_text("training_sets: []\n")
+    assert (
+        hub.main(["card", "--model", str(model_folder), "--info", str(tmp_path / "info.yaml")]) == 0
+    )
+    card = ModelCard.load(model_folder / "README.md")
+    assert card.data.license == "apache-2.0" and "training_sets" not in card.data.to_dict()
