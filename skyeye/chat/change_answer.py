@@ -50,6 +50,7 @@ from skyeye.chat.transitions import (
     left_out_words,
     named_classes,
     no_class_moved,
+    transition_amount,
     transitions_of,
 )
 from skyeye.errors import NoComparableAreaError
@@ -170,10 +171,6 @@ def change_pair(session: ChatSession) -> tuple[int, int] | None:
     return (group[0], group[-1]) if len(group) >= 2 and len(set(grids)) == 1 else None
 
 
-def _amount(area: MaskArea) -> str:
-    return format_area(area.m2) if area.m2 is not None else f"{100 * area.share:.1f} % of it"
-
-
 def _details(t: Transitions | None, question: ChangeQuestion) -> str:
     """'water gained 12 ha, vegetation lost 20 ha; 3.0 % left out (cloud by a spectral test, or
     no data, in either date)'."""
@@ -181,7 +178,7 @@ def _details(t: Transitions | None, question: ChangeQuestion) -> str:
         parts = "no class transitions (this model's decoder outlines none of the classes)"
     else:
         said = [
-            f"{c.name} {verb} {_amount(area)}"
+            f"{c.name} {verb} {transition_amount(area.m2, area.share)}"
             for c in t.classes
             for verb, area in (("gained", c.gained), ("lost", c.lost))
             if area.pixels > 0 or question.cls is not None

@@ -61,6 +61,7 @@ __all__ = [
     "measure_transitions",
     "named_classes",
     "no_class_moved",
+    "transition_amount",
     "transitions_note",
     "transitions_of",
 ]
@@ -255,21 +256,29 @@ def transitions_of(session: ChatSession, prompt: str, reply: ChatReply) -> Trans
     return transitions
 
 
-def _amount(area: MaskArea) -> str:
-    return format_area(area.m2) if area.m2 is not None else f"{100 * area.share:.1f}%"
+def transition_amount(m2: float | None, share: float) -> str:
+    """How a transition's size is said: its ground area ("312 ha") on a georeferenced grid, else
+    its share of the compared area ("5.0 % of the compared area"; "< 0.1 %" for a few pixels,
+    which one decimal would print as a misleading 0.0)."""
+    if m2 is not None:
+        return format_area(m2)
+    percent = 100 * share
+    said = "< 0.1" if 0 < percent < 0.05 else f"{percent:.1f}"
+    return f"{said} % of the compared area"
 
 
 def transitions_note(session: ChatSession, prompt: str, reply: ChatReply) -> str:
     """The sentence of a change answer's measured transitions ('' when there is none):
     "Measured on the masks: water gained 312 ha, water lost 4.0 ha; 3.1% of the area (cloud by a
-    spectral test, or no data, in either date) left out." Shares stand in for areas without a
-    georeference."""
+    spectral test, or no data, in either date) left out." Shares of the compared area stand in
+    for areas without a georeference."""
     t = transitions_of(session, prompt, reply)
     if t is None:
         return ""
     if t.classes:
         parts = [
-            f"{c.name} gained {_amount(c.gained)}, {c.name} lost {_amount(c.lost)}"
+            f"{c.name} gained {transition_amount(c.gained.m2, c.gained.share)}, "
+            f"{c.name} lost {transition_amount(c.lost.m2, c.lost.share)}"
             for c in t.classes
         ]
         text = "Measured on the masks: " + "; ".join(parts)

@@ -30,6 +30,7 @@ from skyeye.chat.transitions import (
     left_out_words,
     measure_transitions,
     no_class_moved,
+    transition_amount,
 )
 from skyeye.grounding.clouds import CLOUDS_BY_RULE
 from skyeye.grounding.geo import mask_area
@@ -157,10 +158,8 @@ class TransitionTally:
         return out
 
 
-def _amount(part: dict[str, Any]) -> str:
-    if part["area_m2"] is not None:
-        return format_area(part["area_m2"])
-    return f"{100 * part['share_of_compared']:.1f}%"
+def _said(part: dict[str, Any]) -> str:
+    return transition_amount(part["area_m2"], part["share_of_compared"])
 
 
 def change_sentence(
@@ -187,7 +186,7 @@ def change_sentence(
     said = [c for c in classes if c["said"]]
     if said:
         parts = [
-            f"{c['name']} gained {_amount(c['gained'])}, {c['name']} lost {_amount(c['lost'])}"
+            f"{c['name']} gained {_said(c['gained'])}, {c['name']} lost {_said(c['lost'])}"
             for c in said
         ]
         text += " Measured on the masks: " + "; ".join(parts) + "."

@@ -139,3 +139,13 @@ def test_a_change_answer_gives_the_measured_transitions(tiny_llm_dir):
     plain = session.ask("Show the water in the second image.")
     assert plain.mask_pairs == [None] and plain.transitions is None
     assert "Measured on the masks" not in plain.text
+
+
+def test_a_transition_is_said_as_its_area_or_its_share_and_a_few_pixels_never_as_zero():
+    from skyeye.chat.transitions import transition_amount
+
+    assert transition_amount(31_200.0, 0.02) == "3.12 ha"
+    assert transition_amount(None, 0.05) == "5.0 % of the compared area"
+    # A few pixels of a large grid: one decimal would print "0.0 %" for a class that did move.
+    assert transition_amount(None, 0.0002) == "< 0.1 % of the compared area"
+    assert transition_amount(None, 0.0) == "0.0 % of the compared area"
