@@ -104,3 +104,35 @@ def test_bad_wavelengths_are_named(waves: torch.Tensor, message: str) -> None:
     embed = DofaPatchEmbed(patch_size=4, embed_dim=32)
     with pytest.raises(ValueError, match=message):
         embed(torch.randn(1, 3, 16, 16), waves)
+
+
+def test_the_kernel_is_reused_only_while_wavelengths_and_weights_are_unchanged() -> None:
+    torch.manual_seed(0)
+    embed = DofaPatchEmbed(patch_size=4, embed_dim=32).eval()
+    calls = []
+    embed.weight_generator.register_forward_hook(lambda *_: calls.append(1))
+    x = torch.randn(1, 3, 16, 16)
+    s2 = torch.tensor([0.665, 0.56, 0.49])
+    with torch.no_grad():
+        first = embed(x, s2)
+        assert torch.equal(embed(x, s2.clone()), first) and len(calls) == 1  # reused
+        other = embed(x, torch.tensor([0.842, 0.665, 0.56]))
+        assert len(calls) == 2 and not torch.allclose(other, first)
+        embed(x, s2)
+        assert len(calls) == 3  # one band set kept: the last one
+        # Weights changed in place (an optimiser step, load_state_dict): generated again.
+        embed.weight_generator.fc_bias.bias.add_(1.0)
+        changed = embed(x, s2)
+        assert len(calls) == 4 and not torch.allclose(changed, first)
+    fresh = DofaPatchEmbed(patch_size=4, embed_dim=32).eval()
+    fresh.load_state_dict(embed.state_dict())
+    with torch.no_grad():
+        assert torch.equal(fresh(x, s2), changed)
+        embed.load_state_dict(DofaPatchEmbed(patch_size=4, embed_dim=32).state_dict())
+        assert len(calls) == 4 and not torch.allclose(embed(x, s2), changed)
+        assert len(calls) == 5
+    # With grad (training, fine-tuning the generator) every call generates, so gradients flow.
+    out = embed(x, s2)
+    assert len(calls) == 6 and out.requires_grad
+    out.sum().backward()
+    assert embed.weight_generator.fc_weight.weight.grad is not None
