@@ -79,8 +79,9 @@ class ChatSession:
         self._prefix = PrefixCache()
         # What runs the model for an answer (the API server puts its batcher here).
         self.generator: AnswerGenerator = generate_with_hooks
-        # The processor's tensors of `images` (the same objects), reused by later turns.
-        self._features: tuple[list[RasterImage], dict[str, Any]] | None = None
+        # The processor's tensors of each image, by identity (a replaced image is a new object):
+        # computed once, when the image is added (the band check), and reused by every turn.
+        self._tensors: dict[int, tuple[RasterImage, dict[str, torch.Tensor]]] = {}
 
     # -------------------------------------------------------------- state
     def reset(self) -> None:
@@ -90,7 +91,7 @@ class ChatSession:
         self.last_reply = None
         self._pending_images = 0
         self._prefix.clear()
-        self._features = None
+        self._tensors.clear()
 
     def add_image(
         self,
@@ -108,11 +109,23 @@ class ChatSession:
             read_kwargs.setdefault("max_size", self.settings.read_size)
             read_kwargs.setdefault("sar_wavelength", self.processor.image_processor.sar_wavelength)
             image = read_raster(image, **read_kwargs)
-        # Fail now, not at the next question, when the bands cannot be mapped to wavelengths.
-        self.processor.image_processor([image])
-        self.images.append(image)
-        self._pending_images += 1
+        self.add_images([image])
         return image
+
+    def add_images(self, images: Sequence[RasterImage], *, answered: bool = False) -> None:
+        """Attach read images to the next user turn, or (``answered``) record them as images of
+        earlier turns (a conversation rebuilt from its messages, as the API server does).
+
+        Each image is processed here, once: the tensors every later turn reuses, and the check
+        that its bands map to wavelengths (ValueError now, not at the next question).
+        """
+        for image in images:
+            self._image_tensors(image)
+        if answered and self._pending_images:
+            raise ValueError("answered images go before the pending ones: add them first")
+        self.images.extend(images)
+        if not answered:
+            self._pending_images += len(images)
 
     @property
     def pending_images(self) -> list[RasterImage]:
@@ -127,8 +140,9 @@ class ChatSession:
         start = len(self.images) - self._pending_images
         for k in range(start, len(self.images)):
             if self.images[k] is old:
-                self.processor.image_processor([new])  # the check add_image makes
+                self._image_tensors(new)  # the check add_image makes
                 self.images[k] = new
+                self._tensors.pop(id(old), None)
                 return
         raise ValueError("only an image not yet sent with a question can be replaced")
 
@@ -281,7 +295,10 @@ class ChatSession:
         self._pending_images = 0
         reply = self._reply(text, inputs, new_ids, states)
         reply.finish_reason = "stop" if cut >= 0 else self._finish_reason(result["ids"])
-        reply.prompt_tokens, reply.completion_tokens = inputs["input_ids"].shape[1], new_ids.shape[1]
+        reply.prompt_tokens, reply.completion_tokens = (
+            inputs["input_ids"].shape[1],
+            new_ids.shape[1],
+        )
         measured = self.settings.measure  # counts, boxes, shares; off: the raw LLM's words
         text, note = measure_answer(self, prompt, reply, inputs) if measured else (reply.text, "")
         if note:
@@ -297,18 +314,21 @@ class ChatSession:
         self.messages.append({"role": "assistant", "content": text})
         self.last_reply = reply
 
+    def _image_tensors(self, image: RasterImage) -> dict[str, torch.Tensor]:
+        """The processor's tensors of one image (pixel_values, wavelengths, ...), computed once."""
+        hit = self._tensors.get(id(image))
+        if hit is None or hit[0] is not image:
+            features = self.processor.image_features([image])
+            hit = (image, {name: values[0] for name, values in features.items()})
+            self._tensors[id(image)] = hit
+        return hit[1]
+
     def _image_features(self) -> dict[str, Any] | None:
-        """The processor's tensors of the conversation's images, computed once per image list
-        (compared by identity: a replaced image is a new object)."""
+        """The processor's tensors of the conversation's images, one entry per image."""
         if not self.images:
             return None
-        cached = self._features
-        if cached is None or len(cached[0]) != len(self.images) or any(
-            a is not b for a, b in zip(cached[0], self.images, strict=True)
-        ):
-            cached = (list(self.images), self.processor.image_features(self.images))
-            self._features = cached
-        return cached[1]
+        per_image = [self._image_tensors(image) for image in self.images]
+        return {name: [tensors[name] for tensors in per_image] for name in per_image[0]}
 
     def _choose(self, prompt: str, inputs: Any) -> str | None:
         """Answer what the reader knows (sensor, bands: `skyeye.chat.grounded.direct_answer`), a

@@ -149,17 +149,11 @@ def build_session(
     digests = [digest for _, _, images in turns for _, digest in images]
     for role, text, read_images in turns[:-1]:
         images = [image for image, _ in read_images]
-        session.images.extend(images)
+        session.add_images(images, answered=True)  # bands / wavelengths checked: ValueError -> 400
         # Images as image parts, text as text (the processor never reads user text as structure);
         # several dated images named with their dates, as the session names a question's.
         parts = dated_image_parts([image.datetime for image in images])
         session.messages.append({"role": role, "content": parts + [{"type": "text", "text": text}]})
-    pending = [image for image, _ in turns[-1][2]]
-    session.images.extend(pending)
-    # The image processor runs once per request: its tensors (computing them is also the band /
-    # wavelength check add_image makes: ValueError -> 400) go to the session as the ones its
-    # turns reuse, and the pending images are attached without add_image's second processing.
-    features = processor.image_features(session.images)
-    session._pending_images = len(pending)
-    session._features = (list(session.images), features)
+    # The image processor runs once per image: add_images keeps the tensors every turn reuses.
+    session.add_images([image for image, _ in turns[-1][2]])
     return session, turns[-1][1], digests

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -111,6 +113,29 @@ def test_grounding_tokens_survive_decoding(tiny_llm_dir):
     _, processor = make_tiny_model(tiny_llm_dir, use_mask_head=True, mask_head_hidden_size=32)
     ids = processor.tokenizer("<p> the lake </p> [SEG]", add_special_tokens=False)["input_ids"]
     assert processor.decode(ids).split() == ["<p>", "the", "lake", "</p>", "[SEG]"]
+
+
+def test_each_image_is_processed_once_whatever_the_turns(tiny_model, rgb_image, monkeypatch):
+    chat = _session(tiny_model)
+    processed: list[int] = []
+    real = chat.processor.image_features
+
+    def counted(images):
+        processed.append(len(images))
+        return real(images)
+
+    monkeypatch.setattr(chat.processor, "image_features", counted)
+    chat.add_image(rgb_image)  # processed here: the band check and the tensors of every turn
+    chat.ask("describe this image .")
+    chat.ask("is there water ?")
+    assert processed == [1]
+    second = dataclasses.replace(rgb_image, data=rgb_image.data[:, ::-1].copy())
+    chat.add_image(second)
+    chat.ask("and now ?")
+    assert processed == [1, 1] and chat.images == [rgb_image, second]
+    chat.reset()
+    chat.add_image(rgb_image)
+    assert processed == [1, 1, 1]  # a new conversation does not reuse the old one's tensors
 
 
 def test_only_pending_images_can_be_replaced(tiny_model, rgb_image):
