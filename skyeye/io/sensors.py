@@ -182,9 +182,39 @@ def _landsat(name: str, instrument: str) -> Sensor:
     )
 
 
+def _landsat_tm(name: str, instrument: str, centres: tuple[float, ...]) -> Sensor:
+    # TM (Landsat 4-5) / ETM+ (Landsat 7) numbering: B1 is blue and B4 near-infrared, where on
+    # Landsat 8-9 B1 is coastal and B4 red. ``centres``: B1-B5, B6 (thermal), B7. ETM+'s B8
+    # (15 m panchromatic) is left out, as OLI's is.
+    b1, b2, b3, b4, b5, b6, b7 = centres
+    return Sensor(
+        name=name,
+        bands=(
+            _optical("B1", b1, "SR_B1"),
+            _optical("B2", b2, "SR_B2"),
+            _optical("B3", b3, "SR_B3"),
+            _optical("B4", b4, "SR_B4"),
+            _optical("B5", b5, "SR_B5"),
+            _optical("B6", b6, "ST_B6"),
+            _optical("B7", b7, "SR_B7"),
+        ),
+        description=f"{instrument}; band numbers differ from Landsat 8-9 (B4 is near-infrared "
+        "here, red there), so B-numbered files are told apart by their product ID "
+        "(`skyeye.io.product_ids`) or a given sensor. Scaling as for Landsat 8.",
+        default_scaling="minmax",
+    )
+
+
 _REGISTRY: dict[str, Sensor] = {
     "sentinel-2": _S2,
     "sentinel-1": _S1,
+    # USGS centre wavelengths; Landsat 4 TM reads as landsat-5.
+    "landsat-5": _landsat_tm(
+        "landsat-5", "Landsat 4-5 TM", (0.485, 0.560, 0.660, 0.830, 1.650, 11.45, 2.215)
+    ),
+    "landsat-7": _landsat_tm(
+        "landsat-7", "Landsat 7 ETM+", (0.483, 0.560, 0.662, 0.835, 1.648, 11.335, 2.206)
+    ),
     "landsat-8": _landsat("landsat-8", "Landsat 8 OLI/TIRS"),
     "landsat-9": _landsat("landsat-9", "Landsat 9 OLI-2/TIRS-2"),
     "naip": Sensor(

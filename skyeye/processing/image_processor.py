@@ -51,6 +51,7 @@ from skyeye.io.sensors import (
     get_sensor,
     looks_like_reflectance,
     resolve_wavelengths,
+    sensors_matching_bands,
 )
 
 logger = logging.getLogger(__name__)
@@ -235,9 +236,17 @@ class SkyEyeImageProcessor(BaseImageProcessor):
         ]
         if image.wavelengths is None:
             if sensor is None:
+                candidates = sensors_matching_bands(image.band_names)
+                why = (
+                    f" (these names are bands of {', '.join(candidates)}, at different wavelengths)"
+                    if len(candidates) > 1
+                    else ""
+                )
+                example = candidates[0] if len(candidates) > 1 else "sentinel-2"
                 raise ValueError(
-                    f"{label}: missing wavelengths for bands {image.band_names}: pass --wavelengths "
-                    "(µm, one per band) or a sensor (e.g. --sensor sentinel-2) when reading it"
+                    f"{label}: missing wavelengths for bands {image.band_names}{why}: pass "
+                    f"--wavelengths (µm, one per band) or a sensor (e.g. --sensor {example}) when "
+                    "reading it"
                 )
             try:
                 wl = resolve_wavelengths(

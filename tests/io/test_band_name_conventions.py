@@ -75,8 +75,48 @@ def test_landsat_collection2_names(tmp_path):
     assert image.wavelengths == pytest.approx(
         [0.443, 0.482, 0.561, 0.655, 0.865, 1.609, 2.201, 10.895]
     )
-    landsat8 = read_raster(_geotiff(tmp_path / "l8.tif", ["B2", "B3", "B4", "B5"]))
-    assert landsat8.wavelengths == pytest.approx([0.482, 0.561, 0.655, 0.865])
+
+
+TM_NAMES = ["B1", "B2", "B3", "B4", "B5", "B7"]
+
+
+def test_b_numbered_landsat_bands_are_told_apart_by_the_product_id(tmp_path):
+    # B1..B7 are Landsat 4-7 TM / ETM+ bands or Landsat 8-9 OLI bands: B4 is near-infrared on
+    # one, red on the other. The product ID USGS puts in every file name says which.
+    l5 = read_raster(_geotiff(tmp_path / "LT05_L2SP_044034_20060719_20200831_02_T1.tif", TM_NAMES))
+    assert l5.sensor == "landsat-5"
+    assert l5.wavelengths == pytest.approx([0.485, 0.56, 0.66, 0.83, 1.65, 2.215])
+    l7 = read_raster(_geotiff(tmp_path / "LE07_L1TP_231065_20000601_20200918_02_T1.tif", TM_NAMES))
+    assert l7.sensor == "landsat-7" and l7.wavelengths[3] == pytest.approx(0.835)
+    oli = ["B2", "B3", "B4", "B5"]
+    l8 = read_raster(_geotiff(tmp_path / "LC08_L1TP_016037_20170813_20170814_01_RT.tif", oli))
+    assert l8.sensor == "landsat-8"
+    assert l8.wavelengths == pytest.approx([0.482, 0.561, 0.655, 0.865])
+    old_id = read_raster(_geotiff(tmp_path / "LC80130312015295LGN00_toa.tif", oli))
+    assert old_id.sensor == "landsat-8"
+    # One band per file in a product folder (USGS's layout): the folder's ID counts too.
+    folder = tmp_path / "LT05_L2SP_044034_20060719_20200831_02_T1"
+    folder.mkdir()
+    for name in ("SR_B3", "SR_B4"):
+        _geotiff(folder / f"LT05_L2SP_044034_20060719_20200831_02_T1_{name}.TIF", [name])
+    assert read_raster(str(folder)).wavelengths == pytest.approx([0.66, 0.83])
+
+
+def test_b_numbered_bands_without_a_product_id_get_no_guessed_wavelengths(tmp_path):
+    from skyeye.processing.image_processor import SkyEyeImageProcessor
+
+    path = _geotiff(tmp_path / "stack.tif", TM_NAMES)
+    plain = read_raster(path)
+    assert plain.sensor is None and plain.wavelengths is None  # not Landsat 8's, silently
+    with pytest.raises(ValueError, match=r"bands of landsat-5, landsat-7, landsat-8, landsat-9, "
+                       r"at different wavelengths\): pass --wavelengths .*--sensor landsat-5"):  # fmt: skip
+        SkyEyeImageProcessor()([plain])
+    given = read_raster(path, sensor="landsat-7")
+    assert given.wavelengths == pytest.approx([0.483, 0.56, 0.662, 0.835, 1.648, 2.206])
+    # Names only one sensor has still say it: B9 / B10 are Landsat 8-9's alone.
+    assert read_raster(_geotiff(tmp_path / "tirs.tif", ["B4", "B10"])).wavelengths == (
+        pytest.approx([0.655, 10.895])
+    )
 
 
 def test_stac_common_names(tmp_path):

@@ -19,6 +19,8 @@ def test_registry_lists_the_supported_sensors():
     assert set(list_sensors()) == {
         "sentinel-2",
         "sentinel-1",
+        "landsat-5",
+        "landsat-7",
         "landsat-8",
         "landsat-9",
         "naip",
@@ -101,7 +103,9 @@ def test_no_sensor_and_no_wavelengths_is_an_error():
 
 def test_sensor_matching_is_exact_and_never_by_count():
     assert sensors_matching_bands(["B02", "B8A"]) == ["sentinel-2"]
-    assert sensors_matching_bands(["B2", "B5"]) == ["landsat-8", "landsat-9"]
+    both = ["landsat-5", "landsat-7", "landsat-8", "landsat-9"]
+    assert sensors_matching_bands(["B2", "B5"]) == both  # TM / ETM+ and OLI numbers
+    assert sensors_matching_bands(["B2", "B9"]) == ["landsat-8", "landsat-9"]
     assert sensors_matching_bands(["VV", "VH"]) == ["sentinel-1"]
     assert sensors_matching_bands(["band_1", "band_2", "band_3"]) == []
     assert sensors_matching_bands(["red", "green", "blue"]) == []  # aliases do not pick a sensor
