@@ -7,6 +7,7 @@ EarthMind-Bench: ``{file_name, question, candidate[], answer, task_type}``.
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,20 +79,39 @@ def band_folder_image(ctx: ConvertContext, folder: Path) -> ImageRef:
     )
 
 
+def option_texts(candidates: list[str]) -> list[str]:
+    """The options without the letter labels some files already put on them ("A. The remote
+    sensing image ...", "(B) forest", "C) ..."), when every option carries its own letter in
+    order; otherwise as given (an option that merely starts with "A" keeps it)."""
+    texts = []
+    for letter, candidate in zip(LETTERS, candidates, strict=False):
+        found = re.match(rf"\s*(?:\(\s*{letter}\s*\)|{letter}\s*[.):])\s*", candidate)
+        if found is None or not candidate[found.end() :].strip():
+            return list(candidates)
+        texts.append(candidate[found.end() :].strip())
+    return texts
+
+
 def mcq_turns(
     question: str, candidates: list[str], answer: Any, n_images: int
 ) -> tuple[list[Turn], str]:
-    """Multiple-choice question -> turns answering with the option letter; returns (turns, letter)."""
+    """Multiple-choice question -> turns answering with the option letter; returns (turns, letter).
+
+    Options already labelled with their letters are written once ("A. forest", not
+    "A. A. forest"); the answer may be the letter, the option as given or its text."""
     if not candidates or len(candidates) > len(LETTERS):
         raise SkipRecord(MALFORMED, f"{len(candidates)} candidates")
+    texts = option_texts(candidates)
     ans = str(answer).strip()
     if ans in candidates:
         letter = LETTERS[candidates.index(ans)]
+    elif ans in texts:
+        letter = LETTERS[texts.index(ans)]
     elif len(ans.rstrip(".)")) == 1 and ans.rstrip(".)").upper() in LETTERS[: len(candidates)]:
         letter = ans.rstrip(".)").upper()
     else:
         raise SkipRecord(NOT_IN_CANDIDATES, ans[:40])
-    opts = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(candidates))
+    opts = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(texts))
     q = f"{question.strip()}\n{opts}\nAnswer with the option's letter from the given choices directly."
     return build_turns([("user", q), ("assistant", letter)], n_images), letter
 
@@ -226,4 +246,4 @@ class EarthMindBenchConverter:
         ]
 
 
-__all__ = ["EarthMindBenchConverter", "EarthMindConverter", "mcq_turns"]
+__all__ = ["EarthMindBenchConverter", "EarthMindConverter", "mcq_turns", "option_texts"]

@@ -109,7 +109,10 @@ def test_truncated_json_is_an_error_naming_the_byte_and_keeps_the_old_output(
     bad.write_text(src[: src.index('"id": "g4"')])
     out = tmp_path / "o.jsonl"
     out.write_text("previous\n")
-    with pytest.raises(DataFileError, match=r"cut.json: the file ends inside the JSON list \(the record at byte \d+"):
+    with pytest.raises(
+        DataFileError,
+        match=r"cut.json: the file ends inside the JSON list \(the record at byte \d+",
+    ):
         run_conversion(get_converter("llava"), bad, HERE / "llava/images", out)
     assert out.read_text() == "previous\n"
 
@@ -145,3 +148,19 @@ def test_safe_pickle_admits_only_plain_builtins(tmp_path: Path) -> None:
         p.write_bytes(pickle.dumps(obj))
         with pytest.raises(pickle.UnpicklingError, match="refusing"):
             load_plain_pickle(p)
+
+
+def test_options_already_labelled_with_their_letters_are_written_once() -> None:
+    from instruct_data.convert.earthmind import mcq_turns
+
+    # EarthMind-Bench's candidates carry their own labels: "A. The remote sensing image ...".
+    labelled = ["A. The remote sensing image shows a port.", "B. A forest.", "C. A city"]
+    turns, letter = mcq_turns("What is shown?", labelled, "A", 1)
+    question = turns[0].text
+    assert "A. The remote sensing image shows a port.\nB. A forest.\nC. A city\n" in question
+    assert "A. A." not in question and letter == "A"
+    assert mcq_turns("What is shown?", labelled, "B. A forest.", 1)[1] == "B"
+    assert mcq_turns("What is shown?", ["(A) port", "(B) forest"], "forest", 1)[1] == "B"
+    # Options that only start with a letter keep it: "A forest" is an option's text.
+    turns, _ = mcq_turns("Which?", ["A forest", "B-52 bombers"], "A forest", 1)
+    assert "A. A forest\nB. B-52 bombers\n" in turns[0].text
