@@ -82,6 +82,11 @@ def model_identity(model: Any) -> dict[str, Any]:
         path = getattr(getattr(inner, "config", None), "_name_or_path", "") or ""
         label, folder = f"{type(inner).__name__}:{path}", Path(path) if path else None
     out: dict[str, Any] = {"label": label}
+    if not isinstance(model, (str, os.PathLike)):
+        # A loaded model often has no folder (the chat's, a model built in memory): its weights
+        # say which it is. Without them two models' runs shared one identity, and a model was
+        # handed another's finished windows.
+        out["weights"] = weights_fingerprint(inner)
     if folder is not None and folder.is_dir():
         out["files"] = [
             file_identity(f)
@@ -89,6 +94,25 @@ def model_identity(model: Any) -> dict[str, Any]:
             if f.is_file() and f.suffix.lower() in MODEL_FILE_SUFFIXES
         ]
     return out
+
+
+def weights_fingerprint(module: Any, samples: int = 64) -> str:
+    """A short hash of a loaded model's weights: every parameter's and buffer's name, shape and
+    dtype and ``samples`` evenly spaced values of each (all of them is seconds for a large model;
+    weights that differ differ in these almost surely, and a differing name, shape or dtype
+    always shows)."""
+    import torch
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        tensors = [*module.named_parameters(), *module.named_buffers()]
+        for name, tensor in tensors:
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // samples)
+            values = flat[::step][:samples].to("cpu", torch.float64).numpy()
+            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            digest.update(values.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def dtype_label(model: Any, dtype: Any, device: str) -> str:

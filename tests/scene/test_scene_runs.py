@@ -89,6 +89,25 @@ def test_another_prompt_or_a_rewritten_source_recomputes_every_window(
     assert "the source files" in caplog.text
 
 
+def test_another_loaded_model_never_gets_the_first_models_windows(scene, session, tmp_path, caplog):
+    import copy
+
+    import torch
+
+    from skyeye.chat.session import ChatSession
+
+    out = tmp_path / "out"
+    assert _run(scene, out, session).windows_run == 6
+    # The chat passes its loaded model, which has no folder: only the weights tell them apart.
+    other = copy.deepcopy(session.model)
+    with torch.no_grad():
+        next(other.mask_head.parameters()).add_(0.5)
+    with caplog.at_level("WARNING"):
+        assert _run(scene, out, ChatSession(other, session.processor)).windows_run == 6
+    assert "changed: the model" in caplog.text
+    assert _run(scene, out, ChatSession(other, session.processor)).windows_run == 0
+
+
 _HOLDER = """
 import pathlib, sys, time, torch
 torch.set_num_threads(1)
