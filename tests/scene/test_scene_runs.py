@@ -241,3 +241,14 @@ def test_every_output_file_gets_the_mode_the_umask_gives(scene, session, tmp_pat
     assert {p.name for p in result.paths.values()} <= set(modes)
     assert set(modes.values()) == {0o640}, modes
     assert ((tmp_path / "out" / ".scene-work").stat().st_mode & 0o777) == 0o750
+
+
+def test_the_amount_is_the_measured_share_where_a_mask_is_drawn(scene, session, tmp_path):
+    # The windows' percentages are the LLM's words: beside a measured mask they are not an amount.
+    said = "About 10% of the image is water."
+    drawn = _run(scene, tmp_path / "a", session, force_answer=f"<p> water </p> [SEG] {said}")
+    assert drawn.answer["amount_percent"] is None
+    assert drawn.answer["answer"].startswith(("Found water", "No water"))
+    words = _run(scene, tmp_path / "b", session, force_answer=said)
+    assert words.answer["amount_percent"] == 10.0
+    assert "mean of the windows' answers" in words.answer["answer"]
