@@ -25,6 +25,7 @@ from skyeye.io.image import (
     target_shape,
 )
 from skyeye.io.policy import ReadPolicy, open_target
+from skyeye.io.product_ids import sensor_from_product_id
 from skyeye.io.sensors import get_sensor, sensors_matching_bands
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,18 @@ def band_file_order(
                 f"{label}: several files have the same band suffix ({names}): pass the files "
                 "of one product only"
             )
-        order_sensor = sensor
+        # A product folder's sensor (given, or named by the USGS product ID in its path) keeps
+        # only its own spectral bands: a Landsat folder's BQA (quality bits) and B8
+        # (panchromatic, on a finer grid that would become the stack's) are left out, said.
+        named = sensor or sensor_from_product_id(label)
+        if named is not None:
+            own = get_sensor(named)
+            kept = [(n, f) for n, f in zip(names, files, strict=True) if own.find_band(n)]
+            if kept and len(kept) < len(names):
+                left_out = [n for n in names if own.find_band(n) is None]
+                logger.warning("%s: %s are not %s bands: left out", label, left_out, named)
+                names, files = [n for n, _ in kept], [f for _, f in kept]
+        order_sensor = named
         if order_sensor is None:
             matches = sensors_matching_bands(names)
             order_sensor = matches[0] if matches else None

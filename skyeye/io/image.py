@@ -75,8 +75,21 @@ def check_file(path: Path) -> Path:
 
 
 def band_name_from_filename(path: str | os.PathLike) -> str | None:
-    """Band name from a file-name suffix: ``T33UUU_..._B8A.jp2`` -> ``"B8A"``, ``x_VV.tif`` -> ``"VV"``."""
-    m = _BAND_SUFFIX.search(Path(path).stem)
+    """Band name from a file name: ``T33UUU_..._B8A.jp2`` -> ``"B8A"``, ``x_VV.tif`` -> ``"VV"``.
+
+    A name that is a band itself (``B01.jp2``, the Sentinel-2 tiles on AWS) and the last part
+    that names a band of a registered sensor (``LC80130312015295LGN00_B1_toa.tif`` -> ``"B1"``,
+    ``..._B02_10m.jp2`` -> ``"B02"``) come first; else the last suffix, whatever it is.
+    """
+    from skyeye.io.sensors import is_band_name  # sensors is the band table; it imports no io
+
+    stem = Path(path).stem
+    if is_band_name(stem):
+        return stem
+    for part in reversed(re.split(r"[_\-.]", stem)[1:]):
+        if part and is_band_name(part):
+            return part
+    m = _BAND_SUFFIX.search(stem)
     return m.group(1) if m else None
 
 

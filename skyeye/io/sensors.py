@@ -254,6 +254,11 @@ def list_sensors() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_band_name(name: str) -> bool:
+    """Whether ``name`` is a band of some registered sensor (canonical name or alias)."""
+    return any(sensor.find_band(name) is not None for sensor in _REGISTRY.values())
+
+
 def sensors_matching_bands(band_names: Sequence[str]) -> list[str]:
     """Registered sensors whose canonical band names contain every name in ``band_names``.
 

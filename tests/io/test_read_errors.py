@@ -105,10 +105,32 @@ def test_too_large_without_max_size_says_pass_max_size():
 
 
 def test_band_file_without_band_suffix(tmp_path):
-    shutil.copy(FIX / "s2_bands" / "T33UUU_20170216T102101_B02.tif", tmp_path / "blue.tif")
+    shutil.copy(FIX / "s2_bands" / "T33UUU_20170216T102101_B02.tif", tmp_path / "scene.tif")
     with pytest.raises(RasterReadError, match="cannot tell the band from the file name"):
-        read_raster([tmp_path / "blue.tif"])
-    assert read_raster([tmp_path / "blue.tif"], band_names=["B02"]).sensor == "sentinel-2"
+        read_raster([tmp_path / "scene.tif"])
+    assert read_raster([tmp_path / "scene.tif"], band_names=["B02"]).sensor == "sentinel-2"
+
+
+def test_band_names_anywhere_in_real_product_file_names(tmp_path):
+    from skyeye.io.image import band_name_from_filename
+
+    assert band_name_from_filename("preview/B01.jp2") == "B01"  # Sentinel-2 tiles on AWS
+    assert band_name_from_filename("LC80130312015295LGN00_B1_toa.tif") == "B1"
+    assert band_name_from_filename("T33UUU_20200101T100031_B02_10m.jp2") == "B02"  # L2A
+    assert band_name_from_filename("LC08_L2SP_016037_20200101_02_T1_SR_B4.TIF") == "B4"
+    assert band_name_from_filename("S1A_IW_GRDH_x_VV.tif") == "VV"
+    assert band_name_from_filename("scene_final.tif") == "final"  # no band: the last suffix
+    # A folder of such files reads (the last suffix, "toa", was every file's band before).
+    folder = tmp_path / "LC80130312015295LGN00"
+    folder.mkdir()
+    for name in ("B3", "B4", "B5"):
+        shutil.copy(
+            FIX / "s2_bands" / "T33UUU_20170216T102101_B02.tif",
+            folder / f"LC80130312015295LGN00_{name}_toa.tif",
+        )
+    image = read_raster(folder)
+    assert image.band_names == ["B3", "B4", "B5"]
+    assert image.wavelengths == pytest.approx([0.561, 0.655, 0.865])  # Landsat 8 (product ID)
 
 
 def test_band_file_with_several_bands(tmp_path):
@@ -126,13 +148,22 @@ def test_band_files_in_different_crs(tmp_path):
         read_raster(tmp_path)
 
 
-def test_unknown_band_names_for_the_sensor(tmp_path):
+def test_files_of_a_product_folder_that_are_not_its_sensors_bands_are_left_out(tmp_path, caplog):
     shutil.copytree(FIX / "s2_bands", tmp_path / "b")
+    bands = read_raster(tmp_path / "b", sensor="sentinel-2").band_names
     shutil.copy(
         FIX / "s2_bands" / "T33UUU_20170216T102101_B02.tif", tmp_path / "b" / "T33UUU_QA.tif"
     )
-    with pytest.raises(RasterReadError, match=r"\['QA'\] are not sentinel-2 bands"):
-        read_raster(tmp_path / "b", sensor="sentinel-2")
+    with caplog.at_level("WARNING"):
+        image = read_raster(tmp_path / "b", sensor="sentinel-2")
+    assert image.band_names == bands  # a quality layer is not a band the model reads
+    assert "['QA'] are not sentinel-2 bands: left out" in caplog.text
+    # Without a sensor (given or named by a product ID) nothing is dropped: the error asks.
+    from skyeye.processing.image_processor import SkyEyeImageProcessor
+
+    unnamed = read_raster(tmp_path / "b")
+    with pytest.raises(ValueError, match=r"missing wavelengths for bands \[.*'QA'\]"):
+        SkyEyeImageProcessor()([unnamed])
 
 
 def test_folder_without_rasters(tmp_path):
@@ -150,7 +181,10 @@ def test_folder_without_rasters(tmp_path):
         ({"size": [8, 8], "counts": [3, -1, 62]}, "non-negative"),
         ({"size": [8, 8], "counts": [3, 10]}, "cover 13 pixels"),
         ({"size": [10**30, 8], "counts": "0"}, "outside"),
-        ({"size": [8, 8], "counts": "<image>" * 50}, "cut off or corrupt|not a COCO|negative|cover"),
+        (
+            {"size": [8, 8], "counts": "<image>" * 50},
+            "cut off or corrupt|not a COCO|negative|cover",
+        ),
     ],
 )
 def test_corrupt_rle_is_a_value_error_not_a_crash(rle, why):
