@@ -85,6 +85,11 @@ NO_CHANGE_DECODER = (
     "This model has no change decoder, so it cannot measure what changed between these images "
     "(load a model folder whose config has mask_change, or ask about one image at a time)."
 )
+#: Said when a date of the pair is unknown: the order the images came in is the order compared.
+UNDATED_NOTE = (
+    "the images' dates are not known, so the first image is taken as the earlier; give each "
+    "image's date (--date in the terminal) to have the order checked"
+)
 #: The class named in a change phrase as the change records write it ("new buildings", OSCD).
 RECORD_NAMES = {"water": "water", "vegetation": "vegetation", "built-up": "buildings",
                 "bare": "bare land"}  # fmt: skip
@@ -251,16 +256,20 @@ def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | 
     )
     reply.masks[k], reply.mask_areas[k] = change, area
     overlap = after.extra.get("overlap")
+    dates = (date_label(before.datetime), date_label(after.datetime))
+    notes = [overlap_note(overlap)]
+    if None in dates:  # nothing checked the order: "gained" and "lost" read it as given
+        notes.append(UNDATED_NOTE)
     reply.change = ChangeMeasure(
         question=question,
         mask=k,
         pair=(b, a),
-        dates=(date_label(before.datetime), date_label(after.datetime)),
+        dates=dates,
         area=area,
         compared_share=float(compared.mean()),
         transitions=transitions,
         overlap=None if overlap is None else float(overlap),
-        note=overlap_note(overlap),
+        note="; ".join(n for n in notes if n) or None,
     )
     reply.text = f"<p>{question.phrase}</p> [SEG] {_sentence(reply.change)}"
     return reply

@@ -158,3 +158,20 @@ def test_dates_with_no_band_in_common_are_one_line_before_any_model_work(tiny_ll
     with pytest.raises(MissingBandError, match="image 1 .* and image 2 \\(VV, VH\\) share no band"):
         session.ask("What changed between these dates?")
     assert session.messages == [] and len(session.pending_images) == 2
+
+
+def test_undated_images_are_compared_in_the_order_given_and_the_answer_says_so(tiny_llm_dir):
+    before, after, _ = two_dates()
+    dated = change_chat(tiny_llm_dir)
+    for image in prepare_dated_images([before, after]).images:
+        dated.add_image(image)
+    assert "dates are not known" not in ask_change(dated).text
+    session = change_chat(tiny_llm_dir)
+    undated = [dataclasses.replace(im, datetime=None) for im in (before, after)]
+    for image in prepare_dated_images(undated).images:
+        session.add_image(image)
+    reply = ask_change(session)
+    assert reply.change.dates == (None, None)
+    assert "dates are not known, so the first image is taken as the earlier" in render_readable(
+        reply.text
+    )
