@@ -125,8 +125,9 @@ def _note_words(found: re.Match[str], fallback: str | None) -> str:
 
 def _tidy(text: str) -> str:
     text = re.sub(r"[ \t]+", " ", text)
-    text = re.sub(r"\s+([.,;:!?])", r"\1", text)
-    text = re.sub(r"([.,;:])\1+", r"\1", text)
+    # An ellipsis ("land, ...") is words, not a stray stop left by a removed tag: kept as written.
+    text = re.sub(r"\s+(?!\.\.\.)([.,;:!?])", r"\1", text)
+    text = re.sub(r"([,;:])\1+|(?<!\.)(\.)\.(?!\.)", r"\1\2", text)
     return text.strip()
 
 

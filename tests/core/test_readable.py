@@ -51,6 +51,11 @@ from skyeye.chat.readable import _plain_prefix, readable_stream, render_readable
             "The image shows farmland (40%), in the north.",
             "The image shows farmland (40%), in the north.",
         ),
+        # an ellipsis is kept as written (it read ",." when stops were collapsed)
+        (
+            "I cannot count aircraft (it outlines water, cultivated land, ...), and no more.",
+            "I cannot count aircraft (it outlines water, cultivated land, ...), and no more.",
+        ),
         # an answer cut by a stop string / the token limit mid-token
         ("There is water <p>wat", "There is water"),
         ("A lake at {<10><20><3", "A lake at"),
