@@ -49,6 +49,7 @@ from skyeye.io.resample import resize_with_nodata
 from skyeye.io.sensors import (
     VALUE_SCALINGS,
     get_sensor,
+    list_sensors,
     looks_like_reflectance,
     resolve_wavelengths,
     sensors_matching_bands,
@@ -242,11 +243,11 @@ class SkyEyeImageProcessor(BaseImageProcessor):
                     if len(candidates) > 1
                     else ""
                 )
-                example = candidates[0] if len(candidates) > 1 else "sentinel-2"
+                sensors = candidates if len(candidates) > 1 else list_sensors()
                 raise ValueError(
                     f"{label}: missing wavelengths for bands {image.band_names}{why}: pass "
-                    f"--wavelengths (µm, one per band) or a sensor (e.g. --sensor {example}) when "
-                    "reading it"
+                    f"--wavelengths (µm, one per band) or a sensor (--sensor, one of "
+                    f"{', '.join(sensors)}) when reading it"
                 )
             try:
                 wl = resolve_wavelengths(
