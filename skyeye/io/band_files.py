@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -142,12 +143,19 @@ def band_file_order(
         if order_sensor is None:
             matches = sensors_matching_bands(names)
             order_sensor = matches[0] if matches else None
-        if order_sensor is not None:
-            s = get_sensor(order_sensor)
-            if all(s.find_band(n) is not None for n in names):
-                pairs = sorted(zip(names, files, strict=True), key=lambda p: s.band_index(p[0]))
-                names, files = [p[0] for p in pairs], [p[1] for p in pairs]
+        s = get_sensor(order_sensor) if order_sensor is not None else None
+        if s is not None and all(s.find_band(n) is not None for n in names):
+            pairs = sorted(zip(names, files, strict=True), key=lambda p: s.band_index(p[0]))
+        else:
+            # No sensor order: numbers in names in numeric order (B1, B2, ..., B10, not B1, B10,
+            # B11, B2), the order people type --wavelengths in.
+            pairs = sorted(zip(names, files, strict=True), key=lambda p: _natural(p[0]))
+        names, files = [p[0] for p in pairs], [p[1] for p in pairs]
     return list(names), list(files)
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    return [(0, int(t)) if t.isdigit() else (1, t.lower()) for t in re.findall(r"\d+|\D+", name)]
 
 
 def read_band_window(

@@ -154,3 +154,14 @@ def test_chat_cli_refuses_nanometres_before_loading_anything(capsys):
         main(["--model", "/nonexistent", "--wavelengths", "1e9", "--prompt", "hi"])
     assert exit_info.value.code == 2
     assert "between 0.3 and 30 µm" in capsys.readouterr().err
+
+
+def test_band_files_of_no_known_sensor_are_in_numeric_order(tmp_path):
+    # --wavelengths are typed in band order: band10 comes after band2, not after band1.
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    for n in (10, 1, 2):
+        _geotiff(folder / f"scene_band{n}.tif", [f"band{n}"])
+    image = read_raster(str(folder), wavelengths=[0.49, 0.56, 0.665])
+    assert image.band_names == ["band1", "band2", "band10"]
+    assert image.wavelengths == pytest.approx([0.49, 0.56, 0.665])
