@@ -17,6 +17,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from skyeye.constants import DTYPE_NAMES, torch_dtype
 from skyeye.logs import configure_logging, silence_library_warnings
@@ -126,6 +128,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_before_loading(images: Sequence[str], model: str, config: Any) -> None:
+    """Read each image small and run the model's image processor on it (bands, wavelengths,
+    the SAR placeholder), so that a bad image fails with its one line in a second, before the
+    model loads and before anything is written under --out (a model named by a hub id that is
+    not cached yet is checked by the run itself)."""
+    from skyeye.bundled import resolve_model_folder
+    from skyeye.chat.loading import check_images
+    from skyeye.processing.image_processor import SkyEyeImageProcessor
+
+    local = Path(model)
+    if not local.is_dir():
+        try:
+            local = resolve_model_folder(model)
+        except Exception:  # noqa: BLE001  (a hub id offline: the run says what is missing)
+            return
+    if not (local / "preprocessor_config.json").is_file():
+        return
+    processor = SkyEyeImageProcessor.from_pretrained(str(local))
+    kwargs = {"sensor": config.sensor, "wavelengths": config.wavelengths}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    check_images(images, processor, read_size=64, read_kwargs=[kwargs] * len(images))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
@@ -170,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.date and len(args.image) != 2:
             raise ValueError("--date is for two --image (before, after): drop it or add an image")
+        check_before_loading(args.image, args.model, config)
         if len(args.image) == 2:
             from skyeye.io.dates import parse_user_date
             from skyeye.scene.change_pipeline import analyze_scene_pair

@@ -252,3 +252,21 @@ def test_the_amount_is_the_measured_share_where_a_mask_is_drawn(scene, session, 
     words = _run(scene, tmp_path / "b", session, force_answer=said)
     assert words.answer["amount_percent"] == 10.0
     assert "mean of the windows' answers" in words.answer["answer"]
+
+
+def test_an_image_the_model_cannot_take_fails_before_the_model_loads_and_writes_nothing(
+    tmp_path, capsys
+):
+    path = tmp_path / "four.tif"
+    profile = dict(driver="GTiff", width=32, height=32, count=4, dtype="uint16",
+                   crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5800000))  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.ones((4, 32, 32), np.uint16))  # four bands, no names, no sensor
+    out = tmp_path / "out"
+    argv = ["--image", str(path), "--prompt", "Is there water?", "--out", str(out)]
+    started = time.perf_counter()
+    assert main(argv) == 2
+    assert time.perf_counter() - started < 20  # no model load before the one-line error
+    err = capsys.readouterr().err
+    assert "missing wavelengths for bands" in err and "--sensor, one of" in err
+    assert not out.exists()  # no lock, no work folder left behind
