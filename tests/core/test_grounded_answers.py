@@ -193,6 +193,27 @@ def test_box_of_a_known_class_without_a_mask_asks_for_the_mask_first():
     assert text == "<p>water</p> [SEG] <p>water</p> {<45><53><84><73>}"
 
 
+def test_a_mask_drawn_for_another_word_of_the_class_is_not_the_class_mask():
+    # The LLM wrote <p>lake</p> [SEG]: the decoder read a phrase it never learnt and drew fields
+    # too. Boxes and counts of water are measured on the mask drawn for "water" itself.
+    fields = np.ones((64, 64), bool)
+    session = ScriptedSession({"water": five_blobs()}, image())
+    reply = ChatReply(text="<p>lake</p> [SEG]")
+    add_mask(reply, fields, "lake", session.images[0])
+    text, note = measure_answer(
+        session, "Give the bounding box of the largest lake.", reply, INPUTS
+    )
+    assert session.forced == ["<p>water</p> [SEG]"]
+    assert reply.mask_phrases == ["water"] and len(reply.masks) == 1
+    (box,) = reply.boxes
+    assert (box.x1, box.y1) == pytest.approx((29 / 64, 34 / 64))
+    assert text == "<p>water</p> [SEG] <p>water</p> {<45><53><84><73>}" and "lake" not in note
+    reply = ChatReply(text="<p>lakes</p> [SEG] 1.")
+    add_mask(reply, fields, "lakes", session.images[0])
+    text, _ = measure_answer(session, "How many lakes are there?", reply, INPUTS)
+    assert parse_count(text) == 4 and reply.mask_phrases == ["water"]
+
+
 def test_description_states_measured_shares_or_none():
     vegetation = np.zeros((64, 64), bool)
     vegetation[:16] = True  # 25 %
