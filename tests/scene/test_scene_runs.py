@@ -19,6 +19,7 @@ from affine import Affine
 from PIL import Image
 from skyeye_testing import REPO
 
+from skyeye.chat.measured import format_area
 from skyeye.scene import analyze_scene
 from skyeye.scene.cli import main
 
@@ -248,7 +249,9 @@ def test_the_amount_is_the_measured_share_where_a_mask_is_drawn(scene, session, 
     said = "About 10% of the image is water."
     drawn = _run(scene, tmp_path / "a", session, force_answer=f"<p> water </p> [SEG] {said}")
     assert drawn.answer["amount_percent"] is None
-    assert drawn.answer["answer"].startswith(("Found water", "No water"))
+    assert drawn.answer["mask"]["pixels"] > 0
+    area = format_area(drawn.answer["mask"]["area_m2"])  # the chat's units: m², ha or km²
+    assert drawn.answer["answer"].startswith(f"Found water over {area} (")
     words = _run(scene, tmp_path / "b", session, force_answer=said)
     assert words.answer["amount_percent"] == 10.0
     assert "mean of the windows' answers" in words.answer["answer"]
