@@ -120,7 +120,7 @@ def band_file_order(
             if name is None:
                 raise RasterReadError(
                     f"{f}: cannot tell the band from the file name (expected a suffix like "
-                    "'_B02' or '_VV'): rename the file or pass band_names"
+                    "'_B02' or '_VV'): rename the file, or pass band_names in Python"
                 )
             names.append(name)
         if len(set(n.upper() for n in names)) != len(names):

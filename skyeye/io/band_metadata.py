@@ -65,8 +65,9 @@ def apply_band_metadata(
                 if wavelengths is None:
                     raise RasterReadError(
                         f"{label}: {count} bands without band names, but {sensor} has "
-                        f"{len(sensor_obj.bands)} bands ({sensor_obj.band_names}): pass band_names "
-                        "(which bands these are) or wavelengths"
+                        f"{len(sensor_obj.bands)} bands ({sensor_obj.band_names}): pass the "
+                        "bands' wavelengths (--wavelengths, µm, one per band), or their names "
+                        "(band_names in Python)"
                     )
             else:
                 image.band_names = sensor_obj.band_names  # the sensor's own product band order
