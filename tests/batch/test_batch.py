@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -126,6 +127,13 @@ def _batch_cmd(folder: Path, out: Path, model: Path) -> list[str]:
             "--window", "32", "--overlap", "0", "--max-new-tokens", "4"]  # fmt: skip
 
 
+def _snapshot(path: Path) -> gpd.GeoDataFrame:
+    """The summary as one file: its bytes read in one open. The batch replaces it (atomically)
+    while the test polls, and pyarrow's path reader takes the size and the bytes in two steps,
+    so it could read the new file at the old one's size ("Couldn't deserialize thrift")."""
+    return gpd.read_parquet(io.BytesIO(path.read_bytes()))
+
+
 @pytest.mark.slow
 def test_ray_batch_killed_halfway_then_restarted_does_only_the_rest(
     scenes_folder, tiny_folder, tmp_path
@@ -139,12 +147,12 @@ def test_ray_batch_killed_halfway_then_restarted_does_only_the_rest(
     deadline = time.time() + 240
     summary = out / "summary.parquet"  # rewritten (atomically) as each scene finishes
     while time.time() < deadline:
-        if summary.exists() and (gpd.read_parquet(summary).status == "done").sum() >= 2:
+        if summary.exists() and (_snapshot(summary).status == "done").sum() >= 2:
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
     proc.wait()
-    partial = gpd.read_parquet(summary)  # what the kill left: the scenes finished until then
+    partial = _snapshot(summary)  # what the kill left: the scenes finished until then
     assert (partial.status == "done").sum() >= 2
     # Ray's workers notice their driver is gone within seconds; a scene they were finishing may
     # still land meanwhile: count the done scenes once nothing changes any more.
