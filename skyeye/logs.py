@@ -23,7 +23,9 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     # GDAL's notes on a file's quirks come back at every read of it (7 copies of one TIFF
     # directory note for one chat answer): each is shown once.
-    logging.getLogger("rasterio._env").addFilter(OnceFilter())
+    gdal = logging.getLogger("rasterio._env")
+    if not any(isinstance(f, OnceFilter) for f in gdal.filters):  # one, however often called
+        gdal.addFilter(OnceFilter())
     silence_library_warnings(verbose)
 
 

@@ -108,6 +108,17 @@ def _class_mask(reply: ChatReply, phrase: str) -> int | None:
     return None
 
 
+def _keep_class_mask(session: ChatSession, reply: ChatReply, inputs: Any, phrase: str) -> bool:
+    """Make the class ``phrase``'s own mask the reply's only mask: the answer's (`_class_mask`),
+    else one forced for it (`mask_for`). False, the reply untouched, when none could be drawn."""
+    k = _class_mask(reply, phrase)
+    source = reply if k is not None else mask_for(session, inputs, [phrase])
+    if not source.masks:
+        return False
+    _take_mask(reply, source, k or 0)
+    return True
+
+
 def _add_masks(session: ChatSession, reply: ChatReply, inputs: Any, phrases: list[str]) -> int:
     """Append the masks of ``phrases`` (forced looks-first openings, `mask_for`) to ``reply``;
     nothing when the model draws no masks or there is no image. Returns how many were added."""
@@ -134,14 +145,8 @@ def _count(session: ChatSession, q: CountQuestion, reply: ChatReply, inputs: Any
         )
     if session.model.mask_head is None or not session.images:
         return f"I cannot count {q.words}: this model draws no masks to count on."
-    k = _class_mask(reply, q.phrase)
-    if k is None:
-        forced = mask_for(session, inputs, [q.phrase])
-        if not forced.masks:
-            return f"I cannot count {q.words}: no mask could be drawn for {q.phrase}."
-        _take_mask(reply, forced, 0)
-    else:
-        _take_mask(reply, reply, k)
+    if not _keep_class_mask(session, reply, inputs, q.phrase):
+        return f"I cannot count {q.words}: no mask could be drawn for {q.phrase}."
     mask, area = reply.masks[0], reply.mask_areas[0]
     min_pixels, caveat = q.min_pixels or DEFAULT_MIN_PIXELS, ""
     if q.min_m2 is not None:
@@ -213,10 +218,7 @@ def measure_answer(
     if box is not None and box.phrase is not None and measurable:
         # The box of a class the decoder outlines is measured on that class's own mask (the
         # answer's, else drawn for it), as a count is: the answer is that mask and its boxes.
-        k = _class_mask(reply, box.phrase)
-        source = reply if k is not None else mask_for(session, inputs, [box.phrase])
-        if source.masks:
-            _take_mask(reply, source, k or 0)
+        if _keep_class_mask(session, reply, inputs, box.phrase):
             reply.text = f"{PHRASE_OPEN}{box.phrase}{PHRASE_CLOSE} {SEG_TOKEN}"
     if box is not None and reply.masks:
         reply.text = _boxes(box, reply, classes)
