@@ -73,25 +73,26 @@ def apply_band_metadata(
                 image.band_names = sensor_obj.band_names  # the sensor's own product band order
         image.sensor = sensor
     elif image.sensor is None:
+        # A USGS product ID in the path names the sensor, whatever spelling the bands have
+        # (B4, SR_B4): B1..B7 are TM / ETM+ bands or OLI bands, at other wavelengths.
+        named = sensor_from_product_id(label)
         matches = sensors_matching_bands(image.band_names)
-        if len(matches) == 1:
+        if named is not None and all(get_sensor(named).find_band(n) for n in image.band_names):
+            image.sensor = named
+            logger.info("%s: band names %s, product ID of %s", label, image.band_names, named)
+        elif len(matches) == 1:
             image.sensor = matches[0]
             logger.info("%s: band names %s are %s bands", label, image.band_names, matches[0])
         elif len(matches) > 1:
-            # Ambiguous (B1..B7 on Landsat 4-7 and 8-9, or R/G/B in rgb and naip): the sensor a
-            # product ID in the path names, else the wavelengths only if every candidate agrees
-            # on them (landsat-8 and landsat-9 do); otherwise none, and the processor asks for a
-            # sensor or wavelengths rather than guess (B4 is red on one, near-infrared on another).
-            named = sensor_from_product_id(label)
-            if named in matches:
-                image.sensor = named
-                logger.info("%s: band names %s, product ID of %s", label, image.band_names, named)
-            else:
-                resolved = {
-                    tuple(_try_resolve(image.band_names, m, sar_wavelength) or ()) for m in matches
-                }
-                if len(resolved) == 1 and () not in resolved:
-                    image.wavelengths = list(resolved.pop())
+            # Ambiguous (B1..B7 on Landsat 4-7 and 8-9 without a product ID, or R/G/B in rgb and
+            # naip): the wavelengths only if every candidate agrees on them (landsat-8 and
+            # landsat-9 do); otherwise none, and the processor asks for a sensor or wavelengths
+            # rather than guess (B4 is red on one, near-infrared on another).
+            resolved = {
+                tuple(_try_resolve(image.band_names, m, sar_wavelength) or ()) for m in matches
+            }
+            if len(resolved) == 1 and () not in resolved:
+                image.wavelengths = list(resolved.pop())
         else:
             # Other spellings: Earth Engine's B1..B12/B8A, Landsat SR_B4, STAC common names.
             found, agreed = wavelengths_from_band_names(image.band_names)

@@ -94,6 +94,10 @@ def test_b_numbered_landsat_bands_are_told_apart_by_the_product_id(tmp_path):
     assert l8.wavelengths == pytest.approx([0.482, 0.561, 0.655, 0.865])
     old_id = read_raster(_geotiff(tmp_path / "LC80130312015295LGN00_toa.tif", oli))
     assert old_id.sensor == "landsat-8"
+    # Collection 2 names in a stacked file: the ID decides them too (SR_B4 is NIR on Landsat 5).
+    sr = ["SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B7"]
+    l5_sr = read_raster(_geotiff(tmp_path / "LT05_L2SP_044034_20060719_20200831_02_T1_SR.tif", sr))
+    assert l5_sr.sensor == "landsat-5" and l5_sr.wavelengths[3] == pytest.approx(0.83)
     # One band per file in a product folder (USGS's layout): the folder's ID counts too.
     folder = tmp_path / "LT05_L2SP_044034_20060719_20200831_02_T1"
     folder.mkdir()
