@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from skyeye.errors import HubError
+from skyeye.atomic import write_text
+from skyeye.errors import DiskFullError, HubError
 from skyeye.hub.files import read_config, read_json
 from skyeye.hub.licences import card_license, licence_section, previous_card_info, training_sets
 from skyeye.hub.push import PushPlan, plan_push, push  # noqa: F401  (public API)
@@ -336,10 +337,10 @@ def build_card(folder: str | Path, inputs: CardInputs | None = None) -> ModelCar
 
 
 def write_card(folder: str | Path, inputs: CardInputs | None = None) -> Path:
-    """Write `folder/README.md`; returns its path."""
+    """Write `folder/README.md` under a temporary name, renamed when whole; returns its path."""
     card = build_card(folder, inputs)
     path = Path(folder) / "README.md"
-    card.save(path)
+    write_text(path, str(card))
     logger.info("wrote model card %s", path)
     return path
 
@@ -396,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             if plan.url:
                 print(f"uploaded: {plan.url}")
-    except HubError as err:
+    except (HubError, DiskFullError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -222,6 +222,29 @@ def test_cli_card_writes_readme(model_folder, tmp_path, capsys) -> None:
     assert "no config.json" in capsys.readouterr().err
 
 
+def test_a_card_write_that_fails_keeps_the_card_before_it(
+    model_folder, monkeypatch, capsys
+) -> None:
+    import errno
+
+    from skyeye import atomic
+
+    assert hub.main(["card", "--model", str(model_folder)]) == 0
+    before = (model_folder / "README.md").read_bytes()
+    real_replace = atomic.os.replace
+
+    def full_disk(src, dst):  # the disk fills as the new card is put in place
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", full_disk)
+    assert hub.main(["card", "--model", str(model_folder), "--print"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is full" in err and "free space" in err
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
+    assert (model_folder / "README.md").read_bytes() == before
+    assert sorted(p.name for p in model_folder.iterdir() if "README" in p.name) == ["README.md"]
+
+
 def test_card_lists_every_training_set_with_its_licence(model_folder, tmp_path) -> None:
     from finetune.card_sets import training_sets
 
