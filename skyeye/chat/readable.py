@@ -11,7 +11,8 @@ Rules (`render_readable`, a pure function of the text):
   phrase (``<p>changed land cover</p> [SEG] Yes — 38 ha changed (...): water gained ...``) at the
   end of the headline: "Yes — 38 ha changed (...), mask 1: water gained ...";
 - in the middle, ``<p>X</p> [SEG]`` -> "X (mask k)", ``<p>X</p> {box}`` -> "X [x1, y1, x2, y2]"
-  (0-100 grid, "rotated θ°" for an angle), a bare ``[SEG]`` -> "(mask k)";
+  (0-100 grid, "rotated θ°" for an angle), a bare ``[SEG]`` -> "(mask k)"; an answer with
+  boxes ends by saying what the four numbers are (`BOX_LEGEND`), once;
 - a grounding token cut off by a stop string or the token limit (``<p>wat``, ``{<12><3``) goes.
 
 `readable_stream` streams an answer as readable pieces that add up to `render_readable` of the
@@ -141,11 +142,26 @@ def _end(words: str, tail: str) -> str:
     return f"{body}{tail}{stop or '.'}"
 
 
+#: Said once after an answer with boxes: the numbers mean nothing to a reader without it.
+BOX_LEGEND = "boxes: left, top, right, bottom, in % of the image's width and height"
+
+
 def render_readable(text: str) -> str:
-    """The answer ``text`` (the model's grammar plus the chat's notes) as a sentence."""
+    """The answer ``text`` (the model's grammar plus the chat's notes) as a sentence; an answer
+    with boxes ends with `BOX_LEGEND`, once."""
     if not isinstance(text, str):
         return ""
     text = CUT_TOKEN.sub("", text.rstrip())
+    words = _render(text)
+    if not words or not any(token.kind == "boxes" for token in grounding_tokens(text)):
+        return words
+    body = words.rstrip(".!? ")
+    if body.endswith("(mask 1)"):  # one bracket: "(mask 1; boxes: ...)."
+        return f"{body[:-1]}; {BOX_LEGEND})."
+    return _end(words, f" ({BOX_LEGEND})")
+
+
+def _render(text: str) -> str:
     note = MEASURED_NOTE_FIGURES.search(text)
     if note is not None:
         text = text[: note.start()] + text[note.end() :]

@@ -40,11 +40,19 @@ from skyeye.chat.readable import _plain_prefix, readable_stream, render_readable
         # boxes with phrases, several boxes, a rotated one
         (
             "<p>lake</p> {<10><20><30><40>} and <p>ship</p> {<1><2><3><4>}{<5><6><7><8>|<15>}",
-            "lake [10, 20, 30, 40] and ship [1, 2, 3, 4], [5, 6, 7, 8] rotated 15°",
+            "lake [10, 20, 30, 40] and ship [1, 2, 3, 4], [5, 6, 7, 8] rotated 15° (boxes: left, "
+            "top, right, bottom, in % of the image's width and height).",
         ),
         (
             "The largest water region is at {<0><50><40><100>}.",
-            "The largest water region is at [0, 50, 40, 100].",
+            "The largest water region is at [0, 50, 40, 100] (boxes: left, top, right, bottom, "
+            "in % of the image's width and height).",
+        ),
+        # the legend shares the mask's bracket
+        (
+            "<p>lake</p> [SEG] The lake is at {<1><2><30><40>}.",
+            "The lake is at [1, 2, 30, 40] (mask 1; boxes: left, top, right, bottom, in % of the "
+            "image's width and height).",
         ),
         # no grounding at all: unchanged
         (
@@ -58,7 +66,7 @@ from skyeye.chat.readable import _plain_prefix, readable_stream, render_readable
         ),
         # an answer cut by a stop string / the token limit mid-token
         ("There is water <p>wat", "There is water"),
-        ("A lake at {<10><20><3", "A lake at"),
+        ("A lake at {<10><20><3", "A lake at"),  # no whole box: no legend
         ("Yes [SE", "Yes"),
     ],
 )
