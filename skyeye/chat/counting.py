@@ -110,6 +110,8 @@ class CountQuestion:
     min_m2: float | None = None
     min_pixels: int | None = None
     size_words: str = ""
+    #: How the minimum was asked, for the answer to say it back ("larger than", "of at least").
+    size_comparison: str = "larger than"
 
 
 @dataclass(frozen=True)
@@ -172,10 +174,13 @@ def read_count_question(
         return None
     words = " ".join(found.group("what").split()) or "objects"
     min_m2 = min_pixels = None
-    size_words = ""
+    size_words, comparison = "", "larger than"
     tail = question[found.end() :]
-    if _MIN_SIZE.search(tail):
+    asked = _MIN_SIZE.search(tail)
+    if asked is not None:
         size = _SIZE.search(tail)
+        comparison = " ".join(asked.group(0).lower().split())
+        comparison = "of at least" if comparison == "at least" else comparison
         if size is not None:
             value = float(size.group("n").replace(",", ""))
             unit = size.group("unit").lower()
@@ -184,7 +189,8 @@ def read_count_question(
             else:
                 min_m2 = value * AREA_UNITS[unit]
             size_words = f"{size.group('n')} {size.group('unit')}"
-    return CountQuestion(words, named_class(words, classes), min_m2, min_pixels, size_words)
+    phrase = named_class(words, classes)
+    return CountQuestion(words, phrase, min_m2, min_pixels, size_words, comparison)
 
 
 def read_box_question(

@@ -161,7 +161,7 @@ def _count(session: ChatSession, q: CountQuestion, reply: ChatReply, inputs: Any
     instances = mask_instances(mask, min_pixels=min_pixels, phrase=q.phrase)
     reply.boxes = [i.box for i in instances]
     n = len(instances)
-    size = f" larger than {q.size_words}" if q.size_words and not caveat else ""
+    size = f" {q.size_comparison} {q.size_words}" if q.size_words and not caveat else ""
     verb, words = ("is", singular(q.words)) if n == 1 else ("are", q.words)
     return f"<p>{q.phrase}</p> [SEG] There {verb} {n} {words}{size}{caveat}."
 

@@ -142,6 +142,11 @@ def test_count_larger_than_an_area_drops_the_smaller_instances():
         empty, "How many water bodies larger than 2 ha?", ChatReply("3"), INPUTS
     )
     assert text == "<p>water</p> [SEG] There are 0 water bodies larger than 2 ha."
+    # The minimum is said back as asked: "of at least 10 pixels" is not "larger than 10 pixels".
+    text, _ = measure_answer(
+        session, "How many water bodies of at least 40 pixels are there?", ChatReply("3"), INPUTS
+    )
+    assert text == "<p>water</p> [SEG] There are 2 water bodies of at least 40 pixels."
 
 
 @pytest.mark.parametrize(
