@@ -12,6 +12,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 
 from skyeye.errors import RasterReadError
@@ -72,12 +73,7 @@ def read_band_files(
                     "file: read the file on its own instead"
                 )
             check_dtype(src.dtypes[0], str(f))
-        crs = {src.crs for src in srcs}
-        if len(crs) > 1:
-            raise RasterReadError(
-                f"{label}: band files are in different CRSs ({sorted(str(c) for c in crs)}): "
-                "reproject them to one CRS first"
-            )
+        check_one_crs(label, files, srcs)
         # The finest band defines the grid (10 m for Sentinel-2).
         ref = min(srcs, key=lambda s: abs(s.transform.a * s.transform.e))
         h, w = ref.height, ref.width
@@ -97,6 +93,27 @@ def read_band_files(
             datetime=acquisition_tag_date(ref),
             extra={"files": [str(f) for f in files], "dtype": ref.dtypes[0]},
         )
+
+
+def check_one_crs(label: str, files: Sequence[Path], srcs: Sequence[DatasetReader]) -> None:
+    """Raise when the band files of one product are not all in one CRS, naming which file is in
+    which (a file without georeference among georeferenced ones is named as such)."""
+    by_crs: dict[str, list[str]] = {}
+    for f, src in zip(files, srcs, strict=True):
+        by_crs.setdefault(str(src.crs) if src.crs else "no georeference", []).append(f.name)
+    if len(by_crs) < 2:
+        return
+    listed = "; ".join(f"{crs}: {', '.join(names)}" for crs, names in sorted(by_crs.items()))
+    if "no georeference" in by_crs:
+        raise RasterReadError(
+            f"{label}: some band files have no georeference and others do ({listed}): use band "
+            "files that all carry their CRS (the product's full-resolution files, not previews), "
+            "or read one file on its own"
+        )
+    raise RasterReadError(
+        f"{label}: band files are in different CRSs ({listed}): reproject them to one CRS first "
+        "(gdalwarp -t_srs)"
+    )
 
 
 def band_file_order(

@@ -24,7 +24,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window, from_bounds
 
 from skyeye.errors import RasterReadError, SceneError
-from skyeye.io.band_files import band_file_order, read_band_window
+from skyeye.io.band_files import band_file_order, check_one_crs, read_band_window
 from skyeye.io.band_metadata import complete_band_metadata
 from skyeye.io.gdal import ReadOptions
 from skyeye.io.image import RasterImage, check_dtype, check_file
@@ -205,10 +205,7 @@ class SceneSource:
                         "band per file: read the file on its own instead"
                     )
                 check_dtype(src.dtypes[0], str(f))
-            if len({src.crs for src in self.srcs}) > 1:
-                raise RasterReadError(
-                    f"{self.label}: band files are in different CRSs: reproject them to one first"
-                )
+            check_one_crs(self.label, files, self.srcs)
             self.band_names = names
             self.ref = min(self.srcs, key=lambda s: abs(s.transform.a * s.transform.e))
             self.alpha = None

@@ -144,7 +144,17 @@ def test_band_file_with_several_bands(tmp_path):
 def test_band_files_in_different_crs(tmp_path):
     _write(tmp_path / "s_B02.tif", np.ones((1, 4, 4), np.uint16))
     _write(tmp_path / "s_B03.tif", np.ones((1, 4, 4), np.uint16), crs="EPSG:32632")
-    with pytest.raises(RasterReadError, match="different CRSs"):
+    with pytest.raises(
+        RasterReadError, match=r"different CRSs \(EPSG:32632: s_B03.tif; EPSG:32633"
+    ):
+        read_raster(tmp_path)
+
+
+def test_band_files_some_without_georeference_are_named(tmp_path):
+    # The shape of a real Sentinel-2 preview folder: some JP2s carry the tile's CRS, some none.
+    _write(tmp_path / "s_B01.tif", np.ones((1, 4, 4), np.uint16))
+    _write(tmp_path / "s_B02.tif", np.ones((1, 4, 4), np.uint16), crs=None, transform=None)
+    with pytest.raises(RasterReadError, match=r"no georeference: s_B02.tif\).*not previews"):
         read_raster(tmp_path)
 
 
