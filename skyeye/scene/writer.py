@@ -18,6 +18,7 @@ import numpy as np
 
 from skyeye.atomic import write_text
 from skyeye.chat.measured import format_area
+from skyeye.chat.readable import render_readable
 from skyeye.grounding.parse import GroundedBox
 from skyeye.scene.config import SceneConfig
 from skyeye.scene.outputs import (
@@ -212,6 +213,15 @@ def summary(
             "bands": list(scene.band_names),
             "sensor": scene.sensor,
         },
-        "windows": [{k: r.get(k) for k in window_keys if r.get(k) is not None} for r in records],
+        "windows": [_window_entry(r, window_keys) for r in records],
         "settings": dict(settings),
     }
+
+
+def _window_entry(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """One window of answer.json: its fields, and its answer as the sentence people read
+    (``text``) beside the model's own grammar (``answer``)."""
+    entry = {k: record.get(k) for k in keys if record.get(k) is not None}
+    if entry.get("answer"):
+        entry["text"] = render_readable(entry["answer"])
+    return entry

@@ -14,6 +14,7 @@ import pytest
 import rasterio
 from skyeye_testing import REPO, make_tiny_model
 
+from skyeye.chat.readable import render_readable
 from skyeye.chat.session import ChatSession
 from skyeye.errors import SceneError
 from skyeye.scene import analyze_scene
@@ -89,6 +90,11 @@ def test_small_scene_end_to_end(scene, session, tmp_path):
     skipped = [w for w in answer["windows"] if w.get("skipped")]
     assert skipped and all(w["row"] + 48 <= 70 and w["col"] + 48 <= 90 for w in skipped)
     assert result.windows_run == result.windows_total - len(skipped)
+    # Each window's answer in the model's grammar, and as the sentence people read.
+    answered = [w for w in answer["windows"] if w.get("answer")]
+    assert answered and all("[SEG]" in w["answer"] for w in answered)
+    assert all(w["text"] == render_readable(w["answer"]) for w in answered)
+    assert not any("[SEG]" in w["text"] or "<p>" in w["text"] for w in answered)
     meta, _, geometry, fields = read(result.paths["geojson"])
     assert meta["crs"] == "EPSG:4326" and meta["fields"].tolist() == [
         "id",
