@@ -4,15 +4,16 @@
 SAR or optical, bands) and `measure_answer` after (what the answer's words must say):
 
 - a count ("how many water bodies larger than 1 ha?") is the number of instances
-  (`skyeye.grounding.instances`) of the class's mask, one box each (a region class such as
-  water or cloud: its connected regions; compact objects: touching ones split); without a mask in the
-  answer the mask is asked for with the looks-first opening ``<p>water</p> [SEG]`` the model was
-  trained on (`mask_for`: one forward pass). A class the decoder has no mask for, or a model
+  (`skyeye.grounding.instances`) of the class's own mask, one box each (a region class such as
+  water or cloud: its connected regions; compact objects: touching ones split). That mask is
+  always drawn by the class question on the question's image (`skyeye.chat.class_question`:
+  "Segment all water." answered ``<p>water</p> [SEG]``, one forward pass), never by a `[SEG]`
+  after the asker's words, which move it. A class the decoder has no mask for, or a model
   without a decoder: a plain sentence, never a number;
-- a box asked of an answer that draws a mask is the mask's instance box (the largest / smallest
-  when asked, else all), rotated when asked; a box asked of a class the decoder outlines
-  ("the largest lake") draws that class's mask when the answer drew none (`mask_for`); the
-  LLM's own box stays only when no mask can be drawn;
+- a box of a class the decoder outlines ("the largest lake") is the instance box (the largest
+  / smallest when asked, else all; rotated when asked) of that class's mask, drawn the same
+  way; a box asked of an answer that draws masks of other phrases is those masks' instance
+  box; the LLM's own box stays only when no mask can be drawn;
 - a description's shares and areas are the measured ones of the classes it names, or dropped
   (`skyeye.chat.describe`);
 - otherwise shares, areas and yes/no after a mask as `skyeye.chat.measured.state_measured`;
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from skyeye.chat.class_question import class_reply
 from skyeye.chat.counting import (
     BoxQuestion,
     CountQuestion,
@@ -97,25 +99,15 @@ def _take_mask(reply: ChatReply, source: ChatReply, k: int) -> None:
     reply.mask_pairs = source.mask_pairs[k : k + 1]
 
 
-def _class_mask(reply: ChatReply, phrase: str) -> int | None:
-    """The answer's mask of the class ``phrase`` itself. A `[SEG]` of another word for it
-    ("lake" for water) is not one: the decoder reads the phrase before each `[SEG]` and learnt
-    its classes' own names (on the Berlin example "lake" drew 28 % of the image, fields
-    included, where "water" draws the 10.5 % that is water)."""
-    for k, said in enumerate(reply.mask_phrases):
-        if said is not None and said.strip().lower() == phrase:
-            return k
-    return None
-
-
-def _keep_class_mask(session: ChatSession, reply: ChatReply, inputs: Any, phrase: str) -> bool:
-    """Make the class ``phrase``'s own mask the reply's only mask: the answer's (`_class_mask`),
-    else one forced for it (`mask_for`). False, the reply untouched, when none could be drawn."""
-    k = _class_mask(reply, phrase)
-    source = reply if k is not None else mask_for(session, inputs, [phrase])
+def _keep_class_mask(session: ChatSession, reply: ChatReply, phrase: str) -> bool:
+    """Make the class ``phrase``'s own mask, drawn by the class question on the question's image
+    (`skyeye.chat.class_question`), the reply's only mask. Not the answer's own `[SEG]` nor one
+    forced after the question: their states read the asker's words ("the largest lake" drew
+    fields as water on the Berlin example). False, the reply untouched, when none was drawn."""
+    source = class_reply(session, [phrase])
     if not source.masks:
         return False
-    _take_mask(reply, source, k or 0)
+    _take_mask(reply, source, 0)
     return True
 
 
@@ -145,7 +137,7 @@ def _count(session: ChatSession, q: CountQuestion, reply: ChatReply, inputs: Any
         )
     if session.model.mask_head is None or not session.images:
         return f"I cannot count {q.words}: this model draws no masks to count on."
-    if not _keep_class_mask(session, reply, inputs, q.phrase):
+    if not _keep_class_mask(session, reply, q.phrase):
         return f"I cannot count {q.words}: no mask could be drawn for {q.phrase}."
     mask, area = reply.masks[0], reply.mask_areas[0]
     min_pixels, caveat = q.min_pixels or DEFAULT_MIN_PIXELS, ""
@@ -218,7 +210,7 @@ def measure_answer(
     if box is not None and box.phrase is not None and measurable:
         # The box of a class the decoder outlines is measured on that class's own mask (the
         # answer's, else drawn for it), as a count is: the answer is that mask and its boxes.
-        if _keep_class_mask(session, reply, inputs, box.phrase):
+        if _keep_class_mask(session, reply, box.phrase):
             reply.text = f"{PHRASE_OPEN}{box.phrase}{PHRASE_CLOSE} {SEG_TOKEN}"
     if box is not None and reply.masks:
         reply.text = _boxes(box, reply, classes)

@@ -389,7 +389,11 @@ class ChatSession:
         inputs: Any,
         new_ids: torch.Tensor,
         states: GenerationStates | None = None,
+        images: Sequence[RasterImage] | None = None,
     ) -> ChatReply:
+        """The reply ``text`` (its ids ``new_ids`` after the prompt ``inputs``) with the masks of
+        its `[SEG]`s decoded and measured on ``images`` (those of ``inputs``; default the
+        conversation's)."""
         reply = ChatReply(text=text, boxes=parse_boxes(text))
         if self.model.mask_head is None or self.model.config.seg_token_id not in new_ids:
             return reply
@@ -399,7 +403,8 @@ class ChatSession:
             return reply
         entries = change_entries(self, text, new_ids)  # None: no change [SEG]
         logits, image_index = masks_from_generation(self.model, inputs, new_ids, states, entries)
-        add_masks(reply, self.images, logits, image_index, parse_seg_phrases(text), entries)
+        shown = self.images if images is None else images
+        add_masks(reply, shown, logits, image_index, parse_seg_phrases(text), entries)
         return reply
 
 

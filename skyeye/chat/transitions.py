@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from skyeye.chat.class_question import class_reply
 from skyeye.chat.counting import decoder_classes
 from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
 from skyeye.grounding.clouds import CLOUDS_BY_RULE, pair_clouds
@@ -169,32 +169,13 @@ def measure_transitions(
 
 @torch.no_grad()
 def class_masks(session: ChatSession, index: int, phrases: list[str]) -> dict[str, np.ndarray]:
-    """Masks of ``phrases`` on image ``index`` of the session, asked of that image alone (the
-    conversation is not changed): phrase -> (H, W) bool on the image's grid."""
+    """Masks of ``phrases`` on image ``index`` of the session, asked of that image alone with
+    the class question (`skyeye.chat.class_question`; the conversation is not changed):
+    phrase -> (H, W) bool on the image's grid."""
     if not phrases:
         return {}
-    image = session.images[index]
-    named = ", ".join(phrases[:-1]) + (" and " if len(phrases) > 1 else "") + phrases[-1]
-    system = session.settings.system_prompt
-    conversation: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    conversation.append(
-        {
-            "role": "user",
-            "content": [{"type": "image"}, {"type": "text", "text": f"\nSegment all {named}."}],
-        }
-    )
-    inputs = session.processor(conversation, [image], add_generation_prompt=True)
-    inputs = inputs.to(session.model.device) if hasattr(inputs, "to") else inputs
-    answer = " ".join(f"<p>{p}</p> [SEG]" for p in phrases)
-    ids = session.processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
-    new_ids = torch.tensor([ids], dtype=torch.long, device=inputs["input_ids"].device)
-    logits, _ = session.model.predict_masks(dict(inputs), new_ids)
-    grid = image.data.shape[1:]
-    out = {}
-    for k, phrase in enumerate(phrases[: logits.shape[0]]):
-        mask = F.interpolate(logits[k][None, None].float(), size=grid, mode="bilinear")[0, 0]
-        out[phrase] = (mask > 0).cpu().numpy()
-    return out
+    reply = class_reply(session, phrases, index)
+    return {p: m for p, m in zip(reply.mask_phrases, reply.masks, strict=True) if p is not None}
 
 
 def named_classes(text: str) -> list[str]:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skyeye.chat.class_question import class_request
 from skyeye.chat.session import ChatSession
 from skyeye.errors import SceneError
 from skyeye.grounding.clouds import pair_clouds
@@ -46,16 +47,6 @@ def change_answer(phrase: str) -> str:
     phrase `skyeye.chat.change_answer.read_change_question` reads from the question, as the
     chat forces it)."""
     return f"<p>{phrase}</p> [SEG]"
-
-
-def class_request(phrases: Sequence[str]) -> tuple[str, str]:
-    """The one-image question and forced answer that draw ``phrases`` on one date, as
-    `skyeye.chat.transitions.class_masks` asks it: ("\\nSegment all water and cloud.",
-    "<p>water</p> [SEG] <p>cloud</p> [SEG]")."""
-    named = ", ".join(phrases[:-1]) + (" and " if len(phrases) > 1 else "") + phrases[-1]
-    # Word for word the chat's text part, its newline after the image included: the [SEG]
-    # states, hence the cloud masks, read every token (without it: 14.0 % cloud, not 18.2 %).
-    return f"\nSegment all {named}.", " ".join(f"<p>{p}</p> [SEG]" for p in phrases)
 
 
 class ChangeWindowRunner:

@@ -48,16 +48,34 @@ class ScriptedSession:
             mask_head=object() if mask_head else None,
             config=SimpleNamespace(mask_classes=None),  # a config saved before the field
         )
-        self.processor = SimpleNamespace(tokenizer=lambda text, **_: {"input_ids": [1, 2, 3]})
+        self.processor = ScriptedProcessor(self)
+        self.questions: list[str] = []  # the text of each one-image question the chat built
 
-    def _reply(self, text, inputs, new_ids, states):
+    def _image_tensors(self, image):
+        return {"pixel_values": torch.zeros(1)}
+
+    def _reply(self, text, inputs, new_ids, states, images=None):
         from skyeye.grounding.parse import parse_seg_phrases
 
         self.forced.append(text)
         reply = ChatReply(text=text)
         for phrase in parse_seg_phrases(text):
-            add_mask(reply, self.masks[phrase], phrase, self.images[0])
+            add_mask(reply, self.masks[phrase], phrase, (images or self.images)[0])
         return reply
+
+
+class ScriptedProcessor:
+    """The processor calls the chat makes: the tokenizer, and prompts built for one image."""
+
+    def __init__(self, session: ScriptedSession):
+        self.session = session
+
+    def tokenizer(self, text, **_):
+        return {"input_ids": [1, 2, 3]}
+
+    def __call__(self, conversation, images, **_):
+        self.session.questions.append(conversation[-1]["content"][-1]["text"])
+        return dict(INPUTS)
 
 
 def add_mask(reply: ChatReply, mask: np.ndarray, phrase: str, image: RasterImage) -> None:
@@ -80,32 +98,34 @@ def image(georeferenced: bool = True, pixel_m: float = 20.0) -> RasterImage:
 INPUTS = {"input_ids": torch.zeros((1, 4), dtype=torch.long)}
 
 
-def test_count_with_a_mask_is_the_number_of_instances_with_one_box_each():
-    session = ScriptedSession({}, image())  # a decoder that outlines aircraft (compact objects)
+def test_count_is_the_number_of_instances_of_the_class_question_mask():
+    # The answer drew its own aircraft mask after the asker's words; the count is measured on
+    # the mask the class question draws on the image alone (the asker's words move a [SEG]).
+    session = ScriptedSession({"aircraft": five_blobs()}, image())  # outlines compact objects
     session.settings = GenerationSettings(mask_classes=(*DEFAULT_MASK_CLASSES, "aircraft"))
     reply = ChatReply(text="<p>aircraft</p> [SEG] 2.")
-    add_mask(reply, five_blobs(), "aircraft", session.images[0])
+    add_mask(reply, np.ones((64, 64), bool), "aircraft", session.images[0])
     text, note = measure_answer(session, "How many aircraft are there?", reply, INPUTS)
+    assert session.questions == ["\nSegment all aircraft."]
+    assert session.forced == ["<p>aircraft</p> [SEG]"]
     assert parse_count(text) == 5 and note == ""  # the two touching ones split apart
+    assert len(reply.masks) == 1 and not reply.masks[0].all()  # the answer's mask is gone
     assert len(reply.boxes) == 5 and all(b.phrase == "aircraft" for b in reply.boxes)
-    assert session.forced == []  # the answer's own mask was counted
-    reply = ChatReply(text="<p>water</p> [SEG] 2.")
-    add_mask(reply, five_blobs(), "water", session.images[0])
+    session = ScriptedSession({"water": five_blobs()}, image())
+    reply = ChatReply("2")
     text, _ = measure_answer(session, "How many lakes are there?", reply, INPUTS)
+    assert session.questions == ["\nSegment all water."]
     assert parse_count(text) == 4 and len(reply.boxes) == 4  # water is a region class: no split
 
 
 def test_the_classes_a_model_config_lists_are_counted_without_settings():
     """A retrained model whose mask stage wrote ``mask_classes`` (aircraft among them) is
     counted on by its config alone; a config without the list counts skyeye-tiny's classes."""
-    session = ScriptedSession({}, image())
-    reply = ChatReply(text="<p>aircraft</p> [SEG] 2.")
-    add_mask(reply, five_blobs(), "aircraft", session.images[0])
-    text, _ = measure_answer(session, "How many aircraft are there?", reply, INPUTS)
+    session = ScriptedSession({"aircraft": five_blobs()}, image())
+    text, _ = measure_answer(session, "How many aircraft are there?", ChatReply("2"), INPUTS)
     assert parse_count(text) is None and "cannot count aircraft" in text
     session.model.config.mask_classes = ["aircraft", "water"]
-    reply = ChatReply(text="<p>aircraft</p> [SEG] 2.")
-    add_mask(reply, five_blobs(), "aircraft", session.images[0])
+    reply = ChatReply(text="2")
     text, _ = measure_answer(session, "How many aircraft are there?", reply, INPUTS)
     assert parse_count(text) == 5 and len(reply.boxes) == 5
     # The settings' list still wins over the config's.
@@ -159,10 +179,10 @@ def test_a_count_that_cannot_be_measured_is_a_plain_sentence(question, why):
     assert why in text and parse_count(text) is None and session.forced == []
 
 
-def test_box_asked_of_an_answer_with_a_mask_is_the_mask_instance_box():
-    session = ScriptedSession({}, image())
+def test_box_of_a_class_is_the_class_question_mask_instance_box():
+    session = ScriptedSession({"water": five_blobs()}, image())
     reply = ChatReply(text="<p>water</p> [SEG] <p>water</p> {<0><0><100><100>}")
-    add_mask(reply, five_blobs(), "water", session.images[0])
+    add_mask(reply, np.ones((64, 64), bool), "water", session.images[0])
     text, _ = measure_answer(session, "[refer] Give the box of the largest lake.", reply, INPUTS)
     (box,) = reply.boxes
     # the largest water body: the two touching discs, boxed whole (a region class is not
@@ -170,9 +190,9 @@ def test_box_asked_of_an_answer_with_a_mask_is_the_mask_instance_box():
     assert (box.x1, box.x2, box.y1, box.y2) == pytest.approx((29 / 64, 54 / 64, 34 / 64, 47 / 64))
     assert "{<0><0><100><100>}" not in text and "{<45><53><84><73>}" in text
     reply = ChatReply(text="<p>water</p> [SEG]")
-    add_mask(reply, five_blobs(), "water", session.images[0])
+    add_mask(reply, np.ones((64, 64), bool), "water", session.images[0])
     measure_answer(session, "Draw a rotated box around every water body.", reply, INPUTS)
-    assert len(reply.boxes) == 4
+    assert len(reply.boxes) == 4 and session.questions == ["\nSegment all water."] * 2
 
 
 def test_llm_box_is_kept_without_a_mask():
