@@ -179,10 +179,12 @@ def test_a_count_that_cannot_be_measured_is_a_plain_sentence(question, why):
     assert why in text and parse_count(text) is None and session.forced == []
 
 
-def test_box_of_a_class_is_the_class_question_mask_instance_box():
-    session = ScriptedSession({"water": five_blobs()}, image())
+def test_box_asked_of_an_answer_with_the_class_mask_is_that_mask_instance_box():
+    # "Please outline the water." answered <p>water</p> [SEG]: the model's segmentation answer
+    # is kept (the class question is not asked) and boxed.
+    session = ScriptedSession({"water": np.ones((64, 64), bool)}, image())
     reply = ChatReply(text="<p>water</p> [SEG] <p>water</p> {<0><0><100><100>}")
-    add_mask(reply, np.ones((64, 64), bool), "water", session.images[0])
+    add_mask(reply, five_blobs(), "water", session.images[0])
     text, _ = measure_answer(session, "[refer] Give the box of the largest lake.", reply, INPUTS)
     (box,) = reply.boxes
     # the largest water body: the two touching discs, boxed whole (a region class is not
@@ -190,9 +192,9 @@ def test_box_of_a_class_is_the_class_question_mask_instance_box():
     assert (box.x1, box.x2, box.y1, box.y2) == pytest.approx((29 / 64, 54 / 64, 34 / 64, 47 / 64))
     assert "{<0><0><100><100>}" not in text and "{<45><53><84><73>}" in text
     reply = ChatReply(text="<p>water</p> [SEG]")
-    add_mask(reply, np.ones((64, 64), bool), "water", session.images[0])
+    add_mask(reply, five_blobs(), "water", session.images[0])
     measure_answer(session, "Draw a rotated box around every water body.", reply, INPUTS)
-    assert len(reply.boxes) == 4 and session.questions == ["\nSegment all water."] * 2
+    assert len(reply.boxes) == 4 and session.questions == []
 
 
 def test_llm_box_is_kept_without_a_mask():
@@ -213,6 +215,8 @@ def test_box_of_a_known_class_without_a_mask_asks_for_the_mask_first():
         session, "[refer] Give the bounding box of the largest water body.", reply, INPUTS
     )
     assert session.forced == ["<p>water</p> [SEG]"]
+    # drawn by the class question on the image alone, not forced after the asker's words
+    assert session.questions == ["\nSegment all water."]
     (box,) = reply.boxes
     assert (box.x1, box.y1) == pytest.approx((29 / 64, 34 / 64))
     assert text == "<p>water</p> [SEG] <p>water</p> {<45><53><84><73>}"
