@@ -86,9 +86,12 @@ def _tokens_in_words(text: str, count: int) -> str:
     tokens = list(grounding_tokens(text))
     out: list[str] = []
     pos = i = 0
+    masked = None  # the phrase whose mask was just said: "water (mask 1) [10, 4, 81, 58]"
     while i < len(tokens):
         token = tokens[i]
-        out.append(text[pos : token.span[0]])
+        between = text[pos : token.span[0]]
+        out.append(between)
+        masked = masked if not between.strip() else None
         pos = token.span[1]
         i += 1
         if token.kind == "phrase":
@@ -99,9 +102,11 @@ def _tokens_in_words(text: str, count: int) -> str:
                 count += 1
                 out.append(f"{phrase} (mask {count})".strip() + " ")
                 pos, i = follows.span[1], i + 1
-            elif follows is not None and follows.kind == "boxes":
+                masked = phrase
+                continue
+            if follows is not None and follows.kind == "boxes":
                 words, i, pos = _boxes_run(text, tokens, i)
-                out.append(f"{phrase} {words} ")
+                out.append(f"{words} " if phrase == masked else f"{phrase} {words} ")
             else:
                 out.append(f"{phrase} ")
                 pos = after
@@ -111,16 +116,19 @@ def _tokens_in_words(text: str, count: int) -> str:
         else:
             words, i, pos = _boxes_run(text, tokens, i - 1)
             out.append(f"{words} ")
+        masked = None
     out.append(text[pos:])
     return "".join(out)
 
 
-def _note_words(found: re.Match[str], fallback: str | None) -> str:
-    """'water covers 275 ha (10.5 % of the valid pixels)'."""
+def _note_words(found: re.Match[str], fallback: str | None, bracketed: bool = True) -> str:
+    """'water covers 275 ha (10.5 % of the valid pixels)'; not ``bracketed`` (it goes inside
+    brackets itself): 'water covers 275 ha, 10.5 % of the valid pixels'."""
     what = found.group("phrase") or fallback or "it"
     share = f"{found.group('share')} % of the valid pixels"
     if found.group("area"):
-        return f"{what} covers {found.group('area')} ({share})"
+        area = found.group("area")
+        return f"{what} covers {area} ({share})" if bracketed else f"{what} covers {area}, {share}"
     return f"{what} covers {share}"
 
 
@@ -156,7 +164,7 @@ def render_readable(text: str) -> str:
     if not words or not any(token.kind == "boxes" for token in grounding_tokens(text)):
         return words
     body = words.rstrip(".!? ")
-    if body.endswith("(mask 1)"):  # one bracket: "(mask 1; boxes: ...)."
+    if body.endswith(")"):  # one bracket: "(mask 1; boxes: ...)."
         return f"{body[:-1]}; {BOX_LEGEND})."
     return _end(words, f" ({BOX_LEGEND})")
 
@@ -178,7 +186,7 @@ def _render(text: str) -> str:
     words = _tidy(GRAMMAR_TOKEN.sub("", _tokens_in_words(text, count)))
     if lead is None:
         if note is not None and words:
-            return _end(words, f" ({_note_words(note, None)})")
+            return _end(words, f" ({_note_words(note, None, bracketed=False)})")
         return words
     if note is not None:
         measured = _note_words(note, lead_phrase)

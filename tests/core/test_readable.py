@@ -48,6 +48,13 @@ from skyeye.chat.readable import _plain_prefix, readable_stream, render_readable
             "The largest water region is at [0, 50, 40, 100] (boxes: left, top, right, bottom, "
             "in % of the image's width and height).",
         ),
+        # the measured box answer: the phrase said once, the figures and legend in one bracket
+        (
+            "<p>water</p> [SEG] <p>water</p> {<10><4><81><58>} (measured on the mask: water "
+            "273 ha, 10.4% of the valid pixels)",
+            "water (mask 1) [10, 4, 81, 58] (water covers 273 ha, 10.4 % of the valid pixels; "
+            "boxes: left, top, right, bottom, in % of the image's width and height).",
+        ),
         # the legend shares the mask's bracket
         (
             "<p>lake</p> [SEG] The lake is at {<1><2><30><40>}.",
