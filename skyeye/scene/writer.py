@@ -222,6 +222,7 @@ def _window_entry(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, An
     """One window of answer.json: its fields, and its answer as the sentence people read
     (``text``) beside the model's own grammar (``answer``)."""
     entry = {k: record.get(k) for k in keys if record.get(k) is not None}
-    if entry.get("answer"):
-        entry["text"] = render_readable(entry["answer"])
+    answer = entry.get("answer")
+    if isinstance(answer, str) and answer:
+        entry["text"] = render_readable(answer)
     return entry
