@@ -39,7 +39,7 @@ from skyeye.chat.counting import (
     singular,
 )
 from skyeye.chat.describe import asks_description, classes_named, state_description
-from skyeye.chat.measured import state_measured, states_amount
+from skyeye.chat.measured import asks_mainly, state_measured, states_amount
 from skyeye.chat.modality import modality_answer
 from skyeye.chat.transitions import transitions_note
 from skyeye.constants import PHRASE_CLOSE, PHRASE_OPEN, SEG_TOKEN
@@ -234,7 +234,8 @@ def measure_answer(
         reply.text = _boxes(box, reply, classes)
     if asks_description(prompt) and states_amount(reply.text) and len(reply.masks) <= 1:
         return _describe(session, reply, inputs, classes), ""
-    text, note = state_measured(reply.text, reply.mask_areas, reply.mask_phrases)
+    mainly = asks_mainly(prompt)
+    text, note = state_measured(reply.text, reply.mask_areas, reply.mask_phrases, mainly=mainly)
     # A change mask's class transitions, measured on each date's class masks.
     change = transitions_note(session, prompt, reply) if any(reply.mask_pairs) else ""
     return text, " ".join(part for part in (note, change) if part)

@@ -7,12 +7,15 @@ note with the measured figures is appended for masks on georeferenced images.
 
 A yes/no right after the mask (skyeye-tiny answers "is there water?" with
 ``<p>water</p> [SEG] Yes.``: it looks, then answers) is the mask's verdict: yes when the mask
-covers at least ``PRESENT_MIN_SHARE`` of the valid pixels. When the LLM's word disagrees, its
-sentence is replaced by a plain one ("No, there is no water.").
+covers at least ``PRESENT_MIN_SHARE`` of the valid pixels, or, when the question asks whether
+the image is *mainly* the class (`asks_mainly`), at least half of them. When the LLM's word
+disagrees, its sentence is replaced by a plain one ("No, there is no water.", "No, it is not
+mainly water.").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from skyeye.grounding.geo import MaskArea
@@ -26,7 +29,9 @@ from skyeye.grounding.parse import SHARE as _SHARE
 from skyeye.grounding.parse import VERDICT as _VERDICT
 
 __all__ = [
+    "MAINLY_MIN_SHARE",
     "PRESENT_MIN_SHARE",
+    "asks_mainly",
     "format_area",
     "measured_note",
     "state_measured",
@@ -38,6 +43,17 @@ __all__ = [
 #: call a class present from 1 % of a tile and absent at 0 %; half of 1 % leaves room for a few
 #: stray pixels either way.
 PRESENT_MIN_SHARE = 0.005
+#: "Is this image mainly forest?" (EuroSAT's and UC Merced's scene questions) asks whether the
+#: class is the larger part of the valid pixels, not whether there is any.
+MAINLY_MIN_SHARE = 0.5
+_MAINLY = re.compile(
+    r"\b(?:mainly|mostly|predominantly|largely|primarily|chiefly|dominated\s+by)\b", re.IGNORECASE
+)
+
+
+def asks_mainly(question: str) -> bool:
+    """True when ``question`` asks whether the image is mainly something ("mostly water?")."""
+    return _MAINLY.search(question) is not None
 
 
 def states_amount(text: str) -> bool:
@@ -70,17 +86,25 @@ def measured_note(area: MaskArea, phrase: str | None = None) -> str:
 
 
 def state_verdict(
-    text: str, area: MaskArea, phrase: str | None, min_share: float = PRESENT_MIN_SHARE
+    text: str,
+    area: MaskArea,
+    phrase: str | None,
+    min_share: float = PRESENT_MIN_SHARE,
+    mainly: bool = False,
 ) -> str:
-    """Make a yes/no that follows the answer's ``[SEG]`` say what the mask measured."""
+    """Make a yes/no that follows the answer's ``[SEG]`` say what the mask measured; ``mainly``:
+    the question asked whether the class covers most of the image (`asks_mainly`)."""
     found = _VERDICT.search(text)
     if found is None:
         return text
-    present = area.share >= min_share
+    present = area.share >= (MAINLY_MIN_SHARE if mainly else min_share)
     if (found.group(2).lower() == "yes") == present:
         return text
     what = phrase or "it"
-    plain = f"Yes, there is {what}." if present else f"No, there is no {what}."
+    if mainly:
+        plain = f"Yes, it is mainly {what}." if present else f"No, it is not mainly {what}."
+    else:
+        plain = f"Yes, there is {what}." if present else f"No, there is no {what}."
     return text[: found.start()] + found.group(1) + plain + text[found.end() :]
 
 
@@ -89,9 +113,10 @@ def state_measured(
     areas: Sequence[MaskArea | None],
     phrases: Sequence[str | None] = (),
     min_share: float = PRESENT_MIN_SHARE,
+    mainly: bool = False,
 ) -> tuple[str, str]:
-    """Rewrite stated shares/areas (and a yes/no after the mask) with the measured ones;
-    returns (text, note to append).
+    """Rewrite stated shares/areas (and a yes/no after the mask, ``mainly`` as in
+    `state_verdict`) with the measured ones; returns (text, note to append).
 
     Only with exactly one measured mask (with several, which figure belongs to which mask is not
     known). The note is empty when that mask has no georeference (no area in m²).
@@ -101,7 +126,7 @@ def state_measured(
         return text, ""
     area = measured[0]
     phrase = next((p for a, p in zip(areas, phrases, strict=False) if a is area), None)
-    text = state_verdict(text, area, phrase, min_share)
+    text = state_verdict(text, area, phrase, min_share, mainly)
     text = _SHARE.sub(lambda m: f"{100 * area.share:.1f}%", text)
     if area.m2 is not None:
         m2 = area.m2

@@ -8,7 +8,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from skyeye_testing import make_tiny_model
 
-from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area, state_measured
+from skyeye.chat.measured import PRESENT_MIN_SHARE, asks_mainly, format_area, state_measured
 from skyeye.chat.session import ChatSession
 from skyeye.grounding.geo import MaskArea
 from skyeye.io.raster import RasterImage
@@ -34,7 +34,9 @@ def test_no_rewrite_when_ambiguous_or_not_georeferenced():
 def test_yes_no_after_the_mask_is_the_masks_verdict():
     empty, some = MaskArea(0.0, 0, None), MaskArea(0.2, 820, 8.2e5)
     # "it looks, then answers": the word after [SEG] follows the mask
-    text, _ = state_measured("<p>water</p> [SEG] Yes, there is water in the north.", [empty], ["water"])
+    text, _ = state_measured(
+        "<p>water</p> [SEG] Yes, there is water in the north.", [empty], ["water"]
+    )
     assert text == "<p>water</p> [SEG] No, there is no water."
     text, note = state_measured("<p>water</p> [SEG] No.", [some], ["water"])
     assert text == "<p>water</p> [SEG] Yes, there is water." and "20.0%" in note
@@ -43,10 +45,25 @@ def test_yes_no_after_the_mask_is_the_masks_verdict():
     assert state_measured(kept, [some], ["water"])[0] == kept
     # the threshold: a few stray pixels are not "present"
     stray = MaskArea(PRESENT_MIN_SHARE / 2, 3, None)
-    assert state_measured("<p>cloud</p> [SEG] Yes.", [stray], ["cloud"])[0].endswith("No, there is no cloud.")
+    assert state_measured("<p>cloud</p> [SEG] Yes.", [stray], ["cloud"])[0].endswith(
+        "No, there is no cloud."
+    )
     # a yes/no before the mask is not the mask's to change
     before = "Yes, here it is: <p>water</p> [SEG]."
     assert state_measured(before, [empty], ["water"])[0] == before
+
+
+def test_mainly_asks_for_the_larger_part_not_for_any():
+    # EuroSAT's "Is this image mainly sea or lake?": a mask on a fifth of the image is water
+    # present, but not mainly water.
+    fifth, most = MaskArea(0.2, 820, None), MaskArea(0.76, 3100, None)
+    assert asks_mainly("Is this image mainly sea or lake? Answer yes or no.")
+    assert asks_mainly("Is the scene dominated by forest?") and not asks_mainly("Is there water?")
+    text, _ = state_measured("<p>water</p> [SEG] Yes.", [fifth], ["water"], mainly=True)
+    assert text == "<p>water</p> [SEG] No, it is not mainly water."
+    text, _ = state_measured("<p>forest</p> [SEG] No.", [most], ["forest"], mainly=True)
+    assert text == "<p>forest</p> [SEG] Yes, it is mainly forest."
+    assert state_measured("<p>water</p> [SEG] Yes.", [fifth], ["water"])[0].endswith("Yes.")
 
 
 def test_format_area_units():
