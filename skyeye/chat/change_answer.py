@@ -9,7 +9,7 @@ The embedded LLM was not trained to write a change answer, so the chat does not 
    change", "where did water appear", "show where forest was lost", "how much water was gained,
    in hectares", ...),
 
-the answer's opening is forced, as `skyeye.chat.grounded.mask_for` forces ``<p>water</p> [SEG]``:
+the answer's opening is forced, as `skyeye.chat.class_question.mask_for` forces ``<p>water</p> [SEG]``:
 ``<p>changed land cover</p> [SEG]``, or a class's own change phrase (``<p>new water</p> [SEG]``,
 ``<p>lost vegetation</p> [SEG]``: the phrases the change records write, `instruct_data.change`).
 By the chat's one change rule (`skyeye.chat.change_seg`) that `[SEG]` goes to the model's change
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from skyeye.chat.change_seg import CHANGE_WORDS, question_images
-from skyeye.chat.grounded import mask_for
+from skyeye.chat.class_question import mask_for
 from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
 from skyeye.chat.reply import ChatReply
 from skyeye.chat.transitions import (

@@ -21,8 +21,14 @@ import torch
 
 if TYPE_CHECKING:
     from skyeye.chat.session import ChatReply, ChatSession
+    from skyeye.io.raster import RasterImage
 
-__all__ = ["class_reply", "class_request"]
+__all__ = ["class_reply", "class_request", "mask_for"]
+
+
+def _opening(phrases: Sequence[str]) -> str:
+    """The looks-first opening that draws ``phrases``: "<p>water</p> [SEG] <p>cloud</p> [SEG]"."""
+    return " ".join(f"<p>{p}</p> [SEG]" for p in phrases)
 
 
 def class_request(phrases: Sequence[str]) -> tuple[str, str]:
@@ -31,7 +37,24 @@ def class_request(phrases: Sequence[str]) -> tuple[str, str]:
     named = ", ".join(phrases[:-1]) + (" and " if len(phrases) > 1 else "") + phrases[-1]
     # The newline after the image is part of the question as trained: the [SEG] states read
     # every token (without it the Landsat pair's cloud masks covered 14.0 % rather than 18.2 %).
-    return f"\nSegment all {named}.", " ".join(f"<p>{p}</p> [SEG]" for p in phrases)
+    return f"\nSegment all {named}.", _opening(phrases)
+
+
+@torch.no_grad()
+def mask_for(
+    session: ChatSession,
+    inputs: Any,
+    phrases: Sequence[str],
+    images: Sequence[RasterImage] | None = None,
+) -> ChatReply:
+    """Masks of ``phrases`` after the prompt ``inputs``: the answer ``<p>X</p> [SEG] ...`` is
+    forced (the looks-first opening skyeye-tiny was trained on) and its masks decoded, one
+    forward pass over prompt + opening, measured on ``images`` (default the conversation's).
+    Returns a `ChatReply` holding those masks."""
+    text = _opening(phrases)
+    ids = session.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+    new_ids = torch.tensor([ids], dtype=torch.long, device=inputs["input_ids"].device)
+    return session._reply(text, inputs, new_ids, None, images=images)
 
 
 @torch.no_grad()
@@ -41,7 +64,7 @@ def class_reply(session: ChatSession, phrases: Sequence[str], index: int = -1) -
     `ChatReply` whose masks lie on that image (``mask_images`` its index in the session)."""
     position = index % len(session.images)
     image = session.images[position]
-    question, answer = class_request(phrases)
+    question, _ = class_request(phrases)
     system = session.settings.system_prompt
     conversation: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     conversation.append(
@@ -55,8 +78,6 @@ def class_reply(session: ChatSession, phrases: Sequence[str], index: int = -1) -
         image_features={name: [values] for name, values in tensors.items()},
     )
     inputs = inputs.to(session.model.device) if hasattr(inputs, "to") else inputs
-    ids = session.processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
-    new_ids = torch.tensor([ids], dtype=torch.long, device=inputs["input_ids"].device)
-    reply = session._reply(answer, inputs, new_ids, None, images=[image])
+    reply = mask_for(session, inputs, phrases, images=[image])
     reply.mask_images = [position for _ in reply.mask_images]
     return reply

@@ -3,7 +3,7 @@
 skyeye-tiny describing the bundled Sentinel-1 scene wrote "The remaining area (about 90%) is
 other surface (none of: water, vegetation)" while the next question's mask measured water at
 26.7 %. The LLM's figures in a description are guesses; the chat draws the masks the description
-implies (one per mask class it names, `mask_for` in `skyeye.chat.grounded`) and then, sentence by
+implies (one per mask class it names, `skyeye.chat.class_question.mask_for`) and then, sentence by
 sentence:
 - a sentence naming exactly one measured class gets that mask's share / area in place of its
   figures ("Water covers about 30% of the image" -> "Water covers 26.7% of the image");

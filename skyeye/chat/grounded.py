@@ -27,9 +27,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from skyeye.chat.class_question import class_reply
+from skyeye.chat.class_question import class_reply, mask_for
 from skyeye.chat.counting import (
     BoxQuestion,
     CountQuestion,
@@ -58,7 +56,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["direct_answer", "mask_for", "measure_answer", "rewrites_words"]
+__all__ = ["direct_answer", "measure_answer", "rewrites_words"]
 
 
 def _classes(session: ChatSession) -> tuple[str, ...]:
@@ -79,17 +77,6 @@ def direct_answer(prompt: str, session: ChatSession) -> str | None:
     except OptionsError:
         choice = None
     return modality_answer(prompt, session.images, choice)
-
-
-@torch.no_grad()
-def mask_for(session: ChatSession, inputs: Any, phrases: list[str]) -> ChatReply:
-    """Masks of ``phrases`` on the question's image: the answer ``<p>X</p> [SEG] ...`` is
-    forced (the looks-first opening skyeye-tiny was trained on) and its masks decoded, one
-    forward pass over prompt + opening. Returns a `ChatReply` holding those masks."""
-    text = " ".join(f"<p>{p}</p> [SEG]" for p in phrases)
-    ids = session.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
-    new_ids = torch.tensor([ids], dtype=torch.long, device=inputs["input_ids"].device)
-    return session._reply(text, inputs, new_ids, None)
 
 
 def _take_mask(reply: ChatReply, source: ChatReply, k: int) -> None:

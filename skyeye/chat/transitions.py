@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from skyeye.chat.class_question import class_reply
 from skyeye.chat.counting import decoder_classes
@@ -167,7 +166,6 @@ def measure_transitions(
     return out
 
 
-@torch.no_grad()
 def class_masks(session: ChatSession, index: int, phrases: list[str]) -> dict[str, np.ndarray]:
     """Masks of ``phrases`` on image ``index`` of the session, asked of that image alone with
     the class question (`skyeye.chat.class_question`; the conversation is not changed):

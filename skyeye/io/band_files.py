@@ -63,17 +63,11 @@ def read_band_files(
 
     with rasterio.Env(**(options or ReadOptions()).gdal_env()), ExitStack() as stack:
         srcs = [stack.enter_context(rasterio.open(t, driver=d)) for t, _, d in targets]
-        for f, src in zip(files, srcs, strict=True):
-            if policy is not None:
+        if policy is not None:
+            for f, src in zip(files, srcs, strict=True):
                 itemsize = np.dtype(src.dtypes[0]).itemsize
                 policy.check_size(src.width, src.height, src.count, itemsize, str(f))
-            if src.count != 1:
-                raise RasterReadError(
-                    f"{f}: has {src.count} bands, but a band-per-file product needs one band per "
-                    "file: read the file on its own instead"
-                )
-            check_dtype(src.dtypes[0], str(f))
-        check_one_crs(label, files, srcs)
+        check_band_files(label, files, srcs)
         # The finest band defines the grid (10 m for Sentinel-2).
         ref = min(srcs, key=lambda s: abs(s.transform.a * s.transform.e))
         h, w = ref.height, ref.width
@@ -95,11 +89,18 @@ def read_band_files(
         )
 
 
-def check_one_crs(label: str, files: Sequence[Path], srcs: Sequence[DatasetReader]) -> None:
-    """Raise when the band files of one product are not all in one CRS, naming which file is in
-    which (a file without georeference among georeferenced ones is named as such)."""
+def check_band_files(label: str, files: Sequence[Path], srcs: Sequence[DatasetReader]) -> None:
+    """Raise unless every opened band file of one product holds one band of a readable dtype and
+    all are in one CRS (naming which file is in which; a file without georeference among
+    georeferenced ones is named as such). The reader and whole scenes both check here."""
     by_crs: dict[str, list[str]] = {}
     for f, src in zip(files, srcs, strict=True):
+        if src.count != 1:
+            raise RasterReadError(
+                f"{f}: has {src.count} bands, but a band-per-file product needs one band per "
+                "file: read the file on its own instead"
+            )
+        check_dtype(src.dtypes[0], str(f))
         by_crs.setdefault(str(src.crs) if src.crs else "no georeference", []).append(f.name)
     if len(by_crs) < 2:
         return

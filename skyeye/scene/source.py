@@ -24,7 +24,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window, from_bounds
 
 from skyeye.errors import RasterReadError, SceneError
-from skyeye.io.band_files import band_file_order, check_one_crs, read_band_window
+from skyeye.io.band_files import band_file_order, check_band_files, read_band_window
 from skyeye.io.band_metadata import complete_band_metadata
 from skyeye.io.gdal import ReadOptions
 from skyeye.io.image import RasterImage, check_dtype, check_file
@@ -198,14 +198,7 @@ class SceneSource:
             files = [check_file(f) for f in files]
             names, files = band_file_order(files, band_names, sensor)
             self.srcs = [self._stack.enter_context(rasterio.open(f)) for f in files]
-            for f, src in zip(files, self.srcs, strict=True):
-                if src.count != 1:
-                    raise RasterReadError(
-                        f"{f}: has {src.count} bands, but a band-per-file product needs one "
-                        "band per file: read the file on its own instead"
-                    )
-                check_dtype(src.dtypes[0], str(f))
-            check_one_crs(self.label, files, self.srcs)
+            check_band_files(self.label, files, self.srcs)
             self.band_names = names
             self.ref = min(self.srcs, key=lambda s: abs(s.transform.a * s.transform.e))
             self.alpha = None
