@@ -15,6 +15,11 @@ SAR or optical, bands) and `measure_answer` after (what the answer's words must 
   `[SEG]` of the class's name when it drew one (the model's segmentation answer to "outline the
   water"), else the class question's; a box asked of an answer that draws masks of other
   phrases is those masks' instance box; the LLM's own box stays only when no mask is drawn;
+- a yes/no about a class ("is there a lake?", "is this image mainly forest?",
+  `skyeye.chat.presence`) is the verdict of that class's own mask: the answer's `[SEG]` of the
+  class's name when it drew that alone, else the class question's; a class the decoder does not
+  outline ("mainly freeway?", which skyeye-tiny answered with a water mask) gets a plain
+  sentence, never a guessed yes or no (one-image conversations);
 - a description's shares and areas are the measured ones of the classes it names, or dropped
   (`skyeye.chat.describe`);
 - otherwise shares, areas and yes/no after a mask as `skyeye.chat.measured.state_measured`;
@@ -39,6 +44,7 @@ from skyeye.chat.counting import (
 from skyeye.chat.describe import asks_description, classes_named, state_description
 from skyeye.chat.measured import asks_mainly, state_measured, states_amount
 from skyeye.chat.modality import modality_answer
+from skyeye.chat.presence import PresenceQuestion, cannot_tell, read_presence_question
 from skyeye.chat.transitions import transitions_note
 from skyeye.constants import PHRASE_CLOSE, PHRASE_OPEN, SEG_TOKEN
 from skyeye.errors import OptionsError
@@ -67,7 +73,10 @@ def rewrites_words(prompt: str) -> bool:
     """True when the chat may replace the answer's words once measured (a count, a box): a
     readable stream then holds them back until the end. (A description's figures are restated
     sentence by sentence: its stream holds back only the sentence in progress.)"""
-    return read_count_question(prompt) is not None or read_box_question(prompt) is not None
+    return any(
+        read(prompt) is not None
+        for read in (read_count_question, read_box_question, read_presence_question)
+    )
 
 
 def direct_answer(prompt: str, session: ChatSession) -> str | None:
@@ -79,12 +88,13 @@ def direct_answer(prompt: str, session: ChatSession) -> str | None:
     return modality_answer(prompt, session.images, choice)
 
 
-def _take_mask(reply: ChatReply, source: ChatReply, k: int) -> None:
-    reply.masks = [source.masks[k]]
-    reply.mask_phrases = [source.mask_phrases[k]]
-    reply.mask_images = [source.mask_images[k]]
-    reply.mask_areas = [source.mask_areas[k]]
-    reply.mask_pairs = source.mask_pairs[k : k + 1]
+def _take_masks(reply: ChatReply, source: ChatReply, keep: list[int]) -> None:
+    """Make ``source``'s masks ``keep`` (indices) ``reply``'s only masks."""
+    reply.masks = [source.masks[k] for k in keep]
+    reply.mask_phrases = [source.mask_phrases[k] for k in keep]
+    reply.mask_images = [source.mask_images[k] for k in keep]
+    reply.mask_areas = [source.mask_areas[k] for k in keep]
+    reply.mask_pairs = [source.mask_pairs[k] for k in keep if k < len(source.mask_pairs)]
 
 
 def _class_mask(reply: ChatReply, phrase: str) -> int | None:
@@ -108,7 +118,7 @@ def _keep_class_mask(
     source = reply if k is not None else class_reply(session, [phrase])
     if not source.masks:
         return False
-    _take_mask(reply, source, k or 0)
+    _take_masks(reply, source, [k or 0])
     return True
 
 
@@ -219,6 +229,11 @@ def measure_answer(
             reply.text = f"{PHRASE_OPEN}{box.phrase}{PHRASE_CLOSE} {SEG_TOKEN}"
     if box is not None and reply.masks:
         reply.text = _boxes(box, reply, classes)
+    presence = read_presence_question(prompt, classes) if box is None else None
+    if presence is not None and measurable and len(session.images) == 1:
+        refused = _presence(session, presence, reply, classes)
+        if refused is not None:
+            return refused, ""
     if asks_description(prompt) and states_amount(reply.text) and len(reply.masks) <= 1:
         return _describe(session, reply, inputs, classes), ""
     mainly = asks_mainly(prompt)
@@ -226,6 +241,24 @@ def measure_answer(
     # A change mask's class transitions, measured on each date's class masks.
     change = transitions_note(session, prompt, reply) if any(reply.mask_pairs) else ""
     return text, " ".join(part for part in (note, change) if part)
+
+
+def _presence(
+    session: ChatSession, q: PresenceQuestion, reply: ChatReply, classes: tuple[str, ...]
+) -> str | None:
+    """Make a presence answer's mask the asked class's own (the answer's `[SEG]` of the class's
+    name when it drew that alone, else the class question's), so that its yes/no is that mask's
+    verdict; for a class the decoder does not outline, the plain sentence to answer with (its
+    masks, of some other phrase, dropped)."""
+    if q.phrase is None:
+        _take_masks(reply, reply, [])
+        return cannot_tell(q, classes)
+    if _class_mask(reply, q.phrase) is not None and len(reply.masks) == 1:
+        return None  # the model's own answer (the validation's presence rows)
+    if _keep_class_mask(session, reply, q.phrase, answers_own=True):
+        # The verdict word is the mask's (`state_measured` restates it when the mask disagrees).
+        reply.text = f"{PHRASE_OPEN}{q.phrase}{PHRASE_CLOSE} {SEG_TOKEN} Yes."
+    return None
 
 
 def _describe(session: ChatSession, reply: ChatReply, inputs: Any, classes: tuple[str, ...]) -> str:

@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         refs = [reference(r) for r in recs]
         scores: dict[str, list[dict[str, float]]] = {s: [] for s in SYSTEMS}
         unparsed: dict[str, Counter[str]] = {s: Counter() for s in SYSTEMS}
+        answered: list[bool] = []  # the measured chat gave an answer of the kind (no refusal)
         rows = []
         for rec, ref in zip(recs, refs, strict=True):
             row = {"id": rec["id"], "dataset": rec["meta"].get("dataset"),
@@ -140,10 +141,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 said = read_answer(kind, text, boxes if system == "measured" else [], letters)
                 if said is None:
                     unparsed[system][unparsed_reason(text)] += 1
+                if system == "measured":
+                    answered.append(said is not None)
                 scores[system].append(correct(kind, said, ref))
                 row[system] = text
             rows.append(row)
-        block = _summarise(kind, recs, refs, scores, unparsed, args.seed)
+        block = _summarise(kind, recs, refs, scores, unparsed, answered, args.seed)
         block["rows"] = rows
         report["kinds"][kind] = block
         logger.info("%s: %s", kind, {k: v for k, v in block.items() if k != "rows"})
@@ -186,9 +189,12 @@ def _summarise(
     refs: list[Any],
     scores: dict[str, list[dict[str, float]]],
     unparsed: dict[str, Counter[str]],
+    answered: list[bool],
     seed: int,
 ) -> dict[str, Any]:
-    """One kind's block: every system and baseline on the same records, and per dataset."""
+    """One kind's block: every system and baseline on the same records, per dataset, and on
+    the records the measured chat answered (``answered``: it says when it cannot tell, e.g. a
+    class its decoder does not outline, and those count as wrong in the block itself)."""
     block: dict[str, Any] = {"n": len(recs)}
     for system in SYSTEMS:
         block[system] = _mean(scores[system])
@@ -211,15 +217,21 @@ def _summarise(
         block[name] = _mean(items)
     if majority:
         block["majority"]["answer"] = majority[0][0]
+    columns = {**{s: scores[s] for s in SYSTEMS}, **baselines}
+
+    def subset(keep: list[int]) -> dict[str, Any]:
+        return {"n": len(keep)} | {
+            name: _mean([items[i] for i in keep]) for name, items in columns.items()
+        }
+
+    if not all(answered):
+        block["answered_by_measured"] = subset([i for i, a in enumerate(answered) if a])
     datasets = sorted({str(r["meta"].get("dataset")) for r in recs})
     if len(datasets) > 1:
-        block["by_dataset"] = {}
-        for ds in datasets:
-            keep = [i for i, r in enumerate(recs) if str(r["meta"].get("dataset")) == ds]
-            columns = {**{s: scores[s] for s in SYSTEMS}, **baselines}
-            block["by_dataset"][ds] = {"n": len(keep)} | {
-                name: _mean([items[i] for i in keep]) for name, items in columns.items()
-            }
+        block["by_dataset"] = {
+            ds: subset([i for i, r in enumerate(recs) if str(r["meta"].get("dataset")) == ds])
+            for ds in datasets
+        }
     return block
 
 

@@ -22,6 +22,7 @@ from skyeye.evaluation.metrics import (
 from skyeye.evaluation.report import write_report
 from skyeye.evaluation.runner import EvalConfig, evaluate, run_evaluation
 from skyeye.evaluation.samples import DEFAULT_MCQ_TEMPLATE, decode_rle
+from skyeye.evaluation.scoring import vqa_answer
 from skyeye.grounding.parse import GroundedBox, parse_boxes
 
 
@@ -183,8 +184,9 @@ def _recompute(task: str, report: dict) -> dict:
     preds = [s["prediction"] for s in samples]
     if task == "caption":
         return caption_metrics(preds, [[s["reference"]] for s in samples])
-    if task == "vqa":
-        return vqa_exact_match([p or None for p in preds], [s["reference"] for s in samples])
+    if task == "vqa":  # a yes/no reference: the yes/no the answer opens with (vqa_answer)
+        pairs = [vqa_answer(p or "", s["reference"]) for p, s in zip(preds, samples, strict=True)]
+        return vqa_exact_match([a for a, _ in pairs], [r for _, r in pairs])
     if task == "mcq":
         return mcq_metrics(preds, [s["gold"] for s in samples])
     if task == "grounding":

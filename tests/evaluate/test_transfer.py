@@ -56,10 +56,34 @@ def test_blocks_hold_every_system_and_baseline_per_dataset():
         for s, answers in {"measured": "AAE", "raw": "ABB", "blind": [None, "A", "A"]}.items()
     }
     unparsed = {"measured": Counter(), "raw": Counter(), "blind": Counter({"no letter": 1})}
-    block = _summarise("scene_mcq", recs, refs, scores, unparsed, seed=0)
+    block = _summarise("scene_mcq", recs, refs, scores, unparsed, [True] * 3, seed=0)
     assert block["measured"]["acc"] == 1.0 and block["raw"]["acc"] == round(1 / 3, 4)
     assert block["blind"]["parsed"] == round(2 / 3, 4)
     assert block["blind"]["unparsed_reasons"] == {"no letter": 1}
     assert block["majority"] == {"acc": round(2 / 3, 4), "answer": "A"}
     assert block["by_dataset"]["two"]["measured"] == {"acc": 1.0}
     assert block["by_dataset"]["one"]["n"] == 2 and "random_letter" in block["by_dataset"]["one"]
+    assert "answered_by_measured" not in block  # it answered every record
+
+
+def test_records_the_measured_chat_declined_are_wrong_and_reported_apart():
+    # Asked about a class its decoder does not outline, the chat says it cannot tell: wrong in
+    # the block, and every system is also scored on the records it did answer.
+    recs = [{"meta": {"dataset": "d", "gen_task": "presence"}} for _ in range(4)]
+    refs = ["yes", "no", "no", "yes"]
+    said = {"measured": ["yes", None, None, "no"], "raw": ["no"] * 4, "blind": ["yes"] * 4}
+    scores = {
+        s: [correct("presence", a, r) for a, r in zip(v, refs, strict=True)]
+        for s, v in said.items()
+    }
+    unparsed = {"measured": Counter({"I cannot tell": 2}), "raw": Counter(), "blind": Counter()}
+    answered = [a is not None for a in said["measured"]]
+    block = _summarise("presence", recs, refs, scores, unparsed, answered, seed=0)
+    assert block["measured"] == {
+        "acc": 0.25,
+        "parsed": 0.5,
+        "unparsed_reasons": {"I cannot tell": 2},
+    }
+    sub = block["answered_by_measured"]
+    assert sub["n"] == 2 and sub["measured"] == {"acc": 0.5} and sub["blind"] == {"acc": 1.0}
+    assert sub["raw"] == {"acc": 0.0} and sub["majority"] == {"acc": 1.0}  # "yes"
