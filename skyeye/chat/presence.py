@@ -21,7 +21,7 @@ __all__ = ["PresenceQuestion", "cannot_tell", "read_presence_question"]
 
 _END = r"(?=\s+(?:in|on|within|across|at|visible|present|anywhere)\b|\s*[?.,!]|\s*$)"
 _WHAT = r"(?P<what>[a-z][a-z\s-]*?)"
-_ARTICLE = r"(?:any\s+|an?\s+|some\s+)?"
+_ARTICLE = r"(?P<article>any\s+|an?\s+|some\s+)?"
 _IMAGE = r"(?:this|the)\s+(?:\w+[\s-])*?(?:image|scene|tile|picture|photo|patch|chip)"
 #: One pattern per way of asking (each names the asked words ``what``).
 _ASKS = tuple(
@@ -42,11 +42,12 @@ _NOT_A_CLASS = re.compile(r"^(?:more|less|fewer|much|many|change|changes|differe
 class PresenceQuestion:
     """A yes/no about one class: ``words`` as asked ("water bodies"), ``phrase`` the decoder
     class they name (None: not one it outlines), ``mainly`` whether it asks for most of the
-    image rather than any of it."""
+    image rather than any of it, ``article`` the one asked with ("a ", "any ", or "")."""
 
     words: str
     phrase: str | None
     mainly: bool
+    article: str = ""
 
 
 def read_presence_question(
@@ -59,12 +60,15 @@ def read_presence_question(
     words = " ".join(found.group("what").split())
     if not words or _NOT_A_CLASS.match(words):
         return None
-    return PresenceQuestion(words, named_class(words, classes), asks_mainly(question))
+    article = (found.groupdict().get("article") or "").lower()
+    return PresenceQuestion(words, named_class(words, classes), asks_mainly(question), article)
 
 
 def cannot_tell(q: PresenceQuestion, classes: tuple[str, ...]) -> str:
     """The plain sentence for a class the decoder does not outline (no yes/no is guessed)."""
-    what = f"this image is mainly {q.words}" if q.mainly else f"there is {q.words} here"
+    what = (
+        f"this image is mainly {q.words}" if q.mainly else f"this image shows {q.article}{q.words}"
+    )
     return (
         f"I cannot tell whether {what}: this model's mask decoder was not trained to outline "
         f"{q.words} (it outlines {', '.join(classes[:6])}, ...), and I will not guess."

@@ -58,6 +58,10 @@ def test_a_class_the_decoder_does_not_outline_gets_no_guessed_verdict():
     assert "water" in text and note == ""  # it says which classes it does outline
     assert parse_yes_no(text) is None and reply.masks == [] and session.forced == []
     assert rewrites_words("Is this image mainly freeway?")  # a readable stream holds it back
+    reply = ChatReply(text="<p>ship</p> [SEG] Yes.")
+    add_mask(reply, five_blobs(), "ship", session.images[0])
+    text, _ = measure_answer(session, "Is there a ship in this image?", reply, INPUTS)
+    assert text.startswith("I cannot tell whether this image shows a ship:") and not reply.masks
 
 
 def test_a_mask_of_another_word_is_replaced_by_the_class_question_mask():
