@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from skyeye.grounding.grammar import seg_opening
+
 #: Change share from which "did anything change?" is answered yes, and at or below which no
 #: (between them the question is not asked: too little to call either way), as the presence
 #: labels of from_rasters (present from 1 %, absent at 0 %).
@@ -63,8 +65,8 @@ def hectares(ha: float) -> str:
 
 
 def seg(phrase: str) -> str:
-    """The answer's mask opening: ``<p>phrase</p> [SEG]``."""
-    return f"<p>{phrase}</p> [SEG]"
+    """The answer's mask opening: ``<p>phrase</p> [SEG]`` (the grammar's, as the chat forces it)."""
+    return seg_opening([phrase])
 
 
 def what_changed_answer(

@@ -56,6 +56,7 @@ from skyeye.chat.transitions import (
 from skyeye.errors import NoComparableAreaError
 from skyeye.grounding.change import shared_bands
 from skyeye.grounding.geo import MaskArea, mask_area
+from skyeye.grounding.grammar import seg_opening
 from skyeye.io.align import overlap_note
 from skyeye.io.dates import date_label
 
@@ -271,7 +272,7 @@ def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | 
         overlap=None if overlap is None else float(overlap),
         note="; ".join(n for n in notes if n) or None,
     )
-    reply.text = f"<p>{question.phrase}</p> [SEG] {_sentence(reply.change)}"
+    reply.text = f"{seg_opening([question.phrase])} {_sentence(reply.change)}"
     return reply
 
 

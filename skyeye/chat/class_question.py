@@ -19,16 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from skyeye.grounding.grammar import seg_opening
+
 if TYPE_CHECKING:
     from skyeye.chat.session import ChatReply, ChatSession
     from skyeye.io.raster import RasterImage
 
 __all__ = ["class_reply", "class_request", "mask_for"]
-
-
-def _opening(phrases: Sequence[str]) -> str:
-    """The looks-first opening that draws ``phrases``: "<p>water</p> [SEG] <p>cloud</p> [SEG]"."""
-    return " ".join(f"<p>{p}</p> [SEG]" for p in phrases)
 
 
 def class_request(phrases: Sequence[str]) -> tuple[str, str]:
@@ -37,7 +34,7 @@ def class_request(phrases: Sequence[str]) -> tuple[str, str]:
     named = ", ".join(phrases[:-1]) + (" and " if len(phrases) > 1 else "") + phrases[-1]
     # The newline after the image is part of the question as trained: the [SEG] states read
     # every token (without it the Landsat pair's cloud masks covered 14.0 % rather than 18.2 %).
-    return f"\nSegment all {named}.", _opening(phrases)
+    return f"\nSegment all {named}.", seg_opening(phrases)
 
 
 @torch.no_grad()
@@ -51,7 +48,7 @@ def mask_for(
     forced (the looks-first opening skyeye-tiny was trained on) and its masks decoded, one
     forward pass over prompt + opening, measured on ``images`` (default the conversation's).
     Returns a `ChatReply` holding those masks."""
-    text = _opening(phrases)
+    text = seg_opening(phrases)
     ids = session.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
     new_ids = torch.tensor([ids], dtype=torch.long, device=inputs["input_ids"].device)
     return session._reply(text, inputs, new_ids, None, images=images)

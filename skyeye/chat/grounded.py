@@ -46,8 +46,9 @@ from skyeye.chat.measured import asks_mainly, state_measured, states_amount
 from skyeye.chat.modality import modality_answer
 from skyeye.chat.presence import PresenceQuestion, cannot_tell, read_presence_question
 from skyeye.chat.transitions import transitions_note
-from skyeye.constants import PHRASE_CLOSE, PHRASE_OPEN, SEG_TOKEN
+from skyeye.constants import PHRASE_CLOSE, PHRASE_OPEN
 from skyeye.errors import OptionsError
+from skyeye.grounding.grammar import seg_opening
 from skyeye.grounding.instances import (
     DEFAULT_MIN_PIXELS,
     Instance,
@@ -70,9 +71,10 @@ def _classes(session: ChatSession) -> tuple[str, ...]:
 
 
 def rewrites_words(prompt: str) -> bool:
-    """True when the chat may replace the answer's words once measured (a count, a box): a
-    readable stream then holds them back until the end. (A description's figures are restated
-    sentence by sentence: its stream holds back only the sentence in progress.)"""
+    """True when the chat may replace the answer's words once measured (a count, a box, a
+    yes/no about a class): a readable stream then holds them back until the end. (A
+    description's figures are restated sentence by sentence: its stream holds back only the
+    sentence in progress.)"""
     return any(
         read(prompt) is not None
         for read in (read_count_question, read_box_question, read_presence_question)
@@ -168,7 +170,7 @@ def _count(session: ChatSession, q: CountQuestion, reply: ChatReply, inputs: Any
     n = len(instances)
     size = f" {q.size_comparison} {q.size_words}" if q.size_words and not caveat else ""
     verb, words = ("is", singular(q.words)) if n == 1 else ("are", q.words)
-    return f"<p>{q.phrase}</p> [SEG] There {verb} {n} {words}{size}{caveat}."
+    return f"{seg_opening([q.phrase])} There {verb} {n} {words}{size}{caveat}."
 
 
 #: Phrase tags left at the end of an answer once their boxes are removed.
@@ -226,7 +228,7 @@ def measure_answer(
         # answered <p>water</p> [SEG]) is the model's segmentation answer, kept; else the class
         # question's (not one forced after the asker's words: held-out Acc@0.5 5.6 -> 33.3 %).
         if _keep_class_mask(session, reply, box.phrase, answers_own=True):
-            reply.text = f"{PHRASE_OPEN}{box.phrase}{PHRASE_CLOSE} {SEG_TOKEN}"
+            reply.text = seg_opening([box.phrase])
     if box is not None and reply.masks:
         reply.text = _boxes(box, reply, classes)
     presence = read_presence_question(prompt, classes) if box is None else None
@@ -257,7 +259,7 @@ def _presence(
         return None  # the model's own answer (the validation's presence rows)
     if _keep_class_mask(session, reply, q.phrase, answers_own=True):
         # The verdict word is the mask's (`state_measured` restates it when the mask disagrees).
-        reply.text = f"{PHRASE_OPEN}{q.phrase}{PHRASE_CLOSE} {SEG_TOKEN} Yes."
+        reply.text = f"{seg_opening([q.phrase])} Yes."
     return None
 
 

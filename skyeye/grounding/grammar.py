@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -53,6 +53,7 @@ __all__ = [
     "format_box",
     "format_boxes",
     "grounding_tokens",
+    "seg_opening",
 ]
 
 
@@ -151,6 +152,14 @@ def _lhrs_box(m: re.Match[str], phrase: str | None) -> GroundedBox | None:
 AFTER_MASK = r"[\s.:,;-]*"
 #: The looks-first opening with its ``[SEG]``: "<p>water</p> [SEG] " (group ``phrase``, optional).
 LEADING_SEG = re.compile(r"^\s*(?:<p>(?P<phrase>[^<]*)</p>\s*)?\[SEG\]" + AFTER_MASK)
+
+
+def seg_opening(phrases: Sequence[str]) -> str:
+    """The looks-first opening `LEADING_SEG` reads, written for ``phrases``:
+    "<p>water</p> [SEG] <p>cloud</p> [SEG]"."""
+    return " ".join(f"{PHRASE_START}{p}{PHRASE_END} {SEG_TOKEN}" for p in phrases)
+
+
 #: Any grounding token written as is ("<p>", "</p>", "[SEG]"), e.g. one left unpaired.
 GRAMMAR_TOKEN = re.compile("|".join(re.escape(t) for t in GROUNDING_TOKENS))
 #: A grounding token cut off at the end of an answer (a stop string, the token limit):

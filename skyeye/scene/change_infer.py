@@ -34,6 +34,7 @@ from skyeye.chat.class_question import class_request
 from skyeye.chat.session import ChatSession
 from skyeye.errors import SceneError
 from skyeye.grounding.clouds import pair_clouds
+from skyeye.grounding.grammar import seg_opening
 from skyeye.io.raster import RasterImage
 from skyeye.processing.dated_images import dated_image_parts
 from skyeye.processing.image_processor import FixedScaling
@@ -46,7 +47,7 @@ def change_answer(phrase: str) -> str:
     """The forced change answer of every window: ``<p>changed land cover</p> [SEG]`` (the
     phrase `skyeye.chat.change_answer.read_change_question` reads from the question, as the
     chat forces it)."""
-    return f"<p>{phrase}</p> [SEG]"
+    return seg_opening([phrase])
 
 
 class ChangeWindowRunner:
