@@ -10,7 +10,8 @@ instructions, mixed into stage 2; the recipe's ``objects_data``: instruct_data.o
 aircraft records, finetune.objects_mix, mixed into stage 2 and the mask stage), vision
 (finetune.vision_stage), stage1 and stage2 (finetune.train with bf16 autocast), mask
 (finetune.mask_stage), change (instruct_data.change, then finetune.change_stage;
-``--permissive-only``: STAR-style pairs only), validate
+``--permissive-only``: STAR-style pairs only), scene (finetune.scene_stage: the scene head on the
+objects data's labelled scenes; not in a permissive-only build), validate
 (finetune.validate_skyeye_tiny), install (copy the final model folder and write its card with
 skyeye.hub; refused when a held-out number of the model installed there gets worse,
 finetune.install_gate, unless --force-install).
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 
 from finetune.band_stack import stack_band_files
+from finetune.head_stages import cli_options, run_change, run_scene
 from finetune.install import gate_passes, install
 from finetune.objects_mix import build_objects_mix
 
@@ -37,32 +39,18 @@ logger = logging.getLogger(__name__)
 S2_EXAMPLE = "examples/sentinel2_berlin_l1c.tif"
 S1_EXAMPLE = "examples/sentinel1_vv_vh.tif"
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
-STAGES = ("prepare", "data", "vision", "stage1", "stage2", "mask", "change", "validate", "install")
-
-
-def cli_options(section: dict[str, Any]) -> list[str]:
-    """A recipe section as command-line options: ``key: value`` -> ``--key=value``, and a boolean
-    as the flag alone (``--key`` / ``--no-key``, argparse's BooleanOptionalAction)."""
-    opts = []
-    for key, value in section.items():
-        flag = key.replace("_", "-")
-        if isinstance(value, bool):
-            opts.append(f"--{flag}" if value else f"--no-{flag}")
-        else:
-            opts.append(f"--{flag}={value}")
-    return opts
-
-
-def change_data_args(
-    recipe: dict[str, Any], shared: Path, out: Path, *, permissive: bool
-) -> list[str]:
-    """``python -m instruct_data.change`` arguments of the recipe's ``change_data`` section
-    (``permissive``: research / non-commercial sources left out, STAR-style pairs only)."""
-    section = recipe.get("change_data", {})
-    args = ["--data", str(shared), "--out", str(out), "--seed", str(recipe.get("seed", 0))]
-    if section.get("sources"):
-        args += ["--sources", *[str(s) for s in section["sources"]]]
-    return args + (["--permissive-only"] if permissive else [])
+STAGES = (
+    "prepare",
+    "data",
+    "vision",
+    "stage1",
+    "stage2",
+    "mask",
+    "change",
+    "scene",
+    "validate",
+    "install",
+)
 
 
 def harmonise_units(data: Path, factors: dict[str, float]) -> int:
@@ -315,13 +303,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # 7. the change decoder on cached change [SEG] states (LLM, tower and mask head frozen)
     if "change_stage" in recipe:
-        rc = _change(recipe, args, work, previous)
+        rc = run_change(recipe, args, work, previous)
         if rc:
             return rc
         previous = work / "change" / "model"
+    if done("scene"):
+        return 0
+    # 8. the scene head on the objects data's labelled scenes (everything else frozen). The
+    # scene sets that train it (AID) are research-only: a permissive-only build has none.
+    if "scene_stage" in recipe and not args.permissive_only:
+        rc = run_scene(recipe, args, work, previous)
+        if rc:
+            return rc
+        previous = work / "scene" / "model"
     if done("validate"):
         return 0
-    # 8. validate
+    # 9. validate
     report = work / "validation.json"
     if not report.is_file():
         from finetune.validate_skyeye_tiny import main as validate
@@ -357,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             return rc
     if done("install") or args.install is None:
         return 0
-    # 9. install, only if no held-out number of the installed model gets worse
+    # 10. install, only if no held-out number of the installed model gets worse
     change_report = work / "change" / "change_evaluation.json"
     reports = [report, *([change_report] if change_report.is_file() else [])]
     if not gate_passes(args.install, reports, work / "install_gate.json", args.force_install):
@@ -370,28 +367,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     install(previous, args.install, reports, args.recipe, permissive_only=args.permissive_only)
     return 0
-
-
-def _change(recipe: dict[str, Any], args: argparse.Namespace, work: Path, previous: Path) -> int:
-    """Change data (instruct_data.change) and the change stage, each skipped when done."""
-    data = work / "change_data"
-    if not (data / "train.jsonl").is_file():
-        from instruct_data.change.__main__ import main as build_change
-
-        shared = args.shared_data.resolve()
-        rc = build_change(change_data_args(recipe, shared, data, permissive=args.permissive_only))
-        if rc:
-            return rc
-    out = work / "change" / "model"
-    if (out / "config.json").is_file():
-        return 0
-    # A fresh process, as the mask stage: the decoder's new layers come from a seeded generator.
-    cmd = [sys.executable, "-m", "finetune.change_stage", "--model", str(previous)]
-    cmd += ["--data", str(data / "train.jsonl"), "--val", str(data / "val.jsonl")]
-    cmd += ["--out", str(out), "--seed", str(recipe.get("seed", 0))]
-    cmd += cli_options(recipe["change_stage"])
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    return 2 if subprocess.run(cmd, env=env).returncode else 0
 
 
 def torch_threads(n: int) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from skyeye.chat.scene_choice import scene_choice
 from skyeye.errors import OptionsError
 from skyeye.grounding.options import MultipleChoice, format_choice, parse_options
 
@@ -97,11 +98,17 @@ def choice_answer(
     question: str,
     scoring: ChoiceScoring,
     max_length: int | None = None,
+    *,
+    scene_head: bool = False,
 ) -> str | None:
     """The answer to a multiple-choice ``question`` ('C. a lake', the best-scoring option), a
     plain sentence when its options cannot be answered (a single option, more than 26, an empty
     one, or a question whose longest option would run past the model's context ``max_length``),
-    or None when it lists no options."""
+    or None when it lists no options.
+
+    scene_head: answer a scene question about one image by the model's scene head
+    (`skyeye.chat.scene_choice`) where it has one; every other question by option likelihood.
+    """
     try:
         choice = parse_options(question)
     except OptionsError as err:
@@ -120,5 +127,7 @@ def choice_answer(
                 f"{prompt} tokens and its longest option {longest} more, past the model's "
                 f"context of {max_length}; shorten the options or the question."
             )
-    scores = score_choices(model, tokenizer, inputs, choice)
-    return format_choice(choice.options[scores.best(scoring)])
+    best = scene_choice(model, tokenizer, inputs, choice) if scene_head else None
+    if best is None:
+        best = score_choices(model, tokenizer, inputs, choice).best(scoring)
+    return format_choice(choice.options[best])

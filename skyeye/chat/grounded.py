@@ -45,6 +45,7 @@ from skyeye.chat.describe import asks_description, classes_named, state_descript
 from skyeye.chat.measured import asks_mainly, state_measured, states_amount
 from skyeye.chat.modality import modality_answer
 from skyeye.chat.presence import PresenceQuestion, cannot_tell, read_presence_question
+from skyeye.chat.scene_choice import scene_verdict
 from skyeye.chat.transitions import transitions_note
 from skyeye.constants import PHRASE_CLOSE, PHRASE_OPEN
 from skyeye.errors import OptionsError
@@ -251,10 +252,14 @@ def _presence(
     """Make a presence answer's mask the asked class's own (the answer's `[SEG]` of the class's
     name when it drew that alone, else the class question's), so that its yes/no is that mask's
     verdict; for a class the decoder does not outline, the plain sentence to answer with (its
-    masks, of some other phrase, dropped)."""
+    masks, of some other phrase, dropped): the scene head's verdict on "mainly X?" where the model
+    has one (`skyeye.chat.scene_choice.scene_verdict`), else a sentence that it cannot tell."""
     if q.phrase is None:
         _take_masks(reply, reply, [])
-        return cannot_tell(q, classes)
+        tensors = session._image_tensors(session.images[0])
+        tokenizer = session.processor.tokenizer
+        verdict = scene_verdict(session.model, tokenizer, tensors, q.words) if q.mainly else None
+        return verdict or cannot_tell(q, classes)
     if _class_mask(reply, q.phrase) is not None and len(reply.masks) == 1:
         return None  # the model's own answer (the validation's presence rows)
     if _keep_class_mask(session, reply, q.phrase, answers_own=True):

@@ -19,6 +19,7 @@ from skyeye.bundled import resolve_model_folder
 from skyeye.chat.change_answer import change_reply
 from skyeye.chat.change_seg import change_entries
 from skyeye.chat.choices import choice_answer
+from skyeye.chat.cover_choice import cover_answer
 from skyeye.chat.decoding import DEFAULT_SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT
 from skyeye.chat.decoding import GenerationSettings as GenerationSettings
 from skyeye.chat.decoding import (
@@ -332,18 +333,28 @@ class ChatSession:
 
     def _choose(self, prompt: str, inputs: Any) -> str | None:
         """Answer what the reader knows (sensor, bands: `skyeye.chat.grounded.direct_answer`), a
-        change question by measurement (`skyeye.chat.change_answer`) or a multiple-choice
-        question by option likelihood (`skyeye.chat.choices`, with mcq_scoring "likelihood"):
+        change question by measurement (`skyeye.chat.change_answer`), 'which covers the most?'
+        among decoder classes by their masks (`skyeye.chat.cover_choice`) or a multiple-choice
+        question by option likelihood (`skyeye.chat.choices`, with mcq_scoring "likelihood"; a
+        scene question about one image by the scene head where the model has one and ``measure``):
         recorded as the turn's reply; None when none applies."""
         measure, reply = self.settings.measure, None
         try:
             text = direct_answer(prompt, self) if measure else None
             if text is None and measure:
                 reply = change_reply(self, prompt, inputs)
+            if text is None and reply is None and measure:
+                text = cover_answer(self, prompt)
             if text is None and reply is None and self.settings.mcq_scoring == "likelihood":
                 tokenizer, scoring = self.processor.tokenizer, self.settings.choice_scoring
                 text = choice_answer(
-                    self.model, tokenizer, inputs, prompt, scoring, self.processor.max_length
+                    self.model,
+                    tokenizer,
+                    inputs,
+                    prompt,
+                    scoring,
+                    self.processor.max_length,
+                    scene_head=measure,
                 )
         except Exception:
             self.messages.pop()

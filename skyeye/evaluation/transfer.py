@@ -164,7 +164,9 @@ def _ask(
     try:
         if system != "blind":
             image = rec["images"][0]
-            extra = {"wavelengths": image["wavelengths"]} if image.get("wavelengths") else {}
+            # What the record knows of its bands, as a user would give it (--sensor, band names):
+            # without the names a 13-band EuroSAT patch is not read as Sentinel-2 reflectance.
+            extra = {k: image[k] for k in ("wavelengths", "band_names") if image.get(k)}
             chat.add_image(str(_image_path(rec, shared, out)), **extra)
         reply = chat.ask(_prompt(rec))
     except (SkyEyeError, ValueError) as err:
@@ -249,6 +251,27 @@ def _mean(items: list[dict[str, float]]) -> dict[str, Any]:
     return {k: round(sum(i[k] for i in items) / len(items), 4) for k in keys}
 
 
+def card_tasks(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's headline numbers as a model-card report (`skyeye.hub.card.read_evaluation`:
+    ``{"tasks": {...}}``): per kind, "held-out sources: KIND" on its datasets, the measured
+    system's metrics first, then the raw LLM's, the blind model's and each baseline's, prefixed
+    with its name (``raw_acc``, ``majority_acc``...), and the share of measured answers parsed."""
+    tasks: dict[str, Any] = {}
+    for kind, block in report["kinds"].items():
+        datasets = sorted(block.get("by_dataset", {})) or sorted(
+            {str(row["dataset"]) for row in block.get("rows", [])}
+        )
+        entry: dict[str, Any] = {"dataset": "held-out sources " + ", ".join(datasets)}
+        entry["n"] = block["n"]
+        for name in (*SYSTEMS, "majority", "random_letter", "centred_box"):
+            for metric, value in block.get(name, {}).items():
+                if isinstance(value, (int, float)) and metric not in ("parsed", "answer"):
+                    entry[metric if name == "measured" else f"{name}_{metric}"] = value
+        entry["measured_parsed"] = block["measured"]["parsed"]
+        tasks[f"held-out sources: {kind}"] = entry
+    return {"tasks": tasks}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m skyeye.evaluation.transfer", description=__doc__)
     p.add_argument("--data", required=True, help="heldout.jsonl of instruct_data.objects")
@@ -262,6 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--card",
+        default=None,
+        help="also write the headline numbers as a model-card report (python -m skyeye.hub card "
+        "--eval FILE)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not Path(args.data).is_file():
@@ -279,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["command"] = ["python", "-m", "skyeye.evaluation.transfer", *(argv or sys.argv[1:])]
     with atomic_open(Path(args.out), "w") as f:
         json.dump(report, f, indent=1)
+    if args.card:
+        with atomic_open(Path(args.card), "w") as f:
+            json.dump(card_tasks(report), f, indent=1)
     for kind, block in report["kinds"].items():
         print(kind, json.dumps({k: v for k, v in block.items() if k != "rows"}))
     return 0

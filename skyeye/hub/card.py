@@ -1,6 +1,7 @@
 """Model cards and hub uploads for SkyEye model folders.
 
-    python -m skyeye.hub card --model FOLDER [--eval REPORT.json ...] [--recipe R.yaml] [--info CARD.yaml]
+    python -m skyeye.hub card --model FOLDER [--eval REPORT.json ...] [--keep-evaluations]
+        [--recipe R.yaml] [--info CARD.yaml]
     python -m skyeye.hub push --model FOLDER --repo org/name [--no-dry-run]
 
 `card` writes `FOLDER/README.md` with `huggingface_hub.ModelCard`: YAML metadata (license,
@@ -138,6 +139,34 @@ def read_evaluation(path: Path) -> list[Evaluation]:
     return out
 
 
+def card_evaluations(folder: Path) -> list[Evaluation]:
+    """The evaluations of the card already in ``folder`` (its model-index, one per task and
+    dataset, metrics in their order; ``n`` read back from the card's own section heading
+    "**task** on `dataset` (n samples)"); [] without a card. Lets a card be rewritten with new
+    reports for some tasks while the numbers of the others stay (``--keep-evaluations``)."""
+    import re
+
+    path = folder / "README.md"
+    if not path.is_file():
+        return []
+    try:
+        card = ModelCard.load(path)
+    except (ValueError, OSError) as err:
+        raise HubError(f"{path}: cannot read the existing card ({err}); move it aside") from err
+    grouped: dict[tuple[str, str], list[tuple[str, float]]] = {}
+    for r in card.data.eval_results or []:
+        key = (str(r.task_name), str(r.dataset_name))
+        grouped.setdefault(key, []).append((str(r.metric_type), float(r.metric_value)))
+    out = []
+    for (task, dataset), metrics in grouped.items():
+        heading = re.search(
+            rf"\*\*{re.escape(task)}\*\* on `{re.escape(dataset)}` \((\d+) samples\)", card.text
+        )
+        n = int(heading.group(1)) if heading else None
+        out.append(Evaluation(task=task, dataset=dataset, metrics=metrics, n=n))
+    return out
+
+
 def read_info(path: Path) -> dict[str, Any]:
     """The card's free-text fields and metadata overrides from a YAML file."""
     try:
@@ -212,6 +241,16 @@ def _architecture(config: dict[str, Any], processor: dict[str, Any]) -> list[tup
                 "mask head",
                 f"{config.get('mask_decoder', 'light')} decoder, width "
                 f"{config.get('mask_head_hidden_size', '?')}: one mask per `{config.get('seg_token', '[SEG]')}`",
+            )
+        )
+    if config.get("mask_change"):
+        rows.append(("change decoder", "Siamese over two dates: a change `[SEG]` -> change mask"))
+    if config.get("scene_head"):
+        rows.append(
+            (
+                "scene head",
+                f"width {config.get('scene_head_dim', '?')}: scene names scored against the whole "
+                "image (scene multiple choice)",
             )
         )
     return rows
@@ -359,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument(
         "--info", type=Path, default=None, help="YAML with the card's texts and metadata"
     )
+    card.add_argument(
+        "--keep-evaluations",
+        action="store_true",
+        help="keep the numbers of the folder's existing card for every task the --eval reports "
+        "do not report (a model changed in one part, re-measured where that part answers)",
+    )
     card.add_argument("--print", action="store_true", help="also print the card")
     up = sub.add_parser("push", help="upload a model folder to the hub (dry run by default)")
     up.add_argument("--model", required=True, type=Path, help="model folder")
@@ -375,8 +420,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.command == "card":
+            evaluations = [ev for path in args.eval for ev in read_evaluation(path)]
+            if args.keep_evaluations:
+                new = {ev.task for ev in evaluations}
+                kept = [ev for ev in card_evaluations(args.model) if ev.task not in new]
+                evaluations = evaluations + kept  # the re-measured first
             inputs = CardInputs(
-                evaluations=[ev for path in args.eval for ev in read_evaluation(path)],
+                evaluations=evaluations,
                 recipe_path=args.recipe,
                 info=read_info(args.info) if args.info else {},
             )

@@ -83,12 +83,12 @@ class SkyEyeModel(SkyEyePreTrainedModel):
             `config.text_config` with random weights if None.
 
     `SkyEyeModel.from_pretrained(folder)` reads a full model folder; the mask and change decoders'
-    weights (`mask_head.*`, `change_head.*`) belong to the class on top and are skipped (every
+    weights (`mask_head.*`, `change_head.*`, `scene_head.*`) belong to the class on top and are skipped (every
     other key is checked).
     """
 
     #: weights of a model folder that belong to the conditional-generation class on top
-    _head_key_prefixes: tuple[str, ...] = ("mask_head.", "change_head.")
+    _head_key_prefixes: tuple[str, ...] = ("mask_head.", "change_head.", "scene_head.")
 
     def __init__(self, config: SkyEyeConfig, language_model: PreTrainedModel | None = None) -> None:
         super().__init__(config)

@@ -55,6 +55,15 @@ class SkyEyeConfig(PretrainedConfig):
             dates (Siamese tokens and their difference, refined on the dates' pixel difference).
             Default False: no change head, and `config.json` is written without this key, so
             folders saved before it existed load, mask and save as before.
+        scene_head: build the scene head (`skyeye.modeling.scene_head.SceneHead`), which scores
+            names ("forest", "parking lot") against the whole image; the chat answers scene
+            multiple-choice questions with it. Default False, and `config.json` is then written
+            without the ``scene_*`` keys.
+        scene_head_dim: width of the scene head's shared image-name space.
+        scene_names: the scene names the head was trained on (the scene stage writes them): the
+            names a "mainly X?" about a name the mask decoder does not outline is ranked among.
+        scene_top_k: "mainly X?" is answered yes when X ranks within this many of
+            ``scene_names`` + X (the scene stage picks it on its kept-out images).
         mask_classes: the classes the mask decoder was trained to outline (the mask stage writes
             the bare ``<p>class</p> [SEG]`` phrases of its training records); the chat counts and
             measures only these. None: skyeye-tiny's list
@@ -89,6 +98,10 @@ class SkyEyeConfig(PretrainedConfig):
         mask_hires_ratios: int = 0,
         mask_hires_indices: bool = False,
         mask_change: bool = False,
+        scene_head: bool = False,
+        scene_head_dim: int = 128,
+        scene_names: list[str] | None = None,
+        scene_top_k: int = 1,
         mask_classes: list[str] | None = None,
         text_base_vocab_size: int | None = None,
         **kwargs: Any,
@@ -126,6 +139,10 @@ class SkyEyeConfig(PretrainedConfig):
         self.mask_hires_ratios = mask_hires_ratios
         self.mask_hires_indices = mask_hires_indices
         self.mask_change = bool(mask_change)
+        self.scene_head = bool(scene_head)
+        self.scene_head_dim = int(scene_head_dim)
+        self.scene_names = None if scene_names is None else [str(n) for n in scene_names]
+        self.scene_top_k = int(scene_top_k)
         self.mask_classes = None if mask_classes is None else [str(c) for c in mask_classes]
         self.text_base_vocab_size = text_base_vocab_size
         # PretrainedConfig.__init__ pushes its own (unset) attention implementation down to the
@@ -138,11 +155,14 @@ class SkyEyeConfig(PretrainedConfig):
     def to_dict(self) -> dict[str, Any]:
         """The config as saved; the LLM sub-config's ``_name_or_path`` (the folder the LLM was
         loaded from on this machine, e.g. a cache path) is replaced by ``llm_source``, so a
-        shipped config names where the LLM comes from, not a machine path. ``mask_change`` and
-        ``mask_classes`` are written only when set."""
+        shipped config names where the LLM comes from, not a machine path. ``mask_change``,
+        ``scene_head`` (with its width) and ``mask_classes`` are written only when set."""
         out = super().to_dict()
         if not out.get("mask_change", False):
             out.pop("mask_change", None)  # folders without a change head keep their old bytes
+        if not out.get("scene_head", False):
+            for key in ("scene_head", "scene_head_dim", "scene_names", "scene_top_k"):
+                out.pop(key, None)
         if out.get("mask_classes") is None:
             out.pop("mask_classes", None)  # likewise folders saved before the field existed
         text = out.get("text_config")

@@ -38,6 +38,7 @@ from skyeye.modeling.change_masks import SegImage, decode_with_pairs
 from skyeye.modeling.configuration import SkyEyeConfig
 from skyeye.modeling.mask_decoders import get_change_decoder, get_mask_decoder, mask_losses
 from skyeye.modeling.pretrained import SkyEyePreTrainedModel
+from skyeye.modeling.scene_head import SceneHead
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class SkyEyeForConditionalGeneration(SkyEyePreTrainedModel):
         self.change_head: nn.Module | None = None
         if config.mask_change:
             self.change_head = get_change_decoder("change")(config)
+        self.scene_head: SceneHead | None = SceneHead(config) if config.scene_head else None
         self.post_init()
 
     def __setattr__(self, name: str, value: Any) -> None:

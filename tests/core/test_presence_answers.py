@@ -88,3 +88,25 @@ def test_the_answers_own_class_mask_is_kept_and_gives_the_verdict():
     text, _ = measure_answer(session, "Is there water in this image?", reply, INPUTS)
     assert session.forced == []  # no second mask drawn
     assert text.startswith("<p>water</p> [SEG] No, there is no water.")
+
+
+def test_mainly_a_scene_name_goes_to_the_scene_head_where_the_model_has_one(monkeypatch):
+    asked = []
+
+    def verdict(model, tokenizer, tensors, name):
+        asked.append(name)
+        return f'No: the scene head ranks "{name}" 9th of 31 scene names for this image.'
+
+    monkeypatch.setattr("skyeye.chat.grounded.scene_verdict", verdict)
+    session = ScriptedSession({}, image())
+    reply = ChatReply(text="<p>water</p> [SEG] No.")
+    add_mask(reply, five_blobs(), "water", session.images[0])
+    text, _ = measure_answer(session, "Is this image mainly freeway?", reply, INPUTS)
+    assert text.startswith('No: the scene head ranks "freeway"') and parse_yes_no(text) == "no"
+    assert reply.masks == [] and asked == ["freeway"]  # the unrelated water mask is dropped
+    # Presence of an object is not a scene question: still not guessed.
+    reply = ChatReply(text="<p>ship</p> [SEG] Yes.")
+    text, _ = measure_answer(session, "Is there a ship in this image?", reply, INPUTS)
+    assert text.startswith("I cannot tell whether this image shows a ship:") and asked == [
+        "freeway"
+    ]

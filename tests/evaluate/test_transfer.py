@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from skyeye.evaluation.cli import _settings, build_parser
-from skyeye.evaluation.transfer import _summarise, correct, read_answer, reference, unparsed_reason
+from skyeye.evaluation.transfer import (
+    _summarise,
+    card_tasks,
+    correct,
+    read_answer,
+    reference,
+    unparsed_reason,
+)
 from skyeye.grounding.parse import GroundedBox
+from skyeye.hub.card import read_evaluation
 
 
 def test_answers_are_read_and_scored_per_kind():
@@ -43,7 +52,7 @@ def test_unreadable_answers_are_counted_with_their_reason():
     assert read_answer("scene_mcq", "E", []) is None  # four options list no E
 
 
-def test_blocks_hold_every_system_and_baseline_per_dataset():
+def test_blocks_hold_every_system_and_baseline_per_dataset(tmp_path):
     def rec(ds, answer):
         q = "Which class?\nA. x\nB. y\nC. z\nD. w\nE. v"
         return {"meta": {"dataset": ds, "gen_task": "scene_mcq", "answer": answer},
@@ -64,6 +73,15 @@ def test_blocks_hold_every_system_and_baseline_per_dataset():
     assert block["by_dataset"]["two"]["measured"] == {"acc": 1.0}
     assert block["by_dataset"]["one"]["n"] == 2 and "random_letter" in block["by_dataset"]["one"]
     assert "answered_by_measured" not in block  # it answered every record
+    # The model card reads the same numbers, the measured system's unprefixed.
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(card_tasks({"kinds": {"scene_mcq": block}})))
+    (ev,) = read_evaluation(path)
+    got = dict(ev.metrics)
+    assert ev.task == "held-out sources: scene_mcq" and ev.n == 3
+    assert ev.dataset == "held-out sources one, two"
+    assert got["acc"] == 1.0 and got["raw_acc"] == round(1 / 3, 4)
+    assert got["majority_acc"] == round(2 / 3, 4) and got["measured_parsed"] == 1.0
 
 
 def test_records_the_measured_chat_declined_are_wrong_and_reported_apart():

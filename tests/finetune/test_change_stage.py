@@ -120,7 +120,7 @@ def test_no_change_records_is_a_one_line_error(tmp_path, start, capsys):
 
 
 def test_the_recipe_runs_the_change_stage_and_permissive_builds_use_star_pairs_only():
-    from finetune import skyeye_tiny
+    from finetune import head_stages, skyeye_tiny
     from finetune.change_stage import _parser
 
     recipe = yaml.safe_load((REPO / "finetune/recipes/skyeye-tiny.yaml").read_text())
@@ -130,8 +130,8 @@ def test_the_recipe_runs_the_change_stage_and_permissive_builds_use_star_pairs_o
     options = skyeye_tiny.cli_options(recipe["change_stage"])
     parsed = _parser().parse_args(["--model", "m", "--data", "d", "--out", "o", *options])
     assert parsed.steps > 0 and parsed.max_records >= 0
-    full = skyeye_tiny.change_data_args(recipe, Path("shared"), Path("out"), permissive=False)
-    only = skyeye_tiny.change_data_args(recipe, Path("shared"), Path("out"), permissive=True)
+    full = head_stages.change_data_args(recipe, Path("shared"), Path("out"), permissive=False)
+    only = head_stages.change_data_args(recipe, Path("shared"), Path("out"), permissive=True)
     assert "--permissive-only" not in full and "--permissive-only" in only
     # The change builder leaves the research-only sources out of a permissive build.
     from instruct_data.change.licences import get_licence

@@ -312,3 +312,39 @@ def test_cli_card_keeps_the_training_sets_and_licence_of_the_card_it_rewrites(
     )
     card = ModelCard.load(model_folder / "README.md")
     assert card.data.license == "apache-2.0" and "training_sets" not in card.data.to_dict()
+
+
+def test_cli_card_keeps_the_numbers_of_tasks_no_new_report_gives(model_folder, tmp_path) -> None:
+    # A model changed in one part (a head trained apart) is re-measured where that part answers;
+    # --keep-evaluations keeps every other task's numbers, with their sample counts.
+    (tmp_path / "old.json").write_text(
+        json.dumps(
+            {
+                "tasks": {
+                    "presence": {
+                        "accuracy": 0.78,
+                        "blind_accuracy": 0.47,
+                        "n": 433,
+                        "dataset": "held-out",
+                    },
+                    "mcq": {"accuracy": 0.55, "n": 96, "dataset": "held-out"},
+                }
+            }
+        )
+    )
+    assert (
+        hub.main(["card", "--model", str(model_folder), "--eval", str(tmp_path / "old.json")]) == 0
+    )
+    (tmp_path / "new.json").write_text(
+        json.dumps({"task": "mcq", "dataset": "held-out", "metrics": {"accuracy": 0.6, "n": 96}})
+    )
+    argv = ["card", "--model", str(model_folder), "--eval", str(tmp_path / "new.json")]
+    assert hub.main([*argv, "--keep-evaluations"]) == 0
+    kept = {(e.task, e.n): dict(e.metrics) for e in hub.card_evaluations(model_folder)}
+    assert kept == {
+        ("presence", 433): {"accuracy": 0.78, "blind_accuracy": 0.47},
+        ("mcq", 96): {"accuracy": 0.6},  # the new report's, not the old card's
+    }
+    # Without the flag only the given reports are on the card.
+    assert hub.main(argv) == 0
+    assert [e.task for e in hub.card_evaluations(model_folder)] == ["mcq"]
