@@ -21,7 +21,14 @@ from typing import Any
 from skyeye.grounding.options import MultipleChoice
 from skyeye.modeling.scene_head import scene_scores
 
-__all__ = ["is_scene_question", "scene_choice", "scene_name_ids", "scene_verdict"]
+__all__ = [
+    "is_scene_question",
+    "scene_choice",
+    "scene_name",
+    "scene_name_ids",
+    "scene_verdict",
+    "sees_visible",
+]
 
 #: Stems that ask what the whole image is: its scene, land cover / use, class or category.
 _SCENE_STEM = re.compile(
@@ -33,6 +40,23 @@ _SCENE_STEM = re.compile(
 #: Names are short and wordy: at most this many words, no digits (counts, years, sizes).
 _MAX_NAME_WORDS = 5
 _DIGIT = re.compile(r"\d")
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.IGNORECASE)
+#: The head learnt scenes from RGB photos (AID): it reads an image only through visible bands.
+VISIBLE_UM = (0.4, 0.7)
+
+
+def sees_visible(wavelengths: Any) -> bool:
+    """True when any band's wavelength (µm; a tensor or sequence) lies in the visible range: a
+    SAR image (its placeholder wavelength) or a NIR / SWIR band alone is outside what the head
+    learnt, and it is not asked."""
+    values = wavelengths.tolist() if hasattr(wavelengths, "tolist") else list(wavelengths)
+    return any(VISIBLE_UM[0] <= float(w) <= VISIBLE_UM[1] for w in values)
+
+
+def scene_name(name: str) -> str:
+    """A name as the head reads it: lower case, no leading article, no trailing punctuation
+    ('A lake.' -> 'lake')."""
+    return _ARTICLE.sub("", name.strip().rstrip(".!?;:,").strip().lower())
 
 
 def is_scene_question(choice: MultipleChoice) -> bool:
@@ -47,25 +71,27 @@ def is_scene_question(choice: MultipleChoice) -> bool:
 
 
 def scene_name_ids(tokenizer: Any, names: Sequence[str]) -> list[list[int]]:
-    """Token ids of each name as the scene head reads it: lower case, trailing punctuation
-    dropped, a leading space (the form a name takes inside a sentence)."""
-    ids = []
-    for name in names:
-        text = " " + name.strip().rstrip(".!?;:,").lower()
-        ids.append(list(tokenizer(text, add_special_tokens=False)["input_ids"]))
-    return ids
+    """Token ids of each name as the scene head reads it (`scene_name`), after a space (the form
+    a name takes inside a sentence)."""
+    return [
+        list(tokenizer(" " + scene_name(name), add_special_tokens=False)["input_ids"])
+        for name in names
+    ]
 
 
 def scene_choice(
     model: Any, tokenizer: Any, inputs: dict[str, Any], choice: MultipleChoice
 ) -> int | None:
     """Index of the option the scene head scores highest against the prompt's one image, or
-    None when the model has no scene head, the prompt has not exactly one image, or the question
-    is not a scene question (`is_scene_question`)."""
+    None when the model has no scene head, the prompt has not exactly one image, the image has no
+    visible band (`sees_visible`), or the question is not a scene question
+    (`is_scene_question`)."""
     if getattr(model, "scene_head", None) is None or not is_scene_question(choice):
         return None
     pixels, wavelengths = inputs.get("pixel_values"), inputs.get("wavelengths")
     if pixels is None or wavelengths is None or len(pixels) != 1:
+        return None
+    if not sees_visible(wavelengths[0]):
         return None
     device = model.device
     pixels = [p.to(device) for p in pixels]
@@ -84,12 +110,15 @@ def scene_verdict(model: Any, tokenizer: Any, image: dict[str, Any], name: str) 
     """'Yes: ...' / 'No: ...' to "is this image mainly ``name``?" by the scene head: ``name``'s
     rank among the scene names the head was trained on (``config.scene_names``, ``name`` put
     among them), yes within ``config.scene_top_k``. ``image``: the processor's tensors of the
-    one image (pixel_values (C, H, W), wavelengths (C,)). None without a scene head or names."""
+    one image (pixel_values (C, H, W), wavelengths (C,)). None without a scene head or names, or
+    for an image without a visible band."""
     config = model.config
     if getattr(model, "scene_head", None) is None or not getattr(config, "scene_names", None):
         return None
-    wanted = name.strip().lower()
-    vocab = [wanted] + [n for n in config.scene_names if n.lower() != wanted]
+    if not sees_visible(image["wavelengths"]):
+        return None
+    wanted = scene_name(name)
+    vocab = [wanted] + [n for n in config.scene_names if scene_name(n) != wanted]
     device = model.device
     pixels, wavelengths = [image["pixel_values"].to(device)], [image["wavelengths"].to(device)]
     scores = scene_scores(model, pixels, wavelengths, scene_name_ids(tokenizer, vocab))[0]
@@ -97,6 +126,6 @@ def scene_verdict(model: Any, tokenizer: Any, image: dict[str, Any], name: str) 
     k = config.scene_top_k
     verdict = "Yes" if rank <= k else "No"
     return (
-        f'{verdict}: the scene head ranks "{name}" {_ordinal(rank)} of {len(vocab)} scene names '
+        f'{verdict}: the scene head ranks "{wanted}" {_ordinal(rank)} of {len(vocab)} scene names '
         f"for this image (yes within the first {k})."
     )

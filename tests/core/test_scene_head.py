@@ -15,8 +15,10 @@ from skyeye.chat.choices import choice_answer
 from skyeye.chat.scene_choice import (
     is_scene_question,
     scene_choice,
+    scene_name,
     scene_name_ids,
     scene_verdict,
+    sees_visible,
 )
 from skyeye.errors import CheckpointKeyError
 from skyeye.grounding.options import parse_options
@@ -156,3 +158,29 @@ def test_mainly_a_scene_name_is_answered_by_its_rank_among_the_trained_names(sce
     assert said.startswith('No: the scene head ranks "lake" ') and "of 3 scene names" in said
     model.config.scene_names = None  # a head saved without its names cannot rank
     assert scene_verdict(model, processor.tokenizer, tensors, "city") is None
+
+
+def test_names_lose_their_article_and_images_without_visible_bands_are_not_asked(scene_model):
+    model, processor = scene_model
+    model.eval()
+    assert scene_name(" A lake. ") == "lake" and scene_name("The City") == "city"
+    model.config.scene_names, model.config.scene_top_k = ["forest", "lake", "city"], 1
+    tensors = {k: v[0] for k, v in processor.image_features([_image()]).items()}
+    _prefer(model, processor, "city")
+    # "Is this image mainly a city?" ranks "city" among the 3 names, not a 4th, "a city".
+    assert scene_verdict(model, processor.tokenizer, tensors, "a city").startswith(
+        'Yes: the scene head ranks "city" 1st of 3 scene names'
+    )
+    # The head learnt from RGB photos: a SAR band (its placeholder wavelength) or NIR alone is
+    # outside it, and the likelihood scorer / the plain sentence answer instead.
+    sar = RasterImage(
+        data=np.random.default_rng(1).uniform(0, 1, (1, 16, 16)).astype(np.float32),
+        band_names=["VV"],
+        wavelengths=[5.405],
+    )
+    sar_tensors = {k: v[0] for k, v in processor.image_features([sar]).items()}
+    assert not sees_visible(sar_tensors["wavelengths"]) and sees_visible([0.49, 0.842])
+    assert scene_verdict(model, processor.tokenizer, sar_tensors, "city") is None
+    conv = [{"role": "user", "content": f"<image>\n{QUESTION}"}]
+    inputs = processor(conv, [sar], add_generation_prompt=True)
+    assert scene_choice(model, processor.tokenizer, inputs, parse_options(QUESTION)) is None
