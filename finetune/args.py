@@ -45,7 +45,8 @@ class ModelArgs:
         "None builds a new model from `vision` + `llm`",
     )
     vision: str = _f(
-        "tiny-test", "registered vision config for a new model (skyeye.modeling.vision.get_vision_config)"
+        "tiny-test",
+        "registered vision config for a new model (skyeye.modeling.vision.get_vision_config)",
     )
     llm: str = _f("smollm2-135m-instruct", "LLM for a new model: embedded name, folder or hub id")
     llm_random_init: bool = _f(
@@ -189,6 +190,15 @@ class Recipe:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+
+def not_positive(args: argparse.Namespace, names: tuple[str, ...]) -> str | None:
+    """The one-line error for the first of ``names`` (argparse destinations) below 1
+    ("error: --batch-size must be positive"), or None when all are positive."""
+    for name in names:
+        if getattr(args, name) < 1:
+            return f"error: --{name.replace('_', '-')} must be positive"
+    return None
 
 
 def _field_owner() -> dict[str, str]:

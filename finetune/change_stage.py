@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from finetune.args import not_positive
 from finetune.change_cache import (
     cache_change_states,
     change_record_lines,
@@ -147,10 +148,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for name in ("steps", "batch_size", "hires_size"):
-        if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
-            return 2
+    error = not_positive(args, ("steps", "batch_size", "hires_size"))
+    if error:
+        print(error, file=sys.stderr)
+        return 2
     for path in (args.data, args.val):
         if path is not None and not path.is_file():
             print(f"error: {path} does not exist", file=sys.stderr)

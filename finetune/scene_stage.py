@@ -33,6 +33,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from finetune.args import not_positive
 from skyeye.atomic import write_text
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ def read_scene_pairs(
             try:
                 record = json.loads(line)
                 meta, images = record["meta"], record["images"]
+                if not isinstance(meta, dict) or not isinstance(images, list):
+                    raise TypeError("meta must be an object and images a list")
             except (ValueError, KeyError, TypeError):
                 skipped["not a record"] += 1
                 continue
@@ -191,26 +194,17 @@ def train_scene_head(
     return losses
 
 
-def pick_top_k(
-    head: Any,
-    feats: torch.Tensor,
-    labels: list[int],
-    groups: list[int],
-    names: list[torch.Tensor],
-    images: list[int],
-    seed: int,
-) -> tuple[int, float]:
-    """The rank cut-off k (1..half the class list) that best tells each of ``images``' own class
-    (rank <= k: yes) from a seeded other class of its list (no), and that accuracy."""
+def pick_top_k(scores: list[torch.Tensor], labels: list[int], seed: int) -> tuple[int, float]:
+    """The rank cut-off k (1..half the longest class list) that best tells each image's own
+    class (rank <= k: yes) from a seeded other class of its list (no), and that accuracy.
+    ``scores``: per image, its (K,) scores against its own class list; ``labels`` its class."""
     rng = random.Random(seed)
     asked: list[tuple[int, bool]] = []  # (rank of the asked name, whether it is the image's)
-    with torch.no_grad():
-        for i in images:
-            scores = head(feats[i : i + 1], names[groups[i]])[0]
-            other = rng.choice([c for c in range(len(scores)) if c != labels[i]])
-            for c, truth in ((labels[i], True), (other, False)):
-                asked.append((int((scores > scores[c]).sum()) + 1, truth))
-    longest = max(len(n) for n in names)
+    for row, label in zip(scores, labels, strict=True):
+        other = rng.choice([c for c in range(len(row)) if c != label])
+        for c, truth in ((label, True), (other, False)):
+            asked.append((int((row > row[c]).sum()) + 1, truth))
+    longest = max(len(row) for row in scores)
     best = max(
         range(1, max(1, longest // 2) + 1),
         key=lambda k: (sum((rank <= k) == truth for rank, truth in asked), -k),
@@ -221,10 +215,10 @@ def pick_top_k(
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for name in ("steps", "batch_size", "dim", "read_size"):
-        if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
-            return 2
+    error = not_positive(args, ("steps", "batch_size", "dim", "read_size"))
+    if error:
+        print(error, file=sys.stderr)
+        return 2
     if not 0.0 <= args.val_share < 1.0:
         print("error: --val-share must be in [0, 1)", file=sys.stderr)
         return 2
@@ -282,18 +276,19 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": dict(skipped),
         "losses": losses,
     }
+    # Scored once: the kept-out images (the training ones when none is kept out).
+    scored = val or train
+    with torch.no_grad():
+        scores = [head(feats[i : i + 1], names[groups[i]])[0] for i in scored]
     # "Mainly X?" of a name the decoder does not outline is answered by X's rank among the trained
     # names: the cut-off is the one that answers the kept-out images' own class (yes) and a
     # seeded other class (no) best.
-    top_k, calibration = pick_top_k(head, feats, labels, groups, names, val or train, args.seed)
+    top_k, calibration = pick_top_k(scores, [labels[i] for i in scored], args.seed)
     names_all = sorted({n for c in lists for n in c})
     model.config.scene_names, model.config.scene_top_k = names_all, top_k
     report["presence_top_k"] = {"k": top_k, "accuracy": calibration}
     if val:
-        with torch.no_grad():
-            right = [
-                int(head(feats[i : i + 1], names[groups[i]])[0].argmax()) == labels[i] for i in val
-            ]
+        right = [int(row.argmax()) == labels[i] for row, i in zip(scores, val, strict=True)]
         report["val_accuracy"] = sum(right) / len(right)
         logger.info(
             "scene head: %.1f %% right on %d kept-out images",

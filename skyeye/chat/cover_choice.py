@@ -8,8 +8,9 @@ question (`skyeye.chat.class_question.class_reply`, "Segment all water.", on the
 one image) and the option whose mask covers the largest share of the valid pixels is the answer.
 One question per class, not one for all: on the recipe's 96 held-out multiple-choice tiles the
 masks of one answer with several `[SEG]`s picked the right option 33 % of the time, one class at
-a time 56 % (option likelihood 54 %, the blind model 46 %; docs/evaluation.md). Scene names ('pasture', 'harbour') and other questions are left to the scene head
-and the likelihood scorer (`skyeye.chat.choices`).
+a time 56 % (option likelihood 54 %, the blind model 46 %; docs/evaluation.md). Scene names
+('pasture', 'harbour') and other questions are left to the scene head and the likelihood scorer
+(`skyeye.chat.choices`).
 """
 
 from __future__ import annotations

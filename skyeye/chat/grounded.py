@@ -256,9 +256,10 @@ def _presence(
     has one (`skyeye.chat.scene_choice.scene_verdict`), else a sentence that it cannot tell."""
     if q.phrase is None:
         _take_masks(reply, reply, [])
-        tensors = session._image_tensors(session.images[0])
-        tokenizer = session.processor.tokenizer
-        verdict = scene_verdict(session.model, tokenizer, tensors, q.words) if q.mainly else None
+        verdict = None
+        if q.mainly:
+            tensors = session._image_tensors(session.images[0])
+            verdict = scene_verdict(session.model, session.processor.tokenizer, tensors, q.words)
         return verdict or cannot_tell(q, classes)
     if _class_mask(reply, q.phrase) is not None and len(reply.masks) == 1:
         return None  # the model's own answer (the validation's presence rows)

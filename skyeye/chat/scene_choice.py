@@ -91,14 +91,22 @@ def scene_choice(
     pixels, wavelengths = inputs.get("pixel_values"), inputs.get("wavelengths")
     if pixels is None or wavelengths is None or len(pixels) != 1:
         return None
-    if not sees_visible(wavelengths[0]):
+    scores = _image_scores(
+        model, tokenizer, pixels[0], wavelengths[0], [o.text for o in choice.options]
+    )
+    return None if scores is None else int(scores.argmax())
+
+
+def _image_scores(
+    model: Any, tokenizer: Any, pixels: Any, wavelengths: Any, names: Sequence[str]
+) -> Any:
+    """(K,) scene-head scores of ``names`` against one image (pixel_values (C, H, W),
+    wavelengths (C,)), or None for an image without a visible band (`sees_visible`)."""
+    if not sees_visible(wavelengths):
         return None
     device = model.device
-    pixels = [p.to(device) for p in pixels]
-    wavelengths = [w.to(device) for w in wavelengths]
-    ids = scene_name_ids(tokenizer, [o.text for o in choice.options])
-    scores = scene_scores(model, pixels, wavelengths, ids)[0]  # (K,)
-    return int(scores.argmax())
+    ids = scene_name_ids(tokenizer, names)
+    return scene_scores(model, [pixels.to(device)], [wavelengths.to(device)], ids)[0]
 
 
 def _ordinal(n: int) -> str:
@@ -115,13 +123,11 @@ def scene_verdict(model: Any, tokenizer: Any, image: dict[str, Any], name: str) 
     config = model.config
     if getattr(model, "scene_head", None) is None or not getattr(config, "scene_names", None):
         return None
-    if not sees_visible(image["wavelengths"]):
-        return None
     wanted = scene_name(name)
     vocab = [wanted] + [n for n in config.scene_names if scene_name(n) != wanted]
-    device = model.device
-    pixels, wavelengths = [image["pixel_values"].to(device)], [image["wavelengths"].to(device)]
-    scores = scene_scores(model, pixels, wavelengths, scene_name_ids(tokenizer, vocab))[0]
+    scores = _image_scores(model, tokenizer, image["pixel_values"], image["wavelengths"], vocab)
+    if scores is None:
+        return None
     rank = int((scores > scores[0]).sum()) + 1
     k = config.scene_top_k
     verdict = "Yes" if rank <= k else "No"

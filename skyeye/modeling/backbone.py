@@ -83,8 +83,8 @@ class SkyEyeModel(SkyEyePreTrainedModel):
             `config.text_config` with random weights if None.
 
     `SkyEyeModel.from_pretrained(folder)` reads a full model folder; the mask and change decoders'
-    weights (`mask_head.*`, `change_head.*`, `scene_head.*`) belong to the class on top and are skipped (every
-    other key is checked).
+    weights (`mask_head.*`, `change_head.*`, `scene_head.*`) belong to the class on top and are
+    skipped (every other key is checked).
     """
 
     #: weights of a model folder that belong to the conditional-generation class on top

@@ -51,6 +51,7 @@ def _write_records(folder: Path, per_class: int = 12) -> Path:
             if k == 0:  # the same image asked again: one pair
                 lines.append(json.dumps({**record, "turns": [{"role": "user", "text": "?"}]}))
     lines.append("{not json")
+    lines.append(json.dumps({"images": "x.png", "meta": "lake"}))  # the wrong types
     lines.append(json.dumps({"images": [], "meta": {"dataset": "toy"}}))
     lines.append(
         json.dumps({"images": [{"path": "x.png"}], "meta": {"class": "sea", "classes": classes}})
@@ -84,7 +85,7 @@ def test_the_head_learns_to_name_what_it_sees(tmp_path, start):
     report = json.loads((out.parent / "scene_stage_log.json").read_text())
     assert report["images"] == {"train": 27, "val": 9}
     assert report["skipped"] == {
-        "not a record": 1,
+        "not a record": 2,
         "not a scene record (no meta.class and meta.classes)": 1,
         "class not in its class list": 1,
         "unreadable image (ImagePathError)": 1,
@@ -115,6 +116,8 @@ def test_a_file_without_scene_records_is_one_line_exit_2(tmp_path, start, capsys
     assert scene_stage(_args(start, data, tmp_path / "out")) == 2
     err = capsys.readouterr().err.strip()
     assert "no one-image record with meta.class" in err and len(err.splitlines()) == 1
+    assert scene_stage([*_args(start, data, tmp_path / "out"), "--steps", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --steps must be positive"
     assert not (tmp_path / "out").exists()
 
 
