@@ -139,8 +139,11 @@ class Batcher:
 
     def _collect(self) -> bool:
         """Take what arrived: new lanes wait for a row, prefilled ones take theirs. Blocks
-        while nothing decodes. False once closed."""
-        block = not self._lanes and not self._parked
+        while nothing decodes and no waiting lane can be admitted (a batch that emptied with
+        lanes waiting admits them first, rather than wait for another request). False once
+        closed."""
+        admissible = bool(self._waiting) and self.running < self.max_batch
+        block = not self._lanes and not self._parked and not admissible
         while True:
             try:
                 item = self._inbox.get(block=block)

@@ -68,6 +68,10 @@ def ask(chat, i: int, generator=None, **changes) -> tuple[str, list[np.ndarray]]
     return reply.text, reply.masks
 
 
+#: How long `in_threads` waits for each thread (an answer of the tiny model takes well under 1 s).
+JOIN_S = 120
+
+
 def in_threads(count: int, work) -> list:
     results: list = [None] * count
 
@@ -78,7 +82,7 @@ def in_threads(count: int, work) -> list:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=JOIN_S)
     return results
 
 
@@ -312,3 +316,16 @@ def test_a_newcomers_prefill_runs_beside_the_batchs_decoding(chat, monkeypatch):
         endless.join(timeout=30)
         batcher.close()
     assert newcomer[0][0] == alone
+
+
+def test_answers_waiting_for_a_row_are_taken_in_when_the_batch_empties(chat):
+    # One row: the second and third answers wait while the first decodes. When the batch empties
+    # the scheduler must admit them, not block on its inbox until another request arrives.
+    alone = [ask(chat, i)[0] for i in range(3)]
+    batcher = Batcher(chat.model, max_batch=1)
+    try:
+        together = in_threads(3, lambda i: ask(chat, i, BatchedGenerator(batcher, "tiny"))[0])
+    finally:
+        batcher.close()
+    assert together == alone
+    assert batcher.widest == 1
