@@ -77,8 +77,11 @@ def parse_options(question: str) -> MultipleChoice | None:
         return None
     if len(chain) == 1:
         first = chain[0]
-        lone = first.group("c") and first.start() > 0 and question[first.start() - 1] != "\n"
-        if lone:  # "Plan A: ..." inside a sentence is no option list
+        before = question[: first.start()].rstrip(" \t")
+        # "Plan A: ..." inside a sentence is no option list; after a line break, a question mark
+        # or a colon ("Which is it? A. harbor", "Options: A. harbor") it is one, of one option.
+        lone = first.group("c") and before and not before.endswith(("\n", "?", ":"))
+        if lone:
             return None
         raise OptionsError(
             "the question lists a single option (A): give at least two options to choose from"

@@ -46,6 +46,8 @@ def test_questions_without_options_are_not_multiple_choice():
     ("question", "reason"),
     [
         ("Which one?\nA. forest", "single option"),
+        ("Which scene class best describes this image? A. harbor", "single option"),
+        ("Which is it? Options: A) forest", "single option"),
         ("Which one? (A) forest (B) (C) water", "option B has no text"),
         (
             "Pick:\n" + "\n".join(f"{chr(65 + i)}. class {i}" for i in range(26)) + "\nA. again",
