@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from skyeye.chat.change_seg import CHANGE_WORDS, question_images
 from skyeye.chat.class_question import mask_for
-from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
+from skyeye.chat.measured import PRESENT_MIN_SHARE, asked_unit, format_area
 from skyeye.chat.reply import ChatReply
 from skyeye.chat.transitions import (
     CLOUDS_UNMASKED,
@@ -86,6 +86,11 @@ NO_CHANGE_DECODER = (
     "This model has no change decoder, so it cannot measure what changed between these images "
     "(load a model folder whose config has mask_change, or ask about one image at a time)."
 )
+#: Said when an area was asked in a unit about images without a georeference.
+NO_GROUND_AREA = (
+    "No ground area: the images have no georeference (CRS and transform), so only shares can be "
+    "measured; give GeoTIFFs of the place for areas."
+)
 #: Said when a date of the pair is unknown: the order the images came in is the order compared.
 UNDATED_NOTE = (
     "the images' dates are not known, so the first image is taken as the earlier; give each "
@@ -115,12 +120,13 @@ def _said(words: tuple[str, ...], text: str) -> bool:
 @dataclass(frozen=True)
 class ChangeQuestion:
     """A change question as read: the change ``phrase`` to force, the transition class it names
-    (``cls``, a `TRANSITION_CLASSES` key, or None) and its ``direction`` ("gained" / "lost" /
-    None)."""
+    (``cls``, a `TRANSITION_CLASSES` key, or None), its ``direction`` ("gained" / "lost" /
+    None) and the area ``unit`` it asks in ("ha", "km²", "m²", or None: `asked_unit`)."""
 
     phrase: str
     cls: str | None = None
     direction: str | None = None
+    unit: str | None = None
 
 
 def read_change_question(prompt: str) -> ChangeQuestion | None:
@@ -136,11 +142,12 @@ def read_change_question(prompt: str) -> ChangeQuestion | None:
     verbs = re.sub(r"built[- ]up", " ", prompt, flags=re.IGNORECASE)  # a class, not "built"
     gained, lost = _said(_GAINED, verbs), _said(_LOST, verbs)
     direction = "gained" if gained and not lost else "lost" if lost and not gained else None
+    unit = asked_unit(prompt)
     if len(names) == 1 and direction is not None:
         name = RECORD_NAMES[names[0]]
         phrase = f"new {name}" if direction == "gained" else f"lost {name}"
-        return ChangeQuestion(phrase, names[0], direction)
-    return ChangeQuestion(GENERAL_PHRASE, names[0] if len(names) == 1 else None, None)
+        return ChangeQuestion(phrase, names[0], direction, unit)
+    return ChangeQuestion(GENERAL_PHRASE, names[0] if len(names) == 1 else None, None, unit)
 
 
 @dataclass
@@ -184,7 +191,7 @@ def _details(t: Transitions | None, question: ChangeQuestion) -> str:
         parts = "no class transitions (this model's decoder outlines none of the classes)"
     else:
         said = [
-            f"{c.name} {verb} {transition_amount(area.m2, area.share)}"
+            f"{c.name} {verb} {transition_amount(area.m2, area.share, question.unit)}"
             for c in t.classes
             for verb, area in (("gained", c.gained), ("lost", c.lost))
             if area.pixels > 0 or question.cls is not None
@@ -203,15 +210,26 @@ def _sentence(m: ChangeMeasure) -> str:
     if not m.changed:
         share += f", under the {100 * PRESENT_MIN_SHARE:.1f} % that counts as a change"
     if m.area.m2 is not None:
-        size = format_area(m.area.m2)
+        size = format_area(m.area.m2, m.question.unit)
         what = "changed" if m.question.phrase == GENERAL_PHRASE else f"of {m.question.phrase}"
         head = f"{size} {what} ({share})"
     else:
         head = f"{m.question.phrase} on {share}"
     text = f"{'Yes' if m.changed else 'No'} — {head}: {_details(m.transitions, m.question)}."
+    if m.area.m2 is None and m.question.unit is not None:
+        text += f" {NO_GROUND_AREA}"
     if m.note:
         text += f" {m.note[:1].upper()}{m.note[1:]}."
     return text
+
+
+def _compared_note(n: int, dates: tuple[str | None, str | None]) -> str:
+    """'compared: the first of the 3 images (1985-07-01) with the last (2020-07-01); ...'."""
+    first, last = (f" ({d})" if d else "" for d in dates)
+    return (
+        f"compared: the first of the {n} images{first} with the last{last}; to compare others, "
+        "ask about those two alone"
+    )
 
 
 def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | None:
@@ -259,6 +277,9 @@ def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | 
     overlap = after.extra.get("overlap")
     dates = (date_label(before.datetime), date_label(after.datetime))
     notes = [overlap_note(overlap)]
+    group, _ = question_images(session)
+    if len(group) > 2:  # the first and the last are compared: say which they are
+        notes.append(_compared_note(len(group), dates))
     if None in dates:  # nothing checked the order: "gained" and "lost" read it as given
         notes.append(UNDATED_NOTE)
     reply.change = ChangeMeasure(

@@ -31,6 +31,7 @@ from skyeye.grounding.parse import VERDICT as _VERDICT
 __all__ = [
     "MAINLY_MIN_SHARE",
     "PRESENT_MIN_SHARE",
+    "asked_unit",
     "asks_mainly",
     "format_area",
     "measured_note",
@@ -69,8 +70,26 @@ def _fmt(value: float) -> str:
     return f"{value:.2g}" if value < 1 else f"{value:.2f}"
 
 
-def format_area(m2: float) -> str:
-    """A ground area in the unit people read it in: m² below 1 ha, ha below 100 km², else km²."""
+#: The unit a question asks an area in ("how much ..., in hectares?"), by the words for it.
+_ASKED_UNIT = [
+    ("ha", re.compile(r"\b(hectares?|ha)\b", re.IGNORECASE)),
+    ("km²", re.compile(r"km²|\bkm2\b|square kilomet(er|re)s?", re.IGNORECASE)),
+    ("m²", re.compile(r"\bm²|\bm2\b|square met(er|re)s?", re.IGNORECASE)),
+]
+
+
+def asked_unit(prompt: str) -> str | None:
+    """The area unit ``prompt`` asks for ("ha", "km²", "m²"), or None when it names none (or
+    more than one)."""
+    units = [unit for unit, words in _ASKED_UNIT if words.search(prompt)]
+    return units[0] if len(units) == 1 else None
+
+
+def format_area(m2: float, unit: str | None = None) -> str:
+    """A ground area in ``unit`` ("ha", "km²", "m²": the unit a question asked in) or else in
+    the unit people read it in: m² below 1 ha, ha below 100 km², else km²."""
+    if unit is not None:
+        return f"{_fmt(m2 / _UNITS[unit])} {unit}"
     if m2 < 1e4:
         return f"{_fmt(m2)} m²"
     if m2 < 1e8:

@@ -235,12 +235,13 @@ def transitions_of(session: ChatSession, prompt: str, reply: ChatReply) -> Trans
     return transitions
 
 
-def transition_amount(m2: float | None, share: float) -> str:
-    """How a transition's size is said: its ground area ("312 ha") on a georeferenced grid, else
-    its share of the compared area ("5.0 % of the compared area"; "< 0.1 %" for a few pixels,
-    which one decimal would print as a misleading 0.0)."""
+def transition_amount(m2: float | None, share: float, unit: str | None = None) -> str:
+    """How a transition's size is said: its ground area ("312 ha"; in ``unit`` when the question
+    asked one) on a georeferenced grid, else its share of the compared area ("5.0 % of the
+    compared area"; "< 0.1 %" for a few pixels, which one decimal would print as a misleading
+    0.0)."""
     if m2 is not None:
-        return format_area(m2)
+        return format_area(m2, unit)
     percent = 100 * share
     said = "< 0.1" if 0 < percent < 0.05 else f"{percent:.1f}"
     return f"{said} % of the compared area"

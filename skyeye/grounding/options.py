@@ -1,7 +1,9 @@
 """The lettered options of a multiple-choice question, in the layouts people and benchmarks write.
 
 Recognised markers: ``A.``, ``A)``, ``A:``, ``(A)`` and ``[A]``, one option per line or all on one
-line ("Which is it? A. forest B. river C. lake", "Options: (A) forest, (B) river"). The options
+line ("Which is it? A. forest B. river C. lake", "Options: (A) forest, (B) river"); the same in
+lower case ("a. forest b. river") when there is no capital list and it runs to b at least. The
+options' letters are capitals either way (the answer is "B. river"). The options
 are the longest run of markers lettered A, B, C, ... in reading order, so a stray capital with a
 full stop inside the question ("the U.S. coast") does not start one. An option text that repeats
 its own letter ("A. A. The remote sensing image ...", as one benchmark converter writes them)
@@ -26,6 +28,8 @@ _MARKER = re.compile(
     r"(?:(?<=^)|(?<=[\s,;:]))(?:\((?P<a>[A-Z])\)|\[(?P<b>[A-Z])\]|(?P<c>[A-Z])[.):])(?=\s)",
     re.MULTILINE,
 )
+#: The same in lower case ("a. forest b. water"): an option list only when it runs to b at least.
+_MARKER_LOWER = re.compile(_MARKER.pattern.replace("A-Z", "a-z"), re.MULTILINE)
 _SEPARATOR = re.compile(r"[\s,;]+$")
 _OWN_LETTER = r"^\(?{letter}[.):\]]\s+"
 
@@ -57,6 +61,23 @@ class MultipleChoice:
         raise KeyError(letter)
 
 
+def _markers(question: str, marker: re.Pattern[str]) -> list[tuple[re.Match[str], str]]:
+    """Every option marker of ``question`` with its letter, in capitals."""
+    return [
+        (m, (m.group("a") or m.group("b") or m.group("c")).upper())
+        for m in marker.finditer(question)
+    ]
+
+
+def _chain(markers: list[tuple[re.Match[str], str]]) -> list[re.Match[str]]:
+    """The run of markers lettered A, B, C, ... in reading order."""
+    chain: list[re.Match[str]] = []
+    for match, letter in markers:
+        if len(chain) < 26 and letter == string.ascii_uppercase[len(chain)]:
+            chain.append(match)
+    return chain
+
+
 def parse_options(question: str) -> MultipleChoice | None:
     """Split ``question`` into stem and lettered options; None when it lists none (a lone
     "A." or "A:" inside a sentence is not an option list).
@@ -66,15 +87,13 @@ def parse_options(question: str) -> MultipleChoice | None:
     """
     if not isinstance(question, str):
         return None
-    markers = [
-        (m, m.group("a") or m.group("b") or m.group("c")) for m in _MARKER.finditer(question)
-    ]
-    chain: list[re.Match[str]] = []
-    for match, letter in markers:  # the run A, B, C, ... in reading order
-        if len(chain) < 26 and letter == string.ascii_uppercase[len(chain)]:
-            chain.append(match)
+    markers = _markers(question, _MARKER)
+    chain = _chain(markers)
     if not chain:
-        return None
+        markers = _markers(question, _MARKER_LOWER)
+        chain = _chain(markers)
+        if len(chain) < 2:  # a lone "a." or "b)" is prose, never a one-option list
+            return None
     if len(chain) == 1:
         first = chain[0]
         before = question[: first.start()].rstrip(" \t")

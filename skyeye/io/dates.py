@@ -1,5 +1,5 @@
-"""Acquisition dates: from a raster's metadata tags, from Sentinel/Landsat product names, from
-the user (``--date``).
+"""Acquisition dates: from a raster's metadata tags, from Sentinel/Landsat product names and NAIP
+file names, from the user (``--date``).
 
 A date is kept as ISO 8601 text: ``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM:SS`` (UTC, as the products
 give it; a STAC item's own string is kept as is). Only sources that *mean* acquisition count:
@@ -64,6 +64,8 @@ _NAME_PATTERNS: tuple[re.Pattern[str], ...] = (
     ),
     # Landsat Collection 1/2: LC08_L1TP_044034_<acquired>_<processed>_02_T1
     re.compile(rf"(?:^|[^A-Z0-9])L[COTEM]0\d_L[12][A-Z0-9]{{2}}_\d{{6}}_{_DATE}_\d{{8}}"),
+    # NAIP quarter quad (USDA FSA): m_<quad>_<quarter>_<UTM zone>_<resolution>_<source image date>
+    re.compile(rf"(?:^|[^A-Z0-9])M_\d{{7}}_(?:NE|NW|SE|SW)_\d{{2}}_\d{{1,3}}_{_DATE}(?!\d)"),
 )
 # Landsat pre-collection scene id: LC80440342014100LGN00 (year + day of year).
 _LANDSAT_DOY = re.compile(
@@ -121,7 +123,8 @@ def acquisition_tag_date(src: Any) -> str | None:
 
 
 def date_from_name(name: str | Path) -> str | None:
-    """The acquisition date a Sentinel-1/-2 or Landsat product / band-file name carries, or None
+    """The acquisition date a Sentinel-1/-2 or Landsat product / band-file name or a NAIP quarter
+    quad's file name carries, or None
     (old-style Sentinel-2 ``..._OPER_..._TL_...`` names carry the processing time only)."""
     text = Path(name).name.upper()
     for pattern in _NAME_PATTERNS:

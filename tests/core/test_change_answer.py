@@ -14,11 +14,12 @@ from skyeye_testing import change_chat, disc_mask, two_dates
 from skyeye.chat.change_answer import (
     GENERAL_PHRASE,
     NO_CHANGE_DECODER,
+    NO_GROUND_AREA,
     ask_change,
     change_summary,
     read_change_question,
 )
-from skyeye.chat.measured import format_area
+from skyeye.chat.measured import asked_unit, format_area
 from skyeye.chat.multi_date import prepare_dated_images
 from skyeye.chat.readable import render_readable
 from skyeye.errors import NoComparableAreaError
@@ -91,6 +92,32 @@ def test_a_class_question_forces_the_class_change_phrase(tiny_llm_dir):
     reply = session.ask("How much water was gained, in hectares?")
     assert reply.text.startswith("<p>new water</p> [SEG] Yes — ")
     assert " of new water (" in reply.text and reply.change.question.cls == "water"
+    # Asked in hectares, said in hectares (the default unit would be m² below 1 ha), the
+    # transitions too.
+    hectares = format_area(reply.change.area.m2, "ha")
+    assert hectares.endswith(" ha") and f"Yes — {hectares} of new water (" in reply.text
+    assert "water gained " in reply.text and " m²" not in reply.text
+
+
+def test_an_area_asked_of_images_without_a_georeference_says_why_there_is_none(tiny_llm_dir):
+    session = change_chat(tiny_llm_dir)
+    for image in two_dates()[:2]:
+        session.add_image(dataclasses.replace(image, crs=None, transform=None))
+    reply = session.ask("How much water was gained, in hectares?")
+    assert reply.change.area.m2 is None and " % of the compared area" in reply.text
+    assert reply.text.endswith(NO_GROUND_AREA)
+    plain = session.ask("What changed between these dates?")  # no unit asked: no such sentence
+    assert NO_GROUND_AREA not in plain.text
+
+
+def test_the_unit_a_question_asks_for_is_read():
+    assert asked_unit("How much forest was lost, in hectares?") == "ha"
+    assert asked_unit("How many ha of water?") == "ha"
+    assert asked_unit("How much changed, in square kilometres?") == "km²"
+    assert asked_unit("What changed, in km2?") == "km²"
+    assert asked_unit("What changed between these dates?") is None
+    assert asked_unit("In ha or km²?") is None  # two units: the usual one
+    assert format_area(2.5e8, "ha") == "25,000 ha" and format_area(2.5e8) == "250 km²"
 
 
 def test_no_change_is_no_and_partial_overlap_is_said(tiny_llm_dir):
@@ -175,3 +202,21 @@ def test_undated_images_are_compared_in_the_order_given_and_the_answer_says_so(t
     assert "dates are not known, so the first image is taken as the earlier" in render_readable(
         reply.text
     )
+
+
+def test_three_dates_say_which_two_were_compared(tiny_llm_dir):
+    before, after, _ = two_dates()
+    middle = dataclasses.replace(before, data=before.data.copy(), datetime="2019-05-01")
+    session = change_chat(tiny_llm_dir)
+    for image in prepare_dated_images([before, middle, after]).images:
+        session.add_image(image)
+    reply = ask_change(session)
+    assert reply.change.pair == (0, 2) and reply.change.dates == ("2018-05-01", "2020-05-01")
+    assert (
+        "compared: the first of the 3 images (2018-05-01) with the last (2020-05-01); to compare "
+        "others, ask about those two alone." in reply.text.lower()
+    )
+    two = change_chat(tiny_llm_dir)
+    for image in prepare_dated_images([before, after]).images:
+        two.add_image(image)
+    assert "compared:" not in ask_change(two).text.lower()  # two images: nothing to choose

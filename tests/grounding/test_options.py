@@ -36,6 +36,17 @@ def test_repeated_letters_and_stray_capitals_are_read_right():
     assert format_choice(choice.options[1]) == "B. no"
 
 
+def test_lower_case_options_are_read_with_capital_letters():
+    for question in (
+        "Which scene class is it? a. forest b. harbor c. beach d. freeway",
+        "Which scene class is it?\na) forest\nb) harbor\nc) beach\nd) freeway",
+    ):
+        choice = parse_options(question)
+        assert choice is not None and choice.letters == ["A", "B", "C", "D"]
+        assert format_choice(choice.options[1]) == "B. harbor"
+    assert parse_options("Which is it? a. forest") is None  # a lone lower-case marker is prose
+
+
 def test_questions_without_options_are_not_multiple_choice():
     assert parse_options("Is there water in this image?") is None
     assert parse_options("A large harbour with boats: how many boats?") is None

@@ -49,6 +49,8 @@ def _tif(path, data, tags=None, transform=None, crs=UTM32):
         ),
         # the old Sentinel-2 tile name's date is when the tile was processed, not sensed
         ("S2A_OPER_MSI_L1C_TL_EPA__20160809T015434_A000162_T32TPP_B08.tif", None),
+        ("m_4709963_se_14_1_20200831.tif", "2020-08-31"),  # NAIP: the source image's date
+        ("m_3807504_ne_18_060_20181104.tif", "2018-11-04"),
         ("scene_2020.tif", None),
         ("T32TPP_20181341T102141_B02.tif", None),  # no 41st of the 13th month
     ],
