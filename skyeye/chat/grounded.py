@@ -32,6 +32,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+from skyeye.chat.change_seg import question_images
 from skyeye.chat.class_question import class_reply, mask_for
 from skyeye.chat.counting import (
     BoxQuestion,
@@ -58,6 +59,7 @@ from skyeye.grounding.instances import (
 )
 from skyeye.grounding.options import parse_options
 from skyeye.grounding.parse import format_boxes, parse_boxes
+from skyeye.io.dates import date_label
 
 if TYPE_CHECKING:
     from skyeye.chat.session import ChatReply, ChatSession
@@ -238,12 +240,13 @@ def measure_answer(
         if refused is not None:
             return refused, ""
     if asks_description(prompt) and states_amount(reply.text) and len(reply.masks) <= 1:
-        return _describe(session, reply, inputs, classes), ""
+        return _describe(session, reply, inputs, classes), measured_image_note(session, reply)
     mainly = asks_mainly(prompt)
     text, note = state_measured(reply.text, reply.mask_areas, reply.mask_phrases, mainly=mainly)
     # A change mask's class transitions, measured on each date's class masks.
     change = transitions_note(session, prompt, reply) if any(reply.mask_pairs) else ""
-    return text, " ".join(part for part in (note, change) if part)
+    which = measured_image_note(session, reply)
+    return text, " ".join(part for part in (note, change, which) if part)
 
 
 def _presence(
@@ -267,6 +270,21 @@ def _presence(
         # The verdict word is the mask's (`state_measured` restates it when the mask disagrees).
         reply.text = f"{seg_opening([q.phrase])} Yes."
     return None
+
+
+def measured_image_note(session: ChatSession, reply: ChatReply) -> str:
+    """'On image 2 of 2 (2020-06-01).' when the question is about several images and
+    the answer's masks (change masks aside) all lie on one of them, else ''. The model draws a
+    mask on the last image by default: a figure about "these images" is about that one."""
+    if len(session.images) < 2:
+        return ""
+    group, _ = question_images(session)
+    on = {k for k, pair in zip(reply.mask_images, reply.mask_pairs, strict=False) if pair is None}
+    if len(group) < 2 or len(on) != 1 or not on <= set(group):
+        return ""
+    k = on.pop()
+    date = date_label(session.images[k].datetime)
+    return f"On image {group.index(k) + 1} of {len(group)}{f' ({date})' if date else ''}."
 
 
 def _describe(session: ChatSession, reply: ChatReply, inputs: Any, classes: tuple[str, ...]) -> str:

@@ -82,6 +82,9 @@ def test_what_changed_is_the_change_decoders_mask_measured(tiny_llm_dir):
     assert session.messages[-1]["content"] == reply.text
     plain = session.ask("Show the water in the second image.")
     assert plain.change is None and plain.mask_pairs == [None]
+    # a mask about one of several images says which one it lies on
+    assert plain.text.endswith("On image 2 of 2 (2020-05-01).")
+    assert render_readable(plain.text).startswith("On image 2 of 2 (2020-05-01) — water covers ")
 
 
 def test_a_class_question_forces_the_class_change_phrase(tiny_llm_dir):
