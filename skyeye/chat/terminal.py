@@ -96,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         "are put on the first image's grid and named with their dates",
     )
     parser.add_argument(
-        "--sensor", default=None, help="sensor of the images (e.g. sentinel-2, sentinel-1)"
+        "--sensor",
+        action="append",
+        default=[],
+        help="sensor of the images (e.g. sentinel-2, sentinel-1); once for all images or once "
+        "per --image",
     )
     parser.add_argument("--prompt", default=None, help="ask once, print the answer and exit")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -161,8 +165,10 @@ def _save_masks(session: ChatSession, out_dir: str, turn: int) -> None:
 
 def _image_kwargs(args: argparse.Namespace, index: int) -> dict:
     kwargs: dict = {}
-    if args.sensor:
-        kwargs["sensor"] = args.sensor
+    if len(args.sensor) == 1:
+        kwargs["sensor"] = args.sensor[0]
+    elif args.sensor:
+        kwargs["sensor"] = args.sensor[index]
     if len(args.wavelengths) == 1:
         kwargs["wavelengths"] = args.wavelengths[0]
     elif args.wavelengths:
@@ -243,13 +249,14 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
     from skyeye.modeling.folder_check import check_model_folder
     from skyeye.processing.image_processor import SkyEyeImageProcessor
 
-    if args.wavelengths and len(args.wavelengths) not in (1, len(args.image)):
-        print(
-            f"error: {len(args.wavelengths)} --wavelengths for {len(args.image)} --image; give one "
-            "for all images or one per image",
-            file=sys.stderr,
-        )
-        return 2
+    for option, given in (("--wavelengths", args.wavelengths), ("--sensor", args.sensor)):
+        if given and len(given) not in (1, len(args.image)):
+            print(
+                f"error: {len(given)} {option} for {len(args.image)} --image; give one for all "
+                "images or one per image",
+                file=sys.stderr,
+            )
+            return 2
     if args.date and len(args.date) != len(args.image):
         print(
             f"error: {len(args.date)} --date for {len(args.image)} --image; give one date per "

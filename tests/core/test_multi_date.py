@@ -223,3 +223,21 @@ def test_the_scene_aware_chat_takes_dates_too(tiny_folder, tmp_path, capsys):
         ]
     )
     assert code == 2 and "give the earlier image first" in capsys.readouterr().err
+
+
+def test_terminal_sensor_is_given_once_for_all_images_or_once_per_image(
+    tiny_folder, tmp_path, capsys
+):
+    import argparse
+
+    from skyeye.chat.terminal import _image_kwargs
+
+    per_image = argparse.Namespace(sensor=["sentinel-2", "sentinel-1"], wavelengths=[])
+    assert [_image_kwargs(per_image, k)["sensor"] for k in (0, 1)] == ["sentinel-2", "sentinel-1"]
+    once = argparse.Namespace(sensor=["rgb"], wavelengths=[])
+    assert [_image_kwargs(once, k)["sensor"] for k in (0, 1)] == ["rgb", "rgb"]
+    a = _tif(tmp_path / "a.tif", 500000)
+    args = ("--image", a, "--image", a, "--prompt", "x")
+    assert _run(tiny_folder, *args, "--sensor", "rgb", "--sensor", "rgb", "--sensor", "rgb") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: 3 --sensor for 2 --image; give one for all images or one per image"]
