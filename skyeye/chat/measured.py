@@ -70,12 +70,16 @@ def _fmt(value: float) -> str:
     return f"{value:.2g}" if value < 1 else f"{value:.2f}"
 
 
+def _unit_words(unit: str) -> re.Pattern[str]:
+    """The words a stated area in ``unit`` is read with (`skyeye.grounding.parse.AREA_UNITS`;
+    a plural also in the singular), as a question may name the unit."""
+    words = sorted((w for w, per in _UNITS.items() if per == _UNITS[unit]), key=len, reverse=True)
+    either = "|".join(re.escape(w[:-1]) + "s?" if w.endswith("s") else re.escape(w) for w in words)
+    return re.compile(rf"(?<!\w)({either})(?![\w²])", re.IGNORECASE)
+
+
 #: The unit a question asks an area in ("how much ..., in hectares?"), by the words for it.
-_ASKED_UNIT = [
-    ("ha", re.compile(r"\b(hectares?|ha)\b", re.IGNORECASE)),
-    ("km²", re.compile(r"km²|\bkm2\b|square kilomet(er|re)s?", re.IGNORECASE)),
-    ("m²", re.compile(r"\bm²|\bm2\b|square met(er|re)s?", re.IGNORECASE)),
-]
+_ASKED_UNIT = [(unit, _unit_words(unit)) for unit in ("ha", "km²", "m²")]
 
 
 def asked_unit(prompt: str) -> str | None:

@@ -164,15 +164,12 @@ def _save_masks(session: ChatSession, out_dir: str, turn: int) -> None:
 
 
 def _image_kwargs(args: argparse.Namespace, index: int) -> dict:
+    """The reader's options for image ``index``: each of --sensor / --wavelengths given once
+    for all images or once per image (`run` checks the counts)."""
     kwargs: dict = {}
-    if len(args.sensor) == 1:
-        kwargs["sensor"] = args.sensor[0]
-    elif args.sensor:
-        kwargs["sensor"] = args.sensor[index]
-    if len(args.wavelengths) == 1:
-        kwargs["wavelengths"] = args.wavelengths[0]
-    elif args.wavelengths:
-        kwargs["wavelengths"] = args.wavelengths[index]
+    for key, given in (("sensor", args.sensor), ("wavelengths", args.wavelengths)):
+        if given:
+            kwargs[key] = given[0] if len(given) == 1 else given[index]
     return kwargs
 
 

@@ -72,6 +72,14 @@ def ask(chat, i: int, generator=None, **changes) -> tuple[str, list[np.ndarray]]
 JOIN_S = 120
 
 
+def batched_answers(chat, batcher: Batcher, count: int) -> list[str]:
+    """The texts of questions 0..count-1 asked at once through ``batcher``, closed after."""
+    try:
+        return in_threads(count, lambda i: ask(chat, i, BatchedGenerator(batcher, "tiny"))[0])
+    finally:
+        batcher.close()
+
+
 def in_threads(count: int, work) -> list:
     results: list = [None] * count
 
@@ -250,10 +258,7 @@ def test_a_cache_that_cannot_be_stacked_decodes_one_answer_at_a_time(chat, monke
     monkeypatch.setattr(Batcher, "_place", counting_place)
     monkeypatch.setattr(Batcher, "_step", patient_step)
     batcher = Batcher(chat.model, max_batch=4)
-    try:
-        together = in_threads(3, lambda i: ask(chat, i, BatchedGenerator(batcher, "tiny"))[0])
-    finally:
-        batcher.close()
+    together = batched_answers(chat, batcher, 3)
     assert together == alone
     assert batcher.widest == 1 and batcher.max_batch == 1
 
@@ -323,9 +328,6 @@ def test_answers_waiting_for_a_row_are_taken_in_when_the_batch_empties(chat):
     # the scheduler must admit them, not block on its inbox until another request arrives.
     alone = [ask(chat, i)[0] for i in range(3)]
     batcher = Batcher(chat.model, max_batch=1)
-    try:
-        together = in_threads(3, lambda i: ask(chat, i, BatchedGenerator(batcher, "tiny"))[0])
-    finally:
-        batcher.close()
+    together = batched_answers(chat, batcher, 3)
     assert together == alone
     assert batcher.widest == 1
