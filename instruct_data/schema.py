@@ -24,6 +24,7 @@ from typing import Any
 from instruct_data.boxes import BOX_RE, Box, count_box_tokens
 from skyeye.atomic import atomic_open
 from skyeye.constants import IMAGE_TOKEN, SEG_TOKEN
+from skyeye.io.sensors import list_sensors
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +102,13 @@ class ImageRef:
     wavelengths: list[float | None] | None = None  # µm; None for bands without one (SAR)
     time: str | None = None  # "pre" / "post" for bi-temporal pairs
     size: list[int] | None = None  # [height, width] when known
+    # A registered sensor (skyeye.io.sensors) whose value scaling the image is read with, where
+    # band names alone would read it otherwise (8-bit aerial photos saved as R, G, B tiles).
+    sensor: str | None = None
 
     def to_dict(self) -> dict:
         d: dict = {"path": self.path, "modality": self.modality}
-        for k in ("band_names", "wavelengths", "time", "size"):
+        for k in ("band_names", "wavelengths", "time", "size", "sensor"):
             v = getattr(self, k)
             if v is not None:
                 d[k] = v
@@ -115,7 +119,7 @@ class ImageRef:
         return cls(
             **{
                 k: d[k]
-                for k in ("path", "modality", "band_names", "wavelengths", "time", "size")
+                for k in ("path", "modality", "band_names", "wavelengths", "time", "size", "sensor")
                 if k in d
             }
         )
@@ -197,6 +201,9 @@ def _check_image(i: int, im: Any, out: list[str]) -> None:
         and all(isinstance(s, int) and s > 0 for s in size)
     ):
         out.append(f"{p}.size: must be [height, width] positive integers")
+    sensor = im.get("sensor")
+    if sensor is not None and sensor not in list_sensors():
+        out.append(f"{p}.sensor: {sensor!r} not one of {list_sensors()}")
 
 
 def _check_rle(p: str, rle: Any, out: list[str]) -> None:

@@ -77,6 +77,10 @@ def read_pair(root: Path, pair_id: str, split: str) -> ChangePair:
         how_much="land changed",
         gsd_m=GSD_M,
         extra_meta={"site": pair_id.split("/")[0]},
+        # 8-bit photos: read as a user's PNG is (/255), not stretched per band, so the decoder
+        # learns change on the values the chat will see (per-band-stretched training tiles drew
+        # 0.0 % change on the same pairs given as PNGs).
+        sensor="rgb",
     )
 
 

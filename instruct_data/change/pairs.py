@@ -51,7 +51,9 @@ class ChangePair:
     labelled and with data on both dates. dates: ISO dates or None. change_phrase: what the mask
     is called (``"urban change"``); kinds: what such change is, for the "what changed" answer.
     how_much: wording of the total ("land changed"), or None. gsd_m: pixel size for areas when
-    the grid has no georeference.
+    the grid has no georeference. sensor: the registered sensor the records name, so the tiles
+    are read with its value scaling ("rgb": 8-bit photos, /255, as a user's PNG is read) rather
+    than the per-band stretch that band names alone get.
     """
 
     source: str
@@ -70,6 +72,7 @@ class ChangePair:
     how_much: str | None = None
     gsd_m: float | None = None
     extra_meta: dict = field(default_factory=dict)
+    sensor: str | None = None
 
 
 def modality(img: RasterImage) -> str:
@@ -146,6 +149,7 @@ class PairRecords:
                     wavelengths=list(img.wavelengths) if img.wavelengths else None,
                     time=time,
                     size=[size, size],
+                    sensor=pair.sensor,
                 )
             )
         self.tiles += 1

@@ -2,7 +2,9 @@
 
 An image entry of a record (docs/instruction_format.md) gives `path` (a file, a band-per-file
 folder, or a list of files, relative to an image root), and optionally `band_names`,
-`wavelengths` (µm, `null` for a SAR band) and `modality` ("sar"). Training
+`wavelengths` (µm, `null` for a SAR band), `modality` ("sar") and `sensor` (a registered sensor
+whose value scaling the image is read with: "rgb" for 8-bit photos saved as R, G, B tiles,
+which band names alone would stretch per band). Training
 (`skyeye.data.dataset`), the vision stage (`finetune.vision_stage`) and evaluation read them
 here, so a record's image is read the same way wherever it is used. Paths go through
 `skyeye.io.paths.resolve_image` (inside the root, existing, a file or a band folder).
@@ -42,7 +44,8 @@ def read_record_image(
     sar_wavelength: float | None = None,
     allow_absolute: bool = False,
 ) -> RasterImage:
-    """Read one image entry of a record (`path`, `band_names`, `wavelengths`, `modality`).
+    """Read one image entry of a record (`path`, `band_names`, `wavelengths`, `modality`,
+    `sensor`).
 
     Args:
         image: the record's image entry.
@@ -70,6 +73,8 @@ def read_record_image(
         kwargs["band_names"] = names
         if sar:
             kwargs["sensor"] = "sentinel-1"
+    if image.get("sensor") is not None:
+        kwargs["sensor"] = str(image["sensor"])
     raster = read_raster(source, **kwargs)
     if sar and names is None:
         # A SAR picture without band names (EarthMind's PNG renderings): its pixels are a display

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from skyeye.data.record_image import read_record_image
 from skyeye.errors import ImagePathError, RasterReadError, UnsafePathError
 from skyeye.evaluation.change_baselines import CHANGE_BASELINES, change_scores
-from skyeye.io.paths import resolve_image
-from skyeye.io.raster import read_raster
 from skyeye.io.rle import decode_rle
 
 logger = logging.getLogger(__name__)
@@ -33,13 +32,9 @@ WHOLE_CHANGE_SUFFIX = ":what"
 
 
 def read_change_pair(record: dict, root: Path) -> tuple[Any, Any, np.ndarray]:
-    """A change record's (before, after) images (paths under ``root``) and its first mask."""
-    images = []
-    for ref in record["images"][:2]:
-        path = resolve_image(ref["path"], root)
-        images.append(
-            read_raster(path, band_names=ref.get("band_names"), wavelengths=ref.get("wavelengths"))
-        )
+    """A change record's (before, after) images (paths under ``root``; read as training reads
+    them, `read_record_image`: band names, wavelengths, sensor) and its first mask."""
+    images = [read_record_image(ref, root) for ref in record["images"][:2]]
     mask = decode_rle(record["turns"][1]["masks"][0]["rle"]).astype(bool)
     return images[0], images[1], mask
 

@@ -94,3 +94,29 @@ def test_record_paths_stay_under_the_root(root):
         read_record_image({"path": str(root / "rgb.png")}, root)
     absolute = read_record_image({"path": str(root / "rgb.png")}, root, allow_absolute=True)
     assert absolute.data.shape == (3, 40, 40)
+
+
+def test_a_record_naming_the_rgb_sensor_is_read_as_a_photo(tiny_model, root):
+    # An 8-bit photo saved as a float R, G, B tile (as the change data's AirChange tiles are):
+    # its band names alone get the per-band stretch; naming the sensor gets a photo's /255.
+    import rasterio
+
+    _, processor = tiny_model
+    photo = read_raster(str(root / "rgb.png"))
+    profile = dict(driver="GTiff", width=40, height=40, count=3, dtype="float32")
+    with rasterio.open(root / "tile.tif", "w", **profile) as dst:
+        dst.write(photo.data.astype(np.float32))
+    tile = {"path": "tile.tif", "band_names": ["R", "G", "B"], "wavelengths": [0.665, 0.56, 0.49]}
+    scaling = processor.image_processor.scaling_for
+    named = read_record_image({**tile, "sensor": "rgb"}, root)
+    assert scaling(named.sensor, named.data) == scaling(photo.sensor, photo.data) == "uint8"
+    plain = read_record_image(tile, root)
+    assert scaling(plain.sensor, plain.data) == "minmax"
+
+    def pixels(image: dict) -> torch.Tensor:
+        data = root / "one.jsonl"
+        data.write_text(json.dumps(_record(image)) + "\n")
+        example = InstructionDataset(data, processor, image_root=root, on_error="stop")[0]
+        return example["pixel_values"][0]
+
+    assert not torch.allclose(pixels({**tile, "sensor": "rgb"}), pixels(tile), atol=0.05)

@@ -12,6 +12,7 @@ import pytest
 from skyeye_testing import build_tiny_llm, change_chat, two_dates, write_tiff
 
 from skyeye.chat.session import ChatSession
+from skyeye.errors import UnsafePathError
 from skyeye.evaluation.change_eval import change_kind, evaluate_change, question_text
 from skyeye.io.rle import encode_mask
 
@@ -106,3 +107,29 @@ def test_a_missing_change_file_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "nope.jsonl" in err and "\n" not in err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_change_record_is_read_as_training_reads_it(tmp_path):
+    # AirChange's records name the "rgb" sensor: the chat must see the 8-bit photos' /255, as the
+    # change decoder did in training, not the per-band stretch their band names alone would get.
+    from skyeye.evaluation.change_heldout import read_change_pair
+
+    rng = np.random.default_rng(0)
+    from skyeye.io.raster import RasterImage
+
+    refs = []
+    for name in ("a", "b"):
+        image = RasterImage(
+            data=rng.uniform(0, 255, (3, 16, 16)).astype(np.float32),
+            band_names=["R", "G", "B"],
+            wavelengths=[0.665, 0.56, 0.49],
+        )
+        write_tiff(image, tmp_path / f"{name}.tif")
+        refs.append({"path": f"{name}.tif", "band_names": ["R", "G", "B"],
+                     "wavelengths": [0.665, 0.56, 0.49], "sensor": "rgb"})  # fmt: skip
+    record = _record("x:what", "What changed?", "<p>x</p> [SEG]", np.zeros((16, 16), bool), refs)
+    before, after, mask = read_change_pair(record, tmp_path)
+    assert before.sensor == after.sensor == "rgb" and mask.shape == (16, 16)
+    record["images"] = [{**ref, "path": "../outside.tif"} for ref in refs]
+    with pytest.raises(UnsafePathError):
+        read_change_pair(record, tmp_path)

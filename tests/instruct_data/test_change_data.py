@@ -131,6 +131,8 @@ def test_airchange_has_no_dates_and_measures_hectares_at_1_5_m(built):
     n = decode_rle(what["turns"][1]["masks"][0]["rle"]).sum()
     assert n == 36 + 64
     assert f"({n * 1.5**2 / 1e4:.2f} ha)" in what["turns"][1]["text"]
+    # 8-bit photos: the records name the sensor, so the tiles are read as a user's PNG is
+    assert [im["sensor"] for im in what["images"]] == ["rgb", "rgb"]
 
 
 def test_permissive_only_leaves_research_sets_out(tmp_path):

@@ -58,6 +58,7 @@ def good() -> Conversation:
 
 def test_valid_record_round_trips_through_jsonl(tmp_path: Path) -> None:
     c = good()
+    c.images[0].sensor = "rgb"
     assert validate_record(c.to_dict()) == []
     n = write_jsonl(tmp_path / "d/x.jsonl", [c, c.to_dict()])
     back = list(load_jsonl(tmp_path / "d/x.jsonl"))
@@ -76,6 +77,7 @@ def test_valid_record_round_trips_through_jsonl(tmp_path: Path) -> None:
         (lambda d: d["turns"][1].update(text="  "), "text: empty"),
         (lambda d: d["images"][0].update(wavelengths=[0.665]), "2 band_names but 1 wavelengths"),
         (lambda d: d["images"][0].update(modality="hyperspectral"), "modality"),
+        (lambda d: d["images"][0].update(sensor="iphone"), "sensor: 'iphone' not one of"),
         (lambda d: d["turns"].reverse(), "expected 'user'"),
         (lambda d: d["turns"][1]["boxes"][0].update(xyxy=[0.5, 0.5, 0.2, 0.9]), "x2 < x1"),
         (lambda d: d["turns"][1].pop("boxes"), "1 boxes in text but 0"),
@@ -101,6 +103,7 @@ def test_json_schema_file_matches_dataclasses() -> None:
         "wavelengths",
         "time",
         "size",
+        "sensor",
     }
     from instruct_data.schema import MODALITIES, TASKS
 
