@@ -92,6 +92,10 @@ class Turn:
         )
 
 
+#: The image entry's keys written only when set (`ImageRef`'s fields after path and modality).
+_IMAGE_OPTIONAL = ("band_names", "wavelengths", "time", "size", "sensor")
+
+
 @dataclass
 class ImageRef:
     """An input image: one file, a band-per-file folder, or a list of files whose bands stack in order."""
@@ -108,7 +112,7 @@ class ImageRef:
 
     def to_dict(self) -> dict:
         d: dict = {"path": self.path, "modality": self.modality}
-        for k in ("band_names", "wavelengths", "time", "size", "sensor"):
+        for k in _IMAGE_OPTIONAL:
             v = getattr(self, k)
             if v is not None:
                 d[k] = v
@@ -116,13 +120,7 @@ class ImageRef:
 
     @classmethod
     def from_dict(cls, d: dict) -> ImageRef:
-        return cls(
-            **{
-                k: d[k]
-                for k in ("path", "modality", "band_names", "wavelengths", "time", "size", "sensor")
-                if k in d
-            }
-        )
+        return cls(**{k: d[k] for k in ("path", "modality", *_IMAGE_OPTIONAL) if k in d})
 
 
 @dataclass

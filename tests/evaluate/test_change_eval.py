@@ -113,10 +113,9 @@ def test_a_change_record_is_read_as_training_reads_it(tmp_path):
     # AirChange's records name the "rgb" sensor: the chat must see the 8-bit photos' /255, as the
     # change decoder did in training, not the per-band stretch their band names alone would get.
     from skyeye.evaluation.change_heldout import read_change_pair
-
-    rng = np.random.default_rng(0)
     from skyeye.io.raster import RasterImage
 
+    rng = np.random.default_rng(0)
     refs = []
     for name in ("a", "b"):
         image = RasterImage(
