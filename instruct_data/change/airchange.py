@@ -69,7 +69,6 @@ def read_pair(root: Path, pair_id: str, split: str) -> ChangePair:
         change=change,
         valid=aligned.valid,
         dates=(None, None),
-        change_phrase="changed areas",
         kinds="new built-up areas, building works, tree planting or fresh ploughland",
         licence=get_licence(SOURCE),
         label_source="SZTAKI AirChange hand-drawn change mask (Benedek & Sziranyi 2009)",

@@ -87,7 +87,6 @@ def read_city(root: Path, city: str, split: str) -> ChangePair:
         change=change,
         valid=valid,
         dates=read_dates(resolve_under_root(f"images/{city}/dates.txt", root)),
-        change_phrase="urban change",
         kinds="new buildings, roads and other urban construction",
         licence=get_licence(SOURCE),
         label_source="OSCD hand-made urban change map (Daudt et al. 2018)",

@@ -23,6 +23,7 @@ from instruct_data.change import templates as T
 from instruct_data.change.licences import Licence
 from instruct_data.from_rasters.tiling import tile_windows, write_tile
 from instruct_data.schema import Conversation, ImageRef, Mask, Turn
+from skyeye.chat.change_answer import GENERAL_PHRASE
 from skyeye.grounding.geo import mask_area
 from skyeye.io.image import RasterImage
 from skyeye.io.rle import encode_mask
@@ -49,7 +50,10 @@ class ChangePair:
 
     before / after: data (C, H, W) on one grid. change: (H, W) bool. valid: (H, W) bool, pixels
     labelled and with data on both dates. dates: ISO dates or None. change_phrase: what the mask
-    is called (``"urban change"``); kinds: what such change is, for the "what changed" answer.
+    is called: the chat's general change phrase (``"changed land cover"``, `GENERAL_PHRASE`, the
+    one it forces for "what changed?"), so the change decoder is trained on the `[SEG]` state the
+    chat sends it (a dataset's own name for its change, "urban change", is never asked by the
+    chat); kinds: what such change is, for the "what changed" answer.
     how_much: wording of the total ("land changed"), or None. gsd_m: pixel size for areas when
     the grid has no georeference. sensor: the registered sensor the records name, so the tiles
     are read with its value scaling ("rgb": 8-bit photos, /255, as a user's PNG is read) rather
@@ -63,7 +67,6 @@ class ChangePair:
     change: np.ndarray
     valid: np.ndarray
     dates: tuple[str | None, str | None]
-    change_phrase: str
     kinds: str
     licence: Licence
     label_source: str
@@ -73,6 +76,7 @@ class ChangePair:
     gsd_m: float | None = None
     extra_meta: dict = field(default_factory=dict)
     sensor: str | None = None
+    change_phrase: str = GENERAL_PHRASE
 
 
 def modality(img: RasterImage) -> str:

@@ -5,9 +5,9 @@ A `[SEG]` is decoded as a change mask (by the model's change decoder, `change_he
 1. the model has a change decoder (``config.mask_change``),
 2. the question's images (the latest user turn that carried images) are two or more images on
    one grid (dated images of one place are put there by `skyeye.chat.multi_date`), and
-3. its phrase names a change (`is_change_phrase`): "changed land cover", "urban change",
-   "new water", "lost forest", "water gained", "buildings appeared", ... — the phrases the change
-   records' answers open with (`instruct_data.change`, LEVIR-MCI's "changed buildings").
+3. its phrase names a change (`is_change_phrase`): "changed land cover", "new water",
+   "lost forest", "water gained", "buildings appeared", ... — the phrases the change records'
+   answers open with (`instruct_data.change`, LEVIR-MCI's "changed buildings").
 
 Its `seg_image_index` entry is then the pair (first, last) of those images; every other `[SEG]`
 keeps the model's default (the last image before it). "Show the water in the second image"

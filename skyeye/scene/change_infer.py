@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skyeye.chat.change_answer import GENERAL_PHRASE
 from skyeye.chat.class_question import class_request
 from skyeye.chat.session import ChatSession
 from skyeye.errors import SceneError
@@ -72,7 +73,7 @@ class ChangeWindowRunner:
         dates: Sequence[str | None],
         classes: Sequence[str],
         always: Sequence[str] = (),
-        phrase: str = "changed land cover",
+        phrase: str = GENERAL_PHRASE,
         spectral_clouds: bool = False,
     ) -> None:
         self.model, self.processor = session.model, session.processor

@@ -14,7 +14,10 @@ from instruct_data.change.build import build_change_data, load_splits
 from instruct_data.change.licences import is_permissive
 from instruct_data.convert import get_converter, run_conversion
 from instruct_data.schema import validate_record
+from skyeye.chat.change_answer import read_change_question
 from skyeye.errors import SpecError
+from skyeye.evaluation.change_eval import question_text
+from skyeye.grounding.parse import parse_seg_phrases
 from skyeye.io.rle import decode_rle
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -118,6 +121,19 @@ def test_oscd_records_name_the_dates_and_carry_the_change_mask(built):
         if r["id"].startswith("oscd-s2-change:beta:") and r["id"].endswith(":what")
     )
     assert beta["images"][0]["size"] == [38, 38]
+
+
+def test_whole_change_records_open_with_the_phrase_the_chat_forces_for_their_question(built):
+    # The change decoder is trained on these records' [SEG] states: a dataset's own name for its
+    # change ("urban change") would train a state the chat never sends (it forces its phrase).
+    out, _ = built
+    records = _read(out / "conversations.jsonl")
+    asked = [r for r in records if r["id"].rsplit(":", 1)[1] in ("what", "any")]
+    assert {r["source"] for r in asked} == {"oscd-s2-change", "sztaki-airchange"}
+    for record in asked:
+        question = read_change_question(question_text(record["turns"][0]["text"]))
+        assert question is not None, record["id"]
+        assert parse_seg_phrases(record["turns"][1]["text"])[0] == question.phrase, record["id"]
 
 
 def test_airchange_has_no_dates_and_measures_hectares_at_1_5_m(built):
