@@ -49,11 +49,11 @@ class ChangePair:
     """Two dates of one place on one grid and their labelled change.
 
     before / after: data (C, H, W) on one grid. change: (H, W) bool. valid: (H, W) bool, pixels
-    labelled and with data on both dates. dates: ISO dates or None. change_phrase: what the mask
-    is called: the chat's general change phrase (``"changed land cover"``, `GENERAL_PHRASE`, the
-    one it forces for "what changed?"), so the change decoder is trained on the `[SEG]` state the
-    chat sends it (a dataset's own name for its change, "urban change", is never asked by the
-    chat); kinds: what such change is, for the "what changed" answer.
+    labelled and with data on both dates. dates: ISO dates or None. kinds: what such change is,
+    for the "what changed" answer (whose mask every pair calls by the chat's general change
+    phrase, `GENERAL_PHRASE`, the one it forces for "what changed?": the change decoder is
+    trained on the `[SEG]` state the chat sends it; a dataset's own name for its change, "urban
+    change", is never asked by the chat).
     how_much: wording of the total ("land changed"), or None. gsd_m: pixel size for areas when
     the grid has no georeference. sensor: the registered sensor the records name, so the tiles
     are read with its value scaling ("rgb": 8-bit photos, /255, as a user's PNG is read) rather
@@ -76,7 +76,6 @@ class ChangePair:
     gsd_m: float | None = None
     extra_meta: dict = field(default_factory=dict)
     sensor: str | None = None
-    change_phrase: str = GENERAL_PHRASE
 
 
 def modality(img: RasterImage) -> str:
@@ -184,11 +183,11 @@ class PairRecords:
             (
                 "what",
                 T.pick(rng, T.WHAT_CHANGED),
-                T.what_changed_answer(pair.change_phrase, area.share, ha, pair.kinds, texts),
+                T.what_changed_answer(GENERAL_PHRASE, area.share, ha, pair.kinds, texts),
                 change,
             )
         )
-        anything = T.anything_answer(pair.change_phrase, area.share)
+        anything = T.anything_answer(GENERAL_PHRASE, area.share)
         if anything is not None:
             qa.append(("any", T.pick(rng, T.ANYTHING), anything, change))
         if pair.how_much and ha is not None and area.share > 0:
@@ -196,7 +195,7 @@ class PairRecords:
                 (
                     "much",
                     T.pick(rng, T.HOW_MUCH, what=pair.how_much),
-                    f"{T.seg(pair.change_phrase)} About {T.hectares(ha)}.",
+                    f"{T.seg(GENERAL_PHRASE)} About {T.hectares(ha)}.",
                     change,
                 )
             )

@@ -134,7 +134,6 @@ class StarPairs:
             change=(b_map != a_map) & ok,
             valid=ok,
             dates=(before.datetime, after.datetime) if kind == "dates" else (None, None),
-            change_phrase="changed land cover",
             kinds="the land cover differs",
             licence=get_licence(SOURCE),
             label_source=f"{layer.description} (STAR pair: {kind})",
