@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from finetune.seg_states import record_seg_states
+from skyeye.chat.change_answer import GENERAL_PHRASE
 from skyeye.chat.change_seg import is_change_phrase
 from skyeye.constants import SEG_TOKEN
 from skyeye.grounding.parse import parse_seg_phrases
@@ -38,10 +39,26 @@ def _change_phrases(record: dict) -> list[bool]:
     return out
 
 
-def change_record_lines(jsonl: Path, *, whole_change_only: bool = False) -> list[str]:
+def _asks_whole_change(record: dict) -> bool:
+    """Whether the record's answer draws the whole change (the chat's `GENERAL_PHRASE`)."""
+    return any(
+        GENERAL_PHRASE in parse_seg_phrases(str(turn.get("text", "")))
+        for turn in record.get("turns") or []
+        if turn.get("role") == "assistant"
+    )
+
+
+def change_record_lines(
+    jsonl: Path,
+    *,
+    whole_change_only: bool = False,
+    whole_change_sources: frozenset[str] | None = None,
+) -> list[str]:
     """The lines of ``jsonl`` whose record has two or more images and a change `[SEG]`
     (``whole_change_only``: only the records of a pair's whole change mask, ids ending ":what",
-    the unit the change baselines are scored on)."""
+    the unit the change baselines are scored on; ``whole_change_sources``: the sources whose
+    records of the whole change, `GENERAL_PHRASE`, are kept, the others' per-class records
+    only; None: every source's)."""
     kept = []
     with open(jsonl, encoding="utf-8") as handle:
         for line in handle:
@@ -54,6 +71,12 @@ def change_record_lines(jsonl: Path, *, whole_change_only: bool = False) -> list
             if len(record.get("images") or []) < 2 or not any(_change_phrases(record)):
                 continue
             if whole_change_only and not str(record.get("id", "")).endswith(":what"):
+                continue
+            if (
+                whole_change_sources is not None
+                and record.get("source") not in whole_change_sources
+                and _asks_whole_change(record)
+            ):
                 continue
             kept.append(line if line.endswith("\n") else line + "\n")
     return kept

@@ -121,6 +121,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=50, help="steps between checkpoints; 0: none")
     p.add_argument("--save-dtype", default="bfloat16", choices=["bfloat16", "float32"])
     p.add_argument(
+        "--whole-change-from",
+        default=None,
+        help="comma-separated record sources whose whole-change records (the chat's 'changed "
+        "land cover': what / any / much) are trained on; the other sources give their per-class "
+        "records only (OSCD marks urban change alone, so its whole-change masks call a new lake "
+        "no change). Default: every source",
+    )
+    p.add_argument(
         "--max-records",
         type=int,
         default=0,
@@ -163,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     from skyeye.modeling.model import SkyEyeForConditionalGeneration
     from skyeye.processing.processor import SkyEyeProcessor
 
-    lines = change_record_lines(args.data)
+    sources = None
+    if args.whole_change_from is not None:
+        sources = frozenset(s.strip() for s in args.whole_change_from.split(",") if s.strip())
+    lines = change_record_lines(args.data, whole_change_sources=sources)
     if not lines:
         print(
             f"error: {args.data} holds no change record (two images, a [SEG] of a change phrase)",

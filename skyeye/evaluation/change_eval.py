@@ -15,10 +15,16 @@ record's dates (`prepare_dated_images`, the chat's rule), the record's question 
   answer of the evaluated records and the blind model;
 * ``much`` / ``much-<class>`` ("How much ... in hectares?"): the share of answers within 25 %
   of the reference area and the median relative error, beside the median reference area of the
-  evaluated records and the blind model.
+  evaluated records and the blind model;
+* ``show`` (``appeared-<class>`` / ``disappeared-<class>``: "Show where buildings appeared."):
+  the change mask against the record's, per dataset and change phrase ("new buildings"), beside
+  the same baselines. Only records whose question the chat reads as their own phrase are asked
+  (`read_change_question`: the classes it names, water, vegetation, built-up, bare land); the
+  rest are skipped and counted ("class the chat does not name"). OSCD labels urban change only,
+  so its ``show`` records ask what it labels, where ``what`` asks for every change.
 
 The blind model is the same model asked the same question with no image (greedy: its answer
-depends on the question alone). A record whose images or mask cannot be read, or whose question
+depends on the question alone); it draws no mask, so ``show`` records do not ask it. A record whose images or mask cannot be read, or whose question
 the chat refuses, is skipped and counted by reason; an answer without a change mask or a
 readable figure counts as wrong and as unparsed, with its reason.
 """
@@ -34,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from skyeye.chat.change_answer import read_change_question
 from skyeye.chat.multi_date import prepare_dated_images
 from skyeye.chat.readable import render_readable
 from skyeye.errors import SkyEyeError
@@ -48,18 +55,36 @@ logger = logging.getLogger(__name__)
 __all__ = ["CHANGE_KINDS", "change_kind", "evaluate_change"]
 
 #: Record kinds asked, by the id suffix `instruct_data.change` writes.
-CHANGE_KINDS = ("what", "any", "much")
+CHANGE_KINDS = ("what", "any", "much", "show")
 #: An area answer is right within this relative error.
 AREA_TOLERANCE = 0.25
 _IMAGE_PART = re.compile(r"(Image \d+ \([^)]*\):\s*)?<image>\s*")
+_PHRASE = re.compile(r"<p>(.*?)</p>")
 
 
 def change_kind(record_id: str) -> str | None:
-    """The kind of a change record from its id (``...:what``, ``...:much-buildings``), or None
-    for a kind not evaluated (the per-class masks)."""
+    """The kind of a change record from its id (``...:what``, ``...:much-buildings``,
+    ``...:appeared-water`` -> "show"), or None for an id of no evaluated kind."""
     suffix = record_id.rsplit(":", 1)[-1]
-    kind = suffix.split("-", 1)[0]
+    kind, _, cls = suffix.partition("-")
+    if kind in ("appeared", "disappeared"):
+        return "show" if cls else None
     return kind if kind in CHANGE_KINDS and (kind == "much" or suffix == kind) else None
+
+
+def _mask_scores(masks: dict[str, Any], group_of: list[str]) -> dict[str, Any]:
+    """gIoU / cIoU / F1 of the model and every baseline per group (dataset, or dataset and
+    phrase) of the collected masks."""
+    out: dict[str, Any] = {}
+    for group in sorted(set(group_of)):
+        idx = [i for i, g in enumerate(group_of) if g == group]
+        targets = [masks["target"][i] for i in idx]
+        valids = [masks["valid"][i] for i in idx]
+        scores: dict[str, Any] = {"records": len(idx)}
+        for name, preds in masks["pred"].items():
+            scores[name] = change_scores([preds[i] for i in idx], targets, valids)
+        out[group] = scores
+    return out
 
 
 def question_text(user_text: str) -> str:
@@ -79,25 +104,20 @@ def _relative_error(pred: float | None, gold: float) -> float | None:
     return abs(pred - gold) / gold if gold > 0 else (0.0 if pred == 0 else float("inf"))
 
 
-def _summaries(rows: dict[str, list[dict[str, Any]]], masks: dict, captions: dict) -> dict:
+def _summaries(
+    rows: dict[str, list[dict[str, Any]]], masks: dict, shown: dict, captions: dict
+) -> dict:
     out: dict[str, Any] = {}
+    if shown["target"]:
+        out["show"] = _mask_scores(shown, shown["group"])
     if masks["target"]:
-        datasets = sorted(set(masks["dataset"]))
-        out["what"] = {}
-        for ds in datasets:
-            idx = [i for i, d in enumerate(masks["dataset"]) if d == ds]
-            targets = [masks["target"][i] for i in idx]
-            valids = [masks["valid"][i] for i in idx]
-            scores: dict[str, Any] = {"records": len(idx)}
-            for name, preds in masks["pred"].items():
-                scores[name] = change_scores([preds[i] for i in idx], targets, valids)
-            out["what"][ds] = scores
+        out["what"] = _mask_scores(masks, masks["group"])
         refs = [[r] for r in captions["reference"]]
         out["what_caption"] = {
             "model": caption_metrics(captions["model"], refs),
             "blind": caption_metrics(captions["blind"], refs),
         }
-    if rows["any"]:
+    if rows.get("any"):
         golds = [r["gold"] for r in rows["any"]]
         majority = Counter(golds).most_common(1)[0][0]
         out["any"] = {
@@ -107,7 +127,7 @@ def _summaries(rows: dict[str, list[dict[str, Any]]], masks: dict, captions: dic
             "most_frequent": float(np.mean([g == majority for g in golds])),
             "most_frequent_answer": majority,
         }
-    if rows["much"]:
+    if rows.get("much"):
         golds = [r["gold_m2"] for r in rows["much"]]
         median = float(statistics.median(golds))
         block: dict[str, Any] = {"records": len(golds), "median_reference_m2": median}
@@ -138,7 +158,8 @@ def evaluate_change(
     (``blind`` is asked without images). Returns {"metrics": per kind, "rows": per kind,
     "skipped": {reason: n}, "unparsed": {reason: n}}."""
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    masks: dict[str, Any] = {"pred": defaultdict(list), "target": [], "valid": [], "dataset": []}
+    masks: dict[str, Any] = {"pred": defaultdict(list), "target": [], "valid": [], "group": []}
+    shown: dict[str, Any] = {"pred": defaultdict(list), "target": [], "valid": [], "group": []}
     captions: dict[str, list[str]] = defaultdict(list)
     skipped: Counter = Counter()
     unparsed: Counter = Counter()
@@ -159,6 +180,14 @@ def evaluate_change(
             continue
         meta = record.get("meta") or {}
         dates = meta.get("dates") or None
+        phrase = None
+        if kind == "show":
+            found = _PHRASE.search(gold_text)
+            phrase = found.group(1) if found else None
+            asked = read_change_question(question)
+            if phrase is None or asked is None or asked.phrase != phrase:
+                skipped["class the chat does not name"] += 1
+                continue
         try:
             session.reset()
             for image in prepare_dated_images([before, after], dates).images:
@@ -171,17 +200,25 @@ def evaluate_change(
         if change is None:
             unparsed["no change answer"] += 1
         row: dict[str, Any] = {"id": record["id"], "dataset": meta.get("dataset")}
-        blind_text = _blind(blind, question)
-        if kind == "what":
+        if kind in ("what", "show"):
             pred = np.zeros(target.shape, bool)
             if change is not None:  # bool on the before image's read grid
                 pred = resize_mask(np.asarray(reply.masks[change.mask], bool), target.shape)
-            masks["pred"]["model"].append(pred)
+            into = masks if kind == "what" else shown
+            into["pred"]["model"].append(pred)
             for name, rule in CHANGE_BASELINES.items():
-                masks["pred"][name].append(rule(before, after))
-            masks["target"].append(target)
-            masks["valid"].append(before.valid_mask & after.valid_mask)
-            masks["dataset"].append(row["dataset"])
+                into["pred"][name].append(rule(before, after))
+            into["target"].append(target)
+            into["valid"].append(before.valid_mask & after.valid_mask)
+            into["group"].append(
+                row["dataset"] if kind == "what" else f"{row['dataset']}: {phrase}"
+            )
+        if kind == "show":
+            row["answer"] = render_readable(reply.text)
+            rows[kind].append(row)
+            continue
+        blind_text = _blind(blind, question)
+        if kind == "what":
             captions["model"].append(render_readable(reply.text))
             captions["blind"].append(render_readable(blind_text))
             captions["reference"].append(render_readable(gold_text))
@@ -200,7 +237,7 @@ def evaluate_change(
         row["answer"], row["blind_answer"] = render_readable(reply.text), blind_text
         rows[kind].append(row)
     return {
-        "metrics": _summaries(rows, masks, captions) or None,
+        "metrics": _summaries(rows, masks, shown, captions) or None,
         "rows": dict(rows),
         "skipped": dict(skipped),
         "unparsed": dict(unparsed),

@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most N records of the task (with --train: N tiles, default 400)",
     )
     p.add_argument(
+        "--change-kinds",
+        default=None,
+        help="with --task change: comma-separated record kinds to ask (what, any, much, show; "
+        "default: all)",
+    )
+    p.add_argument(
         "--train",
         default=None,
         help="from_rasters train.jsonl: --data is its held-out split, scored beside the baselines "
@@ -180,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.task == "change":
         return run_change(args, argv)
+    if args.change_kinds is not None:
+        print("error: --change-kinds is for --task change; leave it out", file=sys.stderr)
+        return 2
     if args.train is not None:
         if args.baselines is not None:
             print("error: --baselines is for records; with --train the card's run", file=sys.stderr)
@@ -319,13 +328,22 @@ def run_change(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from pathlib import Path
 
     from skyeye.chat.session import ChatSession, load_chat
-    from skyeye.evaluation.change_eval import evaluate_change
+    from skyeye.evaluation.change_eval import CHANGE_KINDS, evaluate_change
 
     data = Path(args.data)
     if not data.is_file():
         print(f"error: {data}: no such file (instruct_data.change val.jsonl)", file=sys.stderr)
         return 2
     root = Path(args.image_root) if args.image_root else data.parent
+    kinds = tuple(k.strip() for k in (args.change_kinds or ",".join(CHANGE_KINDS)).split(","))
+    unknown = [k for k in kinds if k not in CHANGE_KINDS]
+    if unknown:
+        print(
+            f"error: --change-kinds {args.change_kinds!r}: unknown kind {unknown}; choose from "
+            f"{', '.join(CHANGE_KINDS)}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         settings = _settings(args)
         session = load_chat(
@@ -336,7 +354,7 @@ def run_change(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             settings=settings,
         )
         blind = ChatSession(session.model, session.processor, settings, require_image=False)
-        result = evaluate_change(session, blind, data, root, limit=args.limit)
+        result = evaluate_change(session, blind, data, root, limit=args.limit, kinds=kinds)
     except (ValueError, OSError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -350,6 +368,7 @@ def run_change(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             "data": str(data),
             "image_root": str(root),
             "limit_per_kind": args.limit,
+            "kinds": list(kinds),
             "decoding": settings.generate_kwargs(),
             "read_size": settings.read_size,
             "dtype": args.dtype,

@@ -36,7 +36,8 @@ def _record(rid: str, question: str, answer: str, mask: np.ndarray, images: list
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> Path:
-    """Two pairs (a lake appeared; nothing changed) with what / any / much records, and one
+    """Two pairs (a lake appeared; nothing changed) with what / any / much records, "show"
+    records of a class the chat names (water) and of one it does not (cloud shadow), and one
     record whose image is missing."""
     folder = tmp_path_factory.mktemp("change")
     before, after, _ = two_dates(nodata_rows=0)
@@ -61,6 +62,8 @@ def records(tmp_path_factory) -> Path:
         _record("gone:any", "Has anything changed? Answer yes or no.", "Yes.", lake,
                 [{"path": "missing.tif"}, refs[1]]),
         _record("lake:appeared-water", "Show where water appeared.", "<p>new water</p> [SEG]", lake, refs),
+        _record("lake:appeared-cloud shadow", "Show where cloud shadow appeared.",
+                "<p>new cloud shadow</p> [SEG]", lake, refs),
     ]  # fmt: skip
     path = folder / "val.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines) + "{not json\n")
@@ -83,14 +86,33 @@ def test_change_answers_are_measured_beside_their_baselines(llm, records):
     assert set(metrics["what_caption"]) == {"model", "blind"}
     # The blind model is asked the question with no image: it answers in words only.
     assert all(r["blind_answer"] for r in result["rows"]["any"])
-    assert result["skipped"] == {"missing image": 1, "malformed record": 1}
-    assert len(result["rows"]["what"]) == 2 and "appeared" not in json.dumps(result["rows"])
+    assert len(result["rows"]["what"]) == 2
+    # "Show where water appeared." is asked as the chat reads it ("new water") and scored per
+    # phrase beside the same baselines; the blind model draws no mask and is not asked.
+    shown = metrics["show"]["lakes: new water"]
+    assert shown["records"] == 1 and shown["model"]["ciou"] == pytest.approx(1.0, abs=0.02)
+    assert {"otsu-difference", "water-index"} <= set(shown)
+    assert [r["id"] for r in result["rows"]["show"]] == ["lake:appeared-water"]
+    assert "blind_answer" not in result["rows"]["show"][0]
+    # A class the chat has no phrase for would be asked as "what changed?": skipped, counted.
+    assert result["skipped"] == {
+        "missing image": 1, "malformed record": 1, "class the chat does not name": 1,
+    }  # fmt: skip
+
+
+def test_only_the_kinds_asked_for_are_asked(llm, records):
+    session = change_chat(llm)
+    blind = ChatSession(session.model, session.processor, session.settings, require_image=False)
+    result = evaluate_change(session, blind, records, records.parent, kinds=("show",))
+    assert set(result["rows"]) == {"show"} and set(result["metrics"]) == {"show"}
 
 
 def test_record_kinds_and_questions_are_read_from_the_record():
     assert change_kind("oscd:aguasclaras:r0c0:what") == "what"
     assert change_kind("oscd:aguasclaras:r0c0:much-buildings") == "much"
-    assert change_kind("star:x:r0c0:appeared-water") is None
+    assert change_kind("star:x:r0c0:appeared-water") == "show"
+    assert change_kind("star:x:r0c0:disappeared-cloud shadow") == "show"
+    assert change_kind("star:x:r0c0:appeared") is None
     assert change_kind("star:x:r0c0:anything") is None
     text = "Image 1 (2015-09-16): <image>\nImage 2 (2017-10-15): <image>\nWhat changed?"
     assert question_text(text) == "What changed?"
@@ -106,6 +128,16 @@ def test_a_missing_change_file_is_one_line_and_exit_2(tmp_path, capsys):
                  "--out", str(tmp_path / "r.json")]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "nope.jsonl" in err and "\n" not in err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_an_unknown_change_kind_is_one_line_and_exit_2(records, tmp_path, capsys):
+    from skyeye.evaluation.cli import main
+
+    assert main(["--task", "change", "--data", str(records), "--change-kinds", "what,shows",
+                 "--out", str(tmp_path / "r.json")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "shows" in err and "show" in err and "\n" not in err
     assert not (tmp_path / "r.json").exists()
 
 

@@ -163,3 +163,32 @@ def test_max_records_draws_the_large_share_from_scene_sized_records():
     )
     uniform = sample_records(lines, 20, 0.0, 320, seed=0)
     assert len(uniform) == 20
+
+
+def test_whole_change_records_are_kept_only_for_the_sources_named(tmp_path):
+    # OSCD marks urban change alone: with --whole-change-from, its "changed land cover" records
+    # (which call a new lake no change) are left out and its "new buildings" records kept.
+    from finetune.change_cache import change_record_lines
+
+    def record(source: str, rid: str, answer: str) -> dict:
+        turns = [{"role": "user", "text": "<image>\n<image>\nq"},
+                 {"role": "assistant", "text": answer}]  # fmt: skip
+        return {"id": f"{source}:p:{rid}", "source": source, "images": [{}, {}], "turns": turns}
+
+    records = [
+        record("oscd-s2-change", "what", "<p>changed land cover</p> [SEG] About 1 ha changed."),
+        record("oscd-s2-change", "appeared-buildings", "<p>new buildings</p> [SEG]"),
+        record("star-pairs", "what", "<p>changed land cover</p> [SEG] About 2 ha changed."),
+        record("star-pairs", "appeared-water", "<p>new water</p> [SEG]"),
+    ]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def ids(lines: list[str]) -> list[str]:
+        return [json.loads(line)["id"] for line in lines]
+
+    assert len(change_record_lines(path)) == 4
+    kept = change_record_lines(path, whole_change_sources=frozenset({"star-pairs"}))
+    assert ids(kept) == [
+        "oscd-s2-change:p:appeared-buildings", "star-pairs:p:what", "star-pairs:p:appeared-water",
+    ]  # fmt: skip
