@@ -4,7 +4,7 @@
 Every record is asked as a user asks it: a fresh conversation, both images added with the
 record's dates (`prepare_dated_images`, the chat's rule), the record's question word for word
 (`ChatSession.ask`: a change question gets the measured change answer,
-`skyeye.chat.change_answer`). Three kinds of record, by their id's suffix:
+`skyeye.chat.change_answer`). Four kinds of record, by their id's suffix:
 
 * ``what`` (the whole change: "Compare the two images: what is different?"): the change mask
   against the record's, gIoU / cIoU / F1 of the changed class per dataset (`change_scores`),
@@ -24,9 +24,10 @@ record's dates (`prepare_dated_images`, the chat's rule), the record's question 
   so its ``show`` records ask what it labels, where ``what`` asks for every change.
 
 The blind model is the same model asked the same question with no image (greedy: its answer
-depends on the question alone); it draws no mask, so ``show`` records do not ask it. A record whose images or mask cannot be read, or whose question
-the chat refuses, is skipped and counted by reason; an answer without a change mask or a
-readable figure counts as wrong and as unparsed, with its reason.
+depends on the question alone); it draws no mask, so ``show`` records do not ask it. A record
+whose images or mask cannot be read, or whose question the chat refuses, is skipped and counted
+by reason; an answer without a change mask or a readable figure counts as wrong and as
+unparsed, with its reason.
 """
 
 from __future__ import annotations
