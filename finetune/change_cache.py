@@ -30,22 +30,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["cache_change_states", "change_record_lines", "lines_fingerprint", "to_change"]
 
 
-def _change_phrases(record: dict) -> list[bool]:
-    """Per `[SEG]` of the record's answers, in reading order: is it a change `[SEG]`?"""
-    out: list[bool] = []
+def _seg_phrases(record: dict) -> list[str | None]:
+    """The phrase of every `[SEG]` of the record's answers, in reading order."""
+    out: list[str | None] = []
     for turn in record.get("turns") or []:
         if turn.get("role") == "assistant":
-            out += [is_change_phrase(p) for p in parse_seg_phrases(str(turn.get("text", "")))]
+            out += parse_seg_phrases(str(turn.get("text", "")))
     return out
-
-
-def _asks_whole_change(record: dict) -> bool:
-    """Whether the record's answer draws the whole change (the chat's `GENERAL_PHRASE`)."""
-    return any(
-        GENERAL_PHRASE in parse_seg_phrases(str(turn.get("text", "")))
-        for turn in record.get("turns") or []
-        if turn.get("role") == "assistant"
-    )
 
 
 def change_record_lines(
@@ -68,14 +59,15 @@ def change_record_lines(
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if len(record.get("images") or []) < 2 or not any(_change_phrases(record)):
+            phrases = _seg_phrases(record)
+            if len(record.get("images") or []) < 2 or not any(map(is_change_phrase, phrases)):
                 continue
             if whole_change_only and not str(record.get("id", "")).endswith(":what"):
                 continue
             if (
                 whole_change_sources is not None
                 and record.get("source") not in whole_change_sources
-                and _asks_whole_change(record)
+                and GENERAL_PHRASE in phrases
             ):
                 continue
             kept.append(line if line.endswith("\n") else line + "\n")
@@ -126,7 +118,7 @@ def cache_change_states(model: Any, dataset: Any, *, bf16: bool = True) -> dict[
         example = dataset[index]
         if example is None or not example["masks"] or "pixel_values_hires" not in example:
             continue
-        is_change = _change_phrases(dataset.raw_record(index)[1])
+        is_change = [is_change_phrase(p) for p in _seg_phrases(dataset.raw_record(index)[1])]
         last, vis, positions = record_seg_states(model, example, bf16=bf16)
         for k, pos in enumerate(positions):
             if k >= len(is_change) or not is_change[k]:

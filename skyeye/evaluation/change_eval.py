@@ -48,7 +48,7 @@ from skyeye.errors import SkyEyeError
 from skyeye.evaluation.caption_metrics import caption_metrics
 from skyeye.evaluation.change_baselines import CHANGE_BASELINES, change_scores
 from skyeye.evaluation.change_heldout import iter_change_pairs
-from skyeye.grounding.parse import parse_area_m2, parse_yes_no
+from skyeye.grounding.parse import parse_area_m2, parse_seg_phrases, parse_yes_no
 from skyeye.io.resample import resize_mask
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,6 @@ CHANGE_KINDS = ("what", "any", "much", "show")
 #: An area answer is right within this relative error.
 AREA_TOLERANCE = 0.25
 _IMAGE_PART = re.compile(r"(Image \d+ \([^)]*\):\s*)?<image>\s*")
-_PHRASE = re.compile(r"<p>(.*?)</p>")
 
 
 def change_kind(record_id: str) -> str | None:
@@ -86,6 +85,18 @@ def _mask_scores(masks: dict[str, Any], group_of: list[str]) -> dict[str, Any]:
             scores[name] = change_scores([preds[i] for i in idx], targets, valids)
         out[group] = scores
     return out
+
+
+def _chat_asks_its_phrase(record: dict) -> bool | None:
+    """Whether the chat reads a ``show`` record's question as the record's own phrase (its
+    answer's first `[SEG]` phrase); None when the turns cannot be read (counted later)."""
+    try:
+        question = question_text(record["turns"][0]["text"])
+        phrases = parse_seg_phrases(str(record["turns"][1]["text"]))
+    except (KeyError, IndexError, TypeError):
+        return None
+    asked = read_change_question(question)
+    return bool(phrases) and asked is not None and asked.phrase == phrases[0]
 
 
 def question_text(user_text: str) -> str:
@@ -167,7 +178,14 @@ def evaluate_change(
 
     def wanted(record: dict) -> bool:
         kind = change_kind(str(record.get("id", "")))
-        return kind is not None and kind in kinds and not (limit and len(rows[kind]) >= limit)
+        if kind is None or kind not in kinds or (limit and len(rows[kind]) >= limit):
+            return False
+        # Checked before the images are read: a class the chat does not name would be asked as
+        # "what changed?" and scored against one class's mask.
+        if kind == "show" and _chat_asks_its_phrase(record) is False:
+            skipped["class the chat does not name"] += 1
+            return False
+        return True
 
     pairs = iter_change_pairs(jsonl, root, wanted, skipped, desc="change records")
     for record, before, after, target in pairs:
@@ -181,14 +199,7 @@ def evaluate_change(
             continue
         meta = record.get("meta") or {}
         dates = meta.get("dates") or None
-        phrase = None
-        if kind == "show":
-            found = _PHRASE.search(gold_text)
-            phrase = found.group(1) if found else None
-            asked = read_change_question(question)
-            if phrase is None or asked is None or asked.phrase != phrase:
-                skipped["class the chat does not name"] += 1
-                continue
+        phrase = parse_seg_phrases(gold_text)[0] if kind == "show" else None
         try:
             session.reset()
             for image in prepare_dated_images([before, after], dates).images:
