@@ -164,3 +164,13 @@ def test_a_change_record_is_read_as_training_reads_it(tmp_path):
     record["images"] = [{**ref, "path": "../outside.tif"} for ref in refs]
     with pytest.raises(UnsafePathError):
         read_change_pair(record, tmp_path)
+
+
+def test_change_kinds_outside_the_change_task_is_one_line_and_exit_2(records, tmp_path, capsys):
+    from skyeye.evaluation.cli import main
+
+    assert main(["--task", "vqa", "--data", str(records), "--change-kinds", "show",
+                 "--out", str(tmp_path / "r.json")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--change-kinds" in err and "\n" not in err
+    assert not (tmp_path / "r.json").exists()
