@@ -108,12 +108,6 @@ def _driest_block(water: np.ndarray, taken: np.ndarray, side: int) -> tuple[int,
     return best
 
 
-def known_polygon(tile: Path):
-    """The issue's known polygon (the first of `known_polygons`) and the water spectra."""
-    polygons, spectra = known_polygons(tile, 1)
-    return polygons[0], spectra
-
-
 def build_changed(tile: Path, target: Path, polygons: list, spectra: np.ndarray) -> None:
     """The tile with the polygons' pixels set to random water spectra, strip by strip."""
     import rasterio

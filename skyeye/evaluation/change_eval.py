@@ -72,10 +72,11 @@ def change_kind(record_id: str) -> str | None:
     return kind if kind in CHANGE_KINDS and (kind == "much" or suffix == kind) else None
 
 
-def _mask_scores(masks: dict[str, Any], group_of: list[str]) -> dict[str, Any]:
-    """gIoU / cIoU / F1 of the model and every baseline per group (dataset, or dataset and
-    phrase) of the collected masks."""
+def _mask_scores(masks: dict[str, Any]) -> dict[str, Any]:
+    """gIoU / cIoU / F1 of the model and every baseline per group (``masks["group"]``: dataset,
+    or dataset and phrase) of the collected masks."""
     out: dict[str, Any] = {}
+    group_of = masks["group"]
     for group in sorted(set(group_of)):
         idx = [i for i, g in enumerate(group_of) if g == group]
         targets = [masks["target"][i] for i in idx]
@@ -121,9 +122,9 @@ def _summaries(
 ) -> dict:
     out: dict[str, Any] = {}
     if shown["target"]:
-        out["show"] = _mask_scores(shown, shown["group"])
+        out["show"] = _mask_scores(shown)
     if masks["target"]:
-        out["what"] = _mask_scores(masks, masks["group"])
+        out["what"] = _mask_scores(masks)
         refs = [[r] for r in captions["reference"]]
         out["what_caption"] = {
             "model": caption_metrics(captions["model"], refs),
