@@ -24,7 +24,8 @@ on each date's class masks. The words say only what was measured::
 
 which reads (`skyeye.chat.readable`) "Yes — 38 ha changed (4.1 % of the compared area), mask 1:
 water gained 12 ha, ...". A partial overlap is said (`skyeye.io.align.overlap_note`). A model
-without a change decoder says so in one sentence and gives no number. One date all cloud over the
+without a change decoder says so in one sentence and gives no number, and so does a change
+question about one image (`ONE_IMAGE`). One date all cloud over the
 overlap is `NoComparableAreaError` (a ValueError: exit 2 in the terminal, a 400 in the server).
 
 `ChatSession.stream` calls `change_reply` before generating (with `GenerationSettings.measure`;
@@ -85,6 +86,13 @@ GENERAL_PHRASE = "changed land cover"
 NO_CHANGE_DECODER = (
     "This model has no change decoder, so it cannot measure what changed between these images "
     "(load a model folder whose config has mask_change, or ask about one image at a time)."
+)
+#: The answer to a change question whose turn has one image: nothing to compare it with (the
+#: LLM, asked anyway, described the one image: "Vegetation covers 713 ha").
+ONE_IMAGE = (
+    "Comparing dates needs two images of the same place, and this question has one: give the "
+    "other date with it (two --image in the terminal, or /image before asking; two images in "
+    "one message in the server or the demo) and ask again."
 )
 #: Said when an area was asked in a unit about images without a georeference.
 NO_GROUND_AREA = (
@@ -241,9 +249,11 @@ def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | 
     `MissingBandError` when the two dates share no band.
     """
     question = read_change_question(prompt)
-    pair = change_pair(session) if question is not None else None
-    if question is None or pair is None:
+    if question is None:
         return None
+    pair = change_pair(session)
+    if pair is None:  # one image: say so; two not on one grid (undated photos): the LLM's
+        return ChatReply(text=ONE_IMAGE) if len(question_images(session)[0]) == 1 else None
     if getattr(session.model, "change_head", None) is None:
         return ChatReply(text=NO_CHANGE_DECODER)
     b, a = pair

@@ -3,7 +3,11 @@
 One step for every entry point that takes several images of one place (the terminal chat today;
 the demo, the server and MCP are meant to call the same function): the user's dates override the
 files' own (`skyeye.io.dates`), dates must not run backwards, and the images are brought onto the
-first image's grid (`skyeye.io.align.align_to_first`), only their common valid area kept.
+first image's grid (`skyeye.io.align.align_to_first`), only their common valid area kept and,
+when that is part of the first image, the images cut to its bounding box: the model sees only
+what it compares (the masked rest, shown to the change decoder, had it find 11.1 ha of change
+on a NAIP pair overlapping on 60 %, against 1.5 ha cut to the overlap, 2.0 ha from files cut
+beforehand and 2.0 ha from `skyeye.scene`, which reads only the overlap).
 """
 
 from __future__ import annotations
@@ -12,14 +16,28 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from affine import Affine
 
 from skyeye.io.align import align_to_first, is_georeferenced, overlap_note
 from skyeye.io.dates import date_label
 from skyeye.io.image import RasterImage
 
+if TYPE_CHECKING:
+    from skyeye.chat.session import ChatSession
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["DatedImages", "check_date_order", "is_multi_date", "prepare_dated_images"]
+__all__ = [
+    "DatedImages",
+    "attach_dated_image",
+    "check_date_order",
+    "is_multi_date",
+    "prepare_dated_images",
+    "uncut_mask",
+]
 
 
 @dataclass
@@ -89,4 +107,63 @@ def prepare_dated_images(
     _check_order(dated)
     alignment = align_to_first(dated)
     note = overlap_note(alignment.overlap)
-    return DatedImages(images=alignment.images, overlap=alignment.overlap, note=note)
+    images = alignment.images
+    if alignment.partial:
+        images = _cut_to(alignment.valid, images)
+    return DatedImages(images=images, overlap=alignment.overlap, note=note)
+
+
+def _cut_to(valid: np.ndarray, images: Sequence[RasterImage]) -> list[RasterImage]:
+    """``images`` (on one grid) cut to the bounding box of ``valid`` (H, W); each keeps the
+    window it was cut from, (row, col, height, width) of the uncut grid, in
+    ``extra["cut_from"]`` (`uncut_mask`)."""
+    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    height, width = valid.shape
+    if (r0, c0, r1, c1) == (0, 0, height, width):
+        return list(images)
+    out = []
+    for image in images:
+        sh, sw = image.source_shape or (height, width)
+        out.append(
+            dataclasses.replace(
+                image,
+                data=np.ascontiguousarray(image.data[:, r0:r1, c0:c1]),
+                transform=None
+                if image.transform is None
+                else image.transform @ Affine.translation(c0, r0),
+                # the source's full-resolution size, cut alike (decimation unchanged)
+                source_shape=(round(sh * (r1 - r0) / height), round(sw * (c1 - c0) / width)),
+                extra={**image.extra, "cut_from": (r0, c0, height, width)},
+            )
+        )
+    return out
+
+
+def uncut_mask(mask: np.ndarray, image: RasterImage) -> np.ndarray:
+    """A mask (H, W) drawn on ``image`` as `prepare_dated_images` cut it, on the grid before the
+    cut (False outside the cut); ``mask`` itself when the image was not cut."""
+    cut = image.extra.get("cut_from")
+    if cut is None:
+        return mask
+    r0, c0, height, width = cut
+    out = np.zeros((height, width), dtype=mask.dtype)
+    out[r0 : r0 + mask.shape[0], c0 : c0 + mask.shape[1]] = mask
+    return out
+
+
+def attach_dated_image(session: ChatSession, image: RasterImage) -> DatedImages:
+    """Attach ``image`` to the session's next question after the images already pending for it,
+    as if all had been given at once (``--image A --image B``): dated, in order, on the first
+    pending image's grid (the pending images are replaced by their aligned copies). A refused
+    image (dates backwards, no overlap) raises before anything in the session changes.
+
+    Returns the `DatedImages` of the pending images with ``image`` last (its ``note``: only part
+    of them is compared)."""
+    pending = session.pending_images
+    prepared = prepare_dated_images([*pending, image])
+    for old, new in zip(pending, prepared.images, strict=False):
+        if new is not old:
+            session.replace_image(old, new)
+    session.add_images([prepared.images[-1]])
+    return prepared

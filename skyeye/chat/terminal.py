@@ -3,7 +3,8 @@
 Several `--image`s of one place (before/after) take `--date` per image (else the files' own
 dates) and are put on the first image's grid before the model sees them (`skyeye.chat.multi_date`).
 
-Interactive by default (streamed answers; `/image PATH`, `/reset`, `/quit`); with `--prompt` it
+Interactive by default (streamed answers; `/image PATH [w1,...] [DATE]` adds an image as one
+more `--image` does, `/reset`, `/quit`); with `--prompt` it
 answers once, prints the answer and exits 0, so scripts can use it. The masks of an answer
 (`[SEG]`) are saved under `--save-masks` (a PNG over the image, and a GeoTIFF for georeferenced
 input); their paths go to stderr, so stdout stays the answer alone.
@@ -26,6 +27,7 @@ from skyeye.logs import configure_logging, silence_library_warnings
 
 if TYPE_CHECKING:
     from skyeye.chat.session import ChatSession
+    from skyeye.io.image import RasterImage
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,9 @@ logger = logging.getLogger(__name__)
 FollowUp = Callable[["ChatSession", str, int, str], bool]
 
 HELP = """commands:
-  /image PATH [w1,w2,...]   attach an image (optional wavelengths in µm, one per band)
+  /image PATH [w1,w2,...] [YYYY-MM-DD]
+                            attach an image (optional wavelengths in µm, one per band, and
+                            date); images added before a question are compared as --image ones
   /reset                    forget images and history
   /quit                     leave (also Ctrl-D)
 anything else is a question about the images"""
@@ -173,6 +177,31 @@ def _image_kwargs(args: argparse.Namespace, index: int) -> dict:
     return kwargs
 
 
+def _added_image(
+    session: ChatSession, parts: list[str], read_kwargs: dict
+) -> tuple[RasterImage, str | None]:
+    """`/image PATH [w1,w2,...] [YYYY-MM-DD]`: the image read with the command line's reader
+    options (a --sensor / --wavelengths given once), checked as --image ones are; and its
+    date, else None (the file's own)."""
+    from skyeye.chat.loading import check_images
+    from skyeye.io.dates import parse_user_date
+
+    kwargs, date = dict(read_kwargs), None
+    for token in parts[2:]:
+        if "," in token or token.replace(".", "", 1).isdigit():
+            kwargs.pop("sensor", None)  # wavelengths given for this image replace the sensor's
+            kwargs["wavelengths"] = parse_wavelengths(token)
+        else:
+            date = parse_user_date(token)
+    image = check_images(
+        [parts[1]],
+        session.processor.image_processor,
+        read_size=session.settings.read_size,
+        read_kwargs=[kwargs],
+    )[0]
+    return image, date
+
+
 def _after_answer(
     session: ChatSession, prompt: str, turn: int, mask_dir: str, follow_up: FollowUp | None
 ) -> None:
@@ -182,8 +211,18 @@ def _after_answer(
 
 
 def _interactive(
-    session: ChatSession, mask_dir: str, follow_up: FollowUp | None = None, raw: bool = False
+    session: ChatSession,
+    mask_dir: str,
+    follow_up: FollowUp | None = None,
+    raw: bool = False,
+    read_kwargs: dict | None = None,
 ) -> int:
+    """The chat loop; read_kwargs: reader options for `/image` (the command line's --sensor or
+    --wavelengths when given once for all images)."""
+    import dataclasses
+
+    from skyeye.chat.multi_date import attach_dated_image
+
     print(HELP)
     turn = 0
     while True:
@@ -207,10 +246,15 @@ def _interactive(
             if line.startswith("/image"):
                 parts = line.split()
                 if len(parts) < 2:
-                    print("usage: /image PATH [w1,w2,...]")
+                    print("usage: /image PATH [w1,w2,...] [YYYY-MM-DD]")
                     continue
-                waves = parse_wavelengths(parts[2]) if len(parts) > 2 else None
-                image = session.add_image(parts[1], **({"wavelengths": waves} if waves else {}))
+                image, date = _added_image(session, parts, read_kwargs or {})
+                if date is not None:
+                    image = dataclasses.replace(image, datetime=date)
+                prepared = attach_dated_image(session, image)
+                if prepared.note:
+                    print(f"({prepared.note})", file=sys.stderr)
+                image = prepared.images[-1]
                 print(f"(image added: {len(image.band_names)} bands {image.band_names})")
                 continue
             pieces = _answer(session, line, raw)
@@ -302,7 +346,12 @@ def run(args: argparse.Namespace, follow_up: FollowUp | None = None) -> int:
     logger.info("model and images ready in %.1f s", time.perf_counter() - started)
     silence_library_warnings(args.verbose)  # libraries imported while loading add their filters
     if args.prompt is None:
-        return _interactive(session, args.save_masks, follow_up, raw=args.raw)
+        once = {
+            key: given[0]
+            for key, given in (("sensor", args.sensor), ("wavelengths", args.wavelengths))
+            if given and len(given) == 1
+        }
+        return _interactive(session, args.save_masks, follow_up, raw=args.raw, read_kwargs=once)
     try:
         for piece in _answer(session, args.prompt, args.raw):
             print(piece, end="", flush=True)

@@ -24,7 +24,7 @@ out of every figure, and the sentence says how much was left out and how clouds 
 
 Which classes: those the question or the change phrase names (water, vegetation, built-up, bare;
 by the words people use, `CLASS_WORDS`); for a general "what changed?" every one of them whose
-gain or loss covers at least `PRESENT_MIN_SHARE` of the valid pixels. A class this model's
+gain or loss is a part of the place or of the change (`named_in_general`). A class this model's
 decoder was not trained to outline (`GenerationSettings.mask_classes`) is never measured.
 """
 
@@ -39,6 +39,7 @@ import numpy as np
 
 from skyeye.chat.class_question import class_reply
 from skyeye.chat.counting import decoder_classes
+from skyeye.chat.decoding import GenerationSettings
 from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
 from skyeye.grounding.clouds import CLOUDS_BY_RULE, pair_clouds
 from skyeye.grounding.geo import MaskArea, mask_area
@@ -51,7 +52,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CLASS_WORDS",
+    "CHANGE_PART_MIN_SHARE",
     "CLOUDS_UNMASKED",
+    "PART_MIN_PIXELS",
     "TRANSITION_CLASSES",
     "ClassTransition",
     "Transitions",
@@ -59,6 +62,7 @@ __all__ = [
     "left_out_words",
     "measure_transitions",
     "named_classes",
+    "named_in_general",
     "no_class_moved",
     "transition_amount",
     "transitions_note",
@@ -113,6 +117,30 @@ class Transitions:
         return self.cloud_method is not None
 
 
+#: A general change answer also names a class whose gain or loss is at least this share of the
+#: change mask: on a whole Sentinel-2 tile `PRESENT_MIN_SHARE` of the compared area is 6,000 ha,
+#: so a new 3,000-ha lake (0.3 % of the tile, most of the change) was never named.
+CHANGE_PART_MIN_SHARE = 0.1
+#: ... and at least `PRESENT_MIN_SHARE` of one image at the chat's read size (512² px: 1,311 px,
+#: 13 ha at 10 m), so on images up to that size the rule is presence's alone: a sliver of a
+#: small change is not named (naming them cost the held-out what-changed sentences 0.010
+#: ROUGE-L).
+PART_MIN_PIXELS = round(PRESENT_MIN_SHARE * GenerationSettings.read_size**2)
+
+
+def named_in_general(part_px: int, change_px: int, compared_px: int) -> bool:
+    """Whether a general "what changed?" names a class's gain or loss of ``part_px`` pixels:
+    at least `PRESENT_MIN_SHARE` of the ``compared_px`` pixels (a change of the place), or, on
+    a larger scene, at least `CHANGE_PART_MIN_SHARE` of the ``change_px`` pixels of the change
+    mask and `PART_MIN_PIXELS` (a large part of what changed, however small the change is
+    beside the scene). One rule for the chat's and the whole scene's answers."""
+    if part_px <= 0:
+        return False
+    if compared_px and part_px >= PRESENT_MIN_SHARE * compared_px:
+        return True
+    return part_px >= max(PART_MIN_PIXELS, CHANGE_PART_MIN_SHARE * change_px)
+
+
 def left_out_words(cloud_method: str | None) -> str:
     """What a change answer's left-out pixels are, by how clouds were found: "cloud by a spectral
     test, or no data, in either date" (one wording for the chat's and the scene's sentences)."""
@@ -123,9 +151,9 @@ def left_out_words(cloud_method: str | None) -> str:
 
 def no_class_moved(general: bool) -> str:
     """What a change answer says when no class is listed: "no water, vegetation, built-up or
-    bare land gained or lost" and, for a general question (which lists only the classes that
-    moved by `PRESENT_MIN_SHARE` of the compared area or more), that threshold: a class that
-    moved less did move, so the words must not say nothing did."""
+    bare land gained or lost" and, for a general question (which lists every class that moved
+    by `PRESENT_MIN_SHARE` of the compared area or more, `named_in_general`), that threshold: a
+    class that moved less did move, so the words must not say nothing did."""
     least = f" {100 * PRESENT_MIN_SHARE:.1f} % or more" if general else ""
     return f"no water, vegetation, built-up or bare land gained or lost{least}"
 
@@ -228,7 +256,12 @@ def transitions_of(session: ChatSession, prompt: str, reply: ChatReply) -> Trans
         crs=img_a.crs if georeferenced else None,
     )
     if general:
-        measured = [t for t in measured if max(t.gained.share, t.lost.share) >= PRESENT_MIN_SHARE]
+        change_px, compared_px = int((change & valid).sum()), int(valid.sum())
+        measured = [
+            t
+            for t in measured
+            if any(named_in_general(p.pixels, change_px, compared_px) for p in (t.gained, t.lost))
+        ]
     excluded = 1.0 - float(valid.mean()) if valid.size else 0.0
     transitions = Transitions(measured, excluded, method, general, valid)
     reply.transitions = transitions

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from skyeye.chat.change_answer import read_change_question
-from skyeye.chat.multi_date import prepare_dated_images
+from skyeye.chat.multi_date import prepare_dated_images, uncut_mask
 from skyeye.chat.readable import render_readable
 from skyeye.errors import SkyEyeError
 from skyeye.evaluation.caption_metrics import caption_metrics
@@ -215,8 +215,9 @@ def evaluate_change(
         row: dict[str, Any] = {"id": record["id"], "dataset": meta.get("dataset")}
         if kind in ("what", "show"):
             pred = np.zeros(target.shape, bool)
-            if change is not None:  # bool on the before image's read grid
-                pred = resize_mask(np.asarray(reply.masks[change.mask], bool), target.shape)
+            if change is not None:  # bool on the before image's read grid (cut to the overlap)
+                drawn = uncut_mask(np.asarray(reply.masks[change.mask], bool), session.images[0])
+                pred = resize_mask(drawn, target.shape)
             into = masks if kind == "what" else shown
             into["pred"]["model"].append(pred)
             for name, rule in CHANGE_BASELINES.items():

@@ -1,5 +1,6 @@
 """Evaluate a model on instruction data: ``python -m skyeye.evaluate --model M --data FILE
---task {caption,vqa,mcq,grounding,refseg} --out REPORT.json``.
+--task TASK --out REPORT.json`` (TASK: caption, vqa, mcq, grounding, refseg, the held-out
+checks presence, amount, count, or change; see ``--help``).
 
 Reads unified instruction JSONL (docs/instruction_format.md), asks each record's question through
 `ChatSession`, scores with `skyeye.evaluation` and writes a JSON report with the metrics, every

@@ -68,7 +68,7 @@ def overlap_note(overlap: float | None) -> str | None:
         return None
     return (
         f"the images overlap on {100 * overlap:.0f}% of the first image: only the overlap is "
-        "compared (the rest is masked as no data)"
+        "compared (the images are cut to it, any part of it one lacks masked as no data)"
     )
 
 

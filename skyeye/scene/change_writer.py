@@ -23,12 +23,13 @@ import numpy as np
 from affine import Affine
 
 from skyeye.atomic import write_text
-from skyeye.chat.measured import PRESENT_MIN_SHARE, format_area
+from skyeye.chat.measured import asked_unit, format_area
 from skyeye.chat.transitions import (
     CLOUDS_UNMASKED,
     TRANSITION_CLASSES,
     left_out_words,
     measure_transitions,
+    named_in_general,
     no_class_moved,
     transition_amount,
 )
@@ -139,8 +140,7 @@ class TransitionTally:
     def figures(self, general: bool) -> list[dict[str, Any]]:
         """Per class measured {"name", "gained", "lost", "said"}, gained / lost each {"pixels",
         "share_of_compared", "area_m2", "area_ha"}; "said": in the answer's sentence (for a
-        general question only the classes that changed by at least PRESENT_MIN_SHARE of the
-        compared pixels, as the chat says them)."""
+        general question only the classes `named_in_general` names, as the chat says them)."""
         out = []
         for name in self.names:
             entry: dict[str, Any] = {"name": name}
@@ -152,14 +152,16 @@ class TransitionTally:
                     "area_m2": None if m2 is None else round(float(m2), 2),
                     "area_ha": None if m2 is None else round(float(m2) / 1e4, 4),
                 }
-            shares = [entry[k]["share_of_compared"] for k in ("gained", "lost")]
-            entry["said"] = not general or max(shares) >= PRESENT_MIN_SHARE
+            entry["said"] = not general or any(
+                named_in_general(entry[k]["pixels"], self.change_px, self.compared_px)
+                for k in ("gained", "lost")
+            )
             out.append(entry)
         return out
 
 
-def _said(part: dict[str, Any]) -> str:
-    return transition_amount(part["area_m2"], part["share_of_compared"])
+def _said(part: dict[str, Any], unit: str | None) -> str:
+    return transition_amount(part["area_m2"], part["share_of_compared"], unit)
 
 
 def change_sentence(
@@ -169,6 +171,7 @@ def change_sentence(
     where: str | None,
     phrase: str,
     general: bool = True,
+    unit: str | None = None,
 ) -> str:
     """The answer: the change's area between the dates, its transitions as the chat words them
     ("water gained 312 ha, water lost 4.0 ha"), what was left out, and a partial overlap."""
@@ -176,7 +179,7 @@ def change_sentence(
     between = f" between {days[0]} and {days[1]}" if all(days) else ""
     share = tally.change_px / tally.compared_px if tally.compared_px else 0.0
     if tally.change_px:
-        size = f"over {format_area(tally.change_m2)} " if tally.change_m2 else "on "
+        size = f"over {format_area(tally.change_m2, unit)} " if tally.change_m2 else "on "
         text = (
             f"Found {phrase}{between} {size}({100 * share:.2f} % of the compared area), "
             f"mostly in the {where} of the scene."
@@ -186,7 +189,8 @@ def change_sentence(
     said = [c for c in classes if c["said"]]
     if said:
         parts = [
-            f"{c['name']} gained {_said(c['gained'])}, {c['name']} lost {_said(c['lost'])}"
+            f"{c['name']} gained {_said(c['gained'], unit)}, "
+            f"{c['name']} lost {_said(c['lost'], unit)}"
             for c in said
         ]
         text += " Measured on the masks: " + "; ".join(parts) + "."
@@ -250,7 +254,9 @@ def write_change_outputs(
     records = [store.record(w.index) | {"index": w.index} for w in windows]
     keys = ("index", "row", "col", "height", "width", "skipped", "valid_pixels", "mask_pixels")
     answer: dict[str, Any] = {
-        "answer": change_sentence(pair, tally, classes, where, phrase, general),
+        "answer": change_sentence(
+            pair, tally, classes, where, phrase, general, asked_unit(settings["prompt"])
+        ),
         "prompt": settings["prompt"],
         "found": phrase,
         "dates": list(pair.dates),

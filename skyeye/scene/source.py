@@ -136,6 +136,7 @@ class SceneSource:
             data=np.zeros((len(self.band_names), 1, 1), dtype=np.float32),
             band_names=list(self.band_names),
             sensor=self._photo_sensor,  # a photo is "rgb", as `read_raster` says
+            path=self.label,  # the file an error names
         )
         complete_band_metadata(
             probe,

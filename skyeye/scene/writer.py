@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from skyeye.atomic import write_text
-from skyeye.chat.measured import format_area
+from skyeye.chat.measured import asked_unit, format_area
 from skyeye.chat.readable import render_readable
 from skyeye.grounding.parse import GroundedBox
 from skyeye.scene.config import SceneConfig
@@ -171,8 +171,8 @@ def summary(
     name = phrase or "the target"
     if stats.mask_pixels:
         text = (
-            f"Found {name} over {format_area(area_m2)} ({100 * share:.2f} % of the valid "
-            f"pixels), mostly in the {where} of the scene."
+            f"Found {name} over {format_area(area_m2, asked_unit(prompt))} "
+            f"({100 * share:.2f} % of the valid pixels), mostly in the {where} of the scene."
             if area_m2
             else f"Found {name} on {100 * share:.2f} % of the valid pixels, mostly in the {where}."
         )

@@ -73,8 +73,8 @@ def _text_and_images(
 
 def _dated(images: list[tuple[RasterImage, str]]) -> list[tuple[RasterImage, str]]:
     """One user turn's (image, digest)s, several images of one place put on the first one's grid
-    (`prepare_dated_images`). An aligned image's pixels depend on the whole group (NaN outside
-    the common area), so its digest (the image-prefix cache's key) names the group too."""
+    (`prepare_dated_images`). An aligned image's pixels depend on the whole group (cut to the
+    common area, NaN where one lacks data), so its digest (the image-prefix cache's key) names the group too."""
     if len(images) < 2:
         return images
     prepared = prepare_dated_images([image for image, _ in images])

@@ -20,7 +20,7 @@ from skyeye.chat.change_answer import (
     read_change_question,
 )
 from skyeye.chat.measured import asked_unit, format_area
-from skyeye.chat.multi_date import prepare_dated_images
+from skyeye.chat.multi_date import prepare_dated_images, uncut_mask
 from skyeye.chat.readable import render_readable
 from skyeye.errors import NoComparableAreaError
 
@@ -58,13 +58,17 @@ def test_what_changed_is_the_change_decoders_mask_measured(tiny_llm_dir):
     disc = disc_mask(12)[0]
     seen = disc.copy()
     seen[:4] = False  # the after date has no data in its top rows
-    mask = reply.masks[reply.change.mask]
+    # The after date's empty rows are cut off (only the overlap is shown to the model); the
+    # mask is put back on the first image's grid to compare.
+    assert session.images[0].data.shape[1:] == (60, 64)
+    mask = uncut_mask(reply.masks[reply.change.mask], session.images[0])
     assert not mask[:4].any()  # no change is claimed where a date has no data
     iou = (mask & seen).sum() / (mask | seen).sum()
     assert iou > 0.9
     assert reply.change.area.m2 == pytest.approx(_area_m2(mask))
     assert reply.change.area.share == pytest.approx(mask.sum() / (60 * 64))
-    assert reply.change.compared_share == pytest.approx(60 / 64)
+    assert reply.change.compared_share == pytest.approx(1.0)  # of the cut grid
+    assert reply.change.overlap == pytest.approx(60 / 64)
     water = reply.change.transitions.classes[0]
     assert water.name == "water" and water.lost.pixels == 0
     assert abs(water.gained.m2 - area * seen.sum() / disc.sum()) / area < 0.05
@@ -72,12 +76,12 @@ def test_what_changed_is_the_change_decoders_mask_measured(tiny_llm_dir):
     ha = format_area(reply.change.area.m2)
     share = f"{100 * reply.change.area.share:.1f} % of the compared area"
     assert readable.startswith(f"Yes — {ha} changed ({share}), mask 1: water gained ")
-    assert "6.2 % left out (no data in either date)" in readable
+    assert "The images overlap on 94% of the first image: only the overlap is compared" in readable
     assert "clouds could not be masked" in readable
     summary = change_summary(reply)
     assert summary["images"] == [0, 1] and summary["dates"] == ["2018-05-01", "2020-05-01"]
     assert summary["transitions"][0]["class"] == "water"
-    assert summary["excluded_fraction"] == pytest.approx(4 / 64)
+    assert summary["excluded_fraction"] == pytest.approx(0.0)
     # The conversation keeps the grammar; a plain follow-up is the model's own answer.
     assert session.messages[-1]["content"] == reply.text
     plain = session.ask("Show the water in the second image.")
@@ -152,12 +156,19 @@ def test_a_model_without_a_change_decoder_says_so(tiny_llm_dir):
     assert not any(ch.isdigit() for ch in reply.text)
 
 
-def test_one_image_or_a_plain_question_is_not_a_change_answer(tiny_llm_dir):
+def test_one_image_asks_for_the_other_date_and_a_plain_question_is_no_change_answer(
+    tiny_llm_dir,
+):
+    from skyeye.chat.change_answer import ONE_IMAGE
+
     session = change_chat(tiny_llm_dir)
     before, _, _ = two_dates()
     session.add_image(before)
+    # The LLM, asked anyway, described the one image ("Vegetation covers 713 ha").
     reply = session.ask("What changed between these dates?")
-    assert reply.change is None and reply.mask_pairs == [None]  # the model's own answer
+    assert reply.text == ONE_IMAGE and reply.masks == [] and reply.change is None
+    plain = session.ask("Is there water?")  # not a change question: the model's own answer
+    assert plain.mask_pairs == [None] and "water" in plain.text
     with pytest.raises(ValueError, match="does not ask about change"):
         ask_change(session, "Is there water?")
 
@@ -223,3 +234,51 @@ def test_three_dates_say_which_two_were_compared(tiny_llm_dir):
     for image in prepare_dated_images([before, after]).images:
         two.add_image(image)
     assert "compared:" not in ask_change(two).text.lower()  # two images: nothing to choose
+
+
+def test_images_added_with_slash_image_are_compared_as_image_options_are(
+    tiny_llm_dir, tmp_path, monkeypatch, capsys
+):
+    """`/image A` then `/image B` (B on another grid) before a question: dated, put on A's grid
+    and compared, as `--image A --image B`; dates that run backwards: one line, B not added."""
+    from skyeye_testing import CHANGE_WAVES, write_tiff
+
+    from skyeye.chat.terminal import _interactive
+
+    before, after, _ = two_dates()
+    shifted = after.transform @ after.transform.translation(2, 1)  # another grid, overlapping
+    a = write_tiff(before, tmp_path / "a.tif")
+    b = write_tiff(dataclasses.replace(after, transform=shifted), tmp_path / "b.tif")
+    waves = ",".join(map(str, CHANGE_WAVES))
+    session = change_chat(tiny_llm_dir)
+    lines = iter([f"/image {a} {waves} 2018-05-01", f"/image {b} {waves} 2020-05-01",
+                  "What changed between these dates?", "/quit"])  # fmt: skip
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert _interactive(session, "") == 0
+    out = capsys.readouterr().out
+    assert "skyeye> Yes — " in out and "changed (" in out and "water gained" in out
+    assert [im.datetime for im in session.images] == ["2018-05-01", "2020-05-01"]
+    assert session.images[0].transform == session.images[1].transform  # on A's grid
+
+    session = change_chat(tiny_llm_dir, answer="<p>water</p> [SEG]")
+    lines = iter([f"/image {a} {waves} 2020-05-01", f"/image {b} {waves} 2018-05-01", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert _interactive(session, "") == 0
+    err = [e for e in capsys.readouterr().err.splitlines() if e.startswith("error:")]
+    assert len(err) == 1 and "dates run backwards" in err[0] and "give the earlier" in err[0]
+    assert len(session.images) == 1 and len(session.pending_images) == 1
+
+
+def test_slash_image_uses_the_sensor_given_on_the_command_line(tiny_llm_dir, tmp_path):
+    """`--sensor X` once for all images applies to images added with `/image` too."""
+    from skyeye_testing import write_tiff
+
+    from skyeye.chat.terminal import _added_image
+
+    before, _, _ = two_dates()
+    path = write_tiff(dataclasses.replace(before, band_names=[""] * 4), tmp_path / "a.tif")
+    session = change_chat(tiny_llm_dir)
+    with pytest.raises(ValueError, match="wavelengths"):
+        _added_image(session, ["/image", str(path)], {})
+    image, date = _added_image(session, ["/image", str(path)], {"sensor": "naip"})
+    assert date is None and len(image.wavelengths) == 4

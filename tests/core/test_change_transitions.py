@@ -149,3 +149,32 @@ def test_a_transition_is_said_as_its_area_or_its_share_and_a_few_pixels_never_as
     # A few pixels of a large grid: one decimal would print "0.0 %" for a class that did move.
     assert transition_amount(None, 0.0002) == "< 0.1 % of the compared area"
     assert transition_amount(None, 0.0) == "0.0 % of the compared area"
+
+
+def test_a_general_answer_names_the_class_most_of_a_small_change_is():
+    """On a whole tile 0.5 % of the compared area is 6,000 ha: a new lake that is most of what
+    changed must still be named, a class that is a sliver of the change must not."""
+    from skyeye.chat.transitions import PART_MIN_PIXELS, named_in_general
+    from skyeye.scene.change_writer import TransitionTally
+    from skyeye.scene.stitch import INSIDE
+
+    size = 1000
+    change = np.zeros((size, size), bool)
+    change[100:160, 100:160] = True  # 3,600 px: 0.36 % of the grid, under presence's 0.5 %
+    before = np.zeros((2, size, size), np.float32)  # water, vegetation on the first date
+    after = np.zeros_like(before)
+    after[0, 100:145, 100:160] = 1.0  # water gained on 2,700 px: 75 % of the change
+    before[1, 100:101, 100:160] = 1.0  # vegetation lost on 60 px: 1.7 % of the change
+    blended = np.concatenate([change[None].astype(np.float32), before, after])
+    mask = np.where(change, INSIDE, 0).astype(np.uint8)
+    names = ["water", "vegetation"]
+    tally = TransitionTally(names, names, Affine.identity(), None)
+    tally(0, blended, np.ones((size, size), bool), mask)
+    said = {c["name"]: c["said"] for c in tally.figures(general=True)}
+    assert said == {"water": True, "vegetation": False}
+    assert all(c["said"] for c in tally.figures(general=False))  # a named class is always said
+    # On a chat-sized image the rule is presence's alone: 0.5 % of the compared pixels.
+    chat_px = 512 * 512
+    assert named_in_general(1311, 1311, chat_px) and not named_in_general(1300, 1300, chat_px)
+    assert not named_in_general(PART_MIN_PIXELS - 1, PART_MIN_PIXELS, 10**8)  # all the change
+    assert not named_in_general(0, 400, 160_000)

@@ -74,11 +74,22 @@ def pair_files(tmp_path_factory):
     return a, b, lake_m2
 
 
-def _run(llm, files, out, **kw):
+def _run(llm, files, out, prompt="What changed?", **kw):
     session = change_chat(llm)
     config = dict(window=64, overlap=16, batch=4, progress=False)
-    return analyze_scene_pair(files[0], files[1], "What changed?", out, model=session,
+    return analyze_scene_pair(files[0], files[1], prompt, out, model=session,
                               dates=["2018-05-01", "2020-05-01"], **config | kw)  # fmt: skip
+
+
+def test_the_pair_answer_is_in_the_unit_the_question_asks(llm, pair_files, tmp_path):
+    from skyeye.chat.measured import format_area
+
+    answer = _run(llm, pair_files, tmp_path / "out", prompt="What changed, in km2?").answer
+    change = format_area(answer["change"]["area_m2"], "km²")  # a few ha: ha without a unit
+    assert change.endswith(" km²") and f"over {change} (" in answer["answer"]
+    water = next(c for c in answer["transitions"]["classes"] if c["name"] == "water")
+    gained = format_area(water["gained"]["area_m2"], "km²")
+    assert f"water gained {gained}," in answer["answer"]
 
 
 def test_pair_scene_finds_the_lake_and_its_transitions_add_up(llm, pair_files, tmp_path):

@@ -216,3 +216,16 @@ def test_config_settings_name_what_changes_answers():
     settings = SceneConfig(bbox=(1, 2, 3, 4)).settings("p", "skyeye-tiny")
     assert settings["bbox"] == [1.0, 2.0, 3.0, 4.0] and settings["prompt"] == "p"
     assert "batch" not in settings and "progress" not in settings  # speed, not answers
+
+
+def test_a_band_count_the_sensor_lacks_names_the_file(tmp_path):
+    """`--sensor naip` on a 3-band file without band names: one line naming that file."""
+    from skyeye.errors import RasterReadError
+
+    path = tmp_path / "three.tif"
+    profile = {"driver": "GTiff", "width": 16, "height": 16, "count": 3, "dtype": "uint8"}
+    profile |= {"crs": "EPSG:32633", "transform": rasterio.Affine(10, 0, 5e5, 0, -10, 5e6)}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.full((3, 16, 16), 90, np.uint8))
+    with pytest.raises(RasterReadError, match=rf"^{path}: 3 bands without band names, but naip"):
+        SceneSource(path, sensor="naip")
