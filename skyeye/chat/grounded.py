@@ -45,6 +45,7 @@ from skyeye.chat.counting import (
 from skyeye.chat.describe import asks_description, classes_named, state_description
 from skyeye.chat.measured import asks_mainly, state_measured, states_amount
 from skyeye.chat.modality import modality_answer
+from skyeye.chat.named_image import image_words
 from skyeye.chat.presence import PresenceQuestion, cannot_tell, read_presence_question
 from skyeye.chat.scene_choice import scene_verdict
 from skyeye.chat.transitions import transitions_note
@@ -59,7 +60,6 @@ from skyeye.grounding.instances import (
 )
 from skyeye.grounding.options import parse_options
 from skyeye.grounding.parse import format_boxes, parse_boxes
-from skyeye.io.dates import date_label
 
 if TYPE_CHECKING:
     from skyeye.chat.session import ChatReply, ChatSession
@@ -282,9 +282,7 @@ def measured_image_note(session: ChatSession, reply: ChatReply) -> str:
     on = {k for k, pair in zip(reply.mask_images, reply.mask_pairs, strict=False) if pair is None}
     if len(group) < 2 or len(on) != 1 or not on <= set(group):
         return ""
-    k = on.pop()
-    date = date_label(session.images[k].datetime)
-    return f"On image {group.index(k) + 1} of {len(group)}{f' ({date})' if date else ''}."
+    return image_words(session, group, on.pop())
 
 
 def _describe(session: ChatSession, reply: ChatReply, inputs: Any, classes: tuple[str, ...]) -> str:

@@ -31,6 +31,7 @@ from skyeye.chat.decoding import (
 )
 from skyeye.chat.generation import AnswerGenerator, generate_with_hooks
 from skyeye.chat.grounded import direct_answer, measure_answer
+from skyeye.chat.named_image import named_image_reply
 from skyeye.chat.prefix_cache import PrefixCache
 from skyeye.chat.reply import ChatReply as ChatReply
 from skyeye.chat.reply import add_masks
@@ -342,6 +343,8 @@ class ChatSession:
         try:
             text = direct_answer(prompt, self) if measure else None
             if text is None and measure:
+                reply = named_image_reply(self, prompt)
+            if text is None and reply is None and measure:
                 reply = change_reply(self, prompt, inputs)
             if text is None and reply is None and measure:
                 text = cover_answer(self, prompt)
