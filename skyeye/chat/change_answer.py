@@ -24,8 +24,9 @@ on each date's class masks. The words say only what was measured::
 
 which reads (`skyeye.chat.readable`) "Yes — 38 ha changed (4.1 % of the compared area), mask 1:
 water gained 12 ha, ...". A partial overlap is said (`skyeye.io.align.overlap_note`). A model
-without a change decoder says so in one sentence and gives no number, and so does a change
-question about one image (`ONE_IMAGE`). One date all cloud over the
+without a change decoder says so in one sentence and gives no number, and so does a general
+change question about one image (`ONE_IMAGE`; "segment the flooded area" of one image stays a
+mask question). One date all cloud over the
 overlap is `NoComparableAreaError` (a ValueError: exit 2 in the terminal, a 400 in the server).
 
 `ChatSession.stream` calls `change_reply` before generating (with `GenerationSettings.measure`;
@@ -252,8 +253,12 @@ def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | 
     if question is None:
         return None
     pair = change_pair(session)
-    if pair is None:  # one image: say so; two not on one grid (undated photos): the LLM's
-        return ChatReply(text=ONE_IMAGE) if len(question_images(session)[0]) == 1 else None
+    if pair is None:
+        # "What changed?" of one image: say so. A class's phrase of one image ("segment the
+        # flooded area" of a radar scene) is a mask question; two images not on one grid
+        # (undated photos): the LLM's answer.
+        one = len(question_images(session)[0]) == 1 and question.phrase == GENERAL_PHRASE
+        return ChatReply(text=ONE_IMAGE) if one else None
     if getattr(session.model, "change_head", None) is None:
         return ChatReply(text=NO_CHANGE_DECODER)
     b, a = pair

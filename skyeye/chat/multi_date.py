@@ -125,6 +125,8 @@ def _cut_to(valid: np.ndarray, images: Sequence[RasterImage]) -> list[RasterImag
     out = []
     for image in images:
         sh, sw = image.source_shape or (height, width)
+        # Cut again (an image added to a cut group): the window on the grid before both cuts.
+        pr, pc, ph, pw = image.extra.get("cut_from", (0, 0, height, width))
         out.append(
             dataclasses.replace(
                 image,
@@ -134,7 +136,7 @@ def _cut_to(valid: np.ndarray, images: Sequence[RasterImage]) -> list[RasterImag
                 else image.transform @ Affine.translation(c0, r0),
                 # the source's full-resolution size, cut alike (decimation unchanged)
                 source_shape=(round(sh * (r1 - r0) / height), round(sw * (c1 - c0) / width)),
-                extra={**image.extra, "cut_from": (r0, c0, height, width)},
+                extra={**image.extra, "cut_from": (pr + r0, pc + c0, ph, pw)},
             )
         )
     return out
@@ -162,6 +164,7 @@ def attach_dated_image(session: ChatSession, image: RasterImage) -> DatedImages:
     of them is compared)."""
     pending = session.pending_images
     prepared = prepare_dated_images([*pending, image])
+    session._image_tensors(prepared.images[-1])  # its band check, before the session changes
     for old, new in zip(pending, prepared.images, strict=False):
         if new is not old:
             session.replace_image(old, new)

@@ -13,6 +13,7 @@ are left to the usual path.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -27,10 +28,18 @@ __all__ = ["image_words", "named_image", "named_image_reply"]
 
 _NOUN = r"(?:image|date|scene|picture|photo|one)"
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2}
-_ORDINAL = re.compile(rf"\b(first|1st|second|2nd|third|3rd|last|latest|earlier|later)\s+{_NOUN}\b")
+_ORDINAL = re.compile(
+    rf"\b(first|1st|second|2nd|third|3rd|last|latest|earlier|later|before|after)\s+{_NOUN}\b"
+)
+#: Ordinals with or without a noun: two different ones ("the first image or the second") name
+#: several images.
+_ANY_ORDINAL = re.compile(r"\b(first|1st|second|2nd|third|3rd)\b")
 _NUMBERED = re.compile(r"\b(?:image|date|picture|photo)\s+(\d)\b")
 #: Words of a question about several images at once ("more water in the first than the second").
-_SEVERAL = re.compile(r"\b(than|compare[ds]?|both|each|between|versus|vs)\b")
+_SEVERAL = re.compile(
+    r"\b(than|compare[ds]?|both|each|between|versus|vs|more|less|fewer|larger|smaller|bigger|"
+    r"wider|narrower|higher|lower|grew|shrank|increased|decreased)\b"
+)
 _YEAR = re.compile(rf"\b(?:(\d{{4}})\s+{_NOUN}|{_NOUN}\s+(?:from|of)\s+(\d{{4}})|in\s+(\d{{4}}))\b")
 
 
@@ -38,18 +47,18 @@ def named_image(prompt: str, dates: Sequence[str | None]) -> int | None:
     """The position (0-based) of the one image ``prompt`` names among images with ``dates``
     (ISO or None, in order): "first image", "image 2", "the later one", "the 2009 image", "in
     2009" (a year only one image has). None when it names none, several, or one out of range,
-    or asks about several at once ("than", "both", "compare", ...)."""
+    or asks about several at once ("than", "both", "compare", "larger", two ordinals, ...)."""
     n = len(dates)
     named: set[int] = set()
     text = prompt.lower()
-    if _SEVERAL.search(text):
+    if _SEVERAL.search(text) or len({_ORDINALS[w] for w in _ANY_ORDINAL.findall(text)}) > 1:
         return None
     for word in _ORDINAL.findall(text):
         if word in _ORDINALS:
             named.add(_ORDINALS[word])
-        elif word in ("last", "latest", "later"):
+        elif word in ("last", "latest", "later", "after"):
             named.add(n - 1)
-        elif n == 2:  # "earlier": of two
+        elif n == 2:  # "earlier", "before": of two
             named.add(0)
     named.update(int(d) - 1 for d in _NUMBERED.findall(text))
     labels = [date_label(d) for d in dates]
@@ -71,10 +80,14 @@ def image_words(session: ChatSession, group: Sequence[int], index: int) -> str:
     return f"On image {list(group).index(index) + 1} of {len(group)}{f' ({date})' if date else ''}."
 
 
-def named_image_reply(session: ChatSession, prompt: str) -> ChatReply | None:
+def named_image_reply(
+    session: ChatSession, prompt: str, cancel: threading.Event | None = None
+) -> ChatReply | None:
     """The answer to ``prompt`` on the one image of the question's images it names, when that is
     not the last (see the module docstring); None otherwise. Its masks lie on that image
-    (``mask_images``) and its text ends with `image_words`."""
+    (``mask_images``) and its text ends with `image_words`. ``cancel`` stops it as it stops the
+    session's own answers. It runs on the plain generator, not the session's (the server's
+    batcher keys its prefix cache on the turn's images, not this one image's)."""
     from skyeye.chat.change_answer import read_change_question
 
     group, _ = question_images(session)
@@ -85,9 +98,8 @@ def named_image_reply(session: ChatSession, prompt: str) -> ChatReply | None:
         return None
     index = group[k]
     alone = type(session)(session.model, session.processor, session.settings)
-    alone.generator = session.generator
     alone.add_images([session.images[index]])
-    reply = alone.ask(prompt)
+    reply = alone.ask(prompt, cancel)
     reply.mask_images = [index for _ in reply.mask_images]
     reply.text = f"{reply.text} {image_words(session, group, index)}"
     return reply

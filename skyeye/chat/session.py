@@ -203,7 +203,7 @@ class ChatSession:
             raise
         inputs = inputs.to(self.model.device) if hasattr(inputs, "to") else inputs
         tokenizer = self.processor.tokenizer
-        chosen = self._choose(prompt, inputs)
+        chosen = self._choose(prompt, inputs, cancel)
         if chosen is not None:
             yield chosen
             return
@@ -332,7 +332,9 @@ class ChatSession:
         per_image = [self._image_tensors(image) for image in self.images]
         return {name: [tensors[name] for tensors in per_image] for name in per_image[0]}
 
-    def _choose(self, prompt: str, inputs: Any) -> str | None:
+    def _choose(
+        self, prompt: str, inputs: Any, cancel: threading.Event | None = None
+    ) -> str | None:
         """Answer what the reader knows (sensor, bands: `skyeye.chat.grounded.direct_answer`), a
         change question by measurement (`skyeye.chat.change_answer`), 'which covers the most?'
         among decoder classes by their masks (`skyeye.chat.cover_choice`) or a multiple-choice
@@ -343,7 +345,7 @@ class ChatSession:
         try:
             text = direct_answer(prompt, self) if measure else None
             if text is None and measure:
-                reply = named_image_reply(self, prompt)
+                reply = named_image_reply(self, prompt, cancel)
             if text is None and reply is None and measure:
                 reply = change_reply(self, prompt, inputs)
             if text is None and reply is None and measure:

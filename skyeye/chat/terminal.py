@@ -177,6 +177,14 @@ def _image_kwargs(args: argparse.Namespace, index: int) -> dict:
     return kwargs
 
 
+def _is_wavelength(token: str) -> bool:
+    """One wavelength in µm ("0.665"), not a date ("20200831", "2020-08-31")."""
+    try:
+        return float(token) < 100
+    except ValueError:
+        return False
+
+
 def _added_image(
     session: ChatSession, parts: list[str], read_kwargs: dict
 ) -> tuple[RasterImage, str | None]:
@@ -188,7 +196,7 @@ def _added_image(
 
     kwargs, date = dict(read_kwargs), None
     for token in parts[2:]:
-        if "," in token or token.replace(".", "", 1).isdigit():
+        if "," in token or _is_wavelength(token):
             kwargs.pop("sensor", None)  # wavelengths given for this image replace the sensor's
             kwargs["wavelengths"] = parse_wavelengths(token)
         else:

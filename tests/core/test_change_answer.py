@@ -167,6 +167,9 @@ def test_one_image_asks_for_the_other_date_and_a_plain_question_is_no_change_ans
     # The LLM, asked anyway, described the one image ("Vegetation covers 713 ha").
     reply = session.ask("What changed between these dates?")
     assert reply.text == ONE_IMAGE and reply.masks == [] and reply.change is None
+    # A class's change phrase of one image is a mask question (flood mapping on one SAR scene).
+    flood = session.ask("Segment the flooded area.")
+    assert flood.text != ONE_IMAGE and flood.mask_pairs == [None]
     plain = session.ask("Is there water?")  # not a change question: the model's own answer
     assert plain.mask_pairs == [None] and "water" in plain.text
     with pytest.raises(ValueError, match="does not ask about change"):

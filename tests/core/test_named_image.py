@@ -18,8 +18,12 @@ def test_the_image_a_question_names_is_read_by_one_rule():
     assert named_image("Is there water in the earlier one?", dates) == 0
     assert named_image("Is there water in the second image?", dates) == 1
     assert named_image("Is there water in the last image?", dates) == 1
-    # None: no image named, two named, a year both or neither have, an image that is not there
+    assert named_image("Segment the water in the before image.", dates) == 0
+    # None: no image named, several named or compared, a year both or neither have, an image
+    # that is not there
     for prompt in ("Is there water?", "Is there more water in the first image than the second?",
+                   "Is there water in the first image or the second?",
+                   "Was the river wider in the first image?",
                    "Is there water in the 2015 image?", "Is there water in image 3?"):  # fmt: skip
         assert named_image(prompt, dates) is None, prompt
     assert named_image("in 2020", ["2020-01-01", "2020-06-01"]) is None
@@ -37,3 +41,10 @@ def test_a_question_about_the_first_date_is_answered_on_it(tiny_llm_dir):
     assert second.mask_images == [1] and second.masks[0].sum() > 0
     assert second.text.endswith("On image 2 of 2 (2020-05-01).")
     assert len(session.history) == 4  # both turns recorded in the conversation
+
+
+def test_a_date_token_of_slash_image_is_not_read_as_a_wavelength():
+    from skyeye.chat.terminal import _is_wavelength
+
+    assert _is_wavelength("0.665") and _is_wavelength("5.405")
+    assert not _is_wavelength("20200831") and not _is_wavelength("2020-08-31")
