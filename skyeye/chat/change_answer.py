@@ -64,6 +64,7 @@ from skyeye.io.dates import date_label
 
 if TYPE_CHECKING:
     from skyeye.chat.session import ChatSession
+    from skyeye.io.image import RasterImage
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,35 @@ def _sentence(m: ChangeMeasure) -> str:
     return text
 
 
+def _band_note(
+    before: RasterImage, after: RasterImage, shared: list[tuple[int, int]], pair: tuple[int, int]
+) -> str | None:
+    """The sentence saying that the dates' bands differ (a 4-band date against a 3-band one),
+    else None: the model reads each date with its own bands, so a band one date lacks can read
+    as change (a NAIP pair: 6.59 ha with all four bands, 1.29 ha with NIR on one date only)."""
+    if len(shared) == len(before.band_names) == len(after.band_names):
+        return None
+
+    def band(im: RasterImage, k: int) -> str:  # "R 0.64 µm": same names can differ in µm
+        waves = im.wavelengths
+        return im.band_names[k] + (f" {waves[k]:.2f} µm" if waves and waves[k] else "")
+
+    only = [
+        f"{', '.join(band(im, k) for k in range(len(im.band_names)) if k not in used)} "
+        f"in image {i + 1} only"
+        for im, i, used in (
+            (before, pair[0], {p for p, _ in shared}),
+            (after, pair[1], {q for _, q in shared}),
+        )
+        if len(used) < len(im.band_names)
+    ]
+    return (
+        f"the dates' bands differ ({'; '.join(only)}): each date is read with its own bands, so "
+        "what one lacks can show as change; give both dates the same bands to compare like with "
+        "like"
+    )
+
+
 def _compared_note(n: int, dates: tuple[str | None, str | None]) -> str:
     """'compared: the first of the 3 images (1985-07-01) with the last (2020-07-01); ...'."""
     first, last = (f" ({d})" if d else "" for d in dates)
@@ -264,7 +294,9 @@ def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | 
     b, a = pair
     # Dates with no band in common (radar against optical) have nothing to compare: one line
     # (a ValueError: exit 2 in the terminal, a 400 in the server), before any model work.
-    shared_bands(session.images[b], session.images[a], (f"image {b + 1}", f"image {a + 1}"))
+    shared = shared_bands(
+        session.images[b], session.images[a], (f"image {b + 1}", f"image {a + 1}")
+    )
     reply = mask_for(session, inputs, [question.phrase])
     k = next((i for i, p in enumerate(reply.mask_pairs) if p is not None), None)
     if k is None:  # change_seg did not pair it: say so rather than answer about one date
@@ -291,7 +323,7 @@ def change_reply(session: ChatSession, prompt: str, inputs: Any) -> ChatReply | 
     reply.masks[k], reply.mask_areas[k] = change, area
     overlap = after.extra.get("overlap")
     dates = (date_label(before.datetime), date_label(after.datetime))
-    notes = [overlap_note(overlap)]
+    notes = [overlap_note(overlap), _band_note(before, after, shared, (b, a))]
     group, _ = question_images(session)
     if len(group) > 2:  # the first and the last are compared: say which they are
         notes.append(_compared_note(len(group), dates))

@@ -285,3 +285,25 @@ def test_slash_image_uses_the_sensor_given_on_the_command_line(tiny_llm_dir, tmp
         _added_image(session, ["/image", str(path)], {})
     image, date = _added_image(session, ["/image", str(path)], {"sensor": "naip"})
     assert date is None and len(image.wavelengths) == 4
+
+
+def test_dates_with_different_bands_are_said(tiny_llm_dir):
+    """A band one date lacks can read as change: the answer says which bands differ."""
+    session = change_chat(tiny_llm_dir)
+    before, after, _ = two_dates()
+    swir = np.full((1, *after.data.shape[1:]), 80.0, np.float32)
+    after = dataclasses.replace(
+        after,
+        data=np.concatenate([after.data, swir]),
+        band_names=[*after.band_names, "SWIR"],
+        wavelengths=[*after.wavelengths, 1.61],
+    )
+    for image in prepare_dated_images([before, after]).images:
+        session.add_image(image)
+    reply = ask_change(session)
+    assert reply.change is not None
+    assert "the dates' bands differ (SWIR 1.61 µm in image 2 only)" in reply.text
+    same = change_chat(tiny_llm_dir)
+    for image in prepare_dated_images(list(two_dates()[:2])).images:
+        same.add_image(image)
+    assert "bands differ" not in ask_change(same).text
