@@ -76,13 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bbox", type=_bbox, default=None, help="minx,miny,maxx,maxy to analyse")
     p.add_argument("--bbox-crs", default=None, help="EPSG code of --bbox (default: the scene's)")
     p.add_argument("--crs", choices=["4326", "native"], default="4326", help="GeoJSON CRS")
-    p.add_argument("--sensor", default=None, help="sensor of the scene (e.g. sentinel-2)")
+    p.add_argument(
+        "--sensor",
+        action="append",
+        default=None,
+        help="sensor of the scene, both dates of a pair (e.g. sentinel-2); once",
+    )
     p.add_argument(
         "--wavelengths",
         type=_floats,
+        action="append",
         default=None,
         help="band centre wavelengths in µm, comma-separated, one per band (e.g. Landsat "
-        "SWIR1,NIR,red,green: 1.65,0.835,0.66,0.56) for files whose bands are not named",
+        "SWIR1,NIR,red,green: 1.65,0.835,0.66,0.56) for files whose bands are not named, both "
+        "dates of a pair; once",
     )
     p.add_argument("--max-new-tokens", type=int, default=64, help="longest answer per window")
     p.add_argument(
@@ -162,6 +169,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from skyeye.scene.pipeline import analyze_scene
 
     try:
+        for option in ("sensor", "wavelengths"):
+            given = getattr(args, option)
+            if given and len(given) > 1:
+                # Appended, not overwritten: a second value (one per date, as the chat takes
+                # them) was silently the only one used.
+                raise ValueError(
+                    f"--{option} given {len(given)} times: skyeye.scene reads every image with "
+                    "one, so give it once (both dates need the same bands; for dates with "
+                    "different bands use python -m skyeye.chat)"
+                )
+            setattr(args, option, given[0] if given else None)
         if args.window < 1:
             raise ValueError(f"--window must be positive, got {args.window}")
         if args.threads:

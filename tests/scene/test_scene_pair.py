@@ -244,6 +244,11 @@ def test_bad_pairs_exit_2_with_one_line(pair_files, tmp_path, capsys):
         (["--image", str(after), "--change-context", "1.5", "--out", str(tmp_path / "g")],
          "--change-context must be a share in [0, 1]")
     )  # fmt: skip
+    # One sensor per date, as the chat takes them: refused, not the last one silently kept.
+    cases.append(
+        (["--image", str(after), "--sensor", "naip", "--sensor", "rgb", "--out",
+          str(tmp_path / "h")], "--sensor given 2 times")
+    )  # fmt: skip
     for extra, said in cases:
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
