@@ -28,12 +28,11 @@ __all__ = ["image_words", "named_image", "named_image_reply"]
 
 _NOUN = r"(?:image|date|scene|picture|photo|one)"
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2}
-_ORDINAL = re.compile(
-    rf"\b(first|1st|second|2nd|third|3rd|last|latest|earlier|later|before|after)\s+{_NOUN}\b"
-)
+_RELATIVE = ("last", "latest", "earlier", "later", "before", "after")
+_ORDINAL = re.compile(rf"\b({'|'.join([*_ORDINALS, *_RELATIVE])})\s+{_NOUN}\b")
 #: Ordinals with or without a noun: two different ones ("the first image or the second") name
 #: several images.
-_ANY_ORDINAL = re.compile(r"\b(first|1st|second|2nd|third|3rd)\b")
+_ANY_ORDINAL = re.compile(rf"\b({'|'.join(_ORDINALS)})\b")
 _NUMBERED = re.compile(r"\b(?:image|date|picture|photo)\s+(\d)\b")
 #: Words of a question about several images at once ("more water in the first than the second").
 _SEVERAL = re.compile(
